@@ -1,0 +1,89 @@
+/**
+ * Fast backend: node:crypto (OpenSSL, AES-NI). Loaded with process.getBuiltinModule so that this
+ * package has no static `node:` import and bundles for browsers unchanged.
+ */
+import type * as NodeCrypto from 'node:crypto';
+import type { CryptoBackend } from './backend.ts';
+import { TAG_LENGTH } from './backend.ts';
+import { wipe } from './bytes.ts';
+
+type NodeCryptoModule = typeof NodeCrypto;
+
+function loadNodeCrypto(): NodeCryptoModule | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  try {
+    return proc?.getBuiltinModule?.('node:crypto') as NodeCryptoModule | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const GCM_BY_KEY_LENGTH: Record<number, NodeCrypto.CipherGCMTypes> = {
+  16: 'aes-128-gcm',
+  24: 'aes-192-gcm',
+  32: 'aes-256-gcm',
+};
+
+function algorithm(key: Uint8Array): NodeCrypto.CipherGCMTypes {
+  const alg = GCM_BY_KEY_LENGTH[key.length];
+  if (!alg) throw new RangeError(`AES-GCM key must be 16, 24 or 32 bytes, got ${key.length}`);
+  return alg;
+}
+
+export function createNodeBackend(): CryptoBackend | undefined {
+  const c = loadNodeCrypto();
+  if (!c) return undefined;
+  return {
+    name: 'node',
+    gcmSeal(key, nonce, plaintext, out, offset, aad) {
+      const cipher = c.createCipheriv(algorithm(key), key, nonce, { authTagLength: TAG_LENGTH });
+      if (aad) cipher.setAAD(aad);
+      const body = cipher.update(plaintext);
+      const tail = cipher.final();
+      out.set(body, offset);
+      out.set(tail, offset + body.length);
+      out.set(cipher.getAuthTag(), offset + body.length + tail.length);
+      wipe(body);
+    },
+    gcmOpen(key, nonce, sealed, out, offset, aad) {
+      if (sealed.length < TAG_LENGTH) return false;
+      const ctLen = sealed.length - TAG_LENGTH;
+      const decipher = c.createDecipheriv(algorithm(key), key, nonce, { authTagLength: TAG_LENGTH });
+      decipher.setAuthTag(sealed.subarray(ctLen));
+      if (aad) decipher.setAAD(aad);
+      // OpenSSL decrypts before it verifies: the plaintext goes to the caller's buffer, which
+      // is never released before the tag verifies, and is zeroed here if it does not.
+      const body = decipher.update(sealed.subarray(0, ctLen));
+      out.set(body, offset);
+      wipe(body);
+      try {
+        decipher.final();
+        return true;
+      } catch {
+        out.fill(0, offset, offset + ctLen);
+        return false;
+      }
+    },
+    hkdfExpandSha512(prk, info, length) {
+      if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
+      const out = new Uint8Array(length);
+      let previous: Uint8Array = new Uint8Array(0);
+      for (let i = 0, o = 0; o < length; i++) {
+        const h = c.createHmac('sha512', prk);
+        h.update(previous);
+        h.update(info);
+        h.update(new Uint8Array([i + 1]));
+        const block = h.digest();
+        out.set(block.subarray(0, Math.min(64, length - o)), o);
+        wipe(previous);
+        previous = block;
+        o += 64;
+      }
+      wipe(previous);
+      return out;
+    },
+    randomBytes(length) {
+      return c.randomFillSync(new Uint8Array(length));
+    },
+  };
+}

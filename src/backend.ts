@@ -1,0 +1,21 @@
+/**
+ * The small internal crypto interface both backends implement: AES-GCM with a 12-byte nonce and a
+ * 16-byte tag, HKDF-Expand-SHA-512, and randomness. `node:crypto` is the fast path on Node;
+ * `@noble/ciphers` is the portable path (browsers, edge). Both produce identical bytes.
+ */
+export interface CryptoBackend {
+  readonly name: 'node' | 'noble';
+  /** Writes ciphertext || tag (plaintext.length + 16 bytes) into `out` at `offset`. */
+  gcmSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, out: Uint8Array, offset: number, aad?: Uint8Array): void;
+  /**
+   * Verifies and decrypts `sealed` (ciphertext || tag) into `out` at `offset`. Returns false when the
+   * tag does not verify; the output region is then zero.
+   */
+  gcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, out: Uint8Array, offset: number, aad?: Uint8Array): boolean;
+  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512. */
+  hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+  randomBytes(length: number): Uint8Array;
+}
+
+export const TAG_LENGTH = 16;
+export const NONCE_LENGTH = 12;

@@ -1,0 +1,157 @@
+/** Small byte helpers and the input checks used at the public boundary (noble-style asserts). */
+
+const encoder = /* @__PURE__ */ new TextEncoder();
+const fatalDecoder = /* @__PURE__ */ new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export function isBytes(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array || (ArrayBuffer.isView(value) && value.constructor.name === 'Uint8Array');
+}
+
+/** Asserts a Uint8Array (TypeError), optionally of one of the given lengths (RangeError). */
+export function abytes(value: unknown, title: string, ...lengths: number[]): Uint8Array {
+  if (!isBytes(value)) throw new TypeError(`"${title}" expected Uint8Array, got ${describe(value)}`);
+  if (lengths.length > 0 && !lengths.includes(value.length)) {
+    throw new RangeError(`"${title}" expected Uint8Array of length ${lengths.join('/')}, got length=${value.length}`);
+  }
+  return value;
+}
+
+export function astring(value: unknown, title: string): string {
+  if (typeof value !== 'string') throw new TypeError(`"${title}" expected string, got ${describe(value)}`);
+  return value;
+}
+
+/** Names the type of a bad argument without printing its value (it may be a secret). */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return value.constructor?.name ?? 'object';
+  return typeof value;
+}
+
+/** UTF-8 encode; refuses lone surrogates, which TextEncoder would silently replace. */
+export function utf8(value: string, title: string): Uint8Array {
+  if (!value.isWellFormed()) throw new TypeError(`"${title}" is not well-formed Unicode (lone surrogate)`);
+  return encoder.encode(value);
+}
+
+/** Strict UTF-8 decode; returns undefined for invalid input. */
+export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
+  try {
+    return fatalDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Overwrites every given buffer with zeros. JS gives no guarantee that no copy survives elsewhere. */
+export function wipe(...arrays: (Uint8Array | undefined | null)[]): void {
+  for (const a of arrays) a?.fill(0);
+}
+
+/** Constant-time comparison of two equal-length buffers. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+export function toHex(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError('"hex" expected an even-length hex string');
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+function base64Encode(bytes: Uint8Array, alphabet: string, pad: boolean): string {
+  let out = '';
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
+    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + alphabet[(n >> 6) & 63]! + alphabet[n & 63]!;
+  }
+  const rest = bytes.length - i;
+  if (rest === 1) {
+    const n = bytes[i]! << 16;
+    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + (pad ? '==' : '');
+  } else if (rest === 2) {
+    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
+    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + alphabet[(n >> 6) & 63]! + (pad ? '=' : '');
+  }
+  return out;
+}
+
+/**
+ * Strict base64 decode straight into a Uint8Array (no intermediate string of the secret).
+ * Returns undefined for anything non-canonical: wrong alphabet, bad padding, non-zero trailing bits.
+ */
+function base64Decode(text: string, alphabet: string, pad: boolean): Uint8Array | undefined {
+  let len = text.length;
+  if (pad) {
+    if (len % 4 !== 0) return undefined;
+    if (len > 0 && text[len - 1] === '=') len--;
+    if (len > 0 && text[len - 1] === '=') len--;
+  } else if (len % 4 === 1) {
+    return undefined;
+  }
+  const out = new Uint8Array(Math.floor((len * 3) / 4));
+  let acc = 0;
+  let bits = 0;
+  let o = 0;
+  for (let i = 0; i < len; i++) {
+    const v = alphabet.indexOf(text[i]!);
+    if (v < 0) {
+      out.fill(0);
+      return undefined;
+    }
+    acc = ((acc << 6) | v) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  if (bits > 0 && (acc & ((1 << bits) - 1)) !== 0) {
+    out.fill(0);
+    return undefined;
+  }
+  acc = 0;
+  return out;
+}
+
+export const base64 = {
+  encode: (bytes: Uint8Array): string => base64Encode(bytes, B64, true),
+  decode: (text: string): Uint8Array | undefined => base64Decode(text, B64, true),
+};
+
+export const base64url = {
+  encode: (bytes: Uint8Array): string => base64Encode(bytes, B64URL, false),
+  decode: (text: string): Uint8Array | undefined => base64Decode(text, B64URL, false),
+};

@@ -1,0 +1,156 @@
+/**
+ * The encryption context (FORMAT.md §3): validation, the canonical binary encoding stored in the
+ * header, and the canonical JSON sent to a KMS. Both sort keys by their UTF-8 bytes.
+ */
+import { compareBytes, describe, equalBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { HeaderMalformedError, LimitExceededError } from './errors.ts';
+
+/** Caller-chosen, non-secret strings the KMS and the message bind to the data key. */
+export type EncryptionContext = Readonly<Record<string, string>>;
+
+export const CONTEXT_LIMITS = {
+  maxPairs: 64,
+  maxKeyBytes: 256,
+  maxValueBytes: 4096,
+  maxEncodedBytes: 16384,
+} as const;
+
+interface EncodedPair {
+  key: Uint8Array;
+  value: Uint8Array;
+  keyText: string;
+  valueText: string;
+}
+
+/** A validated context with its canonical encodings, computed once. */
+export interface CanonicalContext {
+  readonly pairs: EncryptionContext;
+  /** FORMAT.md §3 binary encoding. */
+  readonly encoded: Uint8Array;
+  /** Sorted-key JSON without whitespace, as the KMS sees it. */
+  readonly json: string;
+}
+
+/** Validates a caller's context (TypeError/RangeError at the boundary) and encodes it. */
+export function canonicalContext(context: unknown, title = 'context'): CanonicalContext {
+  if (context === undefined) context = {};
+  if (context === null || typeof context !== 'object' || Array.isArray(context) || isUint8(context)) {
+    throw new TypeError(`"${title}" expected a Record<string, string>, got ${describe(context)}`);
+  }
+  const entries = Object.entries(context as Record<string, unknown>);
+  if (entries.length > CONTEXT_LIMITS.maxPairs) {
+    throw new RangeError(`"${title}" has ${entries.length} pairs; at most ${CONTEXT_LIMITS.maxPairs} are allowed`);
+  }
+  const pairs: EncodedPair[] = [];
+  for (const [keyText, valueText] of entries) {
+    if (typeof valueText !== 'string') {
+      throw new TypeError(`"${title}" value of key ${JSON.stringify(keyText)} expected string, got ${describe(valueText)}`);
+    }
+    const key = utf8(keyText, `${title} key`);
+    const value = utf8(valueText, `${title} value`);
+    if (key.length === 0 || key.length > CONTEXT_LIMITS.maxKeyBytes) {
+      throw new RangeError(`"${title}" keys must be 1 to ${CONTEXT_LIMITS.maxKeyBytes} UTF-8 bytes, got ${key.length}`);
+    }
+    if (value.length > CONTEXT_LIMITS.maxValueBytes) {
+      throw new RangeError(`"${title}" values must be at most ${CONTEXT_LIMITS.maxValueBytes} UTF-8 bytes, got ${value.length}`);
+    }
+    pairs.push({ key, value, keyText, valueText });
+  }
+  pairs.sort((a, b) => compareBytes(a.key, b.key));
+  const encoded = encodePairs(pairs);
+  if (encoded.length > CONTEXT_LIMITS.maxEncodedBytes) {
+    throw new RangeError(`"${title}" encodes to ${encoded.length} bytes; at most ${CONTEXT_LIMITS.maxEncodedBytes} are allowed`);
+  }
+  return finish(pairs, encoded);
+}
+
+function isUint8(value: object): boolean {
+  return ArrayBuffer.isView(value);
+}
+
+function encodePairs(pairs: EncodedPair[]): Uint8Array {
+  let size = 2;
+  for (const p of pairs) size += 4 + p.key.length + p.value.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  view.setUint16(0, pairs.length);
+  let o = 2;
+  for (const p of pairs) {
+    view.setUint16(o, p.key.length);
+    out.set(p.key, o + 2);
+    o += 2 + p.key.length;
+    view.setUint16(o, p.value.length);
+    out.set(p.value, o + 2);
+    o += 2 + p.value.length;
+  }
+  return out;
+}
+
+function finish(pairs: EncodedPair[], encoded: Uint8Array): CanonicalContext {
+  const record: Record<string, string> = Object.create(null);
+  let json = '{';
+  pairs.forEach((p, i) => {
+    record[p.keyText] = p.valueText;
+    json += `${i ? ',' : ''}${JSON.stringify(p.keyText)}:${JSON.stringify(p.valueText)}`;
+  });
+  json += '}';
+  return { pairs: Object.freeze(record), encoded, json };
+}
+
+/**
+ * Parses a canonical context encoding at `offset` of `bytes`. Every declared length is checked
+ * against its limit before the field is read; non-canonical order is malformed.
+ * Returns the context and the offset just past it.
+ */
+export function parseContext(bytes: Uint8Array, offset: number): { context: CanonicalContext; end: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const need = (n: number, what: string): void => {
+    if (offset + n > bytes.length) throw new HeaderMalformedError(`header truncated in the encryption context (${what})`);
+  };
+  const start = offset;
+  need(2, 'pair count');
+  const count = view.getUint16(offset);
+  offset += 2;
+  if (count > CONTEXT_LIMITS.maxPairs) {
+    throw new LimitExceededError(`encryption context has ${count} pairs; the limit is ${CONTEXT_LIMITS.maxPairs}`);
+  }
+  const pairs: EncodedPair[] = [];
+  for (let i = 0; i < count; i++) {
+    need(2, 'key length');
+    const keyLen = view.getUint16(offset);
+    if (keyLen === 0) throw new HeaderMalformedError('encryption context has an empty key');
+    if (keyLen > CONTEXT_LIMITS.maxKeyBytes) {
+      throw new LimitExceededError(`encryption context key of ${keyLen} bytes; the limit is ${CONTEXT_LIMITS.maxKeyBytes}`);
+    }
+    need(2 + keyLen, 'key');
+    const key = bytes.subarray(offset + 2, offset + 2 + keyLen);
+    offset += 2 + keyLen;
+    need(2, 'value length');
+    const valueLen = view.getUint16(offset);
+    if (valueLen > CONTEXT_LIMITS.maxValueBytes) {
+      throw new LimitExceededError(`encryption context value of ${valueLen} bytes; the limit is ${CONTEXT_LIMITS.maxValueBytes}`);
+    }
+    need(2 + valueLen, 'value');
+    const value = bytes.subarray(offset + 2, offset + 2 + valueLen);
+    offset += 2 + valueLen;
+    if (offset - start > CONTEXT_LIMITS.maxEncodedBytes) {
+      throw new LimitExceededError(`encryption context exceeds ${CONTEXT_LIMITS.maxEncodedBytes} bytes`);
+    }
+    const prev = pairs[pairs.length - 1];
+    if (prev && compareBytes(prev.key, key) >= 0) {
+      throw new HeaderMalformedError('encryption context keys are not in canonical (sorted, unique) order');
+    }
+    const keyText = utf8DecodeStrict(key);
+    const valueText = utf8DecodeStrict(value);
+    if (keyText === undefined || valueText === undefined) {
+      throw new HeaderMalformedError('encryption context is not valid UTF-8');
+    }
+    pairs.push({ key, value, keyText, valueText });
+  }
+  const encoded = bytes.slice(start, offset);
+  return { context: finish(pairs, encoded), end: offset };
+}
+
+export function sameContext(a: CanonicalContext, b: CanonicalContext): boolean {
+  return equalBytes(a.encoded, b.encoded);
+}

@@ -1,0 +1,105 @@
+/**
+ * One error base class with a stable `code`, like jose's JOSEError. Messages never carry keys,
+ * plaintext or secrets; every authentication failure is the same opaque DecryptionFailedError.
+ */
+
+export type EnvelopeErrorCode =
+  | 'ERR_HEADER_MALFORMED'
+  | 'ERR_UNSUPPORTED_VERSION'
+  | 'ERR_UNSUPPORTED_SUITE'
+  | 'ERR_LIMIT_EXCEEDED'
+  | 'ERR_CONTEXT_MISMATCH'
+  | 'ERR_KEY_PROVIDER_MISMATCH'
+  | 'ERR_DECRYPTION_FAILED'
+  | 'ERR_KMS';
+
+export class EnvelopeError extends Error {
+  readonly code: EnvelopeErrorCode;
+  constructor(code: EnvelopeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** The message's header is not in the shape FORMAT.md describes. */
+export class HeaderMalformedError extends EnvelopeError {
+  constructor(message: string) {
+    super('ERR_HEADER_MALFORMED', message);
+  }
+}
+
+export class UnsupportedVersionError extends EnvelopeError {
+  readonly version: number;
+  constructor(version: number) {
+    super('ERR_UNSUPPORTED_VERSION', `unsupported message version ${version} (this library reads version 1)`);
+    this.version = version;
+  }
+}
+
+export class UnsupportedSuiteError extends EnvelopeError {
+  readonly suite: number;
+  constructor(suite: number, detail = '') {
+    const hex = `0x${suite.toString(16).padStart(2, '0')}`;
+    super('ERR_UNSUPPORTED_SUITE', `unsupported suite ${hex}${detail ? ` (${detail})` : ''}`);
+    this.suite = suite;
+  }
+}
+
+export class LimitExceededError extends EnvelopeError {
+  constructor(message: string) {
+    super('ERR_LIMIT_EXCEEDED', message);
+  }
+}
+
+export class ContextMismatchError extends EnvelopeError {
+  constructor(message: string) {
+    super('ERR_CONTEXT_MISMATCH', message);
+  }
+}
+
+export class KeyProviderMismatchError extends EnvelopeError {
+  constructor(message: string) {
+    super('ERR_KEY_PROVIDER_MISMATCH', message);
+  }
+}
+
+/**
+ * Every authentication failure: wrong key, wrong context, commitment, tag, truncation, extension.
+ * One message for all of them, so that failures are no oracle.
+ */
+export class DecryptionFailedError extends EnvelopeError {
+  constructor() {
+    super('ERR_DECRYPTION_FAILED', 'decryption failed');
+  }
+}
+
+/** The key provider (KMS) failed: network, service error, permissions, bad response. */
+export class KmsError extends EnvelopeError {
+  /** The KMS's own error code, when it gave one (e.g. `ResourceUnavailable.CmkDisabled`). */
+  readonly kmsCode: string | undefined;
+  readonly requestId: string | undefined;
+  constructor(message: string, options: { kmsCode?: string; requestId?: string; cause?: unknown } = {}) {
+    super('ERR_KMS', message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.kmsCode = options.kmsCode;
+    this.requestId = options.requestId;
+  }
+}
+
+const ERROR_NAMES = new Set([
+  'EnvelopeError',
+  'HeaderMalformedError',
+  'UnsupportedVersionError',
+  'UnsupportedSuiteError',
+  'LimitExceededError',
+  'ContextMismatchError',
+  'KeyProviderMismatchError',
+  'DecryptionFailedError',
+  'KmsError',
+]);
+
+/** True for any error thrown by this library, across realms and duplicate installs. */
+export function isEnvelopeError(error: unknown): error is EnvelopeError {
+  if (error instanceof EnvelopeError) return true;
+  return error instanceof Error && ERROR_NAMES.has(error.name) && typeof (error as { code?: unknown }).code === 'string';
+}

@@ -1,0 +1,41 @@
+/**
+ * kms-envelope: envelope encryption with a KMS data key.
+ *
+ * @example
+ * ```ts
+ * import { createEnvelope, LocalKms } from 'kms-envelope';
+ * const envelope = createEnvelope({ kms: LocalKms.generate() });
+ * const sealed = await envelope.seal('secret', { context: { table: 'users', row: '42' } });
+ * const plain = await envelope.openString(sealed, { context: { table: 'users', row: '42' } });
+ * ```
+ */
+export {
+  createEnvelope,
+  inspect,
+  open,
+  seal,
+  type Envelope,
+  type EnvelopeOptions,
+  type MessageInfo,
+  type OpenOptions,
+  type OpenResult,
+  type SealOptions,
+  type SuiteName,
+} from './envelope.ts';
+export { LocalKms, type LocalKmsOptions } from './local-kms.ts';
+export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './key-provider.ts';
+export type { CanonicalContext, EncryptionContext } from './context.ts';
+export type { BackendName } from './select-backend.ts';
+export {
+  ContextMismatchError,
+  DecryptionFailedError,
+  EnvelopeError,
+  type EnvelopeErrorCode,
+  HeaderMalformedError,
+  isEnvelopeError,
+  KeyProviderMismatchError,
+  KmsError,
+  LimitExceededError,
+  UnsupportedSuiteError,
+  UnsupportedVersionError,
+} from './errors.ts';

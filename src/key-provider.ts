@@ -1,0 +1,44 @@
+/**
+ * The contract every KMS implements. Two calls: generate a data key for a context, and decrypt a
+ * wrapped data key for a context. A structural interface, so a fake for tests is a few lines.
+ */
+import type { CanonicalContext } from './context.ts';
+
+/** Data key size, in the KMS's words: 32 bytes (Cobblestone-256) or 16 bytes (Cobblestone-128). */
+export type KeySpec = 'AES_256' | 'AES_128';
+
+export interface GenerateDataKeyRequest {
+  readonly keySpec: KeySpec;
+  /** The validated context; send `context.json` to a KMS that binds a string. */
+  readonly context: CanonicalContext;
+}
+
+export interface DataKey {
+  /** The master key that wrapped the data key, as the KMS names it. */
+  readonly keyId: string;
+  /** The data key in the clear. The caller owns it and wipes it after use. */
+  readonly plaintextKey: Uint8Array;
+  /** The data key wrapped under the master key: an opaque string stored in the header. */
+  readonly ciphertextBlob: string;
+}
+
+export interface DecryptDataKeyRequest {
+  readonly keyId: string;
+  readonly ciphertextBlob: string;
+  readonly context: CanonicalContext;
+}
+
+export interface KeyProvider {
+  /** Stored in the header (FORMAT.md §5): `[a-z0-9._-]{1,32}`, e.g. `local`, `tencent`. */
+  readonly id: string;
+  /** Throws KmsError when the KMS fails. */
+  generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey>;
+  /**
+   * Returns the data key in the clear; the caller owns it and wipes it.
+   * Throws DecryptionFailedError when the blob does not open under this context (wrong context,
+   * tampered blob), and KmsError for every other failure (network, service, unknown key).
+   */
+  decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array>;
+}
+
+export const KEY_LENGTH_BY_SPEC: Record<KeySpec, 16 | 32> = { AES_256: 32, AES_128: 16 };
