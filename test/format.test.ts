@@ -1,0 +1,290 @@
+/**
+ * FORMAT.md: every MUST has a test here (or in chunked.test.ts) whose name quotes it; the last test
+ * checks that. Plus property tests for the header and context encoders and parsers.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { CryptoBackend } from '../src/backend.ts';
+import { COBBLESTONE_256, openPayload, sealedLength, sealPayload } from '../src/chunked.ts';
+import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/context.ts';
+import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/errors.ts';
+import {
+  encodeAuthenticated,
+  encodeWrappedKey,
+  HEADER_LIMITS,
+  MAX_HEADER_LENGTH,
+  parseHeader,
+  PREFIX_LENGTH,
+} from '../src/header.ts';
+import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
+import { BACKENDS } from './helpers.ts';
+import { InstrumentedProvider } from './instrumented.ts';
+
+const kms = LocalKms.generate();
+const envelope = createEnvelope({ kms });
+const u16 = (n: number): number[] => [n >> 8, n & 0xff];
+const PREFIX = [0x89, 0x4b, 0x4d, 0x45, 0x01, 0x01];
+
+function errorOf(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+describe('FORMAT.md §2 prefix', () => {
+  it('A reader MUST reject a version other than 1 with ERR_UNSUPPORTED_VERSION, naming the version found', async () => {
+    const sealed = await envelope.seal('v');
+    for (const version of [0, 2, 0x7f, 0xff]) {
+      const bad = sealed.slice();
+      bad[4] = version;
+      await expect(envelope.open(bad)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED_VERSION', version, message: expect.stringContaining(`version ${version}`) });
+    }
+  });
+
+  it('A reader MUST reject a suite it does not implement with ERR_UNSUPPORTED_SUITE, naming the suite found', async () => {
+    const sealed = await envelope.seal('s');
+    for (const [suite, hex] of [[0, '0x00'], [3, '0x03'], [0x0f, '0x0f'], [0x10, '0x10'], [0xff, '0xff']] as const) {
+      const bad = sealed.slice();
+      bad[5] = suite;
+      await expect(envelope.open(bad)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED_SUITE', suite, message: expect.stringContaining(hex) });
+    }
+    const reserved = sealed.slice();
+    reserved[5] = 3;
+    await expect(envelope.open(reserved)).rejects.toThrow(/SM4/);
+  });
+
+  it('A reader MUST reject a context mode other than 00 or 01 with ERR_HEADER_MALFORMED', async () => {
+    const sealed = await envelope.seal('m');
+    for (const mode of [2, 3, 0x80, 0xff]) {
+      const bad = sealed.slice();
+      bad[6] = mode;
+      await expect(envelope.open(bad)).rejects.toMatchObject({ code: 'ERR_HEADER_MALFORMED' });
+    }
+  });
+});
+
+describe('FORMAT.md §3 encryption context', () => {
+  it('Pairs MUST be sorted by key, comparing the UTF-8 bytes, with no key repeated', () => {
+    // UTF-16 order puts U+10000 (a surrogate pair) before U+FFFF; UTF-8 byte order does not.
+    const ctx = canonicalContext({ '\u{10000}': 'astral', '\uffff': 'bmp', a: '1' });
+    expect(Object.keys(ctx.pairs)).toEqual(['a', '\uffff', '\u{10000}']);
+    expect(ctx.json).toBe('{"a":"1","\uffff":"bmp","\u{10000}":"astral"}');
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 8 }), (record) => {
+        const entries = Object.entries(record);
+        const reversed = Object.fromEntries([...entries].reverse());
+        expect(Buffer.from(canonicalContext(reversed).encoded).equals(Buffer.from(canonicalContext(record).encoded))).toBe(true);
+      }),
+    );
+  });
+
+  it('a reader MUST reject any other order as ERR_HEADER_MALFORMED', () => {
+    const pair = (k: string, v: string): number[] => [...u16(k.length), ...Buffer.from(k), ...u16(v.length), ...Buffer.from(v)];
+    const unsorted = new Uint8Array([...u16(2), ...pair('b', '1'), ...pair('a', '2')]);
+    const repeated = new Uint8Array([...u16(2), ...pair('a', '1'), ...pair('a', '2')]);
+    for (const bytes of [unsorted, repeated]) expect(errorOf(() => parseContext(bytes, 0))).toBeInstanceOf(HeaderMalformedError);
+    expect(parseContext(new Uint8Array([...u16(2), ...pair('a', '2'), ...pair('b', '1')]), 0).context.pairs).toEqual({ a: '2', b: '1' });
+  });
+
+  it('Keys and values MUST be well-formed UTF-8', () => {
+    expect(() => canonicalContext({ k: 'lone \ud800 surrogate' })).toThrow(TypeError);
+    expect(() => canonicalContext({ '\udc00': 'v' })).toThrow(TypeError);
+    const bad = new Uint8Array([...u16(1), ...u16(1), 0xff, ...u16(0)]);
+    expect(errorOf(() => parseContext(bad, 0))).toBeInstanceOf(HeaderMalformedError);
+    const overlong = new Uint8Array([...u16(1), ...u16(2), 0xc0, 0x80, ...u16(0)]);
+    expect(errorOf(() => parseContext(overlong, 0))).toBeInstanceOf(HeaderMalformedError);
+  });
+
+  it('A reader MUST check each limit before it reads the field', () => {
+    // Each buffer declares a field over its limit and then ends: the limit, not the truncation, is reported.
+    const cases = [
+      new Uint8Array([...u16(CONTEXT_LIMITS.maxPairs + 1)]),
+      new Uint8Array([...u16(1), ...u16(CONTEXT_LIMITS.maxKeyBytes + 1)]),
+      new Uint8Array([...u16(1), ...u16(1), 0x61, ...u16(CONTEXT_LIMITS.maxValueBytes + 1)]),
+    ];
+    for (const bytes of cases) expect(errorOf(() => parseContext(bytes, 0))).toBeInstanceOf(LimitExceededError);
+    // 64 pairs of 256-byte keys and 4096-byte values are each within limits, but not in total.
+    const big: number[] = [...u16(64)];
+    for (let i = 0; i < 64; i++) big.push(...u16(256), ...Buffer.alloc(256, i + 1).map((b, j) => (j === 0 ? i + 1 : b)), ...u16(4096), ...Buffer.alloc(4096));
+    expect(errorOf(() => parseContext(new Uint8Array(big), 0))).toBeInstanceOf(LimitExceededError);
+    expect(() => canonicalContext(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])))).toThrow(RangeError);
+  });
+
+  it('round-trips: parse(encode(context)) gives the same pairs and bytes', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 10 }), fc.string({ unit: 'grapheme', maxLength: 30 }), { maxKeys: 10 }), (record) => {
+        const ctx = canonicalContext(record);
+        const parsed = parseContext(ctx.encoded, 0);
+        expect(parsed.end).toBe(ctx.encoded.length);
+        expect({ ...parsed.context.pairs }).toEqual({ ...record });
+        expect(parsed.context.json).toBe(ctx.json);
+        expect(JSON.parse(ctx.json)).toEqual({ ...record });
+      }),
+    );
+  });
+});
+
+describe('FORMAT.md §4 authenticated bytes', () => {
+  it('The payload MUST be opened with the authenticated bytes as received, never a re-encoding', async () => {
+    const sealed = await envelope.seal('auth', { context: { z: '1', a: '2' } });
+    const header = parseHeader(sealed);
+    // A view into the received buffer, not a copy or re-encoding ...
+    expect(header.authenticated.buffer).toBe(sealed.buffer);
+    expect(header.authenticated.byteOffset).toBe(sealed.byteOffset);
+    // ... covering the prefix and the context section exactly.
+    expect(header.authenticated.length).toBe(PREFIX_LENGTH + header.context!.encoded.length);
+  });
+
+  it('A message MUST NOT open with a context other than the one it was sealed with', async () => {
+    const provider = new InstrumentedProvider(kms);
+    const env = createEnvelope({ kms: provider });
+    const stored = await env.seal('ctx', { context: { tenant: 'a' } });
+    await expect(env.open(stored, { context: { tenant: 'b' } })).rejects.toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
+    await expect(env.open(stored, { context: {} })).rejects.toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
+    expect(provider.calls.decrypt).toBe(0); // refused before any KMS call
+    const detached = await env.seal('ctx', { context: { tenant: 'a' }, detachedContext: true });
+    await expect(env.open(detached, { context: { tenant: 'b' } })).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+    await expect(env.open(detached)).rejects.toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
+    expect(await env.openString(detached, { context: { tenant: 'a' } })).toBe('ctx');
+  });
+});
+
+describe('FORMAT.md §5 wrapped-key section', () => {
+  it('A reader MUST check every declared length against its limit before reading the field', () => {
+    const auth = [...PREFIX, 0x00, ...u16(0)];
+    const provider = [5, ...Buffer.from('local')];
+    const keyId = [...u16(3), ...Buffer.from('kid')];
+    const cases = [
+      [...auth, HEADER_LIMITS.maxProviderIdBytes + 1],
+      [...auth, ...provider, ...u16(HEADER_LIMITS.maxKeyIdBytes + 1)],
+      [...auth, ...provider, ...keyId, ...u16(HEADER_LIMITS.maxBlobBytes + 1)],
+    ];
+    for (const bytes of cases) expect(errorOf(() => parseHeader(new Uint8Array(bytes)))).toBeInstanceOf(LimitExceededError);
+    expect(errorOf(() => parseHeader(new Uint8Array([...auth, ...provider, ...keyId, ...u16(10), 1, 2])))).toBeInstanceOf(HeaderMalformedError);
+  });
+
+  it('the largest header the limits allow is MAX_HEADER_LENGTH (25644) bytes', () => {
+    const context = Object.fromEntries(
+      Array.from({ length: 3 }, (_, i) => [String.fromCharCode(97 + i).repeat(256), 'v'.repeat(4096)]),
+    );
+    const ctx = canonicalContext(context);
+    const auth = encodeAuthenticated(COBBLESTONE_256, ctx, false);
+    const wrapped = encodeWrappedKey({ provider: 'p'.repeat(32), keyId: 'k'.repeat(1024), ciphertextBlob: 'b'.repeat(8192) });
+    const header = parseHeader(new Uint8Array([...auth, ...wrapped]));
+    expect(header.length).toBe(auth.length + wrapped.length);
+    expect(MAX_HEADER_LENGTH).toBe(25644);
+    expect(header.length).toBeLessThanOrEqual(MAX_HEADER_LENGTH);
+  });
+
+  it('round-trips: parseHeader(encode(header)) gives back every field', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 4 }),
+        fc.boolean(),
+        fc.stringMatching(/^[a-z0-9._-]{1,32}$/),
+        fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }),
+        fc.string({ minLength: 1, maxLength: 300 }),
+        (record, detached, provider, keyId, ciphertextBlob) => {
+          const ctx = canonicalContext(record);
+          const auth = encodeAuthenticated(COBBLESTONE_256, ctx, detached);
+          const bytes = new Uint8Array([...auth, ...encodeWrappedKey({ provider, keyId, ciphertextBlob }), 9, 9]);
+          const h = parseHeader(bytes);
+          expect(h.wrappedKey).toEqual({ provider, keyId, ciphertextBlob });
+          expect(h.detached).toBe(detached);
+          expect(h.length).toBe(bytes.length - 2);
+          expect(Buffer.from(h.authenticated).equals(Buffer.from(auth))).toBe(true);
+          if (!detached) expect({ ...h.context!.pairs }).toEqual({ ...record });
+        },
+      ),
+    );
+  });
+
+  it('parseHeader gives only typed errors on arbitrary bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.boolean(), (tail, withPrefix) => {
+        const bytes = withPrefix ? new Uint8Array([...PREFIX, ...tail]) : tail;
+        const e = errorOf(() => parseHeader(bytes));
+        if (e !== undefined) expect(e).toBeInstanceOf(EnvelopeError);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('FORMAT.md §6 payload', () => {
+  it("The data key MUST be exactly as long as the suite's key", async () => {
+    const provider = new InstrumentedProvider(kms);
+    const env = createEnvelope({ kms: provider });
+    const sealed = await env.seal('length');
+    provider.mutateKey = (key) => key.subarray(0, 16);
+    await expect(env.open(sealed)).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+  });
+
+  it.each(BACKENDS)('The commitment MUST be checked before any chunk is decrypted ($name)', (inner) => {
+    let chunkCalls = 0;
+    const backend: CryptoBackend = { ...inner, gcmOpen: (...args) => (chunkCalls++, inner.gcmOpen(...args)) };
+    const key = new Uint8Array(32).fill(1);
+    const out = new Uint8Array(sealedLength(100));
+    sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(100), out, 0);
+    out[40]! ^= 1;
+    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(chunkCalls).toBe(0);
+  });
+
+  it('A message whose payload is truncated, extended, reordered, or altered anywhere MUST fail as ERR_DECRYPTION_FAILED', async () => {
+    const sealed = await envelope.seal(new Uint8Array(3 * 16384 + 5).fill(4));
+    const h = parseHeader(sealed).length + 56;
+    const chunk = (i: number): Uint8Array => sealed.subarray(h + i * 16400, h + (i + 1) * 16400);
+    const head = sealed.subarray(0, h);
+    const variants = [
+      Buffer.concat([head, chunk(1), chunk(0), sealed.subarray(h + 2 * 16400)]), // reordered
+      Buffer.concat([head, chunk(0), chunk(1), chunk(2)]), // truncated at a chunk boundary
+      Buffer.concat([sealed, chunk(0)]), // extended by a valid chunk
+      Buffer.concat([head, chunk(0), chunk(0), sealed.subarray(h + 2 * 16400)]), // duplicated
+    ];
+    for (const v of variants) await expect(envelope.open(new Uint8Array(v))).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+  });
+
+  it.each(BACKENDS)('open() MUST NOT release any plaintext of a message that fails ($name)', (inner) => {
+    const outputs: Uint8Array[] = [];
+    const backend: CryptoBackend = {
+      ...inner,
+      gcmOpen: (key, nonce, sealed, out, offset, aad) => (outputs.push(out), inner.gcmOpen(key, nonce, sealed, out, offset, aad)),
+    };
+    const key = new Uint8Array(32).fill(1);
+    const out = new Uint8Array(sealedLength(40000));
+    sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(40000).fill(0x5a), out, 0);
+    out[out.length - 1]! ^= 1; // the last chunk fails after two good ones were decrypted
+    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(outputs.length).toBe(3);
+    expect(outputs[0]!.every((b) => b === 0)).toBe(true);
+  });
+});
+
+describe('FORMAT.md', () => {
+  it('every MUST in FORMAT.md has a test whose name quotes it', () => {
+    const normalize = (s: string): string => s.replace(/`/g, '').replace(/\s+/g, ' ').trim();
+    const spec = normalize(readFileSync(new URL('../FORMAT.md', import.meta.url), 'utf8'));
+    const sentences = spec.split(/(?<=[.;])\s+/).filter((s) => /\bMUST\b/.test(s));
+    const titles: string[] = [];
+    for (const file of readdirSync(new URL('.', import.meta.url)).filter((f) => f.endsWith('.test.ts'))) {
+      const source = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8');
+      for (const m of source.matchAll(/\bit(?:\.each\([^)]*\))?\(\s*(['"])(.+?)\1/g)) titles.push(m[2]!);
+    }
+    const quoted = titles.map((t) => normalize(t.replace(/\s*\(\$name\)$/, '').split(': ')[0]!)).filter((t) => /\bMUST\b/.test(t));
+    const uncovered = sentences.filter((s) => !quoted.some((q) => s.includes(q)));
+    expect(sentences.length).toBeGreaterThanOrEqual(12);
+    expect(uncovered).toEqual([]);
+  });
+});
+
+describe('errors', () => {
+  it('isEnvelopeError tells ours from others', () => {
+    expect(isEnvelopeError(new LimitExceededError('x'))).toBe(true);
+    expect(isEnvelopeError(Object.assign(new Error('x'), { code: 'ERR_INVALID_ARG_TYPE' }))).toBe(false);
+  });
+});
