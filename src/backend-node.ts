@@ -30,9 +30,19 @@ function algorithm(key: Uint8Array): NodeCrypto.CipherGCMTypes {
   return alg;
 }
 
+/**
+ * Small random draws (salts, nonces, data keys) come from a pooled buffer: one OpenSSL call per
+ * 4 KiB instead of one per draw, which was a quarter of the time of a small seal. Each draw is
+ * zeroed in the pool as it is handed out, so the pool never holds bytes that were used.
+ */
+const POOL_SIZE = 4096;
+const POOL_MAX_DRAW = 256;
+
 export function createNodeBackend(): CryptoBackend | undefined {
   const c = loadNodeCrypto();
   if (!c) return undefined;
+  const pool = new Uint8Array(POOL_SIZE);
+  let poolOffset = POOL_SIZE;
   return {
     name: 'node',
     gcmSeal(key, nonce, plaintext, out, offset, aad) {
@@ -67,23 +77,32 @@ export function createNodeBackend(): CryptoBackend | undefined {
     hkdfExpandSha512(prk, info, length) {
       if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
       const out = new Uint8Array(length);
-      let previous: Uint8Array = new Uint8Array(0);
-      for (let i = 0, o = 0; o < length; i++) {
-        const h = c.createHmac('sha512', prk);
-        h.update(previous);
-        h.update(info);
-        h.update(new Uint8Array([i + 1]));
-        const block = h.digest();
+      // One buffer T(i-1) || info || i, so each block is a single update() call.
+      const message = new Uint8Array(64 + info.length + 1);
+      message.set(info, 64);
+      for (let o = 0, round = 1; o < length; o += 64, round++) {
+        message[message.length - 1] = round;
+        const block = c
+          .createHmac('sha512', prk)
+          .update(round === 1 ? message.subarray(64) : message)
+          .digest();
         out.set(block.subarray(0, Math.min(64, length - o)), o);
-        wipe(previous);
-        previous = block;
-        o += 64;
+        message.set(block);
+        wipe(block);
       }
-      wipe(previous);
+      wipe(message);
       return out;
     },
     randomBytes(length) {
-      return c.randomFillSync(new Uint8Array(length));
+      if (length > POOL_MAX_DRAW) return c.randomFillSync(new Uint8Array(length));
+      if (poolOffset + length > POOL_SIZE) {
+        c.randomFillSync(pool);
+        poolOffset = 0;
+      }
+      const out = pool.slice(poolOffset, poolOffset + length);
+      pool.fill(0, poolOffset, poolOffset + length);
+      poolOffset += length;
+      return out;
     },
   };
 }

@@ -30,6 +30,19 @@ export function describe(value: unknown): string {
 
 /** UTF-8 encode; refuses lone surrogates, which TextEncoder would silently replace. */
 export function utf8(value: string, title: string): Uint8Array {
+  // Short ASCII strings (context keys, key ids, blobs) are the common case, and a plain loop
+  // beats a TextEncoder call for them.
+  const n = value.length;
+  if (n <= 256) {
+    const out = new Uint8Array(n);
+    let i = 0;
+    for (; i < n; i++) {
+      const code = value.charCodeAt(i);
+      if (code > 0x7f) break;
+      out[i] = code;
+    }
+    if (i === n) return out;
+  }
   if (!value.isWellFormed()) throw new TypeError(`"${title}" is not well-formed Unicode (lone surrogate)`);
   return encoder.encode(value);
 }

@@ -37,19 +37,19 @@ export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */
 export const MAX_CHUNKS = 2 ** 38;
 
-const INFO_PREFIX = utf8('c2sp.org/chunked-encryption@v1+', 'prefix');
-
-/** The per-message key material; wipe() when done. */
+/** The per-message key material, views into one HKDF output; wipe() when done. */
 export class PayloadKeys {
   readonly key: Uint8Array;
   readonly baseNonce: Uint8Array;
   readonly commitment: Uint8Array;
+  readonly #okm: Uint8Array;
   readonly #nonce = new Uint8Array(NONCE_LENGTH);
 
-  constructor(key: Uint8Array, baseNonce: Uint8Array, commitment: Uint8Array) {
-    this.key = key;
-    this.baseNonce = baseNonce;
-    this.commitment = commitment;
+  constructor(okm: Uint8Array, keyLength: number) {
+    this.#okm = okm;
+    this.key = okm.subarray(0, keyLength);
+    this.baseNonce = okm.subarray(keyLength, keyLength + NONCE_LENGTH);
+    this.commitment = okm.subarray(keyLength + NONCE_LENGTH, keyLength + NONCE_LENGTH + COMMITMENT_LENGTH);
   }
 
   /** base nonce XOR counter (big-endian, as wide as the nonce). Aborts at 2^38. */
@@ -71,8 +71,19 @@ export class PayloadKeys {
   }
 
   wipe(): void {
-    wipe(this.key, this.baseNonce, this.commitment, this.#nonce);
+    wipe(this.#okm, this.#nonce);
   }
+}
+
+/** "c2sp.org/chunked-encryption@v1+" || aead || 0x00, per suite. */
+const INFO_HEAD = new Map<string, Uint8Array>();
+function infoHead(suite: PayloadSuite): Uint8Array {
+  let head = INFO_HEAD.get(suite.aead);
+  if (!head) {
+    head = utf8(`c2sp.org/chunked-encryption@v1+${suite.aead}\0`, 'info');
+    INFO_HEAD.set(suite.aead, head);
+  }
+  return head;
 }
 
 /** HKDF-Expand(prk = input key, info = prefix || aead || 0x00 || salt || context). */
@@ -85,22 +96,13 @@ export function deriveKeys(
 ): PayloadKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
-  const aead = suite.aead;
-  const info = new Uint8Array(INFO_PREFIX.length + aead.length + 1 + SALT_LENGTH + context.length);
-  info.set(INFO_PREFIX);
-  let o = INFO_PREFIX.length;
-  for (let i = 0; i < aead.length; i++) info[o++] = aead.charCodeAt(i);
-  info[o++] = 0;
-  info.set(salt, o);
-  info.set(context, o + SALT_LENGTH);
+  const head = infoHead(suite);
+  const info = new Uint8Array(head.length + SALT_LENGTH + context.length);
+  info.set(head);
+  info.set(salt, head.length);
+  info.set(context, head.length + SALT_LENGTH);
   const okm = backend.hkdfExpandSha512(inputKey, info, suite.keyLength + NONCE_LENGTH + COMMITMENT_LENGTH);
-  const keys = new PayloadKeys(
-    okm.slice(0, suite.keyLength),
-    okm.slice(suite.keyLength, suite.keyLength + NONCE_LENGTH),
-    okm.slice(suite.keyLength + NONCE_LENGTH),
-  );
-  wipe(okm);
-  return keys;
+  return new PayloadKeys(okm, suite.keyLength);
 }
 
 /** Payload length for a plaintext length (FORMAT.md §6). */

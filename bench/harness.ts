@@ -1,0 +1,63 @@
+/**
+ * A small benchmark harness: warm up, then interleave the cases in rounds (so machine noise hits
+ * them alike) and report the median time per operation with its spread.
+ */
+export interface Case {
+  name: string;
+  /** Runs one operation. */
+  run: () => unknown | Promise<unknown>;
+}
+
+export interface Result {
+  name: string;
+  /** Median nanoseconds per operation over the rounds. */
+  medianNs: number;
+  /** Lowest and highest round, nanoseconds per operation. */
+  minNs: number;
+  maxNs: number;
+}
+
+async function timeBatch(c: Case, ops: number): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < ops; i++) {
+    const r = c.run();
+    if (r instanceof Promise) await r;
+  }
+  return Number(process.hrtime.bigint() - start) / ops;
+}
+
+export async function measure(cases: Case[], options: { rounds?: number; batchMs?: number } = {}): Promise<Result[]> {
+  const rounds = options.rounds ?? 15;
+  const batchMs = options.batchMs ?? 40;
+  // Calibrate a batch size per case so each batch lasts about batchMs; this doubles as warm-up.
+  const opsPerBatch = new Map<Case, number>();
+  for (const c of cases) {
+    let ops = 1;
+    for (;;) {
+      const ns = (await timeBatch(c, ops)) * ops;
+      if (ns > batchMs * 1e6 * 0.5 || ops > 1e7) break;
+      ops *= 2;
+    }
+    opsPerBatch.set(c, ops);
+  }
+  const samples = new Map<Case, number[]>(cases.map((c) => [c, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const c of cases) samples.get(c)!.push(await timeBatch(c, opsPerBatch.get(c)!));
+  }
+  return cases.map((c) => {
+    const s = samples.get(c)!.sort((a, b) => a - b);
+    return { name: c.name, medianNs: s[Math.floor(s.length / 2)]!, minNs: s[0]!, maxNs: s[s.length - 1]! };
+  });
+}
+
+export function formatNs(ns: number): string {
+  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`;
+  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
+  return `${ns.toFixed(0)} ns`;
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes >= 1 << 20) return `${bytes / (1 << 20)} MiB`;
+  if (bytes >= 1024) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
+}

@@ -1,0 +1,6 @@
+import { benchHkdf } from './hkdf.ts';
+import { benchSealOpen } from './seal-open.ts';
+
+console.log(`# kms-envelope benchmarks\n\nNode ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}`);
+await benchHkdf();
+await benchSealOpen();
