@@ -149,3 +149,21 @@ describe('envelope-v1 vectors', () => {
     }
   });
 });
+
+describe('FORMAT.md §8 worked example', () => {
+  it('has the key schedule FORMAT.md states', async () => {
+    const { COBBLESTONE_256, deriveKeys } = await import('../src/chunked.ts');
+    const { selectBackend } = await import('../src/select-backend.ts');
+    const sealed = unhex(vectors.cases[0]!.sealed);
+    const header = parseHeader(sealed);
+    const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) });
+    const dataKey = await kms.decryptDataKey({ ...header.wrappedKey, context: header.context! });
+    expect(hex(dataKey)).toBe('d3bbe1cca066a4bf5b8bf6aadc067347d458a2299841917f35d489607277e7b3');
+    expect(header.authenticated.length).toBe(32);
+    const keys = deriveKeys(selectBackend(), COBBLESTONE_256, dataKey, sealed.subarray(header.length, header.length + 24), header.authenticated);
+    expect(hex(keys.key)).toBe('1ccc23142b723da552021ef05285375f807024172fa02c1b1e39d77192dbf618');
+    expect(hex(keys.baseNonce)).toBe('8a62fa2904f91b723b48af90');
+    expect(hex(keys.commitment)).toBe('993fac3bbf5fb1b2c6208586982e0ead4beef294aee3bd0bded88d4804e5b11a');
+    expect(sealed.length).toBe(210);
+  });
+});
