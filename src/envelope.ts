@@ -180,7 +180,12 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     }
     let key: Uint8Array;
     try {
-      key = await kms.decryptDataKey({ keyId: header.wrappedKey.keyId, ciphertextBlob: header.wrappedKey.ciphertextBlob, context });
+      key = await kms.decryptDataKey({
+        keySpec: header.suite.keyLength === 16 ? 'AES_128' : 'AES_256',
+        keyId: header.wrappedKey.keyId,
+        ciphertextBlob: header.wrappedKey.ciphertextBlob,
+        context,
+      });
     } catch (error) {
       throw kmsFailure(error, 'decrypt the data key');
     }

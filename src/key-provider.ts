@@ -23,6 +23,8 @@ export interface DataKey {
 }
 
 export interface DecryptDataKeyRequest {
+  /** The size of key the message's suite needs; a key of another size is an error. */
+  readonly keySpec: KeySpec;
   readonly keyId: string;
   readonly ciphertextBlob: string;
   readonly context: CanonicalContext;

@@ -185,7 +185,7 @@ export class LocalKms implements KeyProvider {
     const master = this.#master(request.keyId);
     const blob = request.ciphertextBlob;
     const sealed = blob.startsWith(BLOB_PREFIX) ? base64url.decode(blob.slice(BLOB_PREFIX.length)) : undefined;
-    if (!sealed || (sealed.length !== NONCE_LENGTH + 16 + TAG_LENGTH && sealed.length !== NONCE_LENGTH + 32 + TAG_LENGTH)) {
+    if (!sealed || sealed.length !== NONCE_LENGTH + KEY_LENGTH_BY_SPEC[request.keySpec] + TAG_LENGTH) {
       throw new DecryptionFailedError();
     }
     const plaintextKey = new Uint8Array(sealed.length - NONCE_LENGTH - TAG_LENGTH);

@@ -64,9 +64,9 @@ describe('LocalKms', () => {
     const a = canonicalContext({ table: 'users' });
     const b = canonicalContext({ table: 'orders' });
     const dataKey = await kms.generateDataKey({ keySpec: 'AES_256', context: a });
-    const back = await kms.decryptDataKey({ keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context: a });
+    const back = await kms.decryptDataKey({ keySpec: 'AES_256', keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context: a });
     expect(Buffer.from(back).equals(Buffer.from(dataKey.plaintextKey))).toBe(true);
-    await expect(kms.decryptDataKey({ keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context: b })).rejects.toBeInstanceOf(
+    await expect(kms.decryptDataKey({ keySpec: 'AES_256', keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context: b })).rejects.toBeInstanceOf(
       DecryptionFailedError,
     );
     expect(dataKey.ciphertextBlob).toMatch(/^lk1\.[A-Za-z0-9_-]+$/);
@@ -77,14 +77,14 @@ describe('LocalKms', () => {
     const ctx = canonicalContext({});
     const dataKey = await kms.generateDataKey({ keySpec: 'AES_128', context: ctx });
     expect(dataKey.plaintextKey.length).toBe(16);
-    await expect(kms.decryptDataKey({ ...dataKey, keyId: 'two', context: ctx })).rejects.toBeInstanceOf(DecryptionFailedError);
-    await expect(kms.decryptDataKey({ ...dataKey, keyId: 'three', context: ctx })).rejects.toThrow(/no master key "three"/);
+    await expect(kms.decryptDataKey({ ...dataKey, keySpec: 'AES_128', keyId: 'two', context: ctx })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(kms.decryptDataKey({ ...dataKey, keySpec: 'AES_128', keyId: 'three', context: ctx })).rejects.toThrow(/no master key "three"/);
   });
 
   it('rejects a malformed blob as a decryption failure', async () => {
     const kms = LocalKms.generate();
     for (const blob of ['', 'lk1.', 'lk1.!!!!', 'lk2.AAAA', `lk1.${'A'.repeat(80)}`]) {
-      await expect(kms.decryptDataKey({ keyId: 'default', ciphertextBlob: blob, context: canonicalContext({}) })).rejects.toBeInstanceOf(
+      await expect(kms.decryptDataKey({ keySpec: 'AES_256', keyId: 'default', ciphertextBlob: blob, context: canonicalContext({}) })).rejects.toBeInstanceOf(
         DecryptionFailedError,
       );
     }

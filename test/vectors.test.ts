@@ -157,7 +157,7 @@ describe('FORMAT.md §8 worked example', () => {
     const sealed = unhex(vectors.cases[0]!.sealed);
     const header = parseHeader(sealed);
     const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) });
-    const dataKey = await kms.decryptDataKey({ ...header.wrappedKey, context: header.context! });
+    const dataKey = await kms.decryptDataKey({ ...header.wrappedKey, keySpec: 'AES_256', context: header.context! });
     expect(hex(dataKey)).toBe('d3bbe1cca066a4bf5b8bf6aadc067347d458a2299841917f35d489607277e7b3');
     expect(header.authenticated.length).toBe(32);
     const keys = deriveKeys(selectBackend(), COBBLESTONE_256, dataKey, sealed.subarray(header.length, header.length + 24), header.authenticated);

@@ -1,0 +1,207 @@
+/**
+ * TencentKms: Tencent Cloud KMS API 3.0 (version 2019-01-18), POST JSON signed with
+ * TC3-HMAC-SHA256 (reference/tencent-kms.md §2).
+ */
+import { base64 } from './bytes.ts';
+import { DecryptionFailedError, KmsError } from './errors.ts';
+import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
+import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
+import { tc3Authorization } from './tencent-sign.ts';
+import {
+  checkEndpoint,
+  decodeDataKey,
+  env,
+  type HttpRequest,
+  stringField,
+  TencentTransport,
+  type TransportOptions,
+  type Verdict,
+} from './tencent-transport.ts';
+
+export const TENCENT_API_VERSION = '2019-01-18';
+const SERVICE = 'kms';
+const DEFAULT_HOST = 'kms.tencentcloudapi.com';
+const CONTENT_TYPE = 'application/json';
+
+export interface TencentKmsOptions extends TransportOptions {
+  /** The CMK that generateDataKey uses (KeyId). Not needed to open: the blob names its CMK. */
+  keyId?: string;
+  /** Region, e.g. `ap-guangzhou`; default TENCENTCLOUD_REGION. */
+  region?: string;
+  /** Default `https://kms.tencentcloudapi.com`; plain http only for loopback (the emulator). */
+  endpoint?: string;
+  /**
+   * The host name signed in the request. Default: the endpoint's host name, or
+   * `kms.tencentcloudapi.com` when the endpoint is a loopback address (the emulator), so the
+   * signature is the one the real service would check.
+   */
+  signingHost?: string;
+  /** `X-TC-Language`. */
+  language?: 'en-US' | 'zh-CN';
+}
+
+/** Errors that mean "this blob does not open under this context", not a service failure. */
+const DECRYPT_FAILURES = new Set(['InvalidParameterValue.InvalidCiphertext', 'FailedOperation.DecryptError']);
+
+function isRetryable(code: string): boolean {
+  return (
+    code.startsWith('RequestLimitExceeded') ||
+    code === 'InternalError' ||
+    code.startsWith('InternalError.') ||
+    code === 'UnsupportedOperation.ServiceTemporaryUnavailable'
+  );
+}
+
+export class TencentKms implements KeyProvider {
+  readonly id = 'tencent';
+  readonly keyId: string | undefined;
+  readonly region: string;
+  readonly #url: URL;
+  readonly #signingHost: string;
+  readonly #language: string | undefined;
+  readonly #transport: TencentTransport;
+
+  constructor(options: TencentKmsOptions = {}) {
+    const region = options.region ?? env().TENCENTCLOUD_REGION;
+    if (!region) throw new TypeError('"region" is required (or set TENCENTCLOUD_REGION), e.g. "ap-guangzhou"');
+    this.region = region;
+    this.keyId = options.keyId;
+    this.#url = checkEndpoint(options.endpoint ?? `https://${DEFAULT_HOST}`);
+    const loopback = this.#url.protocol === 'http:';
+    this.#signingHost = options.signingHost ?? (loopback ? DEFAULT_HOST : this.#url.hostname);
+    this.#language = options.language;
+    this.#transport = new TencentTransport(options);
+  }
+
+  async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
+    const keyId = this.#requireKeyId(this.keyId);
+    const length = KEY_LENGTH_BY_SPEC[request.keySpec];
+    const response = await this.call('GenerateDataKey', {
+      KeyId: keyId,
+      KeySpec: request.keySpec,
+      EncryptionContext: request.context.json,
+    });
+    const plaintextKey = decodeDataKey(response.Plaintext, length, 'GenerateDataKey');
+    const ciphertextBlob = stringField(response, 'CiphertextBlob');
+    if (!ciphertextBlob) {
+      plaintextKey.fill(0);
+      throw new KmsError('GenerateDataKey: the KMS response has no CiphertextBlob');
+    }
+    return { keyId: stringField(response, 'KeyId') ?? keyId, plaintextKey, ciphertextBlob };
+  }
+
+  async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {
+    const response = await this.call('Decrypt', { CiphertextBlob: request.ciphertextBlob, EncryptionContext: request.context.json });
+    return decodeDataKey(response.Plaintext, KEY_LENGTH_BY_SPEC[request.keySpec], 'Decrypt');
+  }
+
+  /** Encrypt up to 4 KiB under a CMK. Returns the CiphertextBlob. */
+  async encrypt(plaintext: Uint8Array, options: { keyId?: string; context?: string } = {}): Promise<string> {
+    const response = await this.call('Encrypt', {
+      KeyId: this.#requireKeyId(options.keyId ?? this.keyId),
+      Plaintext: base64.encode(plaintext),
+      ...(options.context === undefined ? {} : { EncryptionContext: options.context }),
+    });
+    return requireString(response, 'CiphertextBlob', 'Encrypt');
+  }
+
+  /** Re-encrypts a blob under another CMK (or the rotated version of the same one). */
+  async reEncrypt(options: {
+    ciphertextBlob: string;
+    destinationKeyId?: string;
+    sourceContext?: string;
+    destinationContext?: string;
+  }): Promise<{ ciphertextBlob: string; keyId: string | undefined; sourceKeyId: string | undefined }> {
+    const response = await this.call('ReEncrypt', {
+      CiphertextBlob: options.ciphertextBlob,
+      ...(options.destinationKeyId === undefined ? {} : { DestinationKeyId: options.destinationKeyId }),
+      ...(options.sourceContext === undefined ? {} : { SourceEncryptionContext: options.sourceContext }),
+      ...(options.destinationContext === undefined ? {} : { DestinationEncryptionContext: options.destinationContext }),
+    });
+    return {
+      ciphertextBlob: requireString(response, 'CiphertextBlob', 'ReEncrypt'),
+      keyId: stringField(response, 'KeyId'),
+      sourceKeyId: stringField(response, 'SourceKeyId'),
+    };
+  }
+
+  /** Creates a CMK; returns its KeyId. */
+  async createKey(options: { alias: string; description?: string }): Promise<string> {
+    const response = await this.call('CreateKey', {
+      Alias: options.alias,
+      ...(options.description === undefined ? {} : { Description: options.description }),
+    });
+    return requireString(response, 'KeyId', 'CreateKey');
+  }
+
+  /** Any KMS action: the `Response` object without its wrapper. */
+  async call(action: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const body = JSON.stringify(params);
+    return this.#transport.call({
+      action,
+      sign: (credentials): HttpRequest => {
+        const timestamp = Math.floor(Date.now() / 1000);
+        const headers: Record<string, string> = {
+          'Content-Type': CONTENT_TYPE,
+          'X-TC-Action': action,
+          'X-TC-Version': TENCENT_API_VERSION,
+          'X-TC-Timestamp': String(timestamp),
+          'X-TC-Region': this.region,
+          Authorization: tc3Authorization(credentials.secretId, credentials.secretKey, {
+            method: 'POST',
+            host: this.#signingHost,
+            contentType: CONTENT_TYPE,
+            payload: body,
+            timestamp,
+            service: SERVICE,
+            extraHeaders: { 'x-tc-action': action },
+          }),
+        };
+        if (credentials.token) headers['X-TC-Token'] = credentials.token;
+        if (this.#language) headers['X-TC-Language'] = this.#language;
+        return { method: 'POST', url: this.#url.href, headers, body };
+      },
+      judge: (_status, json) => judge(action, json),
+    });
+  }
+
+  #requireKeyId(keyId: string | undefined): string {
+    if (!keyId) throw new TypeError('TencentKms needs "keyId" (the CMK) to generate data keys or encrypt');
+    return keyId;
+  }
+
+  toString(): string {
+    return `TencentKms { region: ${this.region}, keyId: ${this.keyId ?? '(none)'}, endpoint: ${this.#url.origin} }`;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+}
+
+function requireString(response: Record<string, unknown>, field: string, action: string): string {
+  const value = stringField(response, field);
+  if (!value) throw new KmsError(`${action}: the KMS response has no ${field}`);
+  return value;
+}
+
+function judge(action: string, json: unknown): Verdict<Record<string, unknown>> {
+  const response = (json as { Response?: unknown } | null)?.Response;
+  if (!response || typeof response !== 'object') {
+    return { fail: new KmsError(`${action}: the KMS response has no Response object`) };
+  }
+  const r = response as Record<string, unknown>;
+  const requestId = stringField(r, 'RequestId');
+  const error = r.Error as { Code?: unknown; Message?: unknown } | undefined;
+  if (error === undefined) return { ok: r };
+  const code = typeof error?.Code === 'string' ? error.Code : 'UnknownError';
+  const message = typeof error?.Message === 'string' ? error.Message.slice(0, 300) : '';
+  if (action === 'Decrypt' && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
+  const kmsError = new KmsError(`${action} failed: ${code}${message ? `: ${message}` : ''}`, {
+    kmsCode: code,
+    ...(requestId ? { requestId } : {}),
+  });
+  if (code === 'AuthFailure.SignatureExpire') return { resign: kmsError };
+  if (isRetryable(code)) return { retry: kmsError };
+  return { fail: kmsError };
+}

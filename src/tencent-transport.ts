@@ -1,0 +1,271 @@
+/**
+ * What both Tencent providers share: credentials, the endpoint check, and one HTTP exchange with
+ * a per-attempt timeout, a total deadline, retries with exponential backoff and full jitter for the
+ * retryable classes only (each attempt signed afresh), no redirects, and a capped response body.
+ * Secrets, signatures and plaintext keys never reach an error message.
+ */
+import ky, { TimeoutError } from 'ky';
+import { base64, wipe } from './bytes.ts';
+import { KmsError } from './errors.ts';
+
+export interface TencentCredentials {
+  readonly secretId: string;
+  readonly secretKey: string;
+  /** STS session token for temporary credentials. */
+  readonly token?: string | undefined;
+}
+
+/** Fixed credentials, or a function called before each attempt (for rotation). */
+export type CredentialSource = TencentCredentials | (() => TencentCredentials | Promise<TencentCredentials>);
+
+export interface RetryOptions {
+  /** Retries after the first attempt; default 3. */
+  limit?: number;
+  /** First backoff ceiling in ms (doubles each retry, full jitter); default 100, as Tencent advises. */
+  baseDelayMs?: number;
+  /** Largest backoff ceiling; default 3000. */
+  maxDelayMs?: number;
+}
+
+export interface TransportOptions {
+  /** Timeout of one attempt in ms; default 5000. */
+  timeoutMs?: number;
+  /** Deadline of the whole call, retries and backoff included, in ms; default 20000. */
+  deadlineMs?: number;
+  retry?: RetryOptions;
+  /** A fetch to use instead of the global one (tests, proxies, custom agents). */
+  fetch?: typeof fetch;
+  /** Credentials; default from TENCENTCLOUD_SECRET_ID / _SECRET_KEY / _SESSION_TOKEN. */
+  credentials?: CredentialSource;
+}
+
+export const MAX_RESPONSE_BYTES = 64 * 1024;
+
+export function env(): Record<string, string | undefined> {
+  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
+}
+
+export async function resolveCredentials(source: CredentialSource | undefined): Promise<TencentCredentials> {
+  let creds: TencentCredentials | undefined;
+  if (typeof source === 'function') {
+    try {
+      creds = await source();
+    } catch (error) {
+      throw new KmsError('the credential function failed', { cause: error });
+    }
+  } else if (source) {
+    creds = source;
+  } else {
+    const e = env();
+    if (e.TENCENTCLOUD_SECRET_ID && e.TENCENTCLOUD_SECRET_KEY) {
+      creds = { secretId: e.TENCENTCLOUD_SECRET_ID, secretKey: e.TENCENTCLOUD_SECRET_KEY, token: e.TENCENTCLOUD_SESSION_TOKEN || undefined };
+    }
+  }
+  if (!creds || typeof creds.secretId !== 'string' || typeof creds.secretKey !== 'string' || !creds.secretId || !creds.secretKey) {
+    throw new KmsError('no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or pass credentials');
+  }
+  return creds;
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
+/** HTTPS, or plain HTTP to a loopback address only (the emulator). */
+export function checkEndpoint(endpoint: string): URL {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new TypeError(`"endpoint" is not a URL: ${JSON.stringify(endpoint)}`);
+  }
+  if (url.protocol === 'https:') return url;
+  if (url.protocol === 'http:' && LOOPBACK.test(url.hostname)) return url;
+  throw new TypeError(`"endpoint" must use https (plain http is allowed only for loopback addresses), got ${url.origin}`);
+}
+
+export interface HttpRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/** What the caller makes of a response: done, retry, re-sign once, or fail. */
+export type Verdict<T> =
+  | { ok: T }
+  | { retry: KmsError }
+  | { resign: KmsError }
+  | { fail: Error };
+
+export interface KmsCall<T> {
+  action: string;
+  /** Builds and signs the request for one attempt (fresh timestamp and nonce each time). */
+  sign: (credentials: TencentCredentials) => HttpRequest | Promise<HttpRequest>;
+  /** Judges a parsed response body with its HTTP status. */
+  judge: (status: number, body: unknown) => Verdict<T>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class TencentTransport {
+  readonly #timeoutMs: number;
+  readonly #deadlineMs: number;
+  readonly #limit: number;
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #fetch: typeof fetch | undefined;
+  readonly #credentials: CredentialSource | undefined;
+
+  constructor(options: TransportOptions = {}) {
+    this.#timeoutMs = positive(options.timeoutMs ?? 5000, 'timeoutMs');
+    this.#deadlineMs = positive(options.deadlineMs ?? 20000, 'deadlineMs');
+    this.#limit = Math.floor(nonNegative(options.retry?.limit ?? 3, 'retry.limit'));
+    this.#baseDelayMs = nonNegative(options.retry?.baseDelayMs ?? 100, 'retry.baseDelayMs');
+    this.#maxDelayMs = nonNegative(options.retry?.maxDelayMs ?? 3000, 'retry.maxDelayMs');
+    this.#fetch = options.fetch;
+    this.#credentials = options.credentials;
+  }
+
+  async call<T>(call: KmsCall<T>): Promise<T> {
+    const deadline = Date.now() + this.#deadlineMs;
+    let resigned = false;
+    let lastError: KmsError | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new KmsError(`${call.action}: deadline of ${this.#deadlineMs} ms exceeded after ${attempt} attempt(s)`, {
+          cause: lastError,
+          kmsCode: lastError?.kmsCode,
+          requestId: lastError?.requestId,
+        });
+      }
+      const credentials = await resolveCredentials(this.#credentials);
+      const verdict = await this.#attempt(call, credentials, Math.min(this.#timeoutMs, remaining));
+      if ('ok' in verdict) return verdict.ok;
+      if ('fail' in verdict) throw verdict.fail;
+      if ('resign' in verdict) {
+        // A stale timestamp (clock skew): one immediate re-sign, then give up.
+        if (resigned) throw verdict.resign;
+        resigned = true;
+        lastError = verdict.resign;
+        attempt--;
+        continue;
+      }
+      lastError = verdict.retry;
+      if (attempt >= this.#limit) throw lastError;
+      const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** attempt);
+      const delay = Math.random() * ceiling;
+      if (Date.now() + delay >= deadline) throw lastError;
+      await sleep(delay);
+    }
+  }
+
+  async #attempt<T>(call: KmsCall<T>, credentials: TencentCredentials, timeout: number): Promise<Verdict<T>> {
+    const request = await call.sign(credentials);
+    let response: Response;
+    try {
+      response = await ky(request.url, {
+        method: request.method,
+        headers: request.headers,
+        ...(request.body === undefined ? {} : { body: request.body }),
+        timeout,
+        retry: 0,
+        throwHttpErrors: false,
+        redirect: 'manual',
+        ...(this.#fetch ? { fetch: this.#fetch } : {}),
+      });
+    } catch (error) {
+      if (error instanceof TimeoutError) return { retry: new KmsError(`${call.action}: attempt timed out after ${timeout} ms`, { cause: error }) };
+      return { retry: new KmsError(`${call.action}: network error (${describeNetworkError(error)})`, { cause: error }) };
+    }
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel();
+      return { fail: new KmsError(`${call.action}: the endpoint answered with a redirect (HTTP ${response.status}), which is not followed`) };
+    }
+    let text: string;
+    try {
+      text = await readCapped(response, MAX_RESPONSE_BYTES);
+    } catch (error) {
+      if (error instanceof KmsError) return { fail: error };
+      return { retry: new KmsError(`${call.action}: connection failed while reading the response`, { cause: error }) };
+    }
+    if (response.status >= 500) return { retry: new KmsError(`${call.action}: HTTP ${response.status} from the KMS`, { kmsCode: `HTTP${response.status}` }) };
+    if (response.status !== 200) return { fail: new KmsError(`${call.action}: HTTP ${response.status} from the KMS`, { kmsCode: `HTTP${response.status}` }) };
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return { fail: new KmsError(`${call.action}: the KMS answered with a body that is not JSON`) };
+    }
+    return call.judge(response.status, body);
+  }
+}
+
+function describeNetworkError(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
+  if (cause && typeof cause.code === 'string') return cause.code;
+  return error instanceof Error ? error.name : 'unknown';
+}
+
+async function readCapped(response: Response, cap: number): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > cap) {
+      await reader.cancel();
+      throw new KmsError(`the KMS response exceeds ${cap} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(total);
+  let o = 0;
+  for (const c of chunks) {
+    all.set(c, o);
+    o += c.length;
+  }
+  const text = new TextDecoder().decode(all);
+  all.fill(0); // the body may hold a plaintext data key
+  for (const c of chunks) c.fill(0);
+  return text;
+}
+
+function positive(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n)) throw new RangeError(`"${name}" must be a positive number, got ${n}`);
+  return n;
+}
+
+function nonNegative(n: number, name: string): number {
+  if (typeof n !== 'number' || !(n >= 0) || !Number.isFinite(n)) throw new RangeError(`"${name}" must be a non-negative number, got ${n}`);
+  return n;
+}
+
+/** Random nonce for v1/v2 signing: a positive 31-bit integer. */
+export function randomNonce(): number {
+  const b = globalThis.crypto.getRandomValues(new Uint32Array(1));
+  return (b[0]! & 0x7fffffff) || 1;
+}
+
+/** A string field of a response object, or undefined. */
+export function stringField(obj: unknown, name: string): string | undefined {
+  const v = (obj as Record<string, unknown> | null | undefined)?.[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * Decodes the base64 plaintext data key straight into a Uint8Array and checks its length against
+ * what was asked for (Tencent's own example returns 16 bytes for AES_256).
+ */
+export function decodeDataKey(text: unknown, expectedLength: number, action: string): Uint8Array {
+  const key = typeof text === 'string' ? base64.decode(text) : undefined;
+  if (!key) throw new KmsError(`${action}: the KMS returned a plaintext key that is not base64`);
+  if (key.length !== expectedLength) {
+    const length = key.length;
+    wipe(key);
+    throw new KmsError(`${action}: the KMS returned a ${length}-byte data key where ${expectedLength} bytes were asked for`);
+  }
+  return key;
+}
