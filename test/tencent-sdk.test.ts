@@ -1,0 +1,72 @@
+/**
+ * The official tencentcloud-sdk-nodejs (a dev dependency) against the emulator: CreateKey →
+ * GenerateDataKey → Decrypt with TC3-HMAC-SHA256, HmacSHA256 and HmacSHA1, so the emulator checks
+ * signatures as Tencent does, for a client that is not ours.
+ */
+import { Agent } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from 'tencentcloud-sdk-nodejs/tencentcloud/services/kms/v20190118/kms_client.js';
+import { type RunningEmulator, startEmulator } from '../src/emulator.ts';
+
+let emulator: RunningEmulator;
+beforeAll(async () => {
+  emulator = await startEmulator();
+});
+afterAll(() => emulator.close());
+
+interface SdkClient {
+  CreateKey(req: object): Promise<{ KeyId: string }>;
+  GenerateDataKey(req: object): Promise<{ KeyId: string; Plaintext: string; CiphertextBlob: string }>;
+  Decrypt(req: object): Promise<{ KeyId: string; Plaintext: string }>;
+}
+
+type SignMethod = 'TC3-HMAC-SHA256' | 'HmacSHA256' | 'HmacSHA1';
+
+function sdk(signMethod: SignMethod, reqMethod: 'POST' | 'GET', secretKey?: string): SdkClient {
+  const { secretId, secretKey: key } = emulator.credentials[0]!;
+  return new Client({
+    credential: { secretId, secretKey: secretKey ?? key },
+    region: 'ap-guangzhou',
+    profile: {
+      signMethod,
+      httpProfile: {
+        endpoint: `127.0.0.1:${emulator.port}`,
+        protocol: 'http://',
+        reqMethod,
+        reqTimeout: 10,
+        // An explicit agent keeps an http_proxy in the environment from rerouting loopback traffic.
+        agent: new Agent({ keepAlive: false }),
+      },
+    },
+  }) as unknown as SdkClient;
+}
+
+describe('official tencentcloud-sdk-nodejs against the emulator', () => {
+  it.each([
+    ['TC3-HMAC-SHA256', 'POST'],
+    ['TC3-HMAC-SHA256', 'GET'],
+    ['HmacSHA256', 'POST'],
+    ['HmacSHA1', 'POST'],
+    ['HmacSHA1', 'GET'],
+  ] as const)('completes CreateKey → GenerateDataKey → Decrypt with %s over %s', async (signMethod, reqMethod) => {
+    const client = sdk(signMethod, reqMethod);
+    const before = emulator.stats().authFailures;
+    const { KeyId } = await client.CreateKey({ Alias: `sdk-${signMethod.replace(/[^A-Za-z0-9]/g, '')}-${reqMethod}` });
+    expect(KeyId).toMatch(/^[0-9a-f-]{36}$/);
+    const context = JSON.stringify({ bucket: 'b1', obj: 'k/ä' });
+    const generated = await client.GenerateDataKey({ KeyId, KeySpec: 'AES_256', EncryptionContext: context });
+    expect(Buffer.from(generated.Plaintext, 'base64').length).toBe(32);
+    const decrypted = await client.Decrypt({ CiphertextBlob: generated.CiphertextBlob, EncryptionContext: context });
+    expect(decrypted.Plaintext).toBe(generated.Plaintext);
+    expect(decrypted.KeyId).toBe(KeyId);
+    await expect(client.Decrypt({ CiphertextBlob: generated.CiphertextBlob, EncryptionContext: '{"bucket":"b2"}' })).rejects.toMatchObject({
+      code: 'InvalidParameterValue.InvalidCiphertext',
+    });
+    expect(emulator.stats().authFailures).toBe(before);
+  });
+
+  it.each(['TC3-HMAC-SHA256', 'HmacSHA256', 'HmacSHA1'] as const)('rejects the SDK signing with a wrong secret key (%s)', async (signMethod) => {
+    const client = sdk(signMethod, 'POST', 'not-the-secret-key-0000000000000');
+    await expect(client.CreateKey({ Alias: 'never' })).rejects.toMatchObject({ code: 'AuthFailure.SignatureFailure' });
+  });
+});
