@@ -4,7 +4,7 @@
  * retryable classes only (each attempt signed afresh), no redirects, and a capped response body.
  * Secrets, signatures and plaintext keys never reach an error message.
  */
-import ky, { TimeoutError } from 'ky';
+import ky from 'ky';
 import { base64, wipe } from './bytes.ts';
 import { KmsError } from './errors.ts';
 
@@ -161,42 +161,42 @@ export class TencentTransport {
 
   async #attempt<T>(call: KmsCall<T>, credentials: TencentCredentials, timeout: number): Promise<Verdict<T>> {
     const request = await call.sign(credentials);
-    let response: Response;
+    // One signal bounds the whole attempt, the body read included (ky's own timeout stops at the headers).
+    const signal = AbortSignal.timeout(timeout);
+    let status: number;
+    let text: string;
     try {
-      response = await ky(request.url, {
+      const response = await ky(request.url, {
         method: request.method,
         headers: request.headers,
         ...(request.body === undefined ? {} : { body: request.body }),
-        timeout,
+        signal,
+        timeout: false,
         retry: 0,
         throwHttpErrors: false,
         redirect: 'manual',
         ...(this.#fetch ? { fetch: this.#fetch } : {}),
       });
-    } catch (error) {
-      if (error instanceof TimeoutError) return { retry: new KmsError(`${call.action}: attempt timed out after ${timeout} ms`, { cause: error }) };
-      return { retry: new KmsError(`${call.action}: network error (${describeNetworkError(error)})`, { cause: error }) };
-    }
-    if (response.status >= 300 && response.status < 400) {
-      await response.body?.cancel();
-      return { fail: new KmsError(`${call.action}: the endpoint answered with a redirect (HTTP ${response.status}), which is not followed`) };
-    }
-    let text: string;
-    try {
+      status = response.status;
+      if (status >= 300 && status < 400) {
+        await response.body?.cancel();
+        return { fail: new KmsError(`${call.action}: the endpoint answered with a redirect (HTTP ${status}), which is not followed`) };
+      }
       text = await readCapped(response, MAX_RESPONSE_BYTES);
     } catch (error) {
       if (error instanceof KmsError) return { fail: error };
-      return { retry: new KmsError(`${call.action}: connection failed while reading the response`, { cause: error }) };
+      if (signal.aborted) return { retry: new KmsError(`${call.action}: attempt timed out after ${Math.round(timeout)} ms`) };
+      return { retry: new KmsError(`${call.action}: network error (${describeNetworkError(error)})`, { cause: error }) };
     }
-    if (response.status >= 500) return { retry: new KmsError(`${call.action}: HTTP ${response.status} from the KMS`, { kmsCode: `HTTP${response.status}` }) };
-    if (response.status !== 200) return { fail: new KmsError(`${call.action}: HTTP ${response.status} from the KMS`, { kmsCode: `HTTP${response.status}` }) };
+    if (status >= 500) return { retry: new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kmsCode: `HTTP${status}` }) };
+    if (status !== 200) return { fail: new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kmsCode: `HTTP${status}` }) };
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
       return { fail: new KmsError(`${call.action}: the KMS answered with a body that is not JSON`) };
     }
-    return call.judge(response.status, body);
+    return call.judge(status, body);
   }
 }
 
