@@ -23,6 +23,9 @@ export {
   type SuiteName,
 } from './envelope.ts';
 export { LocalKms, type LocalKmsOptions } from './local-kms.ts';
+export { TencentKms, type TencentKmsOptions } from './tencent-kms.ts';
+export { TencentKmsV2, type TencentKmsV2Options } from './tencent-kms-v2.ts';
+export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './tencent-transport.ts';
 export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './key-provider.ts';
 export type { CanonicalContext, EncryptionContext } from './context.ts';
 export type { BackendName } from './select-backend.ts';
