@@ -1,16 +1,21 @@
 /**
- * `npm start`: a short tour on the embedded default, a LocalKms whose key file lives in
- * ./.kms-envelope/local.key (created on first run, mode 0600). No cloud account needed.
+ * `npm start`: a short tour with no cloud account. It starts the local Tencent KMS emulator
+ * in-process on 127.0.0.1, creates a master key, and seals and opens records and a file through
+ * the real API 3.0 wire protocol; then the same through the legacy API and the embedded LocalKms.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createEnvelope, inspect, isEnvelopeError, LocalKms } from './index.ts';
+import { startEmulator } from './emulator.ts';
+import { createEnvelope, inspect, isEnvelopeError, LocalKms, TencentKms, TencentKmsV2 } from './index.ts';
 
 const dir = join(process.cwd(), '.kms-envelope');
-const keyFile = join(dir, 'local.key');
-const kms = LocalKms.fromKeyFile(keyFile, { create: true });
+const emulator = await startEmulator();
+const credentials = emulator.credentials[0]!;
+const admin = new TencentKms({ region: 'ap-guangzhou', endpoint: emulator.url, credentials });
+const keyId = await admin.createKey({ alias: 'demo', description: 'npm start' });
+const kms = new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials });
 const envelope = createEnvelope({ kms });
-console.log(`key provider: LocalKms, key file ${keyFile} (key ids: ${kms.keyIds.join(', ')})`);
+console.log(`KMS emulator listening on ${emulator.url}; master key ${keyId} (TencentKms, API 3.0, TC3-HMAC-SHA256)`);
 
 // 1. Rows: each sealed under its own data key, bound to its table and row.
 const rows = [
@@ -66,3 +71,14 @@ console.log(
     `reopened identical: ${Buffer.from(reopened).equals(readFileSync(plainPath))}, ${(performance.now() - started).toFixed(1)} ms`,
 );
 console.log(`header of ${sealedPath}: ${JSON.stringify(info)}`);
+
+// 4. The same record through the legacy API (v2, HmacSHA256) and through the embedded LocalKms.
+const legacy = createEnvelope({ kms: new TencentKmsV2({ keyId, region: 'gz', endpoint: `${emulator.url}/v2/index.php`, credentials }) });
+console.log(`legacy v2 API round trip: ${await legacy.openString(await legacy.seal('v2 record', { context: { api: 'v2' } }))}`);
+const keyFile = join(dir, 'local.key');
+const local = createEnvelope({ kms: LocalKms.fromKeyFile(keyFile, { create: true }) });
+console.log(`LocalKms (${keyFile}) round trip: ${await local.openString(await local.seal('local record'))}`);
+
+const stats = emulator.stats();
+console.log(`KMS calls: ${Object.entries(stats.calls).map(([action, n]) => `${action} ${n}`).join(', ')}; auth failures: ${stats.authFailures}`);
+await emulator.close();

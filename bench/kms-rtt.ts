@@ -1,0 +1,63 @@
+/**
+ * Loopback round-trip time of GenerateDataKey and Decrypt through the emulator, run as its own
+ * process (the CLI) so client and server do not share an event loop. Keep-alive is on (fetch's
+ * default). Reports p50 and p99 over sequential calls, for both providers.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { canonicalContext } from '../src/context.ts';
+import type { KeyProvider } from '../src/key-provider.ts';
+import { TencentKms } from '../src/tencent-kms.ts';
+import { TencentKmsV2 } from '../src/tencent-kms-v2.ts';
+import { formatNs } from './harness.ts';
+
+const CALLS = 2000;
+const WARMUP = 200;
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function time(fn: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < WARMUP; i++) await fn();
+  const samples: number[] = [];
+  for (let i = 0; i < CALLS; i++) {
+    const start = process.hrtime.bigint();
+    await fn();
+    samples.push(Number(process.hrtime.bigint() - start));
+  }
+  return samples.sort((a, b) => a - b);
+}
+
+export async function benchKmsRtt(): Promise<void> {
+  const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const url = ((await lines.next()).value as string).replace('listening on ', '');
+    const secretId = ((await lines.next()).value as string).replace('secret id: ', '');
+    const secretKey = ((await lines.next()).value as string).replace('secret key: ', '');
+    const keyId = ((await lines.next()).value as string).replace('key id: ', '');
+    const credentials = { secretId, secretKey };
+    const providers: [string, KeyProvider][] = [
+      ['TencentKms (API 3.0, TC3)', new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: url, credentials })],
+      ['TencentKmsV2 (POST, HmacSHA256)', new TencentKmsV2({ keyId, region: 'gz', endpoint: `${url}/v2/index.php`, credentials })],
+    ];
+    const context = canonicalContext({ table: 'users', row: '42' });
+    console.log(`\n## KMS round trip on loopback (emulator in its own process, keep-alive, ${CALLS} sequential calls)\n`);
+    console.log('| provider | action | p50 | p99 |');
+    console.log('|---|---|---|---|');
+    for (const [name, kms] of providers) {
+      const dataKey = await kms.generateDataKey({ keySpec: 'AES_256', context });
+      dataKey.plaintextKey.fill(0);
+      const generate = await time(async () => (await kms.generateDataKey({ keySpec: 'AES_256', context })).plaintextKey.fill(0));
+      const decrypt = await time(async () =>
+        (await kms.decryptDataKey({ keySpec: 'AES_256', keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context })).fill(0),
+      );
+      console.log(`| ${name} | GenerateDataKey | ${formatNs(percentile(generate, 50))} | ${formatNs(percentile(generate, 99))} |`);
+      console.log(`| ${name} | Decrypt | ${formatNs(percentile(decrypt, 50))} | ${formatNs(percentile(decrypt, 99))} |`);
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
