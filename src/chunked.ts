@@ -189,6 +189,87 @@ export function openPayload(
 }
 
 /**
+ * Push-based streaming sealer: emits salt || commitment first, then each full chunk as soon as
+ * it has 16 KiB, and a short (possibly empty) final chunk at the end. The foundation of sealStream().
+ */
+export class PayloadSealer {
+  readonly #backend: CryptoBackend;
+  #keys: PayloadKeys | undefined;
+  readonly #salt: Uint8Array;
+  #buffer = new Uint8Array(CHUNK_SIZE);
+  #buffered = 0;
+  #counter = 0;
+
+  /** Derives the message keys; the caller keeps (and wipes) `inputKey`. */
+  constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array) {
+    this.#backend = backend;
+    this.#salt = salt;
+    this.#keys = deriveKeys(backend, suite, inputKey, salt, context);
+  }
+
+  /** salt || commitment. */
+  start(): Uint8Array {
+    const keys = this.#live();
+    const out = new Uint8Array(PAYLOAD_PREFIX);
+    out.set(this.#salt);
+    out.set(keys.commitment, SALT_LENGTH);
+    return out;
+  }
+
+  /** Feeds plaintext; returns the sealed full chunks it completed (possibly none), in one buffer. */
+  push(data: Uint8Array): Uint8Array {
+    const keys = this.#live();
+    const total = this.#buffered + data.length;
+    const chunks = Math.floor(total / CHUNK_SIZE);
+    const out = new Uint8Array(chunks * SEALED_CHUNK_SIZE);
+    let i = 0;
+    let o = 0;
+    for (let c = 0; c < chunks; c++) {
+      let chunk: Uint8Array;
+      if (this.#buffered === 0) {
+        chunk = data.subarray(i, i + CHUNK_SIZE); // straight from the input, no copy
+        i += CHUNK_SIZE;
+      } else {
+        const take = CHUNK_SIZE - this.#buffered;
+        this.#buffer.set(data.subarray(i, i + take), this.#buffered);
+        i += take;
+        this.#buffered = 0;
+        chunk = this.#buffer;
+      }
+      this.#backend.gcmSeal(keys.key, keys.nonce(this.#counter++), chunk, out, o);
+      o += SEALED_CHUNK_SIZE;
+    }
+    this.#buffer.set(data.subarray(i), this.#buffered);
+    this.#buffered += data.length - i;
+    return out;
+  }
+
+  /** The final short chunk; wipes the keys. */
+  end(): Uint8Array {
+    const keys = this.#live();
+    try {
+      const out = new Uint8Array(this.#buffered + TAG_LENGTH);
+      this.#backend.gcmSeal(keys.key, keys.nonce(this.#counter), this.#buffer.subarray(0, this.#buffered), out, 0);
+      return out;
+    } finally {
+      this.destroy();
+    }
+  }
+
+  /** Wipes the keys and the buffered plaintext. */
+  destroy(): void {
+    this.#keys?.wipe();
+    this.#keys = undefined;
+    wipe(this.#buffer);
+  }
+
+  #live(): PayloadKeys {
+    if (!this.#keys) throw new Error('PayloadSealer: already ended');
+    return this.#keys;
+  }
+}
+
+/**
  * Push-based streaming opener: releases each chunk's plaintext only after that chunk authenticates,
  * holds back one sealed chunk to find the last, and keeps failing once it has failed (the
  * Wycheproof PartialPlaintext semantics). The foundation of openStream().
@@ -199,7 +280,7 @@ export class PayloadOpener {
   readonly #context: Uint8Array;
   #inputKey: Uint8Array | undefined;
   #keys: PayloadKeys | undefined;
-  #buffer = new Uint8Array(PAYLOAD_PREFIX + SEALED_CHUNK_SIZE);
+  #buffer = new Uint8Array(SEALED_CHUNK_SIZE);
   #buffered = 0;
   #counter = 0;
   #failed = false;
@@ -214,31 +295,43 @@ export class PayloadOpener {
     if (inputKey.length !== suite.keyLength) this.#fail();
   }
 
-  /** Feeds ciphertext; returns the plaintext chunks that authenticated. */
-  push(data: Uint8Array): Uint8Array[] {
+  /** Feeds ciphertext; returns the plaintext of the chunks that authenticated (possibly empty), in one buffer. */
+  push(data: Uint8Array): Uint8Array {
     this.#check();
-    const released: Uint8Array[] = [];
+    let out: Uint8Array | undefined;
     try {
       let i = 0;
-      while (i < data.length) {
-        if (!this.#keys) {
-          const take = Math.min(PAYLOAD_PREFIX - this.#buffered, data.length - i);
-          this.#buffer.set(data.subarray(i, i + take), this.#buffered);
-          this.#buffered += take;
-          i += take;
-          if (this.#buffered === PAYLOAD_PREFIX) this.#openHeader();
-          continue;
-        }
-        // Hold back a full sealed chunk until one more byte arrives: only then is it not the last.
-        if (this.#buffered === SEALED_CHUNK_SIZE) released.push(this.#openChunk(false));
-        const take = Math.min(SEALED_CHUNK_SIZE - this.#buffered, data.length - i);
-        this.#buffer.set(data.subarray(i, i + take), this.#buffered);
+      if (!this.#keys) {
+        const take = Math.min(PAYLOAD_PREFIX - this.#buffered, data.length);
+        this.#buffer.set(data.subarray(0, take), this.#buffered);
         this.#buffered += take;
-        i += take;
+        i = take;
+        if (this.#buffered < PAYLOAD_PREFIX) return new Uint8Array(0);
+        this.#openHeader();
       }
-      return released;
+      // Every full sealed chunk followed by at least one more byte is not the last: open it.
+      const available = this.#buffered + data.length - i;
+      const chunks = available > SEALED_CHUNK_SIZE ? Math.floor((available - 1) / SEALED_CHUNK_SIZE) : 0;
+      out = new Uint8Array(chunks * CHUNK_SIZE);
+      for (let c = 0; c < chunks; c++) {
+        let sealed: Uint8Array;
+        if (this.#buffered === 0) {
+          sealed = data.subarray(i, i + SEALED_CHUNK_SIZE);
+          i += SEALED_CHUNK_SIZE;
+        } else {
+          const take = SEALED_CHUNK_SIZE - this.#buffered;
+          this.#buffer.set(data.subarray(i, i + take), this.#buffered);
+          i += take;
+          this.#buffered = 0;
+          sealed = this.#buffer;
+        }
+        this.#openChunk(sealed, out, c * CHUNK_SIZE);
+      }
+      this.#buffer.set(data.subarray(i), this.#buffered);
+      this.#buffered += data.length - i;
+      return out;
     } catch (error) {
-      for (const r of released) wipe(r);
+      wipe(out);
       this.#fail();
       throw error;
     }
@@ -248,11 +341,12 @@ export class PayloadOpener {
   end(): Uint8Array {
     this.#check();
     try {
-      if (!this.#keys || this.#buffered === SEALED_CHUNK_SIZE) throw new DecryptionFailedError();
-      const last = this.#openChunk(true);
+      if (!this.#keys || this.#buffered < TAG_LENGTH || this.#buffered === SEALED_CHUNK_SIZE) throw new DecryptionFailedError();
+      const out = new Uint8Array(this.#buffered - TAG_LENGTH);
+      this.#openChunk(this.#buffer.subarray(0, this.#buffered), out, 0);
       this.#done = true;
       this.#release();
-      return last;
+      return out;
     } catch (error) {
       this.#fail();
       throw error;
@@ -280,16 +374,10 @@ export class PayloadOpener {
     if (!ok) throw new DecryptionFailedError();
   }
 
-  #openChunk(final: boolean): Uint8Array {
-    const sealed = this.#buffer.subarray(0, this.#buffered);
-    if (sealed.length < TAG_LENGTH || (final && sealed.length === SEALED_CHUNK_SIZE)) throw new DecryptionFailedError();
-    const out = new Uint8Array(sealed.length - TAG_LENGTH);
-    if (!this.#backend.gcmOpen(this.#keys!.key, this.#keys!.nonce(this.#counter), sealed, out, 0)) {
-      throw new DecryptionFailedError();
-    }
+  #openChunk(sealed: Uint8Array, out: Uint8Array, offset: number): void {
+    const keys = this.#keys!;
+    if (!this.#backend.gcmOpen(keys.key, keys.nonce(this.#counter), sealed, out, offset)) throw new DecryptionFailedError();
     this.#counter++;
-    this.#buffered = 0;
-    return out;
   }
 
   #fail(): void {
@@ -302,4 +390,75 @@ export class PayloadOpener {
     this.#keys?.wipe();
     this.#inputKey = undefined;
   }
+}
+
+/** Reads `length` bytes at `position` of the payload (not of the message). */
+export type PayloadReader = (position: number, length: number) => Promise<Uint8Array>;
+
+/**
+ * Random access: opens plaintext bytes [start, start + length) of a payload of `payloadLength`
+ * bytes, decrypting only the chunks they fall in (after the commitment check). With
+ * `verifyLength`, also decrypts the final chunk, which authenticates the message length.
+ */
+export async function openPayloadRange(
+  backend: CryptoBackend,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  read: PayloadReader,
+  payloadLength: number,
+  start: number,
+  length: number,
+  verifyLength: boolean,
+): Promise<Uint8Array> {
+  const total = plaintextLength(payloadLength);
+  if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {
+    throw new RangeError(`range [${start}, ${start}+${length}) is outside the plaintext of ${total} bytes`);
+  }
+  const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
+  const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);
+  let out: Uint8Array | undefined;
+  try {
+    if (!equalBytes(keys.commitment, prefix.subarray(SALT_LENGTH))) throw new DecryptionFailedError();
+    const openChunks = async (first: number, last: number): Promise<Uint8Array> => {
+      const from = PAYLOAD_PREFIX + first * SEALED_CHUNK_SIZE;
+      const to = Math.min(payloadLength, PAYLOAD_PREFIX + (last + 1) * SEALED_CHUNK_SIZE);
+      const sealed = await readExactly(read, from, to - from);
+      const plain = new Uint8Array(sealed.length - (last - first + 1) * TAG_LENGTH);
+      for (let c = first, i = 0, o = 0; c <= last; c++) {
+        const chunk = sealed.subarray(i, i + SEALED_CHUNK_SIZE);
+        if (!backend.gcmOpen(keys.key, keys.nonce(c), chunk, plain, o)) {
+          wipe(plain);
+          throw new DecryptionFailedError();
+        }
+        i += chunk.length;
+        o += chunk.length - TAG_LENGTH;
+      }
+      return plain;
+    };
+    const finalChunk = Math.floor(total / CHUNK_SIZE);
+    const first = Math.floor(start / CHUNK_SIZE);
+    const last = length === 0 ? first - 1 : Math.floor((start + length - 1) / CHUNK_SIZE);
+    if (last >= first) {
+      const plain = await openChunks(first, last);
+      out = plain.slice(start - first * CHUNK_SIZE, start - first * CHUNK_SIZE + length);
+      wipe(plain);
+    } else {
+      out = new Uint8Array(0);
+    }
+    if (verifyLength && last !== finalChunk) wipe(await openChunks(finalChunk, finalChunk));
+    return out;
+  } catch (error) {
+    wipe(out);
+    throw error;
+  } finally {
+    keys.wipe();
+  }
+}
+
+async function readExactly(read: PayloadReader, position: number, length: number): Promise<Uint8Array> {
+  const bytes = await read(position, length);
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new DecryptionFailedError();
+  return bytes;
 }

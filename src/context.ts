@@ -3,7 +3,7 @@
  * header, and the canonical JSON sent to a KMS. Both sort keys by their UTF-8 bytes.
  */
 import { compareBytes, describe, equalBytes, utf8, utf8DecodeStrict } from './bytes.ts';
-import { HeaderMalformedError, LimitExceededError } from './errors.ts';
+import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError } from './errors.ts';
 
 /** Caller-chosen, non-secret strings the KMS and the message bind to the data key. */
 export type EncryptionContext = Readonly<Record<string, string>>;
@@ -105,7 +105,7 @@ function finish(pairs: EncodedPair[], encoded: Uint8Array): CanonicalContext {
 export function parseContext(bytes: Uint8Array, offset: number): { context: CanonicalContext; end: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const need = (n: number, what: string): void => {
-    if (offset + n > bytes.length) throw new HeaderMalformedError(`header truncated in the encryption context (${what})`);
+    if (offset + n > bytes.length) throw new HeaderTruncatedError(`header truncated in the encryption context (${what})`);
   };
   const start = offset;
   need(2, 'pair count');

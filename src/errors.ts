@@ -29,6 +29,9 @@ export class HeaderMalformedError extends EnvelopeError {
   }
 }
 
+/** The header ends before its last field: malformed for a whole message, "need more" for a stream. */
+export class HeaderTruncatedError extends HeaderMalformedError {}
+
 export class UnsupportedVersionError extends EnvelopeError {
   readonly version: number;
   constructor(version: number) {
@@ -89,6 +92,7 @@ export class KmsError extends EnvelopeError {
 const ERROR_NAMES = new Set([
   'EnvelopeError',
   'HeaderMalformedError',
+  'HeaderTruncatedError',
   'UnsupportedVersionError',
   'UnsupportedSuiteError',
   'LimitExceededError',

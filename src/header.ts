@@ -6,7 +6,7 @@
 import { utf8, utf8DecodeStrict } from './bytes.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from './chunked.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
-import { HeaderMalformedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
+import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
 
 export const MAGIC = Uint8Array.of(0x89, 0x4b, 0x4d, 0x45);
 export const VERSION = 1;
@@ -115,8 +115,8 @@ function notOurs(bytes: Uint8Array): HeaderMalformedError {
  * Throws HeaderMalformedError, UnsupportedVersionError, UnsupportedSuiteError, LimitExceededError.
  */
 export function parseHeader(bytes: Uint8Array): ParsedHeader {
-  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) throw notOurs(bytes);
-  if (bytes.length < PREFIX_LENGTH) throw new HeaderMalformedError('header truncated in the prefix');
+  for (let i = 0; i < Math.min(MAGIC.length, bytes.length); i++) if (bytes[i] !== MAGIC[i]) throw notOurs(bytes);
+  if (bytes.length < PREFIX_LENGTH) throw new HeaderTruncatedError('header truncated in the prefix');
   const version = bytes[4]!;
   if (version !== VERSION) throw new UnsupportedVersionError(version);
   const suite = suiteById(bytes[5]!);
@@ -134,11 +134,11 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
   const authenticatedEnd = offset;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const field = (lengthBytes: 1 | 2, max: number, what: string): Uint8Array => {
-    if (offset + lengthBytes > bytes.length) throw new HeaderMalformedError(`header truncated before the ${what} length`);
+    if (offset + lengthBytes > bytes.length) throw new HeaderTruncatedError(`header truncated before the ${what} length`);
     const len = lengthBytes === 1 ? bytes[offset]! : view.getUint16(offset);
     if (len === 0) throw new HeaderMalformedError(`empty ${what}`);
     if (len > max) throw new LimitExceededError(`${what} of ${len} bytes; the limit is ${max}`);
-    if (offset + lengthBytes + len > bytes.length) throw new HeaderMalformedError(`header truncated in the ${what}`);
+    if (offset + lengthBytes + len > bytes.length) throw new HeaderTruncatedError(`header truncated in the ${what}`);
     const value = bytes.subarray(offset + lengthBytes, offset + lengthBytes + len);
     offset += lengthBytes + len;
     return value;
@@ -161,4 +161,17 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
     authenticated: bytes.subarray(0, authenticatedEnd),
     length: offset,
   };
+}
+
+/**
+ * For streams: the header if `bytes` holds all of it, undefined if more bytes are needed.
+ * Throws as parseHeader for anything malformed.
+ */
+export function parseHeaderIfComplete(bytes: Uint8Array): ParsedHeader | undefined {
+  try {
+    return parseHeader(bytes);
+  } catch (error) {
+    if (error instanceof HeaderTruncatedError && bytes.length < MAX_HEADER_LENGTH) return undefined;
+    throw error;
+  }
 }

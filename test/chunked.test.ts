@@ -10,8 +10,10 @@ import {
   deriveKeys,
   MAX_CHUNKS,
   openPayload,
+  openPayloadRange,
   PAYLOAD_PREFIX,
   PayloadOpener,
+  PayloadSealer,
   type PayloadSuite,
   plaintextLength,
   sealedLength,
@@ -52,7 +54,7 @@ function stream(backend: CryptoBackend, suite: PayloadSuite, key: Uint8Array, ct
   let error: unknown;
   const opener = new PayloadOpener(backend, suite, key.slice(), ctx);
   try {
-    for (let i = 0; i < ct.length; i += step) released.push(...opener.push(ct.subarray(i, i + step)));
+    for (let i = 0; i < ct.length; i += step) released.push(opener.push(ct.subarray(i, i + step)));
     released.push(opener.end());
   } catch (e) {
     error = e;
@@ -101,6 +103,76 @@ for (const [suite, file] of FILES) {
     });
   });
 }
+
+for (const [suite, file] of FILES) {
+  const vectors = readVectors<ChunkedFile>(file);
+  const cases = vectors.testGroups.flatMap((g) => g.tests.map((t) => ({ ...t, ctBytes: new Uint8Array(inflateSync(unhex(t.ct))) })));
+  const [backend] = BACKENDS as [CryptoBackend];
+
+  describe(`${suite.name} Wycheproof vectors through random access`, () => {
+    const reader = (ct: Uint8Array) => async (position: number, length: number) => ct.subarray(position, position + length);
+    const whole = (t: (typeof cases)[0]) => {
+      const total = plaintextLength(t.ctBytes.length) ?? 0;
+      return openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, 0, total, true);
+    };
+    const lengthOnly = (t: (typeof cases)[0]) => {
+      const total = plaintextLength(t.ctBytes.length) ?? 0;
+      return openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, total, 0, true);
+    };
+
+    it.each(cases)('tcId $tcId: reading the whole message, and authenticating its length', async (t) => {
+      if (t.result === 'valid') {
+        expect(sha512(await whole(t))).toBe(t.msgSha512);
+        expect((await lengthOnly(t)).length).toBe(0);
+        // A range inside one chunk, and one across a boundary, match the whole.
+        const plain = await whole(t);
+        for (const [start, length] of [[1, 5], [16380, 10], [plain.length - 3, 3]] as const) {
+          if (start < 0 || start + length > plain.length) continue;
+          const part = await openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, start, length, true);
+          expect(hex(part)).toBe(hex(plain.subarray(start, start + length)));
+        }
+      } else {
+        await expect(whole(t)).rejects.toThrow();
+        if (!t.flags.includes('ValidFinalChunk')) await expect(lengthOnly(t)).rejects.toThrow();
+      }
+    });
+  });
+}
+
+describe('PayloadSealer', () => {
+  it.each(BACKENDS)('streams the same bytes as sealPayload, whatever the input pieces ($name)', (backend) => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 * CHUNK_SIZE + 100 }), fc.array(fc.integer({ min: 1, max: 20000 }), { minLength: 1, maxLength: 8 }), (size, cuts) => {
+        const key = new Uint8Array(32).fill(3);
+        const salt = new Uint8Array(24).fill(4);
+        const plaintext = Uint8Array.from({ length: size }, (_, i) => i & 0xff);
+        const expected = new Uint8Array(sealedLength(size));
+        sealPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), salt, plaintext, expected, 0);
+        const sealer = new PayloadSealer(backend, COBBLESTONE_256, key, new Uint8Array(0), salt);
+        const parts = [sealer.start()];
+        for (let i = 0, c = 0; i < size; c++) {
+          const n = cuts[c % cuts.length]!;
+          parts.push(sealer.push(plaintext.subarray(i, i + n)));
+          i += n;
+        }
+        parts.push(sealer.end());
+        expect(hex(concat(parts))).toBe(hex(expected));
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('opens byte by byte as a stream', () => {
+    const [backend] = BACKENDS as [CryptoBackend];
+    const key = new Uint8Array(32).fill(3);
+    const plaintext = Uint8Array.from({ length: 16384 + 50 }, (_, i) => i & 0xff);
+    const sealed = new Uint8Array(sealedLength(plaintext.length));
+    sealPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), plaintext, sealed, 0);
+    const s = stream(backend, COBBLESTONE_256, key, new Uint8Array(0), sealed, 1);
+    expect(s.error).toBeUndefined();
+    expect(hex(s.plaintext)).toBe(hex(plaintext));
+  });
+});
 
 describe('chunk arithmetic', () => {
   it('sealedLength and plaintextLength are inverse for every plaintext length', () => {
