@@ -138,21 +138,7 @@ export function sealPayload(
   out: Uint8Array,
   offset: number,
 ): void {
-  const keys = deriveKeys(backend, suite, inputKey, salt, context);
-  try {
-    out.set(salt, offset);
-    out.set(keys.commitment, offset + SALT_LENGTH);
-    let o = offset + PAYLOAD_PREFIX;
-    let counter = 0;
-    for (let p = 0; ; p += CHUNK_SIZE, counter++) {
-      const chunk = plaintext.subarray(p, p + CHUNK_SIZE);
-      backend.gcmSeal(keys.key, keys.nonce(counter), chunk, out, o);
-      o += chunk.length + TAG_LENGTH;
-      if (chunk.length < CHUNK_SIZE) break;
-    }
-  } finally {
-    keys.wipe();
-  }
+  new PayloadSealer(backend, suite, inputKey, context, salt).sealAll(plaintext, out, offset);
 }
 
 /**
@@ -214,6 +200,27 @@ export class PayloadSealer {
     out.set(this.#salt);
     out.set(keys.commitment, SALT_LENGTH);
     return out;
+  }
+
+  /**
+   * Seals a whole message in one go, straight into `out` at `offset`:
+   * salt || commitment || chunks (sealedLength(plaintext.length) bytes). Wipes the keys.
+   */
+  sealAll(plaintext: Uint8Array, out: Uint8Array, offset: number): void {
+    const keys = this.#live();
+    try {
+      out.set(this.#salt, offset);
+      out.set(keys.commitment, offset + SALT_LENGTH);
+      let o = offset + PAYLOAD_PREFIX;
+      for (let p = 0, counter = 0; ; p += CHUNK_SIZE, counter++) {
+        const chunk = plaintext.subarray(p, p + CHUNK_SIZE);
+        this.#backend.gcmSeal(keys.key, keys.nonce(counter), chunk, out, o);
+        o += chunk.length + TAG_LENGTH;
+        if (chunk.length < CHUNK_SIZE) break;
+      }
+    } finally {
+      this.destroy();
+    }
   }
 
   /** Feeds plaintext; returns the sealed full chunks it completed (possibly none), in one buffer. */

@@ -7,12 +7,16 @@ import {
   COBBLESTONE_128,
   COBBLESTONE_256,
   openPayload,
+  PayloadSealer,
   type PayloadSuite,
   plaintextLength,
   SALT_LENGTH,
   sealedLength,
-  sealPayload,
 } from './chunked.ts';
+import { type FileOptions, type FileResult, openFile, sealFile } from './files.ts';
+import { type NodeDuplex, toNodeDuplex } from './node-stream.ts';
+import { openRange, type RangeOptions, type RangeSource } from './range.ts';
+import { createOpenStream, createSealStream } from './stream.ts';
 import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './context.ts';
 import {
   ContextMismatchError,
@@ -21,7 +25,7 @@ import {
   KeyProviderMismatchError,
   KmsError,
 } from './errors.ts';
-import { encodeAuthenticated, encodeWrappedKey, parseHeader, validateProviderId } from './header.ts';
+import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, parseHeader, validateProviderId } from './header.ts';
 import type { KeyProvider, KeySpec } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
 import { type BackendName, selectBackend } from './select-backend.ts';
@@ -81,6 +85,22 @@ export interface MessageInfo {
 
 export interface Envelope {
   seal(plaintext: Uint8Array | string, options?: SealOptions): Promise<Uint8Array>;
+  /** A TransformStream from plaintext to the sealed message; the same bytes as seal(). */
+  sealStream(options?: SealOptions): TransformStream<Uint8Array, Uint8Array>;
+  /**
+   * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
+   * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
+   */
+  openStream(options?: OpenOptions): TransformStream<Uint8Array, Uint8Array>;
+  /** Node adapters: `pipeline(fs.createReadStream(a), envelope.sealNodeStream(), fs.createWriteStream(b))`. */
+  sealNodeStream(options?: SealOptions): NodeDuplex;
+  openNodeStream(options?: OpenOptions): NodeDuplex;
+  /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
+  openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Uint8Array>;
+  /** Seals a file to `dest` atomically (temporary file, fsync, rename). */
+  sealFile(src: string, dest: string, options?: SealOptions & FileOptions): Promise<FileResult>;
+  /** Opens a file to `dest` atomically; on any failure `dest` is untouched and no plaintext is left. */
+  openFile(src: string, dest: string, options?: OpenOptions & FileOptions): Promise<FileResult>;
   open(sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array>;
   /** open() and decode the plaintext as UTF-8 (a TypeError if it is not UTF-8). */
   openString(sealed: Uint8Array, options?: OpenOptions): Promise<string>;
@@ -108,8 +128,34 @@ function kmsFailure(error: unknown, action: string): EnvelopeError {
   return new KmsError(`key provider failed to ${action}`, { cause: error });
 }
 
-/** Creates an envelope bound to one key provider. */
-export function createEnvelope(options: EnvelopeOptions): Envelope {
+/** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
+export interface SealSession {
+  readonly header: Uint8Array;
+  readonly sealer: PayloadSealer;
+}
+
+/** An opening in progress, after the KMS returned the data key (the caller wipes `key`). */
+export interface OpenSession {
+  readonly header: ParsedHeader;
+  readonly context: CanonicalContext;
+  /** The Cobblestone context (FORMAT.md §4). */
+  readonly payloadContext: Uint8Array;
+  readonly key: Uint8Array;
+}
+
+/** What the buffer, stream, range and file paths share: one way to start sealing and opening. */
+export interface EnvelopeCore {
+  readonly backend: CryptoBackend;
+  beginSeal(options?: SealOptions): Promise<SealSession>;
+  /**
+   * Checks the context, the payload length (when known) and the provider, then asks the KMS for
+   * the data key: a message that cannot open costs no KMS call.
+   */
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number): Promise<OpenSession>;
+}
+
+/** Creates the shared core of an envelope bound to one key provider. */
+export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object, got ${describe(options)}`);
   const kms = assertProvider(options.kms);
   const suiteName = options.suite ?? 'cobblestone-256';
@@ -119,44 +165,34 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const random = options.randomBytes ?? backend.randomBytes;
   const defaultDetached = options.detachedContext ?? false;
 
-  async function seal(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
-    const bytes = typeof plaintext === 'string' ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
-    const ownsBytes = typeof plaintext === 'string';
+  async function beginSeal(sealOptions: SealOptions = {}): Promise<SealSession> {
+    const context = canonicalContext(sealOptions.context);
+    const detached = sealOptions.detachedContext ?? defaultDetached;
+    const { suite, keySpec } = chosen!;
+    let dataKey;
     try {
-      const context = canonicalContext(sealOptions.context);
-      const detached = sealOptions.detachedContext ?? defaultDetached;
-      const { suite, keySpec } = chosen;
-      let dataKey;
-      try {
-        dataKey = await kms.generateDataKey({ keySpec, context });
-      } catch (error) {
-        throw kmsFailure(error, 'generate a data key');
+      dataKey = await kms.generateDataKey({ keySpec, context });
+    } catch (error) {
+      throw kmsFailure(error, 'generate a data key');
+    }
+    const key = dataKey?.plaintextKey;
+    try {
+      if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[keySpec]) {
+        throw new KmsError(`key provider returned a data key of the wrong length for ${keySpec}`);
       }
-      const key = dataKey.plaintextKey;
-      try {
-        if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[keySpec]) {
-          throw new KmsError(`key provider returned a data key of the wrong length for ${keySpec}`);
-        }
-        const authenticated = encodeAuthenticated(suite, context, detached);
-        const wrapped = encodeWrappedKey({ provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob });
-        const headerLength = authenticated.length + wrapped.length;
-        const out = new Uint8Array(headerLength + sealedLength(bytes.length));
-        out.set(authenticated);
-        out.set(wrapped, authenticated.length);
-        const salt = random(SALT_LENGTH);
-        sealPayload(backend, suite, key, cobblestoneContext(authenticated, context, detached), salt, bytes, out, headerLength);
-        return out;
-      } finally {
-        if (key instanceof Uint8Array) wipe(key);
-      }
+      const authenticated = encodeAuthenticated(suite, context, detached);
+      const wrapped = encodeWrappedKey({ provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob });
+      const header = new Uint8Array(authenticated.length + wrapped.length);
+      header.set(authenticated);
+      header.set(wrapped, authenticated.length);
+      const sealer = new PayloadSealer(backend, suite, key, payloadContext(authenticated, context, detached), random(SALT_LENGTH));
+      return { header, sealer };
     } finally {
-      if (ownsBytes) wipe(bytes);
+      if (key instanceof Uint8Array) wipe(key);
     }
   }
 
-  async function openWithInfo(sealed: Uint8Array, openOptions: OpenOptions = {}): Promise<OpenResult> {
-    abytes(sealed, 'sealed');
-    const header = parseHeader(sealed);
+  async function beginOpen(header: ParsedHeader, openOptions: OpenOptions = {}, payloadLength?: number): Promise<OpenSession> {
     const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
     let context: CanonicalContext;
     if (header.detached) {
@@ -170,13 +206,9 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
         throw new ContextMismatchError('the context given to open() is not the one the message was sealed with');
       }
     }
-    const payload = sealed.subarray(header.length);
-    // Impossible lengths fail before the KMS is asked (and paid) for anything.
-    if (plaintextLength(payload.length) === undefined) throw new DecryptionFailedError();
+    if (payloadLength !== undefined && plaintextLength(payloadLength) === undefined) throw new DecryptionFailedError();
     if (header.wrappedKey.provider !== kms.id) {
-      throw new KeyProviderMismatchError(
-        `this message was sealed with key provider "${header.wrappedKey.provider}", not "${kms.id}"`,
-      );
+      throw new KeyProviderMismatchError(`this message was sealed with key provider "${header.wrappedKey.provider}", not "${kms.id}"`);
     }
     let key: Uint8Array;
     try {
@@ -189,13 +221,45 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     } catch (error) {
       throw kmsFailure(error, 'decrypt the data key');
     }
+    if (!(key instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+    return { header, context, payloadContext: payloadContext(header.authenticated, context, header.detached), key };
+  }
+
+  return { backend, beginSeal, beginOpen };
+}
+
+/** Creates an envelope bound to one key provider. */
+export function createEnvelope(options: EnvelopeOptions): Envelope {
+  const core = createEnvelopeCore(options);
+  const { backend } = core;
+
+  async function seal(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
+    const bytes = typeof plaintext === 'string' ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
     try {
-      if (!(key instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
-      const ctx = cobblestoneContext(header.authenticated, context, header.detached);
-      const plaintext = openPayload(backend, header.suite, key, ctx, payload);
-      return { plaintext, context: context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
+      const { header, sealer } = await core.beginSeal(sealOptions);
+      try {
+        const out = new Uint8Array(header.length + sealedLength(bytes.length));
+        out.set(header);
+        sealer.sealAll(bytes, out, header.length);
+        return out;
+      } finally {
+        sealer.destroy();
+      }
     } finally {
-      if (key instanceof Uint8Array) wipe(key);
+      if (typeof plaintext === 'string') wipe(bytes);
+    }
+  }
+
+  async function openWithInfo(sealed: Uint8Array, openOptions: OpenOptions = {}): Promise<OpenResult> {
+    abytes(sealed, 'sealed');
+    const header = parseHeader(sealed);
+    const payload = sealed.subarray(header.length);
+    const session = await core.beginOpen(header, openOptions, payload.length);
+    try {
+      const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
+      return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
+    } finally {
+      wipe(session.key);
     }
   }
 
@@ -211,11 +275,23 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     return text;
   }
 
-  return Object.freeze({ seal, open, openString, openWithInfo });
+  return Object.freeze({
+    seal,
+    open,
+    openString,
+    openWithInfo,
+    sealStream: (o?: SealOptions) => createSealStream(core, o),
+    openStream: (o?: OpenOptions) => createOpenStream(core, o),
+    sealNodeStream: (o?: SealOptions) => toNodeDuplex(createSealStream(core, o)),
+    openNodeStream: (o?: OpenOptions) => toNodeDuplex(createOpenStream(core, o)),
+    openRange: (source: RangeSource, offset: number, length: number, o?: RangeOptions) => openRange(core, source, offset, length, o),
+    sealFile: (src: string, dest: string, o?: SealOptions & FileOptions) => sealFile(core, src, dest, o),
+    openFile: (src: string, dest: string, o?: OpenOptions & FileOptions) => openFile(core, src, dest, o),
+  });
 }
 
 /** FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. */
-function cobblestoneContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean): Uint8Array {
+function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean): Uint8Array {
   if (!detached) return authenticated;
   const out = new Uint8Array(authenticated.length + context.encoded.length);
   out.set(authenticated);

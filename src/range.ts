@@ -1,0 +1,94 @@
+/**
+ * openRange(): random access into a sealed message held in a file or any byte source, decrypting
+ * only the chunks the range needs (C2SP chunked encryption: chunk k of the payload is at
+ * 56 + k * 16400). With `verifyLength` (the default) the final chunk is decrypted too, which
+ * authenticates the message's length, as the spec asks for seeks relative to the end.
+ */
+import { wipe } from './bytes.ts';
+import { openPayloadRange } from './chunked.ts';
+import type { EnvelopeCore, OpenOptions } from './envelope.ts';
+import { DecryptionFailedError } from './errors.ts';
+import { MAX_HEADER_LENGTH, parseHeader } from './header.ts';
+
+/** Reads `length` bytes at `position`; may return fewer only at the end of the source. */
+export type ReadAt = (position: number, length: number) => Promise<Uint8Array>;
+
+/** A Node FileHandle (fs.promises.open) or anything with the same read/stat. */
+export interface FileHandleLike {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  stat(): Promise<{ size: number }>;
+}
+
+export type RangeSource = FileHandleLike | ReadAt | { size: number; read: ReadAt };
+
+export interface RangeOptions extends OpenOptions {
+  /** Total size of the sealed message; required when the source is a plain function. */
+  size?: number;
+  /** Decrypt the final chunk as well, authenticating the message length; default true. */
+  verifyLength?: boolean;
+}
+
+async function resolveSource(source: RangeSource, size: number | undefined): Promise<{ size: number; read: ReadAt }> {
+  if (typeof source === 'function') {
+    if (size === undefined) throw new TypeError('"size" is required when the source is a function');
+    return { size, read: source };
+  }
+  if (source && typeof (source as FileHandleLike).stat === 'function') {
+    const handle = source as FileHandleLike;
+    const { size: fileSize } = await handle.stat();
+    return {
+      size: fileSize,
+      read: async (position, length) => {
+        const buffer = new Uint8Array(length);
+        let filled = 0;
+        while (filled < length) {
+          const { bytesRead } = await handle.read(buffer, filled, length - filled, position + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        return filled === length ? buffer : buffer.subarray(0, filled);
+      },
+    };
+  }
+  const s = source as { size?: unknown; read?: unknown };
+  if (typeof s?.read !== 'function' || typeof s.size !== 'number') {
+    throw new TypeError('"source" expected a FileHandle, a read(position, length) function, or { size, read }');
+  }
+  return { size: s.size, read: s.read as ReadAt };
+}
+
+export async function openRange(
+  core: EnvelopeCore,
+  source: RangeSource,
+  offset: number,
+  length: number,
+  options: RangeOptions = {},
+): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`"offset" must be a non-negative integer, got ${offset}`);
+  if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`"length" must be a non-negative integer, got ${length}`);
+  const { size, read } = await resolveSource(source, options.size);
+  const head = await read(0, Math.min(size, MAX_HEADER_LENGTH));
+  const header = parseHeader(head);
+  const payloadLength = size - header.length;
+  const session = await core.beginOpen(header, options, payloadLength);
+  try {
+    const readPayload = async (position: number, n: number): Promise<Uint8Array> => {
+      const bytes = await read(header.length + position, n);
+      if (bytes.length !== n) throw new DecryptionFailedError(); // the source shrank or lied about its size
+      return bytes;
+    };
+    return await openPayloadRange(
+      core.backend,
+      header.suite,
+      session.key,
+      session.payloadContext,
+      readPayload,
+      payloadLength,
+      offset,
+      length,
+      options.verifyLength ?? true,
+    );
+  } finally {
+    wipe(session.key);
+  }
+}

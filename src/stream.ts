@@ -1,0 +1,98 @@
+/**
+ * sealStream() and openStream(): WHATWG TransformStreams (browsers, Deno, Node) over the same
+ * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
+ */
+import type { Transformer } from 'node:stream/web';
+import { abytes, wipe } from './bytes.ts';
+import { PayloadOpener, type PayloadSealer } from './chunked.ts';
+import type { EnvelopeCore, OpenOptions, SealOptions } from './envelope.ts';
+import { HeaderMalformedError } from './errors.ts';
+import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './header.ts';
+
+const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
+
+export function createSealStream(core: EnvelopeCore, options?: SealOptions): TransformStream<Uint8Array, Uint8Array> {
+  let sealer: PayloadSealer | undefined;
+  return new TransformStream<Uint8Array, Uint8Array>(
+    {
+      async start(controller) {
+        const session = await core.beginSeal(options);
+        sealer = session.sealer;
+        const prefix = sealer.start();
+        const first = new Uint8Array(session.header.length + prefix.length);
+        first.set(session.header);
+        first.set(prefix, session.header.length);
+        controller.enqueue(first);
+      },
+      transform(chunk, controller) {
+        try {
+          const out = sealer!.push(abytes(chunk, 'chunk'));
+          if (out.length > 0) controller.enqueue(out);
+        } catch (error) {
+          sealer!.destroy();
+          throw error;
+        }
+      },
+      flush(controller) {
+        controller.enqueue(sealer!.end());
+      },
+      // Called when the readable side is cancelled or the writable side aborted (where supported).
+      cancel() {
+        sealer?.destroy();
+      },
+    } as Transformer<Uint8Array, Uint8Array>,
+    { highWaterMark: HIGH_WATER_MARK },
+    { highWaterMark: HIGH_WATER_MARK },
+  );
+}
+
+export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<Uint8Array, Uint8Array> {
+  let pending = new Uint8Array(1024);
+  let pendingLength = 0;
+  let opener: PayloadOpener | undefined;
+
+  const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array): void => {
+    if (out.length > 0) controller.enqueue(out);
+  };
+
+  return new TransformStream<Uint8Array, Uint8Array>(
+    {
+      async transform(chunk, controller) {
+        abytes(chunk, 'chunk');
+        if (opener) {
+          emit(controller, opener.push(chunk));
+          return;
+        }
+        // Collect the header (at most MAX_HEADER_LENGTH bytes) before asking the KMS for anything.
+        if (pendingLength + chunk.length > pending.length) {
+          const grown = new Uint8Array(Math.max(pending.length * 2, pendingLength + chunk.length));
+          grown.set(pending.subarray(0, pendingLength));
+          pending = grown;
+        }
+        pending.set(chunk, pendingLength);
+        pendingLength += chunk.length;
+        const header: ParsedHeader | undefined = parseHeaderIfComplete(pending.subarray(0, pendingLength));
+        if (!header) return;
+        const session = await core.beginOpen(header, options);
+        opener = new PayloadOpener(core.backend, header.suite, session.key, session.payloadContext.slice());
+        const rest = pending.slice(header.length, pendingLength);
+        pending = new Uint8Array(0);
+        emit(controller, opener.push(rest));
+        wipe(rest);
+      },
+      flush(controller) {
+        if (!opener) {
+          throw pendingLength >= MAX_HEADER_LENGTH
+            ? new HeaderMalformedError('header exceeds its largest possible size')
+            : new HeaderMalformedError(pendingLength === 0 ? 'empty input: not a kms-envelope message' : 'input ends inside the header');
+        }
+        emit(controller, opener.end());
+      },
+      cancel() {
+        opener?.destroy();
+      },
+    } as Transformer<Uint8Array, Uint8Array>,
+    { highWaterMark: HIGH_WATER_MARK },
+    { highWaterMark: HIGH_WATER_MARK },
+  );
+}
