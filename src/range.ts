@@ -5,10 +5,10 @@
  * authenticates the message's length, as the spec asks for seeks relative to the end.
  */
 import { wipe } from './bytes.ts';
-import { openPayloadRange } from './chunked.ts';
+import { openPayloadRange, plaintextLength } from './chunked.ts';
 import type { EnvelopeCore, OpenOptions } from './envelope.ts';
 import { DecryptionFailedError } from './errors.ts';
-import { MAX_HEADER_LENGTH, parseHeader } from './header.ts';
+import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './header.ts';
 
 /** Reads `length` bytes at `position`; may return fewer only at the end of the source. */
 export type ReadAt = (position: number, length: number) => Promise<Uint8Array>;
@@ -67,9 +67,12 @@ export async function openRange(
   if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`"offset" must be a non-negative integer, got ${offset}`);
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`"length" must be a non-negative integer, got ${length}`);
   const { size, read } = await resolveSource(source, options.size);
-  const head = await read(0, Math.min(size, MAX_HEADER_LENGTH));
-  const header = parseHeader(head);
+  const header = await readHeader(read, size);
   const payloadLength = size - header.length;
+  const total = plaintextLength(payloadLength);
+  if (total !== undefined && offset + length > total) {
+    throw new RangeError(`range [${offset}, ${offset}+${length}) is outside the plaintext of ${total} bytes`);
+  }
   const session = await core.beginOpen(header, options, payloadLength);
   try {
     const readPayload = async (position: number, n: number): Promise<Uint8Array> => {
@@ -90,5 +93,16 @@ export async function openRange(
     );
   } finally {
     wipe(session.key);
+  }
+}
+
+/** Reads the header with as few bytes as it takes: 1 KiB first, doubling up to its largest size. */
+async function readHeader(read: ReadAt, size: number): Promise<ParsedHeader> {
+  for (let n = Math.min(size, 1024); ; n = Math.min(size, n * 2, MAX_HEADER_LENGTH)) {
+    const head = await read(0, n);
+    // All there is: a complete header, or a typed error saying what is wrong with it.
+    if (n >= size || n >= MAX_HEADER_LENGTH) return parseHeader(head);
+    const header = parseHeaderIfComplete(head);
+    if (header) return header;
   }
 }
