@@ -1,0 +1,113 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync as makeTempDir, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
+import { hex } from './helpers.ts';
+
+const masterKey = Buffer.alloc(32, 9).toString('base64');
+const kms = LocalKms.fromEnv({ KMS_ENVELOPE_LOCAL_KEY: masterKey });
+const envelope = createEnvelope({ kms });
+const context = { file: 'report' };
+const dirs: string[] = [];
+const mkdtempSync = (prefix: string): string => {
+  const dir = makeTempDir(prefix);
+  dirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+const tempFiles = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.kmse-tmp'));
+
+describe('sealFile / openFile', () => {
+  it('round-trips a file, reporting progress, with the output at mode 0600', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
+    const plaintext = Buffer.alloc(3 * 1024 * 1024 + 17, 0x5a);
+    writeFileSync(join(dir, 'a'), plaintext);
+    const progress: number[] = [];
+    const sealed = await envelope.sealFile(join(dir, 'a'), join(dir, 'a.kmse'), { context, onProgress: (done) => progress.push(done) });
+    expect(sealed.bytesRead).toBe(plaintext.length);
+    expect(progress.at(-1)).toBe(plaintext.length);
+    expect(statSync(join(dir, 'a.kmse')).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(await envelope.open(readFileSync(join(dir, 'a.kmse')))).equals(plaintext)).toBe(true);
+    await envelope.openFile(join(dir, 'a.kmse'), join(dir, 'a.out'));
+    expect(readFileSync(join(dir, 'a.out')).equals(plaintext)).toBe(true);
+    expect(tempFiles(dir)).toEqual([]);
+  });
+
+  it('refuses to overwrite an existing destination unless asked', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
+    writeFileSync(join(dir, 'a'), 'new');
+    writeFileSync(join(dir, 'dest'), 'old');
+    await expect(envelope.sealFile(join(dir, 'a'), join(dir, 'dest'))).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(readFileSync(join(dir, 'dest'), 'utf8')).toBe('old');
+    await envelope.sealFile(join(dir, 'a'), join(dir, 'dest'), { overwrite: true });
+    expect(await envelope.openString(readFileSync(join(dir, 'dest')))).toBe('new');
+  });
+
+  it('a failed open leaves the destination untouched and no plaintext behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
+    writeFileSync(join(dir, 'a'), Buffer.alloc(100_000, 1));
+    await envelope.sealFile(join(dir, 'a'), join(dir, 'a.kmse'), { context, detachedContext: true });
+    const sealed = readFileSync(join(dir, 'a.kmse'));
+    sealed[sealed.length - 1]! ^= 1;
+    writeFileSync(join(dir, 'bad.kmse'), sealed);
+    writeFileSync(join(dir, 'out'), 'previous');
+    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'out'), { context, overwrite: true })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'fresh'), { context })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(envelope.openFile(join(dir, 'a.kmse'), join(dir, 'fresh'), { context: { file: 'other' } })).rejects.toBeInstanceOf(DecryptionFailedError);
+    expect(readFileSync(join(dir, 'out'), 'utf8')).toBe('previous');
+    expect(existsSync(join(dir, 'fresh'))).toBe(false);
+    expect(tempFiles(dir)).toEqual([]);
+  });
+
+  it('a missing source is an ENOENT error and writes nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
+    await expect(envelope.sealFile(join(dir, 'missing'), join(dir, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('SIGKILL in the middle of sealing leaves the destination absent or the previous complete file, never partial', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-kill-'));
+    const big = join(dir, 'big');
+    writeFileSync(big, Buffer.alloc(512 * 1024 * 1024, 0x33));
+    const previous = await envelope.seal('the previous complete file', { context });
+    writeFileSync(join(dir, 'kept.kmse'), previous);
+    const script = `
+      import { createEnvelope, LocalKms } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const envelope = createEnvelope({ kms: LocalKms.fromEnv() });
+      let told = false;
+      await envelope.sealFile(process.argv[1], process.argv[2], {
+        overwrite: true,
+        onProgress: (done) => { if (!told && done > 64 * 1024 * 1024) { told = true; process.stdout.write('midway\\n'); } },
+      });
+      process.stdout.write('finished\\n');`;
+    for (const dest of [join(dir, 'absent.kmse'), join(dir, 'kept.kmse')]) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, big, dest], {
+        env: { ...process.env, KMS_ENVELOPE_LOCAL_KEY: masterKey },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      await new Promise<void>((resolve) =>
+        child.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('midway')) resolve();
+        }),
+      );
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+      child.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+      expect(out).not.toContain('finished');
+      // The interrupted write is in a temporary file, not at the destination.
+      expect(tempFiles(dir).length).toBeGreaterThan(0);
+      if (dest.endsWith('absent.kmse')) {
+        expect(existsSync(dest)).toBe(false);
+      } else {
+        expect(hex(readFileSync(dest))).toBe(hex(previous));
+        expect(await envelope.openString(readFileSync(dest))).toBe('the previous complete file');
+      }
+    }
+  }, 120_000);
+});
