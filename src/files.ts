@@ -104,6 +104,86 @@ async function checkDestination(m: NodeModules, dest: string, overwrite: boolean
   }
 }
 
+/** Where sealed or opened bytes go: a file being written, stdout, or anything else. */
+export type Sink = (bytes: Uint8Array) => Promise<void>;
+
+/** Seals plaintext pieces into `sink`: header, salt and commitment, chunks. */
+export async function sealInto(
+  core: EnvelopeCore,
+  pieces: AsyncIterable<Uint8Array>,
+  sink: Sink,
+  options: SealOptions & Pick<FileOptions, 'onProgress'> = {},
+  size = Number.NaN,
+): Promise<number> {
+  const { header, sealer } = await core.beginSeal(options);
+  let bytesRead = 0;
+  try {
+    await sink(header);
+    await sink(sealer.start());
+    for await (const piece of pieces) {
+      bytesRead += piece.length;
+      const out = sealer.push(piece);
+      if (out.length) await sink(out);
+      options.onProgress?.(bytesRead, size);
+    }
+    await sink(sealer.end());
+    return bytesRead;
+  } finally {
+    sealer.destroy();
+  }
+}
+
+/**
+ * Opens a sealed file into `sink`. With `verifyFirst`, the whole message is authenticated in a
+ * first pass that writes nothing, so a sink that cannot be taken back (stdout) never sees
+ * plaintext of a message that fails.
+ */
+export async function openInto(
+  core: EnvelopeCore,
+  src: string,
+  sink: Sink,
+  options: OpenOptions & Pick<FileOptions, 'onProgress'> & { verifyFirst?: boolean } = {},
+): Promise<number> {
+  const m = nodeModules();
+  const source = await m.fsp.open(src, 'r');
+  try {
+    const { size } = await source.stat();
+    const head = new Uint8Array(Math.min(size, MAX_HEADER_LENGTH));
+    await source.read(head, 0, head.length, 0);
+    const header = parseHeader(head);
+    // Checks the context and the payload length before the KMS is asked for anything.
+    const session = await core.beginOpen(header, options, size - header.length);
+    const pass = async (key: Uint8Array, write: Sink | undefined, progressFrom: number, progressTotal: number): Promise<number> => {
+      const opener = new PayloadOpener(core.backend, header.suite, key, session.payloadContext.slice());
+      let bytesRead = header.length;
+      try {
+        const pieces = m.fs.createReadStream('', { fd: source.fd, start: header.length, highWaterMark: READ_SIZE, autoClose: false });
+        for await (const piece of pieces as AsyncIterable<Uint8Array>) {
+          bytesRead += piece.length;
+          const out = opener.push(piece);
+          if (write && out.length) await write(out);
+          wipe(out);
+          options.onProgress?.(progressFrom + bytesRead, progressTotal);
+        }
+        const last = opener.end();
+        if (write) await write(last);
+        wipe(last);
+        return bytesRead;
+      } finally {
+        opener.destroy();
+      }
+    };
+    if (options.verifyFirst) {
+      // The opener takes ownership of (and wipes) its key: give the first pass a copy.
+      await pass(session.key.slice(), undefined, 0, 2 * size);
+      return await pass(session.key, sink, size, 2 * size);
+    }
+    return await pass(session.key, sink, 0, size);
+  } finally {
+    await source.close();
+  }
+}
+
 export async function sealFile(core: EnvelopeCore, src: string, dest: string, options: SealOptions & FileOptions = {}): Promise<FileResult> {
   const m = nodeModules();
   const overwrite = options.overwrite ?? false;
@@ -111,20 +191,25 @@ export async function sealFile(core: EnvelopeCore, src: string, dest: string, op
   const { size } = await m.fsp.stat(src);
   let bytesRead = 0;
   const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
-    const { header, sealer } = await core.beginSeal(options);
-    try {
-      await write(header);
-      await write(sealer.start());
-      for await (const piece of m.fs.createReadStream(src, { highWaterMark: READ_SIZE }) as AsyncIterable<Uint8Array>) {
-        bytesRead += piece.length;
-        const out = sealer.push(piece);
-        if (out.length) await write(out);
-        options.onProgress?.(bytesRead, size);
-      }
-      await write(sealer.end());
-    } finally {
-      sealer.destroy();
-    }
+    const pieces = m.fs.createReadStream(src, { highWaterMark: READ_SIZE }) as AsyncIterable<Uint8Array>;
+    bytesRead = await sealInto(core, pieces, write, options, size);
+  });
+  return { bytesRead, bytesWritten };
+}
+
+/** Seals pieces (for example standard input) to `dest` atomically. */
+export async function sealToFile(
+  core: EnvelopeCore,
+  pieces: AsyncIterable<Uint8Array>,
+  dest: string,
+  options: SealOptions & FileOptions = {},
+): Promise<FileResult> {
+  const m = nodeModules();
+  const overwrite = options.overwrite ?? false;
+  await checkDestination(m, dest, overwrite);
+  let bytesRead = 0;
+  const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
+    bytesRead = await sealInto(core, pieces, write, options);
   });
   return { bytesRead, bytesWritten };
 }
@@ -133,35 +218,11 @@ export async function openFile(core: EnvelopeCore, src: string, dest: string, op
   const m = nodeModules();
   const overwrite = options.overwrite ?? false;
   await checkDestination(m, dest, overwrite);
-  const source = await m.fsp.open(src, 'r');
+  // Fail fast on a missing source, before a temporary file exists.
+  await m.fsp.stat(src);
   let bytesRead = 0;
-  try {
-    const { size } = await source.stat();
-    const head = new Uint8Array(Math.min(size, MAX_HEADER_LENGTH));
-    await source.read(head, 0, head.length, 0);
-    const header = parseHeader(head);
-    // Checks the context and the payload length before the KMS is asked for anything.
-    const session = await core.beginOpen(header, options, size - header.length);
-    const opener = new PayloadOpener(core.backend, header.suite, session.key, session.payloadContext.slice());
-    const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
-      try {
-        bytesRead = header.length;
-        for await (const piece of m.fs.createReadStream('', { fd: source.fd, start: header.length, highWaterMark: READ_SIZE, autoClose: false }) as AsyncIterable<Uint8Array>) {
-          bytesRead += piece.length;
-          const out = opener.push(piece);
-          if (out.length) await write(out);
-          wipe(out);
-          options.onProgress?.(bytesRead, size);
-        }
-        const last = opener.end();
-        await write(last);
-        wipe(last);
-      } finally {
-        opener.destroy();
-      }
-    });
-    return { bytesRead, bytesWritten };
-  } finally {
-    await source.close();
-  }
+  const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
+    bytesRead = await openInto(core, src, write, options);
+  });
+  return { bytesRead, bytesWritten };
 }
