@@ -53,7 +53,6 @@ export function createNodeBackend(): CryptoBackend | undefined {
       out.set(body, offset);
       out.set(tail, offset + body.length);
       out.set(cipher.getAuthTag(), offset + body.length + tail.length);
-      wipe(body);
     },
     gcmOpen(key, nonce, sealed, out, offset, aad) {
       if (sealed.length < TAG_LENGTH) return false;
@@ -61,15 +60,18 @@ export function createNodeBackend(): CryptoBackend | undefined {
       const decipher = c.createDecipheriv(algorithm(key), key, nonce, { authTagLength: TAG_LENGTH });
       decipher.setAuthTag(sealed.subarray(ctLen));
       if (aad) decipher.setAAD(aad);
-      // OpenSSL decrypts before it verifies: the plaintext goes to the caller's buffer, which
-      // is never released before the tag verifies, and is zeroed here if it does not.
+      // OpenSSL decrypts before it verifies: the plaintext goes to the caller's buffer, which is
+      // never released before the tag verifies, and is zeroed here (with the copy) if it does not.
       const body = decipher.update(sealed.subarray(0, ctLen));
       out.set(body, offset);
-      wipe(body);
       try {
         decipher.final();
+        // Small outputs are data keys (LocalKms unwrap): no copy of them may survive. Message
+        // chunks are the caller's plaintext anyway, and skipping their wipe saves a pass.
+        if (ctLen <= 64) wipe(body);
         return true;
       } catch {
+        wipe(body);
         out.fill(0, offset, offset + ctLen);
         return false;
       }

@@ -25,7 +25,7 @@ export interface FileResult {
   bytesWritten: number;
 }
 
-const READ_SIZE = 1024 * 1024;
+const READ_SIZE = 256 * 1024;
 
 interface NodeModules {
   fs: typeof NodeFs;

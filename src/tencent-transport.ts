@@ -4,7 +4,7 @@
  * retryable classes only (each attempt signed afresh), no redirects, and a capped response body.
  * Secrets, signatures and plaintext keys never reach an error message.
  */
-import ky from 'ky';
+import type KyInstance from 'ky';
 import { base64, wipe } from './bytes.ts';
 import { KmsError } from './errors.ts';
 
@@ -104,6 +104,10 @@ export interface KmsCall<T> {
   judge: (status: number, body: unknown) => Verdict<T>;
 }
 
+// ky is loaded on the first KMS call, so code that never talks to Tencent does not pay for it.
+let kyLoading: Promise<typeof KyInstance> | undefined;
+const loadKy = (): Promise<typeof KyInstance> => (kyLoading ??= import('ky').then((m) => m.default));
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class TencentTransport {
@@ -166,6 +170,7 @@ export class TencentTransport {
     let status: number;
     let text: string;
     try {
+      const ky = await loadKy();
       const response = await ky(request.url, {
         method: request.method,
         headers: request.headers,
