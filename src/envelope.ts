@@ -1,8 +1,19 @@
 /**
- * seal() and open(): one KMS call, one header, one Cobblestone payload (FORMAT.md).
+ * seal() and open(): one KMS call, one header, one Cobblestone payload (FORMAT.md); plus the
+ * stream, range, file and batch paths, which share the same start (EnvelopeCore), and the
+ * optional data-key caches that keep the KMS off the hot path.
  */
 import type { CryptoBackend } from './backend.ts';
-import { abytes, describe, utf8, utf8DecodeStrict, wipe } from './bytes.ts';
+import { abytes, base64, describe, utf8, utf8DecodeStrict, wipe } from './bytes.ts';
+import {
+  type CachedKeyMaterial,
+  DecryptCache,
+  type DecryptCacheOptions,
+  decryptCacheId,
+  DecryptFlights,
+  EncryptionCache,
+  type EncryptionCacheOptions,
+} from './cache.ts';
 import {
   COBBLESTONE_128,
   COBBLESTONE_256,
@@ -13,22 +24,24 @@ import {
   SALT_LENGTH,
   sealedLength,
 } from './chunked.ts';
-import { type FileOptions, type FileResult, openFile, sealFile } from './files.ts';
-import { type NodeDuplex, toNodeDuplex } from './node-stream.ts';
-import { openRange, type RangeOptions, type RangeSource } from './range.ts';
-import { createOpenStream, createSealStream } from './stream.ts';
 import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './context.ts';
 import {
+  ClosedError,
   ContextMismatchError,
   DecryptionFailedError,
   EnvelopeError,
   KeyProviderMismatchError,
   KmsError,
 } from './errors.ts';
+import { type EventListener, emitter } from './events.ts';
+import { type FileOptions, type FileResult, openFile, sealFile } from './files.ts';
 import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, parseHeader, validateProviderId } from './header.ts';
 import type { KeyProvider, KeySpec } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
+import { type NodeDuplex, toNodeDuplex } from './node-stream.ts';
+import { openRange, type RangeOptions, type RangeSource } from './range.ts';
 import { type BackendName, selectBackend } from './select-backend.ts';
+import { createOpenStream, createSealStream } from './stream.ts';
 
 export type SuiteName = 'cobblestone-256' | 'cobblestone-128';
 
@@ -41,6 +54,15 @@ export interface EnvelopeOptions {
   detachedContext?: boolean;
   /** Crypto backend; default node:crypto where it exists, @noble/ciphers elsewhere. */
   backend?: BackendName;
+  /**
+   * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
+   * messages, bytes and age, never across contexts. See cache.ts for the defaults and why.
+   */
+  cache?: EncryptionCacheOptions | boolean;
+  /** Remember decrypted data keys for a while (opt-in; `true` for the defaults). */
+  decryptCache?: DecryptCacheOptions | boolean;
+  /** KMS calls and cache events, for metrics. */
+  onEvent?: EventListener;
   /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
   randomBytes?: (length: number) => Uint8Array;
 }
@@ -50,6 +72,11 @@ export interface SealOptions {
   context?: EncryptionContext;
   /** Keep the context out of the message (override the envelope's default). */
   detachedContext?: boolean;
+}
+
+export interface StreamSealOptions extends SealOptions {
+  /** The plaintext size when known: a cached data key then reserves it up front. */
+  size?: number;
 }
 
 export interface OpenOptions {
@@ -83,17 +110,33 @@ export interface MessageInfo {
   plaintextLength: number | undefined;
 }
 
+/** One item's outcome in a batch: one bad row does not fail the batch. */
+export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: Error };
+
+export interface BatchOptions {
+  /** Items worked on at once; default 16. */
+  concurrency?: number;
+}
+
+export type SealItem = Uint8Array | string | ({ plaintext: Uint8Array | string } & SealOptions);
+export type OpenItem = Uint8Array | ({ sealed: Uint8Array } & OpenOptions);
+
 export interface Envelope {
   seal(plaintext: Uint8Array | string, options?: SealOptions): Promise<Uint8Array>;
+  open(sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array>;
+  /** open() and decode the plaintext as UTF-8 (a TypeError if it is not UTF-8). */
+  openString(sealed: Uint8Array, options?: OpenOptions): Promise<string>;
+  /** open() returning the context and key id the message names, too. */
+  openWithInfo(sealed: Uint8Array, options?: OpenOptions): Promise<OpenResult>;
   /** A TransformStream from plaintext to the sealed message; the same bytes as seal(). */
-  sealStream(options?: SealOptions): TransformStream<Uint8Array, Uint8Array>;
+  sealStream(options?: StreamSealOptions): TransformStream<Uint8Array, Uint8Array>;
   /**
    * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
    * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
    */
   openStream(options?: OpenOptions): TransformStream<Uint8Array, Uint8Array>;
   /** Node adapters: `pipeline(fs.createReadStream(a), envelope.sealNodeStream(), fs.createWriteStream(b))`. */
-  sealNodeStream(options?: SealOptions): NodeDuplex;
+  sealNodeStream(options?: StreamSealOptions): NodeDuplex;
   openNodeStream(options?: OpenOptions): NodeDuplex;
   /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
   openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Uint8Array>;
@@ -101,11 +144,13 @@ export interface Envelope {
   sealFile(src: string, dest: string, options?: SealOptions & FileOptions): Promise<FileResult>;
   /** Opens a file to `dest` atomically; on any failure `dest` is untouched and no plaintext is left. */
   openFile(src: string, dest: string, options?: OpenOptions & FileOptions): Promise<FileResult>;
-  open(sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array>;
-  /** open() and decode the plaintext as UTF-8 (a TypeError if it is not UTF-8). */
-  openString(sealed: Uint8Array, options?: OpenOptions): Promise<string>;
-  /** open() returning the context and key id the message names, too. */
-  openWithInfo(sealed: Uint8Array, options?: OpenOptions): Promise<OpenResult>;
+  /** Seals many items with bounded concurrency; per-item results. */
+  sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Uint8Array>[]>;
+  /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
+  openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Uint8Array>[]>;
+  /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 const SUITES: Record<SuiteName, { suite: PayloadSuite; keySpec: KeySpec }> = {
@@ -132,6 +177,8 @@ function kmsFailure(error: unknown, action: string): EnvelopeError {
 export interface SealSession {
   readonly header: Uint8Array;
   readonly sealer: PayloadSealer;
+  /** Draws more plaintext bytes from a cached data key's budget (streams of unknown length). */
+  readonly reserve: (bytes: number) => void;
 }
 
 /** An opening in progress, after the KMS returned the data key (the caller wipes `key`). */
@@ -143,15 +190,24 @@ export interface OpenSession {
   readonly key: Uint8Array;
 }
 
-/** What the buffer, stream, range and file paths share: one way to start sealing and opening. */
+/** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
-  beginSeal(options?: SealOptions): Promise<SealSession>;
+  /** `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams. */
+  beginSeal(options?: SealOptions, bytes?: number): Promise<SealSession>;
   /**
-   * Checks the context, the payload length (when known) and the provider, then asks the KMS for
-   * the data key: a message that cannot open costs no KMS call.
+   * Checks the context, the payload length (when known) and the provider, then gets the data key
+   * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
    */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number): Promise<OpenSession>;
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache): Promise<OpenSession>;
+  /** Runs `work` as tracked work that close() waits for; refuses once closed. */
+  track<T>(work: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+interface HeaderParts {
+  header: Uint8Array;
+  payloadContext: Uint8Array;
 }
 
 /** Creates the shared core of an envelope bound to one key provider. */
@@ -164,17 +220,32 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const backend: CryptoBackend = selectBackend(options.backend);
   const random = options.randomBytes ?? backend.randomBytes;
   const defaultDetached = options.detachedContext ?? false;
+  const emit = emitter(options.onEvent);
+  const encryptionCache = options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined;
+  const decryptCache = options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined;
+  const flights = new DecryptFlights();
+  const pending = new Set<Promise<unknown>>();
+  let closed = false;
 
-  async function beginSeal(sealOptions: SealOptions = {}): Promise<SealSession> {
-    const context = canonicalContext(sealOptions.context);
-    const detached = sealOptions.detachedContext ?? defaultDetached;
-    const { suite, keySpec } = chosen!;
-    let dataKey;
+  /** A KMS call with its kms-call event. */
+  async function timed<T>(action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>): Promise<T> {
+    const started = Date.now();
     try {
-      dataKey = await kms.generateDataKey({ keySpec, context });
+      const result = await call();
+      emit({ type: 'kms-call', provider: kms.id, action, durationMs: Date.now() - started, ok: true });
+      return result;
     } catch (error) {
-      throw kmsFailure(error, 'generate a data key');
+      const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : 'generate a data key');
+      const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
+      emit({ type: 'kms-call', provider: kms.id, action, durationMs: Date.now() - started, ok: false, errorCode: code });
+      throw failure;
     }
+  }
+
+  /** A fresh data key from the KMS, with the header that names it. */
+  async function generate(context: CanonicalContext, detached: boolean): Promise<CachedKeyMaterial<HeaderParts>> {
+    const { suite, keySpec } = chosen!;
+    const dataKey = await timed('GenerateDataKey', () => kms.generateDataKey({ keySpec, context }));
     const key = dataKey?.plaintextKey;
     try {
       if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[keySpec]) {
@@ -185,14 +256,45 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
       const header = new Uint8Array(authenticated.length + wrapped.length);
       header.set(authenticated);
       header.set(wrapped, authenticated.length);
-      const sealer = new PayloadSealer(backend, suite, key, payloadContext(authenticated, context, detached), random(SALT_LENGTH));
-      return { header, sealer };
-    } finally {
+      return { key, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
+    } catch (error) {
       if (key instanceof Uint8Array) wipe(key);
+      throw error;
     }
   }
 
-  async function beginOpen(header: ParsedHeader, openOptions: OpenOptions = {}, payloadLength?: number): Promise<OpenSession> {
+  async function beginSeal(sealOptions: SealOptions = {}, bytes?: number): Promise<SealSession> {
+    const context = canonicalContext(sealOptions.context);
+    const detached = sealOptions.detachedContext ?? defaultDetached;
+    let key: Uint8Array;
+    let parts: HeaderParts;
+    let reserve: (bytes: number) => void = () => {};
+    if (encryptionCache) {
+      // A key is never shared across suites, context modes or contexts.
+      const partition = `${chosen!.suite.id}.${detached ? 'd' : 's'}.${base64.encode(context.encoded)}`;
+      const lease = await encryptionCache.acquire(partition, bytes, () => generate(context, detached));
+      key = lease.key;
+      parts = lease.extra;
+      reserve = lease.reserve;
+    } else {
+      const material = await generate(context, detached);
+      key = material.key;
+      parts = material.extra;
+    }
+    try {
+      const sealer = new PayloadSealer(backend, chosen!.suite, key, parts.payloadContext, random(SALT_LENGTH));
+      return { header: parts.header, sealer, reserve };
+    } finally {
+      wipe(key);
+    }
+  }
+
+  async function beginOpen(
+    header: ParsedHeader,
+    openOptions: OpenOptions = {},
+    payloadLength?: number,
+    scope?: DecryptCache,
+  ): Promise<OpenSession> {
     const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
     let context: CanonicalContext;
     if (header.detached) {
@@ -210,22 +312,61 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     if (header.wrappedKey.provider !== kms.id) {
       throw new KeyProviderMismatchError(`this message was sealed with key provider "${header.wrappedKey.provider}", not "${kms.id}"`);
     }
-    let key: Uint8Array;
-    try {
-      key = await kms.decryptDataKey({
-        keySpec: header.suite.keyLength === 16 ? 'AES_128' : 'AES_256',
-        keyId: header.wrappedKey.keyId,
-        ciphertextBlob: header.wrappedKey.ciphertextBlob,
-        context,
+    const keySpec: KeySpec = header.suite.keyLength === 16 ? 'AES_128' : 'AES_256';
+    const { keyId, ciphertextBlob } = header.wrappedKey;
+    const id = decryptCacheId([kms.id, keySpec, keyId, ciphertextBlob, context.encoded]);
+    let key = scope?.get(id) ?? decryptCache?.get(id);
+    if (!key) {
+      // Concurrent opens of the same wrapped key share one Decrypt.
+      key = await flights.run(id, async () => {
+        const fresh = await timed('Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
+        if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+        decryptCache?.set(id, fresh.slice());
+        scope?.set(id, fresh.slice());
+        return fresh;
       });
-    } catch (error) {
-      throw kmsFailure(error, 'decrypt the data key');
     }
-    if (!(key instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
     return { header, context, payloadContext: payloadContext(header.authenticated, context, header.detached), key };
   }
 
-  return { backend, beginSeal, beginOpen };
+  function track<T>(work: () => Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new ClosedError());
+    const promise = work();
+    pending.add(promise);
+    const forget = (): void => {
+      pending.delete(promise);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  async function close(): Promise<void> {
+    closed = true;
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+    await encryptionCache?.close();
+    decryptCache?.close();
+  }
+
+  return { backend, beginSeal, beginOpen, track, close };
+}
+
+/** Runs `work` on every item with at most `concurrency` at once; per-item results, in order. */
+async function batch<I, T>(items: readonly I[], concurrency: number, work: (item: I) => Promise<T>): Promise<BatchResult<T>[]> {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`"concurrency" must be a positive integer, got ${concurrency}`);
+  const results = new Array<BatchResult<T>>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        results[i] = { ok: true, value: await work(items[i]!) };
+      } catch (error) {
+        results[i] = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  return results;
 }
 
 /** Creates an envelope bound to one key provider. */
@@ -233,10 +374,10 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const core = createEnvelopeCore(options);
   const { backend } = core;
 
-  async function seal(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
+  async function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
     const bytes = typeof plaintext === 'string' ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
     try {
-      const { header, sealer } = await core.beginSeal(sealOptions);
+      const { header, sealer } = await core.beginSeal(sealOptions, bytes.length);
       try {
         const out = new Uint8Array(header.length + sealedLength(bytes.length));
         out.set(header);
@@ -250,11 +391,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     }
   }
 
-  async function openWithInfo(sealed: Uint8Array, openOptions: OpenOptions = {}): Promise<OpenResult> {
+  async function openNow(sealed: Uint8Array, openOptions: OpenOptions = {}, scope?: DecryptCache): Promise<OpenResult> {
     abytes(sealed, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
-    const session = await core.beginOpen(header, openOptions, payload.length);
+    const session = await core.beginOpen(header, openOptions, payload.length, scope);
     try {
       const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
       return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
@@ -263,9 +404,9 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     }
   }
 
-  async function open(sealed: Uint8Array, openOptions?: OpenOptions): Promise<Uint8Array> {
-    return (await openWithInfo(sealed, openOptions)).plaintext;
-  }
+  const seal = (plaintext: Uint8Array | string, o?: SealOptions): Promise<Uint8Array> => core.track(() => sealNow(plaintext, o));
+  const openWithInfo = (sealed: Uint8Array, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
+  const open = async (sealed: Uint8Array, o?: OpenOptions): Promise<Uint8Array> => (await openWithInfo(sealed, o)).plaintext;
 
   async function openString(sealed: Uint8Array, openOptions?: OpenOptions): Promise<string> {
     const plaintext = await open(sealed, openOptions);
@@ -275,18 +416,40 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     return text;
   }
 
+  const sealMany = (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Uint8Array>[]> =>
+    batch(items, o.concurrency ?? 16, (item) =>
+      typeof item === 'string' || item instanceof Uint8Array ? seal(item) : seal(item.plaintext, item),
+    );
+  async function openMany(items: readonly OpenItem[], o: BatchOptions = {}): Promise<BatchResult<Uint8Array>[]> {
+    // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
+    const scope = new DecryptCache({ ttl: 2 ** 31, maxEntries: Math.max(1, items.length) }, () => {});
+    try {
+      return await batch(items, o.concurrency ?? 16, async (item) => {
+        const [sealed, openOptions] = item instanceof Uint8Array ? [item, {}] : [item.sealed, item];
+        return (await core.track(() => openNow(sealed, openOptions, scope))).plaintext;
+      });
+    } finally {
+      scope.close();
+    }
+  }
+
   return Object.freeze({
     seal,
     open,
     openString,
     openWithInfo,
-    sealStream: (o?: SealOptions) => createSealStream(core, o),
+    sealStream: (o?: StreamSealOptions) => createSealStream(core, o),
     openStream: (o?: OpenOptions) => createOpenStream(core, o),
-    sealNodeStream: (o?: SealOptions) => toNodeDuplex(createSealStream(core, o)),
+    sealNodeStream: (o?: StreamSealOptions) => toNodeDuplex(createSealStream(core, o)),
     openNodeStream: (o?: OpenOptions) => toNodeDuplex(createOpenStream(core, o)),
-    openRange: (source: RangeSource, offset: number, length: number, o?: RangeOptions) => openRange(core, source, offset, length, o),
-    sealFile: (src: string, dest: string, o?: SealOptions & FileOptions) => sealFile(core, src, dest, o),
-    openFile: (src: string, dest: string, o?: OpenOptions & FileOptions) => openFile(core, src, dest, o),
+    openRange: (source: RangeSource, offset: number, length: number, o?: RangeOptions) =>
+      core.track(() => openRange(core, source, offset, length, o)),
+    sealFile: (src: string, dest: string, o?: SealOptions & FileOptions) => core.track(() => sealFile(core, src, dest, o)),
+    openFile: (src: string, dest: string, o?: OpenOptions & FileOptions) => core.track(() => openFile(core, src, dest, o)),
+    sealMany,
+    openMany,
+    close: () => core.close(),
+    [Symbol.asyncDispose]: () => core.close(),
   });
 }
 

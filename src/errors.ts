@@ -11,7 +11,8 @@ export type EnvelopeErrorCode =
   | 'ERR_CONTEXT_MISMATCH'
   | 'ERR_KEY_PROVIDER_MISMATCH'
   | 'ERR_DECRYPTION_FAILED'
-  | 'ERR_KMS';
+  | 'ERR_KMS'
+  | 'ERR_CLOSED';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;
@@ -89,7 +90,15 @@ export class KmsError extends EnvelopeError {
   }
 }
 
+/** The envelope was closed: close() wiped its caches, and it takes no more work. */
+export class ClosedError extends EnvelopeError {
+  constructor() {
+    super('ERR_CLOSED', 'the envelope is closed');
+  }
+}
+
 const ERROR_NAMES = new Set([
+  'ClosedError',
   'EnvelopeError',
   'HeaderMalformedError',
   'HeaderTruncatedError',

@@ -12,6 +12,7 @@ import { wipe } from './bytes.ts';
 import { PayloadOpener } from './chunked.ts';
 import type { EnvelopeCore, OpenOptions, SealOptions } from './envelope.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from './header.ts';
+import { budget } from './stream.ts';
 
 export interface FileOptions {
   /** Replace an existing destination; default false (an existing destination is an EEXIST error). */
@@ -115,12 +116,16 @@ export async function sealInto(
   options: SealOptions & Pick<FileOptions, 'onProgress'> = {},
   size = Number.NaN,
 ): Promise<number> {
-  const { header, sealer } = await core.beginSeal(options);
+  const declared = Number.isFinite(size) ? size : undefined;
+  const session = await core.beginSeal(options, declared);
+  const { header, sealer } = session;
+  const spend = budget(session, declared);
   let bytesRead = 0;
   try {
     await sink(header);
     await sink(sealer.start());
     for await (const piece of pieces) {
+      spend(piece.length);
       bytesRead += piece.length;
       const out = sealer.push(piece);
       if (out.length) await sink(out);

@@ -14,14 +14,29 @@ export {
   inspect,
   open,
   seal,
+  type BatchOptions,
+  type BatchResult,
   type Envelope,
   type EnvelopeOptions,
   type MessageInfo,
+  type OpenItem,
   type OpenOptions,
   type OpenResult,
+  type SealItem,
   type SealOptions,
+  type StreamSealOptions,
   type SuiteName,
 } from './envelope.ts';
+export {
+  DECRYPT_CACHE_DEFAULTS,
+  ENCRYPTION_CACHE_DEFAULTS,
+  type DecryptCacheOptions,
+  type EncryptionCacheOptions,
+} from './cache.ts';
+export type { EnvelopeEvent, EventListener } from './events.ts';
+export type { BucketOptions, RateLimitOptions } from './rate-limit.ts';
+export type { FileOptions, FileResult } from './files.ts';
+export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './range.ts';
 export { LocalKms, type LocalKmsOptions } from './local-kms.ts';
 export { TencentKms, type TencentKmsOptions } from './tencent-kms.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './tencent-kms-v2.ts';
@@ -30,6 +45,7 @@ export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvide
 export type { CanonicalContext, EncryptionContext } from './context.ts';
 export type { BackendName } from './select-backend.ts';
 export {
+  ClosedError,
   ContextMismatchError,
   DecryptionFailedError,
   EnvelopeError,

@@ -5,19 +5,34 @@
 import type { Transformer } from 'node:stream/web';
 import { abytes, wipe } from './bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './chunked.ts';
-import type { EnvelopeCore, OpenOptions, SealOptions } from './envelope.ts';
+import type { EnvelopeCore, OpenOptions, SealSession, StreamSealOptions } from './envelope.ts';
 import { HeaderMalformedError } from './errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './header.ts';
 
 const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
 
-export function createSealStream(core: EnvelopeCore, options?: SealOptions): TransformStream<Uint8Array, Uint8Array> {
+/**
+ * Counts a stream's plaintext against a cached data key's byte budget: a declared size is reserved
+ * up front, anything beyond it (or everything, when no size was declared) as it goes.
+ */
+export function budget(session: SealSession, declared: number | undefined): (bytes: number) => void {
+  let remaining = declared ?? 0;
+  return (bytes) => {
+    const covered = Math.min(remaining, bytes);
+    remaining -= covered;
+    if (bytes > covered) session.reserve(bytes - covered);
+  };
+}
+
+export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<Uint8Array, Uint8Array> {
   let sealer: PayloadSealer | undefined;
+  let spend: (bytes: number) => void = () => {};
   return new TransformStream<Uint8Array, Uint8Array>(
     {
       async start(controller) {
-        const session = await core.beginSeal(options);
+        const session = await core.track(() => core.beginSeal(options, options?.size));
         sealer = session.sealer;
+        spend = budget(session, options?.size);
         const prefix = sealer.start();
         const first = new Uint8Array(session.header.length + prefix.length);
         first.set(session.header);
@@ -26,7 +41,8 @@ export function createSealStream(core: EnvelopeCore, options?: SealOptions): Tra
       },
       transform(chunk, controller) {
         try {
-          const out = sealer!.push(abytes(chunk, 'chunk'));
+          spend(abytes(chunk, 'chunk').length);
+          const out = sealer!.push(chunk);
           if (out.length > 0) controller.enqueue(out);
         } catch (error) {
           sealer!.destroy();
@@ -73,7 +89,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         pendingLength += chunk.length;
         const header: ParsedHeader | undefined = parseHeaderIfComplete(pending.subarray(0, pendingLength));
         if (!header) return;
-        const session = await core.beginOpen(header, options);
+        const session = await core.track(() => core.beginOpen(header, options));
         opener = new PayloadOpener(core.backend, header.suite, session.key, session.payloadContext.slice());
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);

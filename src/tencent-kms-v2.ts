@@ -13,6 +13,7 @@ import {
   env,
   type HttpRequest,
   randomNonce,
+  type RateDefaults,
   stringField,
   TencentTransport,
   type TransportOptions,
@@ -22,6 +23,17 @@ import {
 const PATH = '/v2/index.php';
 /** API 3.0 region names, mapped to the legacy ones that name the host. */
 const LEGACY_REGION: Record<string, string> = { 'ap-guangzhou': 'gz', 'ap-shanghai': 'sh', 'ap-beijing': 'bj' };
+/** The legacy API's documented 5000 QPS for data-plane calls, as qps + burst. */
+export const TENCENT_V2_RATE_LIMITS: RateDefaults = {
+  actions: {
+    GenerateDataKey: { qps: 4000, burst: 1000 },
+    Decrypt: { qps: 4000, burst: 1000 },
+    Encrypt: { qps: 4000, burst: 1000 },
+  },
+  // Control calls (CreateKey, ListKey, …) have lower, unpublished limits (code 4480).
+  fallback: { qps: 16, burst: 4 },
+};
+
 /** Throttling (4420, 4480) and internal errors (6000) are worth a retry; nothing else is. */
 const RETRYABLE = new Set([4420, 4480, 6000]);
 
@@ -67,7 +79,7 @@ export class TencentKmsV2 implements KeyProvider {
       throw new TypeError(`"signatureMethod" must be HmacSHA256 or HmacSHA1, got ${JSON.stringify(this.#signatureMethod)}`);
     }
     this.#method = options.method ?? 'POST';
-    this.#transport = new TencentTransport(options);
+    this.#transport = new TencentTransport(options, TENCENT_V2_RATE_LIMITS);
   }
 
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {

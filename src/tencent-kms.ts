@@ -12,6 +12,7 @@ import {
   decodeDataKey,
   env,
   type HttpRequest,
+  type RateDefaults,
   stringField,
   TencentTransport,
   type TransportOptions,
@@ -39,6 +40,21 @@ export interface TencentKmsOptions extends TransportOptions {
   /** `X-TC-Language`. */
   language?: 'en-US' | 'zh-CN';
 }
+
+/**
+ * Tencent's published per-account limits (GenerateDataKey 100/s, Decrypt and Encrypt 300/s,
+ * ReEncrypt and CreateKey 100/s), split as qps + burst so that no second sees more than the limit.
+ */
+export const TENCENT_RATE_LIMITS: RateDefaults = {
+  actions: {
+    GenerateDataKey: { qps: 80, burst: 20 },
+    Decrypt: { qps: 240, burst: 60 },
+    Encrypt: { qps: 240, burst: 60 },
+    ReEncrypt: { qps: 80, burst: 20 },
+    CreateKey: { qps: 80, burst: 20 },
+  },
+  fallback: { qps: 16, burst: 4 },
+};
 
 /** Errors that mean "this blob does not open under this context", not a service failure. */
 const DECRYPT_FAILURES = new Set(['InvalidParameterValue.InvalidCiphertext', 'FailedOperation.DecryptError']);
@@ -70,7 +86,7 @@ export class TencentKms implements KeyProvider {
     const loopback = this.#url.protocol === 'http:';
     this.#signingHost = options.signingHost ?? (loopback ? DEFAULT_HOST : this.#url.hostname);
     this.#language = options.language;
-    this.#transport = new TencentTransport(options);
+    this.#transport = new TencentTransport(options, TENCENT_RATE_LIMITS);
   }
 
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {

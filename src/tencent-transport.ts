@@ -7,6 +7,8 @@
 import type KyInstance from 'ky';
 import { base64, wipe } from './bytes.ts';
 import { KmsError } from './errors.ts';
+import { type EventListener, emitter } from './events.ts';
+import { type BucketOptions, RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 
 export interface TencentCredentials {
   readonly secretId: string;
@@ -37,6 +39,19 @@ export interface TransportOptions {
   fetch?: typeof fetch;
   /** Credentials; default from TENCENTCLOUD_SECRET_ID / _SECRET_KEY / _SESSION_TOKEN. */
   credentials?: CredentialSource;
+  /**
+   * Client-side rate limit and concurrency cap, so a burst queues instead of drawing throttling
+   * errors; `false` turns it off. Defaults follow the KMS's published per-action limits.
+   */
+  rateLimit?: RateLimitOptions | false;
+  /** Retry and throttle-wait events, for metrics. */
+  onEvent?: EventListener;
+}
+
+/** Per-action defaults: qps + burst stays within the published limit per second. */
+export interface RateDefaults {
+  actions: Record<string, BucketOptions>;
+  fallback: BucketOptions;
 }
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -118,8 +133,10 @@ export class TencentTransport {
   readonly #maxDelayMs: number;
   readonly #fetch: typeof fetch | undefined;
   readonly #credentials: CredentialSource | undefined;
+  readonly #limiter: RateLimiter | undefined;
+  readonly #emit: ReturnType<typeof emitter>;
 
-  constructor(options: TransportOptions = {}) {
+  constructor(options: TransportOptions = {}, rateDefaults?: RateDefaults) {
     this.#timeoutMs = positive(options.timeoutMs ?? 5000, 'timeoutMs');
     this.#deadlineMs = positive(options.deadlineMs ?? 20000, 'deadlineMs');
     this.#limit = Math.floor(nonNegative(options.retry?.limit ?? 3, 'retry.limit'));
@@ -127,6 +144,8 @@ export class TencentTransport {
     this.#maxDelayMs = nonNegative(options.retry?.maxDelayMs ?? 3000, 'retry.maxDelayMs');
     this.#fetch = options.fetch;
     this.#credentials = options.credentials;
+    this.#limiter = options.rateLimit === false || !rateDefaults ? undefined : new RateLimiter(options.rateLimit ?? {}, rateDefaults);
+    this.#emit = emitter(options.onEvent);
   }
 
   async call<T>(call: KmsCall<T>): Promise<T> {
@@ -143,7 +162,14 @@ export class TencentTransport {
         });
       }
       const credentials = await resolveCredentials(this.#credentials);
-      const verdict = await this.#attempt(call, credentials, Math.min(this.#timeoutMs, remaining));
+      const slot = await this.#limiter?.acquire(call.action);
+      if (slot && slot.waitedMs > 0) this.#emit({ type: 'throttle-wait', action: call.action, waitMs: slot.waitedMs });
+      let verdict: Verdict<T>;
+      try {
+        verdict = await this.#attempt(call, credentials, Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
+      } finally {
+        slot?.release();
+      }
       if ('ok' in verdict) return verdict.ok;
       if ('fail' in verdict) throw verdict.fail;
       if ('resign' in verdict) {
@@ -159,6 +185,7 @@ export class TencentTransport {
       const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** attempt);
       const delay = Math.random() * ceiling;
       if (Date.now() + delay >= deadline) throw lastError;
+      this.#emit({ type: 'retry', action: call.action, attempt: attempt + 1, delayMs: delay, ...(lastError.kmsCode ? { errorCode: lastError.kmsCode } : {}) });
       await sleep(delay);
     }
   }

@@ -1,0 +1,299 @@
+/**
+ * Keeping the KMS off the hot path, safely.
+ *
+ * EncryptionCache reuses a data key for several messages, within limits on messages, bytes and age,
+ * partitioned by suite and encryption context (a key is never shared across contexts). Reuse is
+ * safe with Cobblestone: every message derives its own AES key and nonce from a fresh 192-bit salt;
+ * the limits bound what one leaked data key exposes and how long it lives in memory. Concurrent
+ * misses share one GenerateDataKey (single flight); a failure reaches every waiter and is not cached.
+ *
+ * DecryptCache remembers data keys that Decrypt returned, keyed by a hash of the wrapped key and
+ * the context, for a time, so opening many messages sealed under one data key costs one Decrypt.
+ *
+ * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { toHex, utf8, wipe } from './bytes.ts';
+import { LimitExceededError } from './errors.ts';
+import type { EnvelopeEvent } from './events.ts';
+
+export interface EncryptionCacheOptions {
+  /** Milliseconds a data key may be used after it was generated; default 300000 (5 minutes). */
+  maxAge?: number;
+  /** Messages per data key; default 1000. */
+  maxMessages?: number;
+  /** Plaintext bytes per data key; default 2^32 (4 GiB). */
+  maxBytes?: number;
+  /** Data keys held at once (one per suite and context in use), least recently used evicted; default 1000. */
+  maxEntries?: number;
+}
+
+export interface DecryptCacheOptions {
+  /** Milliseconds a decrypted data key is kept; default 60000. */
+  ttl?: number;
+  /** Keys held at once, least recently used evicted; default 10000. */
+  maxEntries?: number;
+}
+
+export const ENCRYPTION_CACHE_DEFAULTS: Required<EncryptionCacheOptions> = {
+  maxAge: 5 * 60_000,
+  maxMessages: 1000,
+  maxBytes: 2 ** 32,
+  maxEntries: 1000,
+};
+
+export const DECRYPT_CACHE_DEFAULTS: Required<DecryptCacheOptions> = { ttl: 60_000, maxEntries: 10_000 };
+
+type Emit = (event: EnvelopeEvent) => void;
+
+function positive(value: number, name: string): number {
+  if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`"${name}" must be a positive number, got ${value}`);
+  return value;
+}
+
+/** A generated data key with what every message under it shares. */
+export interface CachedKeyMaterial<T> {
+  key: Uint8Array;
+  /** Whatever the caller wants to keep with the key (the encoded header). */
+  extra: T;
+}
+
+interface Entry<T> extends CachedKeyMaterial<T> {
+  created: number;
+  messages: number;
+  bytes: number;
+  retired: boolean;
+}
+
+/** One message's use of a cached key: a private copy of the key, and a byte budget to draw on. */
+export interface Lease<T> {
+  /** A copy: the caller wipes it. */
+  readonly key: Uint8Array;
+  readonly extra: T;
+  /** For streams of unknown length: reserves more bytes, or throws LimitExceededError. */
+  reserve(bytes: number): void;
+}
+
+export class EncryptionCache<T> {
+  readonly #options: Required<EncryptionCacheOptions>;
+  readonly #entries = new Map<string, Entry<T>>();
+  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #emit: Emit;
+  readonly #now: () => number;
+  #closed = false;
+
+  constructor(options: EncryptionCacheOptions, emit: Emit, now: () => number = Date.now) {
+    this.#options = { ...ENCRYPTION_CACHE_DEFAULTS, ...options };
+    positive(this.#options.maxAge, 'cache.maxAge');
+    positive(this.#options.maxMessages, 'cache.maxMessages');
+    positive(this.#options.maxBytes, 'cache.maxBytes');
+    positive(this.#options.maxEntries, 'cache.maxEntries');
+    this.#emit = emit;
+    this.#now = now;
+  }
+
+  /**
+   * Reserves one message (of `bytes`, or of unknown length) under the partition's current key,
+   * generating a key when there is none or it is spent. A message larger than maxBytes gets a key
+   * of its own that is never cached.
+   */
+  async acquire(partition: string, bytes: number | undefined, generate: () => Promise<CachedKeyMaterial<T>>): Promise<Lease<T>> {
+    const need = bytes ?? 0;
+    if (need > this.#options.maxBytes) {
+      this.#emit({ type: 'cache-miss', cache: 'encrypt' });
+      const own = await generate();
+      return { key: own.key, extra: own.extra, reserve: () => {} };
+    }
+    let missed = false;
+    for (;;) {
+      if (this.#closed) throw new Error('the envelope is closed');
+      const entry = this.#entries.get(partition);
+      if (entry) {
+        const reason = this.#spent(entry, need);
+        if (!reason) {
+          entry.messages++;
+          entry.bytes += need;
+          // Most recently used last, for LRU eviction.
+          this.#entries.delete(partition);
+          this.#entries.set(partition, entry);
+          if (!missed) this.#emit({ type: 'cache-hit', cache: 'encrypt' });
+          return this.#lease(entry);
+        }
+        this.#retire(partition, entry, reason);
+      }
+      if (!missed) {
+        missed = true;
+        this.#emit({ type: 'cache-miss', cache: 'encrypt' });
+      }
+      let flight = this.#inflight.get(partition);
+      if (!flight) {
+        flight = generate()
+          .then((material) => {
+            if (this.#closed) {
+              wipe(material.key);
+              return;
+            }
+            this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
+            this.#evictOverCapacity();
+          })
+          .finally(() => this.#inflight.delete(partition));
+        this.#inflight.set(partition, flight);
+      }
+      await flight; // a failure reaches every waiter, and nothing is cached
+    }
+  }
+
+  /** Waits for key generations under way, then wipes every cached key. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#inflight.values()]);
+    for (const [partition, entry] of this.#entries) this.#retire(partition, entry, 'close');
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #lease(entry: Entry<T>): Lease<T> {
+    const maxBytes = this.#options.maxBytes;
+    return {
+      key: entry.key.slice(),
+      extra: entry.extra,
+      reserve: (bytes) => {
+        if (entry.bytes + bytes > maxBytes) {
+          throw new LimitExceededError(
+            `the cached data key's budget of ${maxBytes} bytes ran out mid-stream: pass the stream's size, raise cache.maxBytes, or seal it without the cache`,
+          );
+        }
+        entry.bytes += bytes;
+      },
+    };
+  }
+
+  #spent(entry: Entry<T>, bytes: number): 'messages' | 'bytes' | 'age' | undefined {
+    if (entry.messages >= this.#options.maxMessages) return 'messages';
+    if (entry.bytes + bytes > this.#options.maxBytes) return 'bytes';
+    if (this.#now() - entry.created >= this.#options.maxAge) return 'age';
+    return undefined;
+  }
+
+  #retire(partition: string, entry: Entry<T>, reason: 'messages' | 'bytes' | 'age' | 'capacity' | 'close'): void {
+    if (this.#entries.get(partition) === entry) this.#entries.delete(partition);
+    if (entry.retired) return;
+    entry.retired = true;
+    wipe(entry.key);
+    this.#emit({ type: 'cache-evict', cache: 'encrypt', reason });
+  }
+
+  #evictOverCapacity(): void {
+    while (this.#entries.size > this.#options.maxEntries) {
+      const [partition, entry] = this.#entries.entries().next().value as [string, Entry<T>];
+      this.#retire(partition, entry, 'capacity');
+    }
+  }
+}
+
+/** Identifies a wrapped data key under a context, without keeping the blob itself. */
+export function decryptCacheId(parts: (string | Uint8Array)[]): string {
+  const h = sha256.create();
+  for (const part of parts) {
+    const bytes = typeof part === 'string' ? utf8(part, 'cache id') : part;
+    h.update(new Uint8Array(new Uint32Array([bytes.length]).buffer));
+    h.update(bytes);
+  }
+  return toHex(h.digest());
+}
+
+interface Remembered {
+  key: Uint8Array;
+  expires: number;
+}
+
+export class DecryptCache {
+  readonly #options: Required<DecryptCacheOptions>;
+  readonly #entries = new Map<string, Remembered>();
+  readonly #emit: Emit;
+  readonly #now: () => number;
+
+  constructor(options: DecryptCacheOptions, emit: Emit, now: () => number = Date.now) {
+    this.#options = { ...DECRYPT_CACHE_DEFAULTS, ...options };
+    positive(this.#options.ttl, 'decryptCache.ttl');
+    positive(this.#options.maxEntries, 'decryptCache.maxEntries');
+    this.#emit = emit;
+    this.#now = now;
+  }
+
+  /** A copy of the remembered key, or undefined (expired entries are wiped on the way). */
+  get(id: string): Uint8Array | undefined {
+    const entry = this.#entries.get(id);
+    if (entry && this.#now() >= entry.expires) {
+      this.#drop(id, entry, 'age');
+      this.#emit({ type: 'cache-miss', cache: 'decrypt' });
+      return undefined;
+    }
+    if (!entry) {
+      this.#emit({ type: 'cache-miss', cache: 'decrypt' });
+      return undefined;
+    }
+    this.#entries.delete(id);
+    this.#entries.set(id, entry);
+    this.#emit({ type: 'cache-hit', cache: 'decrypt' });
+    return entry.key.slice();
+  }
+
+  /** Remembers `key`, taking ownership: it is wiped on eviction, expiry and close(). */
+  set(id: string, key: Uint8Array): void {
+    const old = this.#entries.get(id);
+    if (old) this.#drop(id, old, 'capacity');
+    this.#entries.set(id, { key, expires: this.#now() + this.#options.ttl });
+    while (this.#entries.size > this.#options.maxEntries) {
+      const [oldest, entry] = this.#entries.entries().next().value as [string, Remembered];
+      this.#drop(oldest, entry, 'capacity');
+    }
+  }
+
+  close(): void {
+    for (const [id, entry] of this.#entries) this.#drop(id, entry, 'close');
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #drop(id: string, entry: Remembered, reason: 'age' | 'capacity' | 'close'): void {
+    this.#entries.delete(id);
+    wipe(entry.key);
+    this.#emit({ type: 'cache-evict', cache: 'decrypt', reason });
+  }
+}
+
+/**
+ * Concurrent identical Decrypts share one KMS call: each waiter gets its own copy of the key, and
+ * the shared one is wiped once the last waiter has copied it.
+ */
+export class DecryptFlights {
+  readonly #flights = new Map<string, { promise: Promise<Uint8Array>; waiters: number }>();
+
+  async run(id: string, decrypt: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    let flight = this.#flights.get(id);
+    if (!flight) {
+      flight = { promise: decrypt(), waiters: 0 };
+      this.#flights.set(id, flight);
+    }
+    flight.waiters++;
+    try {
+      const shared = await flight.promise;
+      return shared.slice();
+    } finally {
+      flight.waiters--;
+      if (flight.waiters === 0) {
+        if (this.#flights.get(id) === flight) this.#flights.delete(id);
+        flight.promise.then(wipe, () => {});
+      }
+    }
+  }
+
+  get size(): number {
+    return this.#flights.size;
+  }
+}
