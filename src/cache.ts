@@ -14,7 +14,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { toHex, utf8, wipe } from './bytes.ts';
-import { LimitExceededError } from './errors.ts';
+import { ClosedError, LimitExceededError } from './errors.ts';
 import type { EnvelopeEvent } from './events.ts';
 
 export interface EncryptionCacheOptions {
@@ -106,7 +106,7 @@ export class EncryptionCache<T> {
     }
     let missed = false;
     for (;;) {
-      if (this.#closed) throw new Error('the envelope is closed');
+      if (this.#closed) throw new ClosedError();
       const entry = this.#entries.get(partition);
       if (entry) {
         const reason = this.#spent(entry, need);

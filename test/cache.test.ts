@@ -1,0 +1,248 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { DecryptCache, EncryptionCache } from '../src/cache.ts';
+import { type RunningEmulator, startEmulator } from '../src/emulator.ts';
+import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../src/index.ts';
+import { TencentKms, type TencentKmsOptions } from '../src/tencent-kms.ts';
+import { InstrumentedProvider } from './instrumented.ts';
+
+let emulator: RunningEmulator;
+let keyId: string;
+beforeAll(async () => {
+  emulator = await startEmulator();
+  keyId = emulator.createKey('cache');
+});
+afterAll(() => emulator.close());
+afterEach(() => {
+  vi.useRealTimers();
+  emulator.setFaults({});
+  emulator.resetStats();
+});
+
+// No rate limit (these tests count calls, not pace), but a cap on sockets in flight.
+const UNLIMITED = { qps: 1e6, burst: 1e6, concurrency: 64 };
+const tencent = (options: TencentKmsOptions = {}) =>
+  new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials[0]!, rateLimit: UNLIMITED, ...options });
+const record = (i: number) => `row ${i}: ${'x'.repeat(1000)}`;
+
+describe('encryption cache, counted at the emulator', () => {
+  it('10,000 concurrent seals cost exactly ceil(10,000 / maxMessages) GenerateDataKey calls; without the cache, 10,000', async () => {
+    const maxMessages = 300;
+    const cached = createEnvelope({ kms: tencent(), cache: { maxMessages } });
+    const sealed = await Promise.all(Array.from({ length: 10_000 }, (_, i) => cached.seal(record(i), { context: { table: 'users' } })));
+    expect(emulator.stats().calls.GenerateDataKey).toBe(Math.ceil(10_000 / maxMessages));
+    expect(await cached.openString(sealed[9_999]!)).toBe(record(9_999));
+    await cached.close();
+    emulator.resetStats();
+    const uncached = createEnvelope({ kms: tencent() });
+    await Promise.all(Array.from({ length: 10_000 }, (_, i) => uncached.seal(record(i), { context: { table: 'users' } })));
+    expect(emulator.stats().calls.GenerateDataKey).toBe(10_000);
+  }, 120_000);
+
+  it('entries never cross contexts, suites or context modes', async () => {
+    const provider = new InstrumentedProvider(tencent());
+    const envelope = createEnvelope({ kms: provider, cache: true });
+    for (let round = 0; round < 3; round++) {
+      await envelope.seal('a', { context: { tenant: 'a' } });
+      await envelope.seal('b', { context: { tenant: 'b' } });
+      await envelope.seal('b', { context: { tenant: 'b' }, detachedContext: true });
+    }
+    expect(provider.calls.generate).toBe(3);
+    const other = createEnvelope({ kms: provider, cache: true, suite: 'cobblestone-128' });
+    await other.seal('c', { context: { tenant: 'a' } });
+    expect(provider.calls.generate).toBe(4);
+    await envelope.close();
+    await other.close();
+  });
+
+  it('maxAge and maxBytes retire a key (fake clock)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const provider = new InstrumentedProvider(LocalKms.generate());
+    const envelope = createEnvelope({ kms: provider, cache: { maxAge: 60_000, maxBytes: 1000 } });
+    await envelope.seal(new Uint8Array(600));
+    await envelope.seal(new Uint8Array(300));
+    expect(provider.calls.generate).toBe(1);
+    await envelope.seal(new Uint8Array(200)); // 1100 bytes would exceed maxBytes
+    expect(provider.calls.generate).toBe(2);
+    vi.advanceTimersByTime(59_999);
+    await envelope.seal('still fresh');
+    expect(provider.calls.generate).toBe(2);
+    vi.advanceTimersByTime(1);
+    await envelope.seal('too old');
+    expect(provider.calls.generate).toBe(3);
+    // A message larger than maxBytes gets a key of its own, never cached.
+    await envelope.seal(new Uint8Array(5000));
+    await envelope.seal('small again');
+    expect(provider.calls.generate).toBe(4);
+    await envelope.close();
+  });
+
+  it('a stream of unknown length draws on the byte budget as it goes and never exceeds it', async () => {
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: { maxBytes: 50_000 } });
+    const run = (size: number, declared?: number) =>
+      new Response(new Uint8Array(size))
+        .body!.pipeThrough(envelope.sealStream(declared === undefined ? {} : { size: declared }))
+        .pipeTo(new WritableStream());
+    await run(30_000);
+    await expect(run(30_000)).rejects.toMatchObject({ code: 'ERR_LIMIT_EXCEEDED' });
+    // With its size declared, a stream that does not fit takes a fresh key instead.
+    await run(30_000, 30_000);
+    await envelope.close();
+  });
+
+  it('single flight: concurrent misses share one GenerateDataKey; its failure reaches every waiter and is not cached', async () => {
+    emulator.setFaults({ script: ['internal'] });
+    const envelope = createEnvelope({ kms: tencent({ retry: { limit: 0 } }), cache: true });
+    const results = await Promise.allSettled(Array.from({ length: 50 }, () => envelope.seal('x', { context: { a: 'b' } })));
+    expect(results.every((r) => r.status === 'rejected' && (r.reason as KmsError).kmsCode === 'InternalError')).toBe(true);
+    expect(emulator.stats().calls.GenerateDataKey).toBe(1);
+    await envelope.seal('x', { context: { a: 'b' } });
+    expect(emulator.stats().calls.GenerateDataKey).toBe(2);
+    await envelope.close();
+  });
+});
+
+describe('decrypt cache and batches, counted at the emulator', () => {
+  it('10,000 opens of rows sealed under one data key cost one Decrypt; after the TTL, two', async () => {
+    const sealer = createEnvelope({ kms: tencent(), cache: { maxMessages: 10_000 } });
+    const rows = await Promise.all(Array.from({ length: 10_000 }, (_, i) => sealer.seal(record(i), { context: { table: 'users' } })));
+    await sealer.close();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const opener = createEnvelope({ kms: tencent(), decryptCache: { ttl: 60_000 } });
+    emulator.resetStats();
+    const opened = await Promise.all(rows.map((row) => opener.openString(row)));
+    expect(opened[1234]).toBe(record(1234));
+    expect(emulator.stats().calls.Decrypt).toBe(1);
+    vi.advanceTimersByTime(60_000);
+    await Promise.all(rows.slice(0, 100).map((row) => opener.open(row)));
+    expect(emulator.stats().calls.Decrypt).toBe(2);
+    await opener.close();
+  }, 120_000);
+
+  it('openMany decrypts each distinct wrapped key once, even without a decrypt cache; one bad row does not fail the batch', async () => {
+    const sealer = createEnvelope({ kms: tencent(), cache: { maxMessages: 500 } });
+    const rows = await Promise.all(Array.from({ length: 1000 }, (_, i) => sealer.seal(record(i))));
+    await sealer.close();
+    rows[500] = rows[500]!.slice(0, 10); // a damaged row
+    const envelope = createEnvelope({ kms: tencent() });
+    emulator.resetStats();
+    const results = await envelope.openMany(rows, { concurrency: 32 });
+    expect(emulator.stats().calls.Decrypt).toBe(2);
+    expect(results.filter((r) => r.ok).length).toBe(999);
+    expect(results[500]).toMatchObject({ ok: false, error: { code: 'ERR_HEADER_MALFORMED' } });
+    expect(results[0]).toMatchObject({ ok: true });
+    expect(new TextDecoder().decode((results[999] as { value: Uint8Array }).value)).toBe(record(999));
+  });
+
+  it('sealMany returns per-item results, and shares keys only through the opt-in cache', async () => {
+    const provider = new InstrumentedProvider(tencent());
+    const envelope = createEnvelope({ kms: provider, cache: true });
+    // @ts-expect-error a bad item on purpose
+    const results = await envelope.sealMany(['a', { plaintext: 'b', context: { t: '1' } }, 42, new Uint8Array([1])]);
+    expect(results.map((r) => r.ok)).toEqual([true, true, false, true]);
+    expect(provider.calls.generate).toBe(2); // the empty context and { t: '1' }
+    await envelope.close();
+  });
+});
+
+describe('client-side rate limit', () => {
+  it('a burst of 1,000 uncached seals against the emulator QPS limit: zero throttling errors reach the caller', async () => {
+    emulator.setFaults({ qpsLimit: 400 });
+    const events: EnvelopeEvent[] = [];
+    const kms = tencent({ rateLimit: { qps: 300, burst: 60, concurrency: 32 }, onEvent: (e) => events.push(e) });
+    const envelope = createEnvelope({ kms });
+    const results = await Promise.allSettled(Array.from({ length: 1000 }, (_, i) => envelope.seal(record(i))));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(emulator.stats().calls.GenerateDataKey).toBeGreaterThanOrEqual(1000);
+    expect(events.some((e) => e.type === 'throttle-wait')).toBe(true);
+    // The limiter kept (nearly) every call under the server's limit.
+    expect(emulator.stats().faults.throttle ?? 0).toBeLessThan(10);
+  }, 60_000);
+
+  it('without the limiter the same burst draws throttling answers from the emulator', async () => {
+    emulator.setFaults({ qpsLimit: 400 });
+    const envelope = createEnvelope({ kms: tencent({ retry: { limit: 0 } }) });
+    const results = await Promise.allSettled(Array.from({ length: 1000 }, (_, i) => envelope.seal(record(i))));
+    expect(results.filter((r) => r.status === 'rejected').length).toBeGreaterThan(0);
+    expect(emulator.stats().faults.throttle).toBeGreaterThan(0);
+  }, 60_000);
+});
+
+describe('events, wiping and close()', () => {
+  it('reports kms calls, cache hits, misses and evictions, and retries', async () => {
+    const events: EnvelopeEvent[] = [];
+    emulator.setFaults({ script: ['throttle'] });
+    const kms = tencent({ retry: { limit: 2, baseDelayMs: 1 }, onEvent: (e) => events.push(e) });
+    const envelope = createEnvelope({ kms, cache: { maxMessages: 2 }, decryptCache: true, onEvent: (e) => events.push(e) });
+    const sealed = await envelope.seal('1');
+    await envelope.seal('2');
+    await envelope.seal('3');
+    await envelope.open(sealed);
+    await envelope.open(sealed);
+    await envelope.close();
+    const types = events.map((e) => ('cache' in e ? `${e.type}:${e.cache}` : e.type));
+    expect(types).toContain('retry');
+    expect(types).toContain('cache-hit:encrypt');
+    expect(types).toContain('cache-miss:encrypt');
+    expect(types).toContain('cache-evict:encrypt');
+    expect(types).toContain('cache-hit:decrypt');
+    expect(events.find((e) => e.type === 'kms-call' && e.action === 'Decrypt')).toMatchObject({ ok: true, provider: 'tencent' });
+    expect(events.filter((e) => e.type === 'kms-call' && e.action === 'GenerateDataKey').length).toBe(2);
+  });
+
+  it('a throwing listener does not break encryption', async () => {
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true, onEvent: () => { throw new Error('metrics down'); } });
+    expect(await envelope.openString(await envelope.seal('still works'))).toBe('still works');
+  });
+
+  it('cached data keys are wiped on eviction and on close(), and kept until then', async () => {
+    const provider = new InstrumentedProvider(LocalKms.generate());
+    const envelope = createEnvelope({ kms: provider, cache: { maxMessages: 2, maxEntries: 1 } });
+    await envelope.seal('1', { context: { a: '1' } });
+    await envelope.seal('2', { context: { a: '1' } });
+    const [first] = provider.handedOut;
+    expect(first!.some((b) => b !== 0)).toBe(true); // still cached
+    await envelope.seal('3', { context: { a: '1' } }); // spent after 2 messages: evicted
+    expect(first!.every((b) => b === 0)).toBe(true);
+    await envelope.seal('4', { context: { a: '2' } }); // maxEntries 1: the { a: '1' } key goes
+    expect(provider.handedOut[1]!.every((b) => b === 0)).toBe(true);
+    await envelope[Symbol.asyncDispose]();
+    expect(provider.allWiped()).toBe(true);
+  });
+
+  it('DecryptCache wipes what it holds on expiry and close', () => {
+    let now = 0;
+    const cache = new DecryptCache({ ttl: 10 }, () => {}, () => now);
+    const a = new Uint8Array(32).fill(1);
+    const b = new Uint8Array(32).fill(2);
+    cache.set('a', a);
+    cache.set('b', b);
+    expect(cache.get('a')).toEqual(new Uint8Array(32).fill(1));
+    now = 10;
+    expect(cache.get('a')).toBeUndefined();
+    expect(a.every((x) => x === 0)).toBe(true);
+    cache.close();
+    expect(b.every((x) => x === 0)).toBe(true);
+  });
+
+  it('EncryptionCache.close waits for a generation under way and wipes its result', async () => {
+    const cache = new EncryptionCache<null>({}, () => {});
+    let resolve!: (v: { key: Uint8Array; extra: null }) => void;
+    const key = new Uint8Array(32).fill(7);
+    const pending = cache.acquire('p', 1, () => new Promise((r) => (resolve = r)));
+    const closing = cache.close();
+    resolve({ key, extra: null });
+    await closing;
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(key.every((x) => x === 0)).toBe(true);
+  });
+
+  it('close() drains work in flight, then refuses more with ERR_CLOSED', async () => {
+    emulator.setFaults({ latencyMs: 200 });
+    const envelope = createEnvelope({ kms: tencent(), cache: true });
+    const inFlight = envelope.seal('slow');
+    await new Promise((r) => setTimeout(r, 20));
+    await envelope.close();
+    await expect(inFlight).resolves.toBeInstanceOf(Uint8Array);
+    await expect(envelope.seal('late')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
