@@ -1,4 +1,5 @@
 import { benchHkdf } from './hkdf.ts';
+import { benchKmsEconomy } from './kms-economy.ts';
 import { benchKmsRtt } from './kms-rtt.ts';
 import { benchSealOpen } from './seal-open.ts';
 import { benchStream } from './stream.ts';
@@ -7,4 +8,5 @@ console.log(`# kms-envelope benchmarks\n\nNode ${process.version}, ${process.pla
 await benchHkdf();
 await benchSealOpen();
 await benchKmsRtt();
+await benchKmsEconomy();
 await benchStream();
