@@ -1,7 +1,7 @@
 /** Portable backend: @noble/ciphers AES-GCM and @noble/hashes HKDF. No Node APIs. */
 import { gcm } from '@noble/ciphers/aes.js';
 import { hmac } from '@noble/hashes/hmac.js';
-import { sha512 } from '@noble/hashes/sha2.js';
+import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { wipe } from './bytes.ts';
@@ -45,5 +45,8 @@ export const nobleBackend: CryptoBackend = {
   },
   randomBytes(length) {
     return globalThis.crypto.getRandomValues(new Uint8Array(length));
+  },
+  sha256(data) {
+    return sha256(data);
   },
 };

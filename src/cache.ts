@@ -12,7 +12,7 @@
  *
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
+import type { CryptoBackend } from './backend.ts';
 import { toHex, utf8, wipe } from './bytes.ts';
 import { ClosedError, LimitExceededError } from './errors.ts';
 import type { EnvelopeEvent } from './events.ts';
@@ -194,14 +194,19 @@ export class EncryptionCache<T> {
 }
 
 /** Identifies a wrapped data key under a context, without keeping the blob itself. */
-export function decryptCacheId(parts: (string | Uint8Array)[]): string {
-  const h = sha256.create();
-  for (const part of parts) {
-    const bytes = typeof part === 'string' ? utf8(part, 'cache id') : part;
-    h.update(new Uint8Array(new Uint32Array([bytes.length]).buffer));
-    h.update(bytes);
+export function decryptCacheId(backend: CryptoBackend, parts: (string | Uint8Array)[]): string {
+  const encoded = parts.map((part) => (typeof part === 'string' ? utf8(part, 'cache id') : part));
+  let size = 0;
+  for (const bytes of encoded) size += 4 + bytes.length;
+  const all = new Uint8Array(size);
+  const view = new DataView(all.buffer);
+  let o = 0;
+  for (const bytes of encoded) {
+    view.setUint32(o, bytes.length); // length-prefixed, so no two part lists collide
+    all.set(bytes, o + 4);
+    o += 4 + bytes.length;
   }
-  return toHex(h.digest());
+  return toHex(backend.sha256(all));
 }
 
 interface Remembered {

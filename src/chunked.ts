@@ -182,7 +182,8 @@ export class PayloadSealer {
   readonly #backend: CryptoBackend;
   #keys: PayloadKeys | undefined;
   readonly #salt: Uint8Array;
-  #buffer = new Uint8Array(CHUNK_SIZE);
+  // Allocated on the first push that needs it: one-shot seals (sealAll) never buffer.
+  #buffer: Uint8Array | undefined;
   #buffered = 0;
   #counter = 0;
 
@@ -238,16 +239,19 @@ export class PayloadSealer {
         i += CHUNK_SIZE;
       } else {
         const take = CHUNK_SIZE - this.#buffered;
-        this.#buffer.set(data.subarray(i, i + take), this.#buffered);
+        this.#buffer!.set(data.subarray(i, i + take), this.#buffered);
         i += take;
         this.#buffered = 0;
-        chunk = this.#buffer;
+        chunk = this.#buffer!;
       }
       this.#backend.gcmSeal(keys.key, keys.nonce(this.#counter++), chunk, out, o);
       o += SEALED_CHUNK_SIZE;
     }
-    this.#buffer.set(data.subarray(i), this.#buffered);
-    this.#buffered += data.length - i;
+    if (i < data.length) {
+      this.#buffer ??= new Uint8Array(CHUNK_SIZE);
+      this.#buffer.set(data.subarray(i), this.#buffered);
+      this.#buffered += data.length - i;
+    }
     return out;
   }
 
@@ -256,7 +260,8 @@ export class PayloadSealer {
     const keys = this.#live();
     try {
       const out = new Uint8Array(this.#buffered + TAG_LENGTH);
-      this.#backend.gcmSeal(keys.key, keys.nonce(this.#counter), this.#buffer.subarray(0, this.#buffered), out, 0);
+      const rest = this.#buffer?.subarray(0, this.#buffered) ?? new Uint8Array(0);
+      this.#backend.gcmSeal(keys.key, keys.nonce(this.#counter), rest, out, 0);
       return out;
     } finally {
       this.destroy();

@@ -88,13 +88,17 @@ function encodePairs(pairs: EncodedPair[]): Uint8Array {
 
 function finish(pairs: EncodedPair[], encoded: Uint8Array): CanonicalContext {
   const record: Record<string, string> = Object.create(null);
-  let json = '{';
-  pairs.forEach((p, i) => {
-    record[p.keyText] = p.valueText;
-    json += `${i ? ',' : ''}${JSON.stringify(p.keyText)}:${JSON.stringify(p.valueText)}`;
-  });
-  json += '}';
-  return { pairs: Object.freeze(record), encoded, json };
+  for (const p of pairs) record[p.keyText] = p.valueText;
+  let json: string | undefined;
+  return {
+    pairs: Object.freeze(record),
+    encoded,
+    // Only a KMS call needs the JSON: built on first use, off the cached hot path.
+    get json() {
+      json ??= `{${pairs.map((p) => `${JSON.stringify(p.keyText)}:${JSON.stringify(p.valueText)}`).join(',')}}`;
+      return json;
+    },
+  };
 }
 
 /**

@@ -314,7 +314,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     }
     const keySpec: KeySpec = header.suite.keyLength === 16 ? 'AES_128' : 'AES_256';
     const { keyId, ciphertextBlob } = header.wrappedKey;
-    const id = decryptCacheId([kms.id, keySpec, keyId, ciphertextBlob, context.encoded]);
+    const id = decryptCacheId(backend, [kms.id, keySpec, keyId, ciphertextBlob, context.encoded]);
     let key = scope?.get(id) ?? decryptCache?.get(id);
     if (!key) {
       // Concurrent opens of the same wrapped key share one Decrypt.

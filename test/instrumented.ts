@@ -58,6 +58,7 @@ export function recordingBackend(inner: CryptoBackend): { backend: CryptoBackend
       return okm;
     },
     randomBytes: (n) => inner.randomBytes(n),
+    sha256: (d) => inner.sha256(d),
   };
   return { backend, seen };
 }
