@@ -6,6 +6,7 @@ import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
 import { equalBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
+import type { ChunkWorkerPool, PoolSession } from './worker-pool.ts';
 
 export interface PayloadSuite {
   /** Suite id in the header. */
@@ -255,6 +256,23 @@ export class PayloadSealer {
     return out;
   }
 
+  /**
+   * Shares this message's keys with a worker pool and hands out the next `chunks` counters, for
+   * full chunks sealed elsewhere (in order). Only between whole chunks: nothing may be buffered.
+   */
+  shareWith(pool: ChunkWorkerPool): PoolSession {
+    const keys = this.#live();
+    return pool.session(keys.key, keys.baseNonce);
+  }
+
+  reserveChunks(chunks: number): number {
+    this.#live();
+    if (this.#buffered !== 0) throw new Error('PayloadSealer: chunks can be reserved only between whole chunks');
+    const first = this.#counter;
+    this.#counter += chunks;
+    return first;
+  }
+
   /** The final short chunk; wipes the keys. */
   end(): Uint8Array {
     const keys = this.#live();
@@ -363,6 +381,27 @@ export class PayloadOpener {
       this.#fail();
       throw error;
     }
+  }
+
+  /** Shares this message's keys with a worker pool (after the commitment was checked). */
+  shareWith(pool: ChunkWorkerPool): PoolSession {
+    this.#check();
+    if (!this.#keys) throw new Error('PayloadOpener: the commitment has not been read yet');
+    return pool.session(this.#keys.key, this.#keys.baseNonce);
+  }
+
+  /** Hands out the next `chunks` counters for full chunks opened elsewhere, in order. */
+  reserveChunks(chunks: number): number {
+    this.#check();
+    if (!this.#keys || this.#buffered !== 0) throw new Error('PayloadOpener: chunks can be reserved only between whole chunks');
+    const first = this.#counter;
+    this.#counter += chunks;
+    return first;
+  }
+
+  /** Records a failure found elsewhere (a worker): wipes everything and keeps failing. */
+  fail(): void {
+    this.#fail();
   }
 
   /** Abandons the stream and wipes all key material. */

@@ -111,3 +111,39 @@ describe('sealFile / openFile', () => {
     }
   }, 120_000);
 });
+
+describe('sealFile / openFile on worker threads', () => {
+  it('write the same bytes as the single-threaded path, and open each other', async () => {
+    const dir = mkdtempSync('/tmp/kmse-parallel-');
+    const size = 5 * 1024 * 1024 + 777; // several 64-chunk batches and a short tail
+    const plaintext = Buffer.alloc(size);
+    for (let i = 0; i < size; i += 97) plaintext[i] = i & 0xff;
+    writeFileSync(join(dir, 'p'), plaintext);
+    const seed = () => {
+      let n = 0;
+      return (length: number) => Uint8Array.from({ length }, () => (n++ * 13) & 0xff);
+    };
+    const make = () => {
+      const random = seed();
+      return createEnvelope({ kms: new LocalKms({ k: new Uint8Array(32).fill(4) }, { randomBytes: random }), randomBytes: random });
+    };
+    await make().sealFile(join(dir, 'p'), join(dir, 'single.kmse'), { context });
+    await make().sealFile(join(dir, 'p'), join(dir, 'parallel.kmse'), { context, parallel: { minBytes: 1, workers: 2 } });
+    expect(hex(readFileSync(join(dir, 'parallel.kmse')))).toBe(hex(readFileSync(join(dir, 'single.kmse'))));
+    await envelope.sealFile(join(dir, 'p'), join(dir, 'p.kmse'), { context, parallel: true });
+    await envelope.openFile(join(dir, 'p.kmse'), join(dir, 'p.out'), { parallel: true });
+    expect(readFileSync(join(dir, 'p.out')).equals(plaintext)).toBe(true);
+  });
+
+  it('a tampered chunk inside a worker batch fails the open and leaves nothing', async () => {
+    const dir = mkdtempSync('/tmp/kmse-parallel-');
+    writeFileSync(join(dir, 'p'), Buffer.alloc(3 * 1024 * 1024, 9));
+    await envelope.sealFile(join(dir, 'p'), join(dir, 'p.kmse'), { context });
+    const sealed = readFileSync(join(dir, 'p.kmse'));
+    sealed[sealed.length - 2 * 1024 * 1024]! ^= 1; // inside the first worker batches, not the tail
+    writeFileSync(join(dir, 'bad.kmse'), sealed);
+    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'bad.out'), { parallel: true })).rejects.toBeInstanceOf(DecryptionFailedError);
+    expect(existsSync(join(dir, 'bad.out'))).toBe(false);
+    expect(tempFiles(dir)).toEqual([]);
+  });
+});

@@ -1,0 +1,167 @@
+/**
+ * A pool of worker threads for bulk AES-GCM: C2SP chunks are independent, so batches of them can
+ * be sealed and opened on several cores and written back in order. Used by sealFile/openFile for
+ * large inputs; small inputs stay on the calling thread.
+ *
+ * The message key and base nonce travel in a SharedArrayBuffer, not a copied message, so wiping it
+ * once at the end wipes it for every thread.
+ */
+import type * as NodeWorkerThreads from 'node:worker_threads';
+import { TAG_LENGTH } from './backend.ts';
+import { wipe } from './bytes.ts';
+import { CHUNK_SIZE, MAX_CHUNKS, SEALED_CHUNK_SIZE } from './chunked.ts';
+
+/** The worker's code: plain JavaScript, evaluated, so it runs from sources and builds alike. */
+const WORKER_SOURCE = `
+const { parentPort } = process.getBuiltinModule('node:worker_threads');
+const crypto = process.getBuiltinModule('node:crypto');
+const sessions = new Map();
+const CHUNK = ${CHUNK_SIZE}, SEALED = ${SEALED_CHUNK_SIZE}, TAG = ${TAG_LENGTH};
+function nonceFor(base, counter, out) {
+  out.set(base);
+  const high = Math.floor(counter / 4294967296), low = counter >>> 0;
+  out[7] ^= high; out[8] ^= low >>> 24; out[9] ^= (low >>> 16) & 255; out[10] ^= (low >>> 8) & 255; out[11] ^= low & 255;
+  return out;
+}
+parentPort.on('message', (m) => {
+  if (m.type === 'session') { sessions.set(m.id, { material: new Uint8Array(m.shared), keyLength: m.keyLength }); return; }
+  if (m.type === 'end') { sessions.delete(m.id); return; }
+  const s = sessions.get(m.id);
+  const key = s.material.subarray(0, s.keyLength), base = s.material.subarray(s.keyLength, s.keyLength + 12);
+  const alg = s.keyLength === 16 ? 'aes-128-gcm' : 'aes-256-gcm';
+  const input = new Uint8Array(m.data);
+  const nonce = new Uint8Array(12);
+  if (m.type === 'seal') {
+    const chunks = Math.ceil(input.length / CHUNK);
+    const out = new Uint8Array(input.length + chunks * TAG);
+    for (let c = 0, i = 0, o = 0; i < input.length; c++, i += CHUNK) {
+      const piece = input.subarray(i, i + CHUNK);
+      const cipher = crypto.createCipheriv(alg, key, nonceFor(base, m.counter + c, nonce), { authTagLength: TAG });
+      const body = cipher.update(piece);
+      cipher.final();
+      out.set(body, o); out.set(cipher.getAuthTag(), o + body.length);
+      o += body.length + TAG;
+    }
+    nonce.fill(0);
+    parentPort.postMessage({ job: m.job, ok: true, data: out.buffer }, [out.buffer]);
+  } else {
+    const chunks = Math.ceil(input.length / SEALED);
+    const out = new Uint8Array(input.length - chunks * TAG);
+    let ok = true;
+    for (let c = 0, i = 0, o = 0; i < input.length; c++, i += SEALED) {
+      const sealed = input.subarray(i, i + SEALED);
+      const d = crypto.createDecipheriv(alg, key, nonceFor(base, m.counter + c, nonce), { authTagLength: TAG });
+      d.setAuthTag(sealed.subarray(sealed.length - TAG));
+      const body = d.update(sealed.subarray(0, sealed.length - TAG));
+      out.set(body, o);
+      try { d.final(); } catch { ok = false; break; }
+      o += body.length;
+    }
+    nonce.fill(0);
+    if (!ok) { out.fill(0); parentPort.postMessage({ job: m.job, ok: false }); return; }
+    parentPort.postMessage({ job: m.job, ok: true, data: out.buffer }, [out.buffer]);
+  }
+});
+`;
+
+interface Pending {
+  resolve: (data: Uint8Array | undefined) => void;
+  reject: (error: Error) => void;
+}
+
+function workerThreads(): typeof NodeWorkerThreads | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  return proc?.getBuiltinModule?.('node:worker_threads') as typeof NodeWorkerThreads | undefined;
+}
+
+/** Cores to use: all but one for the thread that reads and writes, at least 2, at most 4. */
+export function defaultWorkers(): number {
+  const os = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:os') as
+    | { availableParallelism?: () => number }
+    | undefined;
+  return Math.max(2, Math.min(4, os?.availableParallelism?.() ?? 2));
+}
+
+export class ChunkWorkerPool {
+  readonly #workers: NodeWorkerThreads.Worker[] = [];
+  readonly #pending = new Map<number, Pending>();
+  #nextJob = 0;
+  #nextWorker = 0;
+  #nextSession = 0;
+
+  constructor(size: number) {
+    const wt = workerThreads();
+    if (!wt) throw new TypeError('worker threads need node:worker_threads');
+    for (let i = 0; i < size; i++) {
+      const worker = new wt.Worker(WORKER_SOURCE, { eval: true });
+      worker.unref();
+      worker.on('message', (m: { job: number; ok: boolean; data?: ArrayBuffer }) => {
+        const p = this.#pending.get(m.job);
+        this.#pending.delete(m.job);
+        p?.resolve(m.ok ? new Uint8Array(m.data!) : undefined);
+      });
+      worker.on('error', (error) => {
+        for (const p of this.#pending.values()) p.reject(error);
+        this.#pending.clear();
+      });
+      this.#workers.push(worker);
+    }
+  }
+
+  /** Shares a message's key and base nonce with every worker; returns the session. */
+  session(key: Uint8Array, baseNonce: Uint8Array): PoolSession {
+    const shared = new SharedArrayBuffer(key.length + baseNonce.length);
+    const material = new Uint8Array(shared);
+    material.set(key);
+    material.set(baseNonce, key.length);
+    const id = this.#nextSession++;
+    for (const w of this.#workers) w.postMessage({ type: 'session', id, shared, keyLength: key.length });
+    return new PoolSession(this, id, material);
+  }
+
+  /** Runs one batch on the next worker: seal (plaintext of whole chunks) or open (sealed chunks). */
+  run(type: 'seal' | 'open', session: number, counter: number, data: Uint8Array): Promise<Uint8Array | undefined> {
+    if (counter + Math.ceil(data.length / CHUNK_SIZE) > MAX_CHUNKS) throw new RangeError('a message has at most 2^38 chunks');
+    const job = this.#nextJob++;
+    const copy = data.slice(); // a private buffer to transfer; the caller keeps its own
+    const worker = this.#workers[this.#nextWorker++ % this.#workers.length]!;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(job, { resolve, reject });
+      worker.postMessage({ type, job, id: session, counter, data: copy.buffer }, [copy.buffer]);
+    });
+  }
+
+  endSession(id: number): void {
+    for (const w of this.#workers) w.postMessage({ type: 'end', id });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
+
+export class PoolSession {
+  readonly #pool: ChunkWorkerPool;
+  readonly #id: number;
+  readonly #material: Uint8Array;
+
+  constructor(pool: ChunkWorkerPool, id: number, material: Uint8Array) {
+    this.#pool = pool;
+    this.#id = id;
+    this.#material = material;
+  }
+
+  seal(counter: number, plaintext: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.#pool.run('seal', this.#id, counter, plaintext);
+  }
+
+  open(counter: number, sealed: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.#pool.run('open', this.#id, counter, sealed);
+  }
+
+  /** Wipes the shared key material (for every thread at once) and ends the session. */
+  end(): void {
+    wipe(this.#material);
+    this.#pool.endSession(this.#id);
+  }
+}
