@@ -4,7 +4,8 @@ import { nobleBackend } from '../src/backend-noble.ts';
 import { createNodeBackend } from '../src/backend-node.ts';
 import { formatNs, measure } from './harness.ts';
 
-export async function benchHkdf(): Promise<void> {
+export async function benchHkdf(): Promise<string> {
+  const out: string[] = [];
   const node = createNodeBackend()!;
   const prk = randomBytes(32);
   const info = randomBytes(31 + 16 + 1 + 24 + 40);
@@ -12,8 +13,9 @@ export async function benchHkdf(): Promise<void> {
     { name: 'node:crypto createHmac', run: () => node.hkdfExpandSha512(prk, info, 76) },
     { name: '@noble/hashes hmac', run: () => nobleBackend.hkdfExpandSha512(prk, info, 76) },
   ]);
-  console.log('\n## HKDF-Expand-SHA-512, 76 bytes (one message key, nonce and commitment)\n');
-  console.log('| implementation | time |');
-  console.log('|---|---|');
-  for (const r of results) console.log(`| ${r.name} | ${formatNs(r.medianNs)} (${formatNs(r.minNs)}–${formatNs(r.maxNs)}) |`);
+  out.push('\n## HKDF-Expand-SHA-512, 76 bytes (one message key, nonce and commitment)\n');
+  out.push('| implementation | time |');
+  out.push('|---|---|');
+  for (const r of results) out.push(`| ${r.name} | ${formatNs(r.medianNs)} (${formatNs(r.minNs)}–${formatNs(r.maxNs)}) |`);
+  return out.join('\n');
 }

@@ -1,12 +1,94 @@
+/**
+ * `npm run bench`: every benchmark, printed as markdown.
+ * `npm run bench -- --report`: the same, written to BENCHMARKS.md with bench/throughput.svg.
+ * `npm run bench -- --check`: the small-record ratios only, failing when one is more than 25%
+ *   worse than bench/baseline.json (run it yourselves: machines are too noisy for CI).
+ * `npm run bench -- --save-baseline`: writes bench/baseline.json from a small-record run.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { benchHkdf } from './hkdf.ts';
 import { benchKmsEconomy } from './kms-economy.ts';
 import { benchKmsRtt } from './kms-rtt.ts';
-import { benchSealOpen } from './seal-open.ts';
+import { benchRecords, CASES, loadPeers, type RecordRow } from './records.ts';
+import { recordsTable, throughputChart } from './report.ts';
 import { benchStream } from './stream.ts';
 
-console.log(`# kms-envelope benchmarks\n\nNode ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}`);
-await benchHkdf();
-await benchSealOpen();
-await benchKmsRtt();
-await benchKmsEconomy();
-await benchStream();
+const root = new URL('../../', import.meta.url);
+const args = new Set(process.argv.slice(2));
+const baselinePath = new URL('bench/baseline.json', root);
+
+/** The ratios the regression guard watches: time relative to raw node:crypto (lower is better). */
+function ratios(rows: RecordRow[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const row of rows) {
+    const raw = row.results[CASES.rawNode]!.medianNs;
+    for (const name of [CASES.seal, CASES.open, CASES.sealOpen, CASES.sealOpenFresh]) {
+      out[`${name} @ ${row.size} B`] = Number((row.results[name]!.medianNs / raw).toFixed(3));
+    }
+    const rawNoble = row.results[CASES.rawNoble]!.medianNs;
+    out[`${CASES.sealOpenNoble} / raw noble @ ${row.size} B`] = Number((row.results[CASES.sealOpenNoble]!.medianNs / rawNoble).toFixed(3));
+  }
+  return out;
+}
+
+function ensurePeers(): void {
+  if (existsSync(new URL('bench/peers/node_modules', root))) return;
+  console.error('installing the benchmark peers (bench/peers, its own package.json)…');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--prefix', new URL('bench/peers', root).pathname], { stdio: 'inherit' });
+}
+
+function opensslLimit(): string {
+  try {
+    const out = execFileSync('openssl', ['speed', '-evp', 'aes-256-gcm', '-bytes', '16384', '-seconds', '3'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+    const kbps = Number(/AES-256-GCM\s+([\d.]+)k/i.exec(out)?.[1]);
+    return Number.isFinite(kbps) ? `${((kbps * 1000) / 1048576).toFixed(0)} MB/s` : 'unknown';
+  } catch {
+    return 'openssl not found';
+  }
+}
+
+if (args.has('--check') || args.has('--save-baseline')) {
+  const rows = await benchRecords([], { rounds: 9 });
+  const now = ratios(rows);
+  if (args.has('--save-baseline')) {
+    writeFileSync(baselinePath, `${JSON.stringify({ note: 'time ratios to raw node:crypto GCM; lower is better', ratios: now }, null, 2)}\n`);
+    console.log(`wrote ${baselinePath.pathname}`);
+  } else {
+    const baseline = (JSON.parse(readFileSync(baselinePath, 'utf8')) as { ratios: Record<string, number> }).ratios;
+    let failed = 0;
+    for (const [name, was] of Object.entries(baseline)) {
+      const is = now[name];
+      const bad = is === undefined || is > was * 1.25;
+      if (bad) failed++;
+      console.log(`${bad ? 'REGRESSED' : 'ok       '} ${name}: ${is ?? 'missing'} (baseline ${was})`);
+    }
+    console.log(failed ? `${failed} ratio(s) more than 25% worse than the baseline` : 'every ratio within 25% of the baseline');
+    process.exitCode = failed ? 1 : 0;
+  }
+} else {
+  ensurePeers();
+  const peers = await loadPeers(root);
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ${new Date().toISOString().slice(0, 10)}`;
+  const sections: string[] = [];
+  const section = (text: string): void => {
+    console.log(text);
+    sections.push(text);
+  };
+  section(`# kms-envelope benchmarks\n\n${machine}. Regenerate with \`npm run bench -- --report\`.`);
+  section(`\nPer-core AES-256-GCM limit on this machine: \`openssl speed -evp aes-256-gcm -bytes 16384\` = ${opensslLimit()}.`);
+  const rows = await benchRecords(peers);
+  section(
+    `\n## Small records: seal+open (seal, open alone for the cached key)\n\nMedians of 15 interleaved rounds, with spread; ratio = time / raw node:crypto GCM encrypt+decrypt of the same payload (fresh cipher per op).\n\n${recordsTable(rows)}\n\n![throughput](bench/throughput.svg)`,
+  );
+  section(await benchHkdf());
+  section(await benchStream());
+  section(await benchKmsRtt());
+  section(await benchKmsEconomy());
+  if (args.has('--report')) {
+    writeFileSync(new URL('BENCHMARKS.md', root), `${sections.join('\n')}\n`);
+    writeFileSync(new URL('bench/throughput.svg', root), throughputChart(rows));
+    console.log('\nwrote BENCHMARKS.md and bench/throughput.svg');
+  }
+}

@@ -27,7 +27,8 @@ async function throughput(envelope: Envelope, records: Uint8Array[]): Promise<nu
   return records.length / ((performance.now() - start) / 1000);
 }
 
-export async function benchKmsEconomy(): Promise<void> {
+export async function benchKmsEconomy(): Promise<string> {
+  const out: string[] = [];
   const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
   const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
@@ -46,18 +47,19 @@ export async function benchKmsEconomy(): Promise<void> {
       ['emulator, encryption + decrypt cache', () => createEnvelope({ kms: kms(), cache: true, decryptCache: true })],
     ];
     await throughput(cases[1]![1](), records.slice(0, 300)); // warm up the connection pool and JIT
-    console.log(`\n## KMS economy: seal+open of 1 KiB records, ${IN_FLIGHT} in flight, emulator on loopback\n`);
-    console.log('| path | records/s | ratio to local |');
-    console.log('|---|---|---|');
+    out.push(`\n## KMS economy: seal+open of 1 KiB records, ${IN_FLIGHT} in flight, emulator on loopback\n`);
+    out.push('| path | records/s | ratio to local |');
+    out.push('|---|---|---|');
     let local = 0;
     for (const [name, make] of cases) {
       const envelope = make();
       const rate = await throughput(envelope, records);
       await envelope.close();
       if (!local) local = rate;
-      console.log(`| ${name} | ${rate.toFixed(0)} | ${(rate / local).toFixed(2)}x |`);
+      out.push(`| ${name} | ${rate.toFixed(0)} | ${(rate / local).toFixed(2)}x |`);
     }
   } finally {
     child.kill('SIGTERM');
   }
+  return out.join('\n');
 }

@@ -29,7 +29,8 @@ async function time(fn: () => Promise<unknown>): Promise<number[]> {
   return samples.sort((a, b) => a - b);
 }
 
-export async function benchKmsRtt(): Promise<void> {
+export async function benchKmsRtt(): Promise<string> {
+  const out: string[] = [];
   const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
   const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
@@ -44,9 +45,9 @@ export async function benchKmsRtt(): Promise<void> {
       ['TencentKmsV2 (POST, HmacSHA256)', new TencentKmsV2({ keyId, region: 'gz', endpoint: `${url}/v2/index.php`, credentials })],
     ];
     const context = canonicalContext({ table: 'users', row: '42' });
-    console.log(`\n## KMS round trip on loopback (emulator in its own process, keep-alive, ${CALLS} sequential calls)\n`);
-    console.log('| provider | action | p50 | p99 |');
-    console.log('|---|---|---|---|');
+    out.push(`\n## KMS round trip on loopback (emulator in its own process, keep-alive, ${CALLS} sequential calls)\n`);
+    out.push('| provider | action | p50 | p99 |');
+    out.push('|---|---|---|---|');
     for (const [name, kms] of providers) {
       const dataKey = await kms.generateDataKey({ keySpec: 'AES_256', context });
       dataKey.plaintextKey.fill(0);
@@ -54,10 +55,11 @@ export async function benchKmsRtt(): Promise<void> {
       const decrypt = await time(async () =>
         (await kms.decryptDataKey({ keySpec: 'AES_256', keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob, context })).fill(0),
       );
-      console.log(`| ${name} | GenerateDataKey | ${formatNs(percentile(generate, 50))} | ${formatNs(percentile(generate, 99))} |`);
-      console.log(`| ${name} | Decrypt | ${formatNs(percentile(decrypt, 50))} | ${formatNs(percentile(decrypt, 99))} |`);
+      out.push(`| ${name} | GenerateDataKey | ${formatNs(percentile(generate, 50))} | ${formatNs(percentile(generate, 99))} |`);
+      out.push(`| ${name} | Decrypt | ${formatNs(percentile(decrypt, 50))} | ${formatNs(percentile(decrypt, 99))} |`);
     }
   } finally {
     child.kill('SIGTERM');
   }
+  return out.join('\n');
 }

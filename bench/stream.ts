@@ -119,13 +119,15 @@ async function drain(stream: ReadableStream<Uint8Array>): Promise<number> {
   return n;
 }
 
-export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<void> {
+export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<string> {
+  const out: string[] = [];
   const kms = LocalKms.generate();
   const envelope = createEnvelope({ kms });
   const dir = mkdtempSync(join(tmpdir(), 'kmse-bench-'));
-  console.log('\n## Streaming throughput (MB/s), ratio against raw node:crypto AES-256-GCM over the same 16 KiB segments\n');
-  console.log('| size | path | raw enc | seal | ratio | raw dec | open | ratio |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  const threads: string[] = [];
+  out.push('\n## Streaming throughput (MB/s), ratio against raw node:crypto AES-256-GCM over the same 16 KiB segments\n');
+  out.push('| size | path | raw enc | seal | ratio | raw dec | open | ratio |');
+  out.push('|---|---|---|---|---|---|---|---|');
   try {
     for (const size of sizes) {
       const piece = randomBytes(PIECE);
@@ -152,7 +154,7 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<void>
       const openRate = size / MiB / ((performance.now() - start) / 1000);
       if (opened !== size) throw new Error('round trip failed');
       sealedParts.length = 0;
-      console.log(
+      out.push(
         `| ${size / MiB} MiB | memory (WHATWG streams) | ${rawEnc.toFixed(0)} | ${sealRate.toFixed(0)} | ${(sealRate / rawEnc).toFixed(2)}x | ${rawDec.toFixed(0)} | ${openRate.toFixed(0)} | ${(openRate / rawDec).toFixed(2)}x |`,
       );
       // File to file.
@@ -171,11 +173,24 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<void>
       const openFileRate = size / MiB / ((performance.now() - start) / 1000);
       rmSync(join(dir, 'raw-sealed'));
       rmSync(join(dir, 'raw-opened'));
-      console.log(
+      start = performance.now();
+      await envelope.sealFile(plainPath, join(dir, 'sealed-mt'), { overwrite: true, parallel: true });
+      const sealMt = size / MiB / ((performance.now() - start) / 1000);
+      start = performance.now();
+      await envelope.openFile(join(dir, 'sealed-mt'), join(dir, 'opened-mt'), { overwrite: true, parallel: true });
+      const openMt = size / MiB / ((performance.now() - start) / 1000);
+      rmSync(join(dir, 'sealed-mt'));
+      rmSync(join(dir, 'opened-mt'));
+      threads.push(`| ${size / MiB} MiB | ${sealFileRate.toFixed(0)} | ${sealMt.toFixed(0)} | ${(sealMt / sealFileRate).toFixed(2)}x | ${openFileRate.toFixed(0)} | ${openMt.toFixed(0)} | ${(openMt / openFileRate).toFixed(2)}x |`);
+      out.push(
         `| ${size / MiB} MiB | file to file (raw: same reads, writes and fsync) | ${rawEncFile.toFixed(0)} | ${sealFileRate.toFixed(0)} | ${(sealFileRate / rawEncFile).toFixed(2)}x | ${rawDecFile.toFixed(0)} | ${openFileRate.toFixed(0)} | ${(openFileRate / rawDecFile).toFixed(2)}x |`,
       );
       rmSync(join(dir, 'opened'));
     }
+    out.push('\n### Worker threads (sealFile/openFile `parallel: true`), file to file, MB/s\n');
+    out.push('| size | seal, 1 thread | seal, workers | ratio | open, 1 thread | open, workers | ratio |');
+    out.push('|---|---|---|---|---|---|---|');
+    out.push(...threads);
     // Peak RSS of a whole process sealing and opening a 1 GiB file.
     const big = join(dir, 'plain');
     const lib = new URL('../../dist/index.js', import.meta.url).href;
@@ -188,14 +203,15 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<void>
       import { createEnvelope, LocalKms } from ${JSON.stringify(lib)};
       const e = createEnvelope({ kms: LocalKms.fromEnv() });
       await e.${op}(process.argv[1], process.argv[2], { overwrite: true });
-      sample(); clearInterval(timer); console.log(peak);`;
+      sample(); clearInterval(timer); out.push(peak);`;
     const env = { ...process.env, KMS_ENVELOPE_LOCAL_KEY: keyB64 };
     const run = (args: string[]) => Number(execFileSync(process.execPath, args, { env }).toString()) / MiB;
-    const bare = run(['-e', `${sampler} setTimeout(() => { sample(); clearInterval(timer); console.log(peak); }, 50);`]);
+    const bare = run(['-e', `${sampler} setTimeout(() => { sample(); clearInterval(timer); out.push(peak); }, 50);`]);
     const sealRss = run(['--input-type=module', '-e', script('sealFile'), big, join(dir, 'rss.kmse')]);
     const openRss = run(['--input-type=module', '-e', script('openFile'), join(dir, 'rss.kmse'), join(dir, 'rss.out')]);
-    console.log(`\nPeak RSS, whole process, ${sizes.at(-1)! / MiB} MiB file: sealFile ${sealRss.toFixed(0)} MiB, openFile ${openRss.toFixed(0)} MiB (a bare node process: ${bare.toFixed(0)} MiB)`);
+    out.push(`\nPeak RSS, whole process, ${sizes.at(-1)! / MiB} MiB file: sealFile ${sealRss.toFixed(0)} MiB, openFile ${openRss.toFixed(0)} MiB (a bare node process: ${bare.toFixed(0)} MiB)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  return out.join('\n');
 }
