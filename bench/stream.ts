@@ -203,10 +203,10 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<strin
       import { createEnvelope, LocalKms } from ${JSON.stringify(lib)};
       const e = createEnvelope({ kms: LocalKms.fromEnv() });
       await e.${op}(process.argv[1], process.argv[2], { overwrite: true });
-      sample(); clearInterval(timer); out.push(peak);`;
+      sample(); clearInterval(timer); console.log(peak);`;
     const env = { ...process.env, KMS_ENVELOPE_LOCAL_KEY: keyB64 };
     const run = (args: string[]) => Number(execFileSync(process.execPath, args, { env }).toString()) / MiB;
-    const bare = run(['-e', `${sampler} setTimeout(() => { sample(); clearInterval(timer); out.push(peak); }, 50);`]);
+    const bare = run(['-e', `${sampler} setTimeout(() => { sample(); clearInterval(timer); console.log(peak); }, 50);`]);
     const sealRss = run(['--input-type=module', '-e', script('sealFile'), big, join(dir, 'rss.kmse')]);
     const openRss = run(['--input-type=module', '-e', script('openFile'), join(dir, 'rss.kmse'), join(dir, 'rss.out')]);
     out.push(`\nPeak RSS, whole process, ${sizes.at(-1)! / MiB} MiB file: sealFile ${sealRss.toFixed(0)} MiB, openFile ${openRss.toFixed(0)} MiB (a bare node process: ${bare.toFixed(0)} MiB)`);

@@ -4,7 +4,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
-import { wipe } from './bytes.ts';
+import { base64, wipe } from './bytes.ts';
 
 export const nobleBackend: CryptoBackend = {
   name: 'noble',
@@ -46,7 +46,7 @@ export const nobleBackend: CryptoBackend = {
   randomBytes(length) {
     return globalThis.crypto.getRandomValues(new Uint8Array(length));
   },
-  sha256(data) {
-    return sha256(data);
+  sha256Base64(data) {
+    return base64.encode(sha256(data));
   },
 };

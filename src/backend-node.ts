@@ -106,10 +106,10 @@ export function createNodeBackend(): CryptoBackend | undefined {
       poolOffset += length;
       return out;
     },
-    sha256(data) {
+    sha256Base64(data) {
       // crypto.hash (Node 20.12+) is the one-call form; createHash elsewhere.
-      const hash = (c as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'buffer') => Uint8Array }).hash;
-      return hash ? hash('sha256', data, 'buffer') : c.createHash('sha256').update(data).digest();
+      const hash = (c as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'base64') => string }).hash;
+      return hash ? hash('sha256', data, 'base64') : c.createHash('sha256').update(data).digest('base64');
     },
   };
 }

@@ -15,8 +15,8 @@ export interface CryptoBackend {
   /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512. */
   hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   randomBytes(length: number): Uint8Array;
-  /** SHA-256, for cache keys (not for secrets' protection). */
-  sha256(data: Uint8Array): Uint8Array;
+  /** SHA-256 as base64 text, for cache keys. */
+  sha256Base64(data: Uint8Array): string;
 }
 
 export const TAG_LENGTH = 16;

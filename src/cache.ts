@@ -13,7 +13,7 @@
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
  */
 import type { CryptoBackend } from './backend.ts';
-import { toHex, utf8, wipe } from './bytes.ts';
+import { wipe } from './bytes.ts';
 import { ClosedError, LimitExceededError } from './errors.ts';
 import type { EnvelopeEvent } from './events.ts';
 
@@ -193,20 +193,22 @@ export class EncryptionCache<T> {
   }
 }
 
-/** Identifies a wrapped data key under a context, without keeping the blob itself. */
-export function decryptCacheId(backend: CryptoBackend, parts: (string | Uint8Array)[]): string {
-  const encoded = parts.map((part) => (typeof part === 'string' ? utf8(part, 'cache id') : part));
+/**
+ * Identifies a wrapped data key under a context (SHA-256 of the length-prefixed parts), without
+ * keeping the blob itself.
+ */
+export function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): string {
   let size = 0;
-  for (const bytes of encoded) size += 4 + bytes.length;
+  for (const bytes of parts) size += 4 + bytes.length;
   const all = new Uint8Array(size);
   const view = new DataView(all.buffer);
   let o = 0;
-  for (const bytes of encoded) {
+  for (const bytes of parts) {
     view.setUint32(o, bytes.length); // length-prefixed, so no two part lists collide
     all.set(bytes, o + 4);
     o += 4 + bytes.length;
   }
-  return toHex(backend.sha256(all));
+  return backend.sha256Base64(all);
 }
 
 interface Remembered {

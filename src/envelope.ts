@@ -314,7 +314,8 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     }
     const keySpec: KeySpec = header.suite.keyLength === 16 ? 'AES_128' : 'AES_256';
     const { keyId, ciphertextBlob } = header.wrappedKey;
-    const id = decryptCacheId(backend, [kms.id, keySpec, keyId, ciphertextBlob, context.encoded]);
+    // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
+    const id = decryptCacheId(backend, [header.authenticated.subarray(5, 6), header.wrappedBytes, context.encoded]);
     let key = scope?.get(id) ?? decryptCache?.get(id);
     if (!key) {
       // Concurrent opens of the same wrapped key share one Decrypt.

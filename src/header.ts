@@ -52,6 +52,8 @@ export interface ParsedHeader {
   readonly wrappedKey: WrappedKey;
   /** Bytes 0 .. end of the context section, as received (FORMAT.md §4). */
   readonly authenticated: Uint8Array;
+  /** The wrapped-key section as received (provider, key id, blob): identifies the data key. */
+  readonly wrappedBytes: Uint8Array;
   /** Total header length; the payload starts here. */
   readonly length: number;
 }
@@ -159,6 +161,7 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
     context,
     wrappedKey: { provider, keyId, ciphertextBlob },
     authenticated: bytes.subarray(0, authenticatedEnd),
+    wrappedBytes: bytes.subarray(authenticatedEnd, offset),
     length: offset,
   };
 }

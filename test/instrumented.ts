@@ -58,7 +58,7 @@ export function recordingBackend(inner: CryptoBackend): { backend: CryptoBackend
       return okm;
     },
     randomBytes: (n) => inner.randomBytes(n),
-    sha256: (d) => inner.sha256(d),
+    sha256Base64: (d) => inner.sha256Base64(d),
   };
   return { backend, seen };
 }
