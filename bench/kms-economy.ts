@@ -3,10 +3,9 @@
  * no cache, the encryption cache, and both caches; as ratios against the local path (LocalKms,
  * no network) in the same run. 32 records in flight, as a storage layer would have.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { createEnvelope, type Envelope, LocalKms } from '../src/index.ts';
+import { spawnEmulator } from './emulator-process.ts';
 import { TencentKms } from '../src/tencent-kms.ts';
 
 const RECORDS = 3000;
@@ -29,16 +28,11 @@ async function throughput(envelope: Envelope, records: Uint8Array[]): Promise<nu
 
 export async function benchKmsEconomy(): Promise<string> {
   const out: string[] = [];
-  const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
-  const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const emulator = await spawnEmulator();
+  const { url, keyId } = emulator;
   try {
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const url = ((await lines.next()).value as string).replace('listening on ', '');
-    const secretId = ((await lines.next()).value as string).replace('secret id: ', '');
-    const secretKey = ((await lines.next()).value as string).replace('secret key: ', '');
-    const keyId = ((await lines.next()).value as string).replace('key id: ', '');
     // The emulator has no quota: lift the client-side limit so the numbers show the network path.
-    const kms = () => new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: url, credentials: { secretId, secretKey }, rateLimit: { qps: 1e6, burst: 1e6, concurrency: 64 } });
+    const kms = () => new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: url, credentials: emulator.credentials, rateLimit: { qps: 1e6, burst: 1e6, concurrency: 64 } });
     const records = Array.from({ length: RECORDS }, () => randomBytes(1024));
     const cases: [string, () => Envelope][] = [
       ['local (LocalKms, no network, no cache)', () => createEnvelope({ kms: LocalKms.generate() })],
@@ -59,7 +53,7 @@ export async function benchKmsEconomy(): Promise<string> {
       out.push(`| ${name} | ${rate.toFixed(0)} | ${(rate / local).toFixed(2)}x |`);
     }
   } finally {
-    child.kill('SIGTERM');
+    emulator.stop();
   }
   return out.join('\n');
 }

@@ -3,12 +3,11 @@
  * process (the CLI) so client and server do not share an event loop. Keep-alive is on (fetch's
  * default). Reports p50 and p99 over sequential calls, for both providers.
  */
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { canonicalContext } from '../src/context.ts';
 import type { KeyProvider } from '../src/key-provider.ts';
 import { TencentKms } from '../src/tencent-kms.ts';
 import { TencentKmsV2 } from '../src/tencent-kms-v2.ts';
+import { spawnEmulator } from './emulator-process.ts';
 import { formatNs } from './harness.ts';
 
 const CALLS = 2000;
@@ -31,15 +30,10 @@ async function time(fn: () => Promise<unknown>): Promise<number[]> {
 
 export async function benchKmsRtt(): Promise<string> {
   const out: string[] = [];
-  const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
-  const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const emulator = await spawnEmulator();
+  const { url, keyId } = emulator;
   try {
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
-    const url = ((await lines.next()).value as string).replace('listening on ', '');
-    const secretId = ((await lines.next()).value as string).replace('secret id: ', '');
-    const secretKey = ((await lines.next()).value as string).replace('secret key: ', '');
-    const keyId = ((await lines.next()).value as string).replace('key id: ', '');
-    const credentials = { secretId, secretKey };
+    const { credentials } = emulator;
     const providers: [string, KeyProvider][] = [
       // The client-side rate limit is off: this measures the round trip, not Tencent's quota.
       ['TencentKms (API 3.0, TC3)', new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: url, credentials, rateLimit: false })],
@@ -60,7 +54,7 @@ export async function benchKmsRtt(): Promise<string> {
       out.push(`| ${name} | Decrypt | ${formatNs(percentile(decrypt, 50))} | ${formatNs(percentile(decrypt, 99))} |`);
     }
   } finally {
-    child.kill('SIGTERM');
+    emulator.stop();
   }
   return out.join('\n');
 }

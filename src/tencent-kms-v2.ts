@@ -9,6 +9,7 @@ import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
 import { querySignature, queryStringToSign, type QuerySignatureMethod } from './tencent-sign.ts';
 import {
   checkEndpoint,
+  dataKeyFromResponse,
   decodeDataKey,
   env,
   type HttpRequest,
@@ -85,13 +86,8 @@ export class TencentKmsV2 implements KeyProvider {
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
     const keyId = this.#requireKeyId(this.keyId);
     const response = await this.call('GenerateDataKey', { keyId, keySpec: request.keySpec, encryptionContext: request.context.json });
-    const plaintextKey = decodeDataKey(response.plaintext, KEY_LENGTH_BY_SPEC[request.keySpec], 'GenerateDataKey');
-    const ciphertextBlob = stringField(response, 'ciphertextBlob');
-    if (!ciphertextBlob) {
-      plaintextKey.fill(0);
-      throw new KmsError('GenerateDataKey: the KMS response has no ciphertextBlob');
-    }
-    return { keyId: stringField(response, 'keyId') ?? keyId, plaintextKey, ciphertextBlob };
+    const names = { plaintext: 'plaintext', blob: 'ciphertextBlob', keyId: 'keyId' };
+    return dataKeyFromResponse(response, names, KEY_LENGTH_BY_SPEC[request.keySpec], keyId);
   }
 
   async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {

@@ -9,6 +9,7 @@ import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
   checkEndpoint,
+  dataKeyFromResponse,
   decodeDataKey,
   env,
   type HttpRequest,
@@ -97,13 +98,7 @@ export class TencentKms implements KeyProvider {
       KeySpec: request.keySpec,
       EncryptionContext: request.context.json,
     });
-    const plaintextKey = decodeDataKey(response.Plaintext, length, 'GenerateDataKey');
-    const ciphertextBlob = stringField(response, 'CiphertextBlob');
-    if (!ciphertextBlob) {
-      plaintextKey.fill(0);
-      throw new KmsError('GenerateDataKey: the KMS response has no CiphertextBlob');
-    }
-    return { keyId: stringField(response, 'KeyId') ?? keyId, plaintextKey, ciphertextBlob };
+    return dataKeyFromResponse(response, { plaintext: 'Plaintext', blob: 'CiphertextBlob', keyId: 'KeyId' }, length, keyId);
   }
 
   async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {

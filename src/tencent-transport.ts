@@ -288,6 +288,25 @@ export function stringField(obj: unknown, name: string): string | undefined {
 }
 
 /**
+ * A GenerateDataKey response as a DataKey: the key decoded and length-checked, the blob present.
+ * `names` are the response's field names (API 3.0 PascalCase, v2 lower camelCase).
+ */
+export function dataKeyFromResponse(
+  response: Record<string, unknown>,
+  names: { plaintext: string; blob: string; keyId: string },
+  length: number,
+  requestedKeyId: string,
+): { keyId: string; plaintextKey: Uint8Array; ciphertextBlob: string } {
+  const plaintextKey = decodeDataKey(response[names.plaintext], length, 'GenerateDataKey');
+  const ciphertextBlob = stringField(response, names.blob);
+  if (!ciphertextBlob) {
+    wipe(plaintextKey);
+    throw new KmsError(`GenerateDataKey: the KMS response has no ${names.blob}`);
+  }
+  return { keyId: stringField(response, names.keyId) ?? requestedKeyId, plaintextKey, ciphertextBlob };
+}
+
+/**
  * Decodes the base64 plaintext data key straight into a Uint8Array and checks its length against
  * what was asked for (Tencent's own example returns 16 bytes for AES_256).
  */
