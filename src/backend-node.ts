@@ -36,6 +36,8 @@ function algorithm(key: Uint8Array): NodeCrypto.CipherGCMTypes {
  * zeroed in the pool as it is handed out, so the pool never holds bytes that were used.
  */
 const POOL_SIZE = 4096;
+/** HKDF round counters 1..4 (Cobblestone needs two), made once. */
+const ROUND: Uint8Array[] = [new Uint8Array(0), Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3), Uint8Array.of(4)];
 const POOL_MAX_DRAW = 256;
 
 export function createNodeBackend(): CryptoBackend | undefined {
@@ -78,21 +80,18 @@ export function createNodeBackend(): CryptoBackend | undefined {
     },
     hkdfExpandSha512(prk, info, length) {
       if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
+      // T(i) = HMAC(prk, T(i-1) || info || i), fed as separate updates: no scratch buffer to allocate.
       const out = new Uint8Array(length);
-      // One buffer T(i-1) || info || i, so each block is a single update() call.
-      const message = new Uint8Array(64 + info.length + 1);
-      message.set(info, 64);
+      let previous: Uint8Array | undefined;
       for (let o = 0, round = 1; o < length; o += 64, round++) {
-        message[message.length - 1] = round;
-        const block = c
-          .createHmac('sha512', prk)
-          .update(round === 1 ? message.subarray(64) : message)
-          .digest();
-        out.set(block.subarray(0, Math.min(64, length - o)), o);
-        message.set(block);
-        wipe(block);
+        const h = c.createHmac('sha512', prk);
+        if (previous) h.update(previous);
+        const block = h.update(info).update(ROUND[round] ?? Uint8Array.of(round)).digest();
+        out.set(block.length > length - o ? block.subarray(0, length - o) : block, o);
+        if (previous) wipe(previous);
+        previous = block;
       }
-      wipe(message);
+      if (previous) wipe(previous);
       return out;
     },
     randomBytes(length) {
