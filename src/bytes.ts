@@ -49,6 +49,17 @@ export function utf8(value: string, title: string): Uint8Array {
 
 /** Strict UTF-8 decode; returns undefined for invalid input. */
 export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
+  // Short ASCII (context keys, key ids) is valid UTF-8 as it stands: skip the decoder call.
+  if (bytes.length <= 64) {
+    let ascii = true;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! > 0x7f) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  }
   try {
     return fatalDecoder.decode(bytes);
   } catch {

@@ -31,9 +31,42 @@ export interface CanonicalContext {
   readonly json: string;
 }
 
+/**
+ * Recently canonicalised contexts, keyed by an injective spelling of their entries: a storage layer
+ * seals row after row with the same few contexts, and canonicalising costs more than the lookup.
+ * The cached objects are immutable (frozen pairs; `encoded` is never written to).
+ */
+const recent = new Map<string, CanonicalContext>();
+const RECENT_MAX = 256;
+
+function memoKey(context: object): string | undefined {
+  let key = '';
+  for (const name in context) {
+    if (!Object.prototype.hasOwnProperty.call(context, name)) continue;
+    const value = (context as Record<string, unknown>)[name];
+    if (typeof value !== 'string') return undefined;
+    key += `${name.length}:${name}${value.length}:${value}`;
+    if (key.length > 1024) return undefined;
+  }
+  return key;
+}
+
 /** Validates a caller's context (TypeError/RangeError at the boundary) and encodes it. */
 export function canonicalContext(context: unknown, title = 'context'): CanonicalContext {
   if (context === undefined) context = {};
+  const key = context !== null && typeof context === 'object' && !Array.isArray(context) && !ArrayBuffer.isView(context) && Object.getPrototypeOf(context) === Object.prototype ? memoKey(context) : undefined;
+  if (key !== undefined) {
+    const known = recent.get(key);
+    if (known) return known;
+    const fresh = canonicalize(context, title);
+    if (recent.size >= RECENT_MAX) recent.clear();
+    recent.set(key, fresh);
+    return fresh;
+  }
+  return canonicalize(context, title);
+}
+
+function canonicalize(context: unknown, title: string): CanonicalContext {
   if (context === null || typeof context !== 'object' || Array.isArray(context) || isUint8(context)) {
     throw new TypeError(`"${title}" expected a Record<string, string>, got ${describe(context)}`);
   }

@@ -114,6 +114,33 @@ describe('FORMAT.md §3 encryption context', () => {
     expect(() => canonicalContext(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])))).toThrow(RangeError);
   });
 
+  it('the memo of recent contexts never confuses two contexts, and never caches an invalid one', () => {
+    const arb = fc.dictionary(fc.stringMatching(/^[a:1]{1,4}$/), fc.stringMatching(/^[a:1]{0,4}$/), { maxKeys: 3 });
+    fc.assert(
+      fc.property(arb, arb, (a, b) => {
+        // Call twice each, so the second calls come from the memo.
+        for (let i = 0; i < 2; i++) {
+          const same = JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+          expect(Buffer.from(canonicalContext(a).encoded).equals(Buffer.from(canonicalContext(b).encoded))).toBe(same);
+        }
+      }),
+      { numRuns: 500 },
+    );
+    for (const [a, b] of [
+      [{ a: '1' }, { a1: '' }],
+      [{ ab: 'c' }, { a: 'bc' }],
+      [{ a: '1:b' }, { a: '1', b: '' }],
+    ] as const) {
+      for (let i = 0; i < 2; i++) {
+        expect(Buffer.from(canonicalContext(a).encoded).equals(Buffer.from(canonicalContext(b).encoded))).toBe(false);
+      }
+    }
+    expect(() => canonicalContext({ k: '\ud800' })).toThrow(TypeError);
+    expect(() => canonicalContext({ k: '\ud800' })).toThrow(TypeError);
+    expect(() => canonicalContext({ k: 'v'.repeat(5000) })).toThrow(RangeError);
+    expect(() => canonicalContext({ k: 'v'.repeat(5000) })).toThrow(RangeError);
+  });
+
   it('round-trips: parse(encode(context)) gives the same pairs and bytes', () => {
     fc.assert(
       fc.property(fc.dictionary(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 10 }), fc.string({ unit: 'grapheme', maxLength: 30 }), { maxKeys: 10 }), (record) => {
