@@ -26,6 +26,14 @@ export const nobleBackend: CryptoBackend = {
     wipe(plain);
     return true;
   },
+  gcmOpenFresh(key, nonce, sealed) {
+    if (sealed.length < TAG_LENGTH) return undefined;
+    try {
+      return gcm(key, nonce).decrypt(sealed);
+    } catch {
+      return undefined;
+    }
+  },
   // Our own HKDF-Expand: noble's expand() insists on a PRK of at least HashLen (64) bytes, while
   // Cobblestone uses the 16- or 32-byte data key as the PRK.
   hkdfExpandSha512(prk, info, length) {

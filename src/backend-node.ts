@@ -78,6 +78,20 @@ export function createNodeBackend(): CryptoBackend | undefined {
         return false;
       }
     },
+    gcmOpenFresh(key, nonce, sealed) {
+      if (sealed.length < TAG_LENGTH) return undefined;
+      const ctLen = sealed.length - TAG_LENGTH;
+      const decipher = c.createDecipheriv(algorithm(key), key, nonce, { authTagLength: TAG_LENGTH });
+      decipher.setAuthTag(sealed.subarray(ctLen));
+      const body = decipher.update(sealed.subarray(0, ctLen));
+      try {
+        decipher.final();
+        return body;
+      } catch {
+        wipe(body); // unauthenticated plaintext never leaves
+        return undefined;
+      }
+    },
     hkdfExpandSha512(prk, info, length) {
       if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
       // T(i) = HMAC(prk, T(i-1) || info || i), fed as separate updates: no scratch buffer to allocate.

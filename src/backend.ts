@@ -12,6 +12,11 @@ export interface CryptoBackend {
    * tag does not verify; the output region is then zero.
    */
   gcmOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, out: Uint8Array, offset: number, aad?: Uint8Array): boolean;
+  /**
+   * Verifies and decrypts `sealed` into a fresh buffer, returned only when the tag verifies
+   * (undefined otherwise): streams hand it on without another copy.
+   */
+  gcmOpenFresh(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | undefined;
   /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512. */
   hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
   randomBytes(length: number): Uint8Array;

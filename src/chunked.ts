@@ -325,10 +325,10 @@ export class PayloadOpener {
     if (inputKey.length !== suite.keyLength) this.#fail();
   }
 
-  /** Feeds ciphertext; returns the plaintext of the chunks that authenticated (possibly empty), in one buffer. */
-  push(data: Uint8Array): Uint8Array {
+  /** Feeds ciphertext; returns the plaintext of each chunk that authenticated (possibly none). */
+  push(data: Uint8Array): Uint8Array[] {
     this.#check();
-    let out: Uint8Array | undefined;
+    const out: Uint8Array[] = [];
     try {
       let i = 0;
       if (!this.#keys) {
@@ -336,13 +336,12 @@ export class PayloadOpener {
         this.#buffer.set(data.subarray(0, take), this.#buffered);
         this.#buffered += take;
         i = take;
-        if (this.#buffered < PAYLOAD_PREFIX) return new Uint8Array(0);
+        if (this.#buffered < PAYLOAD_PREFIX) return out;
         this.#openHeader();
       }
       // Every full sealed chunk followed by at least one more byte is not the last: open it.
       const available = this.#buffered + data.length - i;
       const chunks = available > SEALED_CHUNK_SIZE ? Math.floor((available - 1) / SEALED_CHUNK_SIZE) : 0;
-      out = new Uint8Array(chunks * CHUNK_SIZE);
       for (let c = 0; c < chunks; c++) {
         let sealed: Uint8Array;
         if (this.#buffered === 0) {
@@ -355,13 +354,13 @@ export class PayloadOpener {
           this.#buffered = 0;
           sealed = this.#buffer;
         }
-        this.#openChunk(sealed, out, c * CHUNK_SIZE);
+        out.push(this.#openChunk(sealed));
       }
       this.#buffer.set(data.subarray(i), this.#buffered);
       this.#buffered += data.length - i;
       return out;
     } catch (error) {
-      wipe(out);
+      for (const chunk of out) wipe(chunk);
       this.#fail();
       throw error;
     }
@@ -372,8 +371,7 @@ export class PayloadOpener {
     this.#check();
     try {
       if (!this.#keys || this.#buffered < TAG_LENGTH || this.#buffered === SEALED_CHUNK_SIZE) throw new DecryptionFailedError();
-      const out = new Uint8Array(this.#buffered - TAG_LENGTH);
-      this.#openChunk(this.#buffer.subarray(0, this.#buffered), out, 0);
+      const out = this.#openChunk(this.#buffer.subarray(0, this.#buffered));
       this.#done = true;
       this.#release();
       return out;
@@ -425,10 +423,12 @@ export class PayloadOpener {
     if (!ok) throw new DecryptionFailedError();
   }
 
-  #openChunk(sealed: Uint8Array, out: Uint8Array, offset: number): void {
+  #openChunk(sealed: Uint8Array): Uint8Array {
     const keys = this.#keys!;
-    if (!this.#backend.gcmOpen(keys.key, keys.nonce(this.#counter), sealed, out, offset)) throw new DecryptionFailedError();
+    const plain = this.#backend.gcmOpenFresh(keys.key, keys.nonce(this.#counter), sealed);
+    if (!plain) throw new DecryptionFailedError();
     this.#counter++;
+    return plain;
   }
 
   #fail(): void {

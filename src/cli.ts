@@ -181,9 +181,10 @@ function progress(quiet: boolean | undefined, label: string): { update: (done: n
 }
 
 /** Writes to stdout, honouring back-pressure. */
-const stdoutSink = (bytes: Uint8Array): Promise<void> =>
+const stdoutSink = (bytes: Uint8Array | readonly Uint8Array[]): Promise<void> =>
   new Promise((resolve, reject) => {
-    process.stdout.write(bytes, (error) => (error ? reject(error) : resolve()));
+    const data = bytes instanceof Uint8Array ? bytes : Buffer.concat(bytes as Uint8Array[]);
+    process.stdout.write(data, (error) => (error ? reject(error) : resolve()));
   });
 
 /** Copies standard input to a private temporary file (ciphertext only), for a two-pass open. */

@@ -116,7 +116,7 @@ async function writeAtomically(
   m: NodeModules,
   dest: string,
   overwrite: boolean,
-  produce: (write: (bytes: Uint8Array) => Promise<void>) => Promise<void>,
+  produce: (write: Sink) => Promise<void>,
 ): Promise<number> {
   const dir = m.path.dirname(dest);
   const random = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
@@ -124,13 +124,32 @@ async function writeAtomically(
   const handle = await m.fsp.open(tmp, 'wx', 0o600);
   let written = 0;
   try {
-    await produce(async (bytes) => {
-      let o = 0;
-      while (o < bytes.length) {
+    const writeOne = async (bytes: Uint8Array): Promise<void> => {
+      for (let o = 0; o < bytes.length; ) {
         const { bytesWritten } = await handle.write(bytes, o, bytes.length - o);
         o += bytesWritten;
       }
       written += bytes.length;
+    };
+    await produce(async (bytes) => {
+      if (bytes instanceof Uint8Array) return writeOne(bytes);
+      // Opened chunks come as a list: one writev, or one write each if it fell short.
+      const total = bytes.reduce((n, b) => n + b.length, 0);
+      const { bytesWritten } = await handle.writev(bytes as Uint8Array[]);
+      if (bytesWritten === total) {
+        written += total;
+        return;
+      }
+      let skip = bytesWritten;
+      written += bytesWritten;
+      for (const b of bytes) {
+        if (skip >= b.length) {
+          skip -= b.length;
+          continue;
+        }
+        await writeOne(b.subarray(skip));
+        skip = 0;
+      }
     });
     await handle.sync();
     await handle.close();
@@ -165,8 +184,8 @@ async function checkDestination(m: NodeModules, dest: string, overwrite: boolean
   }
 }
 
-/** Where sealed or opened bytes go: a file being written, stdout, or anything else. */
-export type Sink = (bytes: Uint8Array) => Promise<void>;
+/** Where sealed or opened bytes go, in order: a file being written, stdout, or anything else. */
+export type Sink = (bytes: Uint8Array | readonly Uint8Array[]) => Promise<void>;
 
 /** Seals plaintext pieces into `sink`: header, salt and commitment, chunks. */
 export async function sealInto(
@@ -269,13 +288,11 @@ export async function openInto(
             bytesRead += piece.length;
             const out = opener.push(piece);
             if (write && out.length) await write(out);
-            wipe(out);
             options.onProgress?.(progressFrom + bytesRead, progressTotal);
           }
         }
         const last = opener.end();
         if (write) await write(last);
-        wipe(last);
         return bytesRead;
       } finally {
         opener.destroy();
@@ -329,7 +346,6 @@ async function openWithPool(
   let shared: PoolSession | undefined;
   const jobs = new OrderedJobs(2 * defaultWorkers(), async (plain) => {
     if (write) await write(plain);
-    wipe(plain);
   });
   const batch = new Uint8Array(sealedBatch);
   let filled = 0;
@@ -363,7 +379,6 @@ async function openWithPool(
           await jobs.drain(); // everything before the tail is written first, in order
           const out = opener.push(piece.subarray(i));
           if (write && out.length) await write(out);
-          wipe(out);
           i = piece.length;
         }
       }

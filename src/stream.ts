@@ -67,8 +67,12 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   let pendingLength = 0;
   let opener: PayloadOpener | undefined;
 
-  const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array): void => {
-    if (out.length > 0) controller.enqueue(out);
+  const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void => {
+    if (out instanceof Uint8Array) {
+      if (out.length > 0) controller.enqueue(out);
+    } else {
+      for (const chunk of out) controller.enqueue(chunk);
+    }
   };
 
   return new TransformStream<Uint8Array, Uint8Array>(

@@ -54,7 +54,7 @@ function stream(backend: CryptoBackend, suite: PayloadSuite, key: Uint8Array, ct
   let error: unknown;
   const opener = new PayloadOpener(backend, suite, key.slice(), ctx);
   try {
-    for (let i = 0; i < ct.length; i += step) released.push(opener.push(ct.subarray(i, i + step)));
+    for (let i = 0; i < ct.length; i += step) released.push(...opener.push(ct.subarray(i, i + step)));
     released.push(opener.end());
   } catch (e) {
     error = e;

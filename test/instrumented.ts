@@ -52,6 +52,10 @@ export function recordingBackend(inner: CryptoBackend): { backend: CryptoBackend
       seen.push(key, nonce);
       return inner.gcmOpen(key, nonce, sealed, out, offset, aad);
     },
+    gcmOpenFresh(key, nonce, sealed) {
+      seen.push(key, nonce);
+      return inner.gcmOpenFresh(key, nonce, sealed);
+    },
     hkdfExpandSha512(prk, info, length) {
       const okm = inner.hkdfExpandSha512(prk, info, length);
       seen.push(okm);
