@@ -229,8 +229,14 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       const decipher = createDecipheriv('aes-256-gcm', cmk.material, nonce);
       decipher.setAAD(Buffer.from(`${BLOB_AAD}\0${cmk.keyId}\0${context}`));
       decipher.setAuthTag(ct.subarray(ct.length - 16));
-      const plaintext = Buffer.concat([decipher.update(ct.subarray(0, ct.length - 16)), decipher.final()]);
-      return { cmk, plaintext };
+      const body = decipher.update(ct.subarray(0, ct.length - 16));
+      try {
+        decipher.final();
+      } catch (error) {
+        body.fill(0);
+        throw error;
+      }
+      return { cmk, plaintext: body };
     } catch {
       throw err.ciphertext();
     }
