@@ -65,9 +65,6 @@ async function rawFileRate(src: string, dest: string, decrypt: boolean): Promise
   const { createReadStream } = await import('node:fs');
   const key = randomBytes(32);
   const segment = decrypt ? SEGMENT + 16 : SEGMENT;
-  const input = await open(src, 'r');
-  const { size } = await input.stat();
-  await input.close();
   const output = await open(dest, 'w');
   const start = performance.now();
   let carry: Uint8Array = new Uint8Array(0);
@@ -98,7 +95,6 @@ async function rawFileRate(src: string, dest: string, decrypt: boolean): Promise
   }
   await output.sync();
   await output.close();
-  void size;
   return plainBytes / MiB / ((performance.now() - start) / 1000);
 }
 

@@ -16,11 +16,6 @@ export function abytes(value: unknown, title: string, ...lengths: number[]): Uin
   return value;
 }
 
-export function astring(value: unknown, title: string): string {
-  if (typeof value !== 'string') throw new TypeError(`"${title}" expected string, got ${describe(value)}`);
-  return value;
-}
-
 /** Names the type of a bad argument without printing its value (it may be a secret). */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
@@ -86,29 +81,10 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
 export function toHex(bytes: Uint8Array): string {
   let s = '';
   for (const b of bytes) s += b.toString(16).padStart(2, '0');
   return s;
-}
-
-export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError('"hex" expected an even-length hex string');
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
