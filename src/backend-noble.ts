@@ -1,10 +1,17 @@
-/** Portable backend: @noble/ciphers AES-GCM and @noble/hashes HKDF. No Node APIs. */
+/** Portable backend: @noble/ciphers AES-GCM, HKDF in WebAssembly (or over @noble/hashes). No Node APIs. */
 import { gcm } from '@noble/ciphers/aes.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { base64, wipe } from './bytes.ts';
+import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
+
+/**
+ * HKDF-Expand over @noble/hashes' HMAC, where WebAssembly does not run. Not noble's expand(): it
+ * insists on a PRK of at least HashLen (64) bytes, while Cobblestone's PRK is the 16- or 32-byte data key.
+ */
+export const nobleHmacHkdf: HkdfExpand = hmacHkdf((key) => hmac.create(sha512, key));
 
 export const nobleBackend: CryptoBackend = {
   name: 'noble',
@@ -34,23 +41,7 @@ export const nobleBackend: CryptoBackend = {
       return undefined;
     }
   },
-  // Our own HKDF-Expand: noble's expand() insists on a PRK of at least HashLen (64) bytes, while
-  // Cobblestone uses the 16- or 32-byte data key as the PRK.
-  hkdfExpandSha512(prk, info, length) {
-    if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
-    const out = new Uint8Array(length);
-    const counter = new Uint8Array(1);
-    let previous = new Uint8Array(0);
-    for (let o = 0, round = 1; o < length; o += 64, round++) {
-      counter[0] = round;
-      const block = hmac.create(sha512, prk).update(previous).update(info).update(counter).digest();
-      out.set(block.subarray(0, Math.min(64, length - o)), o);
-      wipe(previous);
-      previous = block;
-    }
-    wipe(previous);
-    return out;
-  },
+  hkdfExpandSha512: wasmHkdf() ?? nobleHmacHkdf,
   randomBytes(length) {
     return globalThis.crypto.getRandomValues(new Uint8Array(length));
   },

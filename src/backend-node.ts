@@ -6,10 +6,11 @@ import type * as NodeCrypto from 'node:crypto';
 import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { wipe } from './bytes.ts';
+import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
 
 type NodeCryptoModule = typeof NodeCrypto;
 
-function loadNodeCrypto(): NodeCryptoModule | undefined {
+export function loadNodeCrypto(): NodeCryptoModule | undefined {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
   try {
     return proc?.getBuiltinModule?.('node:crypto') as NodeCryptoModule | undefined;
@@ -36,9 +37,12 @@ function algorithm(key: Uint8Array): NodeCrypto.CipherGCMTypes {
  * zeroed in the pool as it is handed out, so the pool never holds bytes that were used.
  */
 const POOL_SIZE = 4096;
-/** HKDF round counters 1..4 (Cobblestone needs two), made once. */
-const ROUND: Uint8Array[] = [new Uint8Array(0), Uint8Array.of(1), Uint8Array.of(2), Uint8Array.of(3), Uint8Array.of(4)];
 const POOL_MAX_DRAW = 256;
+
+/** HKDF-Expand over node:crypto's createHmac: the fallback where WebAssembly does not run. */
+export function nodeHmacHkdf(c: NodeCryptoModule): HkdfExpand {
+  return hmacHkdf((key) => c.createHmac('sha512', key));
+}
 
 export function createNodeBackend(): CryptoBackend | undefined {
   const c = loadNodeCrypto();
@@ -92,22 +96,7 @@ export function createNodeBackend(): CryptoBackend | undefined {
         return undefined;
       }
     },
-    hkdfExpandSha512(prk, info, length) {
-      if (length > 255 * 64) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
-      // T(i) = HMAC(prk, T(i-1) || info || i), fed as separate updates: no scratch buffer to allocate.
-      const out = new Uint8Array(length);
-      let previous: Uint8Array | undefined;
-      for (let o = 0, round = 1; o < length; o += 64, round++) {
-        const h = c.createHmac('sha512', prk);
-        if (previous) h.update(previous);
-        const block = h.update(info).update(ROUND[round] ?? Uint8Array.of(round)).digest();
-        out.set(block.length > length - o ? block.subarray(0, length - o) : block, o);
-        if (previous) wipe(previous);
-        previous = block;
-      }
-      if (previous) wipe(previous);
-      return out;
-    },
+    hkdfExpandSha512: wasmHkdf() ?? nodeHmacHkdf(c),
     randomBytes(length) {
       if (length > POOL_MAX_DRAW) return c.randomFillSync(new Uint8Array(length));
       if (poolOffset + length > POOL_SIZE) {

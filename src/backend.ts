@@ -17,8 +17,8 @@ export interface CryptoBackend {
    * (undefined otherwise): streams hand it on without another copy.
    */
   gcmOpenFresh(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | undefined;
-  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512. */
-  hkdfExpandSha512(prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512; `info` is the concatenation of its parts. */
+  hkdfExpandSha512(prk: Uint8Array, info: readonly Uint8Array[], length: number): Uint8Array;
   randomBytes(length: number): Uint8Array;
   /** SHA-256 as base64 text, for cache keys. */
   sha256Base64(data: Uint8Array): string;

@@ -97,11 +97,7 @@ export function deriveKeys(
 ): PayloadKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
-  const head = infoHead(suite);
-  const info = new Uint8Array(head.length + SALT_LENGTH + context.length);
-  info.set(head);
-  info.set(salt, head.length);
-  info.set(context, head.length + SALT_LENGTH);
+  const info = [infoHead(suite), salt, context];
   const okm = backend.hkdfExpandSha512(inputKey, info, suite.keyLength + NONCE_LENGTH + COMMITMENT_LENGTH);
   return new PayloadKeys(okm, suite.keyLength);
 }
