@@ -90,7 +90,9 @@ export function createNodeBackend(): CryptoBackend | undefined {
       const body = decipher.update(sealed.subarray(0, ctLen));
       try {
         decipher.final();
-        return body;
+        // A plain Uint8Array over the Buffer's own memory (OpenSSL output is never pooled; copied
+        // if it ever were, so that `.buffer` exposes nothing else).
+        return body.buffer.byteLength === body.length ? new Uint8Array(body.buffer, body.byteOffset, body.length) : new Uint8Array(body);
       } catch {
         wipe(body); // unauthenticated plaintext never leaves
         return undefined;

@@ -152,6 +152,17 @@ export function openPayload(
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context);
+  if (length < CHUNK_SIZE) {
+    // One chunk (most records): the backend's own output buffer is the plaintext, no copy.
+    try {
+      if (!equalBytes(keys.commitment, payload.subarray(SALT_LENGTH, PAYLOAD_PREFIX))) throw new DecryptionFailedError();
+      const plaintext = backend.gcmOpenFresh(keys.key, keys.nonce(0), payload.subarray(PAYLOAD_PREFIX));
+      if (!plaintext) throw new DecryptionFailedError();
+      return plaintext;
+    } finally {
+      keys.wipe();
+    }
+  }
   const out = new Uint8Array(length);
   try {
     if (!equalBytes(keys.commitment, payload.subarray(SALT_LENGTH, PAYLOAD_PREFIX))) throw new DecryptionFailedError();

@@ -113,10 +113,44 @@ function notOurs(bytes: Uint8Array): HeaderMalformedError {
 }
 
 /**
+ * Recently parsed headers, most recent first. Every message sealed under one cached data key has
+ * the same header, so a reader mostly sees headers it has parsed before; comparing bytes costs
+ * a tenth of parsing (context decoding and UTF-8 checks). Parsing is a function of the bytes, and
+ * a header is self-delimiting, so input that starts with a known header parses to it. The memo
+ * holds its own copies (headers are not secret) and hands out views into the caller's bytes.
+ */
+const known: { bytes: Uint8Array; authenticatedLength: number; header: ParsedHeader }[] = [];
+const KNOWN_MAX = 8;
+const EMPTY = new Uint8Array(0);
+
+function startsWith(bytes: Uint8Array, header: Uint8Array): boolean {
+  const n = header.length;
+  if (bytes.length < n) return false;
+  // From the end: headers under different data keys differ in the wrapped key, at the end.
+  for (let i = n - 1; i >= 0; i--) if (bytes[i] !== header[i]) return false;
+  return true;
+}
+
+/**
  * Parses the header at the start of `bytes`. Needs the whole header, not the payload.
  * Throws HeaderMalformedError, UnsupportedVersionError, UnsupportedSuiteError, LimitExceededError.
  */
 export function parseHeader(bytes: Uint8Array): ParsedHeader {
+  for (let i = 0; i < known.length; i++) {
+    const entry = known[i]!;
+    if (!startsWith(bytes, entry.bytes)) continue;
+    if (i > 0) known.unshift(...known.splice(i, 1));
+    const end = entry.authenticatedLength;
+    return { ...entry.header, authenticated: bytes.subarray(0, end), wrappedBytes: bytes.subarray(end, entry.bytes.length) };
+  }
+  const header = parseHeaderBytes(bytes);
+  const authenticatedLength = header.authenticated.length;
+  known.unshift({ bytes: bytes.slice(0, header.length), authenticatedLength, header: { ...header, authenticated: EMPTY, wrappedBytes: EMPTY } });
+  if (known.length > KNOWN_MAX) known.pop();
+  return header;
+}
+
+function parseHeaderBytes(bytes: Uint8Array): ParsedHeader {
   for (let i = 0; i < Math.min(MAGIC.length, bytes.length); i++) if (bytes[i] !== MAGIC[i]) throw notOurs(bytes);
   if (bytes.length < PREFIX_LENGTH) throw new HeaderTruncatedError('header truncated in the prefix');
   const version = bytes[4]!;

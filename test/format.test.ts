@@ -230,6 +230,45 @@ describe('FORMAT.md §5 wrapped-key section', () => {
     );
   });
 
+  it('parses a header seen before (the memo) exactly as a new one, with views into the bytes given', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }),
+        fc.array(fc.string({ minLength: 1, maxLength: 60 }), { minLength: 2, maxLength: 12 }),
+        fc.nat(),
+        (record, blobs, flip) => {
+          const auth = encodeAuthenticated(COBBLESTONE_256, canonicalContext(record), false);
+          const encode = (blob: string): Uint8Array =>
+            new Uint8Array([...auth, ...encodeWrappedKey({ provider: 'local', keyId: 'k', ciphertextBlob: blob }), 7]);
+          // More distinct headers than the memo keeps, each parsed twice, the second time from a copy.
+          for (const blob of [...blobs, ...blobs]) {
+            const bytes = encode(blob);
+            const h = parseHeader(bytes);
+            expect(h.wrappedKey.ciphertextBlob).toBe(blob);
+            expect(h.length).toBe(bytes.length - 1);
+            expect(h.authenticated.buffer).toBe(bytes.buffer);
+            expect(h.wrappedBytes.buffer).toBe(bytes.buffer);
+            expect(Buffer.from(h.authenticated).equals(Buffer.from(auth))).toBe(true);
+            // Changing the caller's bytes afterwards changes nothing the memo holds.
+            bytes.fill(0);
+          }
+          // A known header with one byte changed is parsed anew (or refused), never taken for the known one.
+          const bytes = encode(blobs[0]!);
+          const at = flip % (bytes.length - 1);
+          bytes[at]! ^= 0x01;
+          const e = errorOf(() => parseHeader(bytes));
+          if (e === undefined) {
+            // What it parsed to encodes back to the bytes it was given (every encoding is canonical).
+            const h = parseHeader(bytes);
+            const again = [...encodeAuthenticated(h.suite, h.context!, h.detached), ...encodeWrappedKey(h.wrappedKey)];
+            expect(Buffer.from(again).equals(Buffer.from(bytes.subarray(0, h.length)))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('parseHeader gives only typed errors on arbitrary bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 64 }), fc.boolean(), (tail, withPrefix) => {
@@ -253,7 +292,11 @@ describe('FORMAT.md §6 payload', () => {
 
   it.each(BACKENDS)('The commitment MUST be checked before any chunk is decrypted ($name)', (inner) => {
     let chunkCalls = 0;
-    const backend: CryptoBackend = { ...inner, gcmOpen: (...args) => (chunkCalls++, inner.gcmOpen(...args)) };
+    const backend: CryptoBackend = {
+      ...inner,
+      gcmOpen: (...args) => (chunkCalls++, inner.gcmOpen(...args)),
+      gcmOpenFresh: (...args) => (chunkCalls++, inner.gcmOpenFresh(...args)),
+    };
     const key = new Uint8Array(32).fill(1);
     const out = new Uint8Array(sealedLength(100));
     sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(100), out, 0);
