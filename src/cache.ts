@@ -13,7 +13,7 @@
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
  */
 import type { CryptoBackend } from './backend.ts';
-import { wipe } from './bytes.ts';
+import { equalBytes, wipe } from './bytes.ts';
 import { ClosedError, LimitExceededError } from './errors.ts';
 import type { EnvelopeEvent } from './events.ts';
 
@@ -111,13 +111,8 @@ export class EncryptionCache<T> {
       if (entry) {
         const reason = this.#spent(entry, need);
         if (!reason) {
-          entry.messages++;
-          entry.bytes += need;
-          // Most recently used last, for LRU eviction.
-          this.#entries.delete(partition);
-          this.#entries.set(partition, entry);
           if (!missed) this.#emit({ type: 'cache-hit', cache: 'encrypt' });
-          return this.#lease(entry);
+          return this.#take(partition, entry, need);
         }
         this.#retire(partition, entry, reason);
       }
@@ -143,6 +138,19 @@ export class EncryptionCache<T> {
     }
   }
 
+  /**
+   * The hit path of acquire(), synchronous: a lease on the partition's current key if it has one
+   * with room for `bytes`, else undefined (and nothing reserved). Emits only on a hit.
+   */
+  tryAcquire(partition: string, bytes: number | undefined): Lease<T> | undefined {
+    const need = bytes ?? 0;
+    if (this.#closed || need > this.#options.maxBytes) return undefined;
+    const entry = this.#entries.get(partition);
+    if (!entry || this.#spent(entry, need)) return undefined;
+    this.#emit({ type: 'cache-hit', cache: 'encrypt' });
+    return this.#take(partition, entry, need);
+  }
+
   /** Waits for key generations under way, then wipes every cached key. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -152,6 +160,15 @@ export class EncryptionCache<T> {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  #take(partition: string, entry: Entry<T>, need: number): Lease<T> {
+    entry.messages++;
+    entry.bytes += need;
+    // Most recently used last, for LRU eviction.
+    this.#entries.delete(partition);
+    this.#entries.set(partition, entry);
+    return this.#lease(entry);
   }
 
   #lease(entry: Entry<T>): Lease<T> {
@@ -209,6 +226,30 @@ export function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): str
     o += 4 + bytes.length;
   }
   return backend.sha256Base64(all);
+}
+
+/**
+ * decryptCacheId with a memo of the last few ids: the messages of one cached data key share their
+ * wrapped key and context, and comparing them again costs a fraction of hashing them.
+ */
+export class DecryptCacheIds {
+  readonly #backend: CryptoBackend;
+  readonly #recent: { suite: number; wrapped: Uint8Array; context: Uint8Array; id: string }[] = [];
+
+  constructor(backend: CryptoBackend) {
+    this.#backend = backend;
+  }
+
+  /** `context` is a canonical encoding, never written to: it is kept by reference. */
+  id(suite: number, wrapped: Uint8Array, context: Uint8Array): string {
+    for (const r of this.#recent) {
+      if (r.suite === suite && (r.context === context || equalBytes(r.context, context)) && equalBytes(r.wrapped, wrapped)) return r.id;
+    }
+    const id = decryptCacheId(this.#backend, [Uint8Array.of(suite), wrapped, context]);
+    this.#recent.unshift({ suite, wrapped: wrapped.slice(), context, id });
+    if (this.#recent.length > 8) this.#recent.pop();
+    return id;
+  }
 }
 
 interface Remembered {

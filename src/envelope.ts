@@ -9,7 +9,7 @@ import {
   type CachedKeyMaterial,
   DecryptCache,
   type DecryptCacheOptions,
-  decryptCacheId,
+  DecryptCacheIds,
   DecryptFlights,
   EncryptionCache,
   type EncryptionCacheOptions,
@@ -194,12 +194,12 @@ export interface OpenSession {
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
   /** `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams. */
-  beginSeal(options?: SealOptions, bytes?: number): Promise<SealSession>;
+  beginSeal(options?: SealOptions, bytes?: number): SealSession | Promise<SealSession>;
   /**
    * Checks the context, the payload length (when known) and the provider, then gets the data key
    * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
    */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache): Promise<OpenSession>;
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -224,6 +224,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const encryptionCache = options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined;
   const decryptCache = options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined;
   const flights = new DecryptFlights();
+  const cacheIds = new DecryptCacheIds(backend);
   const pending = new Set<Promise<unknown>>();
   let closed = false;
 
@@ -263,24 +264,19 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     }
   }
 
-  async function beginSeal(sealOptions: SealOptions = {}, bytes?: number): Promise<SealSession> {
-    const context = canonicalContext(sealOptions.context);
-    const detached = sealOptions.detachedContext ?? defaultDetached;
-    let key: Uint8Array;
-    let parts: HeaderParts;
-    let reserve: (bytes: number) => void = () => {};
-    if (encryptionCache) {
-      // A key is never shared across suites, context modes or contexts.
-      const partition = `${chosen!.suite.id}.${detached ? 'd' : 's'}.${base64.encode(context.encoded)}`;
-      const lease = await encryptionCache.acquire(partition, bytes, () => generate(context, detached));
-      key = lease.key;
-      parts = lease.extra;
-      reserve = lease.reserve;
-    } else {
-      const material = await generate(context, detached);
-      key = material.key;
-      parts = material.extra;
+  /** Encryption-cache partitions by context: a key is never shared across suites, context modes or contexts. */
+  const partitions = [new WeakMap<CanonicalContext, string>(), new WeakMap<CanonicalContext, string>()];
+  function partitionOf(context: CanonicalContext, detached: boolean): string {
+    const known = partitions[detached ? 1 : 0]!;
+    let partition = known.get(context);
+    if (partition === undefined) {
+      partition = `${chosen!.suite.id}.${detached ? 'd' : 's'}.${base64.encode(context.encoded)}`;
+      known.set(context, partition);
     }
+    return partition;
+  }
+
+  function startSealing(key: Uint8Array, parts: HeaderParts, reserve: (bytes: number) => void): SealSession {
     try {
       const sealer = new PayloadSealer(backend, chosen!.suite, key, parts.payloadContext, random(SALT_LENGTH));
       return { header: parts.header, sealer, reserve };
@@ -289,12 +285,28 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     }
   }
 
-  async function beginOpen(
+  // Synchronous when the encryption cache has the key: no promise on the hot path.
+  function beginSeal(sealOptions: SealOptions = {}, bytes?: number): SealSession | Promise<SealSession> {
+    const context = canonicalContext(sealOptions.context);
+    const detached = sealOptions.detachedContext ?? defaultDetached;
+    if (!encryptionCache) {
+      return generate(context, detached).then((material) => startSealing(material.key, material.extra, () => {}));
+    }
+    const partition = partitionOf(context, detached);
+    const hit = encryptionCache.tryAcquire(partition, bytes);
+    if (hit) return startSealing(hit.key, hit.extra, hit.reserve);
+    return encryptionCache
+      .acquire(partition, bytes, () => generate(context, detached))
+      .then((lease) => startSealing(lease.key, lease.extra, lease.reserve));
+  }
+
+  // Synchronous when a cache has the key.
+  function beginOpen(
     header: ParsedHeader,
     openOptions: OpenOptions = {},
     payloadLength?: number,
     scope?: DecryptCache,
-  ): Promise<OpenSession> {
+  ): OpenSession | Promise<OpenSession> {
     const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
     let context: CanonicalContext;
     if (header.detached) {
@@ -315,19 +327,25 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const keySpec: KeySpec = header.suite.keyLength === 16 ? 'AES_128' : 'AES_256';
     const { keyId, ciphertextBlob } = header.wrappedKey;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
-    const id = decryptCacheId(backend, [header.authenticated.subarray(5, 6), header.wrappedBytes, context.encoded]);
-    let key = scope?.get(id) ?? decryptCache?.get(id);
-    if (!key) {
-      // Concurrent opens of the same wrapped key share one Decrypt.
-      key = await flights.run(id, async () => {
+    const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
+    const session = (key: Uint8Array): OpenSession => ({
+      header,
+      context,
+      payloadContext: payloadContext(header.authenticated, context, header.detached),
+      key,
+    });
+    const cached = scope?.get(id) ?? decryptCache?.get(id);
+    if (cached) return session(cached);
+    // Concurrent opens of the same wrapped key share one Decrypt.
+    return flights
+      .run(id, async () => {
         const fresh = await timed('Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
         if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
         decryptCache?.set(id, fresh.slice());
         scope?.set(id, fresh.slice());
         return fresh;
-      });
-    }
-    return { header, context, payloadContext: payloadContext(header.authenticated, context, header.detached), key };
+      })
+      .then(session);
   }
 
   function track<T>(work: () => Promise<T>): Promise<T> {
@@ -378,7 +396,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   async function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
     const bytes = typeof plaintext === 'string' ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
     try {
-      const { header, sealer } = await core.beginSeal(sealOptions, bytes.length);
+      const started = core.beginSeal(sealOptions, bytes.length);
+      const { header, sealer } = started instanceof Promise ? await started : started;
       try {
         const out = new Uint8Array(header.length + sealedLength(bytes.length));
         out.set(header);
@@ -396,7 +415,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     abytes(sealed, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
-    const session = await core.beginOpen(header, openOptions, payload.length, scope);
+    const started = core.beginOpen(header, openOptions, payload.length, scope);
+    const session = started instanceof Promise ? await started : started;
     try {
       const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
       return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };

@@ -30,7 +30,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
   return new TransformStream<Uint8Array, Uint8Array>(
     {
       async start(controller) {
-        const session = await core.track(() => core.beginSeal(options, options?.size));
+        const session = await core.track(async () => core.beginSeal(options, options?.size));
         sealer = session.sealer;
         spend = budget(session, options?.size);
         const prefix = sealer.start();
@@ -93,7 +93,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         pendingLength += chunk.length;
         const header: ParsedHeader | undefined = parseHeaderIfComplete(pending.subarray(0, pendingLength));
         if (!header) return;
-        const session = await core.track(() => core.beginOpen(header, options));
+        const session = await core.track(async () => core.beginOpen(header, options));
         opener = new PayloadOpener(core.backend, header.suite, session.key, session.payloadContext.slice());
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);

@@ -1,8 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DecryptCache, EncryptionCache } from '../src/cache.ts';
+import fc from 'fast-check';
+import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../src/cache.ts';
 import { type RunningEmulator, startEmulator } from '../src/emulator.ts';
 import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../src/tencent-kms.ts';
+import { BACKENDS } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
 let emulator: RunningEmulator;
@@ -245,5 +247,25 @@ describe('events, wiping and close()', () => {
     await envelope.close();
     await expect(inFlight).resolves.toBeInstanceOf(Uint8Array);
     await expect(envelope.seal('late')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+describe('decrypt cache ids', () => {
+  it('the memo gives the id decryptCacheId computes, for any sequence of wrapped keys and contexts', () => {
+    const backend = BACKENDS[0]!;
+    const ids = new DecryptCacheIds(backend);
+    const part = fc.uint8Array({ maxLength: 6 });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom(1, 2), part, part), { minLength: 1, maxLength: 30 }), (calls) => {
+        for (const [suite, wrapped, context] of calls) {
+          const expected = decryptCacheId(backend, [Uint8Array.of(suite), wrapped, context]);
+          expect(ids.id(suite, wrapped, context)).toBe(expected);
+          // The memo keeps its own copy of the wrapped key: changing the caller's changes nothing.
+          wrapped.fill(0xee);
+          expect(ids.id(suite, wrapped, context)).toBe(decryptCacheId(backend, [Uint8Array.of(suite), wrapped, context]));
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
