@@ -3,6 +3,8 @@
  * 16-byte tag, HKDF-Expand-SHA-512, and randomness. `node:crypto` is the fast path on Node;
  * `@noble/ciphers` is the portable path (browsers, edge). Both produce identical bytes.
  */
+import type { HkdfExpand } from './hkdf.ts';
+
 export interface CryptoBackend {
   readonly name: 'node' | 'noble';
   /** Writes ciphertext || tag (plaintext.length + 16 bytes) into `out` at `offset`. */
@@ -17,8 +19,8 @@ export interface CryptoBackend {
    * (undefined otherwise): streams hand it on without another copy.
    */
   gcmOpenFresh(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | undefined;
-  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512; `info` is the concatenation of its parts. */
-  hkdfExpandSha512(prk: Uint8Array, info: readonly Uint8Array[], length: number): Uint8Array;
+  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512 into `out`, in order (see HkdfExpand). */
+  hkdfExpandSha512: HkdfExpand;
   randomBytes(length: number): Uint8Array;
   /** SHA-256 as base64 text, for cache keys. */
   sha256Base64(data: Uint8Array): string;

@@ -13,7 +13,7 @@
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
  */
 import type { CryptoBackend } from './backend.ts';
-import { equalBytes, wipe } from './bytes.ts';
+import { equalPublicBytes, wipe } from './bytes.ts';
 import { ClosedError, LimitExceededError } from './errors.ts';
 import type { EnvelopeEvent } from './events.ts';
 
@@ -243,7 +243,7 @@ export class DecryptCacheIds {
   /** `context` is a canonical encoding, never written to: it is kept by reference. */
   id(suite: number, wrapped: Uint8Array, context: Uint8Array): string {
     for (const r of this.#recent) {
-      if (r.suite === suite && (r.context === context || equalBytes(r.context, context)) && equalBytes(r.wrapped, wrapped)) return r.id;
+      if (r.suite === suite && equalPublicBytes(r.wrapped, wrapped) && (r.context === context || equalPublicBytes(r.context, context))) return r.id;
     }
     const id = decryptCacheId(this.#backend, [Uint8Array.of(suite), wrapped, context]);
     this.#recent.unshift({ suite, wrapped: wrapped.slice(), context, id });

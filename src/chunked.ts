@@ -38,19 +38,15 @@ export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */
 export const MAX_CHUNKS = 2 ** 38;
 
-/** The per-message key material, views into one HKDF output; wipe() when done. */
+/** The per-message key material from HKDF (three small buffers, see HkdfExpand); wipe() when done. */
 export class PayloadKeys {
   readonly key: Uint8Array;
-  readonly baseNonce: Uint8Array;
-  readonly commitment: Uint8Array;
-  readonly #okm: Uint8Array;
+  readonly baseNonce = new Uint8Array(NONCE_LENGTH);
+  readonly commitment = new Uint8Array(COMMITMENT_LENGTH);
   readonly #nonce = new Uint8Array(NONCE_LENGTH);
 
-  constructor(okm: Uint8Array, keyLength: number) {
-    this.#okm = okm;
-    this.key = okm.subarray(0, keyLength);
-    this.baseNonce = okm.subarray(keyLength, keyLength + NONCE_LENGTH);
-    this.commitment = okm.subarray(keyLength + NONCE_LENGTH, keyLength + NONCE_LENGTH + COMMITMENT_LENGTH);
+  constructor(keyLength: number) {
+    this.key = new Uint8Array(keyLength);
   }
 
   /** base nonce XOR counter (big-endian, as wide as the nonce). Aborts at 2^38. */
@@ -72,7 +68,7 @@ export class PayloadKeys {
   }
 
   wipe(): void {
-    wipe(this.#okm, this.#nonce);
+    wipe(this.key, this.baseNonce, this.commitment, this.#nonce);
   }
 }
 
@@ -97,9 +93,9 @@ export function deriveKeys(
 ): PayloadKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
-  const info = [infoHead(suite), salt, context];
-  const okm = backend.hkdfExpandSha512(inputKey, info, suite.keyLength + NONCE_LENGTH + COMMITMENT_LENGTH);
-  return new PayloadKeys(okm, suite.keyLength);
+  const keys = new PayloadKeys(suite.keyLength);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment]);
+  return keys;
 }
 
 /** Payload length for a plaintext length (FORMAT.md §6). */

@@ -3,7 +3,7 @@
  * against its limit before the field is read. The parser returns the authenticated bytes exactly
  * as received, so the payload authenticates what was read and never a re-encoding.
  */
-import { utf8, utf8DecodeStrict } from './bytes.ts';
+import { equalPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from './chunked.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
@@ -123,13 +123,6 @@ const known: { bytes: Uint8Array; authenticatedLength: number; header: ParsedHea
 const KNOWN_MAX = 8;
 const EMPTY = new Uint8Array(0);
 
-function startsWith(bytes: Uint8Array, header: Uint8Array): boolean {
-  const n = header.length;
-  if (bytes.length < n) return false;
-  // From the end: headers under different data keys differ in the wrapped key, at the end.
-  for (let i = n - 1; i >= 0; i--) if (bytes[i] !== header[i]) return false;
-  return true;
-}
 
 /**
  * Parses the header at the start of `bytes`. Needs the whole header, not the payload.
@@ -138,7 +131,7 @@ function startsWith(bytes: Uint8Array, header: Uint8Array): boolean {
 export function parseHeader(bytes: Uint8Array): ParsedHeader {
   for (let i = 0; i < known.length; i++) {
     const entry = known[i]!;
-    if (!startsWith(bytes, entry.bytes)) continue;
+    if (bytes.length < entry.bytes.length || !equalPublicBytes(bytes.subarray(0, entry.bytes.length), entry.bytes)) continue;
     if (i > 0) known.unshift(...known.splice(i, 1));
     const end = entry.authenticatedLength;
     return { ...entry.header, authenticated: bytes.subarray(0, end), wrappedBytes: bytes.subarray(end, entry.bytes.length) };

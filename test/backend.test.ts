@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadNodeCrypto, nodeHmacHkdf } from '../src/backend-node.ts';
 import { nobleHmacHkdf } from '../src/backend-noble.ts';
-import { createWasmHkdf, type HkdfExpand, wasmHkdf } from '../src/hkdf.ts';
+import { createWasmHkdf, type HkdfExpand, hkdfExpandBytes, wasmHkdf } from '../src/hkdf.ts';
 import { sha512Compressor } from '../src/sha512-wasm.ts';
 import { BACKENDS, hex, readVectors, unhex } from './helpers.ts';
 
@@ -75,10 +75,10 @@ describe.each(HKDFS)('HKDF-Expand-SHA-512 ($name)', ({ expand }) => {
         const info = unhex(t.info);
         const parts = [info.subarray(0, 3), info.subarray(3, 3), info.subarray(3)];
         if (t.result === 'valid') {
-          expect(hex(expand(prk, [info], t.size)), `tcId ${t.tcId}`).toBe(t.okm);
-          expect(hex(expand(prk, parts, t.size)), `tcId ${t.tcId} in parts`).toBe(t.okm);
+          expect(hex(hkdfExpandBytes(expand, prk, [info], t.size)), `tcId ${t.tcId}`).toBe(t.okm);
+          expect(hex(hkdfExpandBytes(expand, prk, parts, t.size)), `tcId ${t.tcId} in parts`).toBe(t.okm);
         } else {
-          expect(() => expand(prk, [info], t.size), `tcId ${t.tcId}`).toThrow(RangeError);
+          expect(() => hkdfExpandBytes(expand, prk, [info], t.size), `tcId ${t.tcId}`).toThrow(RangeError);
         }
         count++;
       }
@@ -92,7 +92,7 @@ describe.each(HKDFS)('HKDF-Expand-SHA-512 ($name)', ({ expand }) => {
     // RFC 5869 §2.3 by hand: T(1) = HMAC(prk, info || 1), T(2) = HMAC(prk, T(1) || info || 2).
     const t1 = hmac(sha512, prk, Uint8Array.of(...info, 1));
     const t2 = hmac(sha512, prk, Uint8Array.of(...t1, ...info, 2));
-    expect(hex(expand(prk, [info], 76))).toBe(hex(Uint8Array.of(...t1, ...t2.subarray(0, 12))));
+    expect(hex(hkdfExpandBytes(expand, prk, [info], 76))).toBe(hex(Uint8Array.of(...t1, ...t2.subarray(0, 12))));
   });
 });
 
@@ -104,19 +104,32 @@ describe('HKDF-Expand implementations', () => {
         fc.array(fc.uint8Array({ maxLength: 400 }), { maxLength: 4 }),
         fc.integer({ min: 0, max: 300 }),
         (prk, info, length) => {
-          const expected = hex(HKDFS[1]!.expand(prk, info, length));
-          expect(hex(HKDFS[0]!.expand(prk, info, length))).toBe(expected);
-          expect(hex(HKDFS[2]!.expand(prk, info, length))).toBe(expected);
+          const expected = hex(hkdfExpandBytes(HKDFS[1]!.expand, prk, info, length));
+          expect(hex(hkdfExpandBytes(HKDFS[0]!.expand, prk, info, length))).toBe(expected);
+          expect(hex(hkdfExpandBytes(HKDFS[2]!.expand, prk, info, length))).toBe(expected);
         },
       ),
       { numRuns: 300 },
     );
+    // The OKM split over several outputs is the same bytes.
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }), fc.array(fc.integer({ min: 0, max: 70 }), { maxLength: 5 }), (prk, sizes) => {
+        const length = sizes.reduce((a, b) => a + b, 0);
+        for (const { expand } of HKDFS) {
+          const parts = sizes.map((n) => new Uint8Array(n));
+          expand(prk, [prk], parts);
+          const joined = Uint8Array.from(parts.flatMap((p) => [...p]));
+          expect(hex(joined)).toBe(hex(hkdfExpandBytes(expand, prk, [prk], length)));
+        }
+      }),
+      { numRuns: 200 },
+    );
     const big = [new Uint8Array(70_000).fill(9), new Uint8Array(5)];
-    expect(hex(HKDFS[0]!.expand(new Uint8Array(32), big, 200))).toBe(hex(HKDFS[1]!.expand(new Uint8Array(32), big, 200)));
+    expect(hex(hkdfExpandBytes(HKDFS[0]!.expand, new Uint8Array(32), big, 200))).toBe(hex(hkdfExpandBytes(HKDFS[1]!.expand, new Uint8Array(32), big, 200)));
   });
 
   it('leave no key material in the WebAssembly memory after a call', () => {
-    const okm = wasmHkdf()!(new Uint8Array(32).fill(0xaa), [new Uint8Array(100).fill(1)], 76);
+    const okm = hkdfExpandBytes(wasmHkdf()!, new Uint8Array(32).fill(0xaa), [new Uint8Array(100).fill(1)], 76);
     expect(okm.some((b) => b !== 0)).toBe(true);
     expect(new Uint8Array(sha512Compressor()!.memory.buffer).every((b) => b === 0)).toBe(true);
   });

@@ -56,10 +56,9 @@ export function recordingBackend(inner: CryptoBackend): { backend: CryptoBackend
       seen.push(key, nonce);
       return inner.gcmOpenFresh(key, nonce, sealed);
     },
-    hkdfExpandSha512(prk, info, length) {
-      const okm = inner.hkdfExpandSha512(prk, info, length);
-      seen.push(okm);
-      return okm;
+    hkdfExpandSha512(prk, info, out) {
+      inner.hkdfExpandSha512(prk, info, out);
+      seen.push(...out);
     },
     randomBytes: (n) => inner.randomBytes(n),
     sha256Base64: (d) => inner.sha256Base64(d),
