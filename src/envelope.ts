@@ -201,7 +201,7 @@ export interface EnvelopeCore {
    */
   beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
-  track<T>(work: () => Promise<T>): Promise<T>;
+  track<T>(work: () => T | Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -225,7 +225,10 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const decryptCache = options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined;
   const flights = new DecryptFlights();
   const cacheIds = new DecryptCacheIds(backend);
-  const pending = new Set<Promise<unknown>>();
+  // Work under way, which close() waits for.
+  let active = 0;
+  let idle: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
   let closed = false;
 
   /** A KMS call with its kms-call event. */
@@ -348,20 +351,37 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
       .then(session);
   }
 
-  function track<T>(work: () => Promise<T>): Promise<T> {
+  function leave(): void {
+    if (--active === 0) drained?.();
+  }
+
+  // Work that finishes synchronously (a cache hit) costs one settled promise and nothing more.
+  function track<T>(work: () => T | Promise<T>): Promise<T> {
     if (closed) return Promise.reject(new ClosedError());
-    const promise = work();
-    pending.add(promise);
-    const forget = (): void => {
-      pending.delete(promise);
-    };
-    promise.then(forget, forget);
-    return promise;
+    active++;
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
+      leave();
+      return Promise.reject(error);
+    }
+    if (!(result instanceof Promise)) {
+      leave();
+      return Promise.resolve(result);
+    }
+    return result.then(
+      (value) => (leave(), value),
+      (error: unknown) => {
+        leave();
+        throw error;
+      },
+    );
   }
 
   async function close(): Promise<void> {
     closed = true;
-    while (pending.size > 0) await Promise.allSettled([...pending]);
+    if (active > 0) await (idle ??= new Promise<void>((resolve) => (drained = resolve)));
     await encryptionCache?.close();
     decryptCache?.close();
   }
@@ -393,41 +413,56 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const core = createEnvelopeCore(options);
   const { backend } = core;
 
-  async function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Promise<Uint8Array> {
-    const bytes = typeof plaintext === 'string' ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
-    try {
-      const started = core.beginSeal(sealOptions, bytes.length);
-      const { header, sealer } = started instanceof Promise ? await started : started;
+  // seal and open finish synchronously when a cache has the key: no promise until track().
+  function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Uint8Array | Promise<Uint8Array> {
+    const own = typeof plaintext === 'string';
+    const bytes = own ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
+    const sealWith = (session: SealSession): Uint8Array => {
       try {
-        const out = new Uint8Array(header.length + sealedLength(bytes.length));
-        out.set(header);
-        sealer.sealAll(bytes, out, header.length);
+        const out = new Uint8Array(session.header.length + sealedLength(bytes.length));
+        out.set(session.header);
+        session.sealer.sealAll(bytes, out, session.header.length);
         return out;
       } finally {
-        sealer.destroy();
+        session.sealer.destroy();
+        if (own) wipe(bytes);
       }
-    } finally {
-      if (typeof plaintext === 'string') wipe(bytes);
+    };
+    let started: SealSession | Promise<SealSession>;
+    try {
+      started = core.beginSeal(sealOptions, bytes.length);
+    } catch (error) {
+      if (own) wipe(bytes);
+      throw error;
     }
+    if (!(started instanceof Promise)) return sealWith(started);
+    return started.then(sealWith, (error: unknown) => {
+      if (own) wipe(bytes);
+      throw error;
+    });
   }
 
-  async function openNow(sealed: Uint8Array, openOptions: OpenOptions = {}, scope?: DecryptCache): Promise<OpenResult> {
+  function openNow(sealed: Uint8Array, openOptions: OpenOptions = {}, scope?: DecryptCache): OpenResult | Promise<OpenResult> {
     abytes(sealed, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
+    const openWith = (session: OpenSession): OpenResult => {
+      try {
+        const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
+        return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
+      } finally {
+        wipe(session.key);
+      }
+    };
     const started = core.beginOpen(header, openOptions, payload.length, scope);
-    const session = started instanceof Promise ? await started : started;
-    try {
-      const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
-      return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
-    } finally {
-      wipe(session.key);
-    }
+    return started instanceof Promise ? started.then(openWith) : openWith(started);
   }
 
+  const plaintextOf = (result: OpenResult | Promise<OpenResult>): Uint8Array | Promise<Uint8Array> =>
+    result instanceof Promise ? result.then((r) => r.plaintext) : result.plaintext;
   const seal = (plaintext: Uint8Array | string, o?: SealOptions): Promise<Uint8Array> => core.track(() => sealNow(plaintext, o));
   const openWithInfo = (sealed: Uint8Array, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
-  const open = async (sealed: Uint8Array, o?: OpenOptions): Promise<Uint8Array> => (await openWithInfo(sealed, o)).plaintext;
+  const open = (sealed: Uint8Array, o?: OpenOptions): Promise<Uint8Array> => core.track(() => plaintextOf(openNow(sealed, o)));
 
   async function openString(sealed: Uint8Array, openOptions?: OpenOptions): Promise<string> {
     const plaintext = await open(sealed, openOptions);
@@ -447,7 +482,7 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     try {
       return await batch(items, o.concurrency ?? 16, async (item) => {
         const [sealed, openOptions] = item instanceof Uint8Array ? [item, {}] : [item.sealed, item];
-        return (await core.track(() => openNow(sealed, openOptions, scope))).plaintext;
+        return core.track(() => plaintextOf(openNow(sealed, openOptions, scope)));
       });
     } finally {
       scope.close();

@@ -108,8 +108,9 @@ export function createWasmHkdf(): HkdfExpand | undefined {
 
   /** Grows the memory to `size` bytes; renews the views when it grew (here or by another user). */
   function ensure(size: number): void {
-    if (size > memory.buffer.byteLength) memory.grow(Math.ceil((size - memory.buffer.byteLength) / 65536));
-    if (bytes.buffer !== memory.buffer) {
+    // Growing detaches the old buffer (its views read as empty): reading memory.buffer costs more.
+    if (bytes.length === 0 || size > bytes.length) {
+      if (size > memory.buffer.byteLength) memory.grow(Math.ceil((size - memory.buffer.byteLength) / 65536));
       bytes = new Uint8Array(memory.buffer);
       view = new DataView(memory.buffer);
     }
@@ -146,14 +147,17 @@ export function createWasmHkdf(): HkdfExpand | undefined {
       bytes.set(key, keyAt);
     }
     bytes.fill(0, keyAt + keyLength, keyAt + BLOCK);
-    for (const [pad, target] of [[0x36363636, INNER], [0x5c5c5c5c, OUTER]] as const) {
-      // The key, zero-padded to a block, XOR the pad 32 bits at a time.
-      for (let i = 0; i < BLOCK; i += 4) view.setInt32(DATA + i, view.getInt32(keyAt + i) ^ pad);
-      bytes.set(IV, STATE);
-      compress(STATE, DATA, 1);
-      bytes.copyWithin(target, STATE, STATE + HASH);
-    }
+    padded(keyAt, 0x36363636, INNER);
+    padded(keyAt, 0x5c5c5c5c, OUTER);
     bytes.fill(0, keyAt, keyAt + keyLength);
+  }
+
+  /** The state after one block: the zero-padded key at `keyAt` XOR `pad` (32 bits at a time). */
+  function padded(keyAt: number, pad: number, target: number): void {
+    for (let i = 0; i < BLOCK; i += 4) view.setInt32(DATA + i, view.getInt32(keyAt + i) ^ pad);
+    bytes.set(IV, STATE);
+    compress(STATE, DATA, 1);
+    bytes.copyWithin(target, STATE, STATE + HASH);
   }
 
   return (prk, info, out) => {

@@ -244,7 +244,7 @@ describe('events, wiping and close()', () => {
     const envelope = createEnvelope({ kms: tencent(), cache: true });
     const inFlight = envelope.seal('slow');
     await new Promise((r) => setTimeout(r, 20));
-    await envelope.close();
+    await Promise.all([envelope.close(), envelope.close()]); // both wait, both finish
     await expect(inFlight).resolves.toBeInstanceOf(Uint8Array);
     await expect(envelope.seal('late')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
   });
