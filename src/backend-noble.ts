@@ -41,7 +41,8 @@ export const nobleBackend: CryptoBackend = {
       return undefined;
     }
   },
-  hkdfExpandSha512: wasmHkdf() ?? nobleHmacHkdf,
+  hkdfExpandSha512: wasmHkdf()?.expand ?? nobleHmacHkdf,
+  hkdfPrepareSha512: wasmHkdf()?.prepare,
   randomBytes(length) {
     return globalThis.crypto.getRandomValues(new Uint8Array(length));
   },

@@ -98,7 +98,8 @@ export function createNodeBackend(): CryptoBackend | undefined {
         return undefined;
       }
     },
-    hkdfExpandSha512: wasmHkdf() ?? nodeHmacHkdf(c),
+    hkdfExpandSha512: wasmHkdf()?.expand ?? nodeHmacHkdf(c),
+    hkdfPrepareSha512: wasmHkdf()?.prepare,
     randomBytes(length) {
       if (length > POOL_MAX_DRAW) return c.randomFillSync(new Uint8Array(length));
       if (poolOffset + length > POOL_SIZE) {

@@ -3,7 +3,7 @@
  * 16-byte tag, HKDF-Expand-SHA-512, and randomness. `node:crypto` is the fast path on Node;
  * `@noble/ciphers` is the portable path (browsers, edge). Both produce identical bytes.
  */
-import type { HkdfExpand } from './hkdf.ts';
+import type { HkdfExpand, HmacKeyState } from './hkdf.ts';
 
 export interface CryptoBackend {
   readonly name: 'node' | 'noble';
@@ -19,8 +19,13 @@ export interface CryptoBackend {
    * (undefined otherwise): streams hand it on without another copy.
    */
   gcmOpenFresh(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array): Uint8Array | undefined;
-  /** HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512 into `out`, in order (see HkdfExpand). */
+  /**
+   * HKDF-Expand (RFC 5869 §2.3) with HMAC-SHA-512 into `out`, in order (see HkdfExpand); from
+   * `state` when given, which must be hkdfPrepareSha512(prk).
+   */
   hkdfExpandSha512: HkdfExpand;
+  /** The PRK's precomputed HMAC state, for a data key used many times; absent where unsupported. */
+  hkdfPrepareSha512?: ((prk: Uint8Array) => HmacKeyState) | undefined;
   randomBytes(length: number): Uint8Array;
   /** SHA-256 as base64 text, for cache keys. */
   sha256Base64(data: Uint8Array): string;

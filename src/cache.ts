@@ -15,6 +15,7 @@
 import type { CryptoBackend } from './backend.ts';
 import { equalPublicBytes, wipe } from './bytes.ts';
 import { ClosedError, LimitExceededError } from './errors.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from './hkdf.ts';
 import type { EnvelopeEvent } from './events.ts';
 
 export interface EncryptionCacheOptions {
@@ -54,6 +55,8 @@ function positive(value: number, name: string): number {
 /** A generated data key with what every message under it shares. */
 export interface CachedKeyMaterial<T> {
   key: Uint8Array;
+  /** The key's precomputed HKDF state, where the backend has one: key material, wiped with the key. */
+  keyState?: HmacKeyState | undefined;
   /** Whatever the caller wants to keep with the key (the encoded header). */
   extra: T;
 }
@@ -69,6 +72,8 @@ interface Entry<T> extends CachedKeyMaterial<T> {
 export interface Lease<T> {
   /** A copy: the caller wipes it. */
   readonly key: Uint8Array;
+  /** A copy of the key's HKDF state, if any: the caller wipes it. */
+  readonly keyState: HmacKeyState | undefined;
   readonly extra: T;
   /** For streams of unknown length: reserves more bytes, or throws LimitExceededError. */
   reserve(bytes: number): void;
@@ -102,7 +107,7 @@ export class EncryptionCache<T> {
     if (need > this.#options.maxBytes) {
       this.#emit({ type: 'cache-miss', cache: 'encrypt' });
       const own = await generate();
-      return { key: own.key, extra: own.extra, reserve: () => {} };
+      return { key: own.key, keyState: own.keyState, extra: own.extra, reserve: () => {} };
     }
     let missed = false;
     for (;;) {
@@ -126,6 +131,7 @@ export class EncryptionCache<T> {
           .then((material) => {
             if (this.#closed) {
               wipe(material.key);
+              wipeKeyState(material.keyState);
               return;
             }
             this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
@@ -175,6 +181,7 @@ export class EncryptionCache<T> {
     const maxBytes = this.#options.maxBytes;
     return {
       key: entry.key.slice(),
+      keyState: copyKeyState(entry.keyState),
       extra: entry.extra,
       reserve: (bytes) => {
         if (entry.bytes + bytes > maxBytes) {
@@ -199,6 +206,7 @@ export class EncryptionCache<T> {
     if (entry.retired) return;
     entry.retired = true;
     wipe(entry.key);
+    wipeKeyState(entry.keyState);
     this.#emit({ type: 'cache-evict', cache: 'encrypt', reason });
   }
 
@@ -252,8 +260,13 @@ export class DecryptCacheIds {
   }
 }
 
-interface Remembered {
+/** A data key as the decrypt cache hands it out: copies, which the caller wipes. */
+export interface RememberedKey {
   key: Uint8Array;
+  keyState: HmacKeyState | undefined;
+}
+
+interface Remembered extends RememberedKey {
   expires: number;
 }
 
@@ -271,8 +284,11 @@ export class DecryptCache {
     this.#now = now;
   }
 
-  /** A copy of the remembered key, or undefined (expired entries are wiped on the way). */
-  get(id: string): Uint8Array | undefined {
+  /**
+   * Copies of the remembered key (and of its state when asked for), or undefined (expired entries
+   * are wiped on the way).
+   */
+  get(id: string, withKeyState = false): RememberedKey | undefined {
     const entry = this.#entries.get(id);
     if (entry && this.#now() >= entry.expires) {
       this.#drop(id, entry, 'age');
@@ -286,14 +302,14 @@ export class DecryptCache {
     this.#entries.delete(id);
     this.#entries.set(id, entry);
     this.#emit({ type: 'cache-hit', cache: 'decrypt' });
-    return entry.key.slice();
+    return { key: entry.key.slice(), keyState: withKeyState ? copyKeyState(entry.keyState) : undefined };
   }
 
-  /** Remembers `key`, taking ownership: it is wiped on eviction, expiry and close(). */
-  set(id: string, key: Uint8Array): void {
+  /** Remembers `key` (and its state), taking ownership: wiped on eviction, expiry and close(). */
+  set(id: string, key: Uint8Array, keyState?: HmacKeyState): void {
     const old = this.#entries.get(id);
     if (old) this.#drop(id, old, 'capacity');
-    this.#entries.set(id, { key, expires: this.#now() + this.#options.ttl });
+    this.#entries.set(id, { key, keyState, expires: this.#now() + this.#options.ttl });
     while (this.#entries.size > this.#options.maxEntries) {
       const [oldest, entry] = this.#entries.entries().next().value as [string, Remembered];
       this.#drop(oldest, entry, 'capacity');
@@ -311,6 +327,7 @@ export class DecryptCache {
   #drop(id: string, entry: Remembered, reason: 'age' | 'capacity' | 'close'): void {
     this.#entries.delete(id);
     wipe(entry.key);
+    wipeKeyState(entry.keyState);
     this.#emit({ type: 'cache-evict', cache: 'decrypt', reason });
   }
 }

@@ -6,6 +6,7 @@ import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
 import { equalBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
+import type { HmacKeyState } from './hkdf.ts';
 import type { ChunkWorkerPool, PoolSession } from './worker-pool.ts';
 
 export interface PayloadSuite {
@@ -83,18 +84,22 @@ function infoHead(suite: PayloadSuite): Uint8Array {
   return head;
 }
 
-/** HKDF-Expand(prk = input key, info = prefix || aead || 0x00 || salt || context). */
+/**
+ * HKDF-Expand(prk = input key, info = prefix || aead || 0x00 || salt || context); `keyState`, when
+ * given, is the backend's precomputed state of this input key (a cached data key's).
+ */
 export function deriveKeys(
   backend: CryptoBackend,
   suite: PayloadSuite,
   inputKey: Uint8Array,
   salt: Uint8Array,
   context: Uint8Array,
+  keyState?: HmacKeyState,
 ): PayloadKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
   const keys = new PayloadKeys(suite.keyLength);
-  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment]);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
   return keys;
 }
 
@@ -144,10 +149,11 @@ export function openPayload(
   inputKey: Uint8Array,
   context: Uint8Array,
   payload: Uint8Array,
+  keyState?: HmacKeyState,
 ): Uint8Array {
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context);
+  const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
   if (length < CHUNK_SIZE) {
     // One chunk (most records): the backend's own output buffer is the plaintext, no copy.
     try {
@@ -191,11 +197,11 @@ export class PayloadSealer {
   #buffered = 0;
   #counter = 0;
 
-  /** Derives the message keys; the caller keeps (and wipes) `inputKey`. */
-  constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array) {
+  /** Derives the message keys; the caller keeps (and wipes) `inputKey` and `keyState`. */
+  constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     this.#backend = backend;
     this.#salt = salt;
-    this.#keys = deriveKeys(backend, suite, inputKey, salt, context);
+    this.#keys = deriveKeys(backend, suite, inputKey, salt, context, keyState);
   }
 
   /** salt || commitment. */

@@ -13,7 +13,10 @@ import {
   DecryptFlights,
   EncryptionCache,
   type EncryptionCacheOptions,
+  type Lease,
+  type RememberedKey,
 } from './cache.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from './hkdf.ts';
 import {
   COBBLESTONE_128,
   COBBLESTONE_256,
@@ -188,6 +191,8 @@ export interface OpenSession {
   /** The Cobblestone context (FORMAT.md §4). */
   readonly payloadContext: Uint8Array;
   readonly key: Uint8Array;
+  /** The key's precomputed HKDF state, when asked for and cached; the caller wipes it. */
+  readonly keyState: HmacKeyState | undefined;
 }
 
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
@@ -199,7 +204,14 @@ export interface EnvelopeCore {
    * Checks the context, the payload length (when known) and the provider, then gets the data key
    * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
    */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache): OpenSession | Promise<OpenSession>;
+  beginOpen(
+    header: ParsedHeader,
+    options?: OpenOptions,
+    payloadLength?: number,
+    scope?: DecryptCache,
+    /** Whether the session may carry the key's precomputed HKDF state, which the caller then wipes. */
+    withKeyState?: boolean,
+  ): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -260,7 +272,9 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
       const header = new Uint8Array(authenticated.length + wrapped.length);
       header.set(authenticated);
       header.set(wrapped, authenticated.length);
-      return { key, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
+      // Only a cached key is used again: only it is worth a precomputed HKDF state.
+      const keyState = encryptionCache ? backend.hkdfPrepareSha512?.(key) : undefined;
+      return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
     } catch (error) {
       if (key instanceof Uint8Array) wipe(key);
       throw error;
@@ -279,12 +293,13 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     return partition;
   }
 
-  function startSealing(key: Uint8Array, parts: HeaderParts, reserve: (bytes: number) => void): SealSession {
+  function startSealing(lease: Omit<Lease<HeaderParts>, 'reserve'>, reserve: (bytes: number) => void = () => {}): SealSession {
     try {
-      const sealer = new PayloadSealer(backend, chosen!.suite, key, parts.payloadContext, random(SALT_LENGTH));
-      return { header: parts.header, sealer, reserve };
+      const sealer = new PayloadSealer(backend, chosen!.suite, lease.key, lease.extra.payloadContext, random(SALT_LENGTH), lease.keyState);
+      return { header: lease.extra.header, sealer, reserve };
     } finally {
-      wipe(key);
+      wipe(lease.key);
+      wipeKeyState(lease.keyState);
     }
   }
 
@@ -293,14 +308,12 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const context = canonicalContext(sealOptions.context);
     const detached = sealOptions.detachedContext ?? defaultDetached;
     if (!encryptionCache) {
-      return generate(context, detached).then((material) => startSealing(material.key, material.extra, () => {}));
+      return generate(context, detached).then((material) => startSealing({ ...material, keyState: material.keyState }));
     }
     const partition = partitionOf(context, detached);
     const hit = encryptionCache.tryAcquire(partition, bytes);
-    if (hit) return startSealing(hit.key, hit.extra, hit.reserve);
-    return encryptionCache
-      .acquire(partition, bytes, () => generate(context, detached))
-      .then((lease) => startSealing(lease.key, lease.extra, lease.reserve));
+    if (hit) return startSealing(hit, hit.reserve);
+    return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, lease.reserve));
   }
 
   // Synchronous when a cache has the key.
@@ -309,6 +322,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     openOptions: OpenOptions = {},
     payloadLength?: number,
     scope?: DecryptCache,
+    withKeyState = false,
   ): OpenSession | Promise<OpenSession> {
     const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
     let context: CanonicalContext;
@@ -331,24 +345,28 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const { keyId, ciphertextBlob } = header.wrappedKey;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
     const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
-    const session = (key: Uint8Array): OpenSession => ({
+    const session = ({ key, keyState }: RememberedKey): OpenSession => ({
       header,
       context,
       payloadContext: payloadContext(header.authenticated, context, header.detached),
       key,
+      keyState,
     });
-    const cached = scope?.get(id) ?? decryptCache?.get(id);
+    const cached = scope?.get(id, withKeyState) ?? decryptCache?.get(id, withKeyState);
     if (cached) return session(cached);
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
       .run(id, async () => {
         const fresh = await timed('Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
         if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
-        decryptCache?.set(id, fresh.slice());
-        scope?.set(id, fresh.slice());
+        // A remembered key is used again: worth its precomputed HKDF state.
+        const state = decryptCache || scope ? backend.hkdfPrepareSha512?.(fresh) : undefined;
+        decryptCache?.set(id, fresh.slice(), copyKeyState(state));
+        scope?.set(id, fresh.slice(), copyKeyState(state));
+        wipeKeyState(state);
         return fresh;
       })
-      .then(session);
+      .then((key) => session({ key, keyState: undefined }));
   }
 
   function leave(): void {
@@ -448,13 +466,14 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     const payload = sealed.subarray(header.length);
     const openWith = (session: OpenSession): OpenResult => {
       try {
-        const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload);
+        const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload, session.keyState);
         return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
       } finally {
         wipe(session.key);
+        wipeKeyState(session.keyState);
       }
     };
-    const started = core.beginOpen(header, openOptions, payload.length, scope);
+    const started = core.beginOpen(header, openOptions, payload.length, scope, true);
     return started instanceof Promise ? started.then(openWith) : openWith(started);
   }
 

@@ -61,7 +61,7 @@ describe.each(BACKENDS)('backend $name', (backend) => {
 });
 
 const HKDFS: { name: string; expand: HkdfExpand }[] = [
-  { name: 'WebAssembly', expand: createWasmHkdf()! },
+  { name: 'WebAssembly', expand: createWasmHkdf()!.expand },
   { name: 'node:crypto createHmac', expand: nodeHmacHkdf(loadNodeCrypto()!) },
   { name: '@noble/hashes hmac', expand: nobleHmacHkdf },
 ];
@@ -128,9 +128,29 @@ describe('HKDF-Expand implementations', () => {
     expect(hex(hkdfExpandBytes(HKDFS[0]!.expand, new Uint8Array(32), big, 200))).toBe(hex(hkdfExpandBytes(HKDFS[1]!.expand, new Uint8Array(32), big, 200)));
   });
 
+  it('WebAssembly: a precomputed key state gives the same OKM as the key, and no other', () => {
+    const { expand, prepare } = wasmHkdf()!;
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.uint8Array({ maxLength: 300 }), (prk, info) => {
+        const state = prepare(prk);
+        const out = [new Uint8Array(32), new Uint8Array(44)];
+        expand(prk, [info], out, state);
+        expect(hex(Uint8Array.of(...out[0]!, ...out[1]!))).toBe(hex(hkdfExpandBytes(HKDFS[1]!.expand, prk, [info], 76)));
+        // The state, not the PRK, is what is used: another key's state gives another key's OKM.
+        const other = Uint8Array.of(...prk, 1);
+        expand(prk, [info], out, prepare(other));
+        expect(hex(Uint8Array.of(...out[0]!, ...out[1]!))).toBe(hex(hkdfExpandBytes(HKDFS[1]!.expand, other, [info], 76)));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('leave no key material in the WebAssembly memory after a call', () => {
-    const okm = hkdfExpandBytes(wasmHkdf()!, new Uint8Array(32).fill(0xaa), [new Uint8Array(100).fill(1)], 76);
+    const okm = hkdfExpandBytes(wasmHkdf()!.expand, new Uint8Array(32).fill(0xaa), [new Uint8Array(100).fill(1)], 76);
     expect(okm.some((b) => b !== 0)).toBe(true);
+    expect(new Uint8Array(sha512Compressor()!.memory.buffer).every((b) => b === 0)).toBe(true);
+    const state = wasmHkdf()!.prepare(new Uint8Array(32).fill(0xaa));
+    expect(state[0].some((b) => b !== 0)).toBe(true);
     expect(new Uint8Array(sha512Compressor()!.memory.buffer).every((b) => b === 0)).toBe(true);
   });
 });

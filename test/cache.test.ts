@@ -212,19 +212,42 @@ describe('events, wiping and close()', () => {
     expect(provider.allWiped()).toBe(true);
   });
 
-  it('DecryptCache wipes what it holds on expiry and close', () => {
+  it('DecryptCache wipes what it holds (keys and their HKDF states) on expiry and close', () => {
     let now = 0;
     const cache = new DecryptCache({ ttl: 10 }, () => {}, () => now);
     const a = new Uint8Array(32).fill(1);
     const b = new Uint8Array(32).fill(2);
-    cache.set('a', a);
-    cache.set('b', b);
-    expect(cache.get('a')).toEqual(new Uint8Array(32).fill(1));
+    const stateA = [new Uint8Array(64).fill(3), new Uint8Array(64).fill(4)] as const;
+    const stateB = [new Uint8Array(64).fill(5), new Uint8Array(64).fill(6)] as const;
+    cache.set('a', a, stateA);
+    cache.set('b', b, stateB);
+    expect(cache.get('a')).toEqual({ key: new Uint8Array(32).fill(1), keyState: undefined });
+    const got = cache.get('a', true)!;
+    expect(got.keyState).toEqual(stateA);
+    expect(got.keyState![0]).not.toBe(stateA[0]); // a copy
     now = 10;
     expect(cache.get('a')).toBeUndefined();
-    expect(a.every((x) => x === 0)).toBe(true);
+    expect([a, ...stateA].every((x) => x.every((byte) => byte === 0))).toBe(true);
     cache.close();
-    expect(b.every((x) => x === 0)).toBe(true);
+    expect([b, ...stateB].every((x) => x.every((byte) => byte === 0))).toBe(true);
+  });
+
+  it('EncryptionCache wipes keys and their HKDF states when it retires them', async () => {
+    const cache = new EncryptionCache<null>({ maxMessages: 1 }, () => {});
+    const made: Uint8Array[] = [];
+    const generate = async () => {
+      const key = new Uint8Array(32).fill(7);
+      const keyState = [new Uint8Array(64).fill(8), new Uint8Array(64).fill(9)] as const;
+      made.push(key, ...keyState);
+      return { key, keyState, extra: null };
+    };
+    const lease = await cache.acquire('p', 1, generate);
+    expect(lease.keyState).toEqual([new Uint8Array(64).fill(8), new Uint8Array(64).fill(9)]);
+    expect(lease.keyState![1]).not.toBe(made[2]); // a copy
+    await cache.acquire('p', 1, generate); // the first key is spent: retired
+    expect(made.slice(0, 3).every((x) => x.every((byte) => byte === 0))).toBe(true);
+    await cache.close();
+    expect(made.every((x) => x.every((byte) => byte === 0))).toBe(true);
   });
 
   it('EncryptionCache.close waits for a generation under way and wipes its result', async () => {
