@@ -15,6 +15,17 @@ export interface Result {
   /** Lowest and highest round, nanoseconds per operation. */
   minNs: number;
   maxNs: number;
+  /** Nanoseconds per operation in each round, in round order. */
+  rounds: number[];
+}
+
+/**
+ * The median over rounds of this case's time over the baseline's in the same round: the two ran
+ * moments apart, so a slow stretch of the machine hits both and cancels out.
+ */
+export function ratioTo(result: Result, baseline: Result): number {
+  const ratios = result.rounds.map((ns, r) => ns / baseline.rounds[r]!).sort((a, b) => a - b);
+  return ratios[Math.floor(ratios.length / 2)]!;
 }
 
 async function timeBatch(c: Case, ops: number): Promise<number> {
@@ -45,8 +56,9 @@ export async function measure(cases: Case[], options: { rounds?: number; batchMs
     for (const c of cases) samples.get(c)!.push(await timeBatch(c, opsPerBatch.get(c)!));
   }
   return cases.map((c) => {
-    const s = samples.get(c)!.sort((a, b) => a - b);
-    return { name: c.name, medianNs: s[Math.floor(s.length / 2)]!, minNs: s[0]!, maxNs: s[s.length - 1]! };
+    const rounds = samples.get(c)!;
+    const s = [...rounds].sort((a, b) => a - b);
+    return { name: c.name, medianNs: s[Math.floor(s.length / 2)]!, minNs: s[0]!, maxNs: s[s.length - 1]!, rounds };
   });
 }
 

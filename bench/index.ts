@@ -8,12 +8,13 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { ratioTo } from './harness.ts';
 import { benchHkdf } from './hkdf.ts';
 import { benchKmsEconomy } from './kms-economy.ts';
 import { benchKmsRtt } from './kms-rtt.ts';
 import { benchRecords, CASES, loadPeers, type RecordRow } from './records.ts';
 import { recordsTable, throughputChart } from './report.ts';
-import { benchStream } from './stream.ts';
+import { benchStream, benchWorkers } from './stream.ts';
 
 const root = new URL('../../', import.meta.url);
 const args = new Set(process.argv.slice(2));
@@ -23,12 +24,12 @@ const baselinePath = new URL('bench/baseline.json', root);
 function ratios(rows: RecordRow[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const row of rows) {
-    const raw = row.results[CASES.rawNode]!.medianNs;
+    const raw = row.results[CASES.rawNode]!;
     for (const name of [CASES.seal, CASES.open, CASES.sealOpen, CASES.sealOpenFresh]) {
-      out[`${name} @ ${row.size} B`] = Number((row.results[name]!.medianNs / raw).toFixed(3));
+      out[`${name} @ ${row.size} B`] = Number(ratioTo(row.results[name]!, raw).toFixed(3));
     }
-    const rawNoble = row.results[CASES.rawNoble]!.medianNs;
-    out[`${CASES.sealOpenNoble} / raw noble @ ${row.size} B`] = Number((row.results[CASES.sealOpenNoble]!.medianNs / rawNoble).toFixed(3));
+    const rawNoble = row.results[CASES.rawNoble]!;
+    out[`${CASES.sealOpenNoble} / raw noble @ ${row.size} B`] = Number(ratioTo(row.results[CASES.sealOpenNoble]!, rawNoble).toFixed(3));
   }
   return out;
 }
@@ -80,10 +81,11 @@ if (args.has('--check') || args.has('--save-baseline')) {
   section(`\nPer-core AES-256-GCM limit on this machine: \`openssl speed -evp aes-256-gcm -bytes 16384\` = ${opensslLimit()}.`);
   const rows = await benchRecords(peers);
   section(
-    `\n## Small records: seal+open (seal, open alone for the cached key)\n\nMedians of 15 interleaved rounds, with spread; ratio = time / raw node:crypto GCM encrypt+decrypt of the same payload (fresh cipher per op).\n\n${recordsTable(rows)}\n\n![throughput](bench/throughput.svg)`,
+    `\n## Small records: seal+open (seal, open alone for the cached key)\n\nMedians of 15 interleaved rounds, with spread; ratio = median over the rounds of time / raw node:crypto GCM encrypt+decrypt of the same payload (fresh cipher per op) in the same round.\n\n${recordsTable(rows)}\n\n![throughput](bench/throughput.svg)`,
   );
   section(await benchHkdf());
   section(await benchStream());
+  section(await benchWorkers());
   section(await benchKmsRtt());
   section(await benchKmsEconomy());
   if (args.has('--report')) {

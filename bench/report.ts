@@ -1,5 +1,5 @@
 /** BENCHMARKS.md pieces: the records table and an SVG chart of throughput against payload size. */
-import { formatNs, formatSize } from './harness.ts';
+import { formatNs, formatSize, ratioTo } from './harness.ts';
 import { CASES, type RecordRow } from './records.ts';
 
 /** Markdown table: one row per case, per size: time per seal+open and the ratio to raw node:crypto. */
@@ -10,8 +10,7 @@ export function recordsTable(rows: RecordRow[]): string {
   const lines = names.map((name) => {
     const cells = rows.map((row) => {
       const r = row.results[name]!;
-      const raw = row.results[CASES.rawNode]!.medianNs;
-      return `${formatNs(r.medianNs)} (${formatNs(r.minNs)}–${formatNs(r.maxNs)}) | ${(r.medianNs / raw).toFixed(2)}x`;
+      return `${formatNs(r.medianNs)} (${formatNs(r.minNs)}–${formatNs(r.maxNs)}) | ${ratioTo(r, row.results[CASES.rawNode]!).toFixed(2)}x`;
     });
     return `| ${name} | ${cells.join(' | ')} |`;
   });

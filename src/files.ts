@@ -21,9 +21,10 @@ export interface FileOptions {
   overwrite?: boolean;
   /**
    * Seal or open on worker threads (batches of 64 chunks, written back in order, same bytes):
-   * `true`, or `{ minBytes, workers }` to use them only from a size on. Off by default: on the
-   * 2-core machine it was measured on it won for 1 GiB files (seal 1.8-2.0x, open 1.15-1.4x) and
-   * lost for smaller ones (64 MiB: 0.8x; 300 MiB: as low as 0.4x), so it is a choice to measure.
+   * `true`, or `{ minBytes, workers }` to use them only from a size on. Off by default: one thread
+   * already overlaps its reads and writes with the crypto, and on the 2-core machine this was
+   * measured on the workers lost (0.7-1.0x, BENCHMARKS.md), two threads of bare AES-GCM giving
+   * 1.65x of one at best. It is for machines with cores to spare: measure before turning it on.
    */
   parallel?: boolean | { minBytes?: number; workers?: number };
   /** Called after each piece with the input bytes done so far and the input's size. */
@@ -36,6 +37,8 @@ export interface FileResult {
 }
 
 const READ_SIZE = 256 * 1024;
+/** Written bytes allowed in flight before the producer waits. */
+const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
 /** Chunks per worker job: 1 MiB of plaintext. */
 const BATCH_CHUNKS = 64;
 const PARALLEL_MIN_BYTES = 256 * 1024 * 1024;
@@ -88,6 +91,73 @@ class OrderedJobs {
   }
 }
 
+/**
+ * Writes at explicit positions without waiting for each write, so that reading and encrypting the
+ * next piece overlap the last one's write; the producer waits only while more than
+ * WRITE_BEHIND_BYTES are in flight. Every buffer handed over is the producer's to give (never
+ * reused). The first failure is thrown by the next write() or by flush().
+ */
+export class WriteBehind {
+  readonly #handle: NodeFsPromises.FileHandle;
+  readonly #inFlight = new Set<Promise<void>>();
+  #inFlightBytes = 0;
+  #failure: unknown;
+  /** Bytes handed to write(): the position of the next one. */
+  written = 0;
+
+  constructor(handle: NodeFsPromises.FileHandle) {
+    this.#handle = handle;
+  }
+
+  async write(bytes: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const parts = bytes instanceof Uint8Array ? [bytes] : bytes;
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (length === 0) return;
+    const position = this.written;
+    this.written += length;
+    this.#inFlightBytes += length;
+    const done = this.#writeAll(parts, position).then(
+      () => {
+        this.#inFlightBytes -= length;
+        this.#inFlight.delete(done);
+      },
+      (error: unknown) => {
+        this.#failure ??= error;
+        this.#inFlightBytes -= length;
+        this.#inFlight.delete(done);
+      },
+    );
+    this.#inFlight.add(done);
+    while (this.#inFlightBytes > WRITE_BEHIND_BYTES && this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Waits for every write; throws the first failure. */
+  async flush(): Promise<void> {
+    await this.settle();
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Waits for every write, failed or not. */
+  async settle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
+  // One writev, then single writes for whatever a short write left.
+  async #writeAll(parts: readonly Uint8Array[], position: number): Promise<void> {
+    let { bytesWritten: skip } = await this.#handle.writev(parts as Uint8Array[], position);
+    for (const part of parts) {
+      for (let o = Math.min(skip, part.length); o < part.length; ) {
+        o += (await this.#handle.write(part, o, part.length - o, position + o)).bytesWritten;
+      }
+      skip = Math.max(0, skip - part.length);
+      position += part.length;
+    }
+  }
+}
+
 interface NodeModules {
   fs: typeof NodeFs;
   fsp: typeof NodeFsPromises;
@@ -122,38 +192,14 @@ async function writeAtomically(
   const random = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
   const tmp = m.path.join(dir, `.${m.path.basename(dest)}.${random}.kmse-tmp`);
   const handle = await m.fsp.open(tmp, 'wx', 0o600);
-  let written = 0;
+  const writes = new WriteBehind(handle);
   try {
-    const writeOne = async (bytes: Uint8Array): Promise<void> => {
-      for (let o = 0; o < bytes.length; ) {
-        const { bytesWritten } = await handle.write(bytes, o, bytes.length - o);
-        o += bytesWritten;
-      }
-      written += bytes.length;
-    };
-    await produce(async (bytes) => {
-      if (bytes instanceof Uint8Array) return writeOne(bytes);
-      // Opened chunks come as a list: one writev, or one write each if it fell short.
-      const total = bytes.reduce((n, b) => n + b.length, 0);
-      const { bytesWritten } = await handle.writev(bytes as Uint8Array[]);
-      if (bytesWritten === total) {
-        written += total;
-        return;
-      }
-      let skip = bytesWritten;
-      written += bytesWritten;
-      for (const b of bytes) {
-        if (skip >= b.length) {
-          skip -= b.length;
-          continue;
-        }
-        await writeOne(b.subarray(skip));
-        skip = 0;
-      }
-    });
+    await produce((bytes) => writes.write(bytes));
+    await writes.flush();
     await handle.sync();
     await handle.close();
   } catch (error) {
+    await writes.settle();
     await handle.close().catch(() => {});
     await m.fsp.unlink(tmp).catch(() => {});
     throw error;
@@ -171,6 +217,7 @@ async function writeAtomically(
     if ((error as { code?: string }).code === 'EEXIST') throw exists(`${dest} exists: pass { overwrite: true } to replace it`);
     throw error;
   }
+  const written = writes.written;
   // Make the rename itself durable.
   const dirHandle = await m.fsp.open(dir, 'r').catch(() => undefined);
   await dirHandle?.sync().catch(() => {});
@@ -208,7 +255,7 @@ export async function sealInto(
       // Whole 1 MiB batches go to the workers; the tail (and the final chunk) stays here.
       const shared = sealer.shareWith(pool);
       const jobs = new OrderedJobs(2 * defaultWorkers(), sink);
-      const batch = new Uint8Array(BATCH_CHUNKS * CHUNK_SIZE);
+      let batch = new Uint8Array(BATCH_CHUNKS * CHUNK_SIZE);
       let filled = 0;
       try {
         for await (const piece of pieces) {
@@ -220,7 +267,9 @@ export async function sealInto(
             filled += take;
             i += take;
             if (filled === batch.length) {
-              await jobs.add(shared.seal(sealer.reserveChunks(BATCH_CHUNKS), batch));
+              // The full batch moves to the worker without a copy; the next one is new.
+              await jobs.add(shared.seal(sealer.reserveChunks(BATCH_CHUNKS), batch, true));
+              batch = new Uint8Array(BATCH_CHUNKS * CHUNK_SIZE);
               filled = 0;
             }
           }
@@ -313,14 +362,27 @@ export async function openInto(
   }
 }
 
-/** Reads a file handle from `start` to its end in READ_SIZE pieces (the handle stays open). */
+/**
+ * Reads a file handle from `start` to its end in READ_SIZE pieces (the handle stays open), one
+ * read ahead: the next piece is read while the caller works on this one.
+ */
 async function* readPieces(handle: NodeFsPromises.FileHandle, start: number): AsyncGenerator<Uint8Array> {
-  for (let position = start; ; ) {
+  const readAt = async (position: number): Promise<Uint8Array> => {
     const buffer = new Uint8Array(READ_SIZE);
     const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, position);
-    if (bytesRead === 0) return;
-    position += bytesRead;
-    yield buffer.subarray(0, bytesRead);
+    return buffer.subarray(0, bytesRead);
+  };
+  let next = readAt(start);
+  try {
+    for (let position = start; ; ) {
+      const piece = await next;
+      if (piece.length === 0) return;
+      position += piece.length;
+      next = readAt(position);
+      yield piece;
+    }
+  } finally {
+    await next.catch(() => {}); // a caller that stops early leaves no read behind
   }
 }
 
@@ -347,7 +409,7 @@ async function openWithPool(
   const jobs = new OrderedJobs(2 * defaultWorkers(), async (plain) => {
     if (write) await write(plain);
   });
-  const batch = new Uint8Array(sealedBatch);
+  let batch = new Uint8Array(sealedBatch);
   let filled = 0;
   let dispatched = 0;
   let read = 0;
@@ -371,7 +433,8 @@ async function openWithPool(
           filled += take;
           i += take;
           if (filled === sealedBatch) {
-            await jobs.add(shared!.open(opener.reserveChunks(BATCH_CHUNKS), batch));
+            await jobs.add(shared!.open(opener.reserveChunks(BATCH_CHUNKS), batch, true));
+            batch = new Uint8Array(sealedBatch);
             dispatched += sealedBatch;
             filled = 0;
           }

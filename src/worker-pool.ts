@@ -33,7 +33,7 @@ parentPort.on('message', (m) => {
   const nonce = new Uint8Array(12);
   if (m.type === 'seal') {
     const chunks = Math.ceil(input.length / CHUNK);
-    const out = new Uint8Array(input.length + chunks * TAG);
+    const out = Buffer.allocUnsafeSlow(input.length + chunks * TAG); // every byte is written below
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += CHUNK) {
       const piece = input.subarray(i, i + CHUNK);
       const cipher = crypto.createCipheriv(alg, key, nonceFor(base, m.counter + c, nonce), { authTagLength: TAG });
@@ -46,7 +46,7 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ job: m.job, ok: true, data: out.buffer }, [out.buffer]);
   } else {
     const chunks = Math.ceil(input.length / SEALED);
-    const out = new Uint8Array(input.length - chunks * TAG);
+    const out = Buffer.allocUnsafeSlow(input.length - chunks * TAG); // every byte written, or all zeroed
     let ok = true;
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += SEALED) {
       const sealed = input.subarray(i, i + SEALED);
@@ -119,15 +119,21 @@ export class ChunkWorkerPool {
     return new PoolSession(this, id, material);
   }
 
-  /** Runs one batch on the next worker: seal (plaintext of whole chunks) or open (sealed chunks). */
-  run(type: 'seal' | 'open', session: number, counter: number, data: Uint8Array): Promise<Uint8Array | undefined> {
+  /**
+   * Runs one batch on the next worker: seal (plaintext of whole chunks) or open (sealed chunks).
+   * `give`: the caller hands `data` over (it must span its whole ArrayBuffer), which then moves to
+   * the worker without a copy and is detached here.
+   */
+  run(type: 'seal' | 'open', session: number, counter: number, data: Uint8Array, give = false): Promise<Uint8Array | undefined> {
     if (counter + Math.ceil(data.length / CHUNK_SIZE) > MAX_CHUNKS) throw new RangeError('a message has at most 2^38 chunks');
     const job = this.#nextJob++;
-    const copy = data.slice(); // a private buffer to transfer; the caller keeps its own
+    const whole = give && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+    // A private copy otherwise (Buffer.slice would not copy).
+    const moved = whole ? (data.buffer as ArrayBuffer) : new Uint8Array(data).buffer;
     const worker = this.#workers[this.#nextWorker++ % this.#workers.length]!;
     return new Promise((resolve, reject) => {
       this.#pending.set(job, { resolve, reject });
-      worker.postMessage({ type, job, id: session, counter, data: copy.buffer }, [copy.buffer]);
+      worker.postMessage({ type, job, id: session, counter, data: moved }, [moved]);
     });
   }
 
@@ -151,12 +157,13 @@ export class PoolSession {
     this.#material = material;
   }
 
-  seal(counter: number, plaintext: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.#pool.run('seal', this.#id, counter, plaintext);
+  /** `give`: see ChunkWorkerPool.run. */
+  seal(counter: number, plaintext: Uint8Array, give = false): Promise<Uint8Array | undefined> {
+    return this.#pool.run('seal', this.#id, counter, plaintext, give);
   }
 
-  open(counter: number, sealed: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.#pool.run('open', this.#id, counter, sealed);
+  open(counter: number, sealed: Uint8Array, give = false): Promise<Uint8Array | undefined> {
+    return this.#pool.run('open', this.#id, counter, sealed, give);
   }
 
   /** Wipes the shared key material (for every thread at once) and ends the session. */

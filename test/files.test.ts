@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync as makeTempDir, readdirSync, readFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { WriteBehind } from '../src/files.ts';
 import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
 import { hex } from './helpers.ts';
 
@@ -145,5 +146,57 @@ describe('sealFile / openFile on worker threads', () => {
     await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'bad.out'), { parallel: true })).rejects.toBeInstanceOf(DecryptionFailedError);
     expect(existsSync(join(dir, 'bad.out'))).toBe(false);
     expect(tempFiles(dir)).toEqual([]);
+  });
+});
+
+describe('write-behind', () => {
+  /** A file handle that completes writes out of order and writes short, into `file`. */
+  function fakeHandle(file: number[], failAt?: number) {
+    let calls = 0;
+    const later = <T>(value: () => T): Promise<T> =>
+      new Promise((resolve, reject) =>
+        setTimeout(() => {
+          try {
+            resolve(value());
+          } catch (error) {
+            reject(error);
+          }
+        }, Math.random() * 3),
+      );
+    const put = (bytes: Uint8Array, position: number): number => {
+      if (++calls === failAt) throw Object.assign(new Error('ENOSPC: no space left'), { code: 'ENOSPC' });
+      const n = Math.max(1, Math.floor(bytes.length * Math.random())); // short on purpose
+      for (let i = 0; i < n; i++) file[position + i] = bytes[i]!;
+      return n;
+    };
+    return {
+      writev: (parts: Uint8Array[], position: number) => later(() => ({ bytesWritten: put(Uint8Array.from(parts.flatMap((p) => [...p])), position) })),
+      write: (bytes: Uint8Array, offset: number, length: number, position: number) =>
+        later(() => ({ bytesWritten: put(bytes.subarray(offset, offset + length), position) })),
+    };
+  }
+
+  it('writes every byte at its place whatever order and length the writes complete in', async () => {
+    const file: number[] = [];
+    const writes = new WriteBehind(fakeHandle(file) as never);
+    const expected: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const piece = Uint8Array.from({ length: 1 + ((i * 37) % 50) }, (_, j) => (i * 7 + j) & 0xff);
+      expected.push(...piece);
+      await writes.write(i % 3 === 0 ? [piece.subarray(0, 3), piece.subarray(3)] : piece);
+    }
+    await writes.flush();
+    expect(writes.written).toBe(expected.length);
+    expect(hex(Uint8Array.from(file))).toBe(hex(Uint8Array.from(expected)));
+  });
+
+  it('throws the first failure, from a later write or from flush()', async () => {
+    const writes = new WriteBehind(fakeHandle([], 5) as never);
+    const attempt = async (): Promise<void> => {
+      for (let i = 0; i < 200; i++) await writes.write(new Uint8Array(100));
+      await writes.flush();
+    };
+    await expect(attempt()).rejects.toMatchObject({ code: 'ENOSPC' });
+    await writes.settle();
   });
 });
