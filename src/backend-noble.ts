@@ -6,6 +6,7 @@ import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { base64, wipe } from './bytes.ts';
 import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
+import { pooledRandom } from './random-pool.ts';
 
 /**
  * HKDF-Expand over @noble/hashes' HMAC, where WebAssembly does not run. Not noble's expand(): it
@@ -43,9 +44,7 @@ export const nobleBackend: CryptoBackend = {
   },
   hkdfExpandSha512: wasmHkdf()?.expand ?? nobleHmacHkdf,
   hkdfPrepareSha512: wasmHkdf()?.prepare,
-  randomBytes(length) {
-    return globalThis.crypto.getRandomValues(new Uint8Array(length));
-  },
+  randomBytes: pooledRandom((buffer) => globalThis.crypto.getRandomValues(buffer)),
   sha256Base64(data) {
     return base64.encode(sha256(data));
   },

@@ -7,6 +7,7 @@ import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { wipe } from './bytes.ts';
 import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
+import { pooledRandom } from './random-pool.ts';
 
 type NodeCryptoModule = typeof NodeCrypto;
 
@@ -31,13 +32,6 @@ function algorithm(key: Uint8Array): NodeCrypto.CipherGCMTypes {
   return alg;
 }
 
-/**
- * Small random draws (salts, nonces, data keys) come from a pooled buffer: one OpenSSL call per
- * 4 KiB instead of one per draw, which was a quarter of the time of a small seal. Each draw is
- * zeroed in the pool as it is handed out, so the pool never holds bytes that were used.
- */
-const POOL_SIZE = 4096;
-const POOL_MAX_DRAW = 256;
 
 /** HKDF-Expand over node:crypto's createHmac: the fallback where WebAssembly does not run. */
 export function nodeHmacHkdf(c: NodeCryptoModule): HkdfExpand {
@@ -47,8 +41,6 @@ export function nodeHmacHkdf(c: NodeCryptoModule): HkdfExpand {
 export function createNodeBackend(): CryptoBackend | undefined {
   const c = loadNodeCrypto();
   if (!c) return undefined;
-  const pool = new Uint8Array(POOL_SIZE);
-  let poolOffset = POOL_SIZE;
   return {
     name: 'node',
     gcmSeal(key, nonce, plaintext, out, offset, aad) {
@@ -100,17 +92,7 @@ export function createNodeBackend(): CryptoBackend | undefined {
     },
     hkdfExpandSha512: wasmHkdf()?.expand ?? nodeHmacHkdf(c),
     hkdfPrepareSha512: wasmHkdf()?.prepare,
-    randomBytes(length) {
-      if (length > POOL_MAX_DRAW) return c.randomFillSync(new Uint8Array(length));
-      if (poolOffset + length > POOL_SIZE) {
-        c.randomFillSync(pool);
-        poolOffset = 0;
-      }
-      const out = pool.slice(poolOffset, poolOffset + length);
-      pool.fill(0, poolOffset, poolOffset + length);
-      poolOffset += length;
-      return out;
-    },
+    randomBytes: pooledRandom((buffer) => c.randomFillSync(buffer)),
     sha256Base64(data) {
       // crypto.hash (Node 20.12+) is the one-call form; createHash elsewhere.
       const hash = (c as unknown as { hash?: (alg: string, data: Uint8Array, enc: 'base64') => string }).hash;

@@ -182,3 +182,17 @@ describe('node and noble backends', () => {
     );
   });
 });
+
+describe.each(BACKENDS)('randomBytes ($name)', (backend) => {
+  it('draws fresh bytes of any length (small ones from a pool)', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 400; i++) seen.add(hex(backend.randomBytes(24))); // 400 x 24 B spans refills of the 4 KiB pool
+    expect(seen.size).toBe(400);
+    for (const length of [0, 1, 256, 257, 65536, 100_000]) {
+      const bytes = backend.randomBytes(length);
+      expect(bytes.length).toBe(length);
+      // Each 64 KiB slice of a long draw is filled (WebCrypto fills at most 65536 bytes a call).
+      if (length > 65536) expect(bytes.subarray(65536).some((b) => b !== 0)).toBe(true);
+    }
+  });
+});
