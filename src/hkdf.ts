@@ -9,13 +9,21 @@
 import { wipe } from './bytes.ts';
 import { sha512Compressor } from './sha512-wasm.ts';
 
-// Memory layout: the working state, the HMAC inner and outer states after the key block, the
-// previous T(i), then the message being hashed.
-const STATE = 0;
-const INNER = 64;
-const OUTER = 128;
-const PREVIOUS = 192;
-const DATA = 256;
+// Memory layout (WebAssembly): the HMAC inner and outer states after the key block; T(2); the
+// outer hash's one-block message (an inner digest, then its fixed padding); the SHA-512 IV; the key
+// block; then the inner message, with room for T(1) before the info so that round 2 hashes
+// T(1) || info || 2 in place. The padding and the IV are constants and outlive every wipe.
+const INNER = 0;
+const OUTER = 64;
+const T2 = 128;
+const OUTER_MESSAGE = 192;
+const OUTER_PADDING = 256;
+const IV_AT = 320;
+const KEY_BLOCK = 384;
+/** Where the constants lie (the outer padding and the IV), for the test that all else is wiped. */
+export const WASM_CONSTANTS: readonly [start: number, end: number] = [OUTER_PADDING, KEY_BLOCK];
+const DATA = 512;
+const INFO = DATA + 64;
 const BLOCK = 128;
 const HASH = 64;
 
@@ -124,68 +132,66 @@ export function createWasmHkdf(): PreparedHkdf | undefined {
   const wasm = sha512Compressor();
   if (!wasm) return undefined;
   const { memory, compress } = wasm;
-  let bytes = new Uint8Array(memory.buffer);
-  let view = new DataView(memory.buffer);
+  let bytes = new Uint8Array(0);
+  let view = new DataView(bytes.buffer);
 
-  /** Grows the memory to `size` bytes; renews the views when it grew (here or by another user). */
+  /** Grows the memory to `size` bytes; renews the views (and the constants) when it grew. */
   function ensure(size: number): void {
     // Growing detaches the old buffer (its views read as empty): reading memory.buffer costs more.
     if (bytes.length === 0 || size > bytes.length) {
       if (size > memory.buffer.byteLength) memory.grow(Math.ceil((size - memory.buffer.byteLength) / 65536));
       bytes = new Uint8Array(memory.buffer);
       view = new DataView(memory.buffer);
+      // The outer message is always 64 bytes after the opad block: its padding never changes.
+      bytes.fill(0, OUTER_PADDING, OUTER_PADDING + HASH);
+      bytes[OUTER_PADDING] = 0x80;
+      view.setUint32(OUTER_PADDING + 60, (BLOCK + HASH) * 8);
+      bytes.set(IV, IV_AT);
     }
   }
 
-  /** Pads the `length` message bytes at DATA (after `prior` bytes already hashed) and hashes them into STATE. */
-  function finish(length: number, prior: number): void {
+  /** Pads the message of `length` bytes at `at` (after `prior` bytes already hashed); returns its blocks. */
+  function pad(at: number, length: number, prior: number): number {
     const blocks = Math.floor((length + 17 + BLOCK - 1) / BLOCK);
-    const end = DATA + blocks * BLOCK;
-    bytes[DATA + length] = 0x80;
-    bytes.fill(0, DATA + length + 1, end - 8);
+    const end = at + blocks * BLOCK;
+    bytes[at + length] = 0x80;
+    bytes.fill(0, at + length + 1, end - 8);
     const bits = (prior + length) * 8;
     view.setUint32(end - 8, Math.floor(bits / 2 ** 32));
     view.setUint32(end - 4, bits >>> 0);
-    compress(STATE, DATA, blocks);
+    return blocks;
   }
 
-  /** SHA-512(data) into STATE: the HMAC key when it is longer than a block. */
-  function hash(data: Uint8Array): void {
-    bytes.set(IV, STATE);
-    bytes.set(data, DATA);
-    finish(data.length, 0);
-  }
-
-  /** HMAC's inner and outer states after (key XOR ipad) and (key XOR opad). */
+  /** HMAC's inner and outer states after (key XOR ipad) and (key XOR opad), into INNER and OUTER. */
   function prepare(key: Uint8Array): void {
-    const keyAt = DATA + 2 * BLOCK;
-    let keyLength = key.length;
     if (key.length > BLOCK) {
-      hash(key);
-      bytes.copyWithin(keyAt, STATE, STATE + HASH);
-      keyLength = HASH;
+      // A key longer than a block is hashed first (RFC 2104 §2).
+      bytes.set(key, DATA);
+      compress(IV_AT, KEY_BLOCK, DATA, pad(DATA, key.length, 0));
+      bytes.fill(0, KEY_BLOCK + HASH, KEY_BLOCK + BLOCK);
     } else {
-      bytes.set(key, keyAt);
+      bytes.set(key, KEY_BLOCK);
+      bytes.fill(0, KEY_BLOCK + key.length, KEY_BLOCK + BLOCK);
     }
-    bytes.fill(0, keyAt + keyLength, keyAt + BLOCK);
-    padded(keyAt, 0x36363636, INNER);
-    padded(keyAt, 0x5c5c5c5c, OUTER);
-    bytes.fill(0, keyAt, keyAt + keyLength);
+    // XOR the pads 32 bits at a time: ipad first, then ipad ^ opad turns it into the opad block.
+    for (let i = 0; i < BLOCK; i += 4) view.setInt32(KEY_BLOCK + i, view.getInt32(KEY_BLOCK + i) ^ 0x36363636);
+    compress(IV_AT, INNER, KEY_BLOCK, 1);
+    for (let i = 0; i < BLOCK; i += 4) view.setInt32(KEY_BLOCK + i, view.getInt32(KEY_BLOCK + i) ^ 0x6a6a6a6a);
+    compress(IV_AT, OUTER, KEY_BLOCK, 1);
   }
 
-  /** The state after one block: the zero-padded key at `keyAt` XOR `pad` (32 bits at a time). */
-  function padded(keyAt: number, pad: number, target: number): void {
-    for (let i = 0; i < BLOCK; i += 4) view.setInt32(DATA + i, view.getInt32(keyAt + i) ^ pad);
-    bytes.set(IV, STATE);
-    compress(STATE, DATA, 1);
-    bytes.copyWithin(target, STATE, STATE + HASH);
+  /** Zeroes everything but the constants: states, T(i), key and message bytes are all key material. */
+  function wipeMemory(used: number): void {
+    bytes.fill(0, 0, OUTER_PADDING);
+    bytes.fill(0, KEY_BLOCK, used);
   }
 
   const expand: HkdfExpand = (prk, info, out, state) => {
     const length = totalLength(out);
     let infoLength = 0;
     for (const part of info) infoLength += part.length;
-    const used = DATA + Math.max(3 * BLOCK, HASH + infoLength + 1, prk.length + 1) + 2 * BLOCK;
+    // The longest message with its padding: T(1) || info || i, or a long key being hashed.
+    const used = Math.max(INFO + infoLength + 1, DATA + prk.length + 1) + 2 * BLOCK;
     ensure(used);
     try {
       if (state) {
@@ -194,43 +200,36 @@ export function createWasmHkdf(): PreparedHkdf | undefined {
       } else {
         prepare(prk);
       }
+      let at = INFO;
+      for (const part of info) {
+        bytes.set(part, at);
+        at += part.length;
+      }
       for (let o = 0, round = 1; o < length; o += HASH, round++) {
-        // Inner: T(i-1) || info || i after the ipad block.
-        let at = DATA;
-        if (round > 1) {
-          bytes.copyWithin(at, PREVIOUS, PREVIOUS + HASH);
-          at += HASH;
-        }
-        for (const part of info) {
-          bytes.set(part, at);
-          at += part.length;
-        }
-        bytes[at++] = round;
-        bytes.copyWithin(STATE, INNER, INNER + HASH);
-        finish(at - DATA, BLOCK);
-        // Outer: the inner digest after the opad block.
-        bytes.copyWithin(DATA, STATE, STATE + HASH);
-        bytes.copyWithin(STATE, OUTER, OUTER + HASH);
-        finish(HASH, BLOCK);
-        bytes.copyWithin(PREVIOUS, STATE, STATE + HASH);
-        scatter(bytes.subarray(STATE, STATE + Math.min(HASH, length - o)), out, o);
+        // T(1) = HMAC(info || 1) hashes from INFO; later rounds from DATA, where T(i-1) was put.
+        const start = round === 1 ? INFO : DATA;
+        if (round > 2) bytes.copyWithin(DATA, T2, T2 + HASH);
+        bytes[at] = round;
+        compress(INNER, OUTER_MESSAGE, start, pad(start, at + 1 - start, BLOCK));
+        const target = round === 1 ? DATA : T2;
+        compress(OUTER, target, OUTER_MESSAGE, 1);
+        scatter(bytes.subarray(target, target + Math.min(HASH, length - o)), out, o);
       }
     } finally {
-      // States, T(i) and message bytes are all key material or derived from it.
-      bytes.fill(0, 0, used);
+      wipeMemory(used);
     }
   };
 
   return {
     expand,
     prepare(prk) {
-      const used = DATA + Math.max(3 * BLOCK, prk.length + 1 + 2 * BLOCK);
+      const used = DATA + prk.length + 1 + 2 * BLOCK;
       ensure(used);
       try {
         prepare(prk);
         return [bytes.slice(INNER, INNER + HASH), bytes.slice(OUTER, OUTER + HASH)];
       } finally {
-        bytes.fill(0, 0, used);
+        wipeMemory(used);
       }
     },
   };

@@ -4,8 +4,10 @@
  * 64-bit words, so it runs 4-5x faster than SHA-512 in JavaScript (split 32-bit words) and, with
  * no per-call object setup, makes HKDF cheaper than node:crypto's createHmac on small inputs.
  *
- * compress(state, data, blocks): `state` is the address of 64 bytes holding the eight hash words
- * big-endian (so the state is the digest), `data` the address of `blocks` 128-byte blocks.
+ * compress(from, state, data, blocks): hashes the `blocks` 128-byte blocks at `data` into the state
+ * at `state`, starting from the state at `from` (copied to `state` first; they may be the same).
+ * A state is 64 bytes, the eight hash words big-endian, so a final state is the digest. Starting
+ * from another address spares the caller a copy per HMAC step.
  */
 
 const K = [
@@ -63,14 +65,15 @@ function sleb(value: bigint): number[] {
   }
 }
 
-// Locals: params 0-2 (state, data, blocks: i32), then a..h in 3-10, the schedule window in 11-26,
-// a temporary in 27.
-const STATE = 0;
-const DATA = 1;
-const BLOCKS = 2;
-const SLOT = 3;
-const W = 11;
-const TMP = 27;
+// Locals: params 0-3 (from, state, data, blocks: i32), then a..h in 4-11, the schedule window in
+// 12-27, a temporary in 28.
+const FROM = 0;
+const STATE = 1;
+const DATA = 2;
+const BLOCKS = 3;
+const SLOT = 4;
+const W = 12;
+const TMP = 28;
 
 function compressBody(): number[] {
   const code: number[] = [];
@@ -96,6 +99,7 @@ function compressBody(): number[] {
     get(x), i64(c), op(shift ? OP.i64ShrU : OP.i64Rotr, OP.i64Xor);
   };
 
+  for (let j = 0; j < 8; j++) get(STATE), load(FROM, 8 * j), op(OP.i64Store, 3, ...uleb(8 * j));
   op(OP.block, VOID_BLOCK, OP.loop, VOID_BLOCK);
   get(BLOCKS), op(OP.i32Eqz, OP.brIf, 1);
   for (let j = 0; j < 8; j++) load(STATE, 8 * j), byteSwap(), set(SLOT + j);
@@ -146,7 +150,7 @@ function moduleBytes(): Uint8Array {
   const body = [1, 25, I64, ...compressBody()]; // one local group: 25 x i64
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 3, I32, I32, I32, 0]), // type 0: (i32, i32, i32) -> ()
+    ...section(1, [1, 0x60, 4, I32, I32, I32, I32, 0]), // type 0: (i32, i32, i32, i32) -> ()
     ...section(3, [1, 0]), // function 0 has type 0
     ...section(5, [1, 0x00, 1]), // one memory, at least one page
     ...section(7, [2, ...name('memory'), 0x02, 0, ...name('compress'), 0x00, 0]),
@@ -166,7 +170,7 @@ interface WasmApi {
 
 export interface Sha512Compressor {
   readonly memory: WasmMemory;
-  readonly compress: (state: number, data: number, blocks: number) => void;
+  readonly compress: (from: number, state: number, data: number, blocks: number) => void;
 }
 
 let instance: Sha512Compressor | null | undefined;
