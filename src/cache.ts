@@ -74,6 +74,11 @@ export interface Lease<T> {
   readonly key: Uint8Array;
   /** A copy of the key's HKDF state, if any: the caller wipes it. */
   readonly keyState: HmacKeyState | undefined;
+  /**
+   * True when `key` and `keyState` are the cache's own (see tryAcquire): the caller uses them before
+   * it next yields (await) and never wipes them.
+   */
+  readonly borrowed: boolean;
   readonly extra: T;
   /** For streams of unknown length: reserves more bytes, or throws LimitExceededError. */
   reserve(bytes: number): void;
@@ -107,7 +112,7 @@ export class EncryptionCache<T> {
     if (need > this.#options.maxBytes) {
       this.#emit({ type: 'cache-miss', cache: 'encrypt' });
       const own = await generate();
-      return { key: own.key, keyState: own.keyState, extra: own.extra, reserve: () => {} };
+      return { key: own.key, keyState: own.keyState, borrowed: false, extra: own.extra, reserve: () => {} };
     }
     let missed = false;
     for (;;) {
@@ -146,15 +151,17 @@ export class EncryptionCache<T> {
 
   /**
    * The hit path of acquire(), synchronous: a lease on the partition's current key if it has one
-   * with room for `bytes`, else undefined (and nothing reserved). Emits only on a hit.
+   * with room for `bytes`, else undefined (and nothing reserved). Emits only on a hit. `borrow`:
+   * the lease holds the cache's own key and state, not copies; safe only for a caller that is done
+   * with them before it yields, since nothing can retire (and wipe) them until then.
    */
-  tryAcquire(partition: string, bytes: number | undefined): Lease<T> | undefined {
+  tryAcquire(partition: string, bytes: number | undefined, borrow = false): Lease<T> | undefined {
     const need = bytes ?? 0;
     if (this.#closed || need > this.#options.maxBytes) return undefined;
     const entry = this.#entries.get(partition);
     if (!entry || this.#spent(entry, need)) return undefined;
     this.#emit({ type: 'cache-hit', cache: 'encrypt' });
-    return this.#take(partition, entry, need);
+    return this.#take(partition, entry, need, borrow);
   }
 
   /** Waits for key generations under way, then wipes every cached key. */
@@ -168,20 +175,21 @@ export class EncryptionCache<T> {
     return this.#entries.size;
   }
 
-  #take(partition: string, entry: Entry<T>, need: number): Lease<T> {
+  #take(partition: string, entry: Entry<T>, need: number, borrow = false): Lease<T> {
     entry.messages++;
     entry.bytes += need;
     // Most recently used last, for LRU eviction.
     this.#entries.delete(partition);
     this.#entries.set(partition, entry);
-    return this.#lease(entry);
+    return this.#lease(entry, borrow);
   }
 
-  #lease(entry: Entry<T>): Lease<T> {
+  #lease(entry: Entry<T>, borrow: boolean): Lease<T> {
     const maxBytes = this.#options.maxBytes;
     return {
-      key: entry.key.slice(),
-      keyState: copyKeyState(entry.keyState),
+      key: borrow ? entry.key : entry.key.slice(),
+      keyState: borrow ? entry.keyState : copyKeyState(entry.keyState),
+      borrowed: borrow,
       extra: entry.extra,
       reserve: (bytes) => {
         if (entry.bytes + bytes > maxBytes) {
@@ -260,13 +268,17 @@ export class DecryptCacheIds {
   }
 }
 
-/** A data key as the decrypt cache hands it out: copies, which the caller wipes. */
+/** A data key as the decrypt cache hands it out: copies, which the caller wipes, unless borrowed. */
 export interface RememberedKey {
   key: Uint8Array;
   keyState: HmacKeyState | undefined;
+  /** The cache's own key and state (see DecryptCache.get): used before the caller yields, never wiped. */
+  borrowed: boolean;
 }
 
-interface Remembered extends RememberedKey {
+interface Remembered {
+  key: Uint8Array;
+  keyState: HmacKeyState | undefined;
   expires: number;
 }
 
@@ -285,10 +297,11 @@ export class DecryptCache {
   }
 
   /**
-   * Copies of the remembered key (and of its state when asked for), or undefined (expired entries
-   * are wiped on the way).
+   * A copy of the remembered key, or undefined (expired entries are wiped on the way). `borrow`:
+   * the cache's own key and its HKDF state instead, for a caller that is done with them before it
+   * yields (nothing can drop and wipe them until then).
    */
-  get(id: string, withKeyState = false): RememberedKey | undefined {
+  get(id: string, borrow = false): RememberedKey | undefined {
     const entry = this.#entries.get(id);
     if (entry && this.#now() >= entry.expires) {
       this.#drop(id, entry, 'age');
@@ -302,7 +315,8 @@ export class DecryptCache {
     this.#entries.delete(id);
     this.#entries.set(id, entry);
     this.#emit({ type: 'cache-hit', cache: 'decrypt' });
-    return { key: entry.key.slice(), keyState: withKeyState ? copyKeyState(entry.keyState) : undefined };
+    if (borrow) return { key: entry.key, keyState: entry.keyState, borrowed: true };
+    return { key: entry.key.slice(), keyState: undefined, borrowed: false };
   }
 
   /** Remembers `key` (and its state), taking ownership: wiped on eviction, expiry and close(). */

@@ -191,8 +191,10 @@ export interface OpenSession {
   /** The Cobblestone context (FORMAT.md §4). */
   readonly payloadContext: Uint8Array;
   readonly key: Uint8Array;
-  /** The key's precomputed HKDF state, when asked for and cached; the caller wipes it. */
+  /** The key's precomputed HKDF state, when borrowed from a cache. */
   readonly keyState: HmacKeyState | undefined;
+  /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
+  readonly borrowed: boolean;
 }
 
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
@@ -209,8 +211,11 @@ export interface EnvelopeCore {
     options?: OpenOptions,
     payloadLength?: number,
     scope?: DecryptCache,
-    /** Whether the session may carry the key's precomputed HKDF state, which the caller then wipes. */
-    withKeyState?: boolean,
+    /**
+     * Whether the caller can borrow a cached key (with its HKDF state): it then opens synchronously,
+     * before it yields, and never wipes a borrowed key.
+     */
+    borrow?: boolean,
   ): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
@@ -293,13 +298,16 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     return partition;
   }
 
+  // The message keys are derived here, synchronously: a borrowed key is done with on return.
   function startSealing(lease: Omit<Lease<HeaderParts>, 'reserve'>, reserve: (bytes: number) => void = () => {}): SealSession {
     try {
       const sealer = new PayloadSealer(backend, chosen!.suite, lease.key, lease.extra.payloadContext, random(SALT_LENGTH), lease.keyState);
       return { header: lease.extra.header, sealer, reserve };
     } finally {
-      wipe(lease.key);
-      wipeKeyState(lease.keyState);
+      if (!lease.borrowed) {
+        wipe(lease.key);
+        wipeKeyState(lease.keyState);
+      }
     }
   }
 
@@ -308,10 +316,10 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const context = canonicalContext(sealOptions.context);
     const detached = sealOptions.detachedContext ?? defaultDetached;
     if (!encryptionCache) {
-      return generate(context, detached).then((material) => startSealing({ ...material, keyState: material.keyState }));
+      return generate(context, detached).then((material) => startSealing({ ...material, keyState: material.keyState, borrowed: false }));
     }
     const partition = partitionOf(context, detached);
-    const hit = encryptionCache.tryAcquire(partition, bytes);
+    const hit = encryptionCache.tryAcquire(partition, bytes, true);
     if (hit) return startSealing(hit, hit.reserve);
     return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, lease.reserve));
   }
@@ -322,7 +330,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     openOptions: OpenOptions = {},
     payloadLength?: number,
     scope?: DecryptCache,
-    withKeyState = false,
+    borrow = false,
   ): OpenSession | Promise<OpenSession> {
     const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
     let context: CanonicalContext;
@@ -345,14 +353,15 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const { keyId, ciphertextBlob } = header.wrappedKey;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
     const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
-    const session = ({ key, keyState }: RememberedKey): OpenSession => ({
+    const session = ({ key, keyState, borrowed }: RememberedKey): OpenSession => ({
       header,
       context,
       payloadContext: payloadContext(header.authenticated, context, header.detached),
       key,
       keyState,
+      borrowed,
     });
-    const cached = scope?.get(id, withKeyState) ?? decryptCache?.get(id, withKeyState);
+    const cached = scope?.get(id, borrow) ?? decryptCache?.get(id, borrow);
     if (cached) return session(cached);
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
@@ -366,7 +375,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
         wipeKeyState(state);
         return fresh;
       })
-      .then((key) => session({ key, keyState: undefined }));
+      .then((key) => session({ key, keyState: undefined, borrowed: false }));
   }
 
   function leave(): void {
@@ -469,10 +478,10 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
         const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload, session.keyState);
         return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
       } finally {
-        wipe(session.key);
-        wipeKeyState(session.keyState);
+        if (!session.borrowed) wipe(session.key);
       }
     };
+    // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
     const started = core.beginOpen(header, openOptions, payload.length, scope, true);
     return started instanceof Promise ? started.then(openWith) : openWith(started);
   }

@@ -221,15 +221,31 @@ describe('events, wiping and close()', () => {
     const stateB = [new Uint8Array(64).fill(5), new Uint8Array(64).fill(6)] as const;
     cache.set('a', a, stateA);
     cache.set('b', b, stateB);
-    expect(cache.get('a')).toEqual({ key: new Uint8Array(32).fill(1), keyState: undefined });
-    const got = cache.get('a', true)!;
-    expect(got.keyState).toEqual(stateA);
-    expect(got.keyState![0]).not.toBe(stateA[0]); // a copy
+    const copy = cache.get('a')!;
+    expect(copy).toEqual({ key: new Uint8Array(32).fill(1), keyState: undefined, borrowed: false });
+    expect(copy.key).not.toBe(a); // a copy
+    const borrowed = cache.get('a', true)!;
+    expect(borrowed.borrowed).toBe(true);
+    expect(borrowed.key).toBe(a); // the cache's own, with its state
+    expect(borrowed.keyState).toBe(stateA);
     now = 10;
     expect(cache.get('a')).toBeUndefined();
     expect([a, ...stateA].every((x) => x.every((byte) => byte === 0))).toBe(true);
     cache.close();
     expect([b, ...stateB].every((x) => x.every((byte) => byte === 0))).toBe(true);
+  });
+
+  it('EncryptionCache lends its own key and state only when asked to (tryAcquire with borrow)', async () => {
+    const cache = new EncryptionCache<null>({}, () => {});
+    const key = new Uint8Array(32).fill(7);
+    const keyState = [new Uint8Array(64).fill(8), new Uint8Array(64).fill(9)] as const;
+    await cache.acquire('p', 1, async () => ({ key, keyState, extra: null }));
+    const borrowed = cache.tryAcquire('p', 1, true)!;
+    expect([borrowed.borrowed, borrowed.key === key, borrowed.keyState === keyState]).toEqual([true, true, true]);
+    const copied = cache.tryAcquire('p', 1)!;
+    expect([copied.borrowed, copied.key === key, copied.keyState![0] === keyState[0]]).toEqual([false, false, false]);
+    expect(copied.key).toEqual(key);
+    await cache.close();
   });
 
   it('EncryptionCache wipes keys and their HKDF states when it retires them', async () => {
@@ -244,6 +260,7 @@ describe('events, wiping and close()', () => {
     const lease = await cache.acquire('p', 1, generate);
     expect(lease.keyState).toEqual([new Uint8Array(64).fill(8), new Uint8Array(64).fill(9)]);
     expect(lease.keyState![1]).not.toBe(made[2]); // a copy
+    expect(lease.borrowed).toBe(false);
     await cache.acquire('p', 1, generate); // the first key is spent: retired
     expect(made.slice(0, 3).every((x) => x.every((byte) => byte === 0))).toBe(true);
     await cache.close();
