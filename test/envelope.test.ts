@@ -160,6 +160,23 @@ describe('seal/open', () => {
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
   });
 
+  it.each(['node', 'noble'] as const)('with both caches, seals and opens again and again under one data key (%s)', async (backend) => {
+    // The hot path lends cached keys and their HKDF states to each seal and open: none may be
+    // changed or wiped by the message that borrowed it.
+    const provider = new InstrumentedProvider(kms);
+    const envelope = createEnvelope({ kms: provider, cache: true, decryptCache: true, backend });
+    const first = await envelope.seal('first', { context: { t: '1' } });
+    for (let i = 0; i < 5; i++) {
+      const sealed = await envelope.seal(`message ${i}`, { context: { t: '1' } });
+      expect(await envelope.openString(sealed)).toBe(`message ${i}`);
+      expect(await envelope.openString(first)).toBe('first');
+      expect(await envelope.openMany([first, sealed, first], { concurrency: 1 })).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
+    }
+    expect(provider.calls).toEqual({ generate: 1, decrypt: 1 }); // openMany too takes the key from the decrypt cache
+    await envelope.close();
+    expect(provider.allWiped()).toBe(true);
+  });
+
   it('open with another context fails', async () => {
     await fc.assert(
       fc.asyncProperty(contextArb, contextArb, fc.boolean(), async (a, b, detached) => {
