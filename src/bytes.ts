@@ -80,8 +80,13 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
  * the end, where the wrapped keys of two messages differ. Not for secrets: use equalBytes.
  */
 export function equalPublicBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = a.length - 1; i >= 0; i--) if (a[i] !== b[i]) return false;
+  return a.length === b.length && startsWithPublicBytes(a, b);
+}
+
+/** Whether `bytes` starts with `prefix` (public bytes; compared from the prefix's end). */
+export function startsWithPublicBytes(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
   return true;
 }
 

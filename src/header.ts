@@ -3,7 +3,7 @@
  * against its limit before the field is read. The parser returns the authenticated bytes exactly
  * as received, so the payload authenticates what was read and never a re-encoding.
  */
-import { equalPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from './chunked.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
@@ -131,7 +131,7 @@ const EMPTY = new Uint8Array(0);
 export function parseHeader(bytes: Uint8Array): ParsedHeader {
   for (let i = 0; i < known.length; i++) {
     const entry = known[i]!;
-    if (bytes.length < entry.bytes.length || !equalPublicBytes(bytes.subarray(0, entry.bytes.length), entry.bytes)) continue;
+    if (!startsWithPublicBytes(bytes, entry.bytes)) continue;
     if (i > 0) known.unshift(...known.splice(i, 1));
     const end = entry.authenticatedLength;
     return { ...entry.header, authenticated: bytes.subarray(0, end), wrappedBytes: bytes.subarray(end, entry.bytes.length) };

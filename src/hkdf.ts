@@ -54,19 +54,23 @@ function totalLength(out: readonly Uint8Array[]): number {
   return length;
 }
 
-/** Copies `block` (OKM bytes from offset `at`) into the outputs. */
-function scatter(block: Uint8Array, out: readonly Uint8Array[], at: number): void {
-  let from = 0;
+/**
+ * Copies `length` bytes of `source` from `start` (the OKM from offset `at`) into the outputs, byte
+ * by byte: for these few bytes a loop costs less than making subarray views to set() from.
+ */
+function scatter(source: Uint8Array, start: number, length: number, out: readonly Uint8Array[], at: number): void {
+  let from = start;
+  const end = start + length;
   for (const o of out) {
     if (at >= o.length) {
       at -= o.length;
       continue;
     }
-    const n = Math.min(o.length - at, block.length - from);
-    o.set(n === block.length ? block : block.subarray(from, from + n), at);
+    const n = Math.min(o.length - at, end - from);
+    for (let i = 0; i < n; i++) o[at + i] = source[from + i]!;
     from += n;
     at = 0;
-    if (from === block.length) return;
+    if (from === end) return;
   }
 }
 
@@ -111,7 +115,7 @@ export function hmacHkdf(createHmac: (key: Uint8Array) => Hmac): HkdfExpand {
       for (const part of info) h.update(part);
       h.update(ROUND[round] ?? Uint8Array.of(round));
       const block = h.digest();
-      scatter(block.length > length - o ? block.subarray(0, length - o) : block, out, o);
+      scatter(block, 0, Math.min(block.length, length - o), out, o);
       if (previous) wipe(previous);
       previous = block;
     }
@@ -213,7 +217,7 @@ export function createWasmHkdf(): PreparedHkdf | undefined {
         compress(INNER, OUTER_MESSAGE, start, pad(start, at + 1 - start, BLOCK));
         const target = round === 1 ? DATA : T2;
         compress(OUTER, target, OUTER_MESSAGE, 1);
-        scatter(bytes.subarray(target, target + Math.min(HASH, length - o)), out, o);
+        scatter(bytes, target, Math.min(HASH, length - o), out, o);
       }
     } finally {
       wipeMemory(used);
