@@ -205,11 +205,15 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<strin
  * (/dev/shm) where it exists so that the disk does not bound both: medians of `rounds` interleaved
  * runs. Also two threads of bare AES-GCM (no I/O, no messages): the most two threads can give here.
  */
-export async function benchWorkers(sizes = [256 * MiB, 1024 * MiB], rounds = 3): Promise<string> {
+export async function benchWorkers(
+  sizes = [256 * MiB, 1024 * MiB],
+  rounds = 3,
+): Promise<{ text: string; ratios: { size: number; seal: number; open: number }[] }> {
   const envelope = createEnvelope({ kms: LocalKms.generate() });
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const dir = mkdtempSync(join(base, 'kmse-bench-'));
   const out: string[] = [];
+  const ratios: { size: number; seal: number; open: number }[] = [];
   out.push(`\n### Worker threads: sealFile/openFile with \`parallel\` (${defaultWorkers()} workers) against one thread, file to file on ${base}, MB/s, medians of ${rounds} runs\n`);
   out.push('| size | seal, 1 thread | seal, workers | ratio | open, 1 thread | open, workers | ratio |');
   out.push('|---|---|---|---|---|---|---|');
@@ -235,6 +239,7 @@ export async function benchWorkers(sizes = [256 * MiB, 1024 * MiB], rounds = 3):
       }
       for (const name of ['plain', 'sealed1', 'sealedN', 'opened1', 'openedN']) rmSync(join(dir, name));
       const [s1, sN, o1, oN] = ['seal1', 'sealN', 'open1', 'openN'].map((k) => median(rates[k]!)) as [number, number, number, number];
+      ratios.push({ size, seal: sN / s1, open: oN / o1 });
       out.push(`| ${size / MiB} MiB | ${s1.toFixed(0)} | ${sN.toFixed(0)} | ${(sN / s1).toFixed(2)}x | ${o1.toFixed(0)} | ${oN.toFixed(0)} | ${(oN / o1).toFixed(2)}x |`);
     }
   } finally {
@@ -242,7 +247,7 @@ export async function benchWorkers(sizes = [256 * MiB, 1024 * MiB], rounds = 3):
   }
   const [one, two] = [await bareThreads(1), await bareThreads(2)];
   out.push(`\nThe ceiling: bare AES-256-GCM over 16 KiB segments (node:crypto, no I/O, no messages) runs at ${one.toFixed(0)} MB/s on one worker thread and ${two.toFixed(0)} MB/s on two together: ${(two / one).toFixed(2)}x.`);
-  return out.join('\n');
+  return { text: out.join('\n'), ratios };
 }
 
 /** Total MB/s of `threads` worker threads each sealing 256 MiB in 16 KiB segments, at once. */
