@@ -35,8 +35,8 @@ const IV = Uint8Array.from(
 
 /**
  * HKDF-Expand with HMAC-SHA-512. `info` may come in parts (hashed as their concatenation); the
- * OKM fills `out` in order, L being their total length. Several small outputs rather than one:
- * V8 allocates a typed array of up to 64 bytes on its heap in ~30 ns, a larger one in ~700 ns.
+ * OKM fills `out` in order, L being their total length: the caller's buffers, written in place
+ * (a message's key, base nonce and commitment), with no OKM buffer to allocate and copy from.
  */
 export type HkdfExpand = (prk: Uint8Array, info: readonly Uint8Array[], out: readonly Uint8Array[], state?: HmacKeyState) => void;
 

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CryptoBackend } from '../src/backend.ts';
 import {
+  PayloadKeys,
   CHUNK_SIZE,
   COBBLESTONE_128,
   COBBLESTONE_256,
@@ -201,5 +202,28 @@ describe('chunk arithmetic', () => {
     expect(() => keys.nonce(MAX_CHUNKS)).toThrow(RangeError);
     expect(() => keys.nonce(-1)).toThrow(RangeError);
     keys.wipe();
+  });
+});
+
+describe('PayloadKeys', () => {
+  it('gives every message its own aligned region of the key slab, across slabs', () => {
+    const all: PayloadKeys[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const keys = new PayloadKeys(i % 2 ? 16 : 32);
+      for (const part of [keys.key, keys.baseNonce, keys.commitment]) {
+        expect(part.byteOffset % 4).toBe(0); // @noble/ciphers reads keys as 32-bit words
+        part.fill(i & 0xff);
+      }
+      expect(keys.key.byteOffset % 16).toBe(0);
+      all.push(keys);
+    }
+    // No region overlaps another: each still holds what was written to it.
+    all.forEach((keys, i) => {
+      for (const part of [keys.key, keys.baseNonce, keys.commitment]) expect(part.every((b) => b === (i & 0xff))).toBe(true);
+    });
+    expect(new Set(all.map((k) => k.key.buffer)).size).toBeGreaterThan(1);
+    all[5]!.wipe();
+    expect([all[5]!.key, all[5]!.baseNonce, all[5]!.commitment].every((p) => p.every((b) => b === 0))).toBe(true);
+    expect(all[6]!.key.every((b) => b === 6)).toBe(true);
   });
 });
