@@ -88,7 +88,9 @@ export async function benchRecords(peers: Peer[], options: { rounds?: number; si
       if (!Buffer.from(back).equals(Buffer.from(copy))) throw new Error(`${c.name}: round trip failed`);
     }
     if (!Buffer.from(plaintext).equals(Buffer.from(copy))) throw new Error('a case mutated its input');
-    const results = await measure(cases, { rounds: options.rounds ?? 15 });
+    // Batches of 100 ms: long enough that the young-generation collections (every few ms here) fall
+    // evenly into every batch, so the rounds differ less.
+    const results = await measure(cases, { rounds: options.rounds ?? 15, batchMs: 100 });
     rows.push({ size, results: Object.fromEntries(results.map((r) => [r.name, r])) });
   }
   await cached.close();
