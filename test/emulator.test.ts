@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { startEmulator } from '../src/emulator.ts';
 import { createEnvelope } from '../src/index.ts';
 import { TencentKms } from '../src/tencent-kms.ts';
@@ -12,7 +12,9 @@ const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 describe('emulator state', () => {
   it('persists keys to --state (mode 0600) so sealed data opens after a restart', async () => {
-    const statePath = join(mkdtempSync(join(tmpdir(), 'kms-emulator-')), 'state.json');
+    const stateDir = mkdtempSync(join(tmpdir(), 'kms-emulator-'));
+    onTestFinished(() => rmSync(stateDir, { recursive: true, force: true }));
+    const statePath = join(stateDir, 'state.json');
     const credentials = [{ secretId: 'AKIDstate', secretKey: 'state-secret' }];
     const first = await startEmulator({ credentials, statePath });
     const kms = (url: string, keyId?: string) =>

@@ -1,11 +1,12 @@
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { canonicalContext } from '../src/context.ts';
 import { createEnvelope, DecryptionFailedError, KmsError, LocalKms } from '../src/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-local-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('LocalKms', () => {
   it('creates a key file with mode 0600 and reads it back', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync, createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
 import { hex, seededRandom } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
@@ -184,18 +184,23 @@ describe('sealStream / openStream', () => {
 describe('Node stream adapters', () => {
   it('pipeline(fs.createReadStream, sealNodeStream, fs.createWriteStream) and back', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmse-node-'));
-    const plaintext = pattern(100_000);
-    writeFileSync(join(dir, 'a'), plaintext);
-    await pipeline(createReadStream(join(dir, 'a')), envelope.sealNodeStream({ context }), createWriteStream(join(dir, 'a.kmse')));
-    await pipeline(createReadStream(join(dir, 'a.kmse')), envelope.openNodeStream(), createWriteStream(join(dir, 'a.out')));
-    expect(hex(readFileSync(join(dir, 'a.out')))).toBe(hex(plaintext));
-    expect(hex(await envelope.open(readFileSync(join(dir, 'a.kmse'))))).toBe(hex(plaintext));
+    try {
+      const plaintext = pattern(100_000);
+      writeFileSync(join(dir, 'a'), plaintext);
+      await pipeline(createReadStream(join(dir, 'a')), envelope.sealNodeStream({ context }), createWriteStream(join(dir, 'a.kmse')));
+      await pipeline(createReadStream(join(dir, 'a.kmse')), envelope.openNodeStream(), createWriteStream(join(dir, 'a.out')));
+      expect(hex(readFileSync(join(dir, 'a.out')))).toBe(hex(plaintext));
+      expect(hex(await envelope.open(readFileSync(join(dir, 'a.kmse'))))).toBe(hex(plaintext));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
 describe('openRange', () => {
   const plaintext = pattern(5 * 16384 + 123);
   const dir = mkdtempSync(join(tmpdir(), 'kmse-range-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('reads any range from a FileHandle, decrypting only what it needs', async () => {
     const sealed = await envelope.seal(plaintext, { context });
