@@ -153,15 +153,17 @@ export class EncryptionCache<T> {
    * The hit path of acquire(), synchronous: a lease on the partition's current key if it has one
    * with room for `bytes`, else undefined (and nothing reserved). Emits only on a hit. `borrow`:
    * the lease holds the cache's own key and state, not copies; safe only for a caller that is done
-   * with them before it yields, since nothing can retire (and wipe) them until then.
+   * with them before it yields and runs no user code meanwhile (a reentrant call could retire and
+   * wipe them), so the cache then leaves the hit event, which calls a listener, to the caller.
    */
   tryAcquire(partition: string, bytes: number | undefined, borrow = false): Lease<T> | undefined {
     const need = bytes ?? 0;
     if (this.#closed || need > this.#options.maxBytes) return undefined;
     const entry = this.#entries.get(partition);
     if (!entry || this.#spent(entry, need)) return undefined;
-    this.#emit({ type: 'cache-hit', cache: 'encrypt' });
-    return this.#take(partition, entry, need, borrow);
+    const lease = this.#take(partition, entry, need, borrow);
+    if (!borrow) this.#emit({ type: 'cache-hit', cache: 'encrypt' });
+    return lease;
   }
 
   /** Waits for key generations under way, then wipes every cached key. */
@@ -299,7 +301,7 @@ export class DecryptCache {
   /**
    * A copy of the remembered key, or undefined (expired entries are wiped on the way). `borrow`:
    * the cache's own key and its HKDF state instead, for a caller that is done with them before it
-   * yields (nothing can drop and wipe them until then).
+   * yields and runs no user code meanwhile; the caller then emits the hit event itself, after.
    */
   get(id: string, borrow = false): RememberedKey | undefined {
     const entry = this.#entries.get(id);
@@ -314,8 +316,8 @@ export class DecryptCache {
     }
     this.#entries.delete(id);
     this.#entries.set(id, entry);
-    this.#emit({ type: 'cache-hit', cache: 'decrypt' });
     if (borrow) return { key: entry.key, keyState: entry.keyState, borrowed: true };
+    this.#emit({ type: 'cache-hit', cache: 'decrypt' });
     return { key: entry.key.slice(), keyState: undefined, borrowed: false };
   }
 

@@ -36,7 +36,7 @@ import {
   KeyProviderMismatchError,
   KmsError,
 } from './errors.ts';
-import { type EventListener, emitter } from './events.ts';
+import { type EnvelopeEvent, type EventListener, emitter } from './events.ts';
 import { type FileOptions, type FileResult, openFile, sealFile } from './files.ts';
 import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, parseHeader, validateProviderId } from './header.ts';
 import type { KeyProvider, KeySpec } from './key-provider.ts';
@@ -195,11 +195,15 @@ export interface OpenSession {
   readonly keyState: HmacKeyState | undefined;
   /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
   readonly borrowed: boolean;
+  /** The decrypt cache lent the key: the caller emits its hit event once done with it. */
+  readonly hitPending: boolean;
 }
 
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
+  /** The envelope's onEvent, never throwing. */
+  readonly emit: (event: EnvelopeEvent) => void;
   /** `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams. */
   beginSeal(options?: SealOptions, bytes?: number): SealSession | Promise<SealSession>;
   /**
@@ -298,10 +302,17 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     return partition;
   }
 
-  // The message keys are derived here, synchronously: a borrowed key is done with on return.
-  function startSealing(lease: Omit<Lease<HeaderParts>, 'reserve'>, reserve: (bytes: number) => void = () => {}): SealSession {
+  /**
+   * Derives the message keys, synchronously: a borrowed key is done with on return. The salt is
+   * drawn before (`random` may be the caller's), so no user code runs while a key is lent.
+   */
+  function startSealing(
+    lease: Omit<Lease<HeaderParts>, 'reserve'>,
+    salt: Uint8Array,
+    reserve: (bytes: number) => void = () => {},
+  ): SealSession {
     try {
-      const sealer = new PayloadSealer(backend, chosen!.suite, lease.key, lease.extra.payloadContext, random(SALT_LENGTH), lease.keyState);
+      const sealer = new PayloadSealer(backend, chosen!.suite, lease.key, lease.extra.payloadContext, salt, lease.keyState);
       return { header: lease.extra.header, sealer, reserve };
     } finally {
       if (!lease.borrowed) {
@@ -316,12 +327,20 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const context = canonicalContext(sealOptions.context);
     const detached = sealOptions.detachedContext ?? defaultDetached;
     if (!encryptionCache) {
-      return generate(context, detached).then((material) => startSealing({ ...material, keyState: material.keyState, borrowed: false }));
+      // The salt after the data key, as the format's vectors were made (test/vectors).
+      return generate(context, detached).then((material) =>
+        startSealing({ ...material, keyState: material.keyState, borrowed: false }, random(SALT_LENGTH)),
+      );
     }
+    const salt = random(SALT_LENGTH);
     const partition = partitionOf(context, detached);
     const hit = encryptionCache.tryAcquire(partition, bytes, true);
-    if (hit) return startSealing(hit, hit.reserve);
-    return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, lease.reserve));
+    if (hit) {
+      const session = startSealing(hit, salt, hit.reserve);
+      emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
+      return session;
+    }
+    return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, salt, lease.reserve));
   }
 
   // Synchronous when a cache has the key.
@@ -353,16 +372,19 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const { keyId, ciphertextBlob } = header.wrappedKey;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
     const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
-    const session = ({ key, keyState, borrowed }: RememberedKey): OpenSession => ({
+    const session = ({ key, keyState, borrowed }: RememberedKey, hitPending = false): OpenSession => ({
       header,
       context,
       payloadContext: payloadContext(header.authenticated, context, header.detached),
       key,
       keyState,
       borrowed,
+      hitPending,
     });
-    const cached = scope?.get(id, borrow) ?? decryptCache?.get(id, borrow);
-    if (cached) return session(cached);
+    const inScope = scope?.get(id, borrow);
+    if (inScope) return session(inScope);
+    const cached = decryptCache?.get(id, borrow);
+    if (cached) return session(cached, cached.borrowed);
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
       .run(id, async () => {
@@ -413,7 +435,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     decryptCache?.close();
   }
 
-  return { backend, beginSeal, beginOpen, track, close };
+  return { backend, emit, beginSeal, beginOpen, track, close };
 }
 
 /** Runs `work` on every item with at most `concurrency` at once; per-item results, in order. */
@@ -483,7 +505,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     };
     // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
     const started = core.beginOpen(header, openOptions, payload.length, scope, true);
-    return started instanceof Promise ? started.then(openWith) : openWith(started);
+    if (started instanceof Promise) return started.then(openWith);
+    const result = openWith(started);
+    // A lent key's hit event, once the key is done with (listeners are user code).
+    if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
+    return result;
   }
 
   const plaintextOf = (result: OpenResult | Promise<OpenResult>): Uint8Array | Promise<Uint8Array> =>

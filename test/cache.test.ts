@@ -279,6 +279,33 @@ describe('events, wiping and close()', () => {
     expect(key.every((x) => x === 0)).toBe(true);
   });
 
+  it('a listener that seals and opens again from inside a hit event cannot spoil the key lent to the call it interrupts', async () => {
+    // Listeners run only once a lent cached key is done with: here they spend the key (two more
+    // seals retire it, which wipes it) and let the decrypt cache's entry expire and be dropped.
+    let reentered = false;
+    const inner: Promise<unknown>[] = [];
+    let envelope: ReturnType<typeof createEnvelope>;
+    const onEvent = (event: EnvelopeEvent): void => {
+      if (event.type !== 'cache-hit' || reentered) return;
+      reentered = true;
+      if (event.cache === 'encrypt') inner.push(envelope.seal('inner 1'), envelope.seal('inner 2'));
+      else {
+        const until = Date.now() + 5; // past the decrypt cache's ttl
+        while (Date.now() < until);
+        inner.push(envelope.open(first!));
+      }
+      reentered = false;
+    };
+    envelope = createEnvelope({ kms: new InstrumentedProvider(), cache: { maxMessages: 2 }, decryptCache: { ttl: 2 }, onEvent });
+    const first: Uint8Array | undefined = await envelope.seal('first');
+    const sealed = await envelope.seal('outer'); // a cache hit: the listener spends the key meanwhile
+    await Promise.all(inner);
+    expect(await envelope.openString(sealed)).toBe('outer');
+    expect(await envelope.openString(sealed)).toBe('outer'); // a decrypt-cache hit: the listener expires it
+    await Promise.all(inner);
+    await envelope.close();
+  });
+
   it('close() drains work in flight, then refuses more with ERR_CLOSED', async () => {
     emulator.setFaults({ latencyMs: 200 });
     const envelope = createEnvelope({ kms: tencent(), cache: true });
