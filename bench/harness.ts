@@ -28,6 +28,8 @@ export function ratioTo(result: Result, baseline: Result): number {
   return ratios[Math.floor(ratios.length / 2)]!;
 }
 
+const collectGarbage = (globalThis as { gc?: () => void }).gc ?? ((): void => {});
+
 async function timeBatch(c: Case, ops: number): Promise<number> {
   const start = process.hrtime.bigint();
   for (let i = 0; i < ops; i++) {
@@ -53,7 +55,12 @@ export async function measure(cases: Case[], options: { rounds?: number; batchMs
   }
   const samples = new Map<Case, number[]>(cases.map((c) => [c, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const c of cases) samples.get(c)!.push(await timeBatch(c, opsPerBatch.get(c)!));
+    for (const c of cases) {
+      // Each batch starts with a clean heap, so it pays for its own garbage and not the last case's
+      // (the peers leave a lot). `npm run bench` runs node with --expose-gc.
+      collectGarbage();
+      samples.get(c)!.push(await timeBatch(c, opsPerBatch.get(c)!));
+    }
   }
   return cases.map((c) => {
     const rounds = samples.get(c)!;
