@@ -87,6 +87,8 @@ export interface Lease<T> {
 export class EncryptionCache<T> {
   readonly #options: Required<EncryptionCacheOptions>;
   readonly #entries = new Map<string, Entry<T>>();
+  /** The entry last moved to the end of #entries (insertions go there too). */
+  #lastUsed: Entry<T> | undefined;
   readonly #inflight = new Map<string, Promise<void>>();
   readonly #emit: Emit;
   readonly #now: () => number;
@@ -139,7 +141,9 @@ export class EncryptionCache<T> {
               wipeKeyState(material.keyState);
               return;
             }
-            this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
+            const entry = { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false };
+            this.#entries.set(partition, entry);
+            this.#lastUsed = entry;
             this.#evictOverCapacity();
           })
           .finally(() => this.#inflight.delete(partition));
@@ -180,9 +184,12 @@ export class EncryptionCache<T> {
   #take(partition: string, entry: Entry<T>, need: number, borrow = false): Lease<T> {
     entry.messages++;
     entry.bytes += need;
-    // Most recently used last, for LRU eviction.
-    this.#entries.delete(partition);
-    this.#entries.set(partition, entry);
+    // Most recently used last, for LRU eviction (already last when it was the last one used).
+    if (this.#lastUsed !== entry) {
+      this.#entries.delete(partition);
+      this.#entries.set(partition, entry);
+      this.#lastUsed = entry;
+    }
     return this.#lease(entry, borrow);
   }
 
@@ -287,6 +294,8 @@ interface Remembered {
 export class DecryptCache {
   readonly #options: Required<DecryptCacheOptions>;
   readonly #entries = new Map<string, Remembered>();
+  /** The entry last moved to the end of #entries (insertions go there too). */
+  #lastUsed: Remembered | undefined;
   readonly #emit: Emit;
   readonly #now: () => number;
 
@@ -314,8 +323,12 @@ export class DecryptCache {
       this.#emit({ type: 'cache-miss', cache: 'decrypt' });
       return undefined;
     }
-    this.#entries.delete(id);
-    this.#entries.set(id, entry);
+    // Most recently used last, for LRU eviction (already last when it was the last one used).
+    if (this.#lastUsed !== entry) {
+      this.#entries.delete(id);
+      this.#entries.set(id, entry);
+      this.#lastUsed = entry;
+    }
     if (borrow) return { key: entry.key, keyState: entry.keyState, borrowed: true };
     this.#emit({ type: 'cache-hit', cache: 'decrypt' });
     return { key: entry.key.slice(), keyState: undefined, borrowed: false };
@@ -325,7 +338,9 @@ export class DecryptCache {
   set(id: string, key: Uint8Array, keyState?: HmacKeyState): void {
     const old = this.#entries.get(id);
     if (old) this.#drop(id, old, 'capacity');
-    this.#entries.set(id, { key, keyState, expires: this.#now() + this.#options.ttl });
+    const entry = { key, keyState, expires: this.#now() + this.#options.ttl };
+    this.#entries.set(id, entry);
+    this.#lastUsed = entry;
     while (this.#entries.size > this.#options.maxEntries) {
       const [oldest, entry] = this.#entries.entries().next().value as [string, Remembered];
       this.#drop(oldest, entry, 'capacity');

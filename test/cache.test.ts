@@ -336,3 +336,35 @@ describe('decrypt cache ids', () => {
     );
   });
 });
+
+describe('DecryptCache eviction', () => {
+  it('evicts the least recently used key, as a reference LRU does, for any sequence of gets and sets', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.constantFrom('a', 'b', 'c', 'd', 'e')), { maxLength: 60 }), (steps) => {
+        const cache = new DecryptCache({ ttl: 2 ** 40, maxEntries: 3 }, () => {});
+        const model: string[] = []; // least recent first
+        const touch = (id: string): void => {
+          model.splice(model.indexOf(id), 1);
+          model.push(id);
+        };
+        for (const [isSet, id] of steps) {
+          if (isSet) {
+            cache.set(id, new Uint8Array(32).fill(id.charCodeAt(0)));
+            if (model.includes(id)) model.splice(model.indexOf(id), 1);
+            model.push(id);
+            if (model.length > 3) model.shift();
+          } else {
+            const got = cache.get(id, steps.length % 2 === 0);
+            expect(got !== undefined).toBe(model.includes(id));
+            if (got) {
+              expect(got.key[0]).toBe(id.charCodeAt(0));
+              touch(id);
+            }
+          }
+        }
+        expect(cache.size).toBe(model.length);
+      }),
+      { numRuns: 500, examples: [[[[true, 'a'], [false, 'a'], [true, 'b'], [false, 'a'], [true, 'c'], [true, 'd'], [false, 'a']]]] },
+    );
+  });
+});
