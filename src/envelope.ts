@@ -290,6 +290,8 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     }
   }
 
+  const noReserve = (): void => {};
+
   /** Encryption-cache partitions by context: a key is never shared across suites, context modes or contexts. */
   const partitions = [new WeakMap<CanonicalContext, string>(), new WeakMap<CanonicalContext, string>()];
   function partitionOf(context: CanonicalContext, detached: boolean): string {
@@ -306,14 +308,10 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
    * Derives the message keys, synchronously: a borrowed key is done with on return. The salt is
    * drawn before (`random` may be the caller's), so no user code runs while a key is lent.
    */
-  function startSealing(
-    lease: Omit<Lease<HeaderParts>, 'reserve'>,
-    salt: Uint8Array,
-    reserve: (bytes: number) => void = () => {},
-  ): SealSession {
+  function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array): SealSession {
     try {
       const sealer = new PayloadSealer(backend, chosen!.suite, lease.key, lease.extra.payloadContext, salt, lease.keyState);
-      return { header: lease.extra.header, sealer, reserve };
+      return { header: lease.extra.header, sealer, reserve: lease.reserve };
     } finally {
       if (!lease.borrowed) {
         wipe(lease.key);
@@ -329,18 +327,19 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     if (!encryptionCache) {
       // The salt after the data key, as the format's vectors were made (test/vectors).
       return generate(context, detached).then((material) =>
-        startSealing({ ...material, keyState: material.keyState, borrowed: false }, random(SALT_LENGTH)),
+        // The same shape as a cache's lease, so that startSealing's property reads stay monomorphic.
+        startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, random(SALT_LENGTH)),
       );
     }
     const salt = random(SALT_LENGTH);
     const partition = partitionOf(context, detached);
     const hit = encryptionCache.tryAcquire(partition, bytes, true);
     if (hit) {
-      const session = startSealing(hit, salt, hit.reserve);
+      const session = startSealing(hit, salt);
       emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
       return session;
     }
-    return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, salt, lease.reserve));
+    return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, salt));
   }
 
   // Synchronous when a cache has the key.

@@ -134,7 +134,9 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
     if (!startsWithPublicBytes(bytes, entry.bytes)) continue;
     if (i > 0) known.unshift(...known.splice(i, 1));
     const end = entry.authenticatedLength;
-    return { ...entry.header, authenticated: bytes.subarray(0, end), wrappedBytes: bytes.subarray(end, entry.bytes.length) };
+    const { version, suite, detached, context, wrappedKey } = entry.header;
+    // A literal in parseHeaderBytes's field order: one object shape for readers, memo or not.
+    return { version, suite, detached, context, wrappedKey, authenticated: bytes.subarray(0, end), wrappedBytes: bytes.subarray(end, entry.bytes.length), length: entry.bytes.length };
   }
   const header = parseHeaderBytes(bytes);
   const authenticatedLength = header.authenticated.length;
