@@ -14,19 +14,31 @@ import { pooledRandom } from './random-pool.ts';
  */
 export const nobleHmacHkdf: HkdfExpand = hmacHkdf((key) => hmac.create(sha512, key));
 
+/**
+ * @noble/ciphers reads its input as 32-bit words and copies an unaligned one with Uint8Array.from,
+ * which walks it element by element; a message's chunks sit at any offset behind its header, so
+ * they are copied here with slice() (a memcpy) instead.
+ */
+function aligned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+}
+
 export const nobleBackend: CryptoBackend = {
   name: 'noble',
   gcmSeal(key, nonce, plaintext, out, offset, aad) {
-    const sealed = gcm(key, nonce, aad).encrypt(plaintext);
-    out.set(sealed, offset);
-    wipe(sealed);
+    const input = aligned(plaintext);
+    try {
+      out.set(gcm(key, nonce, aad).encrypt(input), offset);
+    } finally {
+      if (input !== plaintext) wipe(input);
+    }
   },
   gcmOpen(key, nonce, sealed, out, offset, aad) {
     if (sealed.length < TAG_LENGTH) return false;
     let plain: Uint8Array;
     try {
       // noble verifies the tag before running CTR, so no unauthenticated plaintext exists.
-      plain = gcm(key, nonce, aad).decrypt(sealed);
+      plain = gcm(key, nonce, aad).decrypt(aligned(sealed));
     } catch {
       return false;
     }
@@ -37,7 +49,7 @@ export const nobleBackend: CryptoBackend = {
   gcmOpenFresh(key, nonce, sealed) {
     if (sealed.length < TAG_LENGTH) return undefined;
     try {
-      return gcm(key, nonce).decrypt(sealed);
+      return gcm(key, nonce).decrypt(aligned(sealed));
     } catch {
       return undefined;
     }

@@ -170,6 +170,34 @@ describe('HKDF-Expand implementations', () => {
 describe('node and noble backends', () => {
   const [node, noble] = BACKENDS as [(typeof BACKENDS)[0], (typeof BACKENDS)[0]];
 
+  it('seal and open views at any byte offset (chunks behind a header), with the same bytes', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 12, maxLength: 12 }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.integer({ min: 0, max: 7 }),
+        (key, nonce, plaintext, shift) => {
+          const place = (bytes: Uint8Array): Uint8Array => {
+            const backing = new Uint8Array(bytes.length + shift);
+            backing.set(bytes, shift);
+            return backing.subarray(shift);
+          };
+          const expected = new Uint8Array(plaintext.length + 16);
+          node.gcmSeal(key, nonce, plaintext, expected, 0);
+          const sealed = new Uint8Array(plaintext.length + 16);
+          noble.gcmSeal(key, nonce, place(plaintext), sealed, 0);
+          expect(hex(sealed)).toBe(hex(expected));
+          expect(hex(noble.gcmOpenFresh(key, nonce, place(sealed))!)).toBe(hex(plaintext));
+          const out = new Uint8Array(plaintext.length);
+          expect(noble.gcmOpen(key, nonce, place(sealed), out, 0)).toBe(true);
+          expect(hex(out)).toBe(hex(plaintext));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('produce byte-identical AES-GCM output on random inputs', () => {
     fc.assert(
       fc.property(
