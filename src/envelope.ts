@@ -335,9 +335,11 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     const partition = partitionOf(context, detached);
     const hit = encryptionCache.tryAcquire(partition, bytes, true);
     if (hit) {
-      const session = startSealing(hit, salt);
-      emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
-      return session;
+      try {
+        return startSealing(hit, salt);
+      } finally {
+        emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
+      }
     }
     return encryptionCache.acquire(partition, bytes, () => generate(context, detached)).then((lease) => startSealing(lease, salt));
   }
@@ -505,10 +507,12 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
     const started = core.beginOpen(header, openOptions, payload.length, scope, true);
     if (started instanceof Promise) return started.then(openWith);
-    const result = openWith(started);
-    // A lent key's hit event, once the key is done with (listeners are user code).
-    if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
-    return result;
+    try {
+      return openWith(started);
+    } finally {
+      // A lent key's hit event, once the key is done with (listeners are user code).
+      if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
+    }
   }
 
   const plaintextOf = (result: OpenResult | Promise<OpenResult>): Uint8Array | Promise<Uint8Array> =>

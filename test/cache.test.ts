@@ -181,6 +181,12 @@ describe('events, wiping and close()', () => {
     await envelope.seal('3');
     await envelope.open(sealed);
     await envelope.open(sealed);
+    // A decrypt-cache hit counts even when the message then fails to open.
+    const tampered = sealed.slice();
+    tampered[tampered.length - 1]! ^= 1;
+    const hitsBefore = events.filter((e) => e.type === 'cache-hit' && e.cache === 'decrypt').length;
+    await expect(envelope.open(tampered)).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+    expect(events.filter((e) => e.type === 'cache-hit' && e.cache === 'decrypt').length).toBe(hitsBefore + 1);
     await envelope.close();
     const types = events.map((e) => ('cache' in e ? `${e.type}:${e.cache}` : e.type));
     expect(types).toContain('retry');
