@@ -2,6 +2,7 @@
  * The main entry must bundle for browsers and edge runtimes unchanged: no module it reaches may
  * import a `node:` builtin at run time (Node APIs are reached through process.getBuiltinModule).
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,5 +37,34 @@ describe('the main entry', () => {
     const kms = LocalKms.generate({ backend: 'noble' });
     const sealed = await createEnvelope({ kms, backend: 'noble' }).seal('portable', { context: { a: 'b' } });
     expect(await createEnvelope({ kms, backend: 'node' }).openString(sealed)).toBe('portable');
+  });
+
+  it('works where WebAssembly is refused (node --jitless): the HKDF falls back, with the same bytes', async () => {
+    // The built package in a process without WebAssembly seals with both backends, cached and
+    // not, opens what it sealed, and hands the messages to this process to open.
+    const lib = new URL('../dist/index.js', import.meta.url).href;
+    const script = `
+      const { createEnvelope, LocalKms } = await import(${JSON.stringify(lib)});
+      const kms = new LocalKms({ k: new Uint8Array(32).fill(3) });
+      const out = { wasm: typeof WebAssembly, sealed: [] };
+      for (const backend of ['node', 'noble']) {
+        for (const cache of [false, true]) {
+          const envelope = createEnvelope({ kms, backend, cache, decryptCache: cache });
+          for (let i = 0; i < 2; i++) {
+            const sealed = await envelope.seal('no wasm ' + i, { context: { a: 'b' } });
+            if ((await envelope.openString(sealed)) !== 'no wasm ' + i) throw new Error('round trip failed');
+            out.sealed.push(Buffer.from(sealed).toString('base64'));
+          }
+        }
+      }
+      console.log(JSON.stringify(out));`;
+    const printed = execFileSync(process.execPath, ['--jitless', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const { wasm, sealed } = JSON.parse(printed) as { wasm: string; sealed: string[] };
+    expect(wasm).toBe('undefined');
+    expect(sealed.length).toBe(8);
+    const { createEnvelope, LocalKms } = await import('../src/index.ts');
+    const envelope = createEnvelope({ kms: new LocalKms({ k: new Uint8Array(32).fill(3) }) });
+    const opened = await Promise.all(sealed.map((b64) => envelope.openString(Buffer.from(b64, 'base64'))));
+    expect(opened).toEqual(Array.from({ length: 8 }, (_, i) => `no wasm ${i % 2}`));
   });
 });
