@@ -83,10 +83,10 @@ export function equalPublicBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && startsWithPublicBytes(a, b);
 }
 
-/** Whether `bytes` starts with `prefix` (public bytes; compared from the prefix's end). */
-export function startsWithPublicBytes(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  if (bytes.length < prefix.length) return false;
-  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
+/** Whether `bytes` holds `prefix` at offset `at` (public bytes; compared from the prefix's end). */
+export function startsWithPublicBytes(bytes: Uint8Array, prefix: Uint8Array, at = 0): boolean {
+  if (bytes.length - at < prefix.length) return false;
+  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[at + i] !== prefix[i]) return false;
   return true;
 }
 

@@ -2,7 +2,7 @@
  * The encryption context (FORMAT.md §3): validation, the canonical binary encoding stored in the
  * header, and the canonical JSON sent to a KMS. Both sort keys by their UTF-8 bytes.
  */
-import { compareBytes, describe, equalBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { compareBytes, describe, equalBytes, startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError } from './errors.ts';
 
 /** Caller-chosen, non-secret strings the KMS and the message bind to the data key. */
@@ -135,11 +135,32 @@ function finish(pairs: EncodedPair[], encoded: Uint8Array): CanonicalContext {
 }
 
 /**
+ * Recently parsed encodings, most recent first: messages under different data keys (no cache, or
+ * keys rotated) share their context, and comparing its bytes costs less than decoding it. The
+ * encoding is self-delimiting, so bytes that hold a known one at the offset parse to it.
+ */
+const parsedRecently: CanonicalContext[] = [];
+const PARSED_RECENTLY_MAX = 8;
+
+/**
  * Parses a canonical context encoding at `offset` of `bytes`. Every declared length is checked
  * against its limit before the field is read; non-canonical order is malformed.
  * Returns the context and the offset just past it.
  */
 export function parseContext(bytes: Uint8Array, offset: number): { context: CanonicalContext; end: number } {
+  for (let i = 0; i < parsedRecently.length; i++) {
+    const known = parsedRecently[i]!;
+    if (!startsWithPublicBytes(bytes, known.encoded, offset)) continue;
+    if (i > 0) parsedRecently.unshift(...parsedRecently.splice(i, 1));
+    return { context: known, end: offset + known.encoded.length };
+  }
+  const parsed = parseContextBytes(bytes, offset);
+  parsedRecently.unshift(parsed.context);
+  if (parsedRecently.length > PARSED_RECENTLY_MAX) parsedRecently.pop();
+  return parsed;
+}
+
+function parseContextBytes(bytes: Uint8Array, offset: number): { context: CanonicalContext; end: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const need = (n: number, what: string): void => {
     if (offset + n > bytes.length) throw new HeaderTruncatedError(`header truncated in the encryption context (${what})`);

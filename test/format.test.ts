@@ -18,7 +18,7 @@ import {
   PREFIX_LENGTH,
 } from '../src/header.ts';
 import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
-import { BACKENDS } from './helpers.ts';
+import { BACKENDS, hex } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
 const kms = LocalKms.generate();
@@ -88,6 +88,38 @@ describe('FORMAT.md §3 encryption context', () => {
     const repeated = new Uint8Array([...u16(2), ...pair('a', '1'), ...pair('a', '2')]);
     for (const bytes of [unsorted, repeated]) expect(errorOf(() => parseContext(bytes, 0))).toBeInstanceOf(HeaderMalformedError);
     expect(parseContext(new Uint8Array([...u16(2), ...pair('a', '2'), ...pair('b', '1')]), 0).context.pairs).toEqual({ a: '2', b: '1' });
+  });
+
+  it('parses a context seen before (the memo) exactly as a new one, at any offset', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.dictionary(fc.string({ minLength: 1, maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 3 }), { minLength: 1, maxLength: 12 }),
+        fc.nat({ max: 5 }),
+        fc.nat(),
+        (records, pad, flip) => {
+          // More distinct contexts than the memo keeps, each parsed twice, from copies at an offset.
+          for (const record of [...records, ...records]) {
+            const encoded = canonicalContext(record).encoded;
+            const bytes = new Uint8Array([...new Uint8Array(pad).fill(0xee), ...encoded, 7, 7]);
+            const { context, end } = parseContext(bytes, pad);
+            expect({ ...context.pairs }).toEqual({ ...record });
+            expect(end).toBe(pad + encoded.length);
+            expect(hex(context.encoded)).toBe(hex(encoded));
+            bytes.fill(0); // the memo holds its own copy
+          }
+          // A known encoding with one byte changed parses anew (or is refused), never as the known one.
+          const encoded = canonicalContext(records[0]!).encoded;
+          const bytes = encoded.slice();
+          bytes[flip % bytes.length]! ^= 0x01;
+          const e = errorOf(() => parseContext(bytes, 0));
+          if (e === undefined) {
+            const { context, end } = parseContext(bytes, 0);
+            expect(hex(context.encoded)).toBe(hex(bytes.subarray(0, end)));
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('Keys and values MUST be well-formed UTF-8', () => {
