@@ -105,6 +105,18 @@ export function toHex(bytes: Uint8Array): string {
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
+/** Character code -> 6-bit value (-1 where the character is not in the alphabet), per alphabet. */
+const DECODE_TABLES = new Map<string, Int8Array>();
+function decodeTable(alphabet: string): Int8Array {
+  let table = DECODE_TABLES.get(alphabet);
+  if (!table) {
+    table = new Int8Array(128).fill(-1);
+    for (let i = 0; i < alphabet.length; i++) table[alphabet.charCodeAt(i)] = i;
+    DECODE_TABLES.set(alphabet, table);
+  }
+  return table;
+}
+
 function base64Encode(bytes: Uint8Array, alphabet: string, pad: boolean): string {
   let out = '';
   let i = 0;
@@ -137,11 +149,13 @@ function base64Decode(text: string, alphabet: string, pad: boolean): Uint8Array 
     return undefined;
   }
   const out = new Uint8Array(Math.floor((len * 3) / 4));
+  const table = decodeTable(alphabet);
   let acc = 0;
   let bits = 0;
   let o = 0;
   for (let i = 0; i < len; i++) {
-    const v = alphabet.indexOf(text[i]!);
+    const code = text.charCodeAt(i);
+    const v = code < 128 ? table[code]! : -1;
     if (v < 0) {
       out.fill(0);
       return undefined;
