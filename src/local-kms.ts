@@ -9,6 +9,7 @@ import type * as NodePath from 'node:path';
 import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
 import { base64, base64url, utf8, wipe } from './bytes.ts';
+import type { CanonicalContext } from './context.ts';
 import { DecryptionFailedError, KmsError } from './errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
@@ -68,6 +69,7 @@ export class LocalKms implements KeyProvider {
   readonly #defaultKeyId: string;
   readonly #backend: CryptoBackend;
   readonly #random: (length: number) => Uint8Array;
+  readonly #aads = new WeakMap<CanonicalContext, Map<string, { json: string; aad: Uint8Array }>>();
 
   /** Takes ownership of the master keys (they are wiped by destroy()). */
   constructor(masterKeys: Readonly<Record<string, Uint8Array>>, options: LocalKmsOptions = {}) {
@@ -173,7 +175,7 @@ export class LocalKms implements KeyProvider {
     const sealed = new Uint8Array(NONCE_LENGTH + length + TAG_LENGTH);
     sealed.set(nonce);
     try {
-      this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, this.#aad(this.#defaultKeyId, request.context.json));
+      this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, this.#aad(this.#defaultKeyId, request.context));
     } catch (error) {
       wipe(plaintextKey);
       throw error;
@@ -195,7 +197,7 @@ export class LocalKms implements KeyProvider {
       sealed.subarray(NONCE_LENGTH),
       plaintextKey,
       0,
-      this.#aad(request.keyId, request.context.json),
+      this.#aad(request.keyId, request.context),
     );
     if (!ok) throw new DecryptionFailedError();
     return plaintextKey;
@@ -213,13 +215,26 @@ export class LocalKms implements KeyProvider {
     return key;
   }
 
-  #aad(keyId: string, contextJson: string): Uint8Array {
+  /**
+   * label || 0 || key id || 0 || context JSON, made once per context and key id (it is not
+   * secret), and made again should a caller's context object show another JSON.
+   */
+  #aad(keyId: string, context: CanonicalContext): Uint8Array {
+    const json = context.json;
+    let byKeyId = this.#aads.get(context);
+    if (!byKeyId) {
+      byKeyId = new Map();
+      this.#aads.set(context, byKeyId);
+    }
+    const known = byKeyId.get(keyId);
+    if (known && known.json === json) return known.aad;
     const id = utf8(keyId, 'key id');
-    const ctx = utf8(contextJson, 'context');
+    const ctx = utf8(json, 'context');
     const aad = new Uint8Array(AAD_LABEL.length + 1 + id.length + 1 + ctx.length);
     aad.set(AAD_LABEL);
     aad.set(id, AAD_LABEL.length + 1);
     aad.set(ctx, AAD_LABEL.length + 2 + id.length);
+    byKeyId.set(keyId, { json, aad });
     return aad;
   }
 

@@ -71,6 +71,13 @@ describe('LocalKms', () => {
       DecryptionFailedError,
     );
     expect(dataKey.ciphertextBlob).toMatch(/^lk1\.[A-Za-z0-9_-]+$/);
+    // The same context object, its JSON changed by a caller: bound to what it says now.
+    const mutable = { ...canonicalContext({ table: 'users' }), json: '{"table":"users"}' };
+    const key2 = await kms.generateDataKey({ keySpec: 'AES_256', context: mutable });
+    const request = { keySpec: 'AES_256' as const, keyId: key2.keyId, ciphertextBlob: key2.ciphertextBlob, context: mutable };
+    expect((await kms.decryptDataKey(request)).length).toBe(32);
+    mutable.json = '{"table":"orders"}';
+    await expect(kms.decryptDataKey(request)).rejects.toBeInstanceOf(DecryptionFailedError);
   });
 
   it('binds the key id, and names an unknown one', async () => {
