@@ -79,7 +79,13 @@ function compressBody(): number[] {
   const code: number[] = [];
   const get = (local: number): void => void code.push(OP.localGet, local);
   const set = (local: number): void => void code.push(OP.localSet, local);
-  const i64 = (value: bigint): void => void code.push(OP.i64Const, ...sleb(BigInt.asIntN(64, value)));
+  // The same few constants recur thousands of times: encode each once (BigInt work is slow).
+  const encoded = new Map<bigint, number[]>();
+  const i64 = (value: bigint): void => {
+    let bytes = encoded.get(value);
+    if (!bytes) encoded.set(value, (bytes = sleb(BigInt.asIntN(64, value))));
+    code.push(OP.i64Const, ...bytes);
+  };
   const op = (...ops: number[]): void => void code.push(...ops);
   const load = (base: number, offset: number): void => void code.push(OP.localGet, base, OP.i64Load, 3, ...uleb(offset));
   /** Reverses the bytes of the i64 on the stack (memory is little-endian, SHA-512 big-endian). */
