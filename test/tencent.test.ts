@@ -305,9 +305,10 @@ describe('fault matrix: retries within bounds, then typed errors, and no key lef
   });
 
   it('timeouts: each attempt is cut at timeoutMs and retried; the deadline bounds the whole call', async () => {
-    // Attempts of 150 ms against answers that take 600: room for a loaded machine to reach the
-    // emulator within each attempt, and never an answer in time.
-    emulator.setFaults({ latencyMs: 600 });
+    // Attempts of 150 ms against answers that take longer than the whole deadline: room for a
+    // loaded machine to reach the emulator within each attempt, and no answer in time, not even an
+    // earlier attempt's late one (a retry of the same call may be handed that; it is the same answer).
+    emulator.setFaults({ latencyMs: 2000 });
     const started = Date.now();
     const error = await createEnvelope({ kms: kmsWith({ timeoutMs: 150, deadlineMs: 800 }) })
       .seal('x')
@@ -318,6 +319,23 @@ describe('fault matrix: retries within bounds, then typed errors, and no key lef
     expect(elapsed).toBeLessThan(3000);
     expect(emulator.stats().calls.GenerateDataKey).toBeGreaterThanOrEqual(2);
   });
+
+  it('every attempt is cut at timeoutMs, even after dozens of abandoned ones (the abort alone once let one wait 20 s)', async () => {
+    // Seen once: after ~12 seals of 4 timed-out attempts each against a slow endpoint, an abort no
+    // longer ended the fetch and a 150 ms attempt waited for the 20 s answer. The attempt now races
+    // its own timer; here no answer ever comes in time, so every seal must fail near its deadline.
+    emulator.setFaults({ latencyMs: 5000 });
+    const slow: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      const started = Date.now();
+      const error = await createEnvelope({ kms: kmsWith({ timeoutMs: 150, deadlineMs: 600 }) })
+        .seal('x')
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(KmsError);
+      if (Date.now() - started > 2000) slow.push(Date.now() - started);
+    }
+    expect(slow).toEqual([]);
+  }, 60_000);
 
   it('a QPS limit answers with the real throttling code; the client backs off and gets through', async () => {
     emulator.setFaults({ qpsLimit: 5 });
