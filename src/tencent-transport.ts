@@ -193,9 +193,11 @@ export class TencentTransport {
   async #attempt<T>(call: KmsCall<T>, credentials: TencentCredentials, timeout: number): Promise<Verdict<T>> {
     const request = await call.sign(credentials);
     // One deadline bounds the whole attempt, the body read included (ky's own timeout stops at the
-    // headers). The abort signal alone was not enough: after a few dozen aborted requests to a slow
-    // endpoint, an abort was seen not to end the fetch (a 150 ms attempt waited 20 s for the answer),
-    // so the attempt also races a timer and moves on; the abandoned request is aborted and ignored.
+    // headers). The abort signal alone is not enough: ky wraps it in a Request, and Node 20's fetch
+    // loses a Request's link to its signal after a garbage collection (nodejs/undici#4068,
+    // nodejs/node#55428), so an abort can fail to end the fetch (seen here: a 150 ms attempt waited
+    // 20 s for the answer). The attempt also races a timer and moves on; the request is aborted
+    // anyway and its outcome ignored.
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<undefined>((resolve) => {
