@@ -23,7 +23,7 @@ export interface FileOptions {
    * Seal or open on worker threads (batches of 64 chunks, written back in order, same bytes):
    * `true`, or `{ minBytes, workers }` to use them only from a size on. Off by default: one thread
    * already overlaps its reads and writes with the crypto, and on the 2-core machine this was
-   * measured on the workers lost (0.7-1.0x, BENCHMARKS.md), two threads of bare AES-GCM giving
+   * measured on the workers did not pay (0.7-1.1x, BENCHMARKS.md), two threads of bare AES-GCM giving
    * 1.65x of one at best. It is for machines with cores to spare: measure before turning it on.
    */
   parallel?: boolean | { minBytes?: number; workers?: number };
