@@ -10,7 +10,7 @@ export interface EmulatorProcess {
 }
 
 export async function spawnEmulator(): Promise<EmulatorProcess> {
-  const cli = new URL('../../dist/cli.js', import.meta.url).pathname;
+  const cli = new URL('../../dist/tools/cli.js', import.meta.url).pathname;
   const child = spawn(process.execPath, [cli, 'emulator', '--key-alias', 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async (prefix: string): Promise<string> => ((await lines.next()).value as string).replace(prefix, '');

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { createEnvelope, type Envelope, LocalKms } from '../src/index.ts';
 import { spawnEmulator } from './emulator-process.ts';
-import { TencentKms } from '../src/tencent-kms.ts';
+import { TencentKms } from '../src/kms/tencent.ts';
 
 const RECORDS = 3000;
 const IN_FLIGHT = 32;

@@ -3,10 +3,10 @@
  * process (the CLI) so client and server do not share an event loop. Keep-alive is on (fetch's
  * default). Reports p50 and p99 over sequential calls, for both providers.
  */
-import { canonicalContext } from '../src/context.ts';
-import type { KeyProvider } from '../src/key-provider.ts';
-import { TencentKms } from '../src/tencent-kms.ts';
-import { TencentKmsV2 } from '../src/tencent-kms-v2.ts';
+import { canonicalContext } from '../src/core/context.ts';
+import type { KeyProvider } from '../src/kms/key-provider.ts';
+import { TencentKms } from '../src/kms/tencent.ts';
+import { TencentKmsV2 } from '../src/kms/tencent-v2.ts';
 import { spawnEmulator } from './emulator-process.ts';
 import { formatNs } from './harness.ts';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createEnvelope, LocalKms } from '../src/index.ts';
-import { defaultWorkers } from '../src/worker-pool.ts';
+import { defaultWorkers } from '../src/node/worker-pool.ts';
 
 const MiB = 1024 * 1024;
 const SEGMENT = 16384;

@@ -3,8 +3,8 @@
  * stream, range, file and batch paths, which share the same start (EnvelopeCore), and the
  * optional data-key caches that keep the KMS off the hot path.
  */
-import type { CryptoBackend } from './backend.ts';
-import { abytes, base64, describe, utf8, utf8DecodeStrict, wipe } from './bytes.ts';
+import type { CryptoBackend } from './core/backend.ts';
+import { abytes, base64, describe, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
 import {
   type CachedKeyMaterial,
   DecryptCache,
@@ -15,8 +15,8 @@ import {
   type EncryptionCacheOptions,
   type Lease,
   type RememberedKey,
-} from './cache.ts';
-import { copyKeyState, type HmacKeyState, wipeKeyState } from './hkdf.ts';
+} from './economy/cache.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from './core/hkdf.ts';
 import {
   COBBLESTONE_128,
   COBBLESTONE_256,
@@ -26,8 +26,8 @@ import {
   plaintextLength,
   SALT_LENGTH,
   sealedLength,
-} from './chunked.ts';
-import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './context.ts';
+} from './core/chunked.ts';
+import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './core/context.ts';
 import {
   ClosedError,
   ContextMismatchError,
@@ -35,15 +35,15 @@ import {
   EnvelopeError,
   KeyProviderMismatchError,
   KmsError,
-} from './errors.ts';
-import { type EnvelopeEvent, type EventListener, emitter } from './events.ts';
-import { type FileOptions, type FileResult, openFile, sealFile } from './files.ts';
-import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, parseHeader, validateProviderId } from './header.ts';
-import type { KeyProvider, KeySpec } from './key-provider.ts';
-import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
-import { type NodeDuplex, toNodeDuplex } from './node-stream.ts';
+} from './core/errors.ts';
+import { type EnvelopeEvent, type EventListener, emitter } from './economy/events.ts';
+import { type FileOptions, type FileResult, openFile, sealFile } from './node/files.ts';
+import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, parseHeader, validateProviderId } from './core/header.ts';
+import type { KeyProvider, KeySpec } from './kms/key-provider.ts';
+import { KEY_LENGTH_BY_SPEC } from './kms/key-provider.ts';
+import { type NodeDuplex, toNodeDuplex } from './node/node-stream.ts';
 import { openRange, type RangeOptions, type RangeSource } from './range.ts';
-import { type BackendName, selectBackend } from './select-backend.ts';
+import { type BackendName, selectBackend } from './core/select-backend.ts';
 import { createOpenStream, createSealStream } from './stream.ts';
 
 export type SuiteName = 'cobblestone-256' | 'cobblestone-128';

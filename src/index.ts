@@ -32,18 +32,18 @@ export {
   ENCRYPTION_CACHE_DEFAULTS,
   type DecryptCacheOptions,
   type EncryptionCacheOptions,
-} from './cache.ts';
-export type { EnvelopeEvent, EventListener } from './events.ts';
-export type { BucketOptions, RateLimitOptions } from './rate-limit.ts';
-export type { FileOptions, FileResult } from './files.ts';
+} from './economy/cache.ts';
+export type { EnvelopeEvent, EventListener } from './economy/events.ts';
+export type { BucketOptions, RateLimitOptions } from './economy/rate-limit.ts';
+export type { FileOptions, FileResult } from './node/files.ts';
 export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './range.ts';
-export { LocalKms, type LocalKmsOptions } from './local-kms.ts';
-export { TencentKms, type TencentKmsOptions } from './tencent-kms.ts';
-export { TencentKmsV2, type TencentKmsV2Options } from './tencent-kms-v2.ts';
-export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './tencent-transport.ts';
-export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './key-provider.ts';
-export type { CanonicalContext, EncryptionContext } from './context.ts';
-export type { BackendName } from './select-backend.ts';
+export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
+export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
+export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';
+export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './kms/tencent-transport.ts';
+export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './kms/key-provider.ts';
+export type { CanonicalContext, EncryptionContext } from './core/context.ts';
+export type { BackendName } from './core/select-backend.ts';
 export {
   ClosedError,
   ContextMismatchError,
@@ -57,4 +57,4 @@ export {
   LimitExceededError,
   UnsupportedSuiteError,
   UnsupportedVersionError,
-} from './errors.ts';
+} from './core/errors.ts';

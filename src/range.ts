@@ -4,11 +4,11 @@
  * 56 + k * 16400). With `verifyLength` (the default) the final chunk is decrypted too, which
  * authenticates the message's length, as the spec asks for seeks relative to the end.
  */
-import { wipe } from './bytes.ts';
-import { openPayloadRange, plaintextLength } from './chunked.ts';
+import { wipe } from './core/bytes.ts';
+import { openPayloadRange, plaintextLength } from './core/chunked.ts';
 import type { EnvelopeCore, OpenOptions } from './envelope.ts';
-import { DecryptionFailedError } from './errors.ts';
-import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './header.ts';
+import { DecryptionFailedError } from './core/errors.ts';
+import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './core/header.ts';
 
 /** Reads `length` bytes at `position`; may return fewer only at the end of the source. */
 export type ReadAt = (position: number, length: number) => Promise<Uint8Array>;

@@ -3,11 +3,11 @@
  * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
  */
 import type { Transformer } from 'node:stream/web';
-import { abytes, wipe } from './bytes.ts';
-import { PayloadOpener, type PayloadSealer } from './chunked.ts';
+import { abytes, wipe } from './core/bytes.ts';
+import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
 import type { EnvelopeCore, OpenOptions, SealSession, StreamSealOptions } from './envelope.ts';
-import { HeaderMalformedError } from './errors.ts';
-import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './header.ts';
+import { HeaderMalformedError } from './core/errors.ts';
+import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './core/header.ts';
 
 const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
 

@@ -1,12 +1,12 @@
-/** The real `kms-envelope` binary (dist/cli.js), spawned against the emulator started in-process. */
+/** The real `kms-envelope` binary (dist/tools/cli.js), spawned against the emulator started in-process. */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningEmulator, startEmulator } from '../src/emulator.ts';
+import { type RunningEmulator, startEmulator } from '../src/tools/emulator/index.ts';
 
-const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
+const CLI = new URL('../dist/tools/cli.js', import.meta.url).pathname;
 let emulator: RunningEmulator;
 let keyId: string;
 let dir: string;

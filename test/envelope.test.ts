@@ -10,10 +10,10 @@ import {
   open,
   seal,
 } from '../src/index.ts';
-import { PAYLOAD_PREFIX, PayloadOpener, COBBLESTONE_256 } from '../src/chunked.ts';
-import { canonicalContext } from '../src/context.ts';
-import { parseHeader } from '../src/header.ts';
-import { selectBackend } from '../src/select-backend.ts';
+import { PAYLOAD_PREFIX, PayloadOpener, COBBLESTONE_256 } from '../src/core/chunked.ts';
+import { canonicalContext } from '../src/core/context.ts';
+import { parseHeader } from '../src/core/header.ts';
+import { selectBackend } from '../src/core/select-backend.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
 const kms = LocalKms.generate();

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync as makeTempDir, readdirSync, readFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WriteBehind } from '../src/files.ts';
+import { WriteBehind } from '../src/node/files.ts';
 import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
 import { hex } from './helpers.ts';
 

@@ -5,10 +5,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { CryptoBackend } from '../src/backend.ts';
-import { COBBLESTONE_256, openPayload, sealedLength, sealPayload } from '../src/chunked.ts';
-import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/context.ts';
-import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/errors.ts';
+import type { CryptoBackend } from '../src/core/backend.ts';
+import { COBBLESTONE_256, openPayload, sealedLength, sealPayload } from '../src/core/chunked.ts';
+import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/core/context.ts';
+import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/core/errors.ts';
 import {
   encodeAuthenticated,
   encodeWrappedKey,
@@ -16,7 +16,7 @@ import {
   MAX_HEADER_LENGTH,
   parseHeader,
   PREFIX_LENGTH,
-} from '../src/header.ts';
+} from '../src/core/header.ts';
 import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
 import { BACKENDS, hex } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';

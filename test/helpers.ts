@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha512 } from '@noble/hashes/sha2.js';
-import type { CryptoBackend } from '../src/backend.ts';
-import { nobleBackend } from '../src/backend-noble.ts';
-import { createNodeBackend } from '../src/backend-node.ts';
+import type { CryptoBackend } from '../src/core/backend.ts';
+import { nobleBackend } from '../src/core/backend-noble.ts';
+import { createNodeBackend } from '../src/core/backend-node.ts';
 
 export const BACKENDS: CryptoBackend[] = [createNodeBackend()!, nobleBackend];
 

@@ -1,6 +1,6 @@
-import type { CryptoBackend } from '../src/backend.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../src/key-provider.ts';
-import { LocalKms } from '../src/local-kms.ts';
+import type { CryptoBackend } from '../src/core/backend.ts';
+import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../src/kms/key-provider.ts';
+import { LocalKms } from '../src/kms/local.ts';
 
 /**
  * A key provider that keeps a reference to every plaintext data key it hands out, so a test can

@@ -1,6 +1,6 @@
 import { inspect as nodeInspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { COBBLESTONE_256, openPayload, PayloadOpener, sealedLength, sealPayload } from '../src/chunked.ts';
+import { COBBLESTONE_256, openPayload, PayloadOpener, sealedLength, sealPayload } from '../src/core/chunked.ts';
 import { createEnvelope, LocalKms } from '../src/index.ts';
 import { InstrumentedProvider, recordingBackend } from './instrumented.ts';
 import { BACKENDS } from './helpers.ts';

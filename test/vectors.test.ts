@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createEnvelope, type EncryptionContext, LocalKms, type SuiteName } from '../src/index.ts';
-import { parseHeader } from '../src/header.ts';
+import { parseHeader } from '../src/core/header.ts';
 import { hex, readVectors, seededRandom, unhex } from './helpers.ts';
 
 interface VectorCase {
@@ -152,8 +152,8 @@ describe('envelope-v1 vectors', () => {
 
 describe('FORMAT.md §8 worked example', () => {
   it('has the key schedule FORMAT.md states', async () => {
-    const { COBBLESTONE_256, deriveKeys } = await import('../src/chunked.ts');
-    const { selectBackend } = await import('../src/select-backend.ts');
+    const { COBBLESTONE_256, deriveKeys } = await import('../src/core/chunked.ts');
+    const { selectBackend } = await import('../src/core/select-backend.ts');
     const sealed = unhex(vectors.cases[0]!.sealed);
     const header = parseHeader(sealed);
     const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) });

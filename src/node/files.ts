@@ -8,13 +8,13 @@
 import type * as NodeFs from 'node:fs';
 import type * as NodeFsPromises from 'node:fs/promises';
 import type * as NodePath from 'node:path';
-import { wipe } from './bytes.ts';
-import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from './chunked.ts';
-import { DecryptionFailedError } from './errors.ts';
+import { wipe } from '../core/bytes.ts';
+import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
+import { DecryptionFailedError } from '../core/errors.ts';
 import { ChunkWorkerPool, defaultWorkers, type PoolSession } from './worker-pool.ts';
-import type { EnvelopeCore, OpenOptions, SealOptions } from './envelope.ts';
-import { MAX_HEADER_LENGTH, parseHeader } from './header.ts';
-import { budget } from './stream.ts';
+import type { EnvelopeCore, OpenOptions, SealOptions } from '../envelope.ts';
+import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
+import { budget } from '../stream.ts';
 
 export interface FileOptions {
   /** Replace an existing destination; default false (an existing destination is an EEXIST error). */

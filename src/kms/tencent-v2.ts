@@ -2,8 +2,8 @@
  * TencentKmsV2: the legacy KMS API of the original GenerateDataKey page (`/v2/index.php`, query
  * parameters signed with HmacSHA256 or HmacSHA1; reference/tencent-kms.md §1).
  */
-import { base64 } from './bytes.ts';
-import { DecryptionFailedError, KmsError } from './errors.ts';
+import { base64 } from '../core/bytes.ts';
+import { DecryptionFailedError, KmsError } from '../core/errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
 import { querySignature, queryStringToSign, type QuerySignatureMethod } from './tencent-sign.ts';

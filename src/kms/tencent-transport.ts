@@ -5,10 +5,10 @@
  * Secrets, signatures and plaintext keys never reach an error message.
  */
 import type KyInstance from 'ky';
-import { base64, wipe } from './bytes.ts';
-import { KmsError } from './errors.ts';
-import { type EventListener, emitter } from './events.ts';
-import { type BucketOptions, RateLimiter, type RateLimitOptions } from './rate-limit.ts';
+import { base64, wipe } from '../core/bytes.ts';
+import { KmsError } from '../core/errors.ts';
+import { type EventListener, emitter } from '../economy/events.ts';
+import { type BucketOptions, RateLimiter, type RateLimitOptions } from '../economy/rate-limit.ts';
 
 export interface TencentCredentials {
   readonly secretId: string;

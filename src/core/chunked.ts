@@ -7,7 +7,7 @@ import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
 import { equalBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
-import type { ChunkWorkerPool, PoolSession } from './worker-pool.ts';
+import type { ChunkWorkerPool, PoolSession } from '../node/worker-pool.ts';
 
 export interface PayloadSuite {
   /** Suite id in the header. */

@@ -2,8 +2,8 @@
  * TencentKms: Tencent Cloud KMS API 3.0 (version 2019-01-18), POST JSON signed with
  * TC3-HMAC-SHA256 (reference/tencent-kms.md §2).
  */
-import { base64 } from './bytes.ts';
-import { DecryptionFailedError, KmsError } from './errors.ts';
+import { base64 } from '../core/bytes.ts';
+import { DecryptionFailedError, KmsError } from '../core/errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';

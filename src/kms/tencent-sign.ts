@@ -6,7 +6,7 @@
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha1 } from '@noble/hashes/legacy.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { base64, compareBytes, toHex, utf8, wipe } from './bytes.ts';
+import { base64, compareBytes, toHex, utf8, wipe } from '../core/bytes.ts';
 
 export type QuerySignatureMethod = 'HmacSHA1' | 'HmacSHA256';
 

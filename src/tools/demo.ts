@@ -5,8 +5,8 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startEmulator } from './emulator.ts';
-import { createEnvelope, inspect, isEnvelopeError, LocalKms, TencentKms, TencentKmsV2 } from './index.ts';
+import { startEmulator } from './emulator/index.ts';
+import { createEnvelope, inspect, isEnvelopeError, LocalKms, TencentKms, TencentKmsV2 } from '../index.ts';
 
 const dir = join(process.cwd(), '.kms-envelope');
 const emulator = await startEmulator();

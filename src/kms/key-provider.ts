@@ -2,7 +2,7 @@
  * The contract every KMS implements. Two calls: generate a data key for a context, and decrypt a
  * wrapped data key for a context. A structural interface, so a fake for tests is a few lines.
  */
-import type { CanonicalContext } from './context.ts';
+import type { CanonicalContext } from '../core/context.ts';
 
 /** Data key size, in the KMS's words: 32 bytes (Cobblestone-256) or 16 bytes (Cobblestone-128). */
 export type KeySpec = 'AES_256' | 'AES_128';

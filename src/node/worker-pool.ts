@@ -7,9 +7,9 @@
  * once at the end wipes it for every thread.
  */
 import type * as NodeWorkerThreads from 'node:worker_threads';
-import { TAG_LENGTH } from './backend.ts';
-import { wipe } from './bytes.ts';
-import { CHUNK_SIZE, MAX_CHUNKS, SEALED_CHUNK_SIZE } from './chunked.ts';
+import { TAG_LENGTH } from '../core/backend.ts';
+import { wipe } from '../core/bytes.ts';
+import { CHUNK_SIZE, MAX_CHUNKS, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
 
 /** The worker's code: plain JavaScript, evaluated, so it runs from sources and builds alike. */
 const WORKER_SOURCE = `

@@ -6,14 +6,14 @@
  */
 import type * as NodeFs from 'node:fs';
 import type * as NodePath from 'node:path';
-import type { CryptoBackend } from './backend.ts';
-import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
-import { base64, base64url, utf8, wipe } from './bytes.ts';
-import type { CanonicalContext } from './context.ts';
-import { DecryptionFailedError, KmsError } from './errors.ts';
+import type { CryptoBackend } from '../core/backend.ts';
+import { NONCE_LENGTH, TAG_LENGTH } from '../core/backend.ts';
+import { base64, base64url, utf8, wipe } from '../core/bytes.ts';
+import type { CanonicalContext } from '../core/context.ts';
+import { DecryptionFailedError, KmsError } from '../core/errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
-import { type BackendName, selectBackend } from './select-backend.ts';
+import { type BackendName, selectBackend } from '../core/select-backend.ts';
 
 const MASTER_KEY_LENGTH = 32;
 const BLOB_PREFIX = 'lk1.';

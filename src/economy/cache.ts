@@ -12,10 +12,10 @@
  *
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
  */
-import type { CryptoBackend } from './backend.ts';
-import { equalPublicBytes, wipe } from './bytes.ts';
-import { ClosedError, LimitExceededError } from './errors.ts';
-import { copyKeyState, type HmacKeyState, wipeKeyState } from './hkdf.ts';
+import type { CryptoBackend } from '../core/backend.ts';
+import { equalPublicBytes, wipe } from '../core/bytes.ts';
+import { ClosedError, LimitExceededError } from '../core/errors.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import type { EnvelopeEvent } from './events.ts';
 
 export interface EncryptionCacheOptions {

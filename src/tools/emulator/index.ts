@@ -12,7 +12,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { querySignature, queryStringToSign, type QuerySignatureMethod, tc3Signature, tc3StringToSign, utcDate } from './tencent-sign.ts';
+import { querySignature, queryStringToSign, type QuerySignatureMethod, tc3Signature, tc3StringToSign, utcDate } from '../../kms/tencent-sign.ts';
 
 export interface EmulatorCredentials {
   secretId: string;
