@@ -4,9 +4,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningEmulator, startEmulator } from '../src/tools/emulator/index.ts';
+import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
 
-const CLI = new URL('../dist/tools/cli.js', import.meta.url).pathname;
+const CLI = new URL('../../dist/tools/cli.js', import.meta.url).pathname;
 let emulator: RunningEmulator;
 let keyId: string;
 let dir: string;

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startEmulator } from '../src/tools/emulator/index.ts';
-import { createEnvelope } from '../src/index.ts';
-import { TencentKms } from '../src/kms/tencent.ts';
+import { startEmulator } from '../../src/tools/emulator/index.ts';
+import { createEnvelope } from '../../src/index.ts';
+import { TencentKms } from '../../src/kms/tencent.ts';
 
-const CLI = new URL('../dist/tools/cli.js', import.meta.url).pathname;
+const CLI = new URL('../../dist/tools/cli.js', import.meta.url).pathname;
 
 describe('emulator state', () => {
   it('persists keys to --state (mode 0600) so sealed data opens after a restart', async () => {

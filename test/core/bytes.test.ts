@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { base64, base64url, equalPublicBytes, startsWithPublicBytes } from '../src/core/bytes.ts';
+import { base64, base64url, equalPublicBytes, startsWithPublicBytes } from '../../src/core/bytes.ts';
 
 describe('base64 and base64url', () => {
   it('encode as Node does and decode back, for any bytes', () => {

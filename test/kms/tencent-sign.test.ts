@@ -1,6 +1,6 @@
 /** Known-answer tests: every signature vector of reference/tencent-kms.md §1.4 and §2.4. */
 import { describe, expect, it } from 'vitest';
-import { querySignature, queryStringToSign, tc3Authorization, tc3Signature, tc3StringToSign, utcDate } from '../src/kms/tencent-sign.ts';
+import { querySignature, queryStringToSign, tc3Authorization, tc3Signature, tc3StringToSign, utcDate } from '../../src/kms/tencent-sign.ts';
 
 const ID = 'AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE';
 const KEY = 'Gu5t9xGARNpq86cd98joQYCN3EXAMPLE';

@@ -1,11 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../src/economy/cache.ts';
-import { type RunningEmulator, startEmulator } from '../src/tools/emulator/index.ts';
-import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../src/index.ts';
-import { TencentKms, type TencentKmsOptions } from '../src/kms/tencent.ts';
-import { BACKENDS } from './helpers.ts';
-import { InstrumentedProvider } from './instrumented.ts';
+import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
+import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../../src/index.ts';
+import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
+import { BACKENDS } from '../helpers.ts';
+import { InstrumentedProvider } from '../instrumented.ts';
 
 let emulator: RunningEmulator;
 let keyId: string;

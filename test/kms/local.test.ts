@@ -2,8 +2,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { canonicalContext } from '../src/core/context.ts';
-import { createEnvelope, DecryptionFailedError, KmsError, LocalKms } from '../src/index.ts';
+import { canonicalContext } from '../../src/core/context.ts';
+import { createEnvelope, DecryptionFailedError, KmsError, LocalKms } from '../../src/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-local-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

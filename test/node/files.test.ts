@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync as makeTempDir, readdirSync, readFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WriteBehind } from '../src/node/files.ts';
-import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
-import { hex } from './helpers.ts';
+import { WriteBehind } from '../../src/node/files.ts';
+import { createEnvelope, DecryptionFailedError, LocalKms } from '../../src/index.ts';
+import { hex } from '../helpers.ts';
 
 const masterKey = Buffer.alloc(32, 9).toString('base64');
 const kms = LocalKms.fromEnv({ KMS_ENVELOPE_LOCAL_KEY: masterKey });
@@ -77,7 +77,7 @@ describe('sealFile / openFile', () => {
     const previous = await envelope.seal('the previous complete file', { context });
     writeFileSync(join(dir, 'kept.kmse'), previous);
     const script = `
-      import { createEnvelope, LocalKms } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      import { createEnvelope, LocalKms } from ${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)};
       const envelope = createEnvelope({ kms: LocalKms.fromEnv() });
       let told = false;
       await envelope.sealFile(process.argv[1], process.argv[2], {

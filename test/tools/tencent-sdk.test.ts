@@ -6,7 +6,7 @@
 import { Agent } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'tencentcloud-sdk-nodejs/tencentcloud/services/kms/v20190118/kms_client.js';
-import { type RunningEmulator, startEmulator } from '../src/tools/emulator/index.ts';
+import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
 
 let emulator: RunningEmulator;
 beforeAll(async () => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { CryptoBackend } from '../src/core/backend.ts';
+import type { CryptoBackend } from '../../src/core/backend.ts';
 import {
   PayloadKeys,
   CHUNK_SIZE,
@@ -19,9 +19,9 @@ import {
   plaintextLength,
   sealedLength,
   sealPayload,
-} from '../src/core/chunked.ts';
-import { DecryptionFailedError } from '../src/core/errors.ts';
-import { BACKENDS, hex, readVectors, unhex } from './helpers.ts';
+} from '../../src/core/chunked.ts';
+import { DecryptionFailedError } from '../../src/core/errors.ts';
+import { BACKENDS, hex, readVectors, unhex } from '../helpers.ts';
 
 interface ChunkedFile {
   testGroups: { aead: string; tests: ChunkedCase[] }[];

@@ -1,13 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { canonicalContext } from '../src/core/context.ts';
-import { type RunningEmulator, startEmulator } from '../src/tools/emulator/index.ts';
-import { createEnvelope, DecryptionFailedError, KmsError } from '../src/index.ts';
-import { TencentKms, type TencentKmsOptions } from '../src/kms/tencent.ts';
-import { TencentKmsV2 } from '../src/kms/tencent-v2.ts';
-import { querySignature, queryStringToSign, tc3Authorization } from '../src/kms/tencent-sign.ts';
-import { InstrumentedProvider } from './instrumented.ts';
+import { canonicalContext } from '../../src/core/context.ts';
+import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import { createEnvelope, DecryptionFailedError, KmsError } from '../../src/index.ts';
+import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
+import { TencentKmsV2 } from '../../src/kms/tencent-v2.ts';
+import { querySignature, queryStringToSign, tc3Authorization } from '../../src/kms/tencent-sign.ts';
+import { InstrumentedProvider } from '../instrumented.ts';
 
 let emulator: RunningEmulator;
 let keyId: string;
