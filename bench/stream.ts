@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createEnvelope, LocalKms } from '../src/index.ts';
+import { openFile, sealFile } from '../src/node.ts';
 import { defaultWorkers } from '../src/node/worker-pool.ts';
 
 const MiB = 1024 * 1024;
@@ -162,11 +163,11 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<strin
       for (let done = 0; done < size; done += buffer.length) writeFileSync(plainPath, buffer, { flag: 'a' });
       const rawEncFile = await rawFileRate(plainPath, join(dir, 'raw-sealed'), false);
       start = performance.now();
-      await envelope.sealFile(plainPath, join(dir, 'sealed'), { overwrite: true });
+      await sealFile(envelope, plainPath, join(dir, 'sealed'), { overwrite: true });
       const sealFileRate = size / MiB / ((performance.now() - start) / 1000);
       const rawDecFile = await rawFileRate(join(dir, 'raw-sealed'), join(dir, 'raw-opened'), true);
       start = performance.now();
-      await envelope.openFile(join(dir, 'sealed'), join(dir, 'opened'), { overwrite: true });
+      await openFile(envelope, join(dir, 'sealed'), join(dir, 'opened'), { overwrite: true });
       const openFileRate = size / MiB / ((performance.now() - start) / 1000);
       rmSync(join(dir, 'raw-sealed'));
       rmSync(join(dir, 'raw-opened'));
@@ -178,6 +179,7 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<strin
     // Peak RSS of a whole process sealing and opening a 1 GiB file.
     const big = join(dir, 'plain');
     const lib = new URL('../../dist/index.js', import.meta.url).href;
+    const nodeLib = new URL('../../dist/node.js', import.meta.url).href;
     const keyB64 = Buffer.alloc(32, 1).toString('base64');
     // getrusage's maxrss survives exec on Linux (a child would report this big parent's), so the
     // child samples its own RSS instead.
@@ -185,8 +187,9 @@ export async function benchStream(sizes = [64 * MiB, 1024 * MiB]): Promise<strin
     const script = (op: string) => `
       ${sampler}
       import { createEnvelope, LocalKms } from ${JSON.stringify(lib)};
+      import { ${op} } from ${JSON.stringify(nodeLib)};
       const e = createEnvelope({ kms: LocalKms.fromEnv() });
-      await e.${op}(process.argv[1], process.argv[2], { overwrite: true });
+      await ${op}(e, process.argv[1], process.argv[2], { overwrite: true });
       sample(); clearInterval(timer); console.log(peak);`;
     const env = { ...process.env, KMS_ENVELOPE_LOCAL_KEY: keyB64 };
     const run = (args: string[]) => Number(execFileSync(process.execPath, args, { env }).toString()) / MiB;
@@ -232,10 +235,10 @@ export async function benchWorkers(
       };
       const parallel = { minBytes: 0 };
       for (let r = 0; r < rounds; r++) {
-        await timed('seal1', () => envelope.sealFile(plain, join(dir, 'sealed1'), { overwrite: true }));
-        await timed('sealN', () => envelope.sealFile(plain, join(dir, 'sealedN'), { overwrite: true, parallel }));
-        await timed('open1', () => envelope.openFile(join(dir, 'sealed1'), join(dir, 'opened1'), { overwrite: true }));
-        await timed('openN', () => envelope.openFile(join(dir, 'sealedN'), join(dir, 'openedN'), { overwrite: true, parallel }));
+        await timed('seal1', () => sealFile(envelope, plain, join(dir, 'sealed1'), { overwrite: true }));
+        await timed('sealN', () => sealFile(envelope, plain, join(dir, 'sealedN'), { overwrite: true, parallel }));
+        await timed('open1', () => openFile(envelope, join(dir, 'sealed1'), join(dir, 'opened1'), { overwrite: true }));
+        await timed('openN', () => openFile(envelope, join(dir, 'sealedN'), join(dir, 'openedN'), { overwrite: true, parallel }));
       }
       for (const name of ['plain', 'sealed1', 'sealedN', 'opened1', 'openedN']) rmSync(join(dir, name));
       const [s1, sN, o1, oN] = ['seal1', 'sealN', 'open1', 'openN'].map((k) => median(rates[k]!)) as [number, number, number, number];

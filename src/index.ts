@@ -4,6 +4,7 @@
  * @example
  * ```ts
  * import { createEnvelope, LocalKms } from 'kms-envelope';
+ * // Browser-safe: files, Node streams and key files are in 'kms-envelope/node'.
  * const envelope = createEnvelope({ kms: LocalKms.generate() });
  * const sealed = await envelope.seal('secret', { context: { table: 'users', row: '42' } });
  * const plain = await envelope.openString(sealed, { context: { table: 'users', row: '42' } });
@@ -35,7 +36,6 @@ export {
 } from './economy/cache.ts';
 export type { EnvelopeEvent, EventListener } from './economy/events.ts';
 export type { BucketOptions, RateLimitOptions } from './economy/rate-limit.ts';
-export type { FileOptions, FileResult } from './node/files.ts';
 export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './range.ts';
 export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';

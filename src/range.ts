@@ -6,7 +6,7 @@
  */
 import { wipe } from './core/bytes.ts';
 import { openPayloadRange, plaintextLength } from './core/chunked.ts';
-import type { EnvelopeCore, OpenOptions } from './envelope.ts';
+import type { EnvelopeCore, OpenOptions } from './engine.ts';
 import { DecryptionFailedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './core/header.ts';
 

@@ -2,12 +2,16 @@
  * sealStream() and openStream(): WHATWG TransformStreams (browsers, Deno, Node) over the same
  * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
  */
-import type { Transformer } from 'node:stream/web';
 import { abytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
-import type { EnvelopeCore, OpenOptions, SealSession, StreamSealOptions } from './envelope.ts';
+import type { EnvelopeCore, OpenOptions, SealSession, StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './core/header.ts';
+
+/** A transformer as TransformStream takes it, with the cancel() that older DOM typings lack. */
+type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStream<Uint8Array, Uint8Array>>[0]> & {
+  cancel?: (reason?: unknown) => void | Promise<void>;
+};
 
 const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
 
@@ -56,7 +60,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
       cancel() {
         sealer?.destroy();
       },
-    } as Transformer<Uint8Array, Uint8Array>,
+    } as StreamTransformer,
     { highWaterMark: HIGH_WATER_MARK },
     { highWaterMark: HIGH_WATER_MARK },
   );
@@ -111,7 +115,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
       cancel() {
         opener?.destroy();
       },
-    } as Transformer<Uint8Array, Uint8Array>,
+    } as StreamTransformer,
     { highWaterMark: HIGH_WATER_MARK },
     { highWaterMark: HIGH_WATER_MARK },
   );

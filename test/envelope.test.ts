@@ -10,7 +10,8 @@ import {
   open,
   seal,
 } from '../src/index.ts';
-import { PAYLOAD_PREFIX, PayloadOpener, COBBLESTONE_256 } from '../src/core/chunked.ts';
+import { PAYLOAD_PREFIX, PayloadOpener } from '../src/core/chunked.ts';
+import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { canonicalContext } from '../src/core/context.ts';
 import { parseHeader } from '../src/core/header.ts';
 import { selectBackend } from '../src/core/select-backend.ts';

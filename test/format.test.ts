@@ -6,7 +6,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { CryptoBackend } from '../src/core/backend.ts';
-import { COBBLESTONE_256, openPayload, sealedLength, sealPayload } from '../src/core/chunked.ts';
+import { openPayload, sealedLength } from '../src/core/chunked.ts';
+import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/core/context.ts';
 import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/core/errors.ts';
 import {
@@ -18,7 +19,7 @@ import {
   PREFIX_LENGTH,
 } from '../src/core/header.ts';
 import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
-import { BACKENDS, hex } from './helpers.ts';
+import { BACKENDS, hex, sealPayload } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
 const kms = LocalKms.generate();
@@ -373,7 +374,9 @@ describe('FORMAT.md', () => {
     const spec = normalize(readFileSync(new URL('../FORMAT.md', import.meta.url), 'utf8'));
     const sentences = spec.split(/(?<=[.;])\s+/).filter((s) => /\bMUST\b/.test(s));
     const titles: string[] = [];
-    for (const file of readdirSync(new URL('.', import.meta.url)).filter((f) => f.endsWith('.test.ts'))) {
+    const files = readdirSync(new URL('.', import.meta.url), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.test.ts'));
+    expect(files).toContain('core/chunked.test.ts');
+    for (const file of files) {
       const source = readFileSync(new URL(`./${file}`, import.meta.url), 'utf8');
       for (const m of source.matchAll(/\bit(?:\.each\([^)]*\))?\(\s*(['"])(.+?)\1/g)) titles.push(m[2]!);
     }

@@ -4,6 +4,8 @@ import { sha512 } from '@noble/hashes/sha2.js';
 import type { CryptoBackend } from '../src/core/backend.ts';
 import { nobleBackend } from '../src/core/backend-noble.ts';
 import { createNodeBackend } from '../src/core/backend-node.ts';
+import { PayloadSealer } from '../src/core/chunked.ts';
+import type { PayloadSuite } from '../src/core/suites.ts';
 
 export const BACKENDS: CryptoBackend[] = [createNodeBackend()!, nobleBackend];
 
@@ -31,4 +33,21 @@ export function hex(bytes: Uint8Array): string {
 
 export function unhex(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'hex'));
+}
+
+/**
+ * Seals `plaintext` into `out` at `offset` with the given salt (sealedLength(plaintext.length)
+ * bytes): the one-shot form of PayloadSealer that the vector tests use.
+ */
+export function sealPayload(
+  backend: CryptoBackend,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  salt: Uint8Array,
+  plaintext: Uint8Array,
+  out: Uint8Array,
+  offset: number,
+): void {
+  new PayloadSealer(backend, suite, inputKey, context, salt).sealAll(plaintext, out, offset);
 }

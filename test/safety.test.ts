@@ -1,9 +1,10 @@
 import { inspect as nodeInspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { COBBLESTONE_256, openPayload, PayloadOpener, sealedLength, sealPayload } from '../src/core/chunked.ts';
+import { openPayload, PayloadOpener, sealedLength } from '../src/core/chunked.ts';
+import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { createEnvelope, LocalKms } from '../src/index.ts';
 import { InstrumentedProvider, recordingBackend } from './instrumented.ts';
-import { BACKENDS } from './helpers.ts';
+import { BACKENDS, sealPayload } from './helpers.ts';
 
 const zero = (b: Uint8Array): boolean => b.every((x) => x === 0);
 

@@ -8,6 +8,7 @@ import vm from 'node:vm';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createEnvelope, DecryptionFailedError, LocalKms } from '../src/index.ts';
+import { openNodeStream, sealNodeStream } from '../src/node.ts';
 import { hex, seededRandom } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
@@ -187,8 +188,8 @@ describe('Node stream adapters', () => {
     try {
       const plaintext = pattern(100_000);
       writeFileSync(join(dir, 'a'), plaintext);
-      await pipeline(createReadStream(join(dir, 'a')), envelope.sealNodeStream({ context }), createWriteStream(join(dir, 'a.kmse')));
-      await pipeline(createReadStream(join(dir, 'a.kmse')), envelope.openNodeStream(), createWriteStream(join(dir, 'a.out')));
+      await pipeline(createReadStream(join(dir, 'a')), sealNodeStream(envelope, { context }), createWriteStream(join(dir, 'a.kmse')));
+      await pipeline(createReadStream(join(dir, 'a.kmse')), openNodeStream(envelope), createWriteStream(join(dir, 'a.out')));
       expect(hex(readFileSync(join(dir, 'a.out')))).toBe(hex(plaintext));
       expect(hex(await envelope.open(readFileSync(join(dir, 'a.kmse'))))).toBe(hex(plaintext));
     } finally {

@@ -152,7 +152,8 @@ describe('envelope-v1 vectors', () => {
 
 describe('FORMAT.md §8 worked example', () => {
   it('has the key schedule FORMAT.md states', async () => {
-    const { COBBLESTONE_256, deriveKeys } = await import('../src/core/chunked.ts');
+    const { deriveKeys } = await import('../src/core/chunked.ts');
+    const { COBBLESTONE_256 } = await import('../src/core/suites.ts');
     const { selectBackend } = await import('../src/core/select-backend.ts');
     const sealed = unhex(vectors.cases[0]!.sealed);
     const header = parseHeader(sealed);

@@ -7,29 +7,8 @@ import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
 import { equalBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
-import type { ChunkWorkerPool, PoolSession } from '../node/worker-pool.ts';
-
-export interface PayloadSuite {
-  /** Suite id in the header. */
-  readonly id: number;
-  readonly name: 'Cobblestone-256' | 'Cobblestone-128';
-  /** IANA AEAD name, part of the HKDF info. */
-  readonly aead: 'AEAD_AES_256_GCM' | 'AEAD_AES_128_GCM';
-  readonly keyLength: 32 | 16;
-}
-
-export const COBBLESTONE_256: PayloadSuite = Object.freeze({
-  id: 0x01,
-  name: 'Cobblestone-256',
-  aead: 'AEAD_AES_256_GCM',
-  keyLength: 32,
-});
-export const COBBLESTONE_128: PayloadSuite = Object.freeze({
-  id: 0x02,
-  name: 'Cobblestone-128',
-  aead: 'AEAD_AES_128_GCM',
-  keyLength: 16,
-});
+import { chunkNonce } from './chunk-nonce.ts';
+import type { PayloadSuite } from './suites.ts';
 
 export const CHUNK_SIZE = 16384;
 export const SALT_LENGTH = 24;
@@ -82,17 +61,7 @@ export class PayloadKeys {
     if (!Number.isSafeInteger(counter) || counter < 0 || counter >= MAX_CHUNKS) {
       throw new RangeError(`chunk counter ${counter} out of range: a message has at most 2^38 chunks`);
     }
-    const n = this.#nonce;
-    n.set(this.baseNonce);
-    // 38 bits span the last 5 bytes; split into a high byte and a low 32-bit word.
-    const high = Math.floor(counter / 2 ** 32);
-    const low = counter >>> 0;
-    n[7]! ^= high;
-    n[8]! ^= low >>> 24;
-    n[9]! ^= (low >>> 16) & 0xff;
-    n[10]! ^= (low >>> 8) & 0xff;
-    n[11]! ^= low & 0xff;
-    return n;
+    return chunkNonce(this.baseNonce, counter, this.#nonce);
   }
 
   wipe(): void {
@@ -147,23 +116,6 @@ export function plaintextLength(payloadLength: number): number | undefined {
   const last = body - full * SEALED_CHUNK_SIZE;
   if (last < TAG_LENGTH) return undefined;
   return full * CHUNK_SIZE + last - TAG_LENGTH;
-}
-
-/**
- * Seals `plaintext` into `out` at `offset` (sealedLength(plaintext.length) bytes):
- * salt || commitment || chunks. Wipes the derived keys.
- */
-export function sealPayload(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  salt: Uint8Array,
-  plaintext: Uint8Array,
-  out: Uint8Array,
-  offset: number,
-): void {
-  new PayloadSealer(backend, suite, inputKey, context, salt).sealAll(plaintext, out, offset);
 }
 
 /**
@@ -293,14 +245,15 @@ export class PayloadSealer {
   }
 
   /**
-   * Shares this message's keys with a worker pool and hands out the next `chunks` counters, for
-   * full chunks sealed elsewhere (in order). Only between whole chunks: nothing may be buffered.
+   * The message key and base nonce, for full chunks sealed elsewhere (worker threads) with
+   * counters from reserveChunks(). Views of this sealer's keys: copy them, never keep them.
    */
-  shareWith(pool: ChunkWorkerPool): PoolSession {
+  sharedKeys(): { readonly key: Uint8Array; readonly baseNonce: Uint8Array } {
     const keys = this.#live();
-    return pool.session(keys.key, keys.baseNonce);
+    return { key: keys.key, baseNonce: keys.baseNonce };
   }
 
+  /** Hands out the next `chunks` counters. Only between whole chunks: nothing may be buffered. */
   reserveChunks(chunks: number): number {
     this.#live();
     if (this.#buffered !== 0) throw new Error('PayloadSealer: chunks can be reserved only between whole chunks');
@@ -417,11 +370,11 @@ export class PayloadOpener {
     }
   }
 
-  /** Shares this message's keys with a worker pool (after the commitment was checked). */
-  shareWith(pool: ChunkWorkerPool): PoolSession {
+  /** The message key and base nonce (after the commitment was checked): see PayloadSealer.sharedKeys. */
+  sharedKeys(): { readonly key: Uint8Array; readonly baseNonce: Uint8Array } {
     this.#check();
     if (!this.#keys) throw new Error('PayloadOpener: the commitment has not been read yet');
-    return pool.session(this.#keys.key, this.#keys.baseNonce);
+    return { key: this.#keys.key, baseNonce: this.#keys.baseNonce };
   }
 
   /** Hands out the next `chunks` counters for full chunks opened elsewhere, in order. */

@@ -4,7 +4,7 @@
  * as received, so the payload authenticates what was read and never a re-encoding.
  */
 import { startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
-import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from './chunked.ts';
+import { type PayloadSuite, suiteById as knownSuite } from './suites.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
 
@@ -29,7 +29,6 @@ export const MAX_HEADER_LENGTH =
 export const CONTEXT_STORED = 0x00;
 export const CONTEXT_DETACHED = 0x01;
 
-const SUITES: Record<number, PayloadSuite> = { [COBBLESTONE_256.id]: COBBLESTONE_256, [COBBLESTONE_128.id]: COBBLESTONE_128 };
 const RESERVED_SUITES: Record<number, string> = { 0x03: 'reserved for SM4-GCM, not implemented in this version' };
 
 const PROVIDER_ID = /^[a-z0-9._-]{1,32}$/;
@@ -58,8 +57,9 @@ export interface ParsedHeader {
   readonly length: number;
 }
 
+/** The suite with this header id; UnsupportedSuiteError (naming reserved ids) otherwise. */
 export function suiteById(id: number): PayloadSuite {
-  const suite = SUITES[id];
+  const suite = knownSuite(id);
   if (!suite) throw new UnsupportedSuiteError(id, RESERVED_SUITES[id] ?? (id === 0 ? 'invalid' : 'unknown'));
   return suite;
 }

@@ -3,9 +3,9 @@
  * wrapped data key for a context. A structural interface, so a fake for tests is a few lines.
  */
 import type { CanonicalContext } from '../core/context.ts';
+import type { KeySpec } from '../core/suites.ts';
 
-/** Data key size, in the KMS's words: 32 bytes (Cobblestone-256) or 16 bytes (Cobblestone-128). */
-export type KeySpec = 'AES_256' | 'AES_128';
+export type { KeySpec } from '../core/suites.ts';
 
 export interface GenerateDataKeyRequest {
   readonly keySpec: KeySpec;
@@ -42,5 +42,3 @@ export interface KeyProvider {
    */
   decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array>;
 }
-
-export const KEY_LENGTH_BY_SPEC: Record<KeySpec, 16 | 32> = { AES_256: 32, AES_128: 16 };

@@ -1,18 +1,18 @@
 /**
  * LocalKms: the embedded key provider for development, tests and single-machine use. Master keys
- * (one per key id) come from a key file, an environment variable, or are generated. Data keys are
+ * (one per key id) come from a key file (its text is parsed here; reading the file is
+ * kms-envelope/node's localKmsFromKeyFile), an environment variable, or are generated. Data keys are
  * wrapped with AES-256-GCM binding the key id and the encryption context (FORMAT.md §9), so a
  * wrong context fails exactly as a real KMS does.
  */
-import type * as NodeFs from 'node:fs';
-import type * as NodePath from 'node:path';
 import type { CryptoBackend } from '../core/backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from '../core/backend.ts';
 import { base64, base64url, utf8, wipe } from '../core/bytes.ts';
 import type { CanonicalContext } from '../core/context.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
-import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
+import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
+import { processEnv } from '../core/runtime.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
 
 const MASTER_KEY_LENGTH = 32;
@@ -39,19 +39,17 @@ interface KeyFile {
   keys: Record<string, string>;
 }
 
-function nodeModule<T>(id: string): T {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const mod = proc?.getBuiltinModule?.(id) as T | undefined;
-  if (!mod) throw new TypeError(`LocalKms key files need ${id}, which this runtime does not have`);
-  return mod;
-}
-
-function processEnv(): Record<string, string | undefined> {
-  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
-}
-
-function isWindows(): boolean {
-  return (globalThis as { process?: { platform?: string } }).process?.platform === 'win32';
+/** `local-` and 16 characters of SHA-256 over a label and the key: names the key, reveals nothing of it. */
+function keyFingerprint(backend: CryptoBackend, key: Uint8Array): string {
+  const label = utf8('kms-envelope/local-kms/key-id', 'label');
+  const input = new Uint8Array(label.length + key.length);
+  input.set(label);
+  input.set(key, label.length);
+  try {
+    return `local-${backend.sha256Base64(input).slice(0, 16).replaceAll('+', '-').replaceAll('/', '_')}`;
+  } finally {
+    wipe(input);
+  }
 }
 
 function decodeMasterKey(text: unknown, where: string): Uint8Array {
@@ -96,58 +94,42 @@ export class LocalKms implements KeyProvider {
   }
 
   /**
-   * Reads a key file. With `create: true`, a missing file is created with a fresh key (mode 0600).
-   * A file that others can read is refused.
+   * Parses the text of a key file (see kms-envelope/node's localKmsFromKeyFile for reading one
+   * safely); `where` names the file in errors.
    */
-  static fromKeyFile(path: string, options: LocalKmsOptions & { create?: boolean } = {}): LocalKms {
-    const fs = nodeModule<typeof NodeFs>('node:fs');
-    let text: string;
-    try {
-      const stat = fs.statSync(path);
-      if (!isWindows() && (stat.mode & 0o077) !== 0) {
-        throw new KmsError(
-          `local key file ${path} is readable by others (mode ${(stat.mode & 0o777).toString(8)}); run chmod 600 on it`,
-        );
-      }
-      text = fs.readFileSync(path, 'utf8');
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ENOENT' && options.create) {
-        LocalKms.createKeyFile(path, options);
-        return LocalKms.fromKeyFile(path, { ...options, create: false });
-      }
-      if (error instanceof KmsError) throw error;
-      throw new KmsError(`cannot read local key file ${path}: ${(error as Error).message}`, { cause: error });
-    }
+  static fromKeyFileText(text: string, where: string, options: LocalKmsOptions = {}): LocalKms {
     let parsed: Partial<KeyFile>;
     try {
       parsed = JSON.parse(text) as Partial<KeyFile>;
     } catch {
-      throw new KmsError(`local key file ${path} is not valid JSON`);
+      throw new KmsError(`local key file ${where} is not valid JSON`);
     }
     if (parsed?.format !== FILE_FORMAT || typeof parsed.keys !== 'object' || parsed.keys === null) {
-      throw new KmsError(`local key file ${path} is not a kms-envelope key file`);
+      throw new KmsError(`local key file ${where} is not a kms-envelope key file`);
     }
     const keys: Record<string, Uint8Array> = {};
-    for (const [keyId, value] of Object.entries(parsed.keys)) keys[keyId] = decodeMasterKey(value, `local key file ${path}`);
+    try {
+      for (const [keyId, value] of Object.entries(parsed.keys)) keys[keyId] = decodeMasterKey(value, `local key file ${where}`);
+    } catch (error) {
+      for (const key of Object.values(keys)) wipe(key);
+      throw error;
+    }
     return new LocalKms(keys, { ...options, defaultKeyId: options.defaultKeyId ?? parsed.defaultKeyId });
   }
 
-  /** Writes a new key file with one fresh master key: mode 0600, never over an existing file. */
-  static createKeyFile(path: string, options: { keyId?: string; backend?: BackendName } = {}): void {
-    const fs = nodeModule<typeof NodeFs>('node:fs');
-    const pathModule = nodeModule<typeof NodePath>('node:path');
-    fs.mkdirSync(pathModule.dirname(path), { recursive: true, mode: 0o700 });
-    const keyId = options.keyId ?? DEFAULT_KEY_ID;
-    const key = selectBackend(options.backend).randomBytes(MASTER_KEY_LENGTH);
-    const file: KeyFile = { format: FILE_FORMAT, defaultKeyId: keyId, keys: { [keyId]: base64.encode(key) } };
-    wipe(key);
-    // 'wx': fails if the file exists, so a key is never overwritten and lost.
-    const fd = fs.openSync(path, 'wx', 0o600);
+  /**
+   * The text of a new key file with one fresh master key. Its key id is a fingerprint of the key
+   * unless one is given, so two different keys never answer to the same id.
+   */
+  static newKeyFileText(options: { keyId?: string; backend?: BackendName } = {}): { text: string; keyId: string } {
+    const backend = selectBackend(options.backend);
+    const key = backend.randomBytes(MASTER_KEY_LENGTH);
     try {
-      fs.writeFileSync(fd, `${JSON.stringify(file, null, 2)}\n`);
-      fs.fsyncSync(fd);
+      const keyId = options.keyId ?? keyFingerprint(backend, key);
+      const file: KeyFile = { format: FILE_FORMAT, defaultKeyId: keyId, keys: { [keyId]: base64.encode(key) } };
+      return { text: `${JSON.stringify(file, null, 2)}\n`, keyId };
     } finally {
-      fs.closeSync(fd);
+      wipe(key);
     }
   }
 

@@ -5,7 +5,7 @@
 import { base64 } from '../core/bytes.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
-import { KEY_LENGTH_BY_SPEC } from './key-provider.ts';
+import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
   checkEndpoint,

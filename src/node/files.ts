@@ -5,16 +5,16 @@
  * never replaced by accident). On any error the temporary file is removed and the destination is
  * untouched; a failed open leaves no plaintext behind.
  */
-import type * as NodeFs from 'node:fs';
-import type * as NodeFsPromises from 'node:fs/promises';
-import type * as NodePath from 'node:path';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { wipe } from '../core/bytes.ts';
 import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
-import { ChunkWorkerPool, defaultWorkers, type PoolSession } from './worker-pool.ts';
-import type { EnvelopeCore, OpenOptions, SealOptions } from '../envelope.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
+import type { EnvelopeCore, OpenOptions, SealOptions } from '../engine.ts';
 import { budget } from '../stream.ts';
+import { checkDestination, type Sink, writeAtomically } from './atomic.ts';
+import { ChunkWorkerPool, defaultWorkers, type PoolSession } from './worker-pool.ts';
 
 export interface FileOptions {
   /** Replace an existing destination; default false (an existing destination is an EEXIST error). */
@@ -22,9 +22,8 @@ export interface FileOptions {
   /**
    * Seal or open on worker threads (batches of 64 chunks, written back in order, same bytes):
    * `true`, or `{ minBytes, workers }` to use them only from a size on. Off by default: one thread
-   * already overlaps its reads and writes with the crypto, and on the 2-core machine this was
-   * measured on the workers did not pay (0.7-1.1x, BENCHMARKS.md), two threads of bare AES-GCM giving
-   * 1.65x of one at best. It is for machines with cores to spare: measure before turning it on.
+   * already overlaps its reads and writes with the crypto, so workers pay only on machines with
+   * cores to spare (BENCHMARKS.md): measure before turning it on.
    */
   parallel?: boolean | { minBytes?: number; workers?: number };
   /** Called after each piece with the input bytes done so far and the input's size. */
@@ -37,8 +36,6 @@ export interface FileResult {
 }
 
 const READ_SIZE = 256 * 1024;
-/** Written bytes allowed in flight before the producer waits. */
-const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
 /** Chunks per worker job: 1 MiB of plaintext. */
 const BATCH_CHUNKS = 64;
 const PARALLEL_MIN_BYTES = 256 * 1024 * 1024;
@@ -91,148 +88,6 @@ class OrderedJobs {
   }
 }
 
-/**
- * Writes at explicit positions without waiting for each write, so that reading and encrypting the
- * next piece overlap the last one's write; the producer waits only while more than
- * WRITE_BEHIND_BYTES are in flight. Every buffer handed over is the producer's to give (never
- * reused). The first failure is thrown by the next write() or by flush().
- */
-export class WriteBehind {
-  readonly #handle: NodeFsPromises.FileHandle;
-  readonly #inFlight = new Set<Promise<void>>();
-  #inFlightBytes = 0;
-  #failure: unknown;
-  /** Bytes handed to write(): the position of the next one. */
-  written = 0;
-
-  constructor(handle: NodeFsPromises.FileHandle) {
-    this.#handle = handle;
-  }
-
-  async write(bytes: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    if (this.#failure !== undefined) throw this.#failure;
-    const parts = bytes instanceof Uint8Array ? [bytes] : bytes;
-    let length = 0;
-    for (const part of parts) length += part.length;
-    if (length === 0) return;
-    const position = this.written;
-    this.written += length;
-    this.#inFlightBytes += length;
-    const done = this.#writeAll(parts, position).then(
-      () => {
-        this.#inFlightBytes -= length;
-        this.#inFlight.delete(done);
-      },
-      (error: unknown) => {
-        this.#failure ??= error;
-        this.#inFlightBytes -= length;
-        this.#inFlight.delete(done);
-      },
-    );
-    this.#inFlight.add(done);
-    while (this.#inFlightBytes > WRITE_BEHIND_BYTES && this.#inFlight.size > 0) await Promise.race(this.#inFlight);
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-
-  /** Waits for every write; throws the first failure. */
-  async flush(): Promise<void> {
-    await this.settle();
-    if (this.#failure !== undefined) throw this.#failure;
-  }
-
-  /** Waits for every write, failed or not. */
-  async settle(): Promise<void> {
-    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
-  }
-
-  // One writev, then single writes for whatever a short write left.
-  async #writeAll(parts: readonly Uint8Array[], position: number): Promise<void> {
-    let { bytesWritten: skip } = await this.#handle.writev(parts as Uint8Array[], position);
-    for (const part of parts) {
-      for (let o = Math.min(skip, part.length); o < part.length; ) {
-        o += (await this.#handle.write(part, o, part.length - o, position + o)).bytesWritten;
-      }
-      skip = Math.max(0, skip - part.length);
-      position += part.length;
-    }
-  }
-}
-
-interface NodeModules {
-  fs: typeof NodeFs;
-  fsp: typeof NodeFsPromises;
-  path: typeof NodePath;
-}
-
-function nodeModules(): NodeModules {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const load = <T>(id: string): T => {
-    const mod = proc?.getBuiltinModule?.(id) as T | undefined;
-    if (!mod) throw new TypeError(`file functions need ${id}; use sealStream()/openStream() in this runtime`);
-    return mod;
-  };
-  return { fs: load('node:fs'), fsp: load('node:fs/promises'), path: load('node:path') };
-}
-
-function exists(message: string): Error {
-  return Object.assign(new Error(message), { code: 'EEXIST' });
-}
-
-/**
- * Writes through `produce` into a temporary file beside `dest`, then publishes it atomically.
- * `produce` gets a write function and returns when all is written.
- */
-async function writeAtomically(
-  m: NodeModules,
-  dest: string,
-  overwrite: boolean,
-  produce: (write: Sink) => Promise<void>,
-): Promise<number> {
-  const dir = m.path.dirname(dest);
-  const random = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
-  const tmp = m.path.join(dir, `.${m.path.basename(dest)}.${random}.kmse-tmp`);
-  const handle = await m.fsp.open(tmp, 'wx', 0o600);
-  const writes = new WriteBehind(handle);
-  try {
-    await produce((bytes) => writes.write(bytes));
-    await writes.flush();
-    await handle.sync();
-    await handle.close();
-  } catch (error) {
-    await writes.settle();
-    await handle.close().catch(() => {});
-    await m.fsp.unlink(tmp).catch(() => {});
-    throw error;
-  }
-  try {
-    if (overwrite) {
-      await m.fsp.rename(tmp, dest);
-    } else {
-      // link() fails if dest appeared meanwhile: an existing file is never replaced.
-      await m.fsp.link(tmp, dest);
-      await m.fsp.unlink(tmp);
-    }
-  } catch (error) {
-    await m.fsp.unlink(tmp).catch(() => {});
-    if ((error as { code?: string }).code === 'EEXIST') throw exists(`${dest} exists: pass { overwrite: true } to replace it`);
-    throw error;
-  }
-  const written = writes.written;
-  // Make the rename itself durable.
-  const dirHandle = await m.fsp.open(dir, 'r').catch(() => undefined);
-  await dirHandle?.sync().catch(() => {});
-  await dirHandle?.close();
-  return written;
-}
-
-async function checkDestination(m: NodeModules, dest: string, overwrite: boolean): Promise<void> {
-  if (!overwrite && (await m.fsp.lstat(dest).then(() => true, () => false))) {
-    throw exists(`${dest} exists: pass { overwrite: true } to replace it`);
-  }
-}
-
-/** Where sealed or opened bytes go, in order: a file being written, stdout, or anything else. */
-export type Sink = (bytes: Uint8Array | readonly Uint8Array[]) => Promise<void>;
 
 /** Seals plaintext pieces into `sink`: header, salt and commitment, chunks. */
 export async function sealInto(
@@ -253,7 +108,8 @@ export async function sealInto(
     await sink(sealer.start());
     if (pool) {
       // Whole 1 MiB batches go to the workers; the tail (and the final chunk) stays here.
-      const shared = sealer.shareWith(pool);
+      const keys = sealer.sharedKeys();
+      const shared = pool.session(keys.key, keys.baseNonce);
       const jobs = new OrderedJobs(2 * defaultWorkers(), sink);
       let batch = new Uint8Array(BATCH_CHUNKS * CHUNK_SIZE);
       let filled = 0;
@@ -313,8 +169,7 @@ export async function openInto(
   sink: Sink,
   options: OpenOptions & Pick<FileOptions, 'onProgress' | 'parallel'> & { verifyFirst?: boolean } = {},
 ): Promise<number> {
-  const m = nodeModules();
-  const source = await m.fsp.open(src, 'r');
+  const source = await open(src, 'r');
   try {
     const { size } = await source.stat();
     const head = new Uint8Array(Math.min(size, MAX_HEADER_LENGTH));
@@ -366,7 +221,7 @@ export async function openInto(
  * Reads a file handle from `start` to its end in READ_SIZE pieces (the handle stays open), one
  * read ahead: the next piece is read while the caller works on this one.
  */
-async function* readPieces(handle: NodeFsPromises.FileHandle, start: number): AsyncGenerator<Uint8Array> {
+async function* readPieces(handle: FileHandle, start: number): AsyncGenerator<Uint8Array> {
   const readAt = async (position: number): Promise<Uint8Array> => {
     const buffer = new Uint8Array(READ_SIZE);
     const { bytesRead } = await handle.read(buffer, 0, READ_SIZE, position);
@@ -424,7 +279,8 @@ async function openWithPool(
         i = take;
         if (prefixFilled < PAYLOAD_PREFIX) continue;
         opener.push(prefix); // checks the commitment before any chunk
-        shared = opener.shareWith(pool);
+        const keys = opener.sharedKeys();
+        shared = pool.session(keys.key, keys.baseNonce);
       }
       while (i < piece.length) {
         if (dispatched < parallelBytes) {
@@ -459,13 +315,12 @@ async function openWithPool(
 }
 
 export async function sealFile(core: EnvelopeCore, src: string, dest: string, options: SealOptions & FileOptions = {}): Promise<FileResult> {
-  const m = nodeModules();
   const overwrite = options.overwrite ?? false;
-  await checkDestination(m, dest, overwrite);
-  const { size } = await m.fsp.stat(src);
+  await checkDestination(dest, overwrite);
+  const { size } = await stat(src);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
-    const pieces = m.fs.createReadStream(src, { highWaterMark: READ_SIZE }) as AsyncIterable<Uint8Array>;
+  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
+    const pieces = createReadStream(src, { highWaterMark: READ_SIZE }) as AsyncIterable<Uint8Array>;
     bytesRead = await sealInto(core, pieces, write, options, size);
   });
   return { bytesRead, bytesWritten };
@@ -478,24 +333,22 @@ export async function sealToFile(
   dest: string,
   options: SealOptions & FileOptions = {},
 ): Promise<FileResult> {
-  const m = nodeModules();
   const overwrite = options.overwrite ?? false;
-  await checkDestination(m, dest, overwrite);
+  await checkDestination(dest, overwrite);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
+  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
     bytesRead = await sealInto(core, pieces, write, options);
   });
   return { bytesRead, bytesWritten };
 }
 
 export async function openFile(core: EnvelopeCore, src: string, dest: string, options: OpenOptions & FileOptions = {}): Promise<FileResult> {
-  const m = nodeModules();
   const overwrite = options.overwrite ?? false;
-  await checkDestination(m, dest, overwrite);
+  await checkDestination(dest, overwrite);
   // Fail fast on a missing source, before a temporary file exists.
-  await m.fsp.stat(src);
+  await stat(src);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(m, dest, overwrite, async (write) => {
+  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
     bytesRead = await openInto(core, src, write, options);
   });
   return { bytesRead, bytesWritten };

@@ -1,11 +1,20 @@
-/** Node adapters for the WHATWG streams, loaded without a static `node:` import. */
-import type * as NodeStream from 'node:stream';
+/** Node stream adapters over the WHATWG streams of an envelope: the same bytes as seal() and open(). */
+import { Duplex } from 'node:stream';
+import type { ReadableWritablePair } from 'node:stream/web';
+import { coreOf, type OpenOptions, type StreamSealOptions } from '../engine.ts';
+import type { Envelope } from '../envelope.ts';
+import { createOpenStream, createSealStream } from '../stream.ts';
 
-export type NodeDuplex = NodeStream.Duplex;
+function toDuplex(stream: TransformStream<Uint8Array, Uint8Array>): Duplex {
+  return Duplex.fromWeb(stream as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);
+}
 
-export function toNodeDuplex(stream: TransformStream<Uint8Array, Uint8Array>): NodeDuplex {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const mod = proc?.getBuiltinModule?.('node:stream') as typeof NodeStream | undefined;
-  if (!mod) throw new TypeError('Node stream adapters need node:stream; use sealStream()/openStream() in this runtime');
-  return mod.Duplex.fromWeb(stream as unknown as Parameters<typeof mod.Duplex.fromWeb>[0]);
+/** `pipeline(fs.createReadStream(a), sealNodeStream(envelope, { context }), fs.createWriteStream(b))`. */
+export function sealNodeStream(envelope: Envelope, options?: StreamSealOptions): Duplex {
+  return toDuplex(createSealStream(coreOf(envelope), options));
+}
+
+/** Releases each chunk's plaintext only after it authenticates; a truncated stream ends in an error. */
+export function openNodeStream(envelope: Envelope, options?: OpenOptions): Duplex {
+  return toDuplex(createOpenStream(coreOf(envelope), options));
 }

@@ -6,29 +6,30 @@
  * The message key and base nonce travel in a SharedArrayBuffer, not a copied message, so wiping it
  * once at the end wipes it for every thread.
  */
-import type * as NodeWorkerThreads from 'node:worker_threads';
-import { TAG_LENGTH } from '../core/backend.ts';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { wipe } from '../core/bytes.ts';
+import { chunkNonce } from '../core/chunk-nonce.ts';
 import { CHUNK_SIZE, MAX_CHUNKS, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
+import { nodeGcmOpen, nodeGcmSeal } from '../core/gcm-node.ts';
 
-/** The worker's code: plain JavaScript, evaluated, so it runs from sources and builds alike. */
+/**
+ * The worker's code: plain JavaScript, evaluated, so it runs from sources and builds alike. The
+ * chunk nonce and AES-GCM are the main thread's own functions, from their source text.
+ */
 const WORKER_SOURCE = `
 const { parentPort } = process.getBuiltinModule('node:worker_threads');
 const crypto = process.getBuiltinModule('node:crypto');
+const chunkNonce = ${chunkNonce.toString()};
+const nodeGcmSeal = ${nodeGcmSeal.toString()};
+const nodeGcmOpen = ${nodeGcmOpen.toString()};
 const sessions = new Map();
-const CHUNK = ${CHUNK_SIZE}, SEALED = ${SEALED_CHUNK_SIZE}, TAG = ${TAG_LENGTH};
-function nonceFor(base, counter, out) {
-  out.set(base);
-  const high = Math.floor(counter / 4294967296), low = counter >>> 0;
-  out[7] ^= high; out[8] ^= low >>> 24; out[9] ^= (low >>> 16) & 255; out[10] ^= (low >>> 8) & 255; out[11] ^= low & 255;
-  return out;
-}
+const CHUNK = ${CHUNK_SIZE}, SEALED = ${SEALED_CHUNK_SIZE}, TAG = ${SEALED_CHUNK_SIZE - CHUNK_SIZE};
 parentPort.on('message', (m) => {
   if (m.type === 'session') { sessions.set(m.id, { material: new Uint8Array(m.shared), keyLength: m.keyLength }); return; }
   if (m.type === 'end') { sessions.delete(m.id); return; }
   const s = sessions.get(m.id);
   const key = s.material.subarray(0, s.keyLength), base = s.material.subarray(s.keyLength, s.keyLength + 12);
-  const alg = s.keyLength === 16 ? 'aes-128-gcm' : 'aes-256-gcm';
   const input = new Uint8Array(m.data);
   const nonce = new Uint8Array(12);
   if (m.type === 'seal') {
@@ -36,11 +37,8 @@ parentPort.on('message', (m) => {
     const out = Buffer.allocUnsafeSlow(input.length + chunks * TAG); // every byte is written below
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += CHUNK) {
       const piece = input.subarray(i, i + CHUNK);
-      const cipher = crypto.createCipheriv(alg, key, nonceFor(base, m.counter + c, nonce), { authTagLength: TAG });
-      const body = cipher.update(piece);
-      cipher.final();
-      out.set(body, o); out.set(cipher.getAuthTag(), o + body.length);
-      o += body.length + TAG;
+      nodeGcmSeal(crypto, key, chunkNonce(base, m.counter + c, nonce), piece, out, o);
+      o += piece.length + TAG;
     }
     nonce.fill(0);
     parentPort.postMessage({ job: m.job, ok: true, data: out.buffer }, [out.buffer]);
@@ -50,12 +48,8 @@ parentPort.on('message', (m) => {
     let ok = true;
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += SEALED) {
       const sealed = input.subarray(i, i + SEALED);
-      const d = crypto.createDecipheriv(alg, key, nonceFor(base, m.counter + c, nonce), { authTagLength: TAG });
-      d.setAuthTag(sealed.subarray(sealed.length - TAG));
-      const body = d.update(sealed.subarray(0, sealed.length - TAG));
-      out.set(body, o);
-      try { d.final(); } catch { ok = false; break; }
-      o += body.length;
+      if (!nodeGcmOpen(crypto, key, chunkNonce(base, m.counter + c, nonce), sealed, out, o)) { ok = false; break; }
+      o += sealed.length - TAG;
     }
     nonce.fill(0);
     if (!ok) { out.fill(0); parentPort.postMessage({ job: m.job, ok: false }); return; }
@@ -69,31 +63,21 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-function workerThreads(): typeof NodeWorkerThreads | undefined {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  return proc?.getBuiltinModule?.('node:worker_threads') as typeof NodeWorkerThreads | undefined;
-}
-
 /** Cores to use: all but one for the thread that reads and writes, at least 2, at most 4. */
 export function defaultWorkers(): number {
-  const os = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:os') as
-    | { availableParallelism?: () => number }
-    | undefined;
-  return Math.max(2, Math.min(4, os?.availableParallelism?.() ?? 2));
+  return Math.max(2, Math.min(4, availableParallelism()));
 }
 
 export class ChunkWorkerPool {
-  readonly #workers: NodeWorkerThreads.Worker[] = [];
+  readonly #workers: Worker[] = [];
   readonly #pending = new Map<number, Pending>();
   #nextJob = 0;
   #nextWorker = 0;
   #nextSession = 0;
 
   constructor(size: number) {
-    const wt = workerThreads();
-    if (!wt) throw new TypeError('worker threads need node:worker_threads');
     for (let i = 0; i < size; i++) {
-      const worker = new wt.Worker(WORKER_SOURCE, { eval: true });
+      const worker = new Worker(WORKER_SOURCE, { eval: true });
       worker.unref();
       worker.on('message', (m: { job: number; ok: boolean; data?: ArrayBuffer }) => {
         const p = this.#pending.get(m.job);

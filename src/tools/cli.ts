@@ -9,17 +9,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import cliProgress from 'cli-progress';
-import { plaintextLength } from '../core/chunked.ts';
+import { createEnvelope, inspect, isEnvelopeError, type KeyProvider, type SuiteName, TencentKms, TencentKmsV2 } from '../index.ts';
+import {
+  createLocalKeyFile,
+  localKmsFromKeyFile,
+  MAX_HEADER_LENGTH,
+  openFile,
+  openInto,
+  plaintextLength,
+  sealFile,
+  sealInto,
+  sealToFile,
+} from '../node.ts';
 import { startEmulator } from './emulator/index.ts';
-import { createEnvelopeCore, type EnvelopeCore, inspect } from '../envelope.ts';
-import { isEnvelopeError } from '../core/errors.ts';
-import { openFile, openInto, sealFile, sealInto, sealToFile } from '../node/files.ts';
-import { MAX_HEADER_LENGTH } from '../core/header.ts';
-import type { KeyProvider } from '../kms/key-provider.ts';
-import { LocalKms } from '../kms/local.ts';
-import { TencentKms } from '../kms/tencent.ts';
-import { TencentKmsV2 } from '../kms/tencent-v2.ts';
+import { progress as progressLine } from './progress.ts';
 
 const EXIT = { ok: 0, integrity: 1, usage: 2, kms: 3 } as const;
 const DEFAULT_KEY_FILE = join('.kms-envelope', 'local.key');
@@ -80,7 +83,7 @@ Makes no KMS call and decrypts nothing.`,
 Creates a LocalKms key file (mode 0600) with one fresh master key. Never overwrites a file.
 
   --key-file FILE   default ./${DEFAULT_KEY_FILE} [KMS_ENVELOPE_KEY_FILE]
-  --key-id ID       default "default"`,
+  --key-id ID       default: a fingerprint of the new key`,
   emulator: `Usage: kms-envelope emulator [--host 127.0.0.1] [--port 0] [--secret-id ID --secret-key KEY] [--state FILE]
 
 Runs a local Tencent Cloud KMS emulator for development and tests; never use it for production data.
@@ -117,7 +120,7 @@ function provider(flags: ProviderFlags): KeyProvider {
     case 'local': {
       const keyFile = flags['key-file'] ?? env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
       if (!existsSync(keyFile)) throw new UsageError(`no LocalKms key file at ${keyFile}: create one with 'kms-envelope keygen'`);
-      return LocalKms.fromKeyFile(keyFile);
+      return localKmsFromKeyFile(keyFile);
     }
     case 'tencent':
       if (!region) throw new UsageError('--kms tencent needs --region (or TENCENTCLOUD_REGION)');
@@ -143,41 +146,10 @@ function parseContext(pairs: string[] | undefined): Record<string, string> | und
   return context;
 }
 
-/** A progress bar on stderr for work that lasts more than a second, only on a terminal. */
-function progress(quiet: boolean | undefined, label: string): { update: (done: number, total: number) => void; stop: () => void } {
+/** A progress line on stderr for work that lasts more than a second, only on a terminal. */
+function progress(quiet: boolean | undefined, label: string): ReturnType<typeof progressLine> {
   const enabled = !quiet && (process.stderr.isTTY || process.env.KMS_ENVELOPE_FORCE_PROGRESS === '1');
-  const started = Date.now();
-  let bar: cliProgress.SingleBar | undefined;
-  return {
-    update(done, total) {
-      if (!enabled) return;
-      if (!bar) {
-        if (Date.now() - started < 1000) return;
-        bar = new cliProgress.SingleBar(
-          {
-            stream: process.stderr,
-            format: `${label} {bar} {percentage}% | {doneMiB}/{totalMiB} MiB | {rate} MiB/s | ETA {eta_formatted}`,
-            hideCursor: true,
-            noTTYOutput: true,
-            notTTYSchedule: 1000,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        );
-        bar.start(Number.isFinite(total) ? total : done, 0, { doneMiB: '0', totalMiB: '?', rate: '0' });
-      }
-      const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-      if (!Number.isFinite(total)) bar.setTotal(done);
-      bar.update(done, {
-        doneMiB: (done / 1048576).toFixed(1),
-        totalMiB: Number.isFinite(total) ? (total / 1048576).toFixed(1) : '?',
-        rate: (done / 1048576 / seconds).toFixed(1),
-      });
-    },
-    stop() {
-      bar?.stop();
-    },
-  };
+  return progressLine(process.stderr, enabled, label);
 }
 
 /** Writes to stdout, honouring back-pressure. */
@@ -212,21 +184,21 @@ async function seal(args: string[]): Promise<number> {
   });
   if (values.help) return help('seal');
   if (positionals.length > 1) throw new UsageError('seal takes at most one FILE');
-  const suite = values.suite === undefined || values.suite === '256' ? 'cobblestone-256' : values.suite === '128' ? 'cobblestone-128' : undefined;
-  if (!suite) throw new UsageError(`--suite must be 256 or 128, got "${values.suite}"`);
+  if (values.suite !== undefined && values.suite !== '256' && values.suite !== '128') throw new UsageError(`--suite must be 256 or 128, got "${values.suite}"`);
+  const suite = `cobblestone-${values.suite ?? '256'}` as SuiteName;
   const context = parseContext(values.context);
-  const core = createEnvelopeCore({ kms: provider(values), suite });
+  const envelope = createEnvelope({ kms: provider(values), suite });
   const options = { ...(context ? { context } : {}), detachedContext: values['detached-context'] ?? false, overwrite: values.force ?? false };
   const bar = progress(values.quiet, 'sealing');
   try {
     const [input] = positionals;
     if (values.output) {
-      if (input) await sealFile(core, input, values.output, { ...options, onProgress: bar.update });
-      else await sealToFile(core, process.stdin, values.output, { ...options, onProgress: bar.update });
+      if (input) await sealFile(envelope, input, values.output, { ...options, onProgress: bar.update });
+      else await sealToFile(envelope, process.stdin, values.output, { ...options, onProgress: bar.update });
     } else {
       const pieces = input ? createReadStream(input, { highWaterMark: 1 << 20 }) : process.stdin;
       const size = input ? (await stat(input)).size : Number.NaN;
-      await sealInto(core, pieces as AsyncIterable<Uint8Array>, stdoutSink, { ...options, onProgress: bar.update }, size);
+      await sealInto(envelope, pieces as AsyncIterable<Uint8Array>, stdoutSink, { ...options, onProgress: bar.update }, size);
     }
   } finally {
     bar.stop();
@@ -250,15 +222,15 @@ async function open(args: string[]): Promise<number> {
   if (values.help) return help('open');
   if (positionals.length > 1) throw new UsageError('open takes at most one FILE');
   const context = parseContext(values.context);
-  const core: EnvelopeCore = createEnvelopeCore({ kms: provider(values) });
+  const envelope = createEnvelope({ kms: provider(values) });
   const options = { ...(context ? { context } : {}), overwrite: values.force ?? false };
   const bar = progress(values.quiet, 'opening');
   // Standard input is spooled (it is ciphertext) so the whole message can be checked before output.
   const spooled = positionals[0] === undefined ? await spoolStdin() : undefined;
   const input = positionals[0] ?? spooled!.path;
   try {
-    if (values.output) await openFile(core, input, values.output, { ...options, onProgress: bar.update });
-    else await openInto(core, input, stdoutSink, { ...options, onProgress: bar.update, verifyFirst: true });
+    if (values.output) await openFile(envelope, input, values.output, { ...options, onProgress: bar.update });
+    else await openInto(envelope, input, stdoutSink, { ...options, onProgress: bar.update, verifyFirst: true });
   } finally {
     bar.stop();
     await spooled?.cleanup();
@@ -290,8 +262,8 @@ async function keygen(args: string[]): Promise<number> {
   if (values.help) return help('keygen');
   const keyFile = values['key-file'] ?? process.env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
   if (existsSync(keyFile)) throw new UsageError(`${keyFile} exists: a key file is never overwritten`);
-  LocalKms.createKeyFile(keyFile, values['key-id'] ? { keyId: values['key-id'] } : {});
-  console.log(`created ${keyFile} (mode 0600); keep it safe: messages sealed with it open only with it`);
+  const keyId = createLocalKeyFile(keyFile, values['key-id'] ? { keyId: values['key-id'] } : {});
+  console.log(`created ${keyFile} (mode 0600) with key ${keyId}; keep it safe: messages sealed with it open only with it`);
   return EXIT.ok;
 }
 

@@ -3,10 +3,11 @@
  * in-process on 127.0.0.1, creates a master key, and seals and opens records and a file through
  * the real API 3.0 wire protocol; then the same through the legacy API and the embedded LocalKms.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createEnvelope, inspect, isEnvelopeError, TencentKms, TencentKmsV2 } from '../index.ts';
+import { localKmsFromKeyFile, openFile, sealFile } from '../node.ts';
 import { startEmulator } from './emulator/index.ts';
-import { createEnvelope, inspect, isEnvelopeError, LocalKms, TencentKms, TencentKmsV2 } from '../index.ts';
 
 const dir = join(process.cwd(), '.kms-envelope');
 const emulator = await startEmulator();
@@ -55,17 +56,19 @@ for (const [what, attempt] of [
   }
 }
 
-// 3. A file at rest: sealed to a temporary file, then renamed, so no half-written file is left.
+// 3. A file at rest (kms-envelope/node): written to a temporary file, fsynced, then renamed, so no
+// half-written file is ever left.
 mkdirSync(join(dir, 'demo'), { recursive: true });
 const plainPath = join(dir, 'demo', 'report.csv');
 const sealedPath = `${plainPath}.kmse`;
 writeFileSync(plainPath, Array.from({ length: 2000 }, (_, i) => `${i},user${i},${(i * 37) % 1000}`).join('\n'));
 const started = performance.now();
-const sealedFile = await envelope.seal(readFileSync(plainPath), { context: { file: 'report.csv' } });
-writeFileSync(`${sealedPath}.tmp`, sealedFile, { mode: 0o600 });
-renameSync(`${sealedPath}.tmp`, sealedPath);
-const reopened = await envelope.open(readFileSync(sealedPath));
-const info = inspect(readFileSync(sealedPath));
+await sealFile(envelope, plainPath, sealedPath, { context: { file: 'report.csv' }, overwrite: true });
+const reopenedPath = `${plainPath}.reopened`;
+await openFile(envelope, sealedPath, reopenedPath, { overwrite: true });
+const sealedFile = readFileSync(sealedPath);
+const reopened = readFileSync(reopenedPath);
+const info = inspect(sealedFile);
 console.log(
   `sealed file ${plainPath} (${readFileSync(plainPath).length} bytes) -> ${sealedPath} (${sealedFile.length} bytes), ` +
     `reopened identical: ${Buffer.from(reopened).equals(readFileSync(plainPath))}, ${(performance.now() - started).toFixed(1)} ms`,
@@ -76,7 +79,7 @@ console.log(`header of ${sealedPath}: ${JSON.stringify(info)}`);
 const legacy = createEnvelope({ kms: new TencentKmsV2({ keyId, region: 'gz', endpoint: `${emulator.url}/v2/index.php`, credentials }) });
 console.log(`legacy v2 API round trip: ${await legacy.openString(await legacy.seal('v2 record', { context: { api: 'v2' } }))}`);
 const keyFile = join(dir, 'local.key');
-const local = createEnvelope({ kms: LocalKms.fromKeyFile(keyFile, { create: true }) });
+const local = createEnvelope({ kms: localKmsFromKeyFile(keyFile, { create: true }) });
 console.log(`LocalKms (${keyFile}) round trip: ${await local.openString(await local.seal('local record'))}`);
 
 const stats = emulator.stats();

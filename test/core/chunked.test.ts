@@ -6,8 +6,6 @@ import type { CryptoBackend } from '../../src/core/backend.ts';
 import {
   PayloadKeys,
   CHUNK_SIZE,
-  COBBLESTONE_128,
-  COBBLESTONE_256,
   deriveKeys,
   MAX_CHUNKS,
   openPayload,
@@ -15,13 +13,12 @@ import {
   PAYLOAD_PREFIX,
   PayloadOpener,
   PayloadSealer,
-  type PayloadSuite,
   plaintextLength,
   sealedLength,
-  sealPayload,
 } from '../../src/core/chunked.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
-import { BACKENDS, hex, readVectors, unhex } from '../helpers.ts';
+import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
+import { BACKENDS, hex, readVectors, sealPayload, unhex } from '../helpers.ts';
 
 interface ChunkedFile {
   testGroups: { aead: string; tests: ChunkedCase[] }[];

@@ -1,53 +1,32 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { canonicalContext } from '../../src/core/context.ts';
 import { createEnvelope, DecryptionFailedError, KmsError, LocalKms } from '../../src/index.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-local-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
 describe('LocalKms', () => {
-  it('creates a key file with mode 0600 and reads it back', async () => {
-    const path = join(dir, 'nested', 'local.key');
-    const created = LocalKms.fromKeyFile(path, { create: true });
-    expect(statSync(path).mode & 0o777).toBe(0o600);
-    const sealed = await createEnvelope({ kms: created }).seal('persisted');
-    const reread = LocalKms.fromKeyFile(path);
-    expect(await createEnvelope({ kms: reread }).openString(sealed)).toBe('persisted');
-    expect(readFileSync(path, 'utf8')).toContain('kms-envelope local key file v1');
+  it('parses key-file text: a typed error for malformed text, never with its contents', () => {
+    const text = LocalKms.newKeyFileText({ keyId: 'k1' }).text;
+    expect(LocalKms.fromKeyFileText(text, 'a.key').keyIds).toEqual(['k1']);
+    for (const bad of ['{', '{}', JSON.stringify({ format: 'kms-envelope local key file v1', keys: { k: 'c2VjcmV0' } })]) {
+      const error = (() => {
+        try {
+          LocalKms.fromKeyFileText(bad, 'bad.key');
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      expect(error).toBeInstanceOf(KmsError);
+      expect(error!.message).toContain('bad.key');
+      expect(error!.message).not.toContain('c2VjcmV0');
+    }
   });
 
-  it('refuses a key file readable by others', () => {
-    const path = join(dir, 'open.key');
-    LocalKms.createKeyFile(path);
-    chmodSync(path, 0o644);
-    expect(() => LocalKms.fromKeyFile(path)).toThrow(/readable by others/);
-  });
-
-  it('never overwrites an existing key file', () => {
-    const path = join(dir, 'once.key');
-    LocalKms.createKeyFile(path);
-    const before = readFileSync(path, 'utf8');
-    expect(() => LocalKms.createKeyFile(path)).toThrow(/EEXIST/);
-    expect(readFileSync(path, 'utf8')).toBe(before);
-  });
-
-  it('gives a typed error for a missing or malformed key file, without its contents', () => {
-    expect(() => LocalKms.fromKeyFile(join(dir, 'missing.key'))).toThrow(KmsError);
-    const path = join(dir, 'bad.key');
-    writeFileSync(path, JSON.stringify({ format: 'kms-envelope local key file v1', keys: { k: 'c2VjcmV0' } }), { mode: 0o600 });
-    const error = (() => {
-      try {
-        LocalKms.fromKeyFile(path);
-      } catch (e) {
-        return e as Error;
-      }
-      return undefined;
-    })();
-    expect(error).toBeInstanceOf(KmsError);
-    expect(error!.message).not.toContain('c2VjcmV0');
+  it('names a new key by a fingerprint of the key: two keys never share an id', () => {
+    const a = LocalKms.newKeyFileText();
+    const b = LocalKms.newKeyFileText();
+    expect(a.keyId).toMatch(/^local-[A-Za-z0-9_-]{16}$/);
+    expect(a.keyId).not.toBe(b.keyId);
+    expect(LocalKms.fromKeyFileText(a.text, 'a.key').keyIds).toEqual([a.keyId]);
   });
 
   it('reads a master key from the environment', async () => {

@@ -3,8 +3,9 @@ import { existsSync, mkdtempSync as makeTempDir, readdirSync, readFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { WriteBehind } from '../../src/node/files.ts';
 import { createEnvelope, DecryptionFailedError, LocalKms } from '../../src/index.ts';
+import { openFile, sealFile } from '../../src/node.ts';
+import { WriteBehind } from '../../src/node/write-behind.ts';
 import { hex } from '../helpers.ts';
 
 const masterKey = Buffer.alloc(32, 9).toString('base64');
@@ -28,12 +29,12 @@ describe('sealFile / openFile', () => {
     const plaintext = Buffer.alloc(3 * 1024 * 1024 + 17, 0x5a);
     writeFileSync(join(dir, 'a'), plaintext);
     const progress: number[] = [];
-    const sealed = await envelope.sealFile(join(dir, 'a'), join(dir, 'a.kmse'), { context, onProgress: (done) => progress.push(done) });
+    const sealed = await sealFile(envelope, join(dir, 'a'), join(dir, 'a.kmse'), { context, onProgress: (done) => progress.push(done) });
     expect(sealed.bytesRead).toBe(plaintext.length);
     expect(progress.at(-1)).toBe(plaintext.length);
     expect(statSync(join(dir, 'a.kmse')).mode & 0o777).toBe(0o600);
     expect(Buffer.from(await envelope.open(readFileSync(join(dir, 'a.kmse')))).equals(plaintext)).toBe(true);
-    await envelope.openFile(join(dir, 'a.kmse'), join(dir, 'a.out'));
+    await openFile(envelope, join(dir, 'a.kmse'), join(dir, 'a.out'));
     expect(readFileSync(join(dir, 'a.out')).equals(plaintext)).toBe(true);
     expect(tempFiles(dir)).toEqual([]);
   });
@@ -42,23 +43,23 @@ describe('sealFile / openFile', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
     writeFileSync(join(dir, 'a'), 'new');
     writeFileSync(join(dir, 'dest'), 'old');
-    await expect(envelope.sealFile(join(dir, 'a'), join(dir, 'dest'))).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(sealFile(envelope, join(dir, 'a'), join(dir, 'dest'))).rejects.toMatchObject({ code: 'EEXIST' });
     expect(readFileSync(join(dir, 'dest'), 'utf8')).toBe('old');
-    await envelope.sealFile(join(dir, 'a'), join(dir, 'dest'), { overwrite: true });
+    await sealFile(envelope, join(dir, 'a'), join(dir, 'dest'), { overwrite: true });
     expect(await envelope.openString(readFileSync(join(dir, 'dest')))).toBe('new');
   });
 
   it('a failed open leaves the destination untouched and no plaintext behind', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
     writeFileSync(join(dir, 'a'), Buffer.alloc(100_000, 1));
-    await envelope.sealFile(join(dir, 'a'), join(dir, 'a.kmse'), { context, detachedContext: true });
+    await sealFile(envelope, join(dir, 'a'), join(dir, 'a.kmse'), { context, detachedContext: true });
     const sealed = readFileSync(join(dir, 'a.kmse'));
     sealed[sealed.length - 1]! ^= 1;
     writeFileSync(join(dir, 'bad.kmse'), sealed);
     writeFileSync(join(dir, 'out'), 'previous');
-    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'out'), { context, overwrite: true })).rejects.toBeInstanceOf(DecryptionFailedError);
-    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'fresh'), { context })).rejects.toBeInstanceOf(DecryptionFailedError);
-    await expect(envelope.openFile(join(dir, 'a.kmse'), join(dir, 'fresh'), { context: { file: 'other' } })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(openFile(envelope, join(dir, 'bad.kmse'), join(dir, 'out'), { context, overwrite: true })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(openFile(envelope, join(dir, 'bad.kmse'), join(dir, 'fresh'), { context })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(openFile(envelope, join(dir, 'a.kmse'), join(dir, 'fresh'), { context: { file: 'other' } })).rejects.toBeInstanceOf(DecryptionFailedError);
     expect(readFileSync(join(dir, 'out'), 'utf8')).toBe('previous');
     expect(existsSync(join(dir, 'fresh'))).toBe(false);
     expect(tempFiles(dir)).toEqual([]);
@@ -66,7 +67,7 @@ describe('sealFile / openFile', () => {
 
   it('a missing source is an ENOENT error and writes nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmse-files-'));
-    await expect(envelope.sealFile(join(dir, 'missing'), join(dir, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(sealFile(envelope, join(dir, 'missing'), join(dir, 'out'))).rejects.toMatchObject({ code: 'ENOENT' });
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -78,9 +79,10 @@ describe('sealFile / openFile', () => {
     writeFileSync(join(dir, 'kept.kmse'), previous);
     const script = `
       import { createEnvelope, LocalKms } from ${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)};
+      import { sealFile } from ${JSON.stringify(new URL('../../dist/node.js', import.meta.url).href)};
       const envelope = createEnvelope({ kms: LocalKms.fromEnv() });
       let told = false;
-      await envelope.sealFile(process.argv[1], process.argv[2], {
+      await sealFile(envelope, process.argv[1], process.argv[2], {
         overwrite: true,
         onProgress: (done) => { if (!told && done > 64 * 1024 * 1024) { told = true; process.stdout.write('midway\\n'); } },
       });
@@ -128,22 +130,22 @@ describe('sealFile / openFile on worker threads', () => {
       const random = seed();
       return createEnvelope({ kms: new LocalKms({ k: new Uint8Array(32).fill(4) }, { randomBytes: random }), randomBytes: random });
     };
-    await make().sealFile(join(dir, 'p'), join(dir, 'single.kmse'), { context });
-    await make().sealFile(join(dir, 'p'), join(dir, 'parallel.kmse'), { context, parallel: { minBytes: 1, workers: 2 } });
+    await sealFile(make(), join(dir, 'p'), join(dir, 'single.kmse'), { context });
+    await sealFile(make(), join(dir, 'p'), join(dir, 'parallel.kmse'), { context, parallel: { minBytes: 1, workers: 2 } });
     expect(hex(readFileSync(join(dir, 'parallel.kmse')))).toBe(hex(readFileSync(join(dir, 'single.kmse'))));
-    await envelope.sealFile(join(dir, 'p'), join(dir, 'p.kmse'), { context, parallel: true });
-    await envelope.openFile(join(dir, 'p.kmse'), join(dir, 'p.out'), { parallel: true });
+    await sealFile(envelope, join(dir, 'p'), join(dir, 'p.kmse'), { context, parallel: true });
+    await openFile(envelope, join(dir, 'p.kmse'), join(dir, 'p.out'), { parallel: true });
     expect(readFileSync(join(dir, 'p.out')).equals(plaintext)).toBe(true);
   });
 
   it('a tampered chunk inside a worker batch fails the open and leaves nothing', async () => {
     const dir = mkdtempSync('/tmp/kmse-parallel-');
     writeFileSync(join(dir, 'p'), Buffer.alloc(3 * 1024 * 1024, 9));
-    await envelope.sealFile(join(dir, 'p'), join(dir, 'p.kmse'), { context });
+    await sealFile(envelope, join(dir, 'p'), join(dir, 'p.kmse'), { context });
     const sealed = readFileSync(join(dir, 'p.kmse'));
     sealed[sealed.length - 2 * 1024 * 1024]! ^= 1; // inside the first worker batches, not the tail
     writeFileSync(join(dir, 'bad.kmse'), sealed);
-    await expect(envelope.openFile(join(dir, 'bad.kmse'), join(dir, 'bad.out'), { parallel: true })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(openFile(envelope, join(dir, 'bad.kmse'), join(dir, 'bad.out'), { parallel: true })).rejects.toBeInstanceOf(DecryptionFailedError);
     expect(existsSync(join(dir, 'bad.out'))).toBe(false);
     expect(tempFiles(dir)).toEqual([]);
   });

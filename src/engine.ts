@@ -1,0 +1,395 @@
+/**
+ * The one start every path shares (buffers, streams, ranges, files, batches): options resolved
+ * once, then data key -> header -> payload keys for sealing, and header -> context check -> data
+ * key (cache, flight or KMS) for opening, with the work tracked so close() can drain it.
+ */
+import type { CryptoBackend } from './core/backend.ts';
+import { base64, describe, wipe } from './core/bytes.ts';
+import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
+import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './core/context.ts';
+import { ClosedError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
+import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, validateProviderId } from './core/header.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from './core/hkdf.ts';
+import { type BackendName, selectBackend } from './core/select-backend.ts';
+import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from './core/suites.ts';
+import {
+  type CachedKeyMaterial,
+  DecryptCache,
+  type DecryptCacheOptions,
+  DecryptCacheIds,
+  DecryptFlights,
+  EncryptionCache,
+  type EncryptionCacheOptions,
+  type Lease,
+  type RememberedKey,
+} from './economy/cache.ts';
+import { type EnvelopeEvent, type EventListener, emitter } from './economy/events.ts';
+import type { KeyProvider } from './kms/key-provider.ts';
+
+export interface EnvelopeOptions {
+  /** The key provider (KMS) that generates and decrypts data keys. */
+  kms: KeyProvider;
+  /** Payload suite; default `cobblestone-256` (32-byte data keys, AES-256-GCM). */
+  suite?: SuiteName;
+  /** Keep the context out of the message by default; open() then needs it. Default false. */
+  detachedContext?: boolean;
+  /** Crypto backend; default node:crypto where it exists, @noble/ciphers elsewhere. */
+  backend?: BackendName;
+  /**
+   * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
+   * messages, bytes and age, never across contexts. See economy/cache.ts for the defaults and why.
+   */
+  cache?: EncryptionCacheOptions | boolean;
+  /** Remember decrypted data keys for a while (opt-in; `true` for the defaults). */
+  decryptCache?: DecryptCacheOptions | boolean;
+  /** KMS calls and cache events, for metrics. */
+  onEvent?: EventListener;
+  /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
+  randomBytes?: (length: number) => Uint8Array;
+}
+
+export interface SealOptions {
+  /** Non-secret strings bound to the message and its data key; open() must see the same. */
+  context?: EncryptionContext;
+  /** Keep the context out of the message (override the envelope's default). */
+  detachedContext?: boolean;
+}
+
+export interface StreamSealOptions extends SealOptions {
+  /** The plaintext size when known: a cached data key then reserves it up front. */
+  size?: number;
+}
+
+export interface OpenOptions {
+  /**
+   * The expected context. Required when the message was sealed with a detached context; otherwise
+   * optional, and when given it must equal the stored one exactly.
+   */
+  context?: EncryptionContext;
+}
+
+/** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
+export interface SealSession {
+  readonly header: Uint8Array;
+  readonly sealer: PayloadSealer;
+  /** Draws more plaintext bytes from a cached data key's budget (streams of unknown length). */
+  readonly reserve: (bytes: number) => void;
+}
+
+/** An opening in progress, after the KMS returned the data key (the caller wipes `key`). */
+export interface OpenSession {
+  readonly header: ParsedHeader;
+  readonly context: CanonicalContext;
+  /** The Cobblestone context (FORMAT.md §4). */
+  readonly payloadContext: Uint8Array;
+  readonly key: Uint8Array;
+  /** The key's precomputed HKDF state, when borrowed from a cache. */
+  readonly keyState: HmacKeyState | undefined;
+  /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
+  readonly borrowed: boolean;
+  /** The decrypt cache lent the key: the caller emits its hit event once done with it. */
+  readonly hitPending: boolean;
+}
+
+/** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
+export interface EnvelopeCore {
+  readonly backend: CryptoBackend;
+  /** The envelope's onEvent, never throwing. */
+  readonly emit: (event: EnvelopeEvent) => void;
+  /** `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams. */
+  beginSeal(options?: SealOptions, bytes?: number): SealSession | Promise<SealSession>;
+  /**
+   * Checks the context, the payload length (when known) and the provider, then gets the data key
+   * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
+   * `borrow`: whether the caller can borrow a cached key (with its HKDF state): it then opens
+   * synchronously, before it yields, and never wipes a borrowed key.
+   */
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean): OpenSession | Promise<OpenSession>;
+  /** Runs `work` as tracked work that close() waits for; refuses once closed. */
+  track<T>(work: () => T | Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+interface HeaderParts {
+  header: Uint8Array;
+  payloadContext: Uint8Array;
+}
+
+/** An envelope's resolved options: checked once, at creation. */
+interface Settings {
+  readonly kms: KeyProvider;
+  readonly suite: PayloadSuite;
+  readonly backend: CryptoBackend;
+  readonly random: (length: number) => Uint8Array;
+  readonly defaultDetached: boolean;
+  readonly emit: (event: EnvelopeEvent) => void;
+  readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
+  readonly decryptCache: DecryptCache | undefined;
+}
+
+function assertProvider(kms: unknown): KeyProvider {
+  const p = kms as KeyProvider | undefined;
+  if (!p || typeof p.generateDataKey !== 'function' || typeof p.decryptDataKey !== 'function') {
+    throw new TypeError(`"kms" expected a KeyProvider, got ${describe(kms)}`);
+  }
+  validateProviderId(p.id);
+  return p;
+}
+
+function resolve(options: EnvelopeOptions): Settings {
+  if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object, got ${describe(options)}`);
+  const kms = assertProvider(options.kms);
+  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
+  const backend = selectBackend(options.backend);
+  const emit = emitter(options.onEvent);
+  return {
+    kms,
+    suite,
+    backend,
+    random: options.randomBytes ?? backend.randomBytes,
+    defaultDetached: options.detachedContext ?? false,
+    emit,
+    encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
+    decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
+  };
+}
+
+/** Wraps anything a provider throws that is not ours into a KmsError, without its message's secrets. */
+function kmsFailure(error: unknown, action: string): EnvelopeError {
+  if (error instanceof EnvelopeError) return error;
+  return new KmsError(`key provider failed to ${action}`, { cause: error });
+}
+
+/** A KMS call with its kms-call event. */
+async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  try {
+    const result = await call();
+    s.emit({ type: 'kms-call', provider: s.kms.id, action, durationMs: Date.now() - started, ok: true });
+    return result;
+  } catch (error) {
+    const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : 'generate a data key');
+    const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
+    s.emit({ type: 'kms-call', provider: s.kms.id, action, durationMs: Date.now() - started, ok: false, errorCode: code });
+    throw failure;
+  }
+}
+
+/** FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. */
+function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean): Uint8Array {
+  if (!detached) return authenticated;
+  const out = new Uint8Array(authenticated.length + context.encoded.length);
+  out.set(authenticated);
+  out.set(context.encoded, authenticated.length);
+  return out;
+}
+
+/** A fresh data key from the KMS, with the header that names it. */
+async function generate(s: Settings, context: CanonicalContext, detached: boolean): Promise<CachedKeyMaterial<HeaderParts>> {
+  const { suite, kms } = s;
+  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context }));
+  const key = dataKey?.plaintextKey;
+  try {
+    if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[suite.keySpec]) {
+      throw new KmsError(`key provider returned a data key of the wrong length for ${suite.keySpec}`);
+    }
+    const authenticated = encodeAuthenticated(suite, context, detached);
+    const wrapped = encodeWrappedKey({ provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob });
+    const header = new Uint8Array(authenticated.length + wrapped.length);
+    header.set(authenticated);
+    header.set(wrapped, authenticated.length);
+    // Only a cached key is used again: only it is worth a precomputed HKDF state.
+    const keyState = s.encryptionCache ? s.backend.hkdfPrepareSha512?.(key) : undefined;
+    return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
+  } catch (error) {
+    if (key instanceof Uint8Array) wipe(key);
+    throw error;
+  }
+}
+
+const noReserve = (): void => {};
+
+/** beginSeal: synchronous when the encryption cache has the key, so the hot path has no promise. */
+function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
+  /** Encryption-cache partitions by context: a key is never shared across suites, context modes or contexts. */
+  const partitions = [new WeakMap<CanonicalContext, string>(), new WeakMap<CanonicalContext, string>()];
+  function partitionOf(context: CanonicalContext, detached: boolean): string {
+    const known = partitions[detached ? 1 : 0]!;
+    let partition = known.get(context);
+    if (partition === undefined) {
+      partition = `${s.suite.id}.${detached ? 'd' : 's'}.${base64.encode(context.encoded)}`;
+      known.set(context, partition);
+    }
+    return partition;
+  }
+
+  /**
+   * Derives the message keys, synchronously: a borrowed key is done with on return. The salt is
+   * drawn before (`random` may be the caller's), so no user code runs while a key is lent.
+   */
+  function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array): SealSession {
+    try {
+      const sealer = new PayloadSealer(s.backend, s.suite, lease.key, lease.extra.payloadContext, salt, lease.keyState);
+      return { header: lease.extra.header, sealer, reserve: lease.reserve };
+    } finally {
+      if (!lease.borrowed) {
+        wipe(lease.key);
+        wipeKeyState(lease.keyState);
+      }
+    }
+  }
+
+  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number): SealSession | Promise<SealSession> {
+    const context = canonicalContext(sealOptions.context);
+    const detached = sealOptions.detachedContext ?? s.defaultDetached;
+    const cache = s.encryptionCache;
+    if (!cache) {
+      // The salt after the data key, as the format's vectors were made (test/vectors).
+      return generate(s, context, detached).then((material) =>
+        // The same shape as a cache's lease, so that startSealing's property reads stay monomorphic.
+        startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, s.random(SALT_LENGTH)),
+      );
+    }
+    const salt = s.random(SALT_LENGTH);
+    const partition = partitionOf(context, detached);
+    const hit = cache.tryAcquire(partition, bytes, true);
+    if (hit) {
+      try {
+        return startSealing(hit, salt);
+      } finally {
+        s.emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
+      }
+    }
+    return cache.acquire(partition, bytes, () => generate(s, context, detached)).then((lease) => startSealing(lease, salt));
+  };
+}
+
+/** The context a message opens under: the stored one (checked against the caller's), or the caller's for a detached one. */
+function openingContext(header: ParsedHeader, openOptions: OpenOptions): CanonicalContext {
+  const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
+  if (header.detached) {
+    if (!expected) throw new ContextMismatchError('this message was sealed with a detached context: pass the same context to open()');
+    return expected;
+  }
+  const stored = header.context!;
+  if (expected && !sameContext(expected, stored)) {
+    throw new ContextMismatchError('the context given to open() is not the one the message was sealed with');
+  }
+  return stored;
+}
+
+/** beginOpen: synchronous when a cache has the key. */
+function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
+  const flights = new DecryptFlights();
+  const cacheIds = new DecryptCacheIds(s.backend);
+  const { kms, decryptCache } = s;
+
+  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false) {
+    const context = openingContext(header, openOptions);
+    if (payloadLength !== undefined && plaintextLength(payloadLength) === undefined) throw new DecryptionFailedError();
+    if (header.wrappedKey.provider !== kms.id) {
+      throw new KeyProviderMismatchError(`this message was sealed with key provider "${header.wrappedKey.provider}", not "${kms.id}"`);
+    }
+    const keySpec = header.suite.keySpec;
+    const { keyId, ciphertextBlob } = header.wrappedKey;
+    // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
+    const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
+    const session = ({ key, keyState, borrowed }: RememberedKey, hitPending = false): OpenSession => ({
+      header,
+      context,
+      payloadContext: payloadContext(header.authenticated, context, header.detached),
+      key,
+      keyState,
+      borrowed,
+      hitPending,
+    });
+    const inScope = scope?.get(id, borrow);
+    if (inScope) return session(inScope);
+    const cached = decryptCache?.get(id, borrow);
+    if (cached) return session(cached, cached.borrowed);
+    // Concurrent opens of the same wrapped key share one Decrypt.
+    return flights
+      .run(id, async () => {
+        const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
+        if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+        // A remembered key is used again: worth its precomputed HKDF state.
+        const state = decryptCache || scope ? s.backend.hkdfPrepareSha512?.(fresh) : undefined;
+        decryptCache?.set(id, fresh.slice(), copyKeyState(state));
+        scope?.set(id, fresh.slice(), copyKeyState(state));
+        wipeKeyState(state);
+        return fresh;
+      })
+      .then((key) => session({ key, keyState: undefined, borrowed: false }));
+  };
+}
+
+/** Work under way, which close() waits for; work that finishes synchronously costs one settled promise. */
+function tracker(): { track: EnvelopeCore['track']; drain: () => Promise<void> } {
+  let active = 0;
+  let idle: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
+  let closed = false;
+  const leave = (): void => {
+    if (--active === 0) drained?.();
+  };
+  function track<T>(work: () => T | Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new ClosedError());
+    active++;
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
+      leave();
+      return Promise.reject(error);
+    }
+    if (!(result instanceof Promise)) {
+      leave();
+      return Promise.resolve(result);
+    }
+    return result.then(
+      (value) => (leave(), value),
+      (error: unknown) => {
+        leave();
+        throw error;
+      },
+    );
+  }
+  async function drain(): Promise<void> {
+    closed = true;
+    if (active > 0) await (idle ??= new Promise<void>((done) => (drained = done)));
+  }
+  return { track, drain };
+}
+
+/** Creates the shared core of an envelope bound to one key provider. */
+export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
+  const s = resolve(options);
+  const { track, drain } = tracker();
+  return {
+    backend: s.backend,
+    emit: s.emit,
+    beginSeal: sealStarter(s),
+    beginOpen: openStarter(s),
+    track,
+    async close() {
+      await drain();
+      await s.encryptionCache?.close();
+      s.decryptCache?.close();
+    },
+  };
+}
+
+/** Envelopes and their cores, so that kms-envelope/node can work on an Envelope it is handed. */
+const cores = new WeakMap<object, EnvelopeCore>();
+
+export function bindCore<T extends object>(envelope: T, core: EnvelopeCore): T {
+  cores.set(envelope, core);
+  return envelope;
+}
+
+/** The core of an envelope made by createEnvelope(); a TypeError for anything else. */
+export function coreOf(envelope: unknown): EnvelopeCore {
+  const core = typeof envelope === 'object' && envelope !== null ? cores.get(envelope) : undefined;
+  if (!core) throw new TypeError(`"envelope" expected an Envelope from createEnvelope(), got ${describe(envelope)}`);
+  return core;
+}
