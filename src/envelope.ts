@@ -23,6 +23,16 @@ import { openRange, type RangeOptions, type RangeSource } from './range.ts';
 import { createOpenStream, createSealStream } from './stream.ts';
 
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
+
+declare global {
+  interface SymbolConstructor {
+    /**
+     * For `await using envelope = createEnvelope(...)`, declared for compilers whose lib lacks
+     * explicit resource management (as @types/node declares it).
+     */
+    readonly asyncDispose: unique symbol;
+  }
+}
 export type { SuiteName } from './core/suites.ts';
 
 /** What open() learned besides the plaintext. */

@@ -3,9 +3,7 @@
  * the v1/v2 query signature (HmacSHA1 / HmacSHA256 over method, host, path and sorted raw
  * parameters) and TC3-HMAC-SHA256. HMAC and hashes from @noble/hashes, so this runs anywhere.
  */
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha1 } from '@noble/hashes/legacy.js';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { hmacSha1, hmacSha256, sha256 } from '../core/hashes.ts';
 import { base64, compareBytes, toHex, utf8, wipe } from '../core/bytes.ts';
 
 export type QuerySignatureMethod = 'HmacSHA1' | 'HmacSHA256';
@@ -29,7 +27,7 @@ export function queryStringToSign(method: string, host: string, path: string, pa
 export function querySignature(secretKey: string, stringToSign: string, method: QuerySignatureMethod): string {
   const key = utf8(secretKey, 'secret key');
   try {
-    return base64.encode(hmac(method === 'HmacSHA256' ? sha256 : sha1, key, bytesOf(stringToSign)));
+    return base64.encode((method === 'HmacSHA256' ? hmacSha256 : hmacSha1)(key, bytesOf(stringToSign)));
   } finally {
     wipe(key);
   }
@@ -93,11 +91,11 @@ export function tc3StringToSign(request: Tc3Request): Tc3Parts {
 /** Step 3: the hex signature, from the derived signing key. */
 export function tc3Signature(secretKey: string, date: string, service: string, stringToSign: string): string {
   const secret = utf8(`TC3${secretKey}`, 'secret key');
-  const kDate = hmac(sha256, secret, bytesOf(date));
-  const kService = hmac(sha256, kDate, bytesOf(service));
-  const kSigning = hmac(sha256, kService, bytesOf('tc3_request'));
+  const kDate = hmacSha256(secret, bytesOf(date));
+  const kService = hmacSha256(kDate, bytesOf(service));
+  const kSigning = hmacSha256(kService, bytesOf('tc3_request'));
   try {
-    return toHex(hmac(sha256, kSigning, bytesOf(stringToSign)));
+    return toHex(hmacSha256(kSigning, bytesOf(stringToSign)));
   } finally {
     wipe(secret, kDate, kService, kSigning);
   }

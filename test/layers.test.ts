@@ -1,0 +1,148 @@
+/**
+ * The walls of the house (src/): which room may import which, type imports included, and no
+ * import circle anywhere. A violation fails here; move the code instead of weakening a rule.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const SRC = fileURLToPath(new URL('../src/', import.meta.url));
+
+type Room = 'core' | 'economy' | 'kms' | 'root' | 'node' | 'tools';
+
+interface Edge {
+  from: string; // path under src/, e.g. 'core/header.ts'
+  to: string; // path under src/, or a bare specifier ('node:fs', 'ky', '@noble/ciphers/aes.js')
+  local: boolean;
+}
+
+const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'stream.ts', 'range.ts'];
+
+function roomOf(file: string): Room {
+  if (file === 'node.ts' || file.startsWith('node/')) return 'node';
+  const top = file.split('/')[0]!;
+  if (top === 'core' || top === 'economy' || top === 'kms' || top === 'tools') return top;
+  if (ROOT_FILES.includes(file)) return 'root';
+  throw new Error(`src/${file} is in no room: put it in core/, kms/, economy/, node/ or tools/, or add it to the root's list`);
+}
+
+/** Every import, export-from and dynamic import of a file, type-only ones included. */
+export function importsOf(file: string, source: string): Edge[] {
+  const specs = new Set<string>();
+  const patterns = [
+    /^\s*import\s+(?:type\s+)?[^'";]*?\bfrom\s*['"]([^'"]+)['"]/gms,
+    /^\s*import\s*['"]([^'"]+)['"]/gm,
+    /^\s*export\s+(?:type\s+)?(?:\*|\{[^}]*\})\s*(?:as\s+\w+\s*)?from\s*['"]([^'"]+)['"]/gms,
+    /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
+  ];
+  for (const pattern of patterns) for (const m of source.matchAll(pattern)) specs.add(m[1]!);
+  return [...specs].map((spec) => ({
+    from: file,
+    to: spec.startsWith('.') ? normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts') : spec,
+    local: spec.startsWith('.'),
+  }));
+}
+
+function allEdges(): Edge[] {
+  const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+  return files.flatMap((file) => importsOf(file, readFileSync(join(SRC, file), 'utf8')));
+}
+
+const EMULATOR_SIGNING = 'kms/tencent-sign.ts';
+const CHUNK_CODE = ['core/header.ts', 'core/chunked.ts', 'core/chunk-nonce.ts'];
+
+/** Why an edge breaks the walls, or undefined when it is allowed. */
+export function violation({ from, to, local }: Edge): string | undefined {
+  const room = roomOf(from);
+  if (!local) {
+    const bare = to;
+    if (bare.startsWith('node:')) return room === 'node' || room === 'tools' ? undefined : `${room}/ may not import ${bare} (even as a type)`;
+    if (room === 'core') return bare.startsWith('@noble/') ? undefined : `core/ may import only @noble/*, not ${bare}`;
+    if (room === 'kms') return bare === 'ky' ? undefined : `kms/ may import only ky of the packages, not ${bare}`;
+    return `${room}/ may not import the package ${bare}`;
+  }
+  if (to.startsWith('..')) return `${to} is outside src/`;
+  const target = roomOf(to);
+  const allowed: Record<Room, Room[]> = {
+    core: ['core'],
+    economy: ['core', 'economy'],
+    kms: ['core', 'economy', 'kms'],
+    root: ['core', 'economy', 'kms', 'root'],
+    node: ['core', 'economy', 'kms', 'root', 'node'],
+    tools: ['tools'],
+  };
+  if (room === 'kms' && CHUNK_CODE.includes(to)) return 'kms/ never parses the format: no header or chunk code';
+  if (room === 'tools') {
+    if (to === 'index.ts' || to === 'node.ts' || target === 'tools') return undefined;
+    if (to === EMULATOR_SIGNING && from.startsWith('tools/emulator/')) return undefined;
+    return `tools/ may import only the public entries (index.ts, node.ts), not ${to}`;
+  }
+  return allowed[room].includes(target) ? undefined : `${room}/ may not import ${target === 'root' ? to : `${target}/`}`;
+}
+
+/** Every import circle among local files, each as a path that returns to its start. */
+export function cycles(edges: Edge[]): string[][] {
+  const graph = new Map<string, string[]>();
+  for (const { from, to, local } of edges) if (local) graph.set(from, [...(graph.get(from) ?? []), to]);
+  const found: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (node: string): void => {
+    state.set(node, 'open');
+    stack.push(node);
+    for (const next of graph.get(node) ?? []) {
+      if (state.get(next) === 'open') found.push([...stack.slice(stack.indexOf(next)), next]);
+      else if (!state.has(next)) visit(next);
+    }
+    stack.pop();
+    state.set(node, 'done');
+  };
+  for (const node of graph.keys()) if (!state.has(node)) visit(node);
+  return found;
+}
+
+describe('the walls of src/', () => {
+  const edges = allEdges();
+
+  it('finds the imports it checks (type imports, export-from and dynamic imports included)', () => {
+    expect(edges.length).toBeGreaterThan(100);
+    const sample = importsOf('x/a.ts', `import type { A } from './b.ts';\nexport { C } from '../c.ts';\nconst d = await import('./d.ts');\nimport {\n  e,\n} from 'node:fs';`);
+    expect(sample.map((e) => e.to).sort()).toEqual(['c.ts', 'node:fs', 'x/b.ts', 'x/d.ts']);
+  });
+
+  it('every import follows the room rules', () => {
+    const broken = edges.map((edge) => ({ edge, why: violation(edge) })).filter((v) => v.why);
+    expect(broken.map(({ edge, why }) => `src/${edge.from} -> ${edge.to}: ${why}`)).toEqual([]);
+  });
+
+  it('the rules refuse what they should', () => {
+    const refused: Edge[] = [
+      { from: 'core/header.ts', to: 'node:crypto', local: false },
+      { from: 'core/header.ts', to: 'kms/local.ts', local: true },
+      { from: 'core/header.ts', to: 'ky', local: false },
+      { from: 'economy/cache.ts', to: 'kms/local.ts', local: true },
+      { from: 'kms/local.ts', to: 'core/header.ts', local: true },
+      { from: 'kms/local.ts', to: 'node/files.ts', local: true },
+      { from: 'kms/local.ts', to: 'envelope.ts', local: true },
+      { from: 'envelope.ts', to: 'node/files.ts', local: true },
+      { from: 'engine.ts', to: 'node:stream', local: false },
+      { from: 'node/files.ts', to: 'tools/cli.ts', local: true },
+      { from: 'tools/cli.ts', to: 'engine.ts', local: true },
+      { from: 'tools/cli.ts', to: 'kms/tencent-sign.ts', local: true },
+    ];
+    for (const edge of refused) expect(violation(edge), `${edge.from} -> ${edge.to}`).toBeDefined();
+    expect(violation({ from: 'tools/emulator/auth.ts', to: 'kms/tencent-sign.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'node/files.ts', to: 'node:fs', local: false })).toBeUndefined();
+  });
+
+  it('has no import circle', () => {
+    expect(cycles(edges).map((c) => c.join(' -> '))).toEqual([]);
+    expect(cycles([{ from: 'a.ts', to: 'b.ts', local: true }, { from: 'b.ts', to: 'c.ts', local: true }, { from: 'c.ts', to: 'a.ts', local: true }])).toEqual([['a.ts', 'b.ts', 'c.ts', 'a.ts']]);
+  });
+
+  it('puts every file in a room', () => {
+    const files = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    expect(files.map((f) => relative('.', f)).filter((f) => { try { roomOf(f); return false; } catch { return true; } })).toEqual([]);
+  });
+});
