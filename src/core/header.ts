@@ -4,6 +4,7 @@
  * as received, so the payload authenticates what was read and never a re-encoding.
  */
 import { startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { RecentList } from './recent.ts';
 import { type PayloadSuite, suiteById as knownSuite } from './suites.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, UnsupportedSuiteError, UnsupportedVersionError } from './errors.ts';
@@ -119,8 +120,7 @@ function notOurs(bytes: Uint8Array): HeaderMalformedError {
  * a header is self-delimiting, so input that starts with a known header parses to it. The memo
  * holds its own copies (headers are not secret) and hands out views into the caller's bytes.
  */
-const known: { bytes: Uint8Array; authenticatedLength: number; header: ParsedHeader }[] = [];
-const KNOWN_MAX = 8;
+const known = new RecentList<{ bytes: Uint8Array; authenticatedLength: number; header: ParsedHeader }>(8);
 const EMPTY = new Uint8Array(0);
 
 
@@ -129,10 +129,8 @@ const EMPTY = new Uint8Array(0);
  * Throws HeaderMalformedError, UnsupportedVersionError, UnsupportedSuiteError, LimitExceededError.
  */
 export function parseHeader(bytes: Uint8Array): ParsedHeader {
-  for (let i = 0; i < known.length; i++) {
-    const entry = known[i]!;
-    if (!startsWithPublicBytes(bytes, entry.bytes)) continue;
-    if (i > 0) known.unshift(...known.splice(i, 1));
+  const entry = known.find((e) => startsWithPublicBytes(bytes, e.bytes));
+  if (entry) {
     const end = entry.authenticatedLength;
     const { version, suite, detached, context, wrappedKey } = entry.header;
     // A literal in parseHeaderBytes's field order: one object shape for readers, memo or not.
@@ -140,8 +138,7 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
   }
   const header = parseHeaderBytes(bytes);
   const authenticatedLength = header.authenticated.length;
-  known.unshift({ bytes: bytes.slice(0, header.length), authenticatedLength, header: { ...header, authenticated: EMPTY, wrappedBytes: EMPTY } });
-  if (known.length > KNOWN_MAX) known.pop();
+  known.add({ bytes: bytes.slice(0, header.length), authenticatedLength, header: { ...header, authenticated: EMPTY, wrappedBytes: EMPTY } });
   return header;
 }
 

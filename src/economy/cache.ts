@@ -16,7 +16,9 @@ import type { CryptoBackend } from '../core/backend.ts';
 import { equalPublicBytes, wipe } from '../core/bytes.ts';
 import { ClosedError, LimitExceededError } from '../core/errors.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
+import { RecentList } from '../core/recent.ts';
 import type { EnvelopeEvent } from './events.ts';
+import { Lru } from './lru.ts';
 
 export interface EncryptionCacheOptions {
   /** Milliseconds a data key may be used after it was generated; default 300000 (5 minutes). */
@@ -86,9 +88,7 @@ export interface Lease<T> {
 
 export class EncryptionCache<T> {
   readonly #options: Required<EncryptionCacheOptions>;
-  readonly #entries = new Map<string, Entry<T>>();
-  /** The entry last moved to the end of #entries (insertions go there too). */
-  #lastUsed: Entry<T> | undefined;
+  readonly #entries = new Lru<Entry<T>>();
   readonly #inflight = new Map<string, Promise<void>>();
   readonly #emit: Emit;
   readonly #now: () => number;
@@ -119,7 +119,7 @@ export class EncryptionCache<T> {
     let missed = false;
     for (;;) {
       if (this.#closed) throw new ClosedError();
-      const entry = this.#entries.get(partition);
+      const entry = this.#entries.peek(partition);
       if (entry) {
         const reason = this.#spent(entry, need);
         if (!reason) {
@@ -141,9 +141,7 @@ export class EncryptionCache<T> {
               wipeKeyState(material.keyState);
               return;
             }
-            const entry = { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false };
-            this.#entries.set(partition, entry);
-            this.#lastUsed = entry;
+            this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
             this.#evictOverCapacity();
           })
           .finally(() => this.#inflight.delete(partition));
@@ -163,7 +161,7 @@ export class EncryptionCache<T> {
   tryAcquire(partition: string, bytes: number | undefined, borrow = false): Lease<T> | undefined {
     const need = bytes ?? 0;
     if (this.#closed || need > this.#options.maxBytes) return undefined;
-    const entry = this.#entries.get(partition);
+    const entry = this.#entries.peek(partition);
     if (!entry || this.#spent(entry, need)) return undefined;
     const lease = this.#take(partition, entry, need, borrow);
     if (!borrow) this.#emit({ type: 'cache-hit', cache: 'encrypt' });
@@ -174,7 +172,7 @@ export class EncryptionCache<T> {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#inflight.values()]);
-    for (const [partition, entry] of this.#entries) this.#retire(partition, entry, 'close');
+    for (const [partition, entry] of [...this.#entries.entries()]) this.#retire(partition, entry, 'close');
   }
 
   get size(): number {
@@ -184,12 +182,7 @@ export class EncryptionCache<T> {
   #take(partition: string, entry: Entry<T>, need: number, borrow = false): Lease<T> {
     entry.messages++;
     entry.bytes += need;
-    // Most recently used last, for LRU eviction (already last when it was the last one used).
-    if (this.#lastUsed !== entry) {
-      this.#entries.delete(partition);
-      this.#entries.set(partition, entry);
-      this.#lastUsed = entry;
-    }
+    this.#entries.touch(partition, entry);
     return this.#lease(entry, borrow);
   }
 
@@ -219,7 +212,7 @@ export class EncryptionCache<T> {
   }
 
   #retire(partition: string, entry: Entry<T>, reason: 'messages' | 'bytes' | 'age' | 'capacity' | 'close'): void {
-    if (this.#entries.get(partition) === entry) this.#entries.delete(partition);
+    if (this.#entries.peek(partition) === entry) this.#entries.delete(partition);
     if (entry.retired) return;
     entry.retired = true;
     wipe(entry.key);
@@ -229,7 +222,7 @@ export class EncryptionCache<T> {
 
   #evictOverCapacity(): void {
     while (this.#entries.size > this.#options.maxEntries) {
-      const [partition, entry] = this.#entries.entries().next().value as [string, Entry<T>];
+      const [partition, entry] = this.#entries.oldest()!;
       this.#retire(partition, entry, 'capacity');
     }
   }
@@ -259,7 +252,7 @@ export function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): str
  */
 export class DecryptCacheIds {
   readonly #backend: CryptoBackend;
-  readonly #recent: { suite: number; wrapped: Uint8Array; context: Uint8Array; id: string }[] = [];
+  readonly #recent = new RecentList<{ suite: number; wrapped: Uint8Array; context: Uint8Array; id: string }>(8);
 
   constructor(backend: CryptoBackend) {
     this.#backend = backend;
@@ -267,12 +260,12 @@ export class DecryptCacheIds {
 
   /** `context` is a canonical encoding, never written to: it is kept by reference. */
   id(suite: number, wrapped: Uint8Array, context: Uint8Array): string {
-    for (const r of this.#recent) {
-      if (r.suite === suite && equalPublicBytes(r.wrapped, wrapped) && (r.context === context || equalPublicBytes(r.context, context))) return r.id;
-    }
+    const known = this.#recent.find(
+      (r) => r.suite === suite && equalPublicBytes(r.wrapped, wrapped) && (r.context === context || equalPublicBytes(r.context, context)),
+    );
+    if (known) return known.id;
     const id = decryptCacheId(this.#backend, [Uint8Array.of(suite), wrapped, context]);
-    this.#recent.unshift({ suite, wrapped: wrapped.slice(), context, id });
-    if (this.#recent.length > 8) this.#recent.pop();
+    this.#recent.add({ suite, wrapped: wrapped.slice(), context, id });
     return id;
   }
 }
@@ -293,9 +286,7 @@ interface Remembered {
 
 export class DecryptCache {
   readonly #options: Required<DecryptCacheOptions>;
-  readonly #entries = new Map<string, Remembered>();
-  /** The entry last moved to the end of #entries (insertions go there too). */
-  #lastUsed: Remembered | undefined;
+  readonly #entries = new Lru<Remembered>();
   readonly #emit: Emit;
   readonly #now: () => number;
 
@@ -313,7 +304,7 @@ export class DecryptCache {
    * yields and runs no user code meanwhile; the caller then emits the hit event itself, after.
    */
   get(id: string, borrow = false): RememberedKey | undefined {
-    const entry = this.#entries.get(id);
+    const entry = this.#entries.peek(id);
     if (entry && this.#now() >= entry.expires) {
       this.#drop(id, entry, 'age');
       this.#emit({ type: 'cache-miss', cache: 'decrypt' });
@@ -323,12 +314,7 @@ export class DecryptCache {
       this.#emit({ type: 'cache-miss', cache: 'decrypt' });
       return undefined;
     }
-    // Most recently used last, for LRU eviction (already last when it was the last one used).
-    if (this.#lastUsed !== entry) {
-      this.#entries.delete(id);
-      this.#entries.set(id, entry);
-      this.#lastUsed = entry;
-    }
+    this.#entries.touch(id, entry);
     if (borrow) return { key: entry.key, keyState: entry.keyState, borrowed: true };
     this.#emit({ type: 'cache-hit', cache: 'decrypt' });
     return { key: entry.key.slice(), keyState: undefined, borrowed: false };
@@ -336,19 +322,17 @@ export class DecryptCache {
 
   /** Remembers `key` (and its state), taking ownership: wiped on eviction, expiry and close(). */
   set(id: string, key: Uint8Array, keyState?: HmacKeyState): void {
-    const old = this.#entries.get(id);
+    const old = this.#entries.peek(id);
     if (old) this.#drop(id, old, 'capacity');
-    const entry = { key, keyState, expires: this.#now() + this.#options.ttl };
-    this.#entries.set(id, entry);
-    this.#lastUsed = entry;
+    this.#entries.set(id, { key, keyState, expires: this.#now() + this.#options.ttl });
     while (this.#entries.size > this.#options.maxEntries) {
-      const [oldest, entry] = this.#entries.entries().next().value as [string, Remembered];
+      const [oldest, entry] = this.#entries.oldest()!;
       this.#drop(oldest, entry, 'capacity');
     }
   }
 
   close(): void {
-    for (const [id, entry] of this.#entries) this.#drop(id, entry, 'close');
+    for (const [id, entry] of [...this.#entries.entries()]) this.#drop(id, entry, 'close');
   }
 
   get size(): number {
