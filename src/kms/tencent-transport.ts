@@ -4,6 +4,7 @@
  * retryable classes only (each attempt signed afresh), no redirects, and a capped response body.
  * Secrets, signatures and plaintext keys never reach an error message.
  */
+import { processEnv } from '../core/runtime.ts';
 import type KyInstance from 'ky';
 import { base64, wipe } from '../core/bytes.ts';
 import { KmsError } from '../core/errors.ts';
@@ -56,9 +57,6 @@ export interface RateDefaults {
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 
-export function env(): Record<string, string | undefined> {
-  return (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
-}
 
 export async function resolveCredentials(source: CredentialSource | undefined): Promise<TencentCredentials> {
   let creds: TencentCredentials | undefined;
@@ -71,7 +69,7 @@ export async function resolveCredentials(source: CredentialSource | undefined): 
   } else if (source) {
     creds = source;
   } else {
-    const e = env();
+    const e = processEnv();
     if (e.TENCENTCLOUD_SECRET_ID && e.TENCENTCLOUD_SECRET_KEY) {
       creds = { secretId: e.TENCENTCLOUD_SECRET_ID, secretKey: e.TENCENTCLOUD_SECRET_KEY, token: e.TENCENTCLOUD_SESSION_TOKEN || undefined };
     }

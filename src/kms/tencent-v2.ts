@@ -2,16 +2,12 @@
  * TencentKmsV2: the legacy KMS API of the original GenerateDataKey page (`/v2/index.php`, query
  * parameters signed with HmacSHA256 or HmacSHA1; reference/tencent-kms.md §1).
  */
-import { base64 } from '../core/bytes.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
-import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
+import { processEnv } from '../core/runtime.ts';
+import { LEGACY_NAMES, TencentProvider } from './tencent-provider.ts';
 import { querySignature, queryStringToSign, type QuerySignatureMethod } from './tencent-sign.ts';
 import {
   checkEndpoint,
-  dataKeyFromResponse,
-  decodeDataKey,
-  env,
   type HttpRequest,
   randomNonce,
   type RateDefaults,
@@ -55,10 +51,8 @@ export interface TencentKmsV2Options extends TransportOptions {
   signingHost?: string;
 }
 
-export class TencentKmsV2 implements KeyProvider {
+export class TencentKmsV2 extends TencentProvider {
   readonly id = 'tencent-v2';
-  readonly keyId: string | undefined;
-  readonly region: string;
   readonly #url: URL;
   readonly #signingHost: string;
   readonly #signatureMethod: QuerySignatureMethod;
@@ -66,45 +60,21 @@ export class TencentKmsV2 implements KeyProvider {
   readonly #transport: TencentTransport;
 
   constructor(options: TencentKmsV2Options = {}) {
-    const given = options.region ?? env().TENCENTCLOUD_REGION;
+    const given = options.region ?? processEnv().TENCENTCLOUD_REGION;
     if (!given) throw new TypeError('"region" is required (or set TENCENTCLOUD_REGION): gz, sh or bj');
     const region = LEGACY_REGION[given] ?? given;
     if (!/^[a-z]{2,8}$/.test(region)) throw new TypeError(`"region" must be gz, sh or bj for the legacy API, got ${JSON.stringify(given)}`);
-    this.region = region;
-    this.keyId = options.keyId;
     const domain = options.network === 'public' ? 'api.qcloud.com' : 'api.tencentyun.com';
-    this.#url = checkEndpoint(options.endpoint ?? `https://kms-${region}.${domain}${PATH}`);
-    this.#signingHost = options.signingHost ?? this.#url.host;
+    const url = checkEndpoint(options.endpoint ?? `https://kms-${region}.${domain}${PATH}`);
+    super('TencentKmsV2', LEGACY_NAMES, options.keyId, region, url);
+    this.#url = url;
+    this.#signingHost = options.signingHost ?? url.host;
     this.#signatureMethod = options.signatureMethod ?? 'HmacSHA256';
     if (this.#signatureMethod !== 'HmacSHA256' && this.#signatureMethod !== 'HmacSHA1') {
       throw new TypeError(`"signatureMethod" must be HmacSHA256 or HmacSHA1, got ${JSON.stringify(this.#signatureMethod)}`);
     }
     this.#method = options.method ?? 'POST';
     this.#transport = new TencentTransport(options, TENCENT_V2_RATE_LIMITS);
-  }
-
-  async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
-    const keyId = this.#requireKeyId(this.keyId);
-    const response = await this.call('GenerateDataKey', { keyId, keySpec: request.keySpec, encryptionContext: request.context.json });
-    const names = { plaintext: 'plaintext', blob: 'ciphertextBlob', keyId: 'keyId' };
-    return dataKeyFromResponse(response, names, KEY_LENGTH_BY_SPEC[request.keySpec], keyId);
-  }
-
-  async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {
-    const response = await this.call('Decrypt', { ciphertextBlob: request.ciphertextBlob, encryptionContext: request.context.json });
-    return decodeDataKey(response.plaintext, KEY_LENGTH_BY_SPEC[request.keySpec], 'Decrypt');
-  }
-
-  /** Encrypt a small plaintext under a CMK; returns the ciphertextBlob. */
-  async encrypt(plaintext: Uint8Array, options: { keyId?: string; context?: string } = {}): Promise<string> {
-    const response = await this.call('Encrypt', {
-      keyId: this.#requireKeyId(options.keyId ?? this.keyId),
-      plaintext: base64.encode(plaintext),
-      ...(options.context === undefined ? {} : { encryptionContext: options.context }),
-    });
-    const blob = stringField(response, 'ciphertextBlob');
-    if (!blob) throw new KmsError('Encrypt: the KMS response has no ciphertextBlob');
-    return blob;
   }
 
   /** Creates a CMK; returns its keyId. */
@@ -119,7 +89,7 @@ export class TencentKmsV2 implements KeyProvider {
   }
 
   /** Any v2 action; returns the response object (code 0). */
-  async call(action: string, params: Record<string, string>): Promise<Record<string, unknown>> {
+  override async call(action: string, params: Record<string, string>): Promise<Record<string, unknown>> {
     return this.#transport.call({
       action,
       sign: (credentials): HttpRequest => {
@@ -151,18 +121,6 @@ export class TencentKmsV2 implements KeyProvider {
     });
   }
 
-  #requireKeyId(keyId: string | undefined): string {
-    if (!keyId) throw new TypeError('TencentKmsV2 needs "keyId" (the CMK) to generate data keys or encrypt');
-    return keyId;
-  }
-
-  toString(): string {
-    return `TencentKmsV2 { region: ${this.region}, keyId: ${this.keyId ?? '(none)'}, endpoint: ${this.#url.origin} }`;
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return this.toString();
-  }
 }
 
 function judge(action: string, json: unknown): Verdict<Record<string, unknown>> {

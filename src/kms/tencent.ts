@@ -2,16 +2,12 @@
  * TencentKms: Tencent Cloud KMS API 3.0 (version 2019-01-18), POST JSON signed with
  * TC3-HMAC-SHA256 (reference/tencent-kms.md §2).
  */
-import { base64 } from '../core/bytes.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
-import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
+import { processEnv } from '../core/runtime.ts';
+import { API3_NAMES, requireString, TencentProvider } from './tencent-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
   checkEndpoint,
-  dataKeyFromResponse,
-  decodeDataKey,
-  env,
   type HttpRequest,
   type RateDefaults,
   stringField,
@@ -69,51 +65,23 @@ function isRetryable(code: string): boolean {
   );
 }
 
-export class TencentKms implements KeyProvider {
+export class TencentKms extends TencentProvider {
   readonly id = 'tencent';
-  readonly keyId: string | undefined;
-  readonly region: string;
   readonly #url: URL;
   readonly #signingHost: string;
   readonly #language: string | undefined;
   readonly #transport: TencentTransport;
 
   constructor(options: TencentKmsOptions = {}) {
-    const region = options.region ?? env().TENCENTCLOUD_REGION;
+    const region = options.region ?? processEnv().TENCENTCLOUD_REGION;
     if (!region) throw new TypeError('"region" is required (or set TENCENTCLOUD_REGION), e.g. "ap-guangzhou"');
-    this.region = region;
-    this.keyId = options.keyId;
-    this.#url = checkEndpoint(options.endpoint ?? `https://${DEFAULT_HOST}`);
-    const loopback = this.#url.protocol === 'http:';
-    this.#signingHost = options.signingHost ?? (loopback ? DEFAULT_HOST : this.#url.hostname);
+    const url = checkEndpoint(options.endpoint ?? `https://${DEFAULT_HOST}`);
+    super('TencentKms', API3_NAMES, options.keyId, region, url);
+    this.#url = url;
+    const loopback = url.protocol === 'http:';
+    this.#signingHost = options.signingHost ?? (loopback ? DEFAULT_HOST : url.hostname);
     this.#language = options.language;
     this.#transport = new TencentTransport(options, TENCENT_RATE_LIMITS);
-  }
-
-  async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
-    const keyId = this.#requireKeyId(this.keyId);
-    const length = KEY_LENGTH_BY_SPEC[request.keySpec];
-    const response = await this.call('GenerateDataKey', {
-      KeyId: keyId,
-      KeySpec: request.keySpec,
-      EncryptionContext: request.context.json,
-    });
-    return dataKeyFromResponse(response, { plaintext: 'Plaintext', blob: 'CiphertextBlob', keyId: 'KeyId' }, length, keyId);
-  }
-
-  async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {
-    const response = await this.call('Decrypt', { CiphertextBlob: request.ciphertextBlob, EncryptionContext: request.context.json });
-    return decodeDataKey(response.Plaintext, KEY_LENGTH_BY_SPEC[request.keySpec], 'Decrypt');
-  }
-
-  /** Encrypt up to 4 KiB under a CMK. Returns the CiphertextBlob. */
-  async encrypt(plaintext: Uint8Array, options: { keyId?: string; context?: string } = {}): Promise<string> {
-    const response = await this.call('Encrypt', {
-      KeyId: this.#requireKeyId(options.keyId ?? this.keyId),
-      Plaintext: base64.encode(plaintext),
-      ...(options.context === undefined ? {} : { EncryptionContext: options.context }),
-    });
-    return requireString(response, 'CiphertextBlob', 'Encrypt');
   }
 
   /** Re-encrypts a blob under another CMK (or the rotated version of the same one). */
@@ -146,7 +114,7 @@ export class TencentKms implements KeyProvider {
   }
 
   /** Any KMS action: the `Response` object without its wrapper. */
-  async call(action: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  override async call(action: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
     const body = JSON.stringify(params);
     return this.#transport.call({
       action,
@@ -176,24 +144,6 @@ export class TencentKms implements KeyProvider {
     });
   }
 
-  #requireKeyId(keyId: string | undefined): string {
-    if (!keyId) throw new TypeError('TencentKms needs "keyId" (the CMK) to generate data keys or encrypt');
-    return keyId;
-  }
-
-  toString(): string {
-    return `TencentKms { region: ${this.region}, keyId: ${this.keyId ?? '(none)'}, endpoint: ${this.#url.origin} }`;
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return this.toString();
-  }
-}
-
-function requireString(response: Record<string, unknown>, field: string, action: string): string {
-  const value = stringField(response, field);
-  if (!value) throw new KmsError(`${action}: the KMS response has no ${field}`);
-  return value;
 }
 
 function judge(action: string, json: unknown): Verdict<Record<string, unknown>> {

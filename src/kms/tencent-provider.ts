@@ -1,0 +1,85 @@
+/**
+ * What the two Tencent providers share: the KeyProvider calls and Encrypt, written once over each
+ * API's `call()` and its parameter spelling (API 3.0 `KeyId`, the legacy API `keyId`).
+ */
+import { base64 } from '../core/bytes.ts';
+import { KmsError } from '../core/errors.ts';
+import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
+import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
+import { dataKeyFromResponse, decodeDataKey, stringField } from './tencent-transport.ts';
+
+/** The parameter and field names of one API. */
+export interface WireNames {
+  keyId: string;
+  keySpec: string;
+  context: string;
+  plaintext: string;
+  blob: string;
+}
+
+export const API3_NAMES: WireNames = { keyId: 'KeyId', keySpec: 'KeySpec', context: 'EncryptionContext', plaintext: 'Plaintext', blob: 'CiphertextBlob' };
+export const LEGACY_NAMES: WireNames = { keyId: 'keyId', keySpec: 'keySpec', context: 'encryptionContext', plaintext: 'plaintext', blob: 'ciphertextBlob' };
+
+export abstract class TencentProvider implements KeyProvider {
+  abstract readonly id: string;
+  /** The CMK that generateDataKey and encrypt use. Not needed to open: the blob names its CMK. */
+  readonly keyId: string | undefined;
+  readonly region: string;
+  readonly #names: WireNames;
+  readonly #endpoint: URL;
+  readonly #className: string;
+
+  protected constructor(className: string, names: WireNames, keyId: string | undefined, region: string, endpoint: URL) {
+    this.#className = className;
+    this.#names = names;
+    this.keyId = keyId;
+    this.region = region;
+    this.#endpoint = endpoint;
+  }
+
+  /** Any KMS action: the response object (API 3.0: without its `Response` wrapper). */
+  abstract call(action: string, params: Record<string, string>): Promise<Record<string, unknown>>;
+
+  async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
+    const n = this.#names;
+    const keyId = this.requireKeyId(this.keyId);
+    const response = await this.call('GenerateDataKey', { [n.keyId]: keyId, [n.keySpec]: request.keySpec, [n.context]: request.context.json });
+    return dataKeyFromResponse(response, { plaintext: n.plaintext, blob: n.blob, keyId: n.keyId }, KEY_LENGTH_BY_SPEC[request.keySpec], keyId);
+  }
+
+  async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {
+    const n = this.#names;
+    const response = await this.call('Decrypt', { [n.blob]: request.ciphertextBlob, [n.context]: request.context.json });
+    return decodeDataKey(response[n.plaintext], KEY_LENGTH_BY_SPEC[request.keySpec], 'Decrypt');
+  }
+
+  /** Encrypts a small plaintext (up to 4 KiB) under a CMK; returns the ciphertext blob. */
+  async encrypt(plaintext: Uint8Array, options: { keyId?: string; context?: string } = {}): Promise<string> {
+    const n = this.#names;
+    const response = await this.call('Encrypt', {
+      [n.keyId]: this.requireKeyId(options.keyId ?? this.keyId),
+      [n.plaintext]: base64.encode(plaintext),
+      ...(options.context === undefined ? {} : { [n.context]: options.context }),
+    });
+    return requireString(response, n.blob, 'Encrypt');
+  }
+
+  protected requireKeyId(keyId: string | undefined): string {
+    if (!keyId) throw new TypeError(`${this.#className} needs "keyId" (the CMK) to generate data keys or encrypt`);
+    return keyId;
+  }
+
+  toString(): string {
+    return `${this.#className} { region: ${this.region}, keyId: ${this.keyId ?? '(none)'}, endpoint: ${this.#endpoint.origin} }`;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+}
+
+export function requireString(response: Record<string, unknown>, field: string, action: string): string {
+  const value = stringField(response, field);
+  if (!value) throw new KmsError(`${action}: the KMS response has no ${field}`);
+  return value;
+}
