@@ -119,6 +119,20 @@ export function plaintextLength(payloadLength: number): number | undefined {
 }
 
 /**
+ * Opens consecutive sealed chunks (the last may be short), the first with counter `first`, into
+ * `out`; false at the first tag that does not verify.
+ */
+function openChunksInto(backend: CryptoBackend, keys: PayloadKeys, sealed: Uint8Array, first: number, out: Uint8Array): boolean {
+  for (let i = 0, o = 0, counter = first; i < sealed.length; counter++) {
+    const chunk = sealed.subarray(i, i + SEALED_CHUNK_SIZE);
+    if (!backend.gcmOpen(keys.key, keys.nonce(counter), chunk, out, o)) return false;
+    i += chunk.length;
+    o += chunk.length - TAG_LENGTH;
+  }
+  return true;
+}
+
+/**
  * Opens a whole payload. Checks the length and the commitment before any chunk; returns the
  * plaintext only when every chunk authenticates, and leaves nothing behind otherwise.
  */
@@ -147,13 +161,7 @@ export function openPayload(
   const out = new Uint8Array(length);
   try {
     if (!equalBytes(keys.commitment, payload.subarray(SALT_LENGTH, PAYLOAD_PREFIX))) throw new DecryptionFailedError();
-    let i = PAYLOAD_PREFIX;
-    for (let counter = 0, o = 0; i < payload.length; counter++) {
-      const sealed = payload.subarray(i, i + SEALED_CHUNK_SIZE);
-      if (!backend.gcmOpen(keys.key, keys.nonce(counter), sealed, out, o)) throw new DecryptionFailedError();
-      i += sealed.length;
-      o += sealed.length - TAG_LENGTH;
-    }
+    if (!openChunksInto(backend, keys, payload.subarray(PAYLOAD_PREFIX), 0, out)) throw new DecryptionFailedError();
     return out;
   } catch (error) {
     wipe(out);
@@ -466,14 +474,9 @@ export async function openPayloadRange(
       const to = Math.min(payloadLength, PAYLOAD_PREFIX + (last + 1) * SEALED_CHUNK_SIZE);
       const sealed = await readExactly(read, from, to - from);
       const plain = new Uint8Array(sealed.length - (last - first + 1) * TAG_LENGTH);
-      for (let c = first, i = 0, o = 0; c <= last; c++) {
-        const chunk = sealed.subarray(i, i + SEALED_CHUNK_SIZE);
-        if (!backend.gcmOpen(keys.key, keys.nonce(c), chunk, plain, o)) {
-          wipe(plain);
-          throw new DecryptionFailedError();
-        }
-        i += chunk.length;
-        o += chunk.length - TAG_LENGTH;
+      if (!openChunksInto(backend, keys, sealed, first, plain)) {
+        wipe(plain);
+        throw new DecryptionFailedError();
       }
       return plain;
     };

@@ -109,7 +109,7 @@ export class ChunkWorkerPool {
    * the worker without a copy and is detached here.
    */
   run(type: 'seal' | 'open', session: number, counter: number, data: Uint8Array, give = false): Promise<Uint8Array | undefined> {
-    if (counter + Math.ceil(data.length / CHUNK_SIZE) > MAX_CHUNKS) throw new RangeError('a message has at most 2^38 chunks');
+    if (counter + Math.ceil(data.length / (type === 'seal' ? CHUNK_SIZE : SEALED_CHUNK_SIZE)) > MAX_CHUNKS) throw new RangeError('a message has at most 2^38 chunks');
     const job = this.#nextJob++;
     const whole = give && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
     // A private copy otherwise (Buffer.slice would not copy).
