@@ -1,11 +1,10 @@
 /**
  * HKDF-Expand-SHA-512 (RFC 5869 §2.3), which Cobblestone runs once per message with the data key
  * as the PRK. Two implementations: over the WebAssembly SHA-512 compressor (the whole HMAC in one
- * linear memory, no per-call objects: ~2.5 us for one message's 76 bytes, ~1.9 us from a cached
- * key's HMAC state, against ~6-8 us with node:crypto's createHmac and ~25 us or more with
- * @noble/hashes), which both backends use where WebAssembly runs; and over any HMAC object, their
- * fallback. All are checked against the Wycheproof vectors and each
- * other in test/backend.test.ts.
+ * linear memory, no per-call objects, and a cached key's HMAC state reused: faster than
+ * node:crypto's createHmac or @noble/hashes on one message's 76 bytes, see BENCHMARKS.md "HKDF"),
+ * which both backends use where WebAssembly runs; and over any HMAC object, their fallback. All
+ * are checked against the Wycheproof vectors and each other in test/core/backend.test.ts.
  */
 import { wipe } from './bytes.ts';
 import { sha512Compressor } from './sha512-wasm.ts';

@@ -1,8 +1,8 @@
 /**
  * SHA-512 compression (FIPS 180-4 §6.4.2) as a WebAssembly function, assembled here at load time
  * from a few dozen opcodes: no binary blob, no build step, no dependency. WebAssembly has native
- * 64-bit words, so it runs 4-5x faster than SHA-512 in JavaScript (split 32-bit words) and, with
- * no per-call object setup, makes HKDF cheaper than node:crypto's createHmac on small inputs.
+ * 64-bit words, so it beats SHA-512 in JavaScript (split 32-bit words) and, with no per-call
+ * object setup, makes HKDF cheaper than node:crypto's createHmac on small inputs (BENCHMARKS.md).
  *
  * compress(from, state, data, blocks): hashes the `blocks` 128-byte blocks at `data` into the state
  * at `state`, starting from the state at `from` (copied to `state` first; they may be the same).

@@ -193,8 +193,8 @@ export class TencentTransport {
     // One deadline bounds the whole attempt, the body read included (ky's own timeout stops at the
     // headers). The abort signal alone is not enough: ky wraps it in a Request, and Node 20's fetch
     // loses a Request's link to its signal after a garbage collection (nodejs/undici#4068,
-    // nodejs/node#55428), so an abort can fail to end the fetch (seen here: a 150 ms attempt waited
-    // 20 s for the answer). The attempt also races a timer and moves on; the request is aborted
+    // nodejs/node#55428), so an abort can fail to end the fetch (an attempt then waits for the
+    // server's late answer, past its deadline). The attempt also races a timer and moves on; the request is aborted
     // anyway and its outcome ignored.
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
