@@ -1,0 +1,114 @@
+/**
+ * Key stores: where the wrapped intermediate keys of the key hierarchy live (FORMAT.md §10). A
+ * store holds only wrapped keys (the KMS's ciphertext blobs), never a plaintext key, so a copy of
+ * it is as safe as a copy of the sealed data. One record per (partition, version).
+ *
+ * Writing a store for another database (Redis, DynamoDB, ...): implement these five calls.
+ * createVersion must be atomic: when two processes create the same (partition, version) at once,
+ * exactly one record is kept and both callers get that one (a conditional put, an INSERT ... ON
+ * CONFLICT DO NOTHING followed by a read, Redis SET NX, DynamoDB attribute_not_exists).
+ */
+
+/** A version of a partition's intermediate key, as stored. */
+export interface StoredKey {
+  /** The caller's partition: a tenant, or a tenant and purpose. 1-255 UTF-8 bytes. */
+  readonly partition: string;
+  /** 1, 2, 3, ... per partition. */
+  readonly version: number;
+  /** `active`: used for new writes (the highest active version); `decrypt-only`: opens old messages only. */
+  readonly state: KeyState;
+  /** The key provider that wrapped it, its master key id, and the wrapped key. */
+  readonly provider: string;
+  readonly keyId: string;
+  readonly ciphertextBlob: string;
+  /** Milliseconds since the epoch, when the version was created. */
+  readonly createdAt: number;
+}
+
+export type KeyState = 'active' | 'decrypt-only';
+
+export interface KeyStore {
+  /** The record of (partition, version), or undefined. */
+  getVersion(partition: string, version: number): Promise<StoredKey | undefined>;
+  /** The highest version whose state is `active`, or undefined when the partition has none. */
+  getActive(partition: string): Promise<StoredKey | undefined>;
+  /**
+   * Stores `key` unless (partition, version) exists; returns the record that is stored afterwards
+   * (the caller's, or the one another process created first).
+   */
+  createVersion(key: StoredKey): Promise<StoredKey>;
+  /** Every version of the partition, lowest first. */
+  listVersions(partition: string): Promise<StoredKey[]>;
+  /** Sets a version's state (`decrypt-only` retires it from new writes). */
+  setState(partition: string, version: number, state: KeyState): Promise<void>;
+  /** Removes every version of the partition (crypto-shredding). Optional. */
+  deletePartition?(partition: string): Promise<void>;
+  /** Releases connections or handles the store opened itself. Optional. */
+  close?(): Promise<void>;
+}
+
+/** Checks a record's fields; a store that returns anything else is corrupt. */
+export function checkStoredKey(key: StoredKey, where: string): StoredKey {
+  const ok =
+    typeof key === 'object' &&
+    key !== null &&
+    typeof key.partition === 'string' &&
+    key.partition.length > 0 &&
+    Number.isSafeInteger(key.version) &&
+    key.version >= 1 &&
+    key.version <= 0xffffffff &&
+    (key.state === 'active' || key.state === 'decrypt-only') &&
+    typeof key.provider === 'string' &&
+    typeof key.keyId === 'string' &&
+    typeof key.ciphertextBlob === 'string' &&
+    key.ciphertextBlob.length > 0 &&
+    Number.isFinite(key.createdAt);
+  if (!ok) throw new TypeError(`${where}: not a stored key record`);
+  return key;
+}
+
+/** A key store in memory: for tests, single processes, and as the model the others follow. */
+export class MemoryKeyStore implements KeyStore {
+  readonly #partitions = new Map<string, Map<number, StoredKey>>();
+
+  async getVersion(partition: string, version: number): Promise<StoredKey | undefined> {
+    return this.#partitions.get(partition)?.get(version);
+  }
+
+  async getActive(partition: string): Promise<StoredKey | undefined> {
+    let best: StoredKey | undefined;
+    for (const key of this.#partitions.get(partition)?.values() ?? []) {
+      if (key.state === 'active' && (!best || key.version > best.version)) best = key;
+    }
+    return best;
+  }
+
+  async createVersion(key: StoredKey): Promise<StoredKey> {
+    checkStoredKey(key, 'createVersion');
+    let versions = this.#partitions.get(key.partition);
+    if (!versions) {
+      versions = new Map();
+      this.#partitions.set(key.partition, versions);
+    }
+    const existing = versions.get(key.version);
+    if (existing) return existing;
+    const stored = Object.freeze({ ...key });
+    versions.set(key.version, stored);
+    return stored;
+  }
+
+  async listVersions(partition: string): Promise<StoredKey[]> {
+    return [...(this.#partitions.get(partition)?.values() ?? [])].sort((a, b) => a.version - b.version);
+  }
+
+  async setState(partition: string, version: number, state: KeyState): Promise<void> {
+    const versions = this.#partitions.get(partition);
+    const key = versions?.get(version);
+    if (!versions || !key) throw new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
+    versions.set(version, Object.freeze({ ...key, state }));
+  }
+
+  async deletePartition(partition: string): Promise<void> {
+    this.#partitions.delete(partition);
+  }
+}
