@@ -1,0 +1,50 @@
+/**
+ * What the two wire protocols share: the error every handler may throw (one code per API) and the
+ * small helpers for headers and field names.
+ */
+import type { IncomingMessage } from 'node:http';
+
+/** Legacy v2 at /v2/index.php, API 3.0 at /. */
+export type Api = 'v2' | 'v3';
+
+export type Params = Record<string, string>;
+
+/** Thrown by handlers: becomes the API's own error shape. */
+export class ApiError extends Error {
+  readonly v3Code: string;
+  readonly v2Code: number;
+  constructor(v3Code: string, v2Code: number, message: string) {
+    super(message);
+    this.v3Code = v3Code;
+    this.v2Code = v2Code;
+  }
+}
+
+export const err = {
+  missing: (name: string) => new ApiError('MissingParameter', 4000, `(10100) missing parameter ${name}`),
+  invalid: (name: string) => new ApiError('InvalidParameterValue', 4000, `(10110) invalid value of ${name}`),
+  notFound: () => new ApiError('ResourceUnavailable.CmkNotFound', 4530, '(10630) key is not existed'),
+  disabled: () => new ApiError('ResourceUnavailable.CmkDisabled', 4550, '(10650) key is disabled'),
+  ciphertext: () => new ApiError('InvalidParameterValue.InvalidCiphertext', 4000, '(10400) ciphertext or encryption context is invalid'),
+  action: (a: string) => new ApiError('InvalidAction', 4000, `(10010) unknown action ${a}`),
+  signature: () => new ApiError('AuthFailure.SignatureFailure', 4100, '(10030) authentication failed'),
+  expired: () => new ApiError('AuthFailure.SignatureExpire', 4100, '(10030) signature expired: timestamp too far from server time'),
+  secretId: () => new ApiError('AuthFailure.SecretIdNotFound', 4100, '(10270) secretId does not exist'),
+  token: () => new ApiError('AuthFailure.TokenFailure', 4100, '(10030) token invalid'),
+  throttle: () => new ApiError('RequestLimitExceeded', 4420, '(10250) request limit exceeded'),
+  internal: () => new ApiError('InternalError', 6000, '(10050) internal error'),
+  version: () => new ApiError('NoSuchVersion', 4000, '(10010) unsupported version'),
+  tooLarge: () => new ApiError('InvalidParameter', 4000, '(10000) request body too large'),
+  notJson: () => new ApiError('InvalidParameter', 4000, '(10000) request body is not valid JSON'),
+};
+
+/** One header's value; repeated headers joined as Node would for most. */
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+/** API 3.0 names fields in PascalCase, the legacy API the same in lower camelCase. */
+export function lowerKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k[0]!.toLowerCase() + k.slice(1), v]));
+}

@@ -1,0 +1,66 @@
+/** The emulator's public types, re-exported by index.ts (the package's `./emulator` entry). */
+
+export interface EmulatorCredentials {
+  secretId: string;
+  secretKey: string;
+  /** When set, API 3.0 requests must carry it as X-TC-Token (temporary credentials). */
+  token?: string;
+}
+
+export type FaultKind = 'throttle' | 'internal' | 'http503' | 'drop' | 'malformed' | 'none';
+
+export interface FaultOptions {
+  /** Added latency before each answer, ms. */
+  latencyMs?: number;
+  /** Fractions of requests (0..1) that get each fault. */
+  throttleRate?: number;
+  internalErrorRate?: number;
+  http503Rate?: number;
+  dropRate?: number;
+  malformedRate?: number;
+  /** Requests per second per action before answering with the real throttling code. */
+  qpsLimit?: number;
+  /** Faults for the next requests, one each, before any rate applies. */
+  script?: FaultKind[];
+}
+
+export interface EmulatorOptions {
+  host?: string;
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Accepted credentials; default one generated pair (see `credentials` on the result). */
+  credentials?: EmulatorCredentials[];
+  /** Persist keys to this file (written atomically, mode 0600) so they survive a restart. */
+  statePath?: string;
+  faults?: FaultOptions;
+  /**
+   * Host names the emulator answers for, besides the one in the Host header: clients may sign for
+   * the real service name while their socket goes to loopback. Default: Tencent's KMS host names.
+   */
+  hostAliases?: string[];
+  /** Clock, Unix seconds (tests of signature expiry). */
+  now?: () => number;
+}
+
+export interface EmulatorStats {
+  /** Requests per action that passed authentication (faulted ones included). */
+  calls: Record<string, number>;
+  /** Requests answered with each injected fault. */
+  faults: Record<string, number>;
+  /** Requests rejected for their signature, credentials or timestamp. */
+  authFailures: number;
+}
+
+export interface RunningEmulator {
+  /** `http://HOST:PORT` (API 3.0 at `/`, legacy at `/v2/index.php`). */
+  url: string;
+  host: string;
+  port: number;
+  credentials: EmulatorCredentials[];
+  setFaults(faults: FaultOptions): void;
+  stats(): EmulatorStats;
+  resetStats(): void;
+  /** Creates a CMK directly (no request); returns its key id. */
+  createKey(alias?: string): string;
+  close(): Promise<void>;
+}
