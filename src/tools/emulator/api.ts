@@ -34,8 +34,12 @@ export const err = {
   throttle: () => new ApiError('RequestLimitExceeded', 4420, '(10250) request limit exceeded'),
   internal: () => new ApiError('InternalError', 6000, '(10050) internal error'),
   version: () => new ApiError('NoSuchVersion', 4000, '(10010) unsupported version'),
-  tooLarge: () => new ApiError('InvalidParameter', 4000, '(10000) request body too large'),
-  notJson: () => new ApiError('InvalidParameter', 4000, '(10000) request body is not valid JSON'),
+  // The legacy error list has no size code; the reference's qcloudapi-sdk tests expect 4100 for an over-long request.
+  tooLarge: () => new ApiError('RequestSizeLimitExceeded', 4100, '(10000) request body too large'),
+  notJson: () => new ApiError('InvalidParameter', 4000, '(10000) request body is not a JSON object in UTF-8'),
+  // Tencent's common codes: only GET and POST are served (UnsupportedProtocol); the legacy API's 4000 covers "unsupported method".
+  method: (m: string) => new ApiError('UnsupportedProtocol', 4000, `(10000) unsupported method ${m}: only GET and POST`),
+  authorization: () => new ApiError('AuthFailure.InvalidAuthorization', 4100, '(10030) the Authorization header is not a TC3-HMAC-SHA256 one'),
 };
 
 /** One header's value; repeated headers joined as Node would for most. */

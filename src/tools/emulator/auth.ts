@@ -11,7 +11,7 @@ import type { EmulatorCredentials } from './types.ts';
 
 const SKEW_SECONDS = 300;
 
-const TC3_AUTHORIZATION = /^TC3-HMAC-SHA256 Credential=([^/]+)\/(\d{4}-\d{2}-\d{2})\/([^/]+)\/tc3_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
+const TC3_AUTHORIZATION = /^TC3-HMAC-SHA256 Credential=([^/]+)\/(\d{4}-\d{2}-\d{2})\/([^/]*)\/tc3_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
 
 /** The host names Tencent's KMS answers for: a client may sign one while its socket goes to loopback. */
 export const DEFAULT_HOST_ALIASES = [
@@ -64,7 +64,7 @@ export class Verifier {
   /** TC3-HMAC-SHA256 over the exact headers, query and body received. */
   tc3(req: IncomingMessage, body: Buffer, rawQuery: string): void {
     const m = TC3_AUTHORIZATION.exec(header(req, 'authorization') ?? '');
-    if (!m) throw err.signature();
+    if (!m) throw err.authorization();
     const [, secretId, date, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string];
     const creds = this.#find(secretId);
     const timestamp = this.#checkTimestamp(header(req, 'x-tc-timestamp'));

@@ -4,7 +4,7 @@
  * the action and answers in the API's own shape.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { type Api, ApiError, err, header, lowerKeys, type Params } from './api.ts';
 import { safeEqual, type Verifier } from './auth.ts';
@@ -13,8 +13,12 @@ import { type KeyStore, type Lookup, runAction } from './kms.ts';
 import type { Stats } from './stats.ts';
 import type { FaultKind, FaultOptions } from './types.ts';
 
-const MAX_BODY = 1024 * 1024;
+// Tencent's request size limits: TC3 POST 10 MB, v1-signed (and legacy) POST 1 MB.
+const MAX_TC3_BODY = 10 * 1024 * 1024;
+const MAX_FORM_BODY = 1024 * 1024;
 const API_VERSION = '2019-01-18';
+const API_PATHS: ReadonlyMap<string, Api> = new Map([['/', 'v3'], ['/v2/index.php', 'v2']]);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export interface Services {
   verifier: Verifier;
@@ -30,23 +34,50 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-/** Reads the request body with a size cap. */
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/**
+ * Reads the request body up to `limit` bytes. Past it (declared or sent) the answer goes out at
+ * once and the rest is left to Node, which discards it after the answer and keeps the connection:
+ * destroying the socket instead would lose the answer to the client's reset.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      reject(err.tooLarge());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY) {
+      if (size > limit) {
+        chunks.length = 0;
         reject(err.tooLarge());
-        req.destroy();
-        return;
+      } else {
+        chunks.push(chunk);
       }
-      chunks.push(chunk);
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    req.on('close', () => reject(new Error('the client went away before the whole body')));
   });
+}
+
+/** The path and raw query of an origin-form or absolute-form request target; undefined for any other. */
+export function parseTarget(raw: string): { path: string; query: string } | undefined {
+  let target = raw;
+  if (/^https?:\/\//i.test(target)) {
+    try {
+      const url = new URL(target);
+      target = `${url.pathname}${url.search}`;
+    } catch {
+      return undefined;
+    }
+  }
+  if (!target.startsWith('/')) return undefined;
+  const end = target.indexOf('#');
+  if (end >= 0) target = target.slice(0, end);
+  const q = target.indexOf('?');
+  return q < 0 ? { path: target, query: '' } : { path: target.slice(0, q), query: target.slice(q + 1) };
 }
 
 function send(res: ServerResponse, status: number, body: string): void {
@@ -54,16 +85,20 @@ function send(res: ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-function respond(res: ServerResponse, api: Api, requestId: string, result: Record<string, unknown> | ApiError): void {
+function errorBody(api: Api, requestId: string, error: ApiError): object {
+  return api === 'v3'
+    ? { Response: { Error: { Code: error.v3Code, Message: error.message.replace(/^\(\d+\) /, '') }, RequestId: requestId } }
+    : { code: error.v2Code, message: error.message, codeDesc: error.v3Code, requestId };
+}
+
+/** Tencent answers API errors with HTTP 200 and the error in the body; `status` is for what is not an API call. */
+function respond(res: ServerResponse, api: Api, requestId: string, result: Record<string, unknown> | ApiError, status = 200): void {
   if (result instanceof ApiError) {
-    const body = api === 'v3'
-      ? { Response: { Error: { Code: result.v3Code, Message: result.message.replace(/^\(\d+\) /, '') }, RequestId: requestId } }
-      : { code: result.v2Code, message: result.message, codeDesc: result.v3Code, requestId };
-    send(res, 200, JSON.stringify(body));
+    send(res, status, JSON.stringify(errorBody(api, requestId, result)));
     return;
   }
   const body = api === 'v3' ? { Response: { ...result, RequestId: requestId } } : { code: 0, message: '', requestId, ...lowerKeys(result) };
-  send(res, 200, JSON.stringify(body));
+  send(res, status, JSON.stringify(body));
 }
 
 interface Call {
@@ -82,10 +117,29 @@ function readTc3Call(services: Services, req: IncomingMessage, body: Buffer, raw
     params = Object.fromEntries(new URLSearchParams(rawQuery));
   } else {
     if (!(header(req, 'content-type') ?? '').toLowerCase().startsWith('application/json')) throw err.signature();
-    const parsed: unknown = body.length ? JSON.parse(body.toString('utf8')) : {};
-    params = Object.fromEntries(Object.entries(parsed as Record<string, unknown>).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+    params = jsonParams(body);
   }
   return { action, lookup: (name) => params[name] };
+}
+
+/** A JSON object's fields as strings (what is not a string as its JSON text). */
+function jsonParams(body: Buffer): Params {
+  let parsed: unknown;
+  try {
+    parsed = body.length ? JSON.parse(utf8.decode(body)) : {};
+  } catch {
+    throw err.notJson();
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw err.notJson();
+  return Object.fromEntries(
+    Object.entries(parsed).map(([k, v]) => {
+      try {
+        return [k, typeof v === 'string' ? v : JSON.stringify(v)];
+      } catch {
+        throw err.invalid(k); // nested too deeply to write back
+      }
+    }),
+  );
 }
 
 /** A query-signed request: legacy v2, or API 3.0 signed v1; query (GET) or form body (POST). */
@@ -120,15 +174,15 @@ function answerFault(req: IncomingMessage, res: ServerResponse, fault: FaultKind
   }
 }
 
-async function handleApi(services: Services, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-  const api: Api = url.pathname === '/v2/index.php' ? 'v2' : 'v3';
+async function handleApi(services: Services, req: IncomingMessage, res: ServerResponse, api: Api, target: { path: string; query: string }): Promise<void> {
   const requestId = randomUUID();
   try {
-    const body = await readBody(req);
-    const rawQuery = url.search.slice(1);
-    const { action, lookup } = api === 'v3' && (header(req, 'authorization') ?? '').startsWith('TC3-HMAC-SHA256')
-      ? readTc3Call(services, req, body, rawQuery)
-      : readQueryCall(services, req, api, url.pathname, body, rawQuery);
+    if (req.method !== 'GET' && req.method !== 'POST') throw err.method(req.method ?? '');
+    const tc3 = api === 'v3' && (header(req, 'authorization') ?? '').startsWith('TC3-HMAC-SHA256');
+    const body = await readBody(req, tc3 ? MAX_TC3_BODY : MAX_FORM_BODY);
+    const { action, lookup } = tc3
+      ? readTc3Call(services, req, body, target.query)
+      : readQueryCall(services, req, api, target.path, body, target.query);
     services.stats.call(action);
     const fault = services.faults.pick(action);
     if (fault !== 'none') services.stats.fault(fault);
@@ -137,25 +191,19 @@ async function handleApi(services: Services, req: IncomingMessage, res: ServerRe
     if (answerFault(req, res, fault)) return;
     respond(res, api, requestId, runAction(services.store, action, lookup, api));
   } catch (error) {
-    if (error instanceof ApiError) {
-      if (error.v3Code.startsWith('AuthFailure')) services.stats.authFailure();
-      respond(res, api, requestId, error);
-    } else if (error instanceof SyntaxError) {
-      respond(res, api, requestId, err.notJson());
-    } else {
-      respond(res, api, requestId, err.internal());
-    }
+    if (error instanceof ApiError && error.v3Code.startsWith('AuthFailure')) services.stats.authFailure();
+    respond(res, api, requestId, error instanceof ApiError ? error : err.internal());
   }
 }
 
-async function handleControl(services: Services, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+async function handleControl(services: Services, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   const token = (header(req, 'authorization') ?? '').replace(/^Bearer /, '');
   if (!safeEqual(token, services.controlKey)) {
     send(res, 401, '{"error":"unauthorized"}');
     return;
   }
-  if (url.pathname === '/__emulator/faults' && req.method === 'POST') {
-    const body = await readBody(req);
+  if (path === '/__emulator/faults' && req.method === 'POST') {
+    const body = await readBody(req, MAX_FORM_BODY);
     try {
       services.faults.set(JSON.parse(body.toString('utf8')) as FaultOptions);
     } catch {
@@ -163,30 +211,64 @@ async function handleControl(services: Services, req: IncomingMessage, res: Serv
       return;
     }
     send(res, 200, JSON.stringify({ faults: services.faults.options }));
-  } else if (url.pathname === '/__emulator/stats') {
+  } else if (path === '/__emulator/stats') {
     send(res, 200, JSON.stringify(services.stats.snapshot()));
   } else {
     send(res, 404, '{"error":"not found"}');
   }
 }
 
-function route(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://emulator');
-  if (url.pathname.startsWith('/__emulator/')) return handleControl(services, req, res, url);
-  if (url.pathname === '/' || url.pathname === '/v2/index.php') return handleApi(services, req, res, url);
-  send(res, 404, '{"error":"not found"}');
-  return Promise.resolve();
+/**
+ * What Tencent's gateway answers for a target that is no API is not documented: the API 3.0 error
+ * shape, which its clients read, with an HTTP status that says it was no API call.
+ */
+async function route(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const target = parseTarget(req.url ?? '');
+  if (!target) return respond(res, 'v3', randomUUID(), new ApiError('InvalidParameter', 4000, '(10000) the request target is not a path'), 400);
+  if (target.path.startsWith('/__emulator/')) return handleControl(services, req, res, target.path);
+  const api = API_PATHS.get(target.path);
+  if (!api) return respond(res, 'v3', randomUUID(), new ApiError('ResourceNotFound', 4000, '(10000) no API at this path'), 404);
+  return handleApi(services, req, res, api, target);
+}
+
+/** The last resort of a request whose handling threw: an internal error if nothing was sent yet. */
+function failSafe(res: ServerResponse): void {
+  try {
+    if (!res.headersSent) respond(res, 'v3', randomUUID(), err.internal(), 500);
+    else res.destroy();
+  } catch {
+    res.destroy();
+  }
+}
+
+/**
+ * A request Node's HTTP parser refused (bad method, header, framing; headers too large): a
+ * Tencent-shaped answer, then the connection closes, since the parser cannot find the next request.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket, busy: WeakSet<Socket>): void {
+  if (!socket.writable || busy.has(socket)) {
+    socket.destroy();
+    return;
+  }
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const apiError = status === 431 ? err.tooLarge() : new ApiError('InvalidParameter', 4000, '(10000) the request is not valid HTTP/1.1');
+  const body = JSON.stringify(errorBody('v3', randomUUID(), apiError));
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  setTimeout(() => socket.destroy(), 1000).unref();
 }
 
 /** Starts serving; `close()` also ends the connections still open (keep-alive, slow clients). */
 export async function listen(services: Services, host: string, port: number): Promise<Listening> {
   const sockets = new Set<Socket>();
+  // Sockets with an answer in progress: a parser error there must not write a second one.
+  const busy = new WeakSet<Socket>();
   const server: Server = createServer((req, res) => {
-    route(services, req, res).catch(() => {
-      if (!res.headersSent) send(res, 500, '{"error":"internal"}');
-      else res.destroy();
-    });
+    const socket = req.socket;
+    busy.add(socket);
+    res.on('close', () => busy.delete(socket));
+    route(services, req, res).catch(() => failSafe(res));
   });
+  server.on('clientError', (error: Error, socket: Socket) => answerClientError(error, socket, busy));
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -195,6 +277,8 @@ export async function listen(services: Services, host: string, port: number): Pr
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
+  // After listening, a server error (such as running out of file descriptors on accept) must not end the process.
+  server.on('error', () => {});
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>
