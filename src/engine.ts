@@ -6,9 +6,18 @@
 import type { CryptoBackend } from './core/backend.ts';
 import { base64, describe, wipe } from './core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
+import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from './core/compact.ts';
 import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './core/context.ts';
 import { ClosedError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
-import { encodeAuthenticated, encodeWrappedKey, type ParsedHeader, validateProviderId } from './core/header.ts';
+import {
+  encodeAuthenticated,
+  encodeAuthenticatedV2,
+  encodeWrappedKey,
+  encodeWrappedKeys,
+  type ParsedHeader,
+  validateProviderId,
+  type WrappedKey,
+} from './core/header.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from './core/hkdf.ts';
 import { type BackendName, selectBackend } from './core/select-backend.ts';
 import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from './core/suites.ts';
@@ -24,11 +33,29 @@ import {
   type RememberedKey,
 } from './economy/cache.ts';
 import { type EnvelopeEvent, type EventListener, emitter } from './economy/events.ts';
+import type { KeyHierarchy, SuiteKey } from './hierarchy.ts';
 import type { KeyProvider } from './kms/key-provider.ts';
 
 export interface EnvelopeOptions {
-  /** The key provider (KMS) that generates and decrypts data keys. */
-  kms: KeyProvider;
+  /**
+   * The key provider (KMS) that generates and decrypts a data key per message (or per cache window).
+   * Optional with a `hierarchy`, which has its own; then messages with a KMS data key do not open.
+   */
+  kms?: KeyProvider;
+  /**
+   * Seal under a key hierarchy (createKeyHierarchy): a unique key per message derived from the
+   * partition's intermediate key, with no KMS call (format 2). Messages sealed so open with it too.
+   */
+  hierarchy?: KeyHierarchy;
+  /** The partition sealed under when a seal names none (with a hierarchy). */
+  partition?: string;
+  /**
+   * The format version written: 1 (the default, which every release reads) or 2 (FORMAT.md §10;
+   * read by 0.2 and later). Upgrade every reader before a writer. A hierarchy writes 2.
+   */
+  format?: 1 | 2;
+  /** Format 2: values below 16 KiB sealed by seal() take the compact payload; default true. */
+  compact?: boolean;
   /** Payload suite; default `cobblestone-256` (32-byte data keys, AES-256-GCM). */
   suite?: SuiteName;
   /** Keep the context out of the message by default; open() then needs it. Default false. */
@@ -51,6 +78,8 @@ export interface EnvelopeOptions {
 export interface SealOptions {
   /** Non-secret strings bound to the message and its data key; open() must see the same. */
   context?: EncryptionContext;
+  /** With a hierarchy: the partition (tenant) whose intermediate key seals this message. */
+  partition?: string;
   /** Keep the context out of the message (override the envelope's default). */
   detachedContext?: boolean;
 }
@@ -66,12 +95,17 @@ export interface OpenOptions {
    * optional, and when given it must equal the stored one exactly.
    */
   context?: EncryptionContext;
+  /** With a hierarchy: caller metadata handed to its audit hook with this open. */
+  audit?: Readonly<Record<string, unknown>>;
 }
 
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
 export interface SealSession {
   readonly header: Uint8Array;
-  readonly sealer: PayloadSealer;
+  /** The chunked payload's sealer; undefined for a compact message. */
+  readonly sealer: PayloadSealer | undefined;
+  /** The compact payload's sealer (format 2, values below 16 KiB); undefined otherwise. */
+  readonly compact: CompactSealer | undefined;
   /** Draws more plaintext bytes from a cached data key's budget (streams of unknown length). */
   readonly reserve: (bytes: number) => void;
 }
@@ -96,8 +130,11 @@ export interface EnvelopeCore {
   readonly backend: CryptoBackend;
   /** The envelope's onEvent, never throwing. */
   readonly emit: (event: EnvelopeEvent) => void;
-  /** `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams. */
-  beginSeal(options?: SealOptions, bytes?: number): SealSession | Promise<SealSession>;
+  /**
+   * `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams.
+   * `compactOk`: the caller can seal a compact payload (it has the whole plaintext).
+   */
+  beginSeal(options?: SealOptions, bytes?: number, compactOk?: boolean): SealSession | Promise<SealSession>;
   /**
    * Checks the context, the payload length (when known) and the provider, then gets the data key
    * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
@@ -110,6 +147,12 @@ export interface EnvelopeCore {
   close(): Promise<void>;
 }
 
+/** The chunked sealer of a session that streams (never compact: compactOk was not given). */
+export function chunkedSealer(session: SealSession): PayloadSealer {
+  if (!session.sealer) throw new Error('internal: a compact session on a chunked path');
+  return session.sealer;
+}
+
 interface HeaderParts {
   header: Uint8Array;
   payloadContext: Uint8Array;
@@ -117,7 +160,11 @@ interface HeaderParts {
 
 /** An envelope's resolved options: checked once, at creation. */
 interface Settings {
-  readonly kms: KeyProvider;
+  readonly kms: KeyProvider | undefined;
+  readonly hierarchy: KeyHierarchy | undefined;
+  readonly partition: string | undefined;
+  readonly format: 1 | 2;
+  readonly compact: boolean;
   readonly suite: PayloadSuite;
   readonly backend: CryptoBackend;
   readonly random: (length: number) => Uint8Array;
@@ -138,12 +185,24 @@ function assertProvider(kms: unknown): KeyProvider {
 
 function resolve(options: EnvelopeOptions): Settings {
   if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object, got ${describe(options)}`);
-  const kms = assertProvider(options.kms);
+  const hierarchy = options.hierarchy;
+  if (hierarchy !== undefined && (typeof hierarchy !== 'object' || typeof hierarchy?.sealKey !== 'function')) {
+    throw new TypeError(`"hierarchy" expected a KeyHierarchy from createKeyHierarchy(), got ${describe(hierarchy)}`);
+  }
+  const kms = options.kms === undefined && hierarchy ? undefined : assertProvider(options.kms);
   const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
+  const format = options.format ?? (hierarchy ? 2 : 1);
+  if (format !== 1 && format !== 2) throw new TypeError(`"format" expected 1 or 2, got ${JSON.stringify(format)}`);
+  if (hierarchy && format !== 2) throw new TypeError('a key hierarchy writes format 2: drop "format: 1"');
+  if (options.partition !== undefined) checkPartition(options.partition);
   const backend = selectBackend(options.backend);
   const emit = emitter(options.onEvent);
   return {
     kms,
+    hierarchy,
+    partition: options.partition,
+    format,
+    compact: format === 2 && (options.compact ?? true),
     suite,
     backend,
     random: options.randomBytes ?? backend.randomBytes,
@@ -152,6 +211,17 @@ function resolve(options: EnvelopeOptions): Settings {
     encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
     decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
   };
+}
+
+function checkPartition(partition: unknown): string {
+  if (typeof partition !== 'string' || partition.length === 0) throw new TypeError(`"partition" expected a non-empty string, got ${describe(partition)}`);
+  return partition;
+}
+
+/** The provider a KMS-key message needs; a typed error when the envelope has none. */
+function requireKms(s: Settings, found: string): KeyProvider {
+  if (!s.kms) throw new KeyProviderMismatchError(`this message was sealed with key provider "${found}", and this envelope has only a key hierarchy: pass "kms" too`);
+  return s.kms;
 }
 
 /** Wraps anything a provider throws that is not ours into a KmsError, without its message's secrets. */
@@ -163,14 +233,15 @@ function kmsFailure(error: unknown, action: string): EnvelopeError {
 /** A KMS call with its kms-call event. */
 async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>): Promise<T> {
   const started = Date.now();
+  const provider = s.kms?.id ?? 'hierarchy';
   try {
     const result = await call();
-    s.emit({ type: 'kms-call', provider: s.kms.id, action, durationMs: Date.now() - started, ok: true });
+    s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: true });
     return result;
   } catch (error) {
     const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : 'generate a data key');
     const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
-    s.emit({ type: 'kms-call', provider: s.kms.id, action, durationMs: Date.now() - started, ok: false, errorCode: code });
+    s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: code });
     throw failure;
   }
 }
@@ -185,16 +256,18 @@ function payloadContext(authenticated: Uint8Array, context: CanonicalContext, de
 }
 
 /** A fresh data key from the KMS, with the header that names it. */
-async function generate(s: Settings, context: CanonicalContext, detached: boolean): Promise<CachedKeyMaterial<HeaderParts>> {
-  const { suite, kms } = s;
+async function generate(s: Settings, context: CanonicalContext, detached: boolean, compact: boolean): Promise<CachedKeyMaterial<HeaderParts>> {
+  const { suite } = s;
+  const kms = requireKms(s, 'none');
   const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context }));
   const key = dataKey?.plaintextKey;
   try {
     if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[suite.keySpec]) {
       throw new KmsError(`key provider returned a data key of the wrong length for ${suite.keySpec}`);
     }
-    const authenticated = encodeAuthenticated(suite, context, detached);
-    const wrapped = encodeWrappedKey({ provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob });
+    const wrappedKey: WrappedKey = { provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob };
+    const authenticated = s.format === 2 ? encodeAuthenticatedV2(suite, context, detached, compact, undefined) : encodeAuthenticated(suite, context, detached);
+    const wrapped = s.format === 2 ? encodeWrappedKeys([wrappedKey]) : encodeWrappedKey(wrappedKey);
     const header = new Uint8Array(authenticated.length + wrapped.length);
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
@@ -209,28 +282,35 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
 
 const noReserve = (): void => {};
 
-/** beginSeal: synchronous when the encryption cache has the key, so the hot path has no promise. */
+/** beginSeal: synchronous when the encryption cache (or the hierarchy) has the key, so the hot path has no promise. */
 function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
-  /** Encryption-cache partitions by context: a key is never shared across suites, context modes or contexts. */
-  const partitions = [new WeakMap<CanonicalContext, string>(), new WeakMap<CanonicalContext, string>()];
-  function partitionOf(context: CanonicalContext, detached: boolean): string {
-    const known = partitions[detached ? 1 : 0]!;
+  /** Encryption-cache partitions by context: a key is never shared across suites, context modes, payload forms or contexts. */
+  const partitions = [0, 1, 2, 3].map(() => new WeakMap<CanonicalContext, string>());
+  function partitionOf(context: CanonicalContext, detached: boolean, compact: boolean): string {
+    const known = partitions[(detached ? 1 : 0) + (compact ? 2 : 0)]!;
     let partition = known.get(context);
     if (partition === undefined) {
-      partition = `${s.suite.id}.${detached ? 'd' : 's'}.${base64.encode(context.encoded)}`;
+      partition = `${s.suite.id}.${detached ? 'd' : 's'}${compact ? 'c' : ''}.${base64.encode(context.encoded)}`;
       known.set(context, partition);
     }
     return partition;
+  }
+
+  /** The payload sealer for this key, derived at once: the key may be a lent one. */
+  function sealerFor(key: Uint8Array, keyState: HmacKeyState | undefined, payloadCtx: Uint8Array, salt: Uint8Array, compact: boolean) {
+    return compact
+      ? { sealer: undefined, compact: new CompactSealer(s.backend, s.suite, key, payloadCtx, salt, keyState) }
+      : { sealer: new PayloadSealer(s.backend, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
   }
 
   /**
    * Derives the message keys, synchronously: a borrowed key is done with on return. The salt is
    * drawn before (`random` may be the caller's), so no user code runs while a key is lent.
    */
-  function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array): SealSession {
+  function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array, compact: boolean): SealSession {
     try {
-      const sealer = new PayloadSealer(s.backend, s.suite, lease.key, lease.extra.payloadContext, salt, lease.keyState);
-      return { header: lease.extra.header, sealer, reserve: lease.reserve };
+      const { sealer, compact: compactSealer } = sealerFor(lease.key, lease.keyState, lease.extra.payloadContext, salt, compact);
+      return { header: lease.extra.header, sealer, compact: compactSealer, reserve: lease.reserve };
     } finally {
       if (!lease.borrowed) {
         wipe(lease.key);
@@ -239,28 +319,45 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
     }
   }
 
-  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number): SealSession | Promise<SealSession> {
+  /** Under the key hierarchy: the partition's active intermediate key, no KMS call once it is warm. */
+  function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
+    const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    const { sealer, compact: compactSealer } = sealerFor(key.key, key.state, payloadContext(header, context, detached), salt, compact);
+    return { header, sealer, compact: compactSealer, reserve: noReserve };
+  }
+
+  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
     const context = canonicalContext(sealOptions.context);
     const detached = sealOptions.detachedContext ?? s.defaultDetached;
+    const compact = s.compact && compactOk && bytes !== undefined && bytes <= COMPACT_MAX_PLAINTEXT;
+    const saltLength = compact ? COMPACT_SALT_LENGTH : SALT_LENGTH;
+    const hierarchy = s.hierarchy;
+    if (hierarchy) {
+      const partition = checkPartition(sealOptions.partition ?? s.partition);
+      const salt = s.random(saltLength);
+      const key = hierarchy.sealKey(partition, s.suite);
+      if (!(key instanceof Promise)) return startWithHierarchy(key, context, detached, compact, salt);
+      return key.then((k) => startWithHierarchy(k, context, detached, compact, salt));
+    }
     const cache = s.encryptionCache;
     if (!cache) {
       // The salt after the data key, as the format's vectors were made (test/vectors).
-      return generate(s, context, detached).then((material) =>
+      return generate(s, context, detached, compact).then((material) =>
         // The same shape as a cache's lease, so that startSealing's property reads stay monomorphic.
-        startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, s.random(SALT_LENGTH)),
+        startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, s.random(saltLength), compact),
       );
     }
-    const salt = s.random(SALT_LENGTH);
-    const partition = partitionOf(context, detached);
+    const salt = s.random(saltLength);
+    const partition = partitionOf(context, detached, compact);
     const hit = cache.tryAcquire(partition, bytes, true);
     if (hit) {
       try {
-        return startSealing(hit, salt);
+        return startSealing(hit, salt, compact);
       } finally {
         s.emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
       }
     }
-    return cache.acquire(partition, bytes, () => generate(s, context, detached)).then((lease) => startSealing(lease, salt));
+    return cache.acquire(partition, bytes, () => generate(s, context, detached, compact)).then((lease) => startSealing(lease, salt, compact));
   };
 }
 
@@ -278,20 +375,46 @@ function openingContext(header: ParsedHeader, openOptions: OpenOptions): Canonic
   return stored;
 }
 
-/** beginOpen: synchronous when a cache has the key. */
+/** The payload length is one some message of this form has: a message that cannot open costs no KMS call. */
+function checkPayloadLength(header: ParsedHeader, payloadLength: number | undefined): void {
+  if (payloadLength === undefined) return;
+  const plaintext = header.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength);
+  if (plaintext === undefined) throw new DecryptionFailedError();
+}
+
+/** beginOpen: synchronous when a cache (or the hierarchy) has the key. */
 function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
   const flights = new DecryptFlights();
   const cacheIds = new DecryptCacheIds(s.backend);
-  const { kms, decryptCache } = s;
+  const { decryptCache } = s;
+
+  function withHierarchy(header: ParsedHeader, context: CanonicalContext, openOptions: OpenOptions, borrow: boolean): OpenSession | Promise<OpenSession> {
+    const hierarchy = s.hierarchy;
+    const ref = header.intermediate!;
+    if (!hierarchy) {
+      throw new KeyProviderMismatchError(`this message was sealed under a key hierarchy (partition ${JSON.stringify(ref.partition)}): pass createEnvelope({ hierarchy })`);
+    }
+    const payloadCtx = payloadContext(header.authenticated, context, header.detached);
+    const session = (key: SuiteKey, lend: boolean): OpenSession => {
+      hierarchy.audited(key, context, openOptions.audit);
+      // A lent key is used before the caller yields; otherwise the caller gets its own copy to wipe.
+      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
+    };
+    const key = hierarchy.openKey(ref, header.suite);
+    return key instanceof Promise ? key.then((k) => session(k, false)) : session(key, borrow);
+  }
 
   return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false) {
     const context = openingContext(header, openOptions);
-    if (payloadLength !== undefined && plaintextLength(payloadLength) === undefined) throw new DecryptionFailedError();
-    if (header.wrappedKey.provider !== kms.id) {
-      throw new KeyProviderMismatchError(`this message was sealed with key provider "${header.wrappedKey.provider}", not "${kms.id}"`);
+    checkPayloadLength(header, payloadLength);
+    if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow);
+    const providers = header.wrappedKeys.map((w) => w.provider);
+    const kms = requireKms(s, providers.join('", "'));
+    const mine = header.wrappedKeys.filter((w) => w.provider === kms.id);
+    if (mine.length === 0) {
+      throw new KeyProviderMismatchError(`this message was sealed with key provider "${providers.join('", "')}", not "${kms.id}"`);
     }
     const keySpec = header.suite.keySpec;
-    const { keyId, ciphertextBlob } = header.wrappedKey;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
     const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
     const session = ({ key, keyState, borrowed }: RememberedKey, hitPending = false): OpenSession => ({
@@ -310,8 +433,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
       .run(id, async () => {
-        const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
-        if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+        const fresh = await decryptFirst(s, kms, mine, keySpec, context);
         // A remembered key is used again: worth its precomputed HKDF state.
         const state = decryptCache || scope ? s.backend.hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
@@ -321,6 +443,24 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       })
       .then((key) => session({ key, keyState: undefined, borrowed: false }));
   };
+}
+
+/**
+ * The data key from the first of the message's wrapped keys (of this provider) that the KMS
+ * decrypts, in the order written; at most one KMS call per wrapped key.
+ */
+async function decryptFirst(s: Settings, kms: KeyProvider, wrapped: readonly WrappedKey[], keySpec: PayloadSuite['keySpec'], context: CanonicalContext): Promise<Uint8Array> {
+  let failure: unknown;
+  for (const { keyId, ciphertextBlob } of wrapped) {
+    try {
+      const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
+      if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+      return fresh;
+    } catch (error) {
+      failure = error;
+    }
+  }
+  throw failure;
 }
 
 /** Work under way, which close() waits for; work that finishes synchronously costs one settled promise. */

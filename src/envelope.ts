@@ -5,8 +5,9 @@
  */
 import { abytes, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
 import { openPayload, plaintextLength, sealedLength } from './core/chunked.ts';
+import { compactPlaintextLength, compactSealedLength, openCompact } from './core/compact.ts';
 import type { EncryptionContext } from './core/context.ts';
-import { parseHeader } from './core/header.ts';
+import { type ParsedHeader, parseHeader } from './core/header.ts';
 import type { PayloadSuite } from './core/suites.ts';
 import { DecryptCache } from './economy/cache.ts';
 import {
@@ -39,23 +40,46 @@ export type { SuiteName } from './core/suites.ts';
 export interface OpenResult {
   plaintext: Uint8Array;
   context: EncryptionContext;
+  /** The KMS master key of the (first) wrapped key, or `partition#version` under a key hierarchy. */
   keyId: string;
+  /** The key provider id, or `hierarchy`. */
   provider: string;
 }
 
-/** The header of a sealed message, read without any KMS call. */
+/** The header of a sealed message, read without any KMS call (and with no cryptographic check). */
 export interface MessageInfo {
+  /** The format version: 1 or 2. */
   version: number;
   suite: PayloadSuite['name'];
+  /** `kms`: a data key wrapped by the KMS; `intermediate`: an intermediate key of a key hierarchy. */
+  keySource: 'kms' | 'intermediate';
+  /** The first wrapped key's provider, or `hierarchy`. */
   provider: string;
+  /** The first wrapped key's master key id, or `partition#version`. */
   keyId: string;
+  /** Every wrapped key (format 2 may carry several); empty under a key hierarchy. */
+  wrappedKeys: { provider: string; keyId: string }[];
+  /** Under a key hierarchy: the partition and the intermediate-key version. */
+  partition: string | undefined;
+  keyVersion: number | undefined;
+  /** Format 2: the compact payload of small values. */
+  compact: boolean;
   /** Undefined when the context is detached. */
   context: EncryptionContext | undefined;
   detachedContext: boolean;
   headerLength: number;
+  /** The first wrapped key's blob length (0 under a key hierarchy). */
   ciphertextBlobLength: number;
   /** Undefined when the payload has an impossible length (truncated). */
   plaintextLength: number | undefined;
+}
+
+/** The key names OpenResult and MessageInfo report. */
+function keyNames(header: ParsedHeader): { keyId: string; provider: string } {
+  const ref = header.intermediate;
+  if (ref) return { keyId: `${ref.partition}#${ref.version}`, provider: 'hierarchy' };
+  const first = header.wrappedKeys[0]!;
+  return { keyId: first.keyId, provider: first.provider };
 }
 
 /** One item's outcome in a batch: one bad row does not fail the batch. */
@@ -124,18 +148,21 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     const bytes = own ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
     const sealWith = (session: SealSession): Uint8Array => {
       try {
-        const out = new Uint8Array(session.header.length + sealedLength(bytes.length));
-        out.set(session.header);
-        session.sealer.sealAll(bytes, out, session.header.length);
+        const { header, sealer, compact } = session;
+        const out = new Uint8Array(header.length + (compact ? compactSealedLength(bytes.length)! : sealedLength(bytes.length)));
+        out.set(header);
+        if (compact) compact.seal(bytes, out, header.length);
+        else sealer!.sealAll(bytes, out, header.length);
         return out;
       } finally {
-        session.sealer.destroy();
+        session.sealer?.destroy();
+        session.compact?.destroy();
         if (own) wipe(bytes);
       }
     };
     let started: SealSession | Promise<SealSession>;
     try {
-      started = core.beginSeal(sealOptions, bytes.length);
+      started = core.beginSeal(sealOptions, bytes.length, true);
     } catch (error) {
       if (own) wipe(bytes);
       throw error;
@@ -153,8 +180,9 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     const payload = sealed.subarray(header.length);
     const openWith = (session: OpenSession): OpenResult => {
       try {
-        const plaintext = openPayload(backend, header.suite, session.key, session.payloadContext, payload, session.keyState);
-        return { plaintext, context: session.context.pairs, keyId: header.wrappedKey.keyId, provider: header.wrappedKey.provider };
+        const open = header.compact ? openCompact : openPayload;
+        const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState);
+        return { plaintext, context: session.context.pairs, ...keyNames(header) };
       } finally {
         if (!session.borrowed) wipe(session.key);
       }
@@ -218,20 +246,25 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   return bindCore(envelope, core);
 }
 
-/** Reads a sealed message's header: no KMS call, no decryption. */
+/** Reads a sealed message's header: no KMS call, no decryption, no cryptographic check. */
 export function inspect(sealed: Uint8Array): MessageInfo {
   abytes(sealed, 'sealed');
   const header = parseHeader(sealed);
+  const payloadLength = sealed.length - header.length;
   return {
     version: header.version,
     suite: header.suite.name,
-    provider: header.wrappedKey.provider,
-    keyId: header.wrappedKey.keyId,
+    keySource: header.keySource,
+    ...keyNames(header),
+    wrappedKeys: header.wrappedKeys.map(({ provider, keyId }) => ({ provider, keyId })),
+    partition: header.intermediate?.partition,
+    keyVersion: header.intermediate?.version,
+    compact: header.compact,
     context: header.context?.pairs,
     detachedContext: header.detached,
     headerLength: header.length,
-    ciphertextBlobLength: header.wrappedKey.ciphertextBlob.length,
-    plaintextLength: plaintextLength(sealed.length - header.length),
+    ciphertextBlobLength: header.wrappedKeys[0]?.ciphertextBlob.length ?? 0,
+    plaintextLength: header.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength),
   };
 }
 

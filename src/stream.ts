@@ -4,7 +4,7 @@
  */
 import { abytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
-import type { EnvelopeCore, OpenOptions, SealSession, StreamSealOptions } from './engine.ts';
+import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './core/header.ts';
 
@@ -35,7 +35,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
     {
       async start(controller) {
         const session = await core.track(async () => core.beginSeal(options, options?.size));
-        sealer = session.sealer;
+        sealer = chunkedSealer(session);
         spend = budget(session, options?.size);
         const prefix = sealer.start();
         const first = new Uint8Array(session.header.length + prefix.length);

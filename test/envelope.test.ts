@@ -202,7 +202,7 @@ describe('seal/open', () => {
     );
     await expect(envelopes.node.open(spliced)).rejects.toBeInstanceOf(DecryptionFailedError);
     // The KMS opens the donor's wrapped key (same context), so the failure is the payload's ...
-    const key = await kms.decryptDataKey({ ...d.wrappedKey, keySpec: 'AES_256', context: canonicalContext(context) });
+    const key = await kms.decryptDataKey({ ...d.wrappedKeys[0]!, keySpec: 'AES_256', context: canonicalContext(context) });
     // ... and it happens at the commitment: the 56-byte salt || commitment alone is rejected.
     const opener = new PayloadOpener(selectBackend(), COBBLESTONE_256, key, v.authenticated);
     expect(() => opener.push(victim.subarray(v.length, v.length + PAYLOAD_PREFIX))).toThrow(DecryptionFailedError);

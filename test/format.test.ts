@@ -15,6 +15,7 @@ import {
   encodeWrappedKey,
   HEADER_LIMITS,
   MAX_HEADER_LENGTH,
+  MAX_HEADER_LENGTH_V1,
   parseHeader,
   PREFIX_LENGTH,
 } from '../src/core/header.ts';
@@ -37,9 +38,9 @@ function errorOf(fn: () => unknown): unknown {
 }
 
 describe('FORMAT.md §2 prefix', () => {
-  it('A reader MUST reject a version other than 1 with ERR_UNSUPPORTED_VERSION, naming the version found', async () => {
+  it('A reader MUST reject a version other than 1 or 2 with ERR_UNSUPPORTED_VERSION, naming the version found', async () => {
     const sealed = await envelope.seal('v');
-    for (const version of [0, 2, 0x7f, 0xff]) {
+    for (const version of [0, 3, 0x7f, 0xff]) {
       const bad = sealed.slice();
       bad[4] = version;
       await expect(envelope.open(bad)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED_VERSION', version, message: expect.stringContaining(`version ${version}`) });
@@ -227,7 +228,7 @@ describe('FORMAT.md §5 wrapped-key section', () => {
     expect(errorOf(() => parseHeader(new Uint8Array([...auth, ...provider, ...keyId, ...u16(10), 1, 2])))).toBeInstanceOf(HeaderMalformedError);
   });
 
-  it('the largest header the limits allow is MAX_HEADER_LENGTH (25644) bytes', () => {
+  it('the largest version-1 header the limits allow is MAX_HEADER_LENGTH_V1 (25644) bytes', () => {
     const context = Object.fromEntries(
       Array.from({ length: 3 }, (_, i) => [String.fromCharCode(97 + i).repeat(256), 'v'.repeat(4096)]),
     );
@@ -236,8 +237,9 @@ describe('FORMAT.md §5 wrapped-key section', () => {
     const wrapped = encodeWrappedKey({ provider: 'p'.repeat(32), keyId: 'k'.repeat(1024), ciphertextBlob: 'b'.repeat(8192) });
     const header = parseHeader(new Uint8Array([...auth, ...wrapped]));
     expect(header.length).toBe(auth.length + wrapped.length);
-    expect(MAX_HEADER_LENGTH).toBe(25644);
-    expect(header.length).toBeLessThanOrEqual(MAX_HEADER_LENGTH);
+    expect(MAX_HEADER_LENGTH_V1).toBe(25644);
+    expect(header.length).toBeLessThanOrEqual(MAX_HEADER_LENGTH_V1);
+    expect(MAX_HEADER_LENGTH).toBeGreaterThan(MAX_HEADER_LENGTH_V1);
   });
 
   it('round-trips: parseHeader(encode(header)) gives back every field', () => {
@@ -253,7 +255,7 @@ describe('FORMAT.md §5 wrapped-key section', () => {
           const auth = encodeAuthenticated(COBBLESTONE_256, ctx, detached);
           const bytes = new Uint8Array([...auth, ...encodeWrappedKey({ provider, keyId, ciphertextBlob }), 9, 9]);
           const h = parseHeader(bytes);
-          expect(h.wrappedKey).toEqual({ provider, keyId, ciphertextBlob });
+          expect(h.wrappedKeys).toEqual([{ provider, keyId, ciphertextBlob }]);
           expect(h.detached).toBe(detached);
           expect(h.length).toBe(bytes.length - 2);
           expect(Buffer.from(h.authenticated).equals(Buffer.from(auth))).toBe(true);
@@ -277,7 +279,7 @@ describe('FORMAT.md §5 wrapped-key section', () => {
           for (const blob of [...blobs, ...blobs]) {
             const bytes = encode(blob);
             const h = parseHeader(bytes);
-            expect(h.wrappedKey.ciphertextBlob).toBe(blob);
+            expect(h.wrappedKeys[0]!.ciphertextBlob).toBe(blob);
             expect(h.length).toBe(bytes.length - 1);
             expect(h.authenticated.buffer).toBe(bytes.buffer);
             expect(h.wrappedBytes.buffer).toBe(bytes.buffer);
@@ -293,7 +295,7 @@ describe('FORMAT.md §5 wrapped-key section', () => {
           if (e === undefined) {
             // What it parsed to encodes back to the bytes it was given (every encoding is canonical).
             const h = parseHeader(bytes);
-            const again = [...encodeAuthenticated(h.suite, h.context!, h.detached), ...encodeWrappedKey(h.wrappedKey)];
+            const again = [...encodeAuthenticated(h.suite, h.context!, h.detached), ...encodeWrappedKey(h.wrappedKeys[0]!)];
             expect(Buffer.from(again).equals(Buffer.from(bytes.subarray(0, h.length)))).toBe(true);
           }
         },

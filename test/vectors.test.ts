@@ -93,7 +93,7 @@ async function generate(): Promise<VectorFile> {
   neg('stored context opened with another context', hello, 'ERR_CONTEXT_MISMATCH', { openContext: { table: 'users', row: '43' } });
   neg('truncated by one byte', hello.subarray(0, hello.length - 1), 'ERR_DECRYPTION_FAILED');
   neg('one byte appended', new Uint8Array([...hello, 0]), 'ERR_DECRYPTION_FAILED');
-  neg('version 2', Object.assign(hello.slice(), { 4: 2 }), 'ERR_UNSUPPORTED_VERSION');
+  neg('version 3', Object.assign(hello.slice(), { 4: 3 }), 'ERR_UNSUPPORTED_VERSION');
   neg('suite 0x03 (reserved for SM4)', Object.assign(hello.slice(), { 5: 3 }), 'ERR_UNSUPPORTED_SUITE');
   neg('context mode 0x02', Object.assign(hello.slice(), { 6: 2 }), 'ERR_HEADER_MALFORMED');
   // Swap the two context pairs: same pairs, non-canonical order.
@@ -158,7 +158,7 @@ describe('FORMAT.md §8 worked example', () => {
     const sealed = unhex(vectors.cases[0]!.sealed);
     const header = parseHeader(sealed);
     const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) });
-    const dataKey = await kms.decryptDataKey({ ...header.wrappedKey, keySpec: 'AES_256', context: header.context! });
+    const dataKey = await kms.decryptDataKey({ ...header.wrappedKeys[0]!, keySpec: 'AES_256', context: header.context! });
     expect(hex(dataKey)).toBe('d3bbe1cca066a4bf5b8bf6aadc067347d458a2299841917f35d489607277e7b3');
     expect(header.authenticated.length).toBe(32);
     const keys = deriveKeys(selectBackend(), COBBLESTONE_256, dataKey, sealed.subarray(header.length, header.length + 24), header.authenticated);

@@ -12,6 +12,8 @@ export type EnvelopeErrorCode =
   | 'ERR_KEY_PROVIDER_MISMATCH'
   | 'ERR_DECRYPTION_FAILED'
   | 'ERR_KMS'
+  | 'ERR_KEY_NOT_FOUND'
+  | 'ERR_KEY_UNAVAILABLE'
   | 'ERR_CLOSED';
 
 export class EnvelopeError extends Error {
@@ -90,6 +92,28 @@ export class KmsError extends EnvelopeError {
   }
 }
 
+/** Key hierarchy: the key store has no such intermediate-key version (or partition). */
+export class KeyNotFoundError extends EnvelopeError {
+  readonly partition: string;
+  readonly version: number | undefined;
+  constructor(partition: string, version?: number) {
+    super('ERR_KEY_NOT_FOUND', `no intermediate key ${version === undefined ? '' : `version ${version} `}in partition ${JSON.stringify(partition)}`);
+    this.partition = partition;
+    this.version = version;
+  }
+}
+
+/**
+ * Key hierarchy: the intermediate key cannot be had now: the KMS is failing and no key in memory
+ * may be used (past its TTL for sealing, past the staleness bound for opening), or the circuit
+ * breaker is open. Revocation is a KmsError from the KMS instead, never this.
+ */
+export class KeyUnavailableError extends EnvelopeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_KEY_UNAVAILABLE', message, options);
+  }
+}
+
 /** The envelope was closed: close() wiped its caches, and it takes no more work. */
 export class ClosedError extends EnvelopeError {
   constructor() {
@@ -109,6 +133,8 @@ const ERROR_NAMES = new Set([
   'KeyProviderMismatchError',
   'DecryptionFailedError',
   'KmsError',
+  'KeyNotFoundError',
+  'KeyUnavailableError',
 ]);
 
 /** True for any error thrown by this library, across realms and duplicate installs. */

@@ -11,7 +11,7 @@ import { wipe } from '../core/bytes.ts';
 import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
-import type { EnvelopeCore, OpenOptions, SealOptions } from '../engine.ts';
+import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealOptions } from '../engine.ts';
 import { budget } from '../stream.ts';
 import { checkDestination, type Sink, writeAtomically } from './atomic.ts';
 import { ChunkWorkerPool, defaultWorkers, type PoolSession } from './worker-pool.ts';
@@ -99,7 +99,8 @@ export async function sealInto(
 ): Promise<number> {
   const declared = Number.isFinite(size) ? size : undefined;
   const session = await core.beginSeal(options, declared);
-  const { header, sealer } = session;
+  const { header } = session;
+  const sealer = chunkedSealer(session);
   const spend = budget(session, declared);
   const pool = declared === undefined ? undefined : poolFor(options, declared);
   let bytesRead = 0;

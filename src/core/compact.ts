@@ -1,0 +1,131 @@
+/**
+ * The compact payload of version 2 (FORMAT.md §10.3): for values below one chunk (database fields),
+ * the chunked construction's key schedule with a 16-byte salt and a 16-byte key commitment, and a
+ * single AES-GCM chunk:
+ *
+ *   payload = salt (16) || commitment (16) || AES-GCM(key, nonce, plaintext) || tag (16)
+ *   key || nonce || commitment = HKDF-Expand-SHA-512(input key,
+ *       "kms-envelope/compact@v2+" || aead || 0x00 || salt || context, keyLength + 12 + 16)
+ */
+import type { CryptoBackend } from './backend.ts';
+import { TAG_LENGTH } from './backend.ts';
+import { CHUNK_SIZE, PayloadKeys } from './chunked.ts';
+import { equalBytes, utf8 } from './bytes.ts';
+import { DecryptionFailedError } from './errors.ts';
+import type { HmacKeyState } from './hkdf.ts';
+import type { PayloadSuite } from './suites.ts';
+
+export const COMPACT_SALT_LENGTH = 16;
+export const COMPACT_COMMITMENT_LENGTH = 16;
+export const COMPACT_PREFIX = COMPACT_SALT_LENGTH + COMPACT_COMMITMENT_LENGTH;
+/** A compact payload holds less than one chunk of the chunked format. */
+export const COMPACT_MAX_PLAINTEXT = CHUNK_SIZE - 1;
+
+const INFO_HEAD = new Map<string, Uint8Array>();
+function infoHead(suite: PayloadSuite): Uint8Array {
+  let head = INFO_HEAD.get(suite.aead);
+  if (!head) {
+    head = utf8(`kms-envelope/compact@v2+${suite.aead}\0`, 'info');
+    INFO_HEAD.set(suite.aead, head);
+  }
+  return head;
+}
+
+function deriveCompactKeys(
+  backend: CryptoBackend,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  salt: Uint8Array,
+  context: Uint8Array,
+  keyState: HmacKeyState | undefined,
+): PayloadKeys {
+  if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  const keys = new PayloadKeys(suite.keyLength);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH)], keyState);
+  return keys;
+}
+
+/** The payload length of a compact message, or undefined when the plaintext is too long for one. */
+export function compactSealedLength(plaintextLength: number): number | undefined {
+  return plaintextLength <= COMPACT_MAX_PLAINTEXT ? COMPACT_PREFIX + plaintextLength + TAG_LENGTH : undefined;
+}
+
+/** The plaintext length of a compact payload, or undefined when no compact payload has that length. */
+export function compactPlaintextLength(payloadLength: number): number | undefined {
+  const length = payloadLength - COMPACT_PREFIX - TAG_LENGTH;
+  return length >= 0 && length <= COMPACT_MAX_PLAINTEXT ? length : undefined;
+}
+
+/** Seals `plaintext` into `out` at `offset` (compactSealedLength bytes); wipes the derived keys. */
+export function sealCompact(
+  backend: CryptoBackend,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  salt: Uint8Array,
+  plaintext: Uint8Array,
+  out: Uint8Array,
+  offset: number,
+  keyState?: HmacKeyState,
+): void {
+  new CompactSealer(backend, suite, inputKey, context, salt, keyState).seal(plaintext, out, offset);
+}
+
+/** Opens a compact payload: the commitment first, then the tag; the plaintext only if both hold. */
+export function openCompact(
+  backend: CryptoBackend,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  payload: Uint8Array,
+  keyState?: HmacKeyState,
+): Uint8Array {
+  if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  const keys = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
+  try {
+    if (!equalBytes(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
+      throw new DecryptionFailedError();
+    }
+    const plaintext = backend.gcmOpenFresh(keys.key, keys.nonce(0), payload.subarray(COMPACT_PREFIX));
+    if (!plaintext) throw new DecryptionFailedError();
+    return plaintext;
+  } finally {
+    keys.wipe();
+  }
+}
+
+/**
+ * A compact sealing in progress: the message keys are derived at construction (so a lent input
+ * key is done with at once), and seal() writes the payload once. Wipes its keys when done.
+ */
+export class CompactSealer {
+  readonly #backend: CryptoBackend;
+  readonly #salt: Uint8Array;
+  #keys: PayloadKeys | undefined;
+
+  constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
+    if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
+    this.#backend = backend;
+    this.#salt = salt;
+    this.#keys = deriveCompactKeys(backend, suite, inputKey, salt, context, keyState);
+  }
+
+  /** Writes salt || commitment || ciphertext || tag into `out` at `offset`; wipes the keys. */
+  seal(plaintext: Uint8Array, out: Uint8Array, offset: number): void {
+    const keys = this.#keys;
+    if (!keys) throw new Error('CompactSealer: already used');
+    try {
+      if (plaintext.length > COMPACT_MAX_PLAINTEXT) throw new RangeError(`a compact payload holds at most ${COMPACT_MAX_PLAINTEXT} bytes`);
+      out.set(this.#salt, offset);
+      out.set(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), offset + COMPACT_SALT_LENGTH);
+      this.#backend.gcmSeal(keys.key, keys.nonce(0), plaintext, out, offset + COMPACT_PREFIX);
+    } finally {
+      this.destroy();
+    }
+  }
+
+  destroy(): void {
+    this.#keys?.wipe();
+    this.#keys = undefined;
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The plaintext intermediate keys of the key hierarchy, held in memory for a while (FORMAT.md §10.4,
+ * README "Key hierarchy"). One KMS Decrypt per key version per process per TTL, and:
+ *
+ * - storm control: each entry's TTL has jitter, so a fleet started together does not expire
+ *   together; one caller refreshes an entry ahead of its expiry while the others keep using it;
+ *   one load per key version at a time (single flight); a cap on loads in flight;
+ * - outage tolerance: when a load fails for an outage (KMS down or throttling), opening may use an
+ *   entry past its TTL, up to `maxStaleMs`, never beyond; sealing uses only entries within their
+ *   TTL. A failure that means revocation (the master key disabled or deleted) drops the
+ *   partition's entries at once and is never answered from memory;
+ * - a circuit breaker: after `breakerFailures` outage failures in a row, loads fail at once for
+ *   `breakerCooldownMs` (then one is let through) instead of hammering a failing KMS.
+ *
+ * Time is monotonic (performance.now()), so a wall-clock step does not move a TTL. Every key is
+ * wiped when it leaves: eviction, revocation, close().
+ */
+import { wipe } from '../core/bytes.ts';
+import { ClosedError, KeyUnavailableError, KmsError } from '../core/errors.ts';
+import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
+import { Lru } from './lru.ts';
+
+export interface IntermediateKeyCacheOptions {
+  /** How long a loaded key is used, ms; default 600000 (10 minutes). */
+  ttlMs?: number;
+  /** Each entry's TTL is shortened by a random fraction up to this; default 0.2. */
+  jitter?: number;
+  /** One caller starts a refresh this long before expiry, ms; default a tenth of the TTL. */
+  refreshAheadMs?: number;
+  /** Opening may use an expired key this long past its TTL while loads fail for an outage, ms; default 3600000. */
+  maxStaleMs?: number;
+  /** Loads (KMS Decrypts) in flight at once, across versions; default 4. */
+  maxLoadsInFlight?: number;
+  /** Keys held at once, least recently used evicted; default 10000. */
+  maxEntries?: number;
+  /** Outage failures in a row that open the breaker; default 5. */
+  breakerFailures?: number;
+  /** How long an open breaker refuses loads, ms; default 5000. */
+  breakerCooldownMs?: number;
+}
+
+export const INTERMEDIATE_KEY_CACHE_DEFAULTS: Required<IntermediateKeyCacheOptions> = {
+  ttlMs: 600_000,
+  jitter: 0.2,
+  refreshAheadMs: 60_000,
+  maxStaleMs: 3_600_000,
+  maxLoadsInFlight: 4,
+  maxEntries: 10_000,
+  breakerFailures: 5,
+  breakerCooldownMs: 5_000,
+};
+
+/** A loaded key version: the key and what is derived from it per suite (wiped with it). */
+export interface LoadedKey {
+  readonly key: Uint8Array;
+  /** Per suite id: the suite's input key and its HKDF state. */
+  readonly derived: Map<number, { key: Uint8Array; state: HmacKeyState | undefined }>;
+}
+
+interface Entry {
+  readonly partition: string;
+  readonly version: number;
+  loaded: LoadedKey;
+  /** Monotonic ms: used for new work until then. */
+  expiresAt: number;
+  refreshing: boolean;
+}
+
+/** Why a load failed: an outage may be ridden out with stale keys, a revocation never. */
+export type FailureClass = 'outage' | 'revoked' | 'other';
+
+export interface CacheCounters {
+  hits: number;
+  misses: number;
+  staleServed: number;
+  loads: number;
+  loadFailures: number;
+  revocations: number;
+  breakerOpen: number;
+}
+
+export type Clock = () => number;
+
+const monotonic: Clock = () => performance.now();
+
+export class IntermediateKeyCache {
+  readonly #options: Required<IntermediateKeyCacheOptions>;
+  readonly #entries = new Lru<Entry>();
+  readonly #flights = new Map<string, Promise<Entry>>();
+  readonly #classify: (error: unknown) => FailureClass;
+  readonly #now: Clock;
+  readonly #random: () => number;
+  readonly counters: CacheCounters = { hits: 0, misses: 0, staleServed: 0, loads: 0, loadFailures: 0, revocations: 0, breakerOpen: 0 };
+  #loadsInFlight = 0;
+  readonly #loadQueue: (() => void)[] = [];
+  #failuresInRow = 0;
+  #breakerUntil = 0;
+  #closed = false;
+
+  constructor(options: IntermediateKeyCacheOptions, classify: (error: unknown) => FailureClass, now: Clock = monotonic, random: () => number = Math.random) {
+    const ttl = options.ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs;
+    this.#options = { ...INTERMEDIATE_KEY_CACHE_DEFAULTS, refreshAheadMs: ttl / 10, ...options };
+    for (const [name, value] of Object.entries(this.#options)) {
+      if (typeof value !== 'number' || !(value >= 0)) throw new RangeError(`"${name}" must be a number >= 0, got ${String(value)}`);
+    }
+    if (this.#options.jitter >= 1) throw new RangeError('"jitter" must be below 1');
+    this.#classify = classify;
+    this.#now = now;
+    this.#random = random;
+  }
+
+  /**
+   * The key, synchronously, when an entry is usable now (within its TTL; for opening, also a stale
+   * one while the KMS is failing), else undefined. May start a refresh ahead of expiry.
+   */
+  peek(partition: string, version: number, purpose: 'seal' | 'open', load: () => Promise<Uint8Array>): LoadedKey | undefined {
+    const id = entryId(partition, version);
+    const entry = this.#entries.peek(id);
+    if (!entry) return undefined;
+    const now = this.#now();
+    if (now < entry.expiresAt) {
+      this.#entries.touch(id, entry);
+      if (!entry.refreshing && now >= entry.expiresAt - this.#options.refreshAheadMs) this.#refresh(entry, load);
+      this.counters.hits++;
+      return entry.loaded;
+    }
+    if (purpose === 'open' && this.#failing(now) && now < entry.expiresAt + this.#options.maxStaleMs) {
+      this.counters.staleServed++;
+      return entry.loaded;
+    }
+    return undefined;
+  }
+
+  /** The key, loading it (once, for every concurrent caller) when no usable entry is held. */
+  async get(partition: string, version: number, purpose: 'seal' | 'open', load: () => Promise<Uint8Array>): Promise<LoadedKey> {
+    const held = this.peek(partition, version, purpose, load);
+    if (held) return held;
+    this.counters.misses++;
+    const id = entryId(partition, version);
+    try {
+      return (await this.#load(id, partition, version, load)).loaded;
+    } catch (error) {
+      // An outage: an expired entry may still open, within the staleness bound.
+      const entry = this.#entries.peek(id);
+      if (purpose === 'open' && entry && this.#classify(error) === 'outage' && this.#now() < entry.expiresAt + this.#options.maxStaleMs) {
+        this.counters.staleServed++;
+        return entry.loaded;
+      }
+      throw error;
+    }
+  }
+
+  /** Drops (and wipes) every entry of a partition, or all: revocation, shredding. */
+  revoke(partition?: string): void {
+    for (const [id, entry] of [...this.#entries.entries()]) {
+      if (partition === undefined || entry.partition === partition) this.#drop(id, entry);
+    }
+  }
+
+  /** Versions held now, per partition (metrics). */
+  versionsInUse(): Record<string, number[]> {
+    const out: Record<string, number[]> = {};
+    for (const [, entry] of this.#entries.entries()) (out[entry.partition] ??= []).push(entry.version);
+    return out;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#flights.values()]);
+    this.revoke();
+  }
+
+  #failing(now: number): boolean {
+    return this.#failuresInRow > 0 || now < this.#breakerUntil;
+  }
+
+  #refresh(entry: Entry, load: () => Promise<Uint8Array>): void {
+    entry.refreshing = true;
+    this.#load(entryId(entry.partition, entry.version), entry.partition, entry.version, load).then(
+      () => undefined,
+      () => {
+        entry.refreshing = false; // the next caller near expiry tries again
+      },
+    );
+  }
+
+  #load(id: string, partition: string, version: number, load: () => Promise<Uint8Array>): Promise<Entry> {
+    let flight = this.#flights.get(id);
+    if (!flight) {
+      flight = this.#loadOnce(id, partition, version, load).finally(() => this.#flights.delete(id));
+      this.#flights.set(id, flight);
+    }
+    return flight;
+  }
+
+  async #loadOnce(id: string, partition: string, version: number, load: () => Promise<Uint8Array>): Promise<Entry> {
+    if (this.#closed) throw new ClosedError();
+    const now = this.#now();
+    if (now < this.#breakerUntil) {
+      throw new KeyUnavailableError(`the KMS is failing: loads of intermediate keys are paused for ${Math.ceil(this.#breakerUntil - now)} ms`);
+    }
+    await this.#slot();
+    let key: Uint8Array;
+    try {
+      this.counters.loads++;
+      key = await load();
+    } catch (error) {
+      this.counters.loadFailures++;
+      this.#failed(error, partition);
+      throw error;
+    } finally {
+      this.#release();
+    }
+    this.#failuresInRow = 0;
+    if (this.#closed) {
+      wipe(key);
+      throw new ClosedError();
+    }
+    const ttl = this.#options.ttlMs * (1 - this.#random() * this.#options.jitter);
+    const old = this.#entries.peek(id);
+    const entry: Entry = { partition, version, loaded: { key, derived: new Map() }, expiresAt: this.#now() + ttl, refreshing: false };
+    if (old) this.#drop(id, old);
+    this.#entries.set(id, entry);
+    while (this.#entries.size > this.#options.maxEntries) {
+      const [oldest, evicted] = this.#entries.oldest()!;
+      this.#drop(oldest, evicted);
+    }
+    return entry;
+  }
+
+  #failed(error: unknown, partition: string): void {
+    const kind = this.#classify(error);
+    if (kind === 'revoked') {
+      this.counters.revocations++;
+      this.revoke(partition);
+      return;
+    }
+    if (kind !== 'outage') return;
+    if (++this.#failuresInRow >= this.#options.breakerFailures) {
+      this.counters.breakerOpen++;
+      this.#breakerUntil = this.#now() + this.#options.breakerCooldownMs;
+      this.#failuresInRow = this.#options.breakerFailures - 1; // one more failure after the cooldown reopens it
+    }
+  }
+
+  async #slot(): Promise<void> {
+    if (this.#loadsInFlight < Math.max(1, this.#options.maxLoadsInFlight)) {
+      this.#loadsInFlight++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#loadQueue.push(resolve));
+  }
+
+  #release(): void {
+    const next = this.#loadQueue.shift();
+    if (next) next();
+    else this.#loadsInFlight--;
+  }
+
+  #drop(id: string, entry: Entry): void {
+    if (this.#entries.peek(id) === entry) this.#entries.delete(id);
+    wipe(entry.loaded.key);
+    for (const derived of entry.loaded.derived.values()) {
+      wipe(derived.key);
+      wipeKeyState(derived.state);
+    }
+    entry.loaded.derived.clear();
+  }
+}
+
+function entryId(partition: string, version: number): string {
+  return `${version}\u0000${partition}`;
+}
+
+/** Tencent's and LocalKms's answers that mean the master key is gone or refused: revocation. */
+export function classifyKmsFailure(error: unknown): FailureClass {
+  if (error instanceof KeyUnavailableError) return 'outage';
+  if (!(error instanceof KmsError)) return 'other';
+  const code = error.kmsCode ?? '';
+  if (/^ResourceUnavailable\.(Cmk|Key)/.test(code) || code === 'ResourceNotFound' || code === '4550' || code === 'UnauthorizedOperation') return 'revoked';
+  if (code.startsWith('AuthFailure') || code.startsWith('InvalidParameter')) return 'other';
+  return 'outage'; // throttling, internal errors, timeouts, network
+}

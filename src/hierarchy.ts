@@ -1,0 +1,218 @@
+/**
+ * The key hierarchy (FORMAT.md §10.4): a 256-bit intermediate key per (partition, version), made
+ * by one KMS GenerateDataKey and kept only wrapped, in a key store. Messages sealed under it carry
+ * the partition and version instead of a KMS blob, and each derives its own keys from the
+ * intermediate key and a fresh salt: a unique key per message with no KMS call. Opening needs one
+ * KMS Decrypt per key version per process per TTL (economy/intermediate-keys.ts).
+ */
+import type { CryptoBackend } from './core/backend.ts';
+import { utf8, wipe } from './core/bytes.ts';
+import { type CanonicalContext, canonicalContext } from './core/context.ts';
+import { KeyNotFoundError, KmsError } from './core/errors.ts';
+import type { IntermediateKeyRef } from './core/header.ts';
+import { type BackendName, selectBackend } from './core/select-backend.ts';
+import type { PayloadSuite } from './core/suites.ts';
+import {
+  type CacheCounters,
+  classifyKmsFailure,
+  IntermediateKeyCache,
+  type IntermediateKeyCacheOptions,
+  type LoadedKey,
+} from './economy/intermediate-keys.ts';
+import { checkStoredKey, type KeyStore, type StoredKey } from './economy/key-store.ts';
+import type { KeyProvider } from './kms/key-provider.ts';
+
+export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
+  /** Where the wrapped intermediate keys live. */
+  store: KeyStore;
+  /** The KMS that wraps them: one provider, or a resolver from partition (tenant) to its provider. */
+  kms: KeyProvider | ((partition: string) => KeyProvider);
+  /** How long the active version of a partition is remembered before the store is asked again, ms; default 60000. */
+  activeTtlMs?: number;
+  /** Called on every open with what was opened; never with a key or plaintext. */
+  audit?: (record: AuditRecord) => void;
+  backend?: BackendName;
+}
+
+export interface AuditRecord {
+  operation: 'open';
+  partition: string;
+  version: number;
+  /** SHA-256 (base64) of the canonical encoding of the message's context. */
+  contextDigest: string;
+  /** Whether the intermediate key came from memory (no KMS call). */
+  fromCache: boolean;
+  /** What the caller passed as `audit` in the open call. */
+  metadata: Readonly<Record<string, unknown>> | undefined;
+}
+
+export interface HierarchyMetrics extends CacheCounters {
+  versionsCreated: number;
+  versionsInUse: Record<string, number[]>;
+}
+
+/** The input key of one suite, derived from a loaded intermediate key (owned by the hierarchy). */
+export interface SuiteKey {
+  readonly ref: IntermediateKeyRef;
+  readonly key: Uint8Array;
+  readonly state: ReturnType<NonNullable<CryptoBackend['hkdfPrepareSha512']>> | undefined;
+  readonly fromCache: boolean;
+}
+
+export interface KeyHierarchy {
+  /**
+   * The active version's input key for sealing, synchronously when it is in memory. The key is the
+   * hierarchy's: use it before yielding, never wipe it.
+   */
+  sealKey(partition: string, suite: PayloadSuite): SuiteKey | Promise<SuiteKey>;
+  /** A version's input key for opening: as sealKey. */
+  openKey(ref: IntermediateKeyRef, suite: PayloadSuite): SuiteKey | Promise<SuiteKey>;
+  /** Reports an open to the audit hook. */
+  audited(key: SuiteKey, context: CanonicalContext, metadata: Readonly<Record<string, unknown>> | undefined): void;
+  /** Loads the active versions of these partitions (creating version 1 where none exists), spread over `spreadMs`. */
+  warm(partitions: readonly string[], options?: { spreadMs?: number }): Promise<void>;
+  /** Adds a version that becomes active for new writes; the previous ones stay for opening (decrypt-only). */
+  rotate(partition: string): Promise<StoredKey>;
+  /** Forgets a partition's keys in memory at once (after shredding, or to pick up a rotation now). */
+  forget(partition?: string): void;
+  metrics(): HierarchyMetrics;
+  close(): Promise<void>;
+}
+
+const INTERMEDIATE_KEY_LENGTH = 32;
+
+/** The KMS context an intermediate key is bound to: a blob moved to another partition or version does not decrypt. */
+function kmsContext(partition: string, version: number): CanonicalContext {
+  return canonicalContext({ 'kms-envelope': 'intermediate-key', partition, version: String(version) });
+}
+
+export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
+  const { store } = options;
+  if (!store || typeof store.getVersion !== 'function') throw new TypeError('"store" expected a KeyStore');
+  const resolve = typeof options.kms === 'function' ? options.kms : () => options.kms as KeyProvider;
+  const backend = selectBackend(options.backend);
+  const cache = new IntermediateKeyCache(options, classifyKmsFailure);
+  const activeTtl = options.activeTtlMs ?? 60_000;
+  const active = new Map<string, { version: number; until: number }>();
+  const creating = new Map<string, Promise<StoredKey>>();
+  let versionsCreated = 0;
+
+  async function loadVersion(partition: string, version: number): Promise<Uint8Array> {
+    const stored = await store.getVersion(partition, version);
+    if (!stored) throw new KeyNotFoundError(partition, version);
+    checkStoredKey(stored, `key store record of partition ${JSON.stringify(partition)} version ${version}`);
+    if (stored.partition !== partition || stored.version !== version) throw new KeyNotFoundError(partition, version);
+    const kms = resolve(partition);
+    if (stored.provider !== kms.id) {
+      throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
+    }
+    const key = await kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) });
+    if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
+      if (key instanceof Uint8Array) wipe(key);
+      throw new KmsError('key provider returned an intermediate key of the wrong length');
+    }
+    return key;
+  }
+
+  /** Creates `version` of a partition; when another process won the race, its record is the one returned. */
+  async function createVersion(partition: string, version: number): Promise<StoredKey> {
+    const kms = resolve(partition);
+    const dataKey = await kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) });
+    wipe(dataKey.plaintextKey); // loaded again through Decrypt like any other version: one path, checked
+    const stored = await store.createVersion({
+      partition,
+      version,
+      state: 'active',
+      provider: kms.id,
+      keyId: dataKey.keyId,
+      ciphertextBlob: dataKey.ciphertextBlob,
+      createdAt: Date.now(),
+    });
+    if (stored.ciphertextBlob === dataKey.ciphertextBlob) versionsCreated++;
+    return stored;
+  }
+
+  async function activeVersion(partition: string): Promise<number> {
+    const known = active.get(partition);
+    if (known && performance.now() < known.until) return known.version;
+    let found = await store.getActive(partition);
+    if (!found) {
+      // One creation per partition per process; the store settles races between processes.
+      let flight = creating.get(partition);
+      if (!flight) {
+        flight = createVersion(partition, 1).finally(() => creating.delete(partition));
+        creating.set(partition, flight);
+      }
+      found = await flight;
+    }
+    active.set(partition, { version: found.version, until: performance.now() + activeTtl });
+    return found.version;
+  }
+
+  function suiteKey(loaded: LoadedKey, ref: IntermediateKeyRef, suite: PayloadSuite, fromCache: boolean): SuiteKey {
+    let derived = loaded.derived.get(suite.id);
+    if (!derived) {
+      const key = new Uint8Array(suite.keyLength);
+      backend.hkdfExpandSha512(loaded.key, [utf8(`kms-envelope/intermediate-key@v2+${suite.aead}\0`, 'info')], [key]);
+      derived = { key, state: backend.hkdfPrepareSha512?.(key) };
+      loaded.derived.set(suite.id, derived);
+    }
+    return { ref, key: derived.key, state: derived.state, fromCache };
+  }
+
+  function keyFor(ref: IntermediateKeyRef, suite: PayloadSuite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
+    const load = (): Promise<Uint8Array> => loadVersion(ref.partition, ref.version);
+    const held = cache.peek(ref.partition, ref.version, purpose, load);
+    if (held) return suiteKey(held, ref, suite, true);
+    return cache.get(ref.partition, ref.version, purpose, load).then((loaded) => suiteKey(loaded, ref, suite, false));
+  }
+
+  return {
+    sealKey(partition, suite) {
+      const known = active.get(partition);
+      if (known && performance.now() < known.until) return keyFor({ partition, version: known.version }, suite, 'seal');
+      return activeVersion(partition).then((version) => keyFor({ partition, version }, suite, 'seal'));
+    },
+    openKey: (ref, suite) => keyFor(ref, suite, 'open'),
+    audited(key, context, metadata) {
+      if (!options.audit) return;
+      try {
+        options.audit({
+          operation: 'open',
+          partition: key.ref.partition,
+          version: key.ref.version,
+          contextDigest: backend.sha256Base64(context.encoded),
+          fromCache: key.fromCache,
+          metadata,
+        });
+      } catch {
+        // An audit hook must not break decryption; it sees every call, so it can count its own failures.
+      }
+    },
+    async warm(partitions, warmOptions = {}) {
+      const spread = warmOptions.spreadMs ?? 0;
+      await Promise.all(
+        partitions.map(async (partition) => {
+          if (spread > 0) await new Promise((r) => setTimeout(r, Math.random() * spread));
+          const version = await activeVersion(partition);
+          await cache.get(partition, version, 'seal', () => loadVersion(partition, version));
+        }),
+      );
+    },
+    async rotate(partition) {
+      const versions = await store.listVersions(partition);
+      const next = (versions.at(-1)?.version ?? 0) + 1;
+      const created = await createVersion(partition, next);
+      for (const old of versions) if (old.state === 'active') await store.setState(partition, old.version, 'decrypt-only');
+      active.delete(partition);
+      return created;
+    },
+    forget(partition) {
+      cache.revoke(partition);
+      if (partition === undefined) active.clear();
+      else active.delete(partition);
+    },
+    metrics: () => ({ ...cache.counters, versionsCreated, versionsInUse: cache.versionsInUse() }),
+    close: () => cache.close(),
+  };
+}
