@@ -34,51 +34,109 @@ export interface CanonicalContext {
 /**
  * Recently canonicalised contexts, keyed by an injective spelling of their entries: a storage layer
  * seals row after row with the same few contexts, and canonicalising costs more than the lookup.
- * The cached objects are immutable (frozen pairs; `encoded` is never written to).
+ * The key is spelled from the same snapshot that is encoded (see snapshot()), so a context whose
+ * getters or Proxy traps answer differently on each read cannot file one context under another's
+ * key. The cached objects are immutable (frozen pairs; `encoded` is never written to).
  */
 const recent = new Map<string, CanonicalContext>();
 const RECENT_MAX = 256;
 
-function memoKey(context: object): string | undefined {
+/** What a caller may pass as a context: a plain object of strings, or a Map of strings. */
+export type ContextInput = EncryptionContext | ReadonlyMap<string, string>;
+
+const mapSize = Object.getOwnPropertyDescriptor(Map.prototype, 'size')!.get!;
+const mapForEach = Map.prototype.forEach;
+
+/** A real Map (any realm, subclasses too), told by its internal slot rather than by anything it says about itself. */
+function isMap(value: object): boolean {
+  try {
+    mapSize.call(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const hasOwn = Object.prototype.hasOwnProperty;
+
+/** A context read once: keys and values, flat, in the order read (`[k0, v0, k1, v1, ...]`). */
+type Snapshot = string[];
+
+function checkPair(key: unknown, value: unknown, title: string, out: Snapshot): void {
+  if (typeof key !== 'string') throw new TypeError(`"${title}" keys must be strings, got ${describe(key)}`);
+  if (typeof value !== 'string') throw new TypeError(`"${title}" value of key ${JSON.stringify(key)} expected string, got ${describe(value)}`);
+  out.push(key, value);
+}
+
+/**
+ * Reads a caller's context exactly once: a plain object's own enumerable string-keyed properties
+ * (one read each, a getter's or a Proxy's answer included), or a Map's entries. Nothing else is a
+ * context: anything else is a TypeError that names its type, and a value that is not a string one
+ * that names its key (never the value, which may be secret).
+ */
+function snapshot(context: unknown, title: string): Snapshot {
+  const out: Snapshot = [];
+  if (context === undefined) return out;
+  if (context === null || typeof context !== 'object') {
+    throw new TypeError(`"${title}" expected a plain object or a Map<string, string>, got ${describe(context)}`);
+  }
+  const proto: unknown = Object.getPrototypeOf(context);
+  if (proto !== Object.prototype && proto !== null) {
+    if (isMap(context)) {
+      // The Map's own data, not its (overridable) methods: read once, in insertion order.
+      mapForEach.call(context, (value: unknown, key: unknown) => checkPair(key, value, title, out));
+      return out;
+    }
+    const name = describe(context);
+    throw new TypeError(
+      `"${title}" expected a plain object or a Map<string, string>, got ${name === 'Object' ? 'an object whose prototype is not Object.prototype' : name}`,
+    );
+  }
+  if (Object.getOwnPropertySymbols(context).length > 0) throw new TypeError(`"${title}" has a symbol key: keys must be strings`);
+  // One [[Get]] per own property: the snapshot everything after (the memo key, the encoding) is made of.
+  for (const key in context) {
+    if (hasOwn.call(context, key)) checkPair(key, (context as Record<string, unknown>)[key], title, out);
+  }
+  return out;
+}
+
+/** An injective spelling of the snapshot; undefined when too long to be worth a memo. */
+function memoKey(pairs: Snapshot): string | undefined {
   let key = '';
-  for (const name in context) {
-    if (!Object.prototype.hasOwnProperty.call(context, name)) continue;
-    const value = (context as Record<string, unknown>)[name];
-    if (typeof value !== 'string') return undefined;
+  for (let i = 0; i < pairs.length; i += 2) {
+    const name = pairs[i]!;
+    const value = pairs[i + 1]!;
     key += `${name.length}:${name}${value.length}:${value}`;
     if (key.length > 1024) return undefined;
   }
   return key;
 }
 
-/** Validates a caller's context (TypeError/RangeError at the boundary) and encodes it. */
+/**
+ * Validates a caller's context (TypeError/RangeError at the boundary) and encodes it. The context
+ * is read once, before anything else; every later step works on that snapshot.
+ */
 export function canonicalContext(context: unknown, title = 'context'): CanonicalContext {
-  if (context === undefined) context = {};
-  const key = context !== null && typeof context === 'object' && !Array.isArray(context) && !ArrayBuffer.isView(context) && Object.getPrototypeOf(context) === Object.prototype ? memoKey(context) : undefined;
-  if (key !== undefined) {
-    const known = recent.get(key);
-    if (known) return known;
-    const fresh = canonicalize(context, title);
-    if (recent.size >= RECENT_MAX) recent.clear();
-    recent.set(key, fresh);
-    return fresh;
-  }
-  return canonicalize(context, title);
+  const entries = snapshot(context, title);
+  const key = memoKey(entries);
+  if (key === undefined) return canonicalize(entries, title);
+  const known = recent.get(key);
+  if (known) return known;
+  const fresh = canonicalize(entries, title);
+  if (recent.size >= RECENT_MAX) recent.clear();
+  recent.set(key, fresh);
+  return fresh;
 }
 
-function canonicalize(context: unknown, title: string): CanonicalContext {
-  if (context === null || typeof context !== 'object' || Array.isArray(context) || isUint8(context)) {
-    throw new TypeError(`"${title}" expected a Record<string, string>, got ${describe(context)}`);
-  }
-  const entries = Object.entries(context as Record<string, unknown>);
-  if (entries.length > CONTEXT_LIMITS.maxPairs) {
-    throw new RangeError(`"${title}" has ${entries.length} pairs; at most ${CONTEXT_LIMITS.maxPairs} are allowed`);
+function canonicalize(entries: Snapshot, title: string): CanonicalContext {
+  const count = entries.length / 2;
+  if (count > CONTEXT_LIMITS.maxPairs) {
+    throw new RangeError(`"${title}" has ${count} pairs; at most ${CONTEXT_LIMITS.maxPairs} are allowed`);
   }
   const pairs: EncodedPair[] = [];
-  for (const [keyText, valueText] of entries) {
-    if (typeof valueText !== 'string') {
-      throw new TypeError(`"${title}" value of key ${JSON.stringify(keyText)} expected string, got ${describe(valueText)}`);
-    }
+  for (let i = 0; i < entries.length; i += 2) {
+    const keyText = entries[i]!;
+    const valueText = entries[i + 1]!;
     const key = utf8(keyText, `${title} key`);
     const value = utf8(valueText, `${title} value`);
     if (key.length === 0 || key.length > CONTEXT_LIMITS.maxKeyBytes) {
@@ -90,15 +148,14 @@ function canonicalize(context: unknown, title: string): CanonicalContext {
     pairs.push({ key, value, keyText, valueText });
   }
   pairs.sort((a, b) => compareBytes(a.key, b.key));
+  for (let i = 1; i < pairs.length; i++) {
+    if (compareBytes(pairs[i - 1]!.key, pairs[i]!.key) === 0) throw new TypeError(`"${title}" has the key ${JSON.stringify(pairs[i]!.keyText)} twice`);
+  }
   const encoded = encodePairs(pairs);
   if (encoded.length > CONTEXT_LIMITS.maxEncodedBytes) {
     throw new RangeError(`"${title}" encodes to ${encoded.length} bytes; at most ${CONTEXT_LIMITS.maxEncodedBytes} are allowed`);
   }
   return finish(pairs, encoded);
-}
-
-function isUint8(value: object): boolean {
-  return ArrayBuffer.isView(value);
 }
 
 function encodePairs(pairs: EncodedPair[]): Uint8Array {
