@@ -4,6 +4,7 @@
  * signatures as Tencent does, for a client that is not ours.
  */
 import { Agent } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'tencentcloud-sdk-nodejs/tencentcloud/services/kms/v20190118/kms_client.js';
 import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
@@ -22,21 +23,26 @@ interface SdkClient {
 
 type SignMethod = 'TC3-HMAC-SHA256' | 'HmacSHA256' | 'HmacSHA1';
 
-function sdk(signMethod: SignMethod, reqMethod: 'POST' | 'GET', secretKey?: string): SdkClient {
+/** Every connection to the emulator, whatever host the request names. */
+class LoopbackAgent extends Agent {
+  override createConnection(): ReturnType<Agent['createConnection']> {
+    return connect(emulator.port, '127.0.0.1');
+  }
+}
+
+/**
+ * The SDK takes the TC3 scope's service from the endpoint's first label, so it keeps Tencent's
+ * host name (service `kms`) and the agent sends its socket to loopback. An explicit agent also
+ * keeps an http_proxy in the environment from rerouting loopback traffic.
+ */
+function sdk(signMethod: SignMethod, reqMethod: 'POST' | 'GET', secretKey?: string, endpoint = 'kms.tencentcloudapi.com'): SdkClient {
   const { secretId, secretKey: key } = emulator.credentials[0]!;
   return new Client({
     credential: { secretId, secretKey: secretKey ?? key },
     region: 'ap-guangzhou',
     profile: {
       signMethod,
-      httpProfile: {
-        endpoint: `127.0.0.1:${emulator.port}`,
-        protocol: 'http://',
-        reqMethod,
-        reqTimeout: 10,
-        // An explicit agent keeps an http_proxy in the environment from rerouting loopback traffic.
-        agent: new Agent({ keepAlive: false }),
-      },
+      httpProfile: { endpoint, protocol: 'http://', reqMethod, reqTimeout: 10, agent: new LoopbackAgent({ keepAlive: false }) },
     },
   }) as unknown as SdkClient;
 }
@@ -68,5 +74,12 @@ describe('official tencentcloud-sdk-nodejs against the emulator', () => {
   it.each(['TC3-HMAC-SHA256', 'HmacSHA256', 'HmacSHA1'] as const)('rejects the SDK signing with a wrong secret key (%s)', async (signMethod) => {
     const client = sdk(signMethod, 'POST', 'not-the-secret-key-0000000000000');
     await expect(client.CreateKey({ Alias: 'never' })).rejects.toMatchObject({ code: 'AuthFailure.SignatureFailure' });
+  });
+
+  it('rejects TC3 from the SDK pointed at 127.0.0.1:PORT, whose credential scope then names service "127", as Tencent would', async () => {
+    const client = sdk('TC3-HMAC-SHA256', 'POST', undefined, `127.0.0.1:${emulator.port}`);
+    await expect(client.CreateKey({ Alias: 'never-127' })).rejects.toMatchObject({ code: 'AuthFailure.SignatureFailure' });
+    // The query signatures have no service, so they work with that endpoint.
+    await expect(sdk('HmacSHA256', 'POST', undefined, `127.0.0.1:${emulator.port}`).CreateKey({ Alias: 'loopback-v1' })).resolves.toMatchObject({ KeyId: expect.any(String) });
   });
 });

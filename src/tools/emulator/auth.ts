@@ -46,10 +46,11 @@ export class Verifier {
     this.#now = now;
   }
 
-  /** v1/v2 query signature over the raw parameter values. */
+  /** v1/v2 query signature over the raw parameter values; temporary credentials' token as the signed `Token`. */
   query(req: IncomingMessage, method: string, path: string, params: Params): void {
     const creds = this.#find(params.SecretId);
     this.#checkTimestamp(params.Timestamp);
+    checkToken(creds, params.Token);
     const sigMethod: QuerySignatureMethod = params.SignatureMethod === 'HmacSHA256' ? 'HmacSHA256' : 'HmacSHA1';
     if (params.SignatureMethod !== undefined && params.SignatureMethod !== 'HmacSHA256' && params.SignatureMethod !== 'HmacSHA1') {
       throw err.signature();
@@ -69,7 +70,9 @@ export class Verifier {
     const creds = this.#find(secretId);
     const timestamp = this.#checkTimestamp(header(req, 'x-tc-timestamp'));
     if (utcDate(timestamp) !== date) throw err.signature();
-    if (creds.token !== undefined && header(req, 'x-tc-token') !== creds.token) throw err.token();
+    // The scope names the product, which must be the one whose domain was called (Tencent's signature v3 doc).
+    if (service !== 'kms') throw err.signature();
+    checkToken(creds, header(req, 'x-tc-token'));
     const extra = signedExtraHeaders(req, signedHeaders);
     for (const host of this.#hostCandidates(req, false)) {
       const parts = tc3StringToSign({
@@ -109,6 +112,11 @@ export class Verifier {
     for (const a of this.#aliases) set.add(a);
     return [...set];
   }
+}
+
+/** Temporary credentials need their token; the request's, given or not, is compared with it. */
+function checkToken(creds: EmulatorCredentials, given: string | undefined): void {
+  if (creds.token !== undefined && (given === undefined || !safeEqual(given, creds.token))) throw err.token();
 }
 
 /** The signed headers besides host and content-type (which TC3 requires), as received. */

@@ -116,7 +116,8 @@ function dataKeyLength(spec: string | undefined, numberOfBytes: string | undefin
 
 type Action = (store: KeyStore, p: Lookup, api: Api) => Record<string, unknown>;
 
-const actions: Record<string, Action> = {
+// A Map, so that names an object inherits (constructor, toString, __proto__...) are unknown actions, never calls.
+const actions = new Map<string, Action>(Object.entries({
   CreateKey(store, p, api) {
     const alias = p('Alias') ?? '';
     if (api === 'v3' && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$/.test(alias)) throw alias ? err.invalid('Alias') : err.missing('Alias');
@@ -170,12 +171,12 @@ const actions: Record<string, Action> = {
     const page = all.slice(offset, offset + limit);
     return api === 'v3' ? { Keys: page.map((k) => ({ KeyId: k.keyId })), TotalCount: all.length } : { keys: page.map((k) => k.keyId), totalCount: all.length };
   },
-};
-actions.ListKey = actions.ListKeys!;
+} satisfies Record<string, Action>));
+actions.set('ListKey', actions.get('ListKeys')!);
 
 /** Runs an action; its result is the answer's fields (API 3.0 names, or legacy ones for v2 shapes). */
 export function runAction(store: KeyStore, action: string, p: Lookup, api: Api): Record<string, unknown> {
-  const handler = actions[action];
+  const handler = actions.get(action);
   if (!handler) throw err.action(action);
   return handler(store, p, api);
 }

@@ -1,30 +1,37 @@
-/** What the emulator counts, for tests and `GET /__emulator/stats`. */
+/**
+ * What the emulator counts, for tests and `GET /__emulator/stats`. Counts are kept in Maps: an
+ * action name is the caller's text, and one such as `__proto__` must stay a name.
+ */
 import type { EmulatorStats } from './types.ts';
 
 export class Stats {
-  #stats: EmulatorStats = Stats.#empty();
-
-  static #empty(): EmulatorStats {
-    return { calls: {}, faults: {}, authFailures: 0 };
-  }
+  #calls = new Map<string, number>();
+  #faults = new Map<string, number>();
+  #authFailures = 0;
 
   call(action: string): void {
-    this.#stats.calls[action] = (this.#stats.calls[action] ?? 0) + 1;
+    bump(this.#calls, action);
   }
 
   fault(kind: string): void {
-    this.#stats.faults[kind] = (this.#stats.faults[kind] ?? 0) + 1;
+    bump(this.#faults, kind);
   }
 
   authFailure(): void {
-    this.#stats.authFailures++;
+    this.#authFailures++;
   }
 
   snapshot(): EmulatorStats {
-    return structuredClone(this.#stats);
+    return { calls: Object.fromEntries(this.#calls), faults: Object.fromEntries(this.#faults), authFailures: this.#authFailures };
   }
 
   reset(): void {
-    this.#stats = Stats.#empty();
+    this.#calls = new Map();
+    this.#faults = new Map();
+    this.#authFailures = 0;
   }
+}
+
+function bump(counts: Map<string, number>, name: string): void {
+  counts.set(name, (counts.get(name) ?? 0) + 1);
 }
