@@ -34,6 +34,8 @@ export const err = {
   throttle: () => new ApiError('RequestLimitExceeded', 4420, '(10250) request limit exceeded'),
   internal: () => new ApiError('InternalError', 6000, '(10050) internal error'),
   version: () => new ApiError('NoSuchVersion', 4000, '(10010) unsupported version'),
+  // The legacy error list has no duplicate-alias code; 4000 is its class for an invalid parameter value.
+  aliasExists: () => new ApiError('InvalidParameterValue.AliasAlreadyExists', 4000, '(10110) alias already exists'),
   // The legacy error list has no size code; the reference's qcloudapi-sdk tests expect 4100 for an over-long request.
   tooLarge: () => new ApiError('RequestSizeLimitExceeded', 4100, '(10000) request body too large'),
   notJson: () => new ApiError('InvalidParameter', 4000, '(10000) request body is not a JSON object in UTF-8'),

@@ -17,13 +17,18 @@ import type { EmulatorOptions, RunningEmulator } from './types.ts';
 export type { EmulatorCredentials, EmulatorOptions, EmulatorStats, FaultKind, FaultOptions, RunningEmulator } from './types.ts';
 
 export async function startEmulator(options: EmulatorOptions = {}): Promise<RunningEmulator> {
-  const credentials = options.credentials?.length ? options.credentials : [generatedCredentials()];
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));
   const statePath = options.statePath;
+  const saved = statePath ? loadState(statePath) : { keys: [] };
+  // Generated credentials are kept in the state file (as they are when given ones are used instead),
+  // so that a restart answers the clients that were handed them.
+  const generated = saved.credentials ?? (options.credentials?.length ? undefined : [generatedCredentials()]);
+  const credentials = options.credentials?.length ? options.credentials : [...generated!];
   const store: KeyStore = new KeyStore(now, () => {
-    if (statePath) saveState(statePath, store.keys.values());
+    if (statePath) saveState(statePath, { credentials: generated, keys: store.keys.values() });
   });
-  if (statePath) for (const cmk of loadState(statePath)) store.keys.set(cmk.keyId, cmk);
+  for (const cmk of saved.keys) store.keys.set(cmk.keyId, cmk);
+  if (statePath && generated && !saved.credentials) saveState(statePath, { credentials: generated, keys: saved.keys });
   const faults = new Faults(options.faults);
   const stats = new Stats();
   const verifier = new Verifier(credentials, options.hostAliases ?? DEFAULT_HOST_ALIASES, now);
@@ -38,7 +43,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     setFaults: (next) => faults.set(next),
     stats: () => stats.snapshot(),
     resetStats: () => stats.reset(),
-    createKey: (alias) => store.create(alias ?? '').keyId,
+    createKey: (alias) => ((alias && store.byAlias(alias)) || store.create(alias ?? '')).keyId,
     close: () => server.close(),
   };
 }

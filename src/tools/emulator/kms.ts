@@ -39,6 +39,11 @@ export class KeyStore {
     return cmk;
   }
 
+  byAlias(alias: string): Cmk | undefined {
+    for (const cmk of this.keys.values()) if (cmk.alias === alias) return cmk;
+    return undefined;
+  }
+
   /** The CMK named by a parameter, enabled unless `needEnabled` is false. */
   find(keyId: string | undefined, name: string, needEnabled = true): Cmk {
     if (!keyId) throw err.missing(name);
@@ -121,6 +126,7 @@ const actions = new Map<string, Action>(Object.entries({
   CreateKey(store, p, api) {
     const alias = p('Alias') ?? '';
     if (api === 'v3' && !/^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$/.test(alias)) throw alias ? err.invalid('Alias') : err.missing('Alias');
+    if (alias && store.byAlias(alias)) throw err.aliasExists();
     const cmk = store.create(alias, p('Description') ?? '', p('KeyUsage') ?? 'ENCRYPT_DECRYPT');
     const meta = { KeyId: cmk.keyId, Alias: cmk.alias, CreateTime: cmk.createTime, Description: cmk.description, KeyState: cmk.state, KeyUsage: cmk.keyUsage };
     return api === 'v3' ? meta : { keyMetadata: lowerKeys(meta) };

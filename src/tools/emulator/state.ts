@@ -1,36 +1,53 @@
-/** The --state file: the keys (and their master key material), so they survive a restart. */
+/**
+ * The --state file: the keys (with their master key material) and the generated credentials, so
+ * that both survive a restart. Credentials given to the emulator are never written.
+ */
 import { randomUUID } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Cmk } from './kms.ts';
+import type { EmulatorCredentials } from './types.ts';
 
+// Files written before credentials were kept have none; they load as they are.
 const FORMAT = 'kms-envelope emulator state v1';
+
+export interface EmulatorState {
+  /** Generated credentials, when the emulator generated them. */
+  credentials?: readonly EmulatorCredentials[] | undefined;
+  keys: Iterable<Cmk>;
+}
 
 interface StateFile {
   format: typeof FORMAT;
+  credentials?: EmulatorCredentials[];
   keys: (Omit<Cmk, 'material'> & { material: string })[];
 }
 
-/** The keys saved at `path`; none when there is no file yet. */
-export function loadState(path: string): Cmk[] {
+/** What was saved at `path`; no keys and no credentials when there is no file yet. */
+export function loadState(path: string): EmulatorState & { keys: Cmk[] } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    if ((error as { code?: string }).code === 'ENOENT') return [];
+    if ((error as { code?: string }).code === 'ENOENT') return { keys: [] };
     throw error;
   }
   const state = JSON.parse(text) as StateFile;
   if (state.format !== FORMAT) throw new Error(`${path} is not an emulator state file`);
-  return state.keys.map((k) => ({ ...k, material: Buffer.from(k.material, 'base64') }));
+  const keys = state.keys.map((k) => ({ ...k, material: Buffer.from(k.material, 'base64') }));
+  return state.credentials?.length ? { credentials: state.credentials, keys } : { keys };
 }
 
-export function saveState(path: string, keys: Iterable<Cmk>): void {
-  const state: StateFile = { format: FORMAT, keys: [...keys].map((k) => ({ ...k, material: k.material.toString('base64') })) };
-  writeAtomically(path, JSON.stringify(state));
+export function saveState(path: string, state: EmulatorState): void {
+  const file: StateFile = {
+    format: FORMAT,
+    ...(state.credentials ? { credentials: [...state.credentials] } : {}),
+    keys: [...state.keys].map((k) => ({ ...k, material: k.material.toString('base64') })),
+  };
+  writeAtomically(path, JSON.stringify(file));
 }
 
-/** Writes to a temporary file beside `path` (mode 0600: it holds key material), fsyncs, renames over it. */
+/** Writes to a temporary file beside `path` (mode 0600: it holds key material and secrets), fsyncs, renames over it. */
 function writeAtomically(path: string, text: string): void {
   const tmp = join(dirname(path), `.${Date.now()}-${randomUUID()}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);

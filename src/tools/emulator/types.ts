@@ -30,7 +30,10 @@ export interface EmulatorOptions {
   port?: number;
   /** Accepted credentials; default one generated pair (see `credentials` on the result). */
   credentials?: EmulatorCredentials[];
-  /** Persist keys to this file (written atomically, mode 0600) so they survive a restart. */
+  /**
+   * Persist keys, and the credentials when generated, to this file (written atomically, mode 0600)
+   * so they survive a restart.
+   */
   statePath?: string;
   faults?: FaultOptions;
   /**
@@ -60,7 +63,10 @@ export interface RunningEmulator {
   setFaults(faults: FaultOptions): void;
   stats(): EmulatorStats;
   resetStats(): void;
-  /** Creates a CMK directly (no request); returns its key id. */
+  /**
+   * Creates a CMK directly (no request); returns its key id. An alias that a key already has names
+   * that key instead, so `emulator --key-alias` with `--state` finds the same key on every start.
+   */
   createKey(alias?: string): string;
   close(): Promise<void>;
 }
