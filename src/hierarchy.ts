@@ -32,6 +32,8 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
   /** Called on every open with what was opened; never with a key or plaintext. */
   audit?: (record: AuditRecord) => void;
   backend?: BackendName;
+  /** A monotonic clock in ms; default performance.now(). For tests of TTLs and staleness. */
+  now?: () => number;
 }
 
 export interface AuditRecord {
@@ -91,7 +93,12 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   if (!store || typeof store.getVersion !== 'function') throw new TypeError('"store" expected a KeyStore');
   const resolve = typeof options.kms === 'function' ? options.kms : () => options.kms as KeyProvider;
   const backend = selectBackend(options.backend);
-  const cache = new IntermediateKeyCache(options, classifyKmsFailure);
+  const now = options.now ?? (() => performance.now());
+  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, breakerFailures, breakerCooldownMs } = options;
+  const cacheOptions = Object.fromEntries(
+    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
+  );
+  const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const active = new Map<string, { version: number; until: number }>();
   const creating = new Map<string, Promise<StoredKey>>();
@@ -134,7 +141,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
 
   async function activeVersion(partition: string): Promise<number> {
     const known = active.get(partition);
-    if (known && performance.now() < known.until) return known.version;
+    if (known && now() < known.until) return known.version;
     let found = await store.getActive(partition);
     if (!found) {
       // One creation per partition per process; the store settles races between processes.
@@ -145,7 +152,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
       }
       found = await flight;
     }
-    active.set(partition, { version: found.version, until: performance.now() + activeTtl });
+    active.set(partition, { version: found.version, until: now() + activeTtl });
     return found.version;
   }
 
@@ -170,7 +177,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   return {
     sealKey(partition, suite) {
       const known = active.get(partition);
-      if (known && performance.now() < known.until) return keyFor({ partition, version: known.version }, suite, 'seal');
+      if (known && now() < known.until) return keyFor({ partition, version: known.version }, suite, 'seal');
       return activeVersion(partition).then((version) => keyFor({ partition, version }, suite, 'seal'));
     },
     openKey: (ref, suite) => keyFor(ref, suite, 'open'),

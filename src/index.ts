@@ -45,6 +45,15 @@ export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvide
 export type { CanonicalContext, EncryptionContext } from './core/context.ts';
 export type { BackendName } from './core/select-backend.ts';
 export {
+  createKeyHierarchy,
+  type AuditRecord,
+  type HierarchyMetrics,
+  type KeyHierarchy,
+  type KeyHierarchyOptions,
+} from './hierarchy.ts';
+export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey } from './economy/key-store.ts';
+export { INTERMEDIATE_KEY_CACHE_DEFAULTS, type IntermediateKeyCacheOptions } from './economy/intermediate-keys.ts';
+export {
   ClosedError,
   ContextMismatchError,
   DecryptionFailedError,
@@ -53,6 +62,8 @@ export {
   HeaderMalformedError,
   isEnvelopeError,
   KeyProviderMismatchError,
+  KeyNotFoundError,
+  KeyUnavailableError,
   KmsError,
   LimitExceededError,
   UnsupportedSuiteError,

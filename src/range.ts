@@ -6,6 +6,7 @@
  */
 import { wipe } from './core/bytes.ts';
 import { openPayloadRange, plaintextLength } from './core/chunked.ts';
+import { compactPlaintextLength, openCompact } from './core/compact.ts';
 import type { EnvelopeCore, OpenOptions } from './engine.ts';
 import { DecryptionFailedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './core/header.ts';
@@ -69,7 +70,7 @@ export async function openRange(
   const { size, read } = await resolveSource(source, options.size);
   const header = await readHeader(read, size);
   const payloadLength = size - header.length;
-  const total = plaintextLength(payloadLength);
+  const total = header.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength);
   if (total !== undefined && offset + length > total) {
     throw new RangeError(`range [${offset}, ${offset}+${length}) is outside the plaintext of ${total} bytes`);
   }
@@ -80,6 +81,15 @@ export async function openRange(
       if (bytes.length !== n) throw new DecryptionFailedError(); // the source shrank or lied about its size
       return bytes;
     };
+    if (header.compact) {
+      // One small chunk: read and open it whole, then cut the range out.
+      const plaintext = openCompact(core.backend, header.suite, session.key, session.payloadContext, await readPayload(0, payloadLength));
+      try {
+        return plaintext.slice(offset, offset + length);
+      } finally {
+        wipe(plaintext);
+      }
+    }
     return await openPayloadRange(
       core.backend,
       header.suite,

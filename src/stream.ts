@@ -4,6 +4,7 @@
  */
 import { abytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
+import { CompactOpener } from './core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './core/header.ts';
@@ -69,7 +70,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
 export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<Uint8Array, Uint8Array> {
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
-  let opener: PayloadOpener | undefined;
+  let opener: PayloadOpener | CompactOpener | undefined;
 
   const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void => {
     if (out instanceof Uint8Array) {
@@ -98,7 +99,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         const header: ParsedHeader | undefined = parseHeaderIfComplete(pending.subarray(0, pendingLength));
         if (!header) return;
         const session = await core.track(async () => core.beginOpen(header, options));
-        opener = new PayloadOpener(core.backend, header.suite, session.key, session.payloadContext.slice());
+        const Opener = header.compact ? CompactOpener : PayloadOpener;
+        opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);
         emit(controller, opener.push(rest));

@@ -129,3 +129,60 @@ export class CompactSealer {
     this.#keys = undefined;
   }
 }
+
+/**
+ * The streaming face of a compact payload, for readers that take a message piece by piece: it
+ * gathers the payload (at most one chunk's worth, more fails) and opens it at the end, releasing
+ * nothing before. Takes ownership of `inputKey` and wipes it.
+ */
+export class CompactOpener {
+  readonly #backend: CryptoBackend;
+  readonly #suite: PayloadSuite;
+  readonly #context: Uint8Array;
+  #inputKey: Uint8Array | undefined;
+  #buffer = new Uint8Array(COMPACT_PREFIX + COMPACT_MAX_PLAINTEXT + TAG_LENGTH);
+  #buffered = 0;
+  #failed = false;
+
+  constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array) {
+    this.#backend = backend;
+    this.#suite = suite;
+    this.#context = context;
+    this.#inputKey = inputKey;
+  }
+
+  push(data: Uint8Array): Uint8Array[] {
+    if (this.#failed || !this.#inputKey) throw new DecryptionFailedError();
+    if (this.#buffered + data.length > this.#buffer.length) {
+      this.destroy();
+      throw new DecryptionFailedError();
+    }
+    this.#buffer.set(data, this.#buffered);
+    this.#buffered += data.length;
+    return [];
+  }
+
+  end(): Uint8Array {
+    const key = this.#inputKey;
+    if (this.#failed || !key) throw new DecryptionFailedError();
+    try {
+      return openCompact(this.#backend, this.#suite, key, this.#context, this.#buffer.subarray(0, this.#buffered));
+    } catch (error) {
+      this.#failed = true;
+      throw error;
+    } finally {
+      this.#release();
+    }
+  }
+
+  destroy(): void {
+    this.#failed = true;
+    this.#release();
+  }
+
+  #release(): void {
+    this.#buffer.fill(0);
+    if (this.#inputKey) this.#inputKey.fill(0);
+    this.#inputKey = undefined;
+  }
+}

@@ -9,6 +9,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { wipe } from '../core/bytes.ts';
 import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
+import { CompactOpener } from '../core/compact.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealOptions } from '../engine.ts';
@@ -178,13 +179,14 @@ export async function openInto(
     const header = parseHeader(head);
     // Checks the context and the payload length before the KMS is asked for anything.
     const session = await core.beginOpen(header, options, size - header.length);
-    const pool = poolFor(options, size);
+    const pool = header.compact ? undefined : poolFor(options, size);
     const pass = async (key: Uint8Array, write: Sink | undefined, progressFrom: number, progressTotal: number): Promise<number> => {
-      const opener = new PayloadOpener(core.backend, header.suite, key, session.payloadContext.slice());
+      const Opener = header.compact ? CompactOpener : PayloadOpener;
+      const opener = new Opener(core.backend, header.suite, key, session.payloadContext.slice());
       let bytesRead = header.length;
       const pieces = readPieces(source, header.length);
       try {
-        if (pool) {
+        if (pool && opener instanceof PayloadOpener) {
           bytesRead += await openWithPool(pool, opener, pieces as AsyncIterable<Uint8Array>, size - header.length, write, (n) =>
             options.onProgress?.(progressFrom + header.length + n, progressTotal),
           );

@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryKeyStore } from '../src/economy/key-store.ts';
+import { createKeyHierarchy } from '../src/hierarchy.ts';
+import { createEnvelope, DecryptionFailedError, inspect, KeyNotFoundError, LocalKms } from '../src/index.ts';
+import { InstrumentedProvider } from './instrumented.ts';
+
+function fleet(options: { kms?: InstrumentedProvider; store?: MemoryKeyStore } = {}) {
+  const kms = options.kms ?? new InstrumentedProvider();
+  const store = options.store ?? new MemoryKeyStore();
+  const audits: unknown[] = [];
+  const hierarchy = createKeyHierarchy({ store, kms, audit: (r) => audits.push(r) });
+  const envelope = createEnvelope({ hierarchy, partition: 'tenant-1' });
+  return { kms, store, hierarchy, envelope, audits };
+}
+
+const base64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64url');
+
+describe('the key hierarchy', () => {
+  it('seals every message under its own key with no KMS call once warm: KMS calls do not grow with the records', async () => {
+    const { kms, envelope } = fleet();
+    const sealed = await Promise.all(Array.from({ length: 500 }, (_, i) => envelope.seal(`record ${i}`, { context: { row: String(i) } })));
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+    const opened = await Promise.all(sealed.map((s, i) => envelope.openString(s, { context: { row: String(i) } })));
+    expect(opened[123]).toBe('record 123');
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+    const same = await Promise.all([envelope.seal('x'), envelope.seal('x')]);
+    expect(Buffer.from(same[0]).equals(Buffer.from(same[1]))).toBe(false); // fresh salt, fresh key
+  });
+
+  it('writes format 2 with the partition and key version, and a compact payload for small values', async () => {
+    const { envelope } = fleet();
+    const sealed = await envelope.seal(new Uint8Array(16).fill(7), { context: { table: 't', column: 'c' }, detachedContext: true });
+    expect(sealed[4]).toBe(2);
+    const info = inspect(sealed);
+    expect(info).toMatchObject({ version: 2, keySource: 'intermediate', partition: 'tenant-1', keyVersion: 1, compact: true, provider: 'hierarchy', keyId: 'tenant-1#1', wrappedKeys: [] });
+    // A 16-byte value in text form (base64url plus a short prefix) within 120 characters.
+    expect(`kme2.${base64url(sealed)}`.length).toBeLessThanOrEqual(120);
+    expect(sealed.length).toBe(7 + 1 + 'tenant-1'.length + 1 + 16 + 16 + 16 + 16);
+    const large = await envelope.seal(new Uint8Array(20000));
+    expect(inspect(large).compact).toBe(false);
+    expect((await envelope.open(large)).length).toBe(20000);
+  });
+
+  it('opens through streams and ranges as through open(), compact or not', async () => {
+    const { envelope } = fleet();
+    for (const size of [0, 5, 16383, 16384, 40000]) {
+      const plaintext = new Uint8Array(size).map((_, i) => i % 251);
+      const sealed = await envelope.seal(plaintext, { context: { n: String(size) } });
+      const chunks: Uint8Array[] = [];
+      await new Blob([sealed]).stream().pipeThrough(envelope.openStream()).pipeTo(new WritableStream({ write: (c) => void chunks.push(c) }));
+      expect(Buffer.concat(chunks).equals(Buffer.from(plaintext))).toBe(true);
+      const source = { size: sealed.length, read: async (p: number, n: number) => sealed.slice(p, p + n) };
+      const middle = await envelope.openRange(source, Math.floor(size / 3), Math.floor(size / 3));
+      expect(Buffer.from(middle).equals(Buffer.from(plaintext.subarray(Math.floor(size / 3), 2 * Math.floor(size / 3))))).toBe(true);
+    }
+  });
+
+  it('a key store that returns a corrupted wrapped key fails the open with a typed error (the KMS refuses it)', async () => {
+    const { store, envelope, kms } = fleet();
+    const sealed = await envelope.seal('secret');
+    const stored = (await store.getVersion('tenant-1', 1))!;
+    const corrupt = new MemoryKeyStore();
+    await corrupt.createVersion({ ...stored, ciphertextBlob: `${stored.ciphertextBlob.slice(0, -3)}AAA` });
+    const reader = createEnvelope({ hierarchy: createKeyHierarchy({ store: corrupt, kms }) });
+    await expect(reader.open(sealed)).rejects.toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('a key store that swaps two versions fails the open at the KMS (context binds partition and version)', async () => {
+    const { store, envelope, hierarchy, kms } = fleet();
+    const sealed = await envelope.seal('secret');
+    await hierarchy.rotate('tenant-1');
+    const [v1, v2] = await store.listVersions('tenant-1');
+    const swapped = new MemoryKeyStore();
+    await swapped.createVersion({ ...v1!, ciphertextBlob: v2!.ciphertextBlob });
+    await swapped.createVersion({ ...v2!, ciphertextBlob: v1!.ciphertextBlob });
+    const reader = createEnvelope({ hierarchy: createKeyHierarchy({ store: swapped, kms }) });
+    await expect(reader.open(sealed)).rejects.toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('another intermediate key under the same partition and version (a restored or forked store) fails at the key commitment', async () => {
+    const kms = new InstrumentedProvider();
+    const a = fleet({ kms });
+    const b = fleet({ kms });
+    const sealed = await a.envelope.seal('secret');
+    await b.envelope.seal('makes version 1 in the other store');
+    expect((await a.store.getVersion('tenant-1', 1))!.ciphertextBlob).not.toBe((await b.store.getVersion('tenant-1', 1))!.ciphertextBlob);
+    await expect(b.envelope.open(sealed)).rejects.toBeInstanceOf(DecryptionFailedError);
+  });
+
+  it('a missing version is a typed error naming the partition and the version', async () => {
+    const { envelope } = fleet();
+    const sealed = await envelope.seal('secret', { partition: 'tenant-9' });
+    const empty = createEnvelope({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: new InstrumentedProvider() }) });
+    const error = await empty.open(sealed).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeyNotFoundError);
+    expect(error).toMatchObject({ code: 'ERR_KEY_NOT_FOUND', partition: 'tenant-9', version: 1 });
+    expect((error as Error).message).toContain('"tenant-9"');
+  });
+
+  it('rotation adds an active version for new writes; old versions stay decrypt-only and still open', async () => {
+    const { envelope, hierarchy, store } = fleet();
+    const old = await envelope.seal('old');
+    const created = await hierarchy.rotate('tenant-1');
+    expect(created.version).toBe(2);
+    const fresh = await envelope.seal('new');
+    expect(inspect(fresh).keyVersion).toBe(2);
+    expect(await envelope.openString(old)).toBe('old');
+    expect((await store.listVersions('tenant-1')).map((k) => [k.version, k.state])).toEqual([[1, 'decrypt-only'], [2, 'active']]);
+  });
+
+  it('a mixed fleet: writers keep format 1 until told, and every reader of this version opens both', async () => {
+    const kms = LocalKms.generate();
+    const v1writer = createEnvelope({ kms });
+    const v2writer = createEnvelope({ kms, format: 2 });
+    const a = await v1writer.seal('from a v1 writer', { context: { t: '1' } });
+    const b = await v2writer.seal('from a v2 writer', { context: { t: '1' } });
+    expect([a[4], b[4]]).toEqual([1, 2]);
+    expect(inspect(b)).toMatchObject({ keySource: 'kms', compact: true, wrappedKeys: [{ provider: 'local' }] });
+    for (const reader of [v1writer, v2writer]) {
+      expect(await reader.openString(a)).toBe('from a v1 writer');
+      expect(await reader.openString(b)).toBe('from a v2 writer');
+    }
+    // A reader with the hierarchy and the KMS opens both kinds.
+    const { envelope: h } = fleet();
+    const both = createEnvelope({ kms, hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms }) });
+    expect(await both.openString(a)).toBe('from a v1 writer');
+    await expect(h.open(a)).rejects.toMatchObject({ code: 'ERR_KEY_PROVIDER_MISMATCH' });
+  });
+
+  it('calls the audit hook on every open, with a digest of the context and caller metadata, never a key', async () => {
+    const { envelope, audits } = fleet();
+    const sealed = await envelope.seal('audited', { context: { row: '1' } });
+    await envelope.open(sealed, { audit: { user: 'alice' } });
+    await envelope.open(sealed);
+    expect(audits).toHaveLength(2);
+    expect(audits[0]).toMatchObject({ operation: 'open', partition: 'tenant-1', version: 1, fromCache: true, metadata: { user: 'alice' } });
+    expect((audits[0] as { contextDigest: string }).contextDigest).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(JSON.stringify(audits)).not.toMatch(/audited/);
+  });
+
+  it('wipes the intermediate keys it received on close()', async () => {
+    const { envelope, hierarchy, kms } = fleet();
+    await envelope.open(await envelope.seal('x'));
+    await hierarchy.close();
+    expect(kms.allWiped()).toBe(true);
+  });
+
+  it('gives each tenant its own master key through a resolver', async () => {
+    const keys = { a: new InstrumentedProvider(), b: new InstrumentedProvider() };
+    const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: (partition) => keys[partition as 'a' | 'b'] });
+    const envelope = createEnvelope({ hierarchy });
+    const fromA = await envelope.seal('for a', { partition: 'a' });
+    const fromB = await envelope.seal('for b', { partition: 'b' });
+    expect([keys.a.calls.generate, keys.b.calls.generate]).toEqual([1, 1]);
+    expect(await envelope.openString(fromA)).toBe('for a');
+    expect(await envelope.openString(fromB)).toBe('for b');
+  });
+});
