@@ -3,7 +3,11 @@
  * the next slot in order, so waiting is fair) and a cap on calls in flight. A burst then queues
  * here instead of drawing throttling errors from the KMS. With `qps` R and `burst` B, no window of
  * one second sees more than B + R calls, so defaults keep B + R at the KMS's published limit.
+ * A wait (for a token or for a place in flight) ends when the caller's signal aborts, and the
+ * waiter that leaves gives its token and its place back, so deadlines include the wait.
  */
+import { delay, throwIfAborted } from '../core/abort.ts';
+
 export interface BucketOptions {
   /** Sustained calls per second. */
   qps: number;
@@ -32,12 +36,25 @@ class Bucket {
     this.#tolerance = (Math.floor(options.burst) - 1) * this.#interval;
   }
 
-  /** Reserves a slot; returns how long to wait for it, in ms. */
-  reserve(now: number): number {
+  /** Reserves a slot; returns how long to wait for it, in ms, and a function that gives it back. */
+  reserve(now: number): { wait: number; cancel: () => void } {
     const tat = Math.max(this.#tat, now);
-    this.#tat = tat + this.#interval;
-    return Math.max(0, tat - this.#tolerance - now);
+    const next = tat + this.#interval;
+    this.#tat = next;
+    return {
+      wait: Math.max(0, tat - this.#tolerance - now),
+      // Only the latest reservation can be given back; an earlier one stays spent (the bucket only
+      // ever errs towards fewer calls).
+      cancel: () => {
+        if (this.#tat === next) this.#tat -= this.#interval;
+      },
+    };
   }
+}
+
+interface Waiter {
+  /** Hands the waiter a place in flight. */
+  grant: () => void;
 }
 
 export class RateLimiter {
@@ -46,7 +63,7 @@ export class RateLimiter {
   readonly #fallback: BucketOptions;
   readonly #concurrency: number;
   #inFlight = 0;
-  readonly #queue: (() => void)[] = [];
+  readonly #queue: Waiter[] = [];
 
   constructor(options: RateLimitOptions, defaults: { actions: Record<string, BucketOptions>; fallback: BucketOptions }) {
     const uniform = options.qps !== undefined ? { qps: options.qps, burst: options.burst ?? Math.max(1, options.qps / 4) } : undefined;
@@ -56,18 +73,30 @@ export class RateLimiter {
     if (!(this.#concurrency >= 1)) throw new RangeError('rate limit concurrency must be at least 1');
   }
 
-  /** Waits for a slot for `action` and a place in flight; returns the time waited and a release function. */
-  async acquire(action: string): Promise<{ waitedMs: number; release: () => void }> {
+  /**
+   * Waits for a slot for `action` and a place in flight; returns the time waited and a release
+   * function. When `signal` aborts first, rejects with its reason, having given the slot and the
+   * place back.
+   */
+  async acquire(action: string, signal?: AbortSignal): Promise<{ waitedMs: number; release: () => void }> {
+    throwIfAborted(signal);
     const started = Date.now();
     let bucket = this.#buckets.get(action);
     if (!bucket) {
       bucket = new Bucket(this.#defaults[action] ?? this.#fallback);
       this.#buckets.set(action, bucket);
     }
-    const wait = bucket.reserve(started);
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const slot = bucket.reserve(started);
+    if (slot.wait > 0) {
+      try {
+        await delay(slot.wait, signal);
+      } catch (error) {
+        slot.cancel();
+        throw error;
+      }
+    }
     // A full house queues; a release hands its place straight to the next in line.
-    if (this.#inFlight >= this.#concurrency) await new Promise<void>((resolve) => this.#queue.push(resolve));
+    if (this.#inFlight >= this.#concurrency) await this.#queueFor(signal);
     else this.#inFlight++;
     let released = false;
     return {
@@ -75,10 +104,34 @@ export class RateLimiter {
       release: () => {
         if (released) return;
         released = true;
-        const next = this.#queue.shift();
-        if (next) next();
-        else this.#inFlight--;
+        this.#handOn();
       },
     };
   }
+
+  /** Passes a place in flight to the next waiter, or frees it. */
+  #handOn(): void {
+    const next = this.#queue.shift();
+    if (next) next.grant();
+    else this.#inFlight--;
+  }
+
+  #queueFor(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#queue.indexOf(waiter);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(signal!.reason);
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.#queue.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
 }
+
