@@ -23,17 +23,62 @@ export interface RateLimitOptions {
   actions?: Record<string, BucketOptions>;
   /** Calls in flight at once; default 64. */
   concurrency?: number;
+  /**
+   * The KMS quota is per account, shared by every process: with `processes` N, each process takes
+   * 1/N of each action's rate (the defaults or `actions`), so the fleet together stays within it.
+   */
+  fleet?: { processes: number };
+  /**
+   * Adapt to the KMS's answers (default true): a throttling error halves the action's rate (at most
+   * once a second), and calls that succeed raise it back step by step to its configured rate
+   * (additive increase, multiplicative decrease), so a fleet that guessed its share wrong settles.
+   */
+  adaptive?: boolean;
+  /**
+   * A token bucket shared by the fleet (for example in Redis), asked before every call after the
+   * local limit; it resolves when the call may go, or rejects when `signal` aborts.
+   */
+  shared?: { acquire(action: string, signal?: AbortSignal): Promise<void> };
 }
 
 class Bucket {
-  readonly #interval: number;
-  readonly #tolerance: number;
+  readonly #maxQps: number;
+  readonly #burst: number;
+  #qps: number;
+  #interval = 0;
+  #tolerance = 0;
   #tat = 0; // theoretical arrival time of the next call, ms
+  #lastDecrease = -Infinity;
 
   constructor(options: BucketOptions) {
     if (!(options.qps > 0) || !(options.burst >= 1)) throw new RangeError('rate limit needs qps > 0 and burst >= 1');
-    this.#interval = 1000 / options.qps;
-    this.#tolerance = (Math.floor(options.burst) - 1) * this.#interval;
+    this.#maxQps = options.qps;
+    this.#burst = Math.floor(options.burst);
+    this.#qps = options.qps;
+    this.#setRate(options.qps);
+  }
+
+  get qps(): number {
+    return this.#qps;
+  }
+
+  #setRate(qps: number): void {
+    this.#qps = qps;
+    this.#interval = 1000 / qps;
+    // The burst shrinks with the rate: a throttled fleet must not keep bursting at full size.
+    this.#tolerance = (Math.max(1, Math.round((this.#burst * qps) / this.#maxQps)) - 1) * this.#interval;
+  }
+
+  /** Multiplicative decrease, at most once a second (concurrent failures report one throttle). */
+  decrease(now: number): void {
+    if (now - this.#lastDecrease < 1000) return;
+    this.#lastDecrease = now;
+    this.#setRate(Math.max(this.#maxQps / 64, this.#qps / 2));
+  }
+
+  /** Additive increase: a hundredth of the configured rate per call that succeeded. */
+  increase(): void {
+    if (this.#qps < this.#maxQps) this.#setRate(Math.min(this.#maxQps, this.#qps + this.#maxQps / 100));
   }
 
   /** Reserves a slot; returns how long to wait for it, in ms, and a function that gives it back. */
@@ -62,15 +107,47 @@ export class RateLimiter {
   readonly #defaults: Record<string, BucketOptions>;
   readonly #fallback: BucketOptions;
   readonly #concurrency: number;
+  readonly #adaptive: boolean;
+  readonly #shared: RateLimitOptions['shared'];
   #inFlight = 0;
   readonly #queue: Waiter[] = [];
 
   constructor(options: RateLimitOptions, defaults: { actions: Record<string, BucketOptions>; fallback: BucketOptions }) {
     const uniform = options.qps !== undefined ? { qps: options.qps, burst: options.burst ?? Math.max(1, options.qps / 4) } : undefined;
-    this.#defaults = { ...(uniform ? {} : defaults.actions), ...options.actions };
-    this.#fallback = uniform ?? defaults.fallback;
+    const processes = options.fleet?.processes ?? 1;
+    if (!(Number.isInteger(processes) && processes >= 1)) throw new RangeError(`"fleet.processes" must be a positive integer, got ${processes}`);
+    const share = (b: BucketOptions): BucketOptions => ({ qps: b.qps / processes, burst: Math.max(1, b.burst / processes) });
+    const actions = { ...(uniform ? {} : defaults.actions), ...options.actions };
+    this.#defaults = Object.fromEntries(Object.entries(actions).map(([action, b]) => [action, share(b)]));
+    this.#fallback = share(uniform ?? defaults.fallback);
     this.#concurrency = options.concurrency ?? 64;
     if (!(this.#concurrency >= 1)) throw new RangeError('rate limit concurrency must be at least 1');
+    this.#adaptive = options.adaptive ?? true;
+    this.#shared = options.shared;
+  }
+
+  /** The KMS throttled `action`: halve its rate (adaptive limiters). */
+  throttled(action: string): void {
+    if (this.#adaptive) this.#bucket(action).decrease(Date.now());
+  }
+
+  /** A call of `action` succeeded: raise its rate a step back towards the configured one. */
+  succeeded(action: string): void {
+    if (this.#adaptive) this.#bucket(action).increase();
+  }
+
+  /** The current rate of `action`, calls per second (metrics, tests). */
+  rate(action: string): number {
+    return this.#bucket(action).qps;
+  }
+
+  #bucket(action: string): Bucket {
+    let bucket = this.#buckets.get(action);
+    if (!bucket) {
+      bucket = new Bucket(this.#defaults[action] ?? this.#fallback);
+      this.#buckets.set(action, bucket);
+    }
+    return bucket;
   }
 
   /**
@@ -81,12 +158,7 @@ export class RateLimiter {
   async acquire(action: string, signal?: AbortSignal): Promise<{ waitedMs: number; release: () => void }> {
     throwIfAborted(signal);
     const started = Date.now();
-    let bucket = this.#buckets.get(action);
-    if (!bucket) {
-      bucket = new Bucket(this.#defaults[action] ?? this.#fallback);
-      this.#buckets.set(action, bucket);
-    }
-    const slot = bucket.reserve(started);
+    const slot = this.#bucket(action).reserve(started);
     if (slot.wait > 0) {
       try {
         await delay(slot.wait, signal);
@@ -95,6 +167,7 @@ export class RateLimiter {
         throw error;
       }
     }
+    if (this.#shared) await this.#shared.acquire(action, signal);
     // A full house queues; a release hands its place straight to the next in line.
     if (this.#inFlight >= this.#concurrency) await this.#queueFor(signal);
     else this.#inFlight++;

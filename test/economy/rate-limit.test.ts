@@ -76,3 +76,36 @@ describe('rate limiter: deadlines and cancellation include the wait', () => {
     expect(await settled(limiter.acquire('Decrypt'))).toBe(true);
   });
 });
+
+describe('RateLimiter: the fleet budget and adaptive rates', () => {
+  const defaults = { actions: { GenerateDataKey: { qps: 80, burst: 20 } }, fallback: { qps: 16, burst: 4 } };
+
+  it('gives each of N processes 1/N of the account quota', () => {
+    const limiter = new RateLimiter({ fleet: { processes: 50 } }, defaults);
+    expect(limiter.rate('GenerateDataKey')).toBeCloseTo(80 / 50);
+    expect(limiter.rate('ListKeys')).toBeCloseTo(16 / 50);
+    expect(() => new RateLimiter({ fleet: { processes: 0 } }, defaults)).toThrow(RangeError);
+  });
+
+  it('halves the rate on throttling (once a second at most) and raises it back step by step on success', () => {
+    const limiter = new RateLimiter({}, defaults);
+    limiter.throttled('GenerateDataKey');
+    limiter.throttled('GenerateDataKey'); // the same second: one decrease
+    expect(limiter.rate('GenerateDataKey')).toBe(40);
+    for (let i = 0; i < 10; i++) limiter.succeeded('GenerateDataKey');
+    expect(limiter.rate('GenerateDataKey')).toBeCloseTo(48);
+    for (let i = 0; i < 1000; i++) limiter.succeeded('GenerateDataKey');
+    expect(limiter.rate('GenerateDataKey')).toBe(80); // never above the configured rate
+    const fixed = new RateLimiter({ adaptive: false }, defaults);
+    fixed.throttled('GenerateDataKey');
+    expect(fixed.rate('GenerateDataKey')).toBe(80);
+  });
+
+  it('asks a shared bucket before every call', async () => {
+    const asked: string[] = [];
+    const limiter = new RateLimiter({ shared: { acquire: async (action) => void asked.push(action) } }, defaults);
+    const { release } = await limiter.acquire('Decrypt');
+    release();
+    expect(asked).toEqual(['Decrypt']);
+  });
+});
