@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 /**
- * The `kms-envelope` command. Exit codes: 0 ok, 1 decryption or integrity failure, 2 usage
- * (bad flags, missing or existing files), 3 KMS error. Credentials come from the environment only.
+ * The `kms-envelope` command. Exit codes: EXIT_TABLE in cli-errors.ts (0 ok, 1 authentication
+ * failed, 2 usage and local configuration, 3 KMS, 4 I/O; 130/143 on a signal, 141 for a closed
+ * reader). Credentials come from the environment only. Where bytes go: cli-io.ts; signals:
+ * cli-signals.ts.
  */
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdtemp, open as openHandle, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { open as openHandle, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { createEnvelope, inspect, isEnvelopeError, type KeyProvider, type SuiteName, TencentKms, TencentKmsV2 } from '../index.ts';
+import { createEnvelope, type Envelope, inspect, type KeyProvider, KmsError, type SuiteName, TencentKms, TencentKmsV2 } from '../index.ts';
 import {
   createLocalKeyFile,
   localKmsFromKeyFile,
@@ -21,63 +21,91 @@ import {
   sealInto,
   sealToFile,
 } from '../node.ts';
+import { ConfigError, EXIT, EXIT_TABLE, failure, Interrupted, NotSealed, printable, safeJson, UsageError } from './cli-errors.ts';
+import {
+  type Destination,
+  inputFile,
+  inputPieces,
+  noteTerminalInput,
+  outputDestination,
+  removeLeftoversOnHardExit,
+  spool,
+  stdoutDestination,
+} from './cli-io.ts';
+import { checkInterrupted, handleSignals, interruption, onInterrupt } from './cli-signals.ts';
 import { startEmulator } from './emulator/index.ts';
-import { progress as progressLine } from './progress.ts';
+import { type Progress, progress as progressLine } from './progress.ts';
 
-const EXIT = { ok: 0, integrity: 1, usage: 2, kms: 3 } as const;
 const DEFAULT_KEY_FILE = join('.kms-envelope', 'local.key');
 
 const PROVIDER_HELP = `Key provider (flags, or the environment variables in brackets):
   --kms local|tencent|tencent-v2   default local [KMS_ENVELOPE_KMS]
   --key-file FILE                  LocalKms key file, default ./${DEFAULT_KEY_FILE} [KMS_ENVELOPE_KEY_FILE]
-  --key-id ID                      the CMK for tencent/tencent-v2 [KMS_ENVELOPE_KEY_ID]
+  --key-id ID                      the CMK for tencent/tencent-v2, needed to seal [KMS_ENVELOPE_KEY_ID]
   --region REGION                  e.g. ap-guangzhou (v2: gz, sh, bj) [TENCENTCLOUD_REGION]
-  --endpoint URL                   e.g. the emulator's http://127.0.0.1:PORT [KMS_ENVELOPE_ENDPOINT]
+  --endpoint URL                   e.g. the emulator's http://127.0.0.1:PORT (v2: .../v2/index.php) [KMS_ENVELOPE_ENDPOINT]
 Tencent credentials come only from TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY and
 TENCENTCLOUD_SESSION_TOKEN, never from flags.`;
+
+const OUTPUT_HELP = `  -o, --output OUT        where to write (default: standard output). A new or regular file is
+                          written atomically (a hidden temporary file, then a rename); a FIFO or a
+                          device (/dev/null, a terminal) is written through, never replaced
+  -f, --force             replace an existing regular file OUT`;
 
 const USAGE = `Usage: kms-envelope <command> [options]
 
 Commands:
   seal [FILE]      seal FILE (or standard input) to -o OUT (or standard output)
   open [FILE]      open a sealed FILE (or standard input) to -o OUT (or standard output)
-  inspect FILE     print a sealed file's header as JSON (no KMS call)
+  inspect FILE     print a sealed file's header as JSON (no KMS call, no cryptographic check)
   keygen           create a LocalKms key file
   emulator         run a local Tencent Cloud KMS emulator
 
+  --version        print the version
+
 Run 'kms-envelope <command> --help' for a command's options.
-Exit codes: 0 ok, 1 decryption or integrity failure, 2 usage, 3 KMS error.`;
+${EXIT_TABLE}`;
 
 const HELP: Record<string, string> = {
   seal: `Usage: kms-envelope seal [FILE] [-o OUT] [--context k=v ...] [--detached-context] [--force] [--quiet]
 
-Seals FILE (default: standard input) under a fresh data key from the KMS. Writes OUT atomically
-(a temporary file, then a rename), or standard output.
+Seals FILE (default: standard input) under a fresh data key from the KMS, to OUT or standard
+output. Ciphertext is never written to a terminal unless --force is given.
 
-  -o, --output OUT        where to write (default: standard output)
+${OUTPUT_HELP}; with standard output a terminal, write there anyway
+  --replace-link          replace OUT when it is a symbolic link (the link, never its target)
   --context k=v           encryption context pair; repeat for more
   --detached-context      keep the context out of the file (open then needs the same --context)
   --suite 256|128         Cobblestone-256 (default) or Cobblestone-128
-  -f, --force             replace an existing OUT
-  -q, --quiet             no progress bar
+  -q, --quiet             no progress line
 
-${PROVIDER_HELP}`,
+${PROVIDER_HELP}
+
+${EXIT_TABLE}`,
   open: `Usage: kms-envelope open [FILE] [-o OUT] [--context k=v ...] [--force] [--quiet]
 
 Opens a sealed FILE (default: standard input). Nothing is written unless the whole file
-authenticates: OUT appears only complete; standard output gets data only after a first pass
-has checked every chunk.
+authenticates: a file OUT appears only complete; standard output (or a FIFO or device OUT) gets
+data only after a first pass has checked every chunk. For that first pass the sealed input is
+copied to a private temporary file (ciphertext only, in TMPDIR), so a source changed meanwhile
+changes nothing.
 
-  -o, --output OUT        where to write (default: standard output)
+${OUTPUT_HELP}
+  --replace-link          replace OUT when it is a symbolic link (the link, never its target)
   --context k=v           the context it was sealed with (required for detached contexts)
-  -f, --force             replace an existing OUT
-  -q, --quiet             no progress bar
+  -q, --quiet             no progress line
 
-${PROVIDER_HELP}`,
+${PROVIDER_HELP}
+
+${EXIT_TABLE}`,
   inspect: `Usage: kms-envelope inspect FILE
 
 Prints the header of a sealed file as JSON: version, suite, key provider, key id, context, sizes.
-Makes no KMS call and decrypts nothing.`,
+Makes no KMS call, decrypts nothing and does NO cryptographic check: the header may be forged and
+the chunks tampered with; only 'open' authenticates. It compares the file's size with what the
+format allows and exits 1 for a file that is truncated (or not a sealed file at all).
+
+${EXIT_TABLE}`,
   keygen: `Usage: kms-envelope keygen [--key-file FILE] [--key-id ID]
 
 Creates a LocalKms key file (mode 0600) with one fresh master key. Never overwrites a file.
@@ -98,7 +126,11 @@ API 3.0 is at /, the legacy API at /v2/index.php.
   --key-alias NAME   create a key with this alias at start, and print its id`,
 };
 
-class UsageError extends Error {}
+/** The version in package.json (beside dist/ and src/). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
 
 const providerOptions = {
   kms: { type: 'string' },
@@ -110,26 +142,50 @@ const providerOptions = {
 
 type ProviderFlags = { kms?: string; 'key-file'?: string; 'key-id'?: string; region?: string; endpoint?: string };
 
-function provider(flags: ProviderFlags): KeyProvider {
+/** A line added to a KMS error's message (a likely mistake in the flags), if any. */
+let kmsHint: string | undefined;
+
+// Printable, no spaces: a CMK id (a UUID) or an alias.
+const KEY_ID = /^[\x21-\x7e]{1,256}$/;
+
+/** The key provider the flags and the environment name; `sealing` needs a Tencent key id. */
+function provider(flags: ProviderFlags, sealing: boolean): KeyProvider {
   const env = process.env;
   const kind = flags.kms ?? env.KMS_ENVELOPE_KMS ?? 'local';
   const keyId = flags['key-id'] ?? env.KMS_ENVELOPE_KEY_ID;
   const region = flags.region ?? env.TENCENTCLOUD_REGION;
   const endpoint = flags.endpoint ?? env.KMS_ENVELOPE_ENDPOINT;
-  switch (kind) {
-    case 'local': {
-      const keyFile = flags['key-file'] ?? env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
-      if (!existsSync(keyFile)) throw new UsageError(`no LocalKms key file at ${keyFile}: create one with 'kms-envelope keygen'`);
+  if (kind === 'local') {
+    const keyFile = flags['key-file'] ?? env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
+    if (!existsSync(keyFile)) throw new ConfigError(`no LocalKms key file at ${keyFile}: create one with 'kms-envelope keygen'`);
+    try {
       return localKmsFromKeyFile(keyFile);
+    } catch (error) {
+      // The key file's mode, owner, folder or content: local configuration, not the KMS.
+      throw new ConfigError((error as Error).message);
     }
-    case 'tencent':
-      if (!region) throw new UsageError('--kms tencent needs --region (or TENCENTCLOUD_REGION)');
-      return new TencentKms({ region, ...(keyId ? { keyId } : {}), ...(endpoint ? { endpoint } : {}) });
-    case 'tencent-v2':
-      if (!region) throw new UsageError('--kms tencent-v2 needs --region (or TENCENTCLOUD_REGION)');
-      return new TencentKmsV2({ region, ...(keyId ? { keyId } : {}), ...(endpoint ? { endpoint } : {}) });
-    default:
-      throw new UsageError(`--kms must be local, tencent or tencent-v2, got "${kind}"`);
+  }
+  if (kind !== 'tencent' && kind !== 'tencent-v2') throw new UsageError(`--kms must be local, tencent or tencent-v2, got "${kind}"`);
+  if (!region) throw new UsageError(`--kms ${kind} needs --region (or TENCENTCLOUD_REGION)`);
+  if (sealing && !keyId) throw new UsageError(`--kms ${kind} needs --key-id (or KMS_ENVELOPE_KEY_ID) to seal: the CMK that wraps the data key`);
+  if (keyId !== undefined && !KEY_ID.test(keyId)) throw new UsageError(`--key-id must be a CMK id or alias (printable, no spaces), got "${keyId}"`);
+  if (endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new UsageError(`--endpoint must be a URL, got "${endpoint}"`);
+    }
+    if (kind === 'tencent-v2' && !url.pathname.endsWith('/v2/index.php')) {
+      kmsHint = `hint: the legacy API (--kms tencent-v2) is served at /v2/index.php: try --endpoint ${url.origin}/v2/index.php`;
+    }
+  }
+  const options = { region, ...(keyId ? { keyId } : {}), ...(endpoint ? { endpoint } : {}) };
+  try {
+    return kind === 'tencent' ? new TencentKms(options) : new TencentKmsV2(options);
+  } catch (error) {
+    if (error instanceof KmsError) throw error;
+    throw new UsageError((error as Error).message);
   }
 }
 
@@ -146,25 +202,30 @@ function parseContext(pairs: string[] | undefined): Record<string, string> | und
   return context;
 }
 
-/** A progress line on stderr for work that lasts more than a second, only on a terminal. */
-function progress(quiet: boolean | undefined, label: string): ReturnType<typeof progressLine> {
+/**
+ * The progress line on stderr (work over a second, only on a terminal). Its cursor comes back
+ * at once on a signal; its callback is where a signal stops the library's loops.
+ */
+function progress(quiet: boolean | undefined, label: string): Progress & { onProgress: (done: number, total: number) => void } {
   const enabled = !quiet && (process.stderr.isTTY || process.env.KMS_ENVELOPE_FORCE_PROGRESS === '1');
-  return progressLine(process.stderr, enabled, label);
+  const bar = progressLine(process.stderr, enabled, label);
+  const unregister = onInterrupt(() => bar.stop(), true);
+  return {
+    ...bar,
+    stop() {
+      unregister();
+      bar.stop();
+    },
+    onProgress(done, total) {
+      checkInterrupted();
+      bar.update(done, total);
+    },
+  };
 }
 
-/** Writes to stdout, honouring back-pressure. */
-const stdoutSink = (bytes: Uint8Array | readonly Uint8Array[]): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const data = bytes instanceof Uint8Array ? bytes : Buffer.concat(bytes as Uint8Array[]);
-    process.stdout.write(data, (error) => (error ? reject(error) : resolve()));
-  });
-
-/** Copies standard input to a private temporary file (ciphertext only), for a two-pass open. */
-async function spoolStdin(): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'kms-envelope-'));
-  const path = join(dir, 'input.kmse');
-  await pipeline(process.stdin, createWriteStream(path, { mode: 0o600 }));
-  return { path, cleanup: () => rm(dir, { recursive: true, force: true }) };
+/** Output for `-o OUT` or standard output, checked before any work. */
+async function destination(output: string | undefined, flags: { force?: boolean; 'replace-link'?: boolean }): Promise<Destination> {
+  return output === undefined ? stdoutDestination() : outputDestination(output, flags);
 }
 
 async function seal(args: string[]): Promise<number> {
@@ -178,6 +239,7 @@ async function seal(args: string[]): Promise<number> {
       'detached-context': { type: 'boolean' },
       suite: { type: 'string' },
       force: { type: 'boolean', short: 'f' },
+      'replace-link': { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -187,21 +249,35 @@ async function seal(args: string[]): Promise<number> {
   if (values.suite !== undefined && values.suite !== '256' && values.suite !== '128') throw new UsageError(`--suite must be 256 or 128, got "${values.suite}"`);
   const suite = `cobblestone-${values.suite ?? '256'}` as SuiteName;
   const context = parseContext(values.context);
-  const envelope = createEnvelope({ kms: provider(values), suite });
-  const options = { ...(context ? { context } : {}), detachedContext: values['detached-context'] ?? false, overwrite: values.force ?? false };
-  const bar = progress(values.quiet, 'sealing');
+  const input = await inputFile(positionals[0]);
+  const kms = provider(values, true);
+  const out = await destination(values.output, values);
   try {
-    const [input] = positionals;
-    if (values.output) {
-      if (input) await sealFile(envelope, input, values.output, { ...options, onProgress: bar.update });
-      else await sealToFile(envelope, process.stdin, values.output, { ...options, onProgress: bar.update });
-    } else {
-      const pieces = input ? createReadStream(input, { highWaterMark: 1 << 20 }) : process.stdin;
-      const size = input ? (await stat(input)).size : Number.NaN;
-      await sealInto(envelope, pieces as AsyncIterable<Uint8Array>, stdoutSink, { ...options, onProgress: bar.update }, size);
+    if (out.kind === 'stream' && out.terminal && !values.force) {
+      throw new ConfigError(`refusing to write ciphertext to a terminal (${out.name}): use -o FILE or a pipe, or --force`);
+    }
+    const envelope = createEnvelope({ kms, suite });
+    const options = { ...(context ? { context } : {}), detachedContext: values['detached-context'] ?? false };
+    const bar = progress(values.quiet, 'sealing');
+    noteTerminalInput(input);
+    try {
+      if (out.kind === 'file') {
+        const fileOptions = { ...options, overwrite: out.overwrite, onProgress: bar.onProgress };
+        const unregister = removeLeftoversOnHardExit(out.path);
+        try {
+          if (input.regular) await sealFile(envelope, input.path!, out.path, fileOptions);
+          else await sealToFile(envelope, inputPieces(input), out.path, fileOptions);
+        } finally {
+          unregister();
+        }
+      } else {
+        await sealInto(envelope, inputPieces(input), out.sink, { ...options, onProgress: bar.onProgress }, input.size);
+      }
+    } finally {
+      bar.stop();
     }
   } finally {
-    bar.stop();
+    if (out.kind === 'stream') await out.close();
   }
   return EXIT.ok;
 }
@@ -215,6 +291,7 @@ async function open(args: string[]): Promise<number> {
       output: { type: 'string', short: 'o' },
       context: { type: 'string', multiple: true },
       force: { type: 'boolean', short: 'f' },
+      'replace-link': { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -222,37 +299,120 @@ async function open(args: string[]): Promise<number> {
   if (values.help) return help('open');
   if (positionals.length > 1) throw new UsageError('open takes at most one FILE');
   const context = parseContext(values.context);
-  const envelope = createEnvelope({ kms: provider(values) });
-  const options = { ...(context ? { context } : {}), overwrite: values.force ?? false };
+  const input = await inputFile(positionals[0]);
+  if (input.regular && input.size === 0) throw new NotSealed(`empty input: ${input.path} is empty, not a sealed message`);
+  const envelope = createEnvelope({ kms: provider(values, false) });
+  const out = await destination(values.output, values);
   const bar = progress(values.quiet, 'opening');
-  // Standard input is spooled (it is ciphertext) so the whole message can be checked before output.
-  const spooled = positionals[0] === undefined ? await spoolStdin() : undefined;
-  const input = positionals[0] ?? spooled!.path;
   try {
-    if (values.output) await openFile(envelope, input, values.output, { ...options, onProgress: bar.update });
-    else await openInto(envelope, input, stdoutSink, { ...options, onProgress: bar.update, verifyFirst: true });
+    noteTerminalInput(input);
+    const options = context ? { context } : {};
+    if (out.kind === 'file' && input.regular) {
+      // One pass into a temporary file that is renamed only once every chunk authenticated.
+      await openToFile(envelope, input.path!, out, options, bar);
+    } else {
+      // Standard input, a FIFO or a device as input, or a stream as output: spool the ciphertext first.
+      bar.phase('reading');
+      const spooled = await spool(inputPieces(input), (done) => bar.onProgress(done, input.size));
+      try {
+        if (spooled.size === 0) throw new NotSealed('empty input: nothing to open');
+        if (out.kind === 'file') await openToFile(envelope, spooled.path, out, options, bar);
+        else await openToStream(envelope, spooled.path, spooled.size, out, options, bar);
+      } finally {
+        await spooled.cleanup();
+      }
+    }
   } finally {
     bar.stop();
-    await spooled?.cleanup();
+    if (out.kind === 'stream') await out.close();
   }
   return EXIT.ok;
 }
 
+type Bar = ReturnType<typeof progress>;
+
+async function openToFile(envelope: Envelope, src: string, out: Destination & { kind: 'file' }, options: { context?: Record<string, string> }, bar: Bar): Promise<void> {
+  bar.phase('opening');
+  const unregister = removeLeftoversOnHardExit(out.path);
+  try {
+    await openFile(envelope, src, out.path, { ...options, overwrite: out.overwrite, onProgress: bar.onProgress });
+  } finally {
+    unregister();
+  }
+}
+
+/** Two passes over the private spool: verifying (writes nothing), then writing; each counted over its own bytes. */
+async function openToStream(
+  envelope: Envelope,
+  spooled: string,
+  size: number,
+  out: Destination & { kind: 'stream' },
+  options: { context?: Record<string, string> },
+  bar: Bar,
+): Promise<void> {
+  bar.phase('verifying');
+  let writing = false;
+  const sink = (bytes: Uint8Array | readonly Uint8Array[]): Promise<void> => {
+    if (!writing) {
+      writing = true; // only the second pass writes
+      bar.phase('writing');
+    }
+    return out.sink(bytes);
+  };
+  await openInto(envelope, spooled, sink, {
+    ...options,
+    verifyFirst: true,
+    // The library counts both passes over twice the size; each phase here counts its own pass.
+    onProgress: (done) => bar.onProgress(writing && done > size ? done - size : Math.min(done, size), size),
+  });
+}
+
+/** inspect FILE: the header as JSON and what the size says; nothing is authenticated. */
 async function inspectCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { help: { type: 'boolean', short: 'h' } } });
   if (values.help) return help('inspect');
   if (positionals.length !== 1) throw new UsageError('inspect takes one FILE');
-  const handle = await openHandle(positionals[0]!, 'r');
+  const path = positionals[0]!;
+  const handle = await openHandle(path, 'r');
+  let info: ReturnType<typeof inspect>;
+  let size: number;
+  let plaintext: number | undefined;
   try {
-    const { size } = await handle.stat();
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new ConfigError(`${path} is not a regular file`);
+    size = stats.size;
+    if (size === 0) throw new NotSealed(`empty input: ${path} is empty, not a sealed message`);
     const head = new Uint8Array(Math.min(size, MAX_HEADER_LENGTH));
     await handle.read(head, 0, head.length, 0);
-    const info = inspect(head);
-    // inspect() saw only the header bytes: the sizes come from the whole file.
-    const plaintext = plaintextLength(size - info.headerLength);
-    console.log(JSON.stringify({ ...info, size, plaintextLength: plaintext ?? null }, null, 2));
+    try {
+      info = inspect(head);
+    } catch (error) {
+      if ((error as Error).name === 'HeaderTruncatedError' && size < MAX_HEADER_LENGTH) {
+        throw new NotSealed(`${path} is truncated: its ${size} bytes end inside the header (${(error as Error).message}); or it is not a sealed file`);
+      }
+      throw error;
+    }
+    // inspect() saw only the header bytes (or the whole of a small file): the payload's length is the file's.
+    if (size <= head.length) plaintext = info.plaintextLength ?? undefined;
+    else if ((info as { compact?: boolean }).compact) plaintext = inspect(await readFile(path)).plaintextLength ?? undefined;
+    else plaintext = plaintextLength(size - info.headerLength);
   } finally {
     await handle.close();
+  }
+  const complete = plaintext !== undefined;
+  console.log(
+    safeJson({
+      ...info,
+      size,
+      plaintextLength: plaintext ?? null,
+      complete,
+      checked: "size only: no cryptographic check (the header may be forged, the chunks tampered with); 'kms-envelope open' authenticates",
+    }),
+  );
+  if (!complete) {
+    throw new NotSealed(
+      `${path} is truncated: ${size - info.headerLength} bytes after the header cannot end a sealed message (or the file is damaged); inspect does no cryptographic check`,
+    );
   }
   return EXIT.ok;
 }
@@ -261,9 +421,15 @@ async function keygen(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { 'key-file': { type: 'string' }, 'key-id': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) return help('keygen');
   const keyFile = values['key-file'] ?? process.env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
-  if (existsSync(keyFile)) throw new UsageError(`${keyFile} exists: a key file is never overwritten`);
-  const keyId = createLocalKeyFile(keyFile, values['key-id'] ? { keyId: values['key-id'] } : {});
-  console.log(`created ${keyFile} (mode 0600) with key ${keyId}; keep it safe: messages sealed with it open only with it`);
+  if (existsSync(keyFile)) throw new ConfigError(`${keyFile} exists: a key file is never overwritten`);
+  let keyId: string;
+  try {
+    keyId = createLocalKeyFile(keyFile, values['key-id'] ? { keyId: values['key-id'] } : {});
+  } catch (error) {
+    if (error instanceof RangeError || error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
+  console.log(`created ${printable(keyFile)} (mode 0600) with key ${printable(keyId)}; keep it safe: messages sealed with it open only with it`);
   return EXIT.ok;
 }
 
@@ -312,46 +478,51 @@ function help(command: string): number {
   return EXIT.ok;
 }
 
-function exitCodeOf(error: unknown): number {
-  if (error instanceof UsageError) return EXIT.usage;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) return EXIT.usage;
-  if (isEnvelopeError(error)) return error.code === 'ERR_KMS' ? EXIT.kms : EXIT.integrity;
-  if (code === 'ENOENT' || code === 'EEXIST' || code === 'EISDIR' || code === 'EACCES') return EXIT.usage;
-  return EXIT.integrity;
+async function run(command: string | undefined, rest: string[]): Promise<number> {
+  switch (command) {
+    case 'seal':
+      handleSignals();
+      return await seal(rest);
+    case 'open':
+      handleSignals();
+      return await open(rest);
+    case 'inspect':
+      return await inspectCommand(rest);
+    case 'keygen':
+      return await keygen(rest);
+    case 'emulator':
+      return await emulator(rest);
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return EXIT.ok;
+    case '--version':
+    case '-V':
+      console.log(`kms-envelope ${version()}`);
+      return EXIT.ok;
+    case undefined:
+      throw new UsageError('a command is needed: seal, open, inspect, keygen or emulator');
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  const known = command !== undefined && command in HELP;
   try {
-    switch (command) {
-      case 'seal':
-        return await seal(rest);
-      case 'open':
-        return await open(rest);
-      case 'inspect':
-        return await inspectCommand(rest);
-      case 'keygen':
-        return await keygen(rest);
-      case 'emulator':
-        return await emulator(rest);
-      case '-h':
-      case '--help':
-      case 'help':
-        console.log(USAGE);
-        return EXIT.ok;
-      case undefined:
-        console.error(USAGE);
-        return EXIT.usage;
-      default:
-        throw new UsageError(`unknown command "${command}"`);
-    }
+    return await run(command, rest);
   } catch (error) {
-    const exit = exitCodeOf(error);
-    const message = ((error as Error)?.message ?? String(error)).replace('pass { overwrite: true } to replace it', 'use --force to replace it');
-    console.error(`kms-envelope: ${message}${exit === EXIT.usage && error instanceof UsageError ? `\n\n${USAGE}` : ''}`);
+    // Whatever the work threw on its way out, a signal decides the exit code.
+    const reason = interruption.aborted ? (interruption.reason as Interrupted) : error;
+    const { exit, message } = failure(reason, known ? command : undefined, kmsHint);
+    if (message) process.stderr.write(`kms-envelope: ${message}\n`);
     return exit;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// After a signal the cleanups have run: leave now, whatever still waits (a FIFO, a KMS call).
+if (interruption.aborted) process.exit(code);

@@ -1,0 +1,67 @@
+/**
+ * Ctrl-C and SIGTERM for seal and open. The first signal aborts the work: `interruption` fires,
+ * the pieces being read and every sink and progress callback throw, so the library's own error
+ * paths remove its temporary file and the command's spool; the terminal cursor is restored at
+ * once. If the work has not unwound after GRACE_MS (a KMS call or a FIFO that blocks), or on a
+ * second signal, the registered synchronous cleanups run and the process exits: 130 for SIGINT,
+ * 143 for SIGTERM.
+ */
+import { Interrupted } from './cli-errors.ts';
+
+const GRACE_MS = 3000;
+const controller = new AbortController();
+
+/** Aborted, with an Interrupted as its reason, on the first SIGINT or SIGTERM. */
+export const interruption: AbortSignal = controller.signal;
+
+const cleanups = new Set<() => void>();
+
+/**
+ * Registers a synchronous cleanup (restore the cursor, remove a spool) that runs when a signal
+ * arrives (`now`) or only if the graceful unwinding does not finish in time. Returns its removal.
+ */
+export function onInterrupt(cleanup: () => void, now = false): () => void {
+  const entry = now
+    ? cleanup
+    : () => {
+        if (hardExiting) cleanup();
+      };
+  cleanups.add(entry);
+  return () => cleanups.delete(entry);
+}
+
+let hardExiting = false;
+
+function runCleanups(): void {
+  for (const cleanup of [...cleanups]) {
+    try {
+      cleanup();
+    } catch {
+      // best effort: the next one still runs
+    }
+  }
+}
+
+function hardExit(code: number): never {
+  hardExiting = true;
+  runCleanups();
+  process.exit(code);
+}
+
+/** Throws the Interrupted reason once a signal has arrived. */
+export function checkInterrupted(): void {
+  if (interruption.aborted) throw interruption.reason as Interrupted;
+}
+
+/** Listens for SIGINT and SIGTERM (for seal and open only: the emulator has its own). */
+export function handleSignals(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      const reason = new Interrupted(signal);
+      if (interruption.aborted) hardExit((interruption.reason as Interrupted).exitCode);
+      controller.abort(reason);
+      runCleanups(); // the `now` ones: the cursor comes back at once
+      setTimeout(() => hardExit(reason.exitCode), GRACE_MS).unref();
+    });
+  }
+}
