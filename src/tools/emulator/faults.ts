@@ -1,6 +1,14 @@
 /** Fault injection for tests: a script of faults, random rates, and a QPS limit per action. */
 import type { FaultKind, FaultOptions } from './types.ts';
 
+export interface Picked {
+  fault: FaultKind;
+  /** Gives back the call's place in the QPS window (a call whose client left was not served). */
+  release(): void;
+}
+
+const nothingToRelease = (): void => {};
+
 export class Faults {
   #options: FaultOptions = { script: [] };
   /** Times of the calls admitted in the last second, per action (the QPS limit's window). */
@@ -25,27 +33,34 @@ export class Faults {
   }
 
   /** The next fault for this request, if any (script first, then rates, then the QPS limit). */
-  pick(action: string): FaultKind {
+  pick(action: string): Picked {
     const faults = this.#options;
     const scripted = faults.script?.shift();
-    if (scripted) return scripted;
+    if (scripted) return { fault: scripted, release: nothingToRelease };
     const roll = (rate: number | undefined): boolean => rate !== undefined && rate > 0 && Math.random() < rate;
-    if (roll(faults.dropRate)) return 'drop';
-    if (roll(faults.http503Rate)) return 'http503';
-    if (roll(faults.malformedRate)) return 'malformed';
-    if (roll(faults.throttleRate)) return 'throttle';
-    if (roll(faults.internalErrorRate)) return 'internal';
-    return this.#overQps(action) ? 'throttle' : 'none';
+    const fault = roll(faults.dropRate) ? 'drop'
+      : roll(faults.http503Rate) ? 'http503'
+      : roll(faults.malformedRate) ? 'malformed'
+      : roll(faults.throttleRate) ? 'throttle'
+      : roll(faults.internalErrorRate) ? 'internal'
+      : undefined;
+    return fault ? { fault, release: nothingToRelease } : this.#admit(action);
   }
 
-  #overQps(action: string): boolean {
+  /** Under the QPS limit, the call takes a place in its action's window of the last second. */
+  #admit(action: string): Picked {
     const limit = this.#options.qpsLimit;
-    if (limit === undefined || limit <= 0) return false;
+    if (limit === undefined || limit <= 0) return { fault: 'none', release: nothingToRelease };
     const t = Date.now();
     const window = (this.#windows.get(action) ?? []).filter((x) => t - x < 1000);
     this.#windows.set(action, window);
-    if (window.length >= limit) return true;
+    if (window.length >= limit) return { fault: 'throttle', release: nothingToRelease };
     window.push(t);
-    return false;
+    const release = (): void => {
+      const current = this.#windows.get(action);
+      const i = current?.indexOf(t) ?? -1;
+      if (i >= 0) current!.splice(i, 1);
+    };
+    return { fault: 'none', release };
   }
 }

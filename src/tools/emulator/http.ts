@@ -152,48 +152,106 @@ function readQueryCall(services: Services, req: IncomingMessage, api: Api, path:
   return { action, lookup };
 }
 
-/** Answers for an injected fault; false when the request goes on to its action. */
-function answerFault(req: IncomingMessage, res: ServerResponse, fault: FaultKind): boolean {
+/** Answers for an injected fault (or drops the connection); 'none' when the request goes on to its action. */
+function answerFault(req: IncomingMessage, res: ServerResponse, fault: FaultKind): 'dropped' | 'answered' | 'none' {
   switch (fault) {
     case 'drop':
       req.socket.destroy();
-      return true;
+      return 'dropped';
     case 'http503':
       res.writeHead(503, { 'Content-Type': 'text/plain' });
       res.end('Service Unavailable');
-      return true;
+      return 'answered';
     case 'malformed':
       send(res, 200, '{"Response": {"RequestId": "');
-      return true;
+      return 'answered';
     case 'throttle':
       throw err.throttle();
     case 'internal':
       throw err.internal();
     default:
-      return false;
+      return 'none';
   }
+}
+
+interface Client {
+  /** The client went away before its answer. */
+  readonly gone: boolean;
+  /** Waits `ms`, or less if the client goes away meanwhile. */
+  wait(ms: number): Promise<void>;
+}
+
+function watchClient(res: ServerResponse): Client {
+  let gone = false;
+  let wake = (): void => {};
+  res.once('close', () => {
+    if (res.writableFinished) return;
+    gone = true;
+    wake();
+  });
+  return {
+    get gone() {
+      return gone;
+    },
+    wait: (ms) =>
+      new Promise<void>((resolve) => {
+        if (gone) return resolve();
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      }),
+  };
+}
+
+/** Reads and authenticates an API request: its action, and its parameters by API 3.0 name. */
+async function readCall(services: Services, req: IncomingMessage, api: Api, target: { path: string; query: string }): Promise<Call> {
+  if (req.method !== 'GET' && req.method !== 'POST') throw err.method(req.method ?? '');
+  const tc3 = api === 'v3' && (header(req, 'authorization') ?? '').startsWith('TC3-HMAC-SHA256');
+  const body = await readBody(req, tc3 ? MAX_TC3_BODY : MAX_FORM_BODY);
+  return tc3 ? readTc3Call(services, req, body, target.query) : readQueryCall(services, req, api, target.path, body, target.query);
+}
+
+/**
+ * Applies the injected fault and latency. A call whose client leaves meanwhile is abandoned: it
+ * gives back its place under the QPS limit at once, and its action does not run.
+ */
+async function admit(services: Services, req: IncomingMessage, res: ServerResponse, action: string, client: Client): Promise<'go' | 'dropped' | 'answered' | 'abandoned'> {
+  const { fault, release } = services.faults.pick(action);
+  if (fault !== 'none') services.stats.fault(fault);
+  if (services.faults.latencyMs) await client.wait(services.faults.latencyMs);
+  if (client.gone) {
+    release();
+    return 'abandoned';
+  }
+  const answered = answerFault(req, res, fault);
+  return answered === 'none' ? 'go' : answered;
 }
 
 async function handleApi(services: Services, req: IncomingMessage, res: ServerResponse, api: Api, target: { path: string; query: string }): Promise<void> {
   const requestId = randomUUID();
+  const client = watchClient(res);
+  let action: string | undefined;
+  let answer: Record<string, unknown> | ApiError;
   try {
-    if (req.method !== 'GET' && req.method !== 'POST') throw err.method(req.method ?? '');
-    const tc3 = api === 'v3' && (header(req, 'authorization') ?? '').startsWith('TC3-HMAC-SHA256');
-    const body = await readBody(req, tc3 ? MAX_TC3_BODY : MAX_FORM_BODY);
-    const { action, lookup } = tc3
-      ? readTc3Call(services, req, body, target.query)
-      : readQueryCall(services, req, api, target.path, body, target.query);
+    const call = await readCall(services, req, api, target);
+    action = call.action;
     services.stats.call(action);
-    const fault = services.faults.pick(action);
-    if (fault !== 'none') services.stats.fault(fault);
-    const latency = services.faults.latencyMs;
-    if (latency) await new Promise((r) => setTimeout(r, latency));
-    if (answerFault(req, res, fault)) return;
-    respond(res, api, requestId, runAction(services.store, action, lookup, api));
+    const admitted = await admit(services, req, res, action, client);
+    if (admitted === 'abandoned') services.stats.abandoned(action);
+    if (admitted === 'answered') services.stats.served(action);
+    if (admitted !== 'go') return;
+    answer = runAction(services.store, action, call.lookup, api);
   } catch (error) {
     if (error instanceof ApiError && error.v3Code.startsWith('AuthFailure')) services.stats.authFailure();
-    respond(res, api, requestId, error instanceof ApiError ? error : err.internal());
+    answer = error instanceof ApiError ? error : err.internal();
   }
+  if (action !== undefined) {
+    if (client.gone) services.stats.abandoned(action);
+    else services.stats.served(action);
+  }
+  respond(res, api, requestId, answer);
 }
 
 async function handleControl(services: Services, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {

@@ -6,11 +6,21 @@ import type { EmulatorStats } from './types.ts';
 
 export class Stats {
   #calls = new Map<string, number>();
+  #served = new Map<string, number>();
+  #abandoned = new Map<string, number>();
   #faults = new Map<string, number>();
   #authFailures = 0;
 
   call(action: string): void {
     bump(this.#calls, action);
+  }
+
+  served(action: string): void {
+    bump(this.#served, action);
+  }
+
+  abandoned(action: string): void {
+    bump(this.#abandoned, action);
   }
 
   fault(kind: string): void {
@@ -22,11 +32,19 @@ export class Stats {
   }
 
   snapshot(): EmulatorStats {
-    return { calls: Object.fromEntries(this.#calls), faults: Object.fromEntries(this.#faults), authFailures: this.#authFailures };
+    return {
+      calls: Object.fromEntries(this.#calls),
+      served: Object.fromEntries(this.#served),
+      abandoned: Object.fromEntries(this.#abandoned),
+      faults: Object.fromEntries(this.#faults),
+      authFailures: this.#authFailures,
+    };
   }
 
   reset(): void {
     this.#calls = new Map();
+    this.#served = new Map();
+    this.#abandoned = new Map();
     this.#faults = new Map();
     this.#authFailures = 0;
   }

@@ -46,8 +46,15 @@ export interface EmulatorOptions {
 }
 
 export interface EmulatorStats {
-  /** Requests per action that passed authentication (faulted ones included). */
+  /** Requests per action that passed authentication (faulted and abandoned ones included). */
   calls: Record<string, number>;
+  /** Of those, the ones answered (API errors and injected faults included, dropped connections not). */
+  served: Record<string, number>;
+  /**
+   * Of those, the ones whose client went away before the answer (during injected latency, say):
+   * their action did not run, and they gave back their place under the QPS limit.
+   */
+  abandoned: Record<string, number>;
   /** Requests answered with each injected fault. */
   faults: Record<string, number>;
   /** Requests rejected for their signature, credentials or timestamp. */
