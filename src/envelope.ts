@@ -36,9 +36,15 @@ declare global {
 }
 export type { SuiteName } from './core/suites.ts';
 
+/**
+ * The bytes seal() and open() return: always over a plain ArrayBuffer (never a shared one), which
+ * is what `new Blob()`, `fetch()` and `crypto.subtle` take under TypeScript's DOM types.
+ */
+export type Bytes = Uint8Array<ArrayBuffer>;
+
 /** What open() learned besides the plaintext. */
 export interface OpenResult {
-  plaintext: Uint8Array;
+  plaintext: Bytes;
   context: EncryptionContext;
   /** The KMS master key of the (first) wrapped key, or `partition#version` under a key hierarchy. */
   keyId: string;
@@ -94,8 +100,8 @@ export type SealItem = Uint8Array | string | ({ plaintext: Uint8Array | string }
 export type OpenItem = Uint8Array | ({ sealed: Uint8Array } & OpenOptions);
 
 export interface Envelope {
-  seal(plaintext: Uint8Array | string, options?: SealOptions): Promise<Uint8Array>;
-  open(sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array>;
+  seal(plaintext: Uint8Array | string, options?: SealOptions): Promise<Bytes>;
+  open(sealed: Uint8Array, options?: OpenOptions): Promise<Bytes>;
   /** open() and decode the plaintext as UTF-8 (a TypeError if it is not UTF-8). */
   openString(sealed: Uint8Array, options?: OpenOptions): Promise<string>;
   /** open() returning the context and key id the message names, too. */
@@ -108,11 +114,11 @@ export interface Envelope {
    */
   openStream(options?: OpenOptions): TransformStream<Uint8Array, Uint8Array>;
   /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
-  openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Uint8Array>;
+  openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes>;
   /** Seals many items with bounded concurrency; per-item results. */
-  sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Uint8Array>[]>;
+  sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
-  openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Uint8Array>[]>;
+  openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -143,10 +149,10 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const { backend } = core;
 
   // seal and open finish synchronously when a cache has the key: no promise until track().
-  function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Uint8Array | Promise<Uint8Array> {
+  function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Bytes | Promise<Bytes> {
     const own = typeof plaintext === 'string';
     const bytes = own ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
-    const sealWith = (session: SealSession): Uint8Array => {
+    const sealWith = (session: SealSession): Bytes => {
       try {
         const { header, sealer, compact } = session;
         const out = new Uint8Array(header.length + (compact ? compactSealedLength(bytes.length)! : sealedLength(bytes.length)));
@@ -181,7 +187,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     const openWith = (session: OpenSession): OpenResult => {
       try {
         const open = header.compact ? openCompact : openPayload;
-        const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState);
+        // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
+        const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
         return { plaintext, context: session.context.pairs, ...keyNames(header) };
       } finally {
         if (!session.borrowed) wipe(session.key);
@@ -198,11 +205,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     }
   }
 
-  const plaintextOf = (result: OpenResult | Promise<OpenResult>): Uint8Array | Promise<Uint8Array> =>
+  const plaintextOf = (result: OpenResult | Promise<OpenResult>): Bytes | Promise<Bytes> =>
     result instanceof Promise ? result.then((r) => r.plaintext) : result.plaintext;
-  const seal = (plaintext: Uint8Array | string, o?: SealOptions): Promise<Uint8Array> => core.track(() => sealNow(plaintext, o));
+  const seal = (plaintext: Uint8Array | string, o?: SealOptions): Promise<Bytes> => core.track(() => sealNow(plaintext, o));
   const openWithInfo = (sealed: Uint8Array, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
-  const open = (sealed: Uint8Array, o?: OpenOptions): Promise<Uint8Array> => core.track(() => plaintextOf(openNow(sealed, o)));
+  const open = (sealed: Uint8Array, o?: OpenOptions): Promise<Bytes> => core.track(() => plaintextOf(openNow(sealed, o)));
 
   async function openString(sealed: Uint8Array, openOptions?: OpenOptions): Promise<string> {
     const plaintext = await open(sealed, openOptions);
@@ -212,11 +219,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     return text;
   }
 
-  const sealMany = (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Uint8Array>[]> =>
+  const sealMany = (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> =>
     batch(items, o.concurrency ?? 16, (item) =>
       typeof item === 'string' || item instanceof Uint8Array ? seal(item) : seal(item.plaintext, item),
     );
-  async function openMany(items: readonly OpenItem[], o: BatchOptions = {}): Promise<BatchResult<Uint8Array>[]> {
+  async function openMany(items: readonly OpenItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
     // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
     const scope = new DecryptCache({ ttl: 2 ** 31, maxEntries: Math.max(1, items.length) }, () => {});
     try {
@@ -269,11 +276,11 @@ export function inspect(sealed: Uint8Array): MessageInfo {
 }
 
 /** One-off seal: `seal(plaintext, { kms, context })`. */
-export function seal(plaintext: Uint8Array | string, options: EnvelopeOptions & SealOptions): Promise<Uint8Array> {
+export function seal(plaintext: Uint8Array | string, options: EnvelopeOptions & SealOptions): Promise<Bytes> {
   return createEnvelope(options).seal(plaintext, options);
 }
 
 /** One-off open: `open(sealed, { kms, context })`. */
-export function open(sealed: Uint8Array, options: EnvelopeOptions & OpenOptions): Promise<Uint8Array> {
+export function open(sealed: Uint8Array, options: EnvelopeOptions & OpenOptions): Promise<Bytes> {
   return createEnvelope(options).open(sealed, options);
 }

@@ -17,6 +17,7 @@ export {
   seal,
   type BatchOptions,
   type BatchResult,
+  type Bytes,
   type Envelope,
   type EnvelopeOptions,
   type MessageInfo,

@@ -64,7 +64,7 @@ export async function openRange(
   offset: number,
   length: number,
   options: RangeOptions = {},
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`"offset" must be a non-negative integer, got ${offset}`);
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`"length" must be a non-negative integer, got ${length}`);
   const { size, read } = await resolveSource(source, options.size);
@@ -90,7 +90,8 @@ export async function openRange(
         wipe(plaintext);
       }
     }
-    return await openPayloadRange(
+    // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer.
+    return (await openPayloadRange(
       core.backend,
       header.suite,
       session.key,
@@ -100,7 +101,7 @@ export async function openRange(
       offset,
       length,
       options.verifyLength ?? true,
-    );
+    )) as Uint8Array<ArrayBuffer>;
   } finally {
     wipe(session.key);
   }
