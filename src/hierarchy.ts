@@ -51,6 +51,8 @@ export interface AuditRecord {
 export interface HierarchyMetrics extends CacheCounters {
   versionsCreated: number;
   versionsInUse: Record<string, number[]>;
+  /** KMS calls by action and outcome, and how many of the failures were throttling. */
+  kmsCalls: Record<'GenerateDataKey' | 'Decrypt', { ok: number; failed: number; throttled: number }>;
 }
 
 /** The input key of one suite, derived from a loaded intermediate key (owned by the hierarchy). */
@@ -103,6 +105,24 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const active = new Map<string, { version: number; until: number }>();
   const creating = new Map<string, Promise<StoredKey>>();
   let versionsCreated = 0;
+  const kmsCalls: HierarchyMetrics['kmsCalls'] = {
+    GenerateDataKey: { ok: 0, failed: 0, throttled: 0 },
+    Decrypt: { ok: 0, failed: 0, throttled: 0 },
+  };
+
+  /** A KMS call, counted by action and outcome. */
+  async function counted<T>(action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call();
+      kmsCalls[action].ok++;
+      return result;
+    } catch (error) {
+      kmsCalls[action].failed++;
+      const code = error instanceof KmsError ? (error.kmsCode ?? '') : '';
+      if (code.startsWith('RequestLimitExceeded') || code === '4420') kmsCalls[action].throttled++;
+      throw error;
+    }
+  }
 
   async function loadVersion(partition: string, version: number): Promise<Uint8Array> {
     const stored = await store.getVersion(partition, version);
@@ -113,7 +133,9 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     if (stored.provider !== kms.id) {
       throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
     }
-    const key = await kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) });
+    const key = await counted('Decrypt', () =>
+      kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) }),
+    );
     if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
       if (key instanceof Uint8Array) wipe(key);
       throw new KmsError('key provider returned an intermediate key of the wrong length');
@@ -124,7 +146,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   /** Creates `version` of a partition; when another process won the race, its record is the one returned. */
   async function createVersion(partition: string, version: number): Promise<StoredKey> {
     const kms = resolve(partition);
-    const dataKey = await kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) });
+    const dataKey = await counted('GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
     wipe(dataKey.plaintextKey); // loaded again through Decrypt like any other version: one path, checked
     const stored = await store.createVersion({
       partition,
@@ -219,7 +241,12 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
       if (partition === undefined) active.clear();
       else active.delete(partition);
     },
-    metrics: () => ({ ...cache.counters, versionsCreated, versionsInUse: cache.versionsInUse() }),
+    metrics: () => ({
+      ...cache.counters,
+      versionsCreated,
+      versionsInUse: cache.versionsInUse(),
+      kmsCalls: { GenerateDataKey: { ...kmsCalls.GenerateDataKey }, Decrypt: { ...kmsCalls.Decrypt } },
+    }),
     close: () => cache.close(),
   };
 }

@@ -17,12 +17,18 @@ const base64url = (bytes: Uint8Array): string => Buffer.from(bytes).toString('ba
 
 describe('the key hierarchy', () => {
   it('seals every message under its own key with no KMS call once warm: KMS calls do not grow with the records', async () => {
-    const { kms, envelope } = fleet();
+    const { kms, envelope, hierarchy } = fleet();
     const sealed = await Promise.all(Array.from({ length: 500 }, (_, i) => envelope.seal(`record ${i}`, { context: { row: String(i) } })));
     expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
     const opened = await Promise.all(sealed.map((s, i) => envelope.openString(s, { context: { row: String(i) } })));
     expect(opened[123]).toBe('record 123');
     expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+    expect(hierarchy.metrics()).toMatchObject({
+      versionsCreated: 1,
+      versionsInUse: { 'tenant-1': [1] },
+      kmsCalls: { GenerateDataKey: { ok: 1, failed: 0 }, Decrypt: { ok: 1, failed: 0 } },
+    });
+    expect(hierarchy.metrics().hits).toBeGreaterThanOrEqual(500); // every open, once the seals had loaded the key
     const same = await Promise.all([envelope.seal('x'), envelope.seal('x')]);
     expect(Buffer.from(same[0]).equals(Buffer.from(same[1]))).toBe(false); // fresh salt, fresh key
   });
