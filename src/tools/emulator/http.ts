@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, S
 import type { AddressInfo, Socket } from 'node:net';
 import { type Api, ApiError, err, header, lowerKeys, type Params } from './api.ts';
 import { safeEqual, type Verifier } from './auth.ts';
+import { type CorsPolicy, corsHeaders } from './cors.ts';
 import type { Faults } from './faults.ts';
 import { type KeyStore, type Lookup, runAction } from './kms.ts';
 import type { Stats } from './stats.ts';
@@ -27,6 +28,7 @@ export interface Services {
   stats: Stats;
   /** The control endpoint's bearer token: the first secret key, so only whoever started the emulator can use it. */
   controlKey: string;
+  cors?: CorsPolicy | undefined;
 }
 
 export interface Listening {
@@ -282,9 +284,16 @@ async function handleControl(services: Services, req: IncomingMessage, res: Serv
  */
 async function route(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const target = parseTarget(req.url ?? '');
+  if (target?.path.startsWith('/__emulator/')) return handleControl(services, req, res, target.path);
+  const preflight = services.cors !== undefined && services.cors !== false && req.method === 'OPTIONS';
+  for (const [name, value] of Object.entries(corsHeaders(services.cors, header(req, 'origin'), preflight))) res.setHeader(name, value);
   if (!target) return respond(res, 'v3', randomUUID(), new ApiError('InvalidParameter', 4000, '(10000) the request target is not a path'), 400);
-  if (target.path.startsWith('/__emulator/')) return handleControl(services, req, res, target.path);
   const api = API_PATHS.get(target.path);
+  if (api && preflight) {
+    res.writeHead(204);
+    res.end();
+    return;
+  }
   if (!api) return respond(res, 'v3', randomUUID(), new ApiError('ResourceNotFound', 4000, '(10000) no API at this path'), 404);
   return handleApi(services, req, res, api, target);
 }

@@ -33,7 +33,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const stats = new Stats();
   const verifier = new Verifier(credentials, options.hostAliases ?? DEFAULT_HOST_ALIASES, now);
   const host = options.host ?? '127.0.0.1';
-  const server = await listen({ verifier, store, faults, stats, controlKey: credentials[0]!.secretKey }, host, options.port ?? 0);
+  const services = { verifier, store, faults, stats, controlKey: credentials[0]!.secretKey, cors: options.cors };
+  const server = await listen(services, host, options.port ?? 0);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${urlHost}:${server.port}`,

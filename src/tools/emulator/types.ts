@@ -43,6 +43,11 @@ export interface EmulatorOptions {
   hostAliases?: string[];
   /** Clock, Unix seconds (tests of signature expiry). */
   now?: () => number;
+  /**
+   * Let browser pages call both APIs: `true` for any origin, or the origins allowed. Preflights
+   * are answered and answers carry Access-Control-Allow-Origin. Default: no CORS.
+   */
+  cors?: boolean | string[];
 }
 
 export interface EmulatorStats {
