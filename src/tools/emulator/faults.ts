@@ -9,6 +9,21 @@ export interface Picked {
 
 const nothingToRelease = (): void => {};
 
+const KINDS: ReadonlySet<string> = new Set<FaultKind>(['throttle', 'internal', 'http503', 'drop', 'malformed', 'none']);
+const RATES = ['throttleRate', 'internalErrorRate', 'http503Rate', 'dropRate', 'malformedRate'] as const;
+
+/** Fault options as the control endpoint may receive them (any JSON): a TypeError unless they are. */
+export function checkFaultOptions(value: unknown): FaultOptions {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new TypeError('faults must be a JSON object');
+  const o = value as Record<string, unknown>;
+  const number = (name: string, max = Infinity): boolean => o[name] === undefined || (typeof o[name] === 'number' && o[name] >= 0 && o[name] <= max);
+  if (!number('latencyMs') || !number('qpsLimit') || !RATES.every((name) => number(name, 1))) throw new TypeError('faults: rates 0..1, latencyMs and qpsLimit >= 0');
+  if (o.script !== undefined && !(Array.isArray(o.script) && o.script.every((k) => typeof k === 'string' && KINDS.has(k)))) {
+    throw new TypeError(`faults: script lists fault kinds (${[...KINDS].join(', ')})`);
+  }
+  return o as FaultOptions;
+}
+
 export class Faults {
   #options: FaultOptions = { script: [] };
   /** Times of the calls admitted in the last second, per action (the QPS limit's window). */
@@ -19,6 +34,7 @@ export class Faults {
   }
 
   set(next: FaultOptions): void {
+    checkFaultOptions(next);
     this.#options = { ...next, script: [...(next.script ?? [])] };
     this.#windows.clear();
   }

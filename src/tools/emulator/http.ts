@@ -9,10 +9,10 @@ import type { AddressInfo, Socket } from 'node:net';
 import { type Api, ApiError, err, header, lowerKeys, type Params } from './api.ts';
 import { safeEqual, type Verifier } from './auth.ts';
 import { type CorsPolicy, corsHeaders } from './cors.ts';
-import type { Faults } from './faults.ts';
+import { checkFaultOptions, type Faults } from './faults.ts';
 import { type KeyStore, type Lookup, runAction } from './kms.ts';
 import type { Stats } from './stats.ts';
-import type { FaultKind, FaultOptions } from './types.ts';
+import type { FaultKind } from './types.ts';
 
 // Tencent's request size limits: TC3 POST 10 MB, v1-signed (and legacy) POST 1 MB.
 const MAX_TC3_BODY = 10 * 1024 * 1024;
@@ -265,9 +265,9 @@ async function handleControl(services: Services, req: IncomingMessage, res: Serv
   if (path === '/__emulator/faults' && req.method === 'POST') {
     const body = await readBody(req, MAX_FORM_BODY);
     try {
-      services.faults.set(JSON.parse(body.toString('utf8')) as FaultOptions);
-    } catch {
-      send(res, 400, '{"error":"faults must be a JSON object"}');
+      services.faults.set(checkFaultOptions(JSON.parse(body.toString('utf8'))));
+    } catch (error) {
+      send(res, 400, JSON.stringify({ error: error instanceof TypeError ? error.message : 'faults must be a JSON object' }));
       return;
     }
     send(res, 200, JSON.stringify({ faults: services.faults.options }));

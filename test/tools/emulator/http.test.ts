@@ -192,3 +192,15 @@ describe('slow clients', () => {
     }
   });
 });
+
+describe('the control endpoint', () => {
+  it('refuses faults that are not fault options with 400', async () => {
+    const post = (body: string) =>
+      fetch(`${emulator.url}/__emulator/faults`, { method: 'POST', headers: { Authorization: `Bearer ${creds().secretKey}` }, body });
+    expect((await post('{"latencyMs": 1}')).status).toBe(200);
+    for (const bad of ['null', '[]', '"x"', '{"script": "abc"}', '{"script": ["__proto__"]}', '{"latencyMs": "slow"}', '{"qpsLimit": -1}', '{"dropRate": 2}', '{']) {
+      expect((await post(bad)).status, bad).toBe(400);
+    }
+    expect(await (await post('{}')).json()).toEqual({ faults: { script: [] } });
+  });
+});
