@@ -7,6 +7,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open, stat } from 'node:fs/promises';
+import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
 import { wipe } from '../core/bytes.ts';
 import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '../core/chunked.ts';
 import { CompactOpener } from '../core/compact.ts';
@@ -98,6 +99,7 @@ export async function sealInto(
   options: SealOptions & Pick<FileOptions, 'onProgress' | 'parallel'> = {},
   size = Number.NaN,
 ): Promise<number> {
+  const signal = checkSignal(options.signal);
   const declared = Number.isFinite(size) ? size : undefined;
   const session = await core.beginSeal(options, declared);
   const { header } = session;
@@ -116,7 +118,7 @@ export async function sealInto(
       let batch = new Uint8Array(BATCH_CHUNKS * CHUNK_SIZE);
       let filled = 0;
       try {
-        for await (const piece of pieces) {
+        for await (const piece of untilAborted(pieces, signal)) {
           spend(piece.length);
           bytesRead += piece.length;
           for (let i = 0; i < piece.length; ) {
@@ -144,7 +146,7 @@ export async function sealInto(
         wipe(batch);
       }
     } else {
-      for await (const piece of pieces) {
+      for await (const piece of untilAborted(pieces, signal)) {
         spend(piece.length);
         bytesRead += piece.length;
         const out = sealer.push(piece);
@@ -152,6 +154,7 @@ export async function sealInto(
         options.onProgress?.(bytesRead, size);
       }
     }
+    throwIfAborted(signal);
     await sink(sealer.end());
     return bytesRead;
   } finally {
@@ -171,6 +174,8 @@ export async function openInto(
   sink: Sink,
   options: OpenOptions & Pick<FileOptions, 'onProgress' | 'parallel'> & { verifyFirst?: boolean } = {},
 ): Promise<number> {
+  const signal = checkSignal(options.signal);
+  throwIfAborted(signal);
   const source = await open(src, 'r');
   try {
     const { size } = await source.stat();
@@ -184,7 +189,7 @@ export async function openInto(
       const Opener = header.compact ? CompactOpener : PayloadOpener;
       const opener = new Opener(core.backend, header.suite, key, session.payloadContext.slice());
       let bytesRead = header.length;
-      const pieces = readPieces(source, header.length);
+      const pieces = untilAborted(readPieces(source, header.length), signal);
       try {
         if (pool && opener instanceof PayloadOpener) {
           bytesRead += await openWithPool(pool, opener, pieces as AsyncIterable<Uint8Array>, size - header.length, write, (n) =>
@@ -198,6 +203,7 @@ export async function openInto(
             options.onProgress?.(progressFrom + bytesRead, progressTotal);
           }
         }
+        throwIfAborted(signal);
         const last = opener.end();
         if (write) await write(last);
         return bytesRead;
@@ -208,15 +214,47 @@ export async function openInto(
     try {
       if (options.verifyFirst) {
         // The opener takes ownership of (and wipes) its key: give the first pass a copy.
-        await pass(session.key.slice(), undefined, 0, 2 * size);
+        try {
+          await pass(session.key.slice(), undefined, 0, 2 * size);
+        } catch (error) {
+          wipe(session.key); // no second pass takes it
+          throw error;
+        }
         return await pass(session.key, sink, size, 2 * size);
       }
       return await pass(session.key, sink, 0, size);
+    } catch (error) {
+      // A failed verifying pass never handed session.key to an opener (nor did a pass that never
+      // started): wipe it here; for a writing pass that failed it is wiped already, and again is harmless.
+      wipe(session.key);
+      throw error;
     } finally {
       await pool?.close();
     }
   } finally {
     await source.close();
+  }
+}
+
+/**
+ * The pieces of `pieces`, each only while `signal` has not aborted: an abort rejects with its
+ * reason at once, even while the source is waiting for its next piece (a quiet pipe), and the
+ * source is closed (return()) so it reads no more.
+ */
+async function* untilAborted(pieces: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
+  if (!signal) return yield* pieces;
+  const iterator = pieces[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      throwIfAborted(signal);
+      const next = iterator.next();
+      const step = await abortable(next, signal);
+      if (step.done) return;
+      yield step.value;
+    }
+  } finally {
+    // A source left waiting (a quiet pipe) is told to stop; its pending read is not waited for.
+    void Promise.resolve(iterator.return?.()).catch(() => {});
   }
 }
 
@@ -322,7 +360,7 @@ export async function sealFile(core: EnvelopeCore, src: string, dest: string, op
   await checkDestination(dest, overwrite);
   const { size } = await stat(src);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
+  const bytesWritten = await writeAtomically(dest, { overwrite, signal: options.signal }, async (write) => {
     const pieces = createReadStream(src, { highWaterMark: READ_SIZE }) as AsyncIterable<Uint8Array>;
     bytesRead = await sealInto(core, pieces, write, options, size);
   });
@@ -339,7 +377,7 @@ export async function sealToFile(
   const overwrite = options.overwrite ?? false;
   await checkDestination(dest, overwrite);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
+  const bytesWritten = await writeAtomically(dest, { overwrite, signal: options.signal }, async (write) => {
     bytesRead = await sealInto(core, pieces, write, options);
   });
   return { bytesRead, bytesWritten };
@@ -351,7 +389,7 @@ export async function openFile(core: EnvelopeCore, src: string, dest: string, op
   // Fail fast on a missing source, before a temporary file exists.
   await stat(src);
   let bytesRead = 0;
-  const bytesWritten = await writeAtomically(dest, { overwrite }, async (write) => {
+  const bytesWritten = await writeAtomically(dest, { overwrite, signal: options.signal }, async (write) => {
     bytesRead = await openInto(core, src, write, options);
   });
   return { bytesRead, bytesWritten };
