@@ -17,7 +17,7 @@ interface Edge {
   local: boolean;
 }
 
-const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'stream.ts', 'range.ts'];
+const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'stream.ts', 'range.ts'];
 
 function roomOf(file: string): Room {
   if (file === 'node.ts' || file.startsWith('node/')) return 'node';
