@@ -76,7 +76,7 @@ export class RecordFieldError extends EnvelopeError {
     const code = cause instanceof EnvelopeError ? cause.code : 'ERR_DECRYPTION_FAILED';
     const where = `${table}.${column}${row.length ? ` of row ${JSON.stringify(row)}` : ''}`;
     const why =
-      code === 'ERR_DECRYPTION_FAILED'
+      cause instanceof EnvelopeError && code === 'ERR_DECRYPTION_FAILED'
         ? 'it was sealed for another row, column or table, or it was altered'
         : cause instanceof Error
           ? cause.message

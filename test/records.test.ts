@@ -159,3 +159,16 @@ describe('records (FORMAT.md §12)', () => {
     }
   });
 });
+
+describe('FORMAT.md §12', () => {
+  it("A reader MUST reject a field whose tag is not the column's declared type, or whose value bytes are not a valid value of it, as a failed field (the error names the column and the row)", async () => {
+    const { records } = setup();
+    const asString = defineTable({ name: 'users', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
+    const asNumber = defineTable({ name: 'users', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'number' } } });
+    const sealed = await records.seal(asString, { id: '1', tenant: 'acme', email: 'a@example.com' });
+    await expect(records.open(asNumber, sealed)).rejects.toMatchObject({ column: 'email', row: ['1'], message: expect.stringContaining('not a number') });
+    expect(decodeFieldValue('boolean', Uint8Array.of(5, 2))).toBeUndefined();
+    expect(decodeFieldValue('bigint', Uint8Array.of(4, 0x30, 0x31))).toBeUndefined(); // "01": a leading zero
+    expect(decodeFieldValue('number', Uint8Array.of(3, 0))).toBeUndefined();
+  });
+});
