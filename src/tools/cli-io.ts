@@ -72,6 +72,8 @@ export async function outputDestination(path: string, flags: OutputFlags): Promi
   try {
     info = await lstat(path);
   } catch (error) {
+    // A folder that cannot be searched: name the folder.
+    if (codeOf(error) === 'EACCES') throw Object.assign(error as Error, { where: `folder ${dirname(path)}` });
     if (codeOf(error) !== 'ENOENT' && codeOf(error) !== 'ENOTDIR') throw error;
   }
   if (!info) {

@@ -50,6 +50,8 @@ export interface SpawnOptions {
   input?: Uint8Array | string;
   env?: Record<string, string>;
   stdio?: StdioOptions;
+  /** Run as this user (root only). */
+  user?: { uid: number; gid: number };
 }
 
 /** Starts the CLI in `box.dir` with a minimal environment (PATH, TMPDIR, and `env`). */
@@ -58,6 +60,7 @@ export function start(box: Sandbox, args: string[], options: SpawnOptions = {}):
     cwd: box.dir,
     env: { PATH: process.env.PATH ?? '', TMPDIR: box.tmp, ...options.env },
     stdio: options.stdio ?? ['pipe', 'pipe', 'pipe'],
+    ...options.user,
   });
 }
 
