@@ -1,17 +1,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
-import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
+import { useEmulator } from '../fixtures/emulator.ts';
 import { BACKENDS } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
 
 let emulator: RunningEmulator;
 let keyId: string;
 beforeAll(async () => {
-  emulator = await startEmulator();
-  keyId = emulator.createKey('cache');
+  ({ emulator, keyId } = await useEmulator({ alias: 'cache' }));
 });
 afterAll(() => emulator.close());
 afterEach(() => {

@@ -2,11 +2,12 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { canonicalContext } from '../../src/core/context.ts';
-import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { createEnvelope, DecryptionFailedError, KmsError } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
 import { TencentKmsV2 } from '../../src/kms/tencent-v2.ts';
 import { querySignature, queryStringToSign, tc3Authorization } from '../../src/kms/tencent-sign.ts';
+import { useEmulator } from '../fixtures/emulator.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
 
 let emulator: RunningEmulator;
@@ -14,8 +15,7 @@ let keyId: string;
 const FAST = { retry: { baseDelayMs: 1, maxDelayMs: 5 }, timeoutMs: 2000, deadlineMs: 10000 };
 
 beforeAll(async () => {
-  emulator = await startEmulator();
-  keyId = emulator.createKey('main');
+  ({ emulator, keyId } = await useEmulator({ alias: 'main' }));
 });
 afterAll(() => emulator.close());
 beforeEach(() => {
@@ -87,9 +87,8 @@ describe('providers seal and open through the emulator', () => {
 
 describe('credentials', () => {
   it('temporary credentials: the token travels as X-TC-Token, and a wrong one is refused without retry', async () => {
-    const withToken = await startEmulator({ credentials: [{ secretId: 'AKIDtemp', secretKey: 'temp-key', token: 'session-token' }] });
+    const { emulator: withToken, keyId: id } = await useEmulator({ credentials: [{ secretId: 'AKIDtemp', secretKey: 'temp-key', token: 'session-token' }] });
     try {
-      const id = withToken.createKey();
       const make = (token: string) =>
         new TencentKms({ keyId: id, region: 'ap-guangzhou', endpoint: withToken.url, credentials: { secretId: 'AKIDtemp', secretKey: 'temp-key', token }, ...FAST });
       const envelope = createEnvelope({ kms: make('session-token') });
@@ -227,7 +226,7 @@ describe('the emulator verifies every signature', () => {
   });
 
   it('answers AuthFailure.SignatureExpire beyond 5 minutes of skew; the client re-signs once, then fails', async () => {
-    const skewed = await startEmulator({ credentials: [creds()], now: () => Math.floor(Date.now() / 1000) + 301 });
+    const { emulator: skewed } = await useEmulator({ credentials: [creds()], now: () => Math.floor(Date.now() / 1000) + 301 });
     try {
       const kms = new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: skewed.url, credentials: creds(), ...FAST });
       await expect(createEnvelope({ kms }).seal('x')).rejects.toMatchObject({ kmsCode: 'AuthFailure.SignatureExpire' });

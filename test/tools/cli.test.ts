@@ -4,7 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
+import { useEmulator } from '../fixtures/emulator.ts';
 
 const CLI = new URL('../../dist/tools/cli.js', import.meta.url).pathname;
 let emulator: RunningEmulator;
@@ -12,8 +13,7 @@ let keyId: string;
 let dir: string;
 
 beforeAll(async () => {
-  emulator = await startEmulator();
-  keyId = emulator.createKey('cli');
+  ({ emulator, keyId } = await useEmulator({ alias: 'cli' }));
   dir = mkdtempSync(join(tmpdir(), 'kmse-cli-'));
 });
 afterAll(async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startEmulator } from '../../src/tools/emulator/index.ts';
+import { useEmulator } from '../fixtures/emulator.ts';
 import { createEnvelope } from '../../src/index.ts';
 import { TencentKms } from '../../src/kms/tencent.ts';
 
@@ -16,7 +16,7 @@ describe('emulator state', () => {
     onTestFinished(() => rmSync(stateDir, { recursive: true, force: true }));
     const statePath = join(stateDir, 'state.json');
     const credentials = [{ secretId: 'AKIDstate', secretKey: 'state-secret' }];
-    const first = await startEmulator({ credentials, statePath });
+    const { emulator: first } = await useEmulator({ credentials, statePath });
     const kms = (url: string, keyId?: string) =>
       new TencentKms({ region: 'ap-guangzhou', endpoint: url, credentials: credentials[0]!, ...(keyId ? { keyId } : {}) });
     const keyId = await kms(first.url).createKey({ alias: 'persisted' });
@@ -24,7 +24,7 @@ describe('emulator state', () => {
     await first.close();
     expect(statSync(statePath).mode & 0o777).toBe(0o600);
     expect(readFileSync(statePath, 'utf8')).toContain(keyId);
-    const second = await startEmulator({ credentials, statePath });
+    const { emulator: second } = await useEmulator({ credentials, statePath });
     try {
       expect(await createEnvelope({ kms: kms(second.url) }).openString(sealed)).toBe('survives');
     } finally {
@@ -34,11 +34,10 @@ describe('emulator state', () => {
 
   it('without state, a restart forgets every key', async () => {
     const credentials = [{ secretId: 'AKIDmem', secretKey: 'mem-secret' }];
-    const first = await startEmulator({ credentials });
-    const keyId = first.createKey();
+    const { emulator: first, keyId } = await useEmulator({ credentials });
     const sealed = await createEnvelope({ kms: new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: first.url, credentials: credentials[0]! }) }).seal('x');
     await first.close();
-    const second = await startEmulator({ credentials });
+    const { emulator: second } = await useEmulator({ credentials });
     try {
       const kms = new TencentKms({ region: 'ap-guangzhou', endpoint: second.url, credentials: credentials[0]! });
       await expect(createEnvelope({ kms }).open(sealed)).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });

@@ -7,11 +7,12 @@ import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from 'tencentcloud-sdk-nodejs/tencentcloud/services/kms/v20190118/kms_client.js';
-import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
+import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
+import { useEmulator } from '../fixtures/emulator.ts';
 
 let emulator: RunningEmulator;
 beforeAll(async () => {
-  emulator = await startEmulator();
+  ({ emulator } = await useEmulator());
 });
 afterAll(() => emulator.close());
 

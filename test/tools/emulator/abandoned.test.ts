@@ -3,14 +3,14 @@
  * call: it is counted apart, its action does not run, and it leaves the QPS window to others.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type RunningEmulator, startEmulator } from '../../../src/tools/emulator/index.ts';
+import type { RunningEmulator } from '../../../src/tools/emulator/index.ts';
+import { useEmulator } from '../../fixtures/emulator.ts';
 import { errorCode, tc3Headers } from './wire.ts';
 
 let emulator: RunningEmulator;
 let keyId: string;
 beforeAll(async () => {
-  emulator = await startEmulator();
-  keyId = emulator.createKey('abandoned');
+  ({ emulator, keyId } = await useEmulator({ alias: 'abandoned' }));
 });
 afterAll(() => emulator.close());
 beforeEach(() => {

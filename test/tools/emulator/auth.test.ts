@@ -3,9 +3,10 @@
  * action names that are not actions (the names an object inherits).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmulatorCredentials, type RunningEmulator, startEmulator } from '../../../src/tools/emulator/index.ts';
+import type { EmulatorCredentials, RunningEmulator } from '../../../src/tools/emulator/index.ts';
 import { createEnvelope } from '../../../src/index.ts';
 import { TencentKmsV2 } from '../../../src/kms/tencent-v2.ts';
+import { useEmulator } from '../../fixtures/emulator.ts';
 import { signedParams, tc3Headers } from './wire.ts';
 
 const TEMPORARY: EmulatorCredentials = { secretId: 'AKIDtemporary', secretKey: 'temporary-secret-key', token: 'session-token' };
@@ -13,8 +14,7 @@ const TEMPORARY: EmulatorCredentials = { secretId: 'AKIDtemporary', secretKey: '
 let emulator: RunningEmulator;
 let keyId: string;
 beforeAll(async () => {
-  emulator = await startEmulator({ credentials: [TEMPORARY] });
-  keyId = emulator.createKey('auth');
+  ({ emulator, keyId } = await useEmulator({ credentials: [TEMPORARY], alias: 'auth' }));
 });
 afterAll(() => emulator.close());
 

@@ -8,13 +8,13 @@ import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningEmulator, startEmulator } from '../../../src/tools/emulator/index.ts';
+import { useEmulator } from '../../fixtures/emulator.ts';
 import { errorCode, head, rawRequest, type RawResponse, tc3Headers } from './wire.ts';
 
 let emulator: RunningEmulator;
 let keyId: string;
 beforeAll(async () => {
-  emulator = await startEmulator();
-  keyId = emulator.createKey('http');
+  ({ emulator, keyId } = await useEmulator({ alias: 'http' }));
 });
 afterAll(() => emulator.close());
 
