@@ -20,8 +20,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));
   const statePath = options.statePath;
   const saved = statePath ? loadState(statePath) : { keys: [] };
-  // Generated credentials are kept in the state file (as they are when given ones are used instead),
-  // so that a restart answers the clients that were handed them.
+  // Generated credentials go into the state file, and stay there while given ones are used, so
+  // that a restart answers the clients that were handed them.
   const generated = saved.credentials ?? (options.credentials?.length ? undefined : [generatedCredentials()]);
   const credentials = options.credentials?.length ? options.credentials : [...generated!];
   const store: KeyStore = new KeyStore(now, () => {

@@ -3,7 +3,10 @@
 export interface EmulatorCredentials {
   secretId: string;
   secretKey: string;
-  /** When set, API 3.0 requests must carry it as X-TC-Token (temporary credentials). */
+  /**
+   * Temporary credentials' session token: when set, every request must carry it, as X-TC-Token
+   * with TC3-HMAC-SHA256 and as the signed `Token` parameter with the query signatures.
+   */
   token?: string;
 }
 
