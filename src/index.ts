@@ -46,6 +46,26 @@ export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvide
 export type { CanonicalContext, EncryptionContext } from './core/context.ts';
 export type { BackendName } from './core/select-backend.ts';
 export {
+  BLIND_INDEX_PARTITION_SUFFIX,
+  BlindIndexNotWarmError,
+  blindIndexPartition,
+  blindIndexWarnings,
+  createBlindIndex,
+  expectedFalsePositives,
+  type BlindIndex,
+  type BlindIndexCallOptions,
+  type BlindIndexColumn,
+  type BlindIndexNormalizer,
+  type BlindIndexOptions,
+  type BlindIndexOutput,
+  type BlindIndexSizing,
+  type BlindIndexValue,
+  type BlindIndexWarning,
+  type CompoundIndexOptions,
+  type CompoundIndexValue,
+  type SingleColumnIndexOptions,
+} from './blind-index.ts';
+export {
   createKeyHierarchy,
   type AuditRecord,
   type HierarchyMetrics,
@@ -53,6 +73,22 @@ export {
   type KeyHierarchyOptions,
 } from './hierarchy.ts';
 export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey } from './economy/key-store.ts';
+export {
+  createRecords,
+  defineTable,
+  RecordFieldError,
+  sealedFieldLength,
+  type FieldSpec,
+  type FieldType,
+  type FieldValues,
+  type PlainRow,
+  type RecordBatchOptions,
+  type Records,
+  type RecordsOptions,
+  type SealedRow,
+  type Table,
+  type TableSpec,
+} from './records.ts';
 export { INTERMEDIATE_KEY_CACHE_DEFAULTS, type IntermediateKeyCacheOptions } from './economy/intermediate-keys.ts';
 export {
   ClosedError,
