@@ -17,7 +17,13 @@ export function checkFaultOptions(value: unknown): FaultOptions {
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new TypeError('faults must be a JSON object');
   const o = value as Record<string, unknown>;
   const number = (name: string, max = Infinity): boolean => o[name] === undefined || (typeof o[name] === 'number' && o[name] >= 0 && o[name] <= max);
-  if (!number('latencyMs') || !number('qpsLimit') || !RATES.every((name) => number(name, 1))) throw new TypeError('faults: rates 0..1, latencyMs and qpsLimit >= 0');
+  const limits = o.qpsLimit;
+  const qpsOk =
+    number('qpsLimit') ||
+    (typeof limits === 'object' && limits !== null && !Array.isArray(limits) && Object.values(limits).every((v) => typeof v === 'number' && v >= 0));
+  if (!number('latencyMs') || !qpsOk || !RATES.every((name) => number(name, 1))) {
+    throw new TypeError('faults: rates 0..1, latencyMs >= 0, qpsLimit >= 0 or { action: limit >= 0 }');
+  }
   if (o.script !== undefined && !(Array.isArray(o.script) && o.script.every((k) => typeof k === 'string' && KINDS.has(k)))) {
     throw new TypeError(`faults: script lists fault kinds (${[...KINDS].join(', ')})`);
   }
@@ -65,7 +71,8 @@ export class Faults {
 
   /** Under the QPS limit, the call takes a place in its action's window of the last second. */
   #admit(action: string): Picked {
-    const limit = this.#options.qpsLimit;
+    const limits = this.#options.qpsLimit;
+    const limit = typeof limits === 'number' ? limits : limits?.[action];
     if (limit === undefined || limit <= 0) return { fault: 'none', release: nothingToRelease };
     const t = Date.now();
     const window = (this.#windows.get(action) ?? []).filter((x) => t - x < 1000);

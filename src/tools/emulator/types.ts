@@ -21,8 +21,12 @@ export interface FaultOptions {
   http503Rate?: number;
   dropRate?: number;
   malformedRate?: number;
-  /** Requests per second per action before answering with the real throttling code. */
-  qpsLimit?: number;
+  /**
+   * Requests per second before answering with the real throttling code: one limit for every
+   * action, or per action (Tencent's account quotas: `{ GenerateDataKey: 100, Decrypt: 300, ReEncrypt: 100 }`;
+   * actions not named are not limited).
+   */
+  qpsLimit?: number | Record<string, number>;
   /** Faults for the next requests, one each, before any rate applies. */
   script?: FaultKind[];
 }
