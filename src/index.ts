@@ -43,7 +43,7 @@ export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';
 export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './kms/tencent-transport.ts';
 export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './kms/key-provider.ts';
-export type { CanonicalContext, EncryptionContext } from './core/context.ts';
+export type { CanonicalContext, ContextInput, EncryptionContext } from './core/context.ts';
 export type { BackendName } from './core/select-backend.ts';
 export {
   BLIND_INDEX_PARTITION_SUFFIX,
@@ -102,6 +102,7 @@ export {
   KeyNotFoundError,
   KeyUnavailableError,
   KmsError,
+  type KmsErrorKind,
   LimitExceededError,
   UnsupportedSuiteError,
   UnsupportedVersionError,

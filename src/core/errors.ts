@@ -80,13 +80,31 @@ export class DecryptionFailedError extends EnvelopeError {
   }
 }
 
+/**
+ * What kind of KMS failure (README, Errors), so a caller can tell them apart:
+ * - `timeout`: no answer in time (each attempt timed out, or the call's deadline passed);
+ * - `throttled`: the KMS's rate limit, after the retries, or the deadline passed in the client-side limiter;
+ * - `auth`: credentials missing or refused, signature, permissions;
+ * - `bad-request`: a request the KMS refuses for its parameters, or that is refused before it is
+ *   sent (a context over the KMS's limit);
+ * - `bad-response`: an answer out of shape (not JSON, too large, a redirect, a missing, malformed
+ *   or oversized field, a data key of the wrong length);
+ * - `unreachable`: no connection (refused, reset, DNS);
+ * - `service`: every other failure the KMS reports (key disabled or not found, internal errors,
+ *   HTTP 5xx), and any failure of a key provider that gives no kind.
+ */
+export type KmsErrorKind = 'timeout' | 'throttled' | 'auth' | 'bad-request' | 'bad-response' | 'unreachable' | 'service';
+
 /** The key provider (KMS) failed: network, service error, permissions, bad response. */
 export class KmsError extends EnvelopeError {
   /** The KMS's own error code, when it gave one (e.g. `ResourceUnavailable.CmkDisabled`). */
   readonly kmsCode: string | undefined;
   readonly requestId: string | undefined;
-  constructor(message: string, options: { kmsCode?: string; requestId?: string; cause?: unknown } = {}) {
+  /** What kind of failure; `service` when the provider did not say. */
+  readonly kind: KmsErrorKind;
+  constructor(message: string, options: { kind?: KmsErrorKind; kmsCode?: string; requestId?: string; cause?: unknown } = {}) {
     super('ERR_KMS', message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.kind = options.kind ?? 'service';
     this.kmsCode = options.kmsCode;
     this.requestId = options.requestId;
   }

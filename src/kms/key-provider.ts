@@ -11,6 +11,11 @@ export interface GenerateDataKeyRequest {
   readonly keySpec: KeySpec;
   /** The validated context; send `context.json` to a KMS that binds a string. */
   readonly context: CanonicalContext;
+  /**
+   * Aborts when the caller cancels: a provider that can should end its call and reject with the
+   * signal's reason (the library stops waiting either way, and wipes a key that arrives later).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface DataKey {
@@ -28,6 +33,8 @@ export interface DecryptDataKeyRequest {
   readonly keyId: string;
   readonly ciphertextBlob: string;
   readonly context: CanonicalContext;
+  /** As in GenerateDataKeyRequest. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface KeyProvider {

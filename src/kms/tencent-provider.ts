@@ -2,7 +2,7 @@
  * What the two Tencent providers share: the KeyProvider calls and Encrypt, written once over each
  * API's `call()` and its parameter spelling (API 3.0 `KeyId`, the legacy API `keyId`).
  */
-import { base64 } from '../core/bytes.ts';
+import { base64, utf8 } from '../core/bytes.ts';
 import { KmsError } from '../core/errors.ts';
 import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
@@ -19,6 +19,23 @@ export interface WireNames {
 
 export const API3_NAMES: WireNames = { keyId: 'KeyId', keySpec: 'KeySpec', context: 'EncryptionContext', plaintext: 'Plaintext', blob: 'CiphertextBlob' };
 export const LEGACY_NAMES: WireNames = { keyId: 'keyId', keySpec: 'keySpec', context: 'encryptionContext', plaintext: 'plaintext', blob: 'ciphertextBlob' };
+
+/**
+ * The most EncryptionContext a Tencent KMS takes: 1024 characters by its documentation, held here
+ * to 1024 UTF-8 bytes of the canonical JSON (never more than 1024 characters), so no call is sent
+ * that the KMS would refuse.
+ */
+export const TENCENT_MAX_CONTEXT_BYTES = 1024;
+
+/** A context over the KMS's limit: refused before any network call (ERR_KMS, kind `bad-request`). */
+export function checkContextSize(json: string, action: string): void {
+  // Each UTF-16 unit is 1 to 3 UTF-8 bytes: most contexts are decided by their length alone.
+  if (json.length * 3 <= TENCENT_MAX_CONTEXT_BYTES) return;
+  const bytes = utf8(json, 'context').length;
+  if (bytes > TENCENT_MAX_CONTEXT_BYTES) {
+    throw new KmsError(`${action}: the encryption context is ${bytes} bytes as JSON; the KMS takes at most ${TENCENT_MAX_CONTEXT_BYTES}`, { kind: 'bad-request' });
+  }
+}
 
 export abstract class TencentProvider implements KeyProvider {
   abstract readonly id: string;
@@ -37,25 +54,31 @@ export abstract class TencentProvider implements KeyProvider {
     this.#endpoint = endpoint;
   }
 
-  /** Any KMS action: the response object (API 3.0: without its `Response` wrapper). */
-  abstract call(action: string, params: Record<string, string>): Promise<Record<string, unknown>>;
+  /** Any KMS action: the response object (API 3.0: without its `Response` wrapper). `signal` cancels the call. */
+  abstract call(action: string, params: Record<string, string>, options?: { signal?: AbortSignal }): Promise<Record<string, unknown>>;
 
+  // The context is always sent, as `{}` when empty (FORMAT.md §3): Decrypt must see what GenerateDataKey saw.
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
     const n = this.#names;
     const keyId = this.requireKeyId(this.keyId);
-    const response = await this.call('GenerateDataKey', { [n.keyId]: keyId, [n.keySpec]: request.keySpec, [n.context]: request.context.json });
+    const context = request.context.json;
+    checkContextSize(context, 'GenerateDataKey');
+    const response = await this.call('GenerateDataKey', { [n.keyId]: keyId, [n.keySpec]: request.keySpec, [n.context]: context }, signalOf(request));
     return dataKeyFromResponse(response, { plaintext: n.plaintext, blob: n.blob, keyId: n.keyId }, KEY_LENGTH_BY_SPEC[request.keySpec], keyId);
   }
 
   async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {
     const n = this.#names;
-    const response = await this.call('Decrypt', { [n.blob]: request.ciphertextBlob, [n.context]: request.context.json });
+    const context = request.context.json;
+    checkContextSize(context, 'Decrypt');
+    const response = await this.call('Decrypt', { [n.blob]: request.ciphertextBlob, [n.context]: context }, signalOf(request));
     return decodeDataKey(response[n.plaintext], KEY_LENGTH_BY_SPEC[request.keySpec], 'Decrypt');
   }
 
   /** Encrypts a small plaintext (up to 4 KiB) under a CMK; returns the ciphertext blob. */
   async encrypt(plaintext: Uint8Array, options: { keyId?: string; context?: string } = {}): Promise<string> {
     const n = this.#names;
+    if (options.context !== undefined) checkContextSize(options.context, 'Encrypt');
     const response = await this.call('Encrypt', {
       [n.keyId]: this.requireKeyId(options.keyId ?? this.keyId),
       [n.plaintext]: base64.encode(plaintext),
@@ -80,6 +103,11 @@ export abstract class TencentProvider implements KeyProvider {
 
 export function requireString(response: Record<string, unknown>, field: string, action: string): string {
   const value = stringField(response, field);
-  if (!value) throw new KmsError(`${action}: the KMS response has no ${field}`);
+  if (!value) throw new KmsError(`${action}: the KMS response has no ${field}`, { kind: 'bad-response' });
   return value;
+}
+
+/** A request's signal, as the call's option. */
+function signalOf(request: { readonly signal?: AbortSignal | undefined }): { signal?: AbortSignal } {
+  return request.signal ? { signal: request.signal } : {};
 }

@@ -6,8 +6,9 @@
  */
 import { processEnv } from '../core/runtime.ts';
 import type KyInstance from 'ky';
+import { abortable, anySignal, delay, throwIfAborted } from '../core/abort.ts';
 import { base64, wipe } from '../core/bytes.ts';
-import { KmsError } from '../core/errors.ts';
+import { KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { type EventListener, emitter } from '../economy/events.ts';
 import { type BucketOptions, RateLimiter, type RateLimitOptions } from '../economy/rate-limit.ts';
 
@@ -64,7 +65,7 @@ export async function resolveCredentials(source: CredentialSource | undefined): 
     try {
       creds = await source();
     } catch (error) {
-      throw new KmsError('the credential function failed', { cause: error });
+      throw new KmsError('the credential function failed', { kind: 'auth', cause: error });
     }
   } else if (source) {
     creds = source;
@@ -75,7 +76,7 @@ export async function resolveCredentials(source: CredentialSource | undefined): 
     }
   }
   if (!creds || typeof creds.secretId !== 'string' || typeof creds.secretKey !== 'string' || !creds.secretId || !creds.secretKey) {
-    throw new KmsError('no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or pass credentials');
+    throw new KmsError('no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or pass credentials', { kind: 'auth' });
   }
   return creds;
 }
@@ -121,7 +122,15 @@ export interface KmsCall<T> {
 let kyLoading: Promise<typeof KyInstance> | undefined;
 const loadKy = (): Promise<typeof KyInstance> => (kyLoading ??= import('ky').then((m) => m.default));
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** The reason the call's own deadline aborts its waits with (never seen outside call()). */
+class Overdue extends Error {}
+
+/** A retryable failure's message without its `Action: ` prefix, to quote in the deadline's message. */
+function reasonOf(error: KmsError, action: string): string {
+  return error.message.startsWith(`${action}: `) ? error.message.slice(action.length + 2) : error.message;
+}
+
+const attempts = (n: number): string => `${n} attempt${n === 1 ? '' : 's'}`;
 
 export class TencentTransport {
   readonly #timeoutMs: number;
@@ -146,55 +155,99 @@ export class TencentTransport {
     this.#emit = emitter(options.onEvent);
   }
 
-  async call<T>(call: KmsCall<T>): Promise<T> {
-    const deadline = Date.now() + this.#deadlineMs;
-    let resigned = false;
+  /**
+   * One KMS call: attempts, retries and backoff within the deadline, which counts from here and so
+   * includes the waits for credentials and for the client-side rate limiter. `signal` cancels it:
+   * the attempt in flight and any wait end at once, rejecting with the signal's reason.
+   */
+  async call<T>(call: KmsCall<T>, signal?: AbortSignal): Promise<T> {
+    throwIfAborted(signal);
+    const deadlineMs = this.#deadlineMs;
+    const timeoutMs = this.#timeoutMs;
+    const deadline = Date.now() + deadlineMs;
+    const overdue = new Overdue();
+    const expiry = new AbortController();
+    const timer = setTimeout(() => expiry.abort(overdue), deadlineMs);
+    const linked = anySignal(signal, expiry.signal);
+    const waits = linked.signal!;
+    let made = 0;
+    let timedOut = 0;
+    let inLimiter = false;
     let lastError: KmsError | undefined;
-    for (let attempt = 0; ; attempt++) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) {
-        throw new KmsError(`${call.action}: deadline of ${this.#deadlineMs} ms exceeded after ${attempt} attempt(s)`, {
-          cause: lastError,
-          kmsCode: lastError?.kmsCode,
-          requestId: lastError?.requestId,
-        });
+    const exceeded = (): KmsError => {
+      const detail = inLimiter
+        ? 'waiting for the client-side rate limit'
+        : made > 0 && timedOut === made
+          ? `each timed out at ${timeoutMs} ms`
+          : lastError
+            ? `last: ${reasonOf(lastError, call.action)}`
+            : 'waiting for credentials';
+      return new KmsError(`${call.action}: deadline ${deadlineMs} ms exceeded after ${attempts(made)} (${detail})`, {
+        kind: inLimiter ? 'throttled' : 'timeout',
+        cause: lastError,
+        kmsCode: lastError?.kmsCode,
+        requestId: lastError?.requestId,
+      });
+    };
+    try {
+      let resigned = false;
+      for (let attempt = 0; ; attempt++) {
+        if (Date.now() >= deadline) throw exceeded();
+        const credentials = await abortable(resolveCredentials(this.#credentials), waits);
+        inLimiter = true;
+        const slot = await this.#limiter?.acquire(call.action, waits);
+        inLimiter = false;
+        if (slot && slot.waitedMs > 0) this.#emit({ type: 'throttle-wait', action: call.action, waitMs: slot.waitedMs });
+        let verdict: Verdict<T>;
+        try {
+          made++;
+          verdict = await this.#attempt(call, credentials, Math.max(1, Math.min(timeoutMs, deadline - Date.now())), waits);
+        } catch (error) {
+          if (error === overdue) timedOut++; // the attempt in flight was cut by the deadline
+          throw error;
+        } finally {
+          slot?.release();
+        }
+        if ('ok' in verdict) return verdict.ok;
+        if ('fail' in verdict) throw verdict.fail;
+        if ('resign' in verdict) {
+          // A stale timestamp (clock skew): one immediate re-sign, then give up.
+          if (resigned) throw verdict.resign;
+          resigned = true;
+          lastError = verdict.resign;
+          attempt--;
+          continue;
+        }
+        lastError = verdict.retry;
+        if (lastError.kind === 'timeout') timedOut++;
+        if (attempt >= this.#limit) {
+          if (timedOut === made) throw new KmsError(`${call.action}: no answer after ${attempts(made)} (each timed out at ${timeoutMs} ms)`, { kind: 'timeout', cause: lastError });
+          throw lastError;
+        }
+        const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** attempt);
+        const wait = Math.random() * ceiling;
+        // No room for another attempt: the deadline is what ends the call.
+        if (Date.now() + wait >= deadline) throw exceeded();
+        this.#emit({ type: 'retry', action: call.action, attempt: attempt + 1, delayMs: wait, ...(lastError.kmsCode ? { errorCode: lastError.kmsCode } : {}) });
+        await delay(wait, waits);
       }
-      const credentials = await resolveCredentials(this.#credentials);
-      const slot = await this.#limiter?.acquire(call.action);
-      if (slot && slot.waitedMs > 0) this.#emit({ type: 'throttle-wait', action: call.action, waitMs: slot.waitedMs });
-      let verdict: Verdict<T>;
-      try {
-        verdict = await this.#attempt(call, credentials, Math.max(1, Math.min(this.#timeoutMs, deadline - Date.now())));
-      } finally {
-        slot?.release();
-      }
-      if ('ok' in verdict) return verdict.ok;
-      if ('fail' in verdict) throw verdict.fail;
-      if ('resign' in verdict) {
-        // A stale timestamp (clock skew): one immediate re-sign, then give up.
-        if (resigned) throw verdict.resign;
-        resigned = true;
-        lastError = verdict.resign;
-        attempt--;
-        continue;
-      }
-      lastError = verdict.retry;
-      if (attempt >= this.#limit) throw lastError;
-      const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** attempt);
-      const delay = Math.random() * ceiling;
-      if (Date.now() + delay >= deadline) throw lastError;
-      this.#emit({ type: 'retry', action: call.action, attempt: attempt + 1, delayMs: delay, ...(lastError.kmsCode ? { errorCode: lastError.kmsCode } : {}) });
-      await sleep(delay);
+    } catch (error) {
+      if (error === overdue) throw exceeded();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      linked.dispose();
     }
   }
 
-  async #attempt<T>(call: KmsCall<T>, credentials: TencentCredentials, timeout: number): Promise<Verdict<T>> {
+  async #attempt<T>(call: KmsCall<T>, credentials: TencentCredentials, timeout: number, cancel: AbortSignal): Promise<Verdict<T>> {
     const request = await call.sign(credentials);
     // One deadline bounds the whole attempt, the body read included (ky's own timeout stops at the
     // headers). The abort signal alone is not enough: ky wraps it in a Request, and Node 20's fetch
     // loses a Request's link to its signal after a garbage collection (nodejs/undici#4068,
     // nodejs/node#55428), so an abort can fail to end the fetch (an attempt then waits for the
-    // server's late answer, past its deadline). The attempt also races a timer and moves on; the request is aborted
+    // server's late answer, past its deadline). The attempt also races a timer and the call's
+    // signal (the caller's cancellation, the call's deadline) and moves on; the request is aborted
     // anyway and its outcome ignored.
     const controller = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -204,6 +257,16 @@ export class TencentTransport {
         resolve(undefined);
       }, timeout);
     });
+    let onCancel: () => void = () => {};
+    const cancelled = new Promise<never>((_resolve, reject) => {
+      onCancel = () => {
+        controller.abort(cancel.reason);
+        reject(cancel.reason);
+      };
+    });
+    cancelled.catch(() => {});
+    if (cancel.aborted) onCancel();
+    else cancel.addEventListener('abort', onCancel, { once: true });
     const exchange = (async (): Promise<{ status: number; text: string } | { fail: KmsError }> => {
       const ky = await loadKy();
       const response = await ky(request.url, {
@@ -219,31 +282,36 @@ export class TencentTransport {
       });
       if (response.status >= 300 && response.status < 400) {
         await response.body?.cancel();
-        return { fail: new KmsError(`${call.action}: the endpoint answered with a redirect (HTTP ${response.status}), which is not followed`) };
+        return { fail: new KmsError(`${call.action}: the endpoint answered with a redirect (HTTP ${response.status}), which is not followed`, { kind: 'bad-response' }) };
       }
       return { status: response.status, text: await readCapped(response, MAX_RESPONSE_BYTES) };
     })();
     exchange.catch(() => {}); // an abandoned exchange may still fail later: nobody waits for it
     let outcome: Awaited<typeof exchange> | undefined;
     try {
-      outcome = await Promise.race([exchange, timedOut]);
+      outcome = await Promise.race([exchange, timedOut, cancelled]);
     } catch (error) {
+      if (cancel.aborted) throw cancel.reason; // the caller's reason, or the call's deadline
       if (error instanceof KmsError) return { fail: error };
-      if (controller.signal.aborted) return { retry: new KmsError(`${call.action}: attempt timed out after ${Math.round(timeout)} ms`) };
-      return { retry: new KmsError(`${call.action}: network error (${describeNetworkError(error)})`, { cause: error }) };
+      if (controller.signal.aborted) return { retry: new KmsError(`${call.action}: attempt timed out after ${Math.round(timeout)} ms`, { kind: 'timeout' }) };
+      return { retry: new KmsError(`${call.action}: network error (${describeNetworkError(error)})`, { kind: 'unreachable', cause: error }) };
     } finally {
       clearTimeout(timer);
+      cancel.removeEventListener('abort', onCancel);
     }
-    if (outcome === undefined) return { retry: new KmsError(`${call.action}: attempt timed out after ${Math.round(timeout)} ms`) };
+    if (outcome === undefined) return { retry: new KmsError(`${call.action}: attempt timed out after ${Math.round(timeout)} ms`, { kind: 'timeout' }) };
     if ('fail' in outcome) return outcome;
     const { status, text } = outcome;
-    if (status >= 500) return { retry: new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kmsCode: `HTTP${status}` }) };
-    if (status !== 200) return { fail: new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kmsCode: `HTTP${status}` }) };
+    const httpError = (kind: KmsErrorKind): KmsError => new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kind, kmsCode: `HTTP${status}` });
+    if (status >= 500) return { retry: httpError('service') };
+    if (status === 401 || status === 403) return { fail: httpError('auth') };
+    if (status === 429) return { fail: httpError('throttled') };
+    if (status !== 200) return { fail: httpError(status >= 400 ? 'bad-request' : 'bad-response') };
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
-      return { fail: new KmsError(`${call.action}: the KMS answered with a body that is not JSON`) };
+      return { fail: new KmsError(`${call.action}: the KMS answered with a body that is not JSON`, { kind: 'bad-response' }) };
     }
     return call.judge(status, body);
   }
@@ -266,7 +334,7 @@ async function readCapped(response: Response, cap: number): Promise<string> {
     total += value.length;
     if (total > cap) {
       await reader.cancel();
-      throw new KmsError(`the KMS response exceeds ${cap} bytes`);
+      throw new KmsError(`the KMS response exceeds ${cap} bytes`, { kind: 'bad-response' });
     }
     chunks.push(value);
   }
@@ -318,7 +386,7 @@ export function dataKeyFromResponse(
   const ciphertextBlob = stringField(response, names.blob);
   if (!ciphertextBlob) {
     wipe(plaintextKey);
-    throw new KmsError(`GenerateDataKey: the KMS response has no ${names.blob}`);
+    throw new KmsError(`GenerateDataKey: the KMS response has no ${names.blob}`, { kind: 'bad-response' });
   }
   return { keyId: stringField(response, names.keyId) ?? requestedKeyId, plaintextKey, ciphertextBlob };
 }
@@ -329,11 +397,11 @@ export function dataKeyFromResponse(
  */
 export function decodeDataKey(text: unknown, expectedLength: number, action: string): Uint8Array {
   const key = typeof text === 'string' ? base64.decode(text) : undefined;
-  if (!key) throw new KmsError(`${action}: the KMS returned a plaintext key that is not base64`);
+  if (!key) throw new KmsError(`${action}: the KMS returned a plaintext key that is not base64`, { kind: 'bad-response' });
   if (key.length !== expectedLength) {
     const length = key.length;
     wipe(key);
-    throw new KmsError(`${action}: the KMS returned a ${length}-byte data key where ${expectedLength} bytes were asked for`);
+    throw new KmsError(`${action}: the KMS returned a ${length}-byte data key where ${expectedLength} bytes were asked for`, { kind: 'bad-response' });
   }
   return key;
 }

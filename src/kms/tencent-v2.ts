@@ -2,7 +2,7 @@
  * TencentKmsV2: the legacy KMS API of the original GenerateDataKey page (`/v2/index.php`, query
  * parameters signed with HmacSHA256 or HmacSHA1; reference/tencent-kms.md §1).
  */
-import { DecryptionFailedError, KmsError } from '../core/errors.ts';
+import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { processEnv } from '../core/runtime.ts';
 import { LEGACY_NAMES, TencentProvider } from './tencent-provider.ts';
 import { querySignature, queryStringToSign, type QuerySignatureMethod } from './tencent-sign.ts';
@@ -33,6 +33,14 @@ export const TENCENT_V2_RATE_LIMITS: RateDefaults = {
 
 /** Throttling (4420, 4480) and internal errors (6000) are worth a retry; nothing else is. */
 const RETRYABLE = new Set([4420, 4480, 6000]);
+
+/** The kind of a legacy error code (errors.ts, KmsErrorKind): 40xx parameters, 41xx authentication, 4420/4480 throttling. */
+function kindOf(code: number): KmsErrorKind {
+  if (code === 4420 || code === 4480) return 'throttled';
+  if (code >= 4100 && code < 4200) return 'auth';
+  if (code >= 4000 && code < 4100) return 'bad-request';
+  return 'service';
+}
 
 export interface TencentKmsV2Options extends TransportOptions {
   /** The CMK that generateDataKey uses (keyId). */
@@ -84,12 +92,12 @@ export class TencentKmsV2 extends TencentProvider {
       ...(options.description === undefined ? {} : { description: options.description }),
     });
     const keyId = stringField(response.keyMetadata, 'keyId');
-    if (!keyId) throw new KmsError('CreateKey: the KMS response has no keyMetadata.keyId');
+    if (!keyId) throw new KmsError('CreateKey: the KMS response has no keyMetadata.keyId', { kind: 'bad-response' });
     return keyId;
   }
 
-  /** Any v2 action; returns the response object (code 0). */
-  override async call(action: string, params: Record<string, string>): Promise<Record<string, unknown>> {
+  /** Any v2 action; returns the response object (code 0). `signal` cancels the call. */
+  override async call(action: string, params: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
     return this.#transport.call({
       action,
       sign: (credentials): HttpRequest => {
@@ -118,14 +126,14 @@ export class TencentKmsV2 extends TencentProvider {
         };
       },
       judge: (_status, json) => judge(action, json),
-    });
+    }, options.signal);
   }
 
 }
 
 function judge(action: string, json: unknown): Verdict<Record<string, unknown>> {
   if (!json || typeof json !== 'object' || typeof (json as { code?: unknown }).code !== 'number') {
-    return { fail: new KmsError(`${action}: the KMS response has no numeric code`) };
+    return { fail: new KmsError(`${action}: the KMS response has no numeric code`, { kind: 'bad-response' }) };
   }
   const r = json as Record<string, unknown> & { code: number };
   if (r.code === 0) return { ok: r };
@@ -134,6 +142,7 @@ function judge(action: string, json: unknown): Verdict<Record<string, unknown>> 
   // On Decrypt, a parameter error means the blob or its context does not open.
   if (action === 'Decrypt' && r.code === 4000) return { fail: new DecryptionFailedError() };
   const error = new KmsError(`${action} failed: code ${r.code}${message ? `: ${message}` : ''}`, {
+    kind: kindOf(r.code),
     kmsCode: String(r.code),
     ...(requestId ? { requestId } : {}),
   });

@@ -2,9 +2,9 @@
  * TencentKms: Tencent Cloud KMS API 3.0 (version 2019-01-18), POST JSON signed with
  * TC3-HMAC-SHA256 (reference/tencent-kms.md §2).
  */
-import { DecryptionFailedError, KmsError } from '../core/errors.ts';
+import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { processEnv } from '../core/runtime.ts';
-import { API3_NAMES, requireString, TencentProvider } from './tencent-provider.ts';
+import { API3_NAMES, checkContextSize, requireString, TencentProvider } from './tencent-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
   checkEndpoint,
@@ -56,6 +56,14 @@ export const TENCENT_RATE_LIMITS: RateDefaults = {
 /** Errors that mean "this blob does not open under this context", not a service failure. */
 const DECRYPT_FAILURES = new Set(['InvalidParameterValue.InvalidCiphertext', 'FailedOperation.DecryptError']);
 
+/** The kind of an API 3.0 error code (errors.ts, KmsErrorKind). */
+function kindOf(code: string): KmsErrorKind {
+  if (code.startsWith('RequestLimitExceeded')) return 'throttled';
+  if (code.startsWith('AuthFailure') || code.startsWith('UnauthorizedOperation')) return 'auth';
+  if (/^(InvalidParameter|MissingParameter|UnknownParameter|InvalidParameterValue|InvalidAction|NoSuchVersion|UnsupportedProtocol)/.test(code)) return 'bad-request';
+  return 'service';
+}
+
 function isRetryable(code: string): boolean {
   return (
     code.startsWith('RequestLimitExceeded') ||
@@ -91,6 +99,7 @@ export class TencentKms extends TencentProvider {
     sourceContext?: string;
     destinationContext?: string;
   }): Promise<{ ciphertextBlob: string; keyId: string | undefined; sourceKeyId: string | undefined }> {
+    for (const context of [options.sourceContext, options.destinationContext]) if (context !== undefined) checkContextSize(context, 'ReEncrypt');
     const response = await this.call('ReEncrypt', {
       CiphertextBlob: options.ciphertextBlob,
       ...(options.destinationKeyId === undefined ? {} : { DestinationKeyId: options.destinationKeyId }),
@@ -113,8 +122,8 @@ export class TencentKms extends TencentProvider {
     return requireString(response, 'KeyId', 'CreateKey');
   }
 
-  /** Any KMS action: the `Response` object without its wrapper. */
-  override async call(action: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  /** Any KMS action: the `Response` object without its wrapper. `signal` cancels the call. */
+  override async call(action: string, params: Record<string, unknown>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
     const body = JSON.stringify(params);
     return this.#transport.call({
       action,
@@ -141,7 +150,7 @@ export class TencentKms extends TencentProvider {
         return { method: 'POST', url: this.#url.href, headers, body };
       },
       judge: (_status, json) => judge(action, json),
-    });
+    }, options.signal);
   }
 
 }
@@ -149,7 +158,7 @@ export class TencentKms extends TencentProvider {
 function judge(action: string, json: unknown): Verdict<Record<string, unknown>> {
   const response = (json as { Response?: unknown } | null)?.Response;
   if (!response || typeof response !== 'object') {
-    return { fail: new KmsError(`${action}: the KMS response has no Response object`) };
+    return { fail: new KmsError(`${action}: the KMS response has no Response object`, { kind: 'bad-response' }) };
   }
   const r = response as Record<string, unknown>;
   const requestId = stringField(r, 'RequestId');
@@ -159,6 +168,7 @@ function judge(action: string, json: unknown): Verdict<Record<string, unknown>> 
   const message = typeof error?.Message === 'string' ? error.Message.slice(0, 300) : '';
   if (action === 'Decrypt' && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
   const kmsError = new KmsError(`${action} failed: ${code}${message ? `: ${message}` : ''}`, {
+    kind: kindOf(code),
     kmsCode: code,
     ...(requestId ? { requestId } : {}),
   });
