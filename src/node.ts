@@ -76,3 +76,9 @@ export function openInto(
   const core = coreOf(envelope);
   return core.track(() => files.openInto(core, src, sink, options));
 }
+
+/** Key stores for the key hierarchy: a JSON file, SQLite and PostgreSQL (the caller's client). */
+export { CorruptKeyRecordError } from './node/key-stores/common.ts';
+export { JsonFileKeyStore, type JsonFileKeyStoreOptions } from './node/key-stores/json-file.ts';
+export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql } from './node/key-stores/postgres.ts';
+export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql } from './node/key-stores/sqlite.ts';
