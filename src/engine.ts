@@ -3,11 +3,12 @@
  * once, then data key -> header -> payload keys for sealing, and header -> context check -> data
  * key (cache, flight or KMS) for opening, with the work tracked so close() can drain it.
  */
+import { abortable, checkSignal, throwIfAborted } from './core/abort.ts';
 import type { CryptoBackend } from './core/backend.ts';
 import { base64, describe, wipe } from './core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from './core/compact.ts';
-import { type CanonicalContext, canonicalContext, type EncryptionContext, sameContext } from './core/context.ts';
+import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from './core/context.ts';
 import { ClosedError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
 import {
   encodeAuthenticated,
@@ -34,7 +35,7 @@ import {
 } from './economy/cache.ts';
 import { type EnvelopeEvent, type EventListener, emitter } from './economy/events.ts';
 import type { KeyHierarchy, SuiteKey } from './hierarchy.ts';
-import type { KeyProvider } from './kms/key-provider.ts';
+import type { DataKey, KeyProvider } from './kms/key-provider.ts';
 
 export interface EnvelopeOptions {
   /**
@@ -76,8 +77,16 @@ export interface EnvelopeOptions {
 }
 
 export interface SealOptions {
-  /** Non-secret strings bound to the message and its data key; open() must see the same. */
-  context?: EncryptionContext;
+  /**
+   * Non-secret strings bound to the message and its data key; open() must see the same. A plain
+   * object or a Map<string, string>, read once.
+   */
+  context?: ContextInput;
+  /**
+   * Cancels the work: an abort rejects with the signal's reason, wipes every key, and reaches the
+   * KMS call; a signal already aborted rejects before any KMS call.
+   */
+  signal?: AbortSignal;
   /** With a hierarchy: the partition (tenant) whose intermediate key seals this message. */
   partition?: string;
   /** Keep the context out of the message (override the envelope's default). */
@@ -94,7 +103,9 @@ export interface OpenOptions {
    * The expected context. Required when the message was sealed with a detached context; otherwise
    * optional, and when given it must equal the stored one exactly.
    */
-  context?: EncryptionContext;
+  context?: ContextInput;
+  /** As in SealOptions: cancels the open. */
+  signal?: AbortSignal;
   /** With a hierarchy: caller metadata handed to its audit hook with this open. */
   audit?: Readonly<Record<string, unknown>>;
 }
@@ -230,15 +241,28 @@ function kmsFailure(error: unknown, action: string): EnvelopeError {
   return new KmsError(`key provider failed to ${action}`, { cause: error });
 }
 
-/** A KMS call with its kms-call event. */
-async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>): Promise<T> {
+/** The plaintext keys in what a provider returned (a DataKey, or a key): wiped when it comes too late. */
+function wipeLate(value: unknown): void {
+  if (value instanceof Uint8Array) wipe(value);
+  else if (value && typeof value === 'object' && (value as { plaintextKey?: unknown }).plaintextKey instanceof Uint8Array) wipe((value as DataKey).plaintextKey);
+}
+
+/**
+ * A KMS call with its kms-call event. When `signal` aborts first, rejects with its reason (never
+ * wrapped), whether or not the provider heeds the signal; a key the provider returns later is wiped.
+ */
+async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const started = Date.now();
   const provider = s.kms?.id ?? 'hierarchy';
   try {
-    const result = await call();
+    const result = await abortable(call(), signal, wipeLate);
     s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: true });
     return result;
   } catch (error) {
+    if (signal?.aborted && error === signal.reason) {
+      s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: 'ABORTED' });
+      throw error;
+    }
     const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : 'generate a data key');
     const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
     s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: code });
@@ -256,10 +280,10 @@ function payloadContext(authenticated: Uint8Array, context: CanonicalContext, de
 }
 
 /** A fresh data key from the KMS, with the header that names it. */
-async function generate(s: Settings, context: CanonicalContext, detached: boolean, compact: boolean): Promise<CachedKeyMaterial<HeaderParts>> {
+async function generate(s: Settings, context: CanonicalContext, detached: boolean, compact: boolean, signal: AbortSignal | undefined): Promise<CachedKeyMaterial<HeaderParts>> {
   const { suite } = s;
   const kms = requireKms(s, 'none');
-  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context }));
+  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context, ...(signal ? { signal } : {}) }), signal);
   const key = dataKey?.plaintextKey;
   try {
     if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[suite.keySpec]) {
@@ -267,7 +291,7 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     }
     const wrappedKey: WrappedKey = { provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob };
     const authenticated = s.format === 2 ? encodeAuthenticatedV2(suite, context, detached, compact, undefined) : encodeAuthenticated(suite, context, detached);
-    const wrapped = s.format === 2 ? encodeWrappedKeys([wrappedKey]) : encodeWrappedKey(wrappedKey);
+    const wrapped = encodeProviderFields(() => (s.format === 2 ? encodeWrappedKeys([wrappedKey]) : encodeWrappedKey(wrappedKey)));
     const header = new Uint8Array(authenticated.length + wrapped.length);
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
@@ -277,6 +301,19 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
   } catch (error) {
     if (key instanceof Uint8Array) wipe(key);
     throw error;
+  }
+}
+
+/**
+ * The wrapped-key section from what the provider returned: a key id or blob that is empty, too
+ * long or not well-formed Unicode is the provider's bad response (ERR_KMS), not the caller's.
+ */
+function encodeProviderFields(encode: () => Uint8Array): Uint8Array {
+  try {
+    return encode();
+  } catch (error) {
+    if (error instanceof EnvelopeError) throw error;
+    throw new KmsError(`key provider returned a key id or ciphertext blob the header cannot hold: ${(error as Error).message}`, { kind: 'bad-response' });
   }
 }
 
@@ -327,6 +364,8 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   }
 
   return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
+    const signal = checkSignal(sealOptions.signal);
+    throwIfAborted(signal);
     const context = canonicalContext(sealOptions.context);
     const detached = sealOptions.detachedContext ?? s.defaultDetached;
     const compact = s.compact && compactOk && bytes !== undefined && bytes <= COMPACT_MAX_PLAINTEXT;
@@ -337,12 +376,12 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
       const salt = s.random(saltLength);
       const key = hierarchy.sealKey(partition, s.suite);
       if (!(key instanceof Promise)) return startWithHierarchy(key, context, detached, compact, salt);
-      return key.then((k) => startWithHierarchy(k, context, detached, compact, salt));
+      return abortable(key, signal).then((k) => startWithHierarchy(k, context, detached, compact, salt));
     }
     const cache = s.encryptionCache;
     if (!cache) {
       // The salt after the data key, as the format's vectors were made (test/vectors).
-      return generate(s, context, detached, compact).then((material) =>
+      return generate(s, context, detached, compact, signal).then((material) =>
         // The same shape as a cache's lease, so that startSealing's property reads stay monomorphic.
         startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, s.random(saltLength), compact),
       );
@@ -357,7 +396,9 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
         s.emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
       }
     }
-    return cache.acquire(partition, bytes, () => generate(s, context, detached, compact)).then((lease) => startSealing(lease, salt, compact));
+    return cache
+      .acquire(partition, bytes, (flightSignal) => generate(s, context, detached, compact, flightSignal), signal)
+      .then((lease) => startSealing(lease, salt, compact));
   };
 }
 
@@ -401,10 +442,12 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
     };
     const key = hierarchy.openKey(ref, header.suite);
-    return key instanceof Promise ? key.then((k) => session(k, false)) : session(key, borrow);
+    return key instanceof Promise ? abortable(key, openOptions.signal).then((k) => session(k, false)) : session(key, borrow);
   }
 
   return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false) {
+    const signal = checkSignal(openOptions.signal);
+    throwIfAborted(signal);
     const context = openingContext(header, openOptions);
     checkPayloadLength(header, payloadLength);
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow);
@@ -432,15 +475,15 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     if (cached) return session(cached, cached.borrowed);
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
-      .run(id, async () => {
-        const fresh = await decryptFirst(s, kms, mine, keySpec, context);
+      .run(id, async (flightSignal) => {
+        const fresh = await decryptFirst(s, kms, mine, keySpec, context, flightSignal);
         // A remembered key is used again: worth its precomputed HKDF state.
         const state = decryptCache || scope ? s.backend.hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
         scope?.set(id, fresh.slice(), copyKeyState(state));
         wipeKeyState(state);
         return fresh;
-      })
+      }, signal)
       .then((key) => session({ key, keyState: undefined, borrowed: false }));
   };
 }
@@ -449,11 +492,19 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
  * The data key from the first of the message's wrapped keys (of this provider) that the KMS
  * decrypts, in the order written; at most one KMS call per wrapped key.
  */
-async function decryptFirst(s: Settings, kms: KeyProvider, wrapped: readonly WrappedKey[], keySpec: PayloadSuite['keySpec'], context: CanonicalContext): Promise<Uint8Array> {
+async function decryptFirst(
+  s: Settings,
+  kms: KeyProvider,
+  wrapped: readonly WrappedKey[],
+  keySpec: PayloadSuite['keySpec'],
+  context: CanonicalContext,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
   let failure: unknown;
   for (const { keyId, ciphertextBlob } of wrapped) {
+    throwIfAborted(signal);
     try {
-      const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context }));
+      const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context, signal }), signal);
       if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
       return fresh;
     } catch (error) {

@@ -3,6 +3,7 @@
  * WHATWG streams and ranges start from the engine (engine.ts); Node's files and streams live in
  * kms-envelope/node and take an Envelope.
  */
+import { anySignal, checkSignal, throwIfAborted } from './core/abort.ts';
 import { abytes, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
 import { openPayload, plaintextLength, sealedLength } from './core/chunked.ts';
 import { compactPlaintextLength, compactSealedLength, openCompact } from './core/compact.ts';
@@ -94,6 +95,11 @@ export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: Error 
 export interface BatchOptions {
   /** Items worked on at once; default 16. */
   concurrency?: number;
+  /**
+   * Cancels the whole batch: it rejects with the signal's reason, items under way are aborted
+   * (with their own `signal`, if any, too), none is started after, and no opened plaintext is kept.
+   */
+  signal?: AbortSignal;
 }
 
 export type SealItem = Uint8Array | string | ({ plaintext: Uint8Array | string } & SealOptions);
@@ -124,23 +130,45 @@ export interface Envelope {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Runs `work` on every item with at most `concurrency` at once; per-item results, in order. */
-async function batch<I, T>(items: readonly I[], concurrency: number, work: (item: I) => Promise<T>): Promise<BatchResult<T>[]> {
+/**
+ * Runs `work` on every item with at most `concurrency` at once; per-item results, in order. When
+ * `signal` aborts, starts no more items, waits for those under way (each has the signal, so they
+ * end at once), hands every value made to `discard` (to wipe plaintext) and rejects with the reason.
+ */
+async function batch<I, T>(
+  items: readonly I[],
+  concurrency: number,
+  work: (item: I, signal: AbortSignal | undefined) => Promise<T>,
+  signal: AbortSignal | undefined,
+  discard: (value: T) => void = () => {},
+): Promise<BatchResult<T>[]> {
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`"concurrency" must be a positive integer, got ${concurrency}`);
+  throwIfAborted(signal);
   const results = new Array<BatchResult<T>>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !signal?.aborted) {
       const i = next++;
       try {
-        results[i] = { ok: true, value: await work(items[i]!) };
+        results[i] = { ok: true, value: await work(items[i]!, signal) };
       } catch (error) {
         results[i] = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  if (signal?.aborted) {
+    for (const result of results) if (result?.ok) discard(result.value);
+    throw signal.reason;
+  }
   return results;
+}
+
+/** An item's options with the batch's signal joined to its own; `done` removes the listeners. */
+function withBatchSignal<O extends { signal?: AbortSignal }>(options: O, signal: AbortSignal | undefined): { options: O; done: () => void } {
+  if (!signal) return { options, done: () => {} };
+  const joined = anySignal(signal, checkSignal(options.signal));
+  return { options: { ...options, signal: joined.signal }, done: joined.dispose };
 }
 
 /** Creates an envelope bound to one key provider. */
@@ -219,18 +247,40 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     return text;
   }
 
-  const sealMany = (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> =>
-    batch(items, o.concurrency ?? 16, (item) =>
-      typeof item === 'string' || item instanceof Uint8Array ? seal(item) : seal(item.plaintext, item),
+  const sealMany = async (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> =>
+    batch(
+      items,
+      o.concurrency ?? 16,
+      async (item, signal) => {
+        const [plaintext, own] = typeof item === 'string' || item instanceof Uint8Array ? [item, {}] : [item.plaintext, item];
+        const { options: sealOptions, done } = withBatchSignal<SealOptions>(own, signal);
+        try {
+          return await seal(plaintext, sealOptions);
+        } finally {
+          done();
+        }
+      },
+      checkSignal(o.signal),
     );
   async function openMany(items: readonly OpenItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
     // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
     const scope = new DecryptCache({ ttl: 2 ** 31, maxEntries: Math.max(1, items.length) }, () => {});
     try {
-      return await batch(items, o.concurrency ?? 16, async (item) => {
-        const [sealed, openOptions] = item instanceof Uint8Array ? [item, {}] : [item.sealed, item];
-        return core.track(() => plaintextOf(openNow(sealed, openOptions, scope)));
-      });
+      return await batch(
+        items,
+        o.concurrency ?? 16,
+        async (item, signal) => {
+          const [sealed, own] = item instanceof Uint8Array ? [item, {}] : [item.sealed, item];
+          const { options: openOptions, done } = withBatchSignal<OpenOptions>(own, signal);
+          try {
+            return await core.track(() => plaintextOf(openNow(sealed, openOptions, scope)));
+          } finally {
+            done();
+          }
+        },
+        checkSignal(o.signal),
+        wipe,
+      );
     } finally {
       scope.close();
     }

@@ -2,6 +2,7 @@
  * sealStream() and openStream(): WHATWG TransformStreams (browsers, Deno, Node) over the same
  * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
  */
+import { checkSignal, throwIfAborted } from './core/abort.ts';
 import { abytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
 import { CompactOpener } from './core/compact.ts';
@@ -29,14 +30,35 @@ export function budget(session: SealSession, declared: number | undefined): (byt
   };
 }
 
+/**
+ * Ends a stream when `signal` aborts: `stop` wipes the keys, and the stream errors with the
+ * signal's reason (both sides). Returns a function that removes the listener.
+ */
+function onAbort(signal: AbortSignal | undefined, controller: TransformStreamDefaultController<Uint8Array>, stop: () => void): () => void {
+  if (!signal) return () => {};
+  const listener = (): void => {
+    stop();
+    controller.error(signal.reason);
+  };
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}
+
 export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<Uint8Array, Uint8Array> {
+  const signal = checkSignal(options?.signal);
   let sealer: PayloadSealer | undefined;
   let spend: (bytes: number) => void = () => {};
+  let unlisten = (): void => {};
   return new TransformStream<Uint8Array, Uint8Array>(
     {
       async start(controller) {
+        unlisten = onAbort(signal, controller, () => sealer?.destroy());
         const session = await core.track(async () => core.beginSeal(options, options?.size));
         sealer = chunkedSealer(session);
+        if (signal?.aborted) {
+          sealer.destroy(); // aborted as the key arrived
+          throw signal.reason;
+        }
         spend = budget(session, options?.size);
         const prefix = sealer.start();
         const first = new Uint8Array(session.header.length + prefix.length);
@@ -46,6 +68,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
       },
       transform(chunk, controller) {
         try {
+          throwIfAborted(signal);
           spend(abytes(chunk, 'chunk').length);
           const out = sealer!.push(chunk);
           if (out.length > 0) controller.enqueue(out);
@@ -55,10 +78,13 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
         }
       },
       flush(controller) {
+        unlisten();
+        throwIfAborted(signal);
         controller.enqueue(sealer!.end());
       },
       // Called when the readable side is cancelled or the writable side aborted (where supported).
       cancel() {
+        unlisten();
         sealer?.destroy();
       },
     } as StreamTransformer,
@@ -68,9 +94,11 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
 }
 
 export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<Uint8Array, Uint8Array> {
+  const signal = checkSignal(options?.signal);
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
   let opener: PayloadOpener | CompactOpener | undefined;
+  let unlisten = (): void => {};
 
   const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void => {
     if (out instanceof Uint8Array) {
@@ -82,7 +110,11 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
 
   return new TransformStream<Uint8Array, Uint8Array>(
     {
+      start(controller) {
+        unlisten = onAbort(signal, controller, () => opener?.destroy());
+      },
       async transform(chunk, controller) {
+        throwIfAborted(signal);
         abytes(chunk, 'chunk');
         if (opener) {
           emit(controller, opener.push(chunk));
@@ -99,6 +131,10 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         const header: ParsedHeader | undefined = parseHeaderIfComplete(pending.subarray(0, pendingLength));
         if (!header) return;
         const session = await core.track(async () => core.beginOpen(header, options));
+        if (signal?.aborted) {
+          wipe(session.key); // aborted as the key arrived
+          throw signal.reason;
+        }
         const Opener = header.compact ? CompactOpener : PayloadOpener;
         opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
         const rest = pending.slice(header.length, pendingLength);
@@ -107,6 +143,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         wipe(rest);
       },
       flush(controller) {
+        unlisten();
+        throwIfAborted(signal);
         if (!opener) {
           throw pendingLength >= MAX_HEADER_LENGTH
             ? new HeaderMalformedError('header exceeds its largest possible size')
@@ -115,6 +153,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         emit(controller, opener.end());
       },
       cancel() {
+        unlisten();
         opener?.destroy();
       },
     } as StreamTransformer,

@@ -11,7 +11,11 @@
  * the context, for a time, so opening many messages sealed under one data key costs one Decrypt.
  *
  * Every cached plaintext key is wiped on eviction, expiry and close(). Callers get copies.
+ *
+ * A waiter whose signal aborts leaves a shared KMS call at once (rejecting with the signal's
+ * reason); the call itself is told to stop (its own signal aborts) only when every waiter has left.
  */
+import { abortable, throwIfAborted } from '../core/abort.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import { equalPublicBytes, wipe } from '../core/bytes.ts';
 import { ClosedError, LimitExceededError } from '../core/errors.ts';
@@ -89,7 +93,7 @@ export interface Lease<T> {
 export class EncryptionCache<T> {
   readonly #options: Required<EncryptionCacheOptions>;
   readonly #entries = new Lru<Entry<T>>();
-  readonly #inflight = new Map<string, Promise<void>>();
+  readonly #inflight = new Map<string, Flight<void>>();
   readonly #emit: Emit;
   readonly #now: () => number;
   #closed = false;
@@ -109,11 +113,17 @@ export class EncryptionCache<T> {
    * generating a key when there is none or it is spent. A message larger than maxBytes gets a key
    * of its own that is never cached.
    */
-  async acquire(partition: string, bytes: number | undefined, generate: () => Promise<CachedKeyMaterial<T>>): Promise<Lease<T>> {
+  async acquire(
+    partition: string,
+    bytes: number | undefined,
+    generate: (signal: AbortSignal | undefined) => Promise<CachedKeyMaterial<T>>,
+    signal?: AbortSignal,
+  ): Promise<Lease<T>> {
+    throwIfAborted(signal);
     const need = bytes ?? 0;
     if (need > this.#options.maxBytes) {
       this.#emit({ type: 'cache-miss', cache: 'encrypt' });
-      const own = await generate();
+      const own = await generate(signal);
       return { key: own.key, keyState: own.keyState, borrowed: false, extra: own.extra, reserve: () => {} };
     }
     let missed = false;
@@ -134,20 +144,32 @@ export class EncryptionCache<T> {
       }
       let flight = this.#inflight.get(partition);
       if (!flight) {
-        flight = generate()
-          .then((material) => {
-            if (this.#closed) {
-              wipe(material.key);
-              wipeKeyState(material.keyState);
-              return;
-            }
-            this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
-            this.#evictOverCapacity();
-          })
-          .finally(() => this.#inflight.delete(partition));
+        const controller = new AbortController();
+        const started: Flight<void> = {
+          controller,
+          waiters: 0,
+          promise: generate(controller.signal)
+            .then((material) => {
+              if (this.#closed) {
+                wipe(material.key);
+                wipeKeyState(material.keyState);
+                return;
+              }
+              this.#entries.set(partition, { ...material, created: this.#now(), messages: 0, bytes: 0, retired: false });
+              this.#evictOverCapacity();
+            })
+            .finally(() => {
+              if (this.#inflight.get(partition) === started) this.#inflight.delete(partition);
+            }),
+        };
+        started.promise.catch(() => {}); // a flight every waiter left may still fail: nobody waits for it
+        flight = started;
         this.#inflight.set(partition, flight);
       }
-      await flight; // a failure reaches every waiter, and nothing is cached
+      // A failure reaches every waiter, and nothing is cached.
+      await waitFor(flight, signal, () => {
+        if (this.#inflight.get(partition) === flight) this.#inflight.delete(partition);
+      });
     }
   }
 
@@ -171,7 +193,7 @@ export class EncryptionCache<T> {
   /** Waits for key generations under way, then wipes every cached key. */
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.allSettled([...this.#inflight.values()]);
+    await Promise.allSettled([...this.#inflight.values()].map((flight) => flight.promise));
     for (const [partition, entry] of [...this.#entries.entries()]) this.#retire(partition, entry, 'close');
   }
 
@@ -347,28 +369,56 @@ export class DecryptCache {
   }
 }
 
+/** A KMS call shared by its waiters; its signal aborts once every waiter has left by aborting. */
+interface Flight<T> {
+  readonly promise: Promise<T>;
+  readonly controller: AbortController;
+  waiters: number;
+}
+
+/**
+ * Waits for a shared flight, or until `signal` aborts (rejecting with its reason). The last waiter
+ * to leave by aborting aborts the flight's own signal and calls `abandon` (to forget the flight, so
+ * a later caller starts afresh instead of inheriting the abort).
+ */
+async function waitFor<T>(flight: Flight<T>, signal: AbortSignal | undefined, abandon: () => void): Promise<T> {
+  flight.waiters++;
+  try {
+    return await abortable(flight.promise, signal);
+  } catch (error) {
+    if (signal?.aborted && error === signal.reason && flight.waiters === 1) {
+      abandon();
+      flight.controller.abort(signal.reason);
+    }
+    throw error;
+  } finally {
+    flight.waiters--;
+  }
+}
+
 /**
  * Concurrent identical Decrypts share one KMS call: each waiter gets its own copy of the key, and
- * the shared one is wiped once the last waiter has copied it.
+ * the shared one is wiped once the last waiter has copied it (or left).
  */
 export class DecryptFlights {
-  readonly #flights = new Map<string, { promise: Promise<Uint8Array>; waiters: number }>();
+  readonly #flights = new Map<string, Flight<Uint8Array>>();
 
-  async run(id: string, decrypt: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  async run(id: string, decrypt: (signal: AbortSignal) => Promise<Uint8Array>, signal?: AbortSignal): Promise<Uint8Array> {
+    throwIfAborted(signal);
     let flight = this.#flights.get(id);
     if (!flight) {
-      flight = { promise: decrypt(), waiters: 0 };
+      const controller = new AbortController();
+      flight = { promise: decrypt(controller.signal), controller, waiters: 0 };
+      flight.promise.catch(() => {}); // a flight every waiter left may still fail: nobody waits for it
       this.#flights.set(id, flight);
     }
-    flight.waiters++;
+    const shared = flight;
     try {
-      const shared = await flight.promise;
-      return shared.slice();
+      return (await waitFor(shared, signal, () => {})).slice();
     } finally {
-      flight.waiters--;
-      if (flight.waiters === 0) {
-        if (this.#flights.get(id) === flight) this.#flights.delete(id);
-        flight.promise.then(wipe, () => {});
+      if (shared.waiters === 0) {
+        if (this.#flights.get(id) === shared) this.#flights.delete(id);
+        shared.promise.then(wipe, () => {});
       }
     }
   }

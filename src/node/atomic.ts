@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { link, lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { throwIfAborted } from '../core/abort.ts';
 import { WriteBehind } from './write-behind.ts';
 
 /** Where sealed or opened bytes go, in order: a file being written, stdout, or anything else. */
@@ -18,6 +19,11 @@ export interface AtomicWriteOptions {
   overwrite?: boolean;
   /** The file's mode; default 0o600. */
   mode?: number;
+  /**
+   * Cancels the write: an abort before the file is published rejects with the signal's reason and
+   * removes the temporary file (`produce` should stop on it too); already aborted, nothing is created.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 function existsError(dest: string): Error {
@@ -39,6 +45,8 @@ export async function checkDestination(dest: string, overwrite: boolean): Promis
  * `produce` gets a write function and returns when all is written. Returns the bytes written.
  */
 export async function writeAtomically(dest: string, options: AtomicWriteOptions, produce: (write: Sink) => Promise<void>): Promise<number> {
+  const signal = options.signal;
+  throwIfAborted(signal);
   const tmp = temporaryPath(dest);
   const handle = await open(tmp, 'wx', options.mode ?? 0o600);
   const writes = new WriteBehind(handle);
@@ -47,6 +55,7 @@ export async function writeAtomically(dest: string, options: AtomicWriteOptions,
     await writes.flush();
     await handle.sync();
     await handle.close();
+    throwIfAborted(signal); // the last moment to cancel: from here the file is published
   } catch (error) {
     await writes.settle();
     await handle.close().catch(() => {});
