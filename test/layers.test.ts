@@ -9,22 +9,24 @@ import { describe, expect, it } from 'vitest';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
-type Room = 'core' | 'economy' | 'kms' | 'root' | 'node' | 'tools';
+type Room = 'core' | 'economy' | 'kms' | 'root' | 'node' | 'tools' | 'adapters';
 
 interface Edge {
   from: string; // path under src/, e.g. 'core/header.ts'
   to: string; // path under src/, or a bare specifier ('node:fs', 'ky', '@noble/ciphers/aes.js')
   local: boolean;
+  /** Every import of it is `import type` or `export type ... from` (erased from the JavaScript). */
+  typeOnly?: boolean;
 }
 
-const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'stream.ts', 'range.ts'];
+const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'blind-index.ts', 'stream.ts', 'range.ts'];
 
 function roomOf(file: string): Room {
   if (file === 'node.ts' || file.startsWith('node/')) return 'node';
   const top = file.split('/')[0]!;
-  if (top === 'core' || top === 'economy' || top === 'kms' || top === 'tools') return top;
+  if (top === 'core' || top === 'economy' || top === 'kms' || top === 'tools' || top === 'adapters') return top;
   if (ROOT_FILES.includes(file)) return 'root';
-  throw new Error(`src/${file} is in no room: put it in core/, kms/, economy/, node/ or tools/, or add it to the root's list`);
+  throw new Error(`src/${file} is in no room: put it in core/, kms/, economy/, node/, tools/ or adapters/, or add it to the root's list`);
 }
 
 /** Every import, export-from and dynamic import of a file, type-only ones included. */
@@ -37,10 +39,17 @@ export function importsOf(file: string, source: string): Edge[] {
     /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g,
   ];
   for (const pattern of patterns) for (const m of source.matchAll(pattern)) specs.add(m[1]!);
+  // Only `import type` and `export type` are erased whole (under verbatimModuleSyntax, `import { type A }` still loads the module).
+  const typed = /^\s*(?:import|export)\s+type\s+[^'";]*?\bfrom\s*['"]([^'"]+)['"]/gms;
+  const typeOnly = new Map<string, number>();
+  for (const m of source.matchAll(typed)) typeOnly.set(m[1]!, (typeOnly.get(m[1]!) ?? 0) + 1);
+  const all = new Map<string, number>();
+  for (const pattern of patterns) for (const m of source.matchAll(pattern)) all.set(m[1]!, (all.get(m[1]!) ?? 0) + 1);
   return [...specs].map((spec) => ({
     from: file,
     to: spec.startsWith('.') ? normalize(join(dirname(file), spec)).replace(/\.js$/, '.ts') : spec,
     local: spec.startsWith('.'),
+    typeOnly: typeOnly.get(spec) === all.get(spec),
   }));
 }
 
@@ -50,13 +59,21 @@ function allEdges(): Edge[] {
 }
 
 const EMULATOR_SIGNING = 'kms/tencent-sign.ts';
+/** The ORM packages the adapters are written against: their types only, never loaded by the library. */
+const ORM_PACKAGES = /^(?:drizzle-orm|kysely|sequelize)(?:\/|$)/;
+/** What the adapters may import: the public entry, and the record API and key hierarchy it exports. */
+const ADAPTER_IMPORTS = ['index.ts', 'records.ts', 'hierarchy.ts'];
 const CHUNK_CODE = ['core/header.ts', 'core/chunked.ts', 'core/chunk-nonce.ts'];
 
 /** Why an edge breaks the walls, or undefined when it is allowed. */
-export function violation({ from, to, local }: Edge): string | undefined {
+export function violation({ from, to, local, typeOnly }: Edge): string | undefined {
   const room = roomOf(from);
   if (!local) {
     const bare = to;
+    if (room === 'adapters') {
+      if (!ORM_PACKAGES.test(bare)) return `adapters/ may import only the ORM packages (as types), not ${bare}`;
+      return typeOnly ? undefined : `adapters/ may import ${bare} only as types (import type): the library never loads an ORM`;
+    }
     if (bare.startsWith('node:')) return room === 'node' || room === 'tools' ? undefined : `${room}/ may not import ${bare} (even as a type)`;
     if (room === 'core') return bare.startsWith('@noble/') ? undefined : `core/ may import only @noble/*, not ${bare}`;
     if (room === 'kms') return bare === 'ky' ? undefined : `kms/ may import only ky of the packages, not ${bare}`;
@@ -64,6 +81,9 @@ export function violation({ from, to, local }: Edge): string | undefined {
   }
   if (to.startsWith('..')) return `${to} is outside src/`;
   const target = roomOf(to);
+  if (room === 'adapters') {
+    return target === 'adapters' || ADAPTER_IMPORTS.includes(to) ? undefined : `adapters/ may import only the public entry (index.ts, records.ts, hierarchy.ts), not ${to}`;
+  }
   const allowed: Record<Room, Room[]> = {
     core: ['core'],
     economy: ['core', 'economy'],
@@ -71,6 +91,7 @@ export function violation({ from, to, local }: Edge): string | undefined {
     root: ['core', 'economy', 'kms', 'root'],
     node: ['core', 'economy', 'kms', 'root', 'node'],
     tools: ['tools'],
+    adapters: [],
   };
   if (room === 'kms' && CHUNK_CODE.includes(to)) return 'kms/ never parses the format: no header or chunk code';
   if (room === 'tools') {
@@ -130,10 +151,25 @@ describe('the walls of src/', () => {
       { from: 'node/files.ts', to: 'tools/cli.ts', local: true },
       { from: 'tools/cli.ts', to: 'engine.ts', local: true },
       { from: 'tools/cli.ts', to: 'kms/tencent-sign.ts', local: true },
+      { from: 'adapters/kysely.ts', to: 'kysely', local: false, typeOnly: false },
+      { from: 'adapters/drizzle.ts', to: 'pg', local: false, typeOnly: true },
+      { from: 'adapters/kysely.ts', to: 'envelope.ts', local: true },
+      { from: 'adapters/kysely.ts', to: 'core/errors.ts', local: true },
+      { from: 'adapters/kysely.ts', to: 'node:fs', local: false, typeOnly: true },
+      { from: 'index.ts', to: 'adapters/kysely.ts', local: true },
+      { from: 'node.ts', to: 'adapters/kysely.ts', local: true },
+      { from: 'tools/cli.ts', to: 'adapters/kysely.ts', local: true },
     ];
     for (const edge of refused) expect(violation(edge), `${edge.from} -> ${edge.to}`).toBeDefined();
     expect(violation({ from: 'tools/emulator/auth.ts', to: 'kms/tencent-sign.ts', local: true })).toBeUndefined();
     expect(violation({ from: 'node/files.ts', to: 'node:fs', local: false })).toBeUndefined();
+    expect(violation({ from: 'adapters/kysely.ts', to: 'kysely', local: false, typeOnly: true })).toBeUndefined();
+    expect(violation({ from: 'adapters/drizzle.ts', to: 'drizzle-orm/pg-core', local: false, typeOnly: true })).toBeUndefined();
+    expect(violation({ from: 'adapters/kysely.ts', to: 'index.ts', local: true })).toBeUndefined();
+    expect(importsOf('adapters/a.ts', `import type { A } from 'kysely';\nimport { type B } from 'sequelize';`).map((e) => [e.to, e.typeOnly])).toEqual([
+      ['kysely', true],
+      ['sequelize', false],
+    ]);
   });
 
   it('has no import circle', () => {
