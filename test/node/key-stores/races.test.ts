@@ -17,7 +17,7 @@ import { JsonFileKeyStore, PostgresKeyStore, SqliteKeyStore } from '../../../src
 import { type PostgresServer, startPostgres, uniqueTable } from '../../fixtures/postgres.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-// The built store modules themselves: the whole kms-envelope/node entry would double each child's start-up.
+// The built store modules themselves: the whole kms-envelope/node entry would slow every child's start-up.
 const DIST = new URL('../../../dist/node/key-stores/', import.meta.url);
 const WRITERS = 8;
 const dir = mkdtempSync(join(tmpdir(), 'kmse-key-store-races-'));
