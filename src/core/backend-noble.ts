@@ -60,4 +60,5 @@ export const nobleBackend: CryptoBackend = {
   sha256Base64(data) {
     return base64.encode(sha256(data));
   },
+  hmacSha256: (key, data) => hmac(sha256, key, data),
 };

@@ -32,5 +32,11 @@ export function createNodeBackend(): CryptoBackend | undefined {
     hkdfPrepareSha512: wasmHkdf()?.prepare,
     randomBytes: pooledRandom((buffer) => c.randomFillSync(buffer)),
     sha256Base64: (data) => (c.hash ? c.hash('sha256', data, 'base64') : c.createHash('sha256').update(data).digest('base64')),
+    hmacSha256(key, data) {
+      const h = c.createHmac('sha256', key);
+      h.update(data);
+      const digest = h.digest(); // a Buffer, whose slice() is a view: hand out a plain Uint8Array over it
+      return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+    },
   };
 }

@@ -29,6 +29,8 @@ export interface CryptoBackend {
   randomBytes(length: number): Uint8Array;
   /** SHA-256 as base64 text, for cache keys. */
   sha256Base64(data: Uint8Array): string;
+  /** HMAC-SHA-256 (blind indexes); absent on a backend that lacks it: use core/hashes.ts. Same bytes everywhere. */
+  hmacSha256?: ((key: Uint8Array, data: Uint8Array) => Uint8Array) | undefined;
 }
 
 export const TAG_LENGTH = 16;
