@@ -208,6 +208,10 @@ export class TencentTransport {
         } finally {
           slot?.release();
         }
+        // The limiter adapts: a throttle from the KMS halves the action's rate, a success raises it.
+        const answered = 'ok' in verdict ? undefined : 'fail' in verdict ? verdict.fail : 'retry' in verdict ? verdict.retry : undefined;
+        if (answered instanceof KmsError && answered.kind === 'throttled') this.#limiter?.throttled(call.action);
+        else if ('ok' in verdict) this.#limiter?.succeeded(call.action);
         if ('ok' in verdict) return verdict.ok;
         if ('fail' in verdict) throw verdict.fail;
         if ('resign' in verdict) {
