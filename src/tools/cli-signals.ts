@@ -2,9 +2,9 @@
  * Ctrl-C and SIGTERM for seal and open. The first signal aborts the work: `interruption` fires,
  * the pieces being read and every sink and progress callback throw, so the library's own error
  * paths remove its temporary file and the command's spool; the terminal cursor is restored at
- * once. If the work has not unwound after GRACE_MS (a KMS call or a FIFO that blocks), or on a
- * second signal, the registered synchronous cleanups run and the process exits: 130 for SIGINT,
- * 143 for SIGTERM.
+ * once, and the command exits 130 for SIGINT, 143 for SIGTERM. If the work has not unwound after
+ * GRACE_MS (a KMS call or a FIFO that blocks), or on a second signal, the registered synchronous
+ * cleanups run and the process ends by the signal itself (which a shell reports as 130 / 143 too).
  */
 import { Interrupted } from './cli-errors.ts';
 
@@ -42,10 +42,17 @@ function runCleanups(): void {
   }
 }
 
-function hardExit(code: number): never {
+/**
+ * Runs every cleanup, then ends the process by `signal` itself, its default action restored: a
+ * shell reports that as 128 + n, the same 130 or 143. Not process.exit(): libuv joins its worker
+ * threads on exit, and one blocked in a write to a FIFO that no one reads would hold it forever.
+ */
+function hardExit(signal: 'SIGINT' | 'SIGTERM', code: number): void {
   hardExiting = true;
   runCleanups();
-  process.exit(code);
+  process.removeAllListeners(signal); // back to the default action: terminate
+  process.kill(process.pid, signal);
+  setTimeout(() => process.exit(code), 1000); // only if the signal was ignored when this process started
 }
 
 /** Throws the Interrupted reason once a signal has arrived. */
@@ -58,10 +65,11 @@ export function handleSignals(): void {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
       const reason = new Interrupted(signal);
-      if (interruption.aborted) hardExit((interruption.reason as Interrupted).exitCode);
+      if (interruption.aborted) return hardExit(signal, reason.exitCode);
       controller.abort(reason);
       runCleanups(); // the `now` ones: the cursor comes back at once
-      setTimeout(() => hardExit(reason.exitCode), GRACE_MS).unref();
+      // Unref'd: a process whose work unwound exits by itself (130/143); one still waiting fires it.
+      setTimeout(() => hardExit(signal, reason.exitCode), GRACE_MS).unref();
     });
   }
 }

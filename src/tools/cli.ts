@@ -522,7 +522,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv.slice(2));
-process.exitCode = code;
-// After a signal the cleanups have run: leave now, whatever still waits (a FIFO, a KMS call).
-if (interruption.aborted) process.exit(code);
+// After a signal, a read still blocked in a worker thread (a FIFO) keeps the process alive until
+// the signal's grace ends it (cli-signals.ts); otherwise it exits now, with this code.
+process.exitCode = await main(process.argv.slice(2));

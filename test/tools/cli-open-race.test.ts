@@ -77,7 +77,10 @@ describe('openInto with verifyFirst', () => {
     };
     const envelope = createEnvelope({ kms });
     const parts: Uint8Array[] = [];
-    await sealInto(envelope, [new Uint8Array(200_000).fill(7)], async (bytes) => {
+    const plaintext = (async function* () {
+      yield new Uint8Array(200_000).fill(7);
+    })();
+    await sealInto(envelope, plaintext, async (bytes) => {
       for (const b of bytes instanceof Uint8Array ? [bytes] : bytes) parts.push(Buffer.from(b));
     });
     const sealed = Buffer.concat(parts);

@@ -2,7 +2,8 @@
  * Ctrl-C and SIGTERM during seal and open (hardening item 9): the hidden temporary file (or the
  * open's spool) is removed, the terminal cursor comes back, and the exit code is 130 / 143.
  */
-import { closeSync, existsSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finish, MiB, run, type Sandbox, sandbox, start, until } from './cli-harness.ts';
@@ -84,4 +85,38 @@ describe('kms-envelope on SIGINT and SIGTERM', () => {
     expect(box.leftovers()).toEqual([]);
     expect(existsSync(box.path('from-stdin.kmse'))).toBe(false);
   });
+
+  it('SIGINT while a write to -o FIFO blocks (its reader never reads): ended by SIGINT after the grace (130 to a shell), the FIFO left as it was', async () => {
+    const fifo = box.path('nobody-reads.fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const holder = spawn('sh', ['-c', 'exec sleep 60 < "$0"', fifo], { stdio: 'ignore' }); // opens it, reads nothing
+    try {
+      const child = start(box, ['seal', 'big.bin', '-o', 'nobody-reads.fifo']);
+      const done = finish(child);
+      const fds = `/proc/${child.pid}/fd`;
+      const holds = (): boolean => readdirSync(fds).some((fd) => readlinkOrEmpty(join(fds, fd)) === fifo);
+      await until(holds, 30_000, 'the CLI to open the FIFO');
+      await new Promise((r) => setTimeout(r, 300)); // the pipe fills; the next write waits forever
+      const sent = Date.now();
+      child.kill('SIGINT');
+      const r = await done;
+      // The write never returns, so the work cannot unwind: after the grace the process ends by
+      // the signal itself (process.exit would wait for the blocked worker thread forever).
+      expect(r.signal).toBe('SIGINT');
+      expect(Date.now() - sent).toBeGreaterThan(2500);
+      expect(Date.now() - sent).toBeLessThan(10_000);
+      expect(lstatSync(fifo).isFIFO()).toBe(true);
+      expect(box.leftovers()).toEqual([]);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
 });
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
