@@ -9,7 +9,7 @@ import { base64, describe, wipe } from './core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from './core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from './core/context.ts';
-import { ClosedError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
+import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
 import {
   encodeAuthenticated,
   encodeAuthenticatedV2,
@@ -155,6 +155,12 @@ export interface EnvelopeCore {
   beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `work` now and returns its result when it finished synchronously (its key was in memory);
+   * otherwise lets it finish in the background (it loads the key), hands its result to `discard`,
+   * and throws KeyNotWarmError naming `what`.
+   */
+  trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
   close(): Promise<void>;
 }
 
@@ -515,7 +521,7 @@ async function decryptFirst(
 }
 
 /** Work under way, which close() waits for; work that finishes synchronously costs one settled promise. */
-function tracker(): { track: EnvelopeCore['track']; drain: () => Promise<void> } {
+function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['trackSync']; drain: () => Promise<void> } {
   let active = 0;
   let idle: Promise<void> | undefined;
   let drained: (() => void) | undefined;
@@ -545,23 +551,42 @@ function tracker(): { track: EnvelopeCore['track']; drain: () => Promise<void> }
       },
     );
   }
+  function trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T {
+    if (closed) throw new ClosedError();
+    active++;
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
+      leave();
+      throw error;
+    }
+    if (!(result instanceof Promise)) {
+      leave();
+      return result;
+    }
+    // The key was not in memory: the work loads it and finishes in the background; its result is not wanted.
+    result.then(discard, () => {}).finally(leave);
+    throw new KeyNotWarmError(what);
+  }
   async function drain(): Promise<void> {
     closed = true;
     if (active > 0) await (idle ??= new Promise<void>((done) => (drained = done)));
   }
-  return { track, drain };
+  return { track, trackSync, drain };
 }
 
 /** Creates the shared core of an envelope bound to one key provider. */
 export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const s = resolve(options);
-  const { track, drain } = tracker();
+  const { track, trackSync, drain } = tracker();
   return {
     backend: s.backend,
     emit: s.emit,
     beginSeal: sealStarter(s),
     beginOpen: openStarter(s),
     track,
+    trackSync,
     async close() {
       await drain();
       await s.encryptionCache?.close();

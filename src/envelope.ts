@@ -4,7 +4,7 @@
  * kms-envelope/node and take an Envelope.
  */
 import { anySignal, checkSignal, throwIfAborted } from './core/abort.ts';
-import { abytes, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
+import { type ByteInput, isByteInput, toBytes, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
 import { openPayload, plaintextLength, sealedLength } from './core/chunked.ts';
 import { compactPlaintextLength, compactSealedLength, openCompact } from './core/compact.ts';
 import type { EncryptionContext } from './core/context.ts';
@@ -102,23 +102,34 @@ export interface BatchOptions {
   signal?: AbortSignal;
 }
 
-export type SealItem = Uint8Array | string | ({ plaintext: Uint8Array | string } & SealOptions);
-export type OpenItem = Uint8Array | ({ sealed: Uint8Array } & OpenOptions);
+/** Bytes in (plaintext, sealed messages, chunks): a Uint8Array or Buffer, any other view, or an ArrayBuffer. */
+export type { ByteInput } from './core/bytes.ts';
+
+export type SealItem = ByteInput | string | ({ plaintext: ByteInput | string } & SealOptions);
+export type OpenItem = ByteInput | ({ sealed: ByteInput } & OpenOptions);
 
 export interface Envelope {
-  seal(plaintext: Uint8Array | string, options?: SealOptions): Promise<Bytes>;
-  open(sealed: Uint8Array, options?: OpenOptions): Promise<Bytes>;
+  seal(plaintext: ByteInput | string, options?: SealOptions): Promise<Bytes>;
+  open(sealed: ByteInput, options?: OpenOptions): Promise<Bytes>;
   /** open() and decode the plaintext as UTF-8 (a TypeError if it is not UTF-8). */
-  openString(sealed: Uint8Array, options?: OpenOptions): Promise<string>;
+  openString(sealed: ByteInput, options?: OpenOptions): Promise<string>;
   /** open() returning the context and key id the message names, too. */
-  openWithInfo(sealed: Uint8Array, options?: OpenOptions): Promise<OpenResult>;
+  openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult>;
+  /**
+   * seal(), synchronously: when its key is in memory (a warm key hierarchy, or the encryption
+   * cache), else a KeyNotWarmError (ERR_KEY_NOT_WARM) while the key loads. For hooks that cannot
+   * wait (ORM column types).
+   */
+  sealSync(plaintext: ByteInput | string, options?: SealOptions): Bytes;
+  /** open(), synchronously, as sealSync. */
+  openSync(sealed: ByteInput, options?: OpenOptions): Bytes;
   /** A TransformStream from plaintext to the sealed message; the same bytes as seal(). */
-  sealStream(options?: StreamSealOptions): TransformStream<Uint8Array, Uint8Array>;
+  sealStream(options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array>;
   /**
    * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
    * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
    */
-  openStream(options?: OpenOptions): TransformStream<Uint8Array, Uint8Array>;
+  openStream(options?: OpenOptions): TransformStream<ByteInput, Uint8Array>;
   /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
   openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes>;
   /** Seals many items with bounded concurrency; per-item results. */
@@ -177,9 +188,9 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const { backend } = core;
 
   // seal and open finish synchronously when a cache has the key: no promise until track().
-  function sealNow(plaintext: Uint8Array | string, sealOptions: SealOptions = {}): Bytes | Promise<Bytes> {
+  function sealNow(plaintext: ByteInput | string, sealOptions: SealOptions = {}): Bytes | Promise<Bytes> {
     const own = typeof plaintext === 'string';
-    const bytes = own ? utf8(plaintext, 'plaintext') : abytes(plaintext, 'plaintext');
+    const bytes = own ? utf8(plaintext, 'plaintext') : toBytes(plaintext, 'plaintext');
     const sealWith = (session: SealSession): Bytes => {
       try {
         const { header, sealer, compact } = session;
@@ -208,8 +219,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     });
   }
 
-  function openNow(sealed: Uint8Array, openOptions: OpenOptions = {}, scope?: DecryptCache): OpenResult | Promise<OpenResult> {
-    abytes(sealed, 'sealed');
+  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache): OpenResult | Promise<OpenResult> {
+    const sealed = toBytes(input, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
     const openWith = (session: OpenSession): OpenResult => {
@@ -235,11 +246,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
 
   const plaintextOf = (result: OpenResult | Promise<OpenResult>): Bytes | Promise<Bytes> =>
     result instanceof Promise ? result.then((r) => r.plaintext) : result.plaintext;
-  const seal = (plaintext: Uint8Array | string, o?: SealOptions): Promise<Bytes> => core.track(() => sealNow(plaintext, o));
-  const openWithInfo = (sealed: Uint8Array, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
-  const open = (sealed: Uint8Array, o?: OpenOptions): Promise<Bytes> => core.track(() => plaintextOf(openNow(sealed, o)));
+  const seal = (plaintext: ByteInput | string, o?: SealOptions): Promise<Bytes> => core.track(() => sealNow(plaintext, o));
+  const openWithInfo = (sealed: ByteInput, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
+  const open = (sealed: ByteInput, o?: OpenOptions): Promise<Bytes> => core.track(() => plaintextOf(openNow(sealed, o)));
 
-  async function openString(sealed: Uint8Array, openOptions?: OpenOptions): Promise<string> {
+  async function openString(sealed: ByteInput, openOptions?: OpenOptions): Promise<string> {
     const plaintext = await open(sealed, openOptions);
     const text = utf8DecodeStrict(plaintext);
     wipe(plaintext);
@@ -252,7 +263,7 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
       items,
       o.concurrency ?? 16,
       async (item, signal) => {
-        const [plaintext, own] = typeof item === 'string' || item instanceof Uint8Array ? [item, {}] : [item.plaintext, item];
+        const [plaintext, own] = typeof item === 'string' || isByteInput(item) ? [item, {}] : [item.plaintext, item];
         const { options: sealOptions, done } = withBatchSignal<SealOptions>(own, signal);
         try {
           return await seal(plaintext, sealOptions);
@@ -270,7 +281,7 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
         items,
         o.concurrency ?? 16,
         async (item, signal) => {
-          const [sealed, own] = item instanceof Uint8Array ? [item, {}] : [item.sealed, item];
+          const [sealed, own] = isByteInput(item) ? [item, {}] : [item.sealed, item];
           const { options: openOptions, done } = withBatchSignal<OpenOptions>(own, signal);
           try {
             return await core.track(() => plaintextOf(openNow(sealed, openOptions, scope)));
@@ -289,6 +300,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const envelope: Envelope = Object.freeze({
     seal,
     open,
+    sealSync: (plaintext: ByteInput | string, o?: SealOptions) => core.trackSync(() => sealNow(plaintext, o), 'sealSync', () => {}),
+    openSync: (sealed: ByteInput, o?: OpenOptions) => core.trackSync(() => plaintextOf(openNow(sealed, o)), 'openSync', wipe),
     openString,
     openWithInfo,
     sealStream: (o?: StreamSealOptions) => createSealStream(core, o),
@@ -304,8 +317,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
 }
 
 /** Reads a sealed message's header: no KMS call, no decryption, no cryptographic check. */
-export function inspect(sealed: Uint8Array): MessageInfo {
-  abytes(sealed, 'sealed');
+export function inspect(input: ByteInput): MessageInfo {
+  const sealed = toBytes(input, 'sealed');
   const header = parseHeader(sealed);
   const payloadLength = sealed.length - header.length;
   return {
@@ -326,11 +339,11 @@ export function inspect(sealed: Uint8Array): MessageInfo {
 }
 
 /** One-off seal: `seal(plaintext, { kms, context })`. */
-export function seal(plaintext: Uint8Array | string, options: EnvelopeOptions & SealOptions): Promise<Bytes> {
+export function seal(plaintext: ByteInput | string, options: EnvelopeOptions & SealOptions): Promise<Bytes> {
   return createEnvelope(options).seal(plaintext, options);
 }
 
 /** One-off open: `open(sealed, { kms, context })`. */
-export function open(sealed: Uint8Array, options: EnvelopeOptions & OpenOptions): Promise<Bytes> {
+export function open(sealed: ByteInput, options: EnvelopeOptions & OpenOptions): Promise<Bytes> {
   return createEnvelope(options).open(sealed, options);
 }

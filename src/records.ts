@@ -125,6 +125,17 @@ export interface Records {
   open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>>;
   sealMany<C extends Record<string, FieldSpec>>(table: Table<C>, rows: readonly PlainRow<C>[], options?: RecordBatchOptions): Promise<BatchResult<SealedRow<C>>[]>;
   openMany<C extends Record<string, FieldSpec>>(table: Table<C>, rows: readonly SealedRow<C>[], options?: RecordBatchOptions): Promise<BatchResult<PlainRow<C>>[]>;
+  /** seal(), synchronously, once the partition's key is warm (else KeyNotWarmError, ERR_KEY_NOT_WARM). */
+  sealSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C>;
+  /** open(), synchronously, as sealSync. */
+  openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C>;
+  /**
+   * One field, synchronously, for hooks that see a value and not its row (ORM column types): pass
+   * the row's partition and primary key when the hook has them; without a primary key the value is
+   * bound to its table and column only.
+   */
+  sealFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, value: FieldValues[C[K]['type']] | null | undefined, row?: Readonly<Record<string, unknown>>): unknown;
+  openFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, stored: unknown, row?: Readonly<Record<string, unknown>>): FieldValues[C[K]['type']] | null | undefined;
   /** Loads the partitions' keys, so that the sync calls work. */
   warm(partitions: readonly string[]): Promise<void>;
   readonly stats: RecordsStats;
@@ -178,57 +189,127 @@ export function createRecords(options: RecordsOptions): Records {
   const envelope = createEnvelope({ hierarchy: options.hierarchy, compact: options.compact ?? true });
   const stats: RecordsStats = { legacyValuesRead: {} };
 
-  async function seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
-    const t = table as unknown as Table<Record<string, FieldSpec>>;
-    const partition = partitionOf(t, row);
-    const key = keyOf(t, row);
-    const out: Record<string, unknown> = { ...row };
-    await Promise.all(
-      Object.entries(t.columns).map(async ([column, field]) => {
-        const value = row[column];
-        if (value === null || value === undefined) return; // passes through, unencrypted and unchanged
-        const plaintext = encodeFieldValue(field.type, value, `${t.name}.${column}`);
-        try {
-          const sealed = await envelope.seal(plaintext, { context: bindingOf(t, column, key), detachedContext: true, partition });
-          out[column] = field.encoding === 'bytes' ? sealed : fieldToText(sealed);
-        } finally {
-          wipe(plaintext);
-        }
-      }),
+  type AnyTable = Table<Record<string, FieldSpec>>;
+  type Row = Readonly<Record<string, unknown>>;
+
+  /** What sealing one field needs: the plaintext (the caller wipes it) and the envelope options. */
+  function sealPlan(t: AnyTable, column: string, value: unknown, row: Row, partition: string) {
+    const field = t.columns[column];
+    if (!field) throw new TypeError(`table ${t.name} has no encrypted column ${column}`);
+    const plaintext = encodeFieldValue(field.type, value, `${t.name}.${column}`);
+    return { field, plaintext, options: { context: bindingOf(t, column, keyOf(t, row)), detachedContext: true, partition } };
+  }
+
+  const stored = (field: FieldSpec, sealed: Uint8Array): unknown => (field.encoding === 'bytes' ? sealed : fieldToText(sealed));
+
+  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string): Promise<unknown> {
+    const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
+    return envelope.seal(plaintext, o).then(
+      (sealed) => (wipe(plaintext), stored(field, sealed)),
+      (error: unknown) => {
+        wipe(plaintext);
+        throw error;
+      },
     );
+  }
+
+  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string): unknown {
+    const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
+    try {
+      return stored(field, envelope.sealSync(plaintext, o));
+    } finally {
+      wipe(plaintext);
+    }
+  }
+
+  /** The sealed bytes of a stored value, or a marker that it is legacy plaintext (migration mode). */
+  function openPlan(t: AnyTable, column: string, value: unknown, key: unknown[]): { sealed: Uint8Array; field: FieldSpec } | { legacy: true } {
+    const field = t.columns[column];
+    if (!field) throw new TypeError(`table ${t.name} has no encrypted column ${column}`);
+    if (!looksSealed(value)) {
+      if (!field.legacyPlaintext) throw new RecordFieldError(t.name, column, key, new TypeError('the value is not sealed (and the column is not in migration mode)'));
+      const name = `${t.name}.${column}`;
+      stats.legacyValuesRead[name] = (stats.legacyValuesRead[name] ?? 0) + 1;
+      return { legacy: true };
+    }
+    const sealed = typeof value === 'string' ? fieldFromText(value) : (value as Uint8Array);
+    if (!sealed) throw new RecordFieldError(t.name, column, key, new TypeError('the text form is not valid base64url'));
+    return { sealed, field };
+  }
+
+  function decoded(t: AnyTable, column: string, field: FieldSpec, plaintext: Uint8Array, key: unknown[]): unknown {
+    try {
+      const value = decodeFieldValue(field.type, plaintext);
+      if (value === undefined) throw new RecordFieldError(t.name, column, key, new TypeError(`the value is not a ${field.type}`));
+      return value;
+    } finally {
+      wipe(plaintext);
+    }
+  }
+
+  async function openFieldAsync(t: AnyTable, column: string, value: unknown, row: Row): Promise<unknown> {
+    const key = keyOf(t, row);
+    const plan = openPlan(t, column, value, key);
+    if ('legacy' in plan) return value;
+    let plaintext: Uint8Array;
+    try {
+      plaintext = await envelope.open(plan.sealed, { context: bindingOf(t, column, key) });
+    } catch (error) {
+      throw new RecordFieldError(t.name, column, key, error);
+    }
+    return decoded(t, column, plan.field, plaintext, key);
+  }
+
+  function openFieldNow(t: AnyTable, column: string, value: unknown, row: Row): unknown {
+    const key = keyOf(t, row);
+    const plan = openPlan(t, column, value, key);
+    if ('legacy' in plan) return value;
+    let plaintext: Uint8Array;
+    try {
+      plaintext = envelope.openSync(plan.sealed, { context: bindingOf(t, column, key) });
+    } catch (error) {
+      if (error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM') throw error;
+      throw new RecordFieldError(t.name, column, key, error);
+    }
+    return decoded(t, column, plan.field, plaintext, key);
+  }
+
+  const present = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => row[c] !== null && row[c] !== undefined);
+
+  async function seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
+    const t = table as unknown as AnyTable;
+    const partition = partitionOf(t, row);
+    const out: Record<string, unknown> = { ...row };
+    await Promise.all(present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition))));
     return out as SealedRow<C>;
   }
 
   async function open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>> {
-    const t = table as unknown as Table<Record<string, FieldSpec>>;
-    const key = keyOf(t, row);
+    const t = table as unknown as AnyTable;
     const out: Record<string, unknown> = { ...row };
-    await Promise.all(
-      Object.entries(t.columns).map(async ([column, field]) => {
-        const stored = row[column];
-        if (stored === null || stored === undefined) return;
-        if (!looksSealed(stored)) {
-          if (!field.legacyPlaintext) throw new RecordFieldError(t.name, column, key, new TypeError('the value is not sealed (and the column is not in migration mode)'));
-          const name = `${t.name}.${column}`;
-          stats.legacyValuesRead[name] = (stats.legacyValuesRead[name] ?? 0) + 1;
-          return;
-        }
-        let plaintext: Uint8Array | undefined;
-        try {
-          const sealed = typeof stored === 'string' ? fieldFromText(stored) : (stored as Uint8Array);
-          if (!sealed) throw new TypeError('the text form is not valid base64url');
-          plaintext = await envelope.open(sealed, { context: bindingOf(t, column, key) });
-          const value = decodeFieldValue(field.type, plaintext);
-          if (value === undefined) throw new TypeError(`the value is not a ${field.type}`);
-          out[column] = value;
-        } catch (error) {
-          throw new RecordFieldError(t.name, column, key, error);
-        } finally {
-          wipe(plaintext);
-        }
-      }),
-    );
+    await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], row))));
     return out as PlainRow<C>;
+  }
+
+  function sealSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C> {
+    const t = table as unknown as AnyTable;
+    const partition = partitionOf(t, row);
+    const out: Record<string, unknown> = { ...row };
+    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition);
+    return out as SealedRow<C>;
+  }
+
+  function openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C> {
+    const t = table as unknown as AnyTable;
+    const out: Record<string, unknown> = { ...row };
+    for (const column of present(t, row)) out[column] = openFieldNow(t, column, row[column], row);
+    return out as PlainRow<C>;
+  }
+
+  /** For one field with no row: a partition given in `row`, else the table's fixed one. */
+  function fieldRow(t: AnyTable, row: Row | undefined): { row: Row; partition: string } {
+    const r = row ?? {};
+    return { row: r, partition: partitionOf(t, r) };
   }
 
   async function many<I, O>(items: readonly I[], work: (item: I) => Promise<O>, batch: RecordBatchOptions = {}): Promise<BatchResult<O>[]> {
@@ -246,6 +327,19 @@ export function createRecords(options: RecordsOptions): Records {
   return {
     seal,
     open,
+    sealSync,
+    openSync,
+    sealFieldSync(table, column, value, row) {
+      if (value === null || value === undefined) return value;
+      const t = table as unknown as AnyTable;
+      const r = fieldRow(t, row);
+      return sealFieldNow(t, column, value, r.row, r.partition);
+    },
+    openFieldSync(table, column, value, row) {
+      if (value === null || value === undefined) return value;
+      const t = table as unknown as AnyTable;
+      return openFieldNow(t, column, value, row ?? {}) as never;
+    },
     sealMany: (table, rows, o) => many(rows, (row) => seal(table, row), o),
     openMany: (table, rows, o) => many(rows, (row) => open(table, row), o),
     warm: (partitions) => options.hierarchy.warm(partitions),

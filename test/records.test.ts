@@ -172,3 +172,40 @@ describe('FORMAT.md §12', () => {
     expect(decodeFieldValue('number', Uint8Array.of(3, 0))).toBeUndefined();
   });
 });
+
+describe('records: the synchronous path', () => {
+  for (const backend of ['node', 'noble'] as const) {
+    it(`refuses while the key is cold (ERR_KEY_NOT_WARM, nothing returned), then seals and opens synchronously once warm (${backend})`, async () => {
+      const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: new InstrumentedProvider(), backend });
+      const records = createRecords({ hierarchy });
+      const t = defineTable({ name: 'users', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' }, n: { type: 'number' } } });
+      const row = { id: '1', tenant: 'acme', email: 'a@example.com', n: 7 };
+      expect(() => records.sealSync(t, row)).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' }));
+      await records.warm(['acme']);
+      const sealed = records.sealSync(t, row);
+      expect(sealed.email).toMatch(/^kme\./);
+      expect(records.openSync(t, sealed)).toEqual(row);
+      expect(await records.open(t, sealed)).toEqual(row); // the async path reads what the sync one wrote
+      // One field, as a hook that sees only the value: bound to table and column.
+      const bare = defineTable({ name: 'users', partition: 'acme', columns: { email: { type: 'string' } } });
+      const field = records.sealFieldSync(bare, 'email', 'b@example.com');
+      expect(records.openFieldSync(bare, 'email', field)).toBe('b@example.com');
+      expect(records.sealFieldSync(bare, 'email', null)).toBeNull();
+      expect(() => records.openFieldSync(t, 'email', sealed.email, { id: '2', tenant: 'acme' })).toThrow(RecordFieldError);
+    });
+  }
+
+  it('envelope.sealSync/openSync: with the encryption caches, synchronous after the first call', async () => {
+    const { createEnvelope, LocalKms } = await import('../src/index.ts');
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true, decryptCache: true });
+    expect(() => envelope.sealSync('x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' }));
+    const sealed = await envelope.seal('warm', { context: { t: '1' } });
+    expect(() => envelope.openSync(envelope.sealSync('cold'))).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // another context
+    const now = envelope.sealSync('now', { context: { t: '1' } }); // the cached data key of the first seal
+    expect(() => envelope.openSync(sealed)).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // no Decrypt yet
+    await envelope.open(sealed); // the decrypt cache now holds that data key
+    expect(new TextDecoder().decode(envelope.openSync(now))).toBe('now');
+    await envelope.close();
+    expect(() => envelope.sealSync('x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
+  });
+});

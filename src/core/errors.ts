@@ -14,6 +14,7 @@ export type EnvelopeErrorCode =
   | 'ERR_KMS'
   | 'ERR_KEY_NOT_FOUND'
   | 'ERR_KEY_UNAVAILABLE'
+  | 'ERR_KEY_NOT_WARM'
   | 'ERR_CLOSED';
 
 export class EnvelopeError extends Error {
@@ -132,6 +133,16 @@ export class KeyUnavailableError extends EnvelopeError {
   }
 }
 
+/**
+ * A synchronous call (sealSync, openSync, the ORM adapters) found its key not in memory. The key is
+ * being loaded: warm it first (records.warm(), hierarchy.warm(), or any async call), then retry.
+ */
+export class KeyNotWarmError extends EnvelopeError {
+  constructor(what: string) {
+    super('ERR_KEY_NOT_WARM', `${what} needs its key in memory and it is not there yet: warm it first (for example await records.warm([partition]) or any async call), then retry`);
+  }
+}
+
 /** The envelope was closed: close() wiped its caches, and it takes no more work. */
 export class ClosedError extends EnvelopeError {
   constructor() {
@@ -153,6 +164,7 @@ const ERROR_NAMES = new Set([
   'KmsError',
   'KeyNotFoundError',
   'KeyUnavailableError',
+  'KeyNotWarmError',
 ]);
 
 /** True for any error thrown by this library, across realms and duplicate installs. */
