@@ -351,12 +351,21 @@ function typedValue(value: BlindIndexValue, where: string): [number, Uint8Array]
  * (the length counts the tag). One value for a single column; a compound index's in declared order.
  */
 export function encodeIndexMessage(values: readonly BlindIndexValue[], where: readonly string[] = []): Uint8Array {
-  const typed = values.map((v, i) => typedValue(v, where[i] ?? 'value'));
-  const out = new Uint8Array(typed.reduce((n, [, bytes]) => n + 5 + bytes.length, 0));
-  const view = new DataView(out.buffer);
+  const typed: [number, Uint8Array][] = [];
+  let length = 0;
+  for (let i = 0; i < values.length; i++) {
+    const t = typedValue(values[i]!, where[i] ?? 'value');
+    typed.push(t);
+    length += 5 + t[1].length;
+  }
+  const out = new Uint8Array(length);
   let at = 0;
   for (const [tag, bytes] of typed) {
-    view.setUint32(at, 1 + bytes.length);
+    const n = 1 + bytes.length;
+    out[at] = n >>> 24;
+    out[at + 1] = (n >>> 16) & 0xff;
+    out[at + 2] = (n >>> 8) & 0xff;
+    out[at + 3] = n & 0xff;
     out[at + 4] = tag;
     out.set(bytes, at + 5);
     at += 5 + bytes.length;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import {
   BLIND_INDEX_PARTITION_SUFFIX,
   blindIndexInfo,
@@ -14,6 +14,7 @@ import {
   blindIndexWarnings,
   BlindIndexNotWarmError,
   type BlindIndexValue,
+  type CompoundIndexValue,
   createBlindIndex,
   encodeIndexMessage,
   expectedFalsePositives,
@@ -492,6 +493,25 @@ describe('warnings', () => {
     expect(blindIndexWarnings({ bits: 128, unique: true, expectedRows: 1e9 })).toEqual([]);
     expect(() => blindIndexWarnings({ bits: 15 })).toThrow(RangeError);
     expect(() => blindIndexWarnings({ bits: 257 })).toThrow(RangeError);
+  });
+});
+
+describe('types', () => {
+  it('the output and the input follow the options', async () => {
+    const { hierarchy } = fleet();
+    const asText = createBlindIndex({ hierarchy, table: 't', column: 'c', bits: 32, partition: 'p' });
+    expectTypeOf(asText.compute).returns.toEqualTypeOf<Promise<string>>();
+    expectTypeOf(asText.computeSync).parameter(0).toEqualTypeOf<BlindIndexValue>();
+    const asBytes = createBlindIndex({ hierarchy, table: 't', column: 'c', bits: 32, partition: 'p', output: 'bytes' });
+    expectTypeOf(asBytes.computeSync).returns.toEqualTypeOf<Uint8Array<ArrayBuffer>>();
+    const compound = createBlindIndex({ hierarchy, table: 't', columns: ['a', 'b'], bits: 32, partition: 'p' });
+    expectTypeOf(compound.computeSync).parameter(0).toEqualTypeOf<CompoundIndexValue>();
+    expect((await asBytes.compute('x')).constructor).toBe(Uint8Array);
+    expect(typeof (await asText.compute('x'))).toBe('string');
+    expect(() => createBlindIndex({ hierarchy, table: 't', column: 'c', bits: 32, output: 'hex' as never })).toThrow(/"output"/);
+    expect(() => createBlindIndex({ hierarchy, table: 't', columns: ['a'], bits: 32 })).toThrow(/two or more/);
+    expect(() => createBlindIndex({ hierarchy, table: 't', column: 'a\0b', bits: 32 })).toThrow(/U\+0000/);
+    await hierarchy.close();
   });
 });
 
