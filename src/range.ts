@@ -4,20 +4,25 @@
  * 56 + k * 16400). With `verifyLength` (the default) the final chunk is decrypted too, which
  * authenticates the message's length, as the spec asks for seeks relative to the end.
  */
-import { wipe } from './core/bytes.ts';
+import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { openPayloadRange, plaintextLength } from './core/chunked.ts';
 import { compactPlaintextLength, openCompact } from './core/compact.ts';
 import type { EnvelopeCore, OpenOptions } from './engine.ts';
 import { DecryptionFailedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from './core/header.ts';
 
-/** Reads `length` bytes at `position`; may return fewer only at the end of the source. */
-export type ReadAt = (position: number, length: number) => Promise<Uint8Array>;
+/**
+ * Reads `length` bytes at `position`; may return fewer only at the end of the source. Any view or
+ * an ArrayBuffer will do (`blob.slice(p, p + n).arrayBuffer()`).
+ */
+export type ReadAt = (position: number, length: number) => Promise<ByteInput>;
 
 /** A Node FileHandle (fs.promises.open) or anything with the same read/stat. */
 export interface FileHandleLike {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   stat(): Promise<{ size: number }>;
+  /** Absent: tells a handle from `{ size, read }`, so that form's read() parameters need no types. */
+  readonly size?: undefined;
 }
 
 export type RangeSource = FileHandleLike | ReadAt | { size: number; read: ReadAt };
@@ -29,10 +34,15 @@ export interface RangeOptions extends OpenOptions {
   verifyLength?: boolean;
 }
 
-async function resolveSource(source: RangeSource, size: number | undefined): Promise<{ size: number; read: ReadAt }> {
+/** A ReadAt as the range reader uses it: always a Uint8Array. */
+type ReadBytes = (position: number, length: number) => Promise<Uint8Array>;
+
+const asBytes = (read: ReadAt): ReadBytes => async (position, length) => toBytes(await read(position, length), 'read()');
+
+async function resolveSource(source: RangeSource, size: number | undefined): Promise<{ size: number; read: ReadBytes }> {
   if (typeof source === 'function') {
     if (size === undefined) throw new TypeError('"size" is required when the source is a function');
-    return { size, read: source };
+    return { size, read: asBytes(source) };
   }
   if (source && typeof (source as FileHandleLike).stat === 'function') {
     const handle = source as FileHandleLike;
@@ -55,7 +65,7 @@ async function resolveSource(source: RangeSource, size: number | undefined): Pro
   if (typeof s?.read !== 'function' || typeof s.size !== 'number') {
     throw new TypeError('"source" expected a FileHandle, a read(position, length) function, or { size, read }');
   }
-  return { size: s.size, read: s.read as ReadAt };
+  return { size: s.size, read: asBytes(s.read as ReadAt) };
 }
 
 export async function openRange(
@@ -108,7 +118,7 @@ export async function openRange(
 }
 
 /** Reads the header with as few bytes as it takes: 1 KiB first, doubling up to its largest size. */
-async function readHeader(read: ReadAt, size: number): Promise<ParsedHeader> {
+async function readHeader(read: ReadBytes, size: number): Promise<ParsedHeader> {
   for (let n = Math.min(size, 1024); ; n = Math.min(size, n * 2, MAX_HEADER_LENGTH)) {
     const head = await read(0, n);
     // All there is: a complete header, or a typed error saying what is wrong with it.

@@ -3,7 +3,7 @@
  * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
  */
 import { checkSignal, throwIfAborted } from './core/abort.ts';
-import { abytes, wipe } from './core/bytes.ts';
+import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
 import { CompactOpener } from './core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
@@ -11,7 +11,7 @@ import { HeaderMalformedError } from './core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from './core/header.ts';
 
 /** A transformer as TransformStream takes it, with the cancel() that older DOM typings lack. */
-type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStream<Uint8Array, Uint8Array>>[0]> & {
+type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStream<ByteInput, Uint8Array>>[0]> & {
   cancel?: (reason?: unknown) => void | Promise<void>;
 };
 
@@ -44,12 +44,12 @@ function onAbort(signal: AbortSignal | undefined, controller: TransformStreamDef
   return () => signal.removeEventListener('abort', listener);
 }
 
-export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<Uint8Array, Uint8Array> {
+export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
   let sealer: PayloadSealer | undefined;
   let spend: (bytes: number) => void = () => {};
   let unlisten = (): void => {};
-  return new TransformStream<Uint8Array, Uint8Array>(
+  return new TransformStream<ByteInput, Uint8Array>(
     {
       async start(controller) {
         unlisten = onAbort(signal, controller, () => sealer?.destroy());
@@ -69,8 +69,9 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
       transform(chunk, controller) {
         try {
           throwIfAborted(signal);
-          spend(abytes(chunk, 'chunk').length);
-          const out = sealer!.push(chunk);
+          const bytes = toBytes(chunk, 'chunk');
+          spend(bytes.length);
+          const out = sealer!.push(bytes);
           if (out.length > 0) controller.enqueue(out);
         } catch (error) {
           sealer!.destroy();
@@ -93,7 +94,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
   );
 }
 
-export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<Uint8Array, Uint8Array> {
+export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
@@ -108,14 +109,14 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
     }
   };
 
-  return new TransformStream<Uint8Array, Uint8Array>(
+  return new TransformStream<ByteInput, Uint8Array>(
     {
       start(controller) {
         unlisten = onAbort(signal, controller, () => opener?.destroy());
       },
-      async transform(chunk, controller) {
+      async transform(input, controller) {
         throwIfAborted(signal);
-        abytes(chunk, 'chunk');
+        const chunk = toBytes(input, 'chunk');
         if (opener) {
           emit(controller, opener.push(chunk));
           return;

@@ -16,6 +16,34 @@ export function abytes(value: unknown, title: string, ...lengths: number[]): Uin
   return value;
 }
 
+/**
+ * Bytes as callers hold them: a Uint8Array (a Buffer), any other view (DataView, typed arrays), or
+ * an ArrayBuffer: DOM's BufferSource and Node's ArrayBufferView, with no cast needed.
+ */
+export type ByteInput = ArrayBufferView | ArrayBuffer;
+
+function isArrayBuffer(value: unknown): value is ArrayBuffer {
+  if (value instanceof ArrayBuffer) return true;
+  const tag = typeof value === 'object' && value !== null ? Object.prototype.toString.call(value) : '';
+  return tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]'; // another realm's, or shared
+}
+
+/** True for any ByteInput (told apart from the `{ plaintext }` and `{ sealed }` batch items). */
+export function isByteInput(value: unknown): value is ByteInput {
+  return ArrayBuffer.isView(value) || isArrayBuffer(value);
+}
+
+/**
+ * Any ByteInput as a Uint8Array over the same memory (no copy: the caller's bytes are read, never
+ * kept or written); a TypeError naming the argument for anything else.
+ */
+export function toBytes(value: unknown, title: string): Uint8Array {
+  if (isBytes(value)) return value;
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (isArrayBuffer(value)) return new Uint8Array(value);
+  throw new TypeError(`"${title}" expected Uint8Array, got ${describe(value)}; any ArrayBufferView or ArrayBuffer will do`);
+}
+
 /** Names the type of a bad argument without printing its value (it may be a secret). */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
