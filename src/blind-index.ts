@@ -16,7 +16,7 @@
  */
 import type { CryptoBackend } from './core/backend.ts';
 import { base64url, describe, isBytes, utf8, wipe } from './core/bytes.ts';
-import { ClosedError, KeyNotFoundError, KeyUnavailableError } from './core/errors.ts';
+import { ClosedError, KeyNotFoundError, KeyNotWarmError, KeyUnavailableError } from './core/errors.ts';
 import { hmacSha256 as nobleHmacSha256 } from './core/hashes.ts';
 import { type BackendName, selectBackend } from './core/select-backend.ts';
 import { COBBLESTONE_256 } from './core/suites.ts';
@@ -135,15 +135,18 @@ export interface BlindIndex<Out extends string | Uint8Array<ArrayBuffer> = strin
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** computeSync() found no key in memory: await compute() or warm() first. */
-export class BlindIndexNotWarmError extends KeyUnavailableError {
+/**
+ * computeSync() found no key in memory (ERR_KEY_NOT_WARM, like every synchronous call of the
+ * library): it started the load; await index.warm() or compute() first, then retry.
+ */
+export class BlindIndexNotWarmError extends KeyNotWarmError {
   readonly partition: string;
   readonly version: number;
-  constructor(partition: string, version: number) {
-    super(
-      `the blind index key of partition ${JSON.stringify(partition)} version ${version} is not in memory: ` +
-        'await index.warm([partition]) (or compute()) before computeSync(), which never waits for the KMS',
-    );
+  constructor(label: string, partition: string, version: number) {
+    super(label);
+    this.message =
+      `${label}: the key of partition ${JSON.stringify(partition)} version ${version} is not in memory yet (it is loading): ` +
+      'await index.warm([partition]) or index.compute() first, then retry; computeSync() never waits for the KMS';
     this.partition = partition;
     this.version = version;
   }
@@ -600,7 +603,7 @@ export function createBlindIndex(options: BlindIndexOptions): BlindIndex<string 
       const got = hierarchy.openKey(ref(partition), COBBLESTONE_256);
       if (got instanceof Promise) {
         got.catch(() => undefined); // the load goes on for the next call; its failure is that call's to see
-        throw new BlindIndexNotWarmError(partition, version);
+        throw new BlindIndexNotWarmError(label, partition, version);
       }
       return finish(partition, got, msg);
     } finally {

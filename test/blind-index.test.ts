@@ -26,7 +26,7 @@ import { hkdfExpandBytes } from '../src/core/hkdf.ts';
 import { selectBackend } from '../src/core/select-backend.ts';
 import { MemoryKeyStore } from '../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
-import { ClosedError, createEnvelope, KeyUnavailableError } from '../src/index.ts';
+import { ClosedError, createEnvelope, KeyNotWarmError } from '../src/index.ts';
 import type { DataKey, KeyProvider } from '../src/kms/key-provider.ts';
 import { BACKENDS, hex, unhex } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
@@ -396,9 +396,9 @@ describe('sync and async', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(BlindIndexNotWarmError);
-    expect(error).toBeInstanceOf(KeyUnavailableError);
-    expect(error).toMatchObject({ code: 'ERR_KEY_UNAVAILABLE', partition: 'tenant-1', version: 1 });
-    expect((error as Error).message).toMatch(/warm/);
+    expect(error).toBeInstanceOf(KeyNotWarmError);
+    expect(error).toMatchObject({ code: 'ERR_KEY_NOT_WARM', name: 'BlindIndexNotWarmError', partition: 'tenant-1', version: 1 });
+    expect((error as Error).message).toMatch(/^blind index users\.email: .*warm/);
     await index.warm(['tenant-1']);
     const calls = { ...kms.calls };
     const sync = index.computeSync('a@b');
