@@ -40,7 +40,7 @@ import type {
   UpdateQueryNode,
   ValueNode,
 } from 'kysely';
-import type { FieldSpec, Records, SealedRow, Table } from '../records.ts';
+import type { FieldSpec, Records, SealedRow, Table } from '../index.ts';
 
 type AnyTable = Table<Record<string, FieldSpec>>;
 

@@ -1,0 +1,135 @@
+/**
+ * Drizzle (`kms-envelope/drizzle`): sealed columns as Drizzle custom types.
+ *
+ *   import { customType, pgTable, uuid } from 'drizzle-orm/pg-core';
+ *   const sealed = sealedColumns({ customType, records, table: profiles });
+ *   export const profileRows = pgTable('profiles', { id: uuid().primaryKey(), email: sealed.email(), born: sealed.born() });
+ *   await records.warm(['acme']);   // Drizzle's hooks are synchronous: the keys must be in memory
+ *
+ * A custom type's toDriver and fromDriver are synchronous and see only the value, never the row:
+ * each value is bound to its table and column (and schema version), NOT to its row. A value
+ * copied to another column or table does not open there; a value copied to another row of the
+ * same column does. So the record table must declare no primaryKey and a fixed partition; for
+ * row binding, seal rows with records.seal() / sealMany() before Drizzle writes them (and open
+ * them with records.open() after it reads them), or use kms-envelope/kysely.
+ *
+ * The hooks call records.sealFieldSync / openFieldSync: they work only when the partition's key
+ * is in memory (records.warm()), and throw KeyNotWarmError (ERR_KEY_NOT_WARM) rather than wait for
+ * the KMS.
+ *
+ * blindIndexType() is a custom type whose toDriver computes a blind index (computeSync), so that
+ * `eq(table.emailIndex, 'Alice@Example.com')` finds rows by value.
+ *
+ * Drizzle is imported for its types only: the library never loads it.
+ */
+import type { customType as pgCustomType } from 'drizzle-orm/pg-core';
+import type { BlindIndex, BlindIndexValue, FieldSpec, FieldValues, Records, Table } from '../index.ts';
+
+/** What the column hooks use of the records object (createRecords()): one field, synchronously, with no row. */
+export type SyncFieldRecords = Pick<Records, 'sealFieldSync' | 'openFieldSync'>;
+
+/** The driver's type of a sealed column: text for the `kme.` form, bytes for `encoding: 'bytes'`. */
+type DriverData<S extends FieldSpec> = S['encoding'] extends 'bytes' ? Uint8Array : string;
+
+/** The Drizzle column builder of one sealed column (PostgreSQL's customType). */
+export type SealedColumnBuilder<S extends FieldSpec> = ReturnType<typeof pgCustomType<{ data: FieldValues[S['type']]; driverData: DriverData<S> }>>;
+
+/** What a dialect's customType() takes: the same shape in pg-core, mysql-core and sqlite-core. */
+export interface SealedColumnConfig<S extends FieldSpec> {
+  dataType(): string;
+  toDriver(value: FieldValues[S['type']]): DriverData<S>;
+  fromDriver(value: DriverData<S>): FieldValues[S['type']];
+}
+
+export interface SealedColumnsOptions<C extends Record<string, FieldSpec>> {
+  /** `customType` from drizzle-orm/pg-core (for MySQL or SQLite, use sealedColumnConfig with theirs). */
+  customType: typeof pgCustomType;
+  /** The records object (createRecords()); warm its partition before the first query. */
+  records: SyncFieldRecords;
+  /** The sealed columns, declared with defineTable(): no primaryKey, a fixed partition. */
+  table: Table<C>;
+  /** The SQL types of the columns: default `text` and, for `encoding: 'bytes'`, `bytea`. */
+  sqlTypes?: { text?: string; bytes?: string };
+}
+
+function checkTable(table: Table<Record<string, FieldSpec>>): void {
+  if (!table || typeof table.columns !== 'object' || !Array.isArray(table.primaryKeys)) throw new TypeError('"table" expected a table from defineTable()');
+  if (table.primaryKeys.length) {
+    throw new TypeError(
+      `kms-envelope/drizzle: table ${table.name} declares a primaryKey, but Drizzle's column hooks see only the value and cannot bind it to its row: ` +
+        'declare the table without primaryKey (values bound to table and column), or seal the rows with records.seal() before Drizzle writes them',
+    );
+  }
+  if (typeof table.partition !== 'string') {
+    throw new TypeError(`kms-envelope/drizzle: table ${table.name} takes its partition from the row, which Drizzle's column hooks do not see: give a fixed partition`);
+  }
+}
+
+/**
+ * The custom-type configuration of one sealed column, for any dialect's customType:
+ * `customType<{ data: string; driverData: string }>(sealedColumnConfig(records, table, 'email'))`.
+ */
+export function sealedColumnConfig<C extends Record<string, FieldSpec>, K extends keyof C & string>(
+  records: SyncFieldRecords,
+  table: Table<C>,
+  column: K,
+  sqlType?: string,
+): SealedColumnConfig<C[K]> {
+  checkTable(table as unknown as Table<Record<string, FieldSpec>>);
+  const spec = table.columns[column];
+  if (!spec) throw new TypeError(`table ${table.name} has no sealed column ${JSON.stringify(column)}`);
+  if (typeof records?.sealFieldSync !== 'function' || typeof records.openFieldSync !== 'function') {
+    throw new TypeError('kms-envelope/drizzle: "records" expected the records object of createRecords() (sealFieldSync, openFieldSync)');
+  }
+  const type = sqlType ?? (spec.encoding === 'bytes' ? 'bytea' : 'text');
+  return {
+    dataType: () => type,
+    toDriver: (value) => records.sealFieldSync(table, column, value) as DriverData<C[K]>,
+    fromDriver: (stored) => records.openFieldSync(table, column, stored) as FieldValues[C[K]['type']],
+  };
+}
+
+/** A PostgreSQL column builder per sealed column of `table`: `sealed.email()` or `sealed.email('email_sealed')`. */
+export function sealedColumns<C extends Record<string, FieldSpec>>(options: SealedColumnsOptions<C>): { [K in keyof C & string]: SealedColumnBuilder<C[K]> } {
+  const { customType, records, table, sqlTypes } = options;
+  if (typeof customType !== 'function') throw new TypeError('"customType" expected customType from drizzle-orm/pg-core');
+  const out: Record<string, unknown> = {};
+  for (const [column, spec] of Object.entries(table.columns)) {
+    const sqlType = spec.encoding === 'bytes' ? sqlTypes?.bytes : sqlTypes?.text;
+    out[column] = customType(sealedColumnConfig(records, table, column, sqlType) as never);
+  }
+  return out as { [K in keyof C & string]: SealedColumnBuilder<C[K]> };
+}
+
+export interface BlindIndexTypeOptions<Out extends string | Uint8Array> {
+  customType: typeof pgCustomType;
+  /** A single-column blind index (createBlindIndex); its keys must be warm (index.warm()). */
+  index: BlindIndex<Out & (string | Uint8Array<ArrayBuffer>), BlindIndexValue>;
+  /** The partition of the rows; default the index's own `partition`. */
+  partition?: string;
+  /** The SQL type; default `text`, or `bytea` for an index with `output: 'bytes'`. */
+  sqlType?: string;
+}
+
+/**
+ * A PostgreSQL column type for a blind index (call it as a column: `emailIndex: type('email_index')`):
+ * written and compared as the value (toDriver computes the index), read back as the stored index.
+ * Insert the plaintext value into it (as into its sealed column) and look rows up with
+ * `eq(table.emailIndex, value)`; then drop the false positives with `index.matches(row.email,
+ * value)`. Never write back a value read from it.
+ */
+export function blindIndexType<Out extends string | Uint8Array>(
+  options: BlindIndexTypeOptions<Out>,
+): ReturnType<typeof pgCustomType<{ data: BlindIndexValue; driverData: Out }>> {
+  const { customType, index, partition } = options;
+  if (typeof customType !== 'function') throw new TypeError('"customType" expected customType from drizzle-orm/pg-core');
+  if (typeof index?.computeSync !== 'function') throw new TypeError('"index" expected a blind index (createBlindIndex)');
+  if (index.columns.length !== 1) throw new TypeError('blindIndexType() takes a single-column index');
+  const type = options.sqlType ?? (index.output === 'bytes' ? 'bytea' : 'text');
+  const call = partition === undefined ? undefined : { partition };
+  return customType<{ data: BlindIndexValue; driverData: Out }>({
+    dataType: () => type,
+    toDriver: (value) => index.computeSync(value, call) as Out,
+    fromDriver: (stored) => stored as BlindIndexValue,
+  });
+}
