@@ -187,6 +187,51 @@ describe('FORMAT.md §3 encryption context', () => {
       }),
     );
   });
+
+  it('the JSON for the KMS: members in UTF-8 key order, strings escaped as JSON.stringify writes them, everything else literal UTF-8', () => {
+    expect(canonicalContext({ b: '\u0001', a: 'x"y' }).json).toBe('{"a":"x\\"y","b":"\\u0001"}');
+    expect(canonicalContext({ k: '\\ \b\t\n\f\r \u001f \u2028\u2029 é 🔐 \u007f' }).json).toBe(
+      '{"k":"\\\\ \\b\\t\\n\\f\\r \\u001f \u2028\u2029 é 🔐 \u007f"}',
+    );
+    expect(canonicalContext({}).json).toBe('{}');
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ unit: 'binary', minLength: 1, maxLength: 6 }), fc.string({ unit: 'binary', maxLength: 8 }), { maxKeys: 6 }), (record) => {
+        fc.pre(Object.entries(record).every(([k, v]) => k.isWellFormed() && v.isWellFormed()));
+        const ctx = canonicalContext(record);
+        const members = Object.keys(ctx.pairs).map((k) => `${JSON.stringify(k)}:${JSON.stringify(ctx.pairs[k])}`);
+        expect(ctx.json).toBe(`{${members.join(',')}}`);
+        expect(JSON.parse(ctx.json)).toEqual({ ...ctx.pairs });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('A reader MUST reject a declared length of zero for a field whose least length is 1 (a context key here, the provider id, the key id and the ciphertext blob in section 5) as ERR_HEADER_MALFORMED', async () => {
+    const isMalformed = (e: unknown): void => {
+      expect(e).toBeInstanceOf(HeaderMalformedError);
+      expect(e).not.toBeInstanceOf(LimitExceededError);
+      expect((e as EnvelopeError).code).toBe('ERR_HEADER_MALFORMED');
+    };
+    isMalformed(errorOf(() => parseContext(new Uint8Array([...u16(1), ...u16(0), ...u16(1), 0x61]), 0)));
+    const auth = [...PREFIX, 0x00, ...u16(0)];
+    const provider = [5, ...Buffer.from('local')];
+    const keyId = [...u16(3), ...Buffer.from('kid')];
+    const headers = [
+      [...auth, 0],
+      [...auth, ...provider, ...u16(0)],
+      [...auth, ...provider, ...keyId, ...u16(0)],
+    ];
+    const provider2 = new InstrumentedProvider(kms);
+    const env = createEnvelope({ kms: provider2 });
+    for (const bytes of headers) {
+      isMalformed(errorOf(() => parseHeader(new Uint8Array(bytes))));
+      isMalformed(await env.open(new Uint8Array([...bytes, ...new Array(80).fill(0)])).catch((e: unknown) => e));
+    }
+    expect(provider2.calls.decrypt).toBe(0);
+    // Zero where zero is allowed: an empty value, and an empty context.
+    expect({ ...parseContext(new Uint8Array([...u16(1), ...u16(1), 0x61, ...u16(0)]), 0).context.pairs }).toEqual({ a: '' });
+    expect({ ...parseContext(new Uint8Array(u16(0)), 0).context.pairs }).toEqual({});
+  });
 });
 
 describe('FORMAT.md §4 authenticated bytes', () => {
@@ -302,6 +347,46 @@ describe('FORMAT.md §5 wrapped-key section', () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('A reader MUST reject a key id or a ciphertext blob that is not well-formed UTF-8 as ERR_HEADER_MALFORMED, before any KMS call', async () => {
+    const auth = [...PREFIX, 0x00, ...u16(0)];
+    const provider = [5, ...Buffer.from('local')];
+    const keyId = [...u16(3), ...Buffer.from('kid')];
+    const blob = [...u16(4), ...Buffer.from('blob')];
+    const notUtf8 = [[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0x61, 0xe2, 0x82]]; // a stray byte, overlong, a surrogate, cut short
+    const instrumented = new InstrumentedProvider(kms);
+    const env = createEnvelope({ kms: instrumented });
+    for (const bad of notUtf8) {
+      const field = [...u16(bad.length), ...bad];
+      for (const header of [
+        [...auth, ...provider, ...field, ...blob],
+        [...auth, ...provider, ...keyId, ...field],
+      ]) {
+        expect(errorOf(() => parseHeader(new Uint8Array(header)))).toBeInstanceOf(HeaderMalformedError);
+        const message = new Uint8Array([...header, ...new Array(72).fill(0)]);
+        await expect(env.open(message)).rejects.toMatchObject({ code: 'ERR_HEADER_MALFORMED', message: expect.stringContaining('UTF-8') });
+      }
+    }
+    expect(instrumented.calls.decrypt).toBe(0);
+  });
+
+  it('a writer refuses a key id or blob from the KMS that is empty, too long or not well-formed Unicode: ERR_KMS (bad-response), the data key wiped', async () => {
+    for (const [field, value] of [
+      ['keyId', '\ud800kid'],
+      ['keyId', ''],
+      ['keyId', 'k'.repeat(HEADER_LIMITS.maxKeyIdBytes + 1)],
+      ['ciphertextBlob', 'blob\udfff'],
+      ['ciphertextBlob', ''],
+      ['ciphertextBlob', 'b'.repeat(HEADER_LIMITS.maxBlobBytes + 1)],
+    ] as const) {
+      const instrumented = new InstrumentedProvider(LocalKms.generate());
+      const env = createEnvelope({
+        kms: { id: 'local', generateDataKey: async (r) => ({ ...(await instrumented.generateDataKey(r)), [field]: value }), decryptDataKey: (r) => instrumented.decryptDataKey(r) },
+      });
+      await expect(env.seal('x')).rejects.toMatchObject({ code: 'ERR_KMS', kind: 'bad-response' });
+      expect(instrumented.allWiped()).toBe(true);
+    }
   });
 
   it('parseHeader gives only typed errors on arbitrary bytes', () => {

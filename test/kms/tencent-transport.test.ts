@@ -204,3 +204,29 @@ describe('KMS context limits', () => {
     expect(requests).toBe(1);
   });
 });
+
+describe('the context on the wire (FORMAT.md §3)', () => {
+  it('an empty context is sent to the KMS as {} and never omitted, by GenerateDataKey and Decrypt of both providers', async () => {
+    const sent: { action: string; context: string | null }[] = [];
+    const spy: typeof fetch = async (input, init) => {
+      const request = new Request(input, init);
+      const body = await request.clone().text();
+      if (request.headers.get('content-type')?.includes('json')) {
+        const json = JSON.parse(body) as Record<string, unknown>;
+        sent.push({ action: request.headers.get('x-tc-action') ?? '', context: typeof json.EncryptionContext === 'string' ? json.EncryptionContext : null });
+      } else {
+        // The legacy API: a form body, or (GET) the query string.
+        const form = request.method === 'GET' ? new URL(request.url).searchParams : new URLSearchParams(body);
+        sent.push({ action: form.get('Action') ?? '', context: form.get('encryptionContext') });
+      }
+      return fetch(request);
+    };
+    for (const kms of [v3({ fetch: spy }), v2({ fetch: spy }), v2({ fetch: spy, method: 'GET' })]) {
+      const envelope = createEnvelope({ kms });
+      expect(await envelope.openString(await envelope.seal('empty'))).toBe('empty');
+      expect(await envelope.openString(await envelope.seal('empty', { context: {}, detachedContext: true }), { context: new Map() })).toBe('empty');
+    }
+    expect(sent.length).toBe(12); // 3 providers x 2 messages x (GenerateDataKey, Decrypt)
+    for (const call of sent) expect(call.context, call.action).toBe('{}');
+  });
+});
