@@ -165,6 +165,8 @@ const ERROR_NAMES = new Set([
   'KeyNotFoundError',
   'KeyUnavailableError',
   'KeyNotWarmError',
+  'BlindIndexNotWarmError',
+  'RecordFieldError',
 ]);
 
 /** True for any error thrown by this library, across realms and duplicate installs. */
