@@ -309,7 +309,7 @@ export class TencentTransport {
     const httpError = (kind: KmsErrorKind): KmsError => new KmsError(`${call.action}: HTTP ${status} from the KMS`, { kind, kmsCode: `HTTP${status}` });
     if (status >= 500) return { retry: httpError('service') };
     if (status === 401 || status === 403) return { fail: httpError('auth') };
-    if (status === 429) return { fail: httpError('throttled') };
+    if (status === 429) return { retry: httpError('throttled') };
     if (status !== 200) return { fail: httpError(status >= 400 ? 'bad-request' : 'bad-response') };
     let body: unknown;
     try {

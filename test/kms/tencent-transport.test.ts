@@ -117,6 +117,18 @@ describe('every KmsError has a kind', () => {
     expect(error).toMatchObject({ kind: 'bad-request', kmsCode: 'InvalidParameterValue' });
   });
 
+  it('throttled: HTTP 429 is retried, then fails with its kind', async () => {
+    let answers = 0;
+    const stub: typeof fetch = async (input, init) => {
+      await new Request(input, init).text();
+      answers++;
+      return new Response('slow down', { status: 429 });
+    };
+    const error = await failure(generate(v3({ fetch: stub, retry: { limit: 2, baseDelayMs: 1 } })));
+    expect(error).toMatchObject({ kind: 'throttled', kmsCode: 'HTTP429' });
+    expect(answers).toBe(3);
+  });
+
   it('unreachable: nothing listens at the endpoint', async () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
