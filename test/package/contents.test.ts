@@ -40,6 +40,15 @@ describe('the packed tarball', () => {
       'dist/ts5.0/index.d.ts',
       'dist/ts5.0/node.d.ts',
       'dist/ts5.0/tools/emulator/index.d.ts',
+      'dist/adapters/drizzle.js',
+      'dist/adapters/drizzle.d.ts',
+      'dist/adapters/kysely.js',
+      'dist/adapters/kysely.d.ts',
+      'dist/adapters/sequelize.js',
+      'dist/adapters/sequelize.d.ts',
+      'dist/ts5.0/adapters/drizzle.d.ts',
+      'dist/ts5.0/adapters/kysely.d.ts',
+      'dist/ts5.0/adapters/sequelize.d.ts',
     ]) {
       expect(paths, path).toContain(path);
     }

@@ -43,8 +43,8 @@ describe('package linters on the packed tarball', () => {
       problems?: Record<string, { kind: string; entrypoint?: string; resolutionKind?: string }[]>;
     };
     const entrypoints = report.analysis.entrypoints;
-    expect(Object.keys(entrypoints).sort()).toEqual(['.', './emulator', './node', './package.json']);
-    for (const entry of ['.', './node', './emulator']) {
+    expect(Object.keys(entrypoints).sort()).toEqual(['.', './drizzle', './emulator', './kysely', './node', './package.json', './sequelize']);
+    for (const entry of ['.', './node', './emulator', './drizzle', './kysely', './sequelize']) {
       for (const kind of ['node10', 'node16-cjs', 'node16-esm', 'bundler']) {
         expect(entrypoints[entry]!.resolutions[kind]?.resolution?.fileName, `${entry} under ${kind}`).toMatch(/\.d\.ts$/);
       }
