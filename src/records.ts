@@ -20,6 +20,7 @@ import { wipe } from './core/bytes.ts';
 import type { BatchResult, Envelope } from './envelope.ts';
 import { createEnvelope } from './envelope.ts';
 import type { KeyHierarchy } from './hierarchy.ts';
+import { type BlindIndex, type BlindIndexNormalizer, type BlindIndexValue, createBlindIndex } from './blind-index.ts';
 
 export type { FieldType, FieldValues } from './core/field-value.ts';
 
@@ -35,6 +36,12 @@ export interface FieldSpec<T extends FieldType = FieldType> {
    * has sealed every row.
    */
   legacyPlaintext?: boolean;
+  /**
+   * A blind index for equality search (README "Blind indexes"): seal() writes it to `column`, and
+   * indexOf() gives the value to look up. It leaks equality and frequency within the column and
+   * partition.
+   */
+  index?: { column: string; bits: number; normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[]; version?: number };
 }
 
 export interface TableSpec<C extends Record<string, FieldSpec>> {
@@ -136,8 +143,11 @@ export interface Records {
    */
   sealFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, value: FieldValues[C[K]['type']] | null | undefined, row?: Readonly<Record<string, unknown>>): unknown;
   openFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, stored: unknown, row?: Readonly<Record<string, unknown>>): FieldValues[C[K]['type']] | null | undefined;
-  /** Loads the partitions' keys, so that the sync calls work. */
-  warm(partitions: readonly string[]): Promise<void>;
+  /** The blind index of `value` for an indexed column, to look rows up by (`WHERE email_idx = $1`). */
+  indexOf<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): Promise<string>;
+  indexOfSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): string;
+  /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
+  warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[]): Promise<void>;
   readonly stats: RecordsStats;
   /** The envelope records are sealed with (format 2, the hierarchy). */
   readonly envelope: Envelope;
@@ -191,6 +201,21 @@ export function createRecords(options: RecordsOptions): Records {
 
   type AnyTable = Table<Record<string, FieldSpec>>;
   type Row = Readonly<Record<string, unknown>>;
+
+  const indexes = new Map<string, BlindIndex>();
+  function indexFor(t: AnyTable, column: string): BlindIndex {
+    const field = t.columns[column];
+    if (!field?.index) throw new TypeError(`${t.name}.${column} has no blind index`);
+    const id = `${t.name}\u0000${column}`;
+    let index = indexes.get(id);
+    if (!index) {
+      const { bits, normalize, version } = field.index;
+      index = createBlindIndex({ hierarchy: options.hierarchy, table: t.name, column: field.id ?? column, bits, ...(normalize ? { normalize } : {}), ...(version ? { version } : {}) });
+      indexes.set(id, index);
+    }
+    return index;
+  }
+  const indexed = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => t.columns[c]!.index && row[c] !== null && row[c] !== undefined);
 
   /** What sealing one field needs: the plaintext (the caller wipes it) and the envelope options. */
   function sealPlan(t: AnyTable, column: string, value: unknown, row: Row, partition: string) {
@@ -280,7 +305,10 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    await Promise.all(present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition))));
+    await Promise.all([
+      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition))),
+      ...indexed(t, row).map(async (column) => (out[t.columns[column]!.index!.column] = await indexFor(t, column).compute(row[column] as BlindIndexValue, { partition }))),
+    ]);
     return out as SealedRow<C>;
   }
 
@@ -296,6 +324,7 @@ export function createRecords(options: RecordsOptions): Records {
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
     for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition);
+    for (const column of indexed(t, row)) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(row[column] as BlindIndexValue, { partition });
     return out as SealedRow<C>;
   }
 
@@ -342,7 +371,13 @@ export function createRecords(options: RecordsOptions): Records {
     },
     sealMany: (table, rows, o) => many(rows, (row) => seal(table, row), o),
     openMany: (table, rows, o) => many(rows, (row) => open(table, row), o),
-    warm: (partitions) => options.hierarchy.warm(partitions),
+    indexOf: (table, column, value, o) => indexFor(table as unknown as AnyTable, column).compute(value, o) as Promise<string>,
+    indexOfSync: (table, column, value, o) => indexFor(table as unknown as AnyTable, column).computeSync(value, o) as string,
+    async warm(partitions, tables = []) {
+      for (const t of tables) for (const [column, field] of Object.entries(t.columns)) if (field.index) indexFor(t, column);
+      await options.hierarchy.warm(partitions);
+      await Promise.all([...indexes.values()].map((index) => index.warm(partitions)));
+    },
     stats,
     envelope,
   };

@@ -207,3 +207,37 @@ describe('records in SQLite (better-sqlite3)', () => {
     db.close();
   });
 });
+
+describe('records: blind indexes in PostgreSQL', () => {
+  it('finds a row by the blind index of a search term, and filters false positives by opening', async () => {
+    const people = defineTable({
+      name: 'people',
+      primaryKey: 'id',
+      partition: { column: 'tenant' },
+      columns: { email: { type: 'string', index: { column: 'email_idx', bits: 16, normalize: ['trim', 'casefold'] } } },
+    });
+    const table = uniqueTable('kmse_people');
+    tables.push(table);
+    await pool.query(`CREATE TABLE ${table} (id TEXT PRIMARY KEY, tenant TEXT, email TEXT, email_idx TEXT)`);
+    await pool.query(`CREATE INDEX ON ${table} (email_idx)`);
+    const plain = Array.from({ length: 300 }, (_, i) => ({ id: `p${i}`, tenant: 'acme', email: `Person${i}@Example.com` }));
+    for (const row of plain) {
+      const sealed = await records.seal(people, row);
+      expect(sealed.email_idx).toMatch(/^[A-Za-z0-9_-]+$/);
+      await pool.query(`INSERT INTO ${table} (id, tenant, email, email_idx) VALUES ($1, $2, $3, $4)`, [sealed.id, sealed.tenant, sealed.email, sealed.email_idx]);
+    }
+    const term = '  person123@example.COM ';
+    const idx = await records.indexOf(people, 'email', term, { partition: 'acme' });
+    const { rows: candidates } = await pool.query(`SELECT id, tenant, email FROM ${table} WHERE email_idx = $1`, [idx]);
+    expect(candidates.length).toBeGreaterThanOrEqual(1); // 16 bits: a few false positives are possible
+    const found = [];
+    for (const c of candidates) {
+      const opened = await records.open(people, c);
+      if ((opened.email as string).trim().toLowerCase() === term.trim().toLowerCase()) found.push(opened.id);
+    }
+    expect(found).toEqual(['p123']);
+    // The sync path once warm.
+    await records.warm(['acme'], [people]);
+    expect(records.indexOfSync(people, 'email', 'PERSON123@example.com', { partition: 'acme' })).toBe(idx);
+  });
+});
