@@ -111,7 +111,12 @@ function floor() {
   };
 }
 
-const users = defineTable({ name: 'users', primaryKey: 'id', partition: 'tenant-1', columns: { a: { type: 'string' }, b: { type: 'string' }, c: { type: 'string' } } });
+const users = defineTable({
+  name: 'users',
+  primaryKey: 'id',
+  partition: 'tenant-1',
+  columns: { a: { type: 'string', index: { column: 'idx', bits: 128 } }, b: { type: 'string' }, c: { type: 'string' } },
+});
 
 async function recordApi(kms: KeyProvider) {
   let calls = 0;
@@ -125,7 +130,7 @@ async function recordApi(kms: KeyProvider) {
     calls: () => calls,
     async seal(batch: typeof rows): Promise<Row[]> {
       const results = await records.sealMany(users, batch, { failFast: true });
-      return results.map((r) => (r.ok ? { ...r.value, idx: null } : undefined)!);
+      return results.map((r) => (r.ok ? r.value : undefined)!);
     },
     async open(batch: Row[]): Promise<void> {
       await records.openMany(users, batch, { failFast: true });
