@@ -96,9 +96,9 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const resolve = typeof options.kms === 'function' ? options.kms : () => options.kms as KeyProvider;
   const backend = selectBackend(options.backend);
   const now = options.now ?? (() => performance.now());
-  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, breakerFailures, breakerCooldownMs } = options;
+  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs } = options;
   const cacheOptions = Object.fromEntries(
-    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
+    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
   );
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
   const activeTtl = options.activeTtlMs ?? 60_000;

@@ -33,6 +33,11 @@ export interface IntermediateKeyCacheOptions {
   maxLoadsInFlight?: number;
   /** Keys held at once, least recently used evicted; default 10000. */
   maxEntries?: number;
+  /**
+   * Key versions held at once per partition (tenant), its own least recently used evicted first;
+   * default 16. So one tenant's burst of versions cannot push other tenants' keys out.
+   */
+  maxEntriesPerPartition?: number;
   /** Outage failures in a row that open the breaker; default 5. */
   breakerFailures?: number;
   /** How long an open breaker refuses loads, ms; default 5000. */
@@ -46,6 +51,7 @@ export const INTERMEDIATE_KEY_CACHE_DEFAULTS: Required<IntermediateKeyCacheOptio
   maxStaleMs: 3_600_000,
   maxLoadsInFlight: 4,
   maxEntries: 10_000,
+  maxEntriesPerPartition: 16,
   breakerFailures: 5,
   breakerCooldownMs: 5_000,
 };
@@ -225,11 +231,18 @@ export class IntermediateKeyCache {
     const entry: Entry = { partition, version, loaded: { key, derived: new Map() }, expiresAt: this.#now() + ttl, refreshing: false };
     if (old) this.#drop(id, old);
     this.#entries.set(id, entry);
+    this.#evictWithin(partition);
     while (this.#entries.size > this.#options.maxEntries) {
       const [oldest, evicted] = this.#entries.oldest()!;
       this.#drop(oldest, evicted);
     }
     return entry;
+  }
+
+  /** A partition over its own cap gives up its least recently used version, not another tenant's. */
+  #evictWithin(partition: string): void {
+    const mine = [...this.#entries.entries()].filter(([, e]) => e.partition === partition);
+    for (let i = 0; mine.length - i > this.#options.maxEntriesPerPartition; i++) this.#drop(mine[i]![0], mine[i]![1]);
   }
 
   #failed(error: unknown, partition: string): void {

@@ -135,3 +135,15 @@ describe('IntermediateKeyCache (economy/)', () => {
     expect(classifyKmsFailure(new Error('x'))).toBe('other');
   });
 });
+
+describe('IntermediateKeyCache: tenants', () => {
+  it("keeps one tenant's burst of versions from evicting another tenant's keys", async () => {
+    const cache = new IntermediateKeyCache({ maxEntries: 20, maxEntriesPerPartition: 4 }, classifyKmsFailure);
+    const load = async () => new Uint8Array(32).fill(1);
+    const quiet = await cache.get('quiet', 1, 'open', load);
+    for (let v = 1; v <= 30; v++) await cache.get('noisy', v, 'open', load);
+    expect(cache.peek('quiet', 1, 'open', load)).toBe(quiet);
+    expect(cache.versionsInUse().noisy).toEqual([27, 28, 29, 30]);
+    expect(quiet.key.some((b) => b !== 0)).toBe(true);
+  });
+});
