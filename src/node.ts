@@ -24,7 +24,11 @@ export type { FileOptions, FileResult } from './node/files.ts';
 export { createLocalKeyFile, localKmsFromKeyFile } from './node/key-file.ts';
 export { openNodeStream, sealNodeStream } from './node/node-stream.ts';
 
-/** Seals the file `src` to `dest` atomically (temporary file, fsync, rename), in constant memory. */
+/**
+ * Seals the file `src` to `dest` atomically (temporary file, fsync, rename), in constant memory.
+ * `options.signal` (as for every function here) cancels: the call rejects with the signal's reason,
+ * the keys are wiped, the temporary file is removed and `dest` is left as it was.
+ */
 export function sealFile(envelope: Envelope, src: string, dest: string, options?: SealOptions & FileOptions): Promise<FileResult> {
   const core = coreOf(envelope);
   return core.track(() => files.sealFile(core, src, dest, options));
