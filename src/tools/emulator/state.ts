@@ -2,9 +2,8 @@
  * The --state file: the keys (with their master key material) and the generated credentials, so
  * that both survive a restart. Credentials given to the emulator are never written.
  */
-import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../../node.ts';
 import type { Cmk } from './kms.ts';
 import type { EmulatorCredentials } from './types.ts';
 
@@ -44,18 +43,8 @@ export function saveState(path: string, state: EmulatorState): void {
     ...(state.credentials ? { credentials: [...state.credentials] } : {}),
     keys: [...state.keys].map((k) => ({ ...k, material: k.material.toString('base64') })),
   };
-  writeAtomically(path, JSON.stringify(file));
+  // Atomic and 0600: a crash mid-write leaves the previous state, never half a file.
+  writeFileAtomicSync(path, JSON.stringify(file), { overwrite: true, mode: 0o600 });
 }
 
 /** Writes to a temporary file beside `path` (mode 0600: it holds key material and secrets), fsyncs, renames over it. */
-function writeAtomically(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${Date.now()}-${randomUUID()}.tmp`);
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
