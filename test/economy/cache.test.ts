@@ -20,10 +20,21 @@ afterEach(() => {
   emulator.resetStats();
 });
 
-// No rate limit (these tests count calls, not pace), but a cap on sockets in flight.
+// No rate limit (these tests count calls, not pace), but a cap on sockets in flight. The deadline
+// counts the wait for a place in flight, and 10,000 calls queue behind 64 places: on a loaded
+// machine that takes minutes, so the deadline and the attempts are long here.
 const UNLIMITED = { qps: 1e6, burst: 1e6, concurrency: 64 };
 const tencent = (options: TencentKmsOptions = {}) =>
-  new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials[0]!, rateLimit: UNLIMITED, ...options });
+  new TencentKms({
+    keyId,
+    region: 'ap-guangzhou',
+    endpoint: emulator.url,
+    credentials: emulator.credentials[0]!,
+    rateLimit: UNLIMITED,
+    deadlineMs: 600_000,
+    timeoutMs: 60_000,
+    ...options,
+  });
 const record = (i: number) => `row ${i}: ${'x'.repeat(1000)}`;
 
 describe('encryption cache, counted at the emulator', () => {
