@@ -17,8 +17,9 @@
  * is in memory (records.warm()), and throw KeyNotWarmError (ERR_KEY_NOT_WARM) rather than wait for
  * the KMS.
  *
- * blindIndexType() is a custom type whose toDriver computes a blind index (computeSync), so that
- * `eq(table.emailIndex, 'Alice@Example.com')` finds rows by value.
+ * blindIndexType() is a custom type whose toDriver computes a blind index (the one a sealed column
+ * declares in defineTable, through records.indexOfSync, or a createBlindIndex() of your own), so
+ * that `eq(table.emailIndex, 'Alice@Example.com')` finds rows by value.
  *
  * Drizzle is imported for its types only: the library never loads it.
  */
@@ -111,6 +112,18 @@ export interface BlindIndexTypeOptions<Out extends string | Uint8Array> {
   sqlType?: string;
 }
 
+/** The blind index a sealed column declares in defineTable (`index: { column, bits }`), computed by the records object. */
+export interface RecordIndexTypeOptions<C extends Record<string, FieldSpec>> {
+  customType: typeof pgCustomType;
+  records: Pick<Records, 'indexOfSync'>;
+  table: Table<C>;
+  /** The sealed column whose index this column holds. */
+  column: keyof C & string;
+  /** The partition of the rows; default the table's fixed partition. */
+  partition?: string;
+  sqlType?: string;
+}
+
 /**
  * A PostgreSQL column type for a blind index (call it as a column: `emailIndex: type('email_index')`):
  * written and compared as the value (toDriver computes the index), read back as the stored index.
@@ -118,18 +131,33 @@ export interface BlindIndexTypeOptions<Out extends string | Uint8Array> {
  * `eq(table.emailIndex, value)`; then drop the false positives with `index.matches(row.email,
  * value)`. Never write back a value read from it.
  */
-export function blindIndexType<Out extends string | Uint8Array>(
-  options: BlindIndexTypeOptions<Out>,
-): ReturnType<typeof pgCustomType<{ data: BlindIndexValue; driverData: Out }>> {
-  const { customType, index, partition } = options;
+export function blindIndexType<C extends Record<string, FieldSpec>>(options: RecordIndexTypeOptions<C>): ReturnType<typeof pgCustomType<{ data: BlindIndexValue; driverData: string }>>;
+export function blindIndexType<Out extends string | Uint8Array>(options: BlindIndexTypeOptions<Out>): ReturnType<typeof pgCustomType<{ data: BlindIndexValue; driverData: Out }>>;
+export function blindIndexType(
+  options: BlindIndexTypeOptions<string | Uint8Array> | RecordIndexTypeOptions<Record<string, FieldSpec>>,
+): ReturnType<typeof pgCustomType<{ data: BlindIndexValue; driverData: string | Uint8Array }>> {
+  const { customType } = options;
   if (typeof customType !== 'function') throw new TypeError('"customType" expected customType from drizzle-orm/pg-core');
+  if (!('index' in options)) {
+    const { records, table, column } = options;
+    if (typeof records?.indexOfSync !== 'function') throw new TypeError('"records" expected the records object of createRecords()');
+    if (!table?.columns?.[column]?.index) throw new TypeError(`${table?.name}.${column} declares no blind index (index: { column, bits } in defineTable)`);
+    const partition = options.partition ?? (typeof table.partition === 'string' ? table.partition : undefined);
+    if (partition === undefined) throw new TypeError(`blindIndexType(): table ${table.name} takes its partition from the row, which Drizzle's hooks do not see: give "partition"`);
+    return customType<{ data: BlindIndexValue; driverData: string }>({
+      dataType: () => options.sqlType ?? 'text',
+      toDriver: (value) => records.indexOfSync(table, column, value, { partition }),
+      fromDriver: (stored) => stored,
+    });
+  }
+  const { index, partition } = options;
   if (typeof index?.computeSync !== 'function') throw new TypeError('"index" expected a blind index (createBlindIndex)');
   if (index.columns.length !== 1) throw new TypeError('blindIndexType() takes a single-column index');
   const type = options.sqlType ?? (index.output === 'bytes' ? 'bytea' : 'text');
   const call = partition === undefined ? undefined : { partition };
-  return customType<{ data: BlindIndexValue; driverData: Out }>({
+  return customType<{ data: BlindIndexValue; driverData: string | Uint8Array }>({
     dataType: () => type,
-    toDriver: (value) => index.computeSync(value, call) as Out,
+    toDriver: (value) => index.computeSync(value, call),
     fromDriver: (stored) => stored as BlindIndexValue,
   });
 }

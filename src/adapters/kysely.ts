@@ -10,6 +10,8 @@
  * table, column and row: an INSERT row's own primary key and partition, an UPDATE's from `key =
  * value` terms of its WHERE (and its SET). Reads: transformResult opens the sealed columns of a
  * SELECT (or of RETURNING) over a declared table, found by their name or alias in the selection.
+ * A sealed column that declares a blind index (`index: { column }` in defineTable) has its index
+ * column written with it (added to the INSERT or the SET); look rows up with records.indexOf().
  *
  * Everything else fails closed: a sealed column set to an SQL expression, a literal inlined in the
  * SQL, an INSERT ... SELECT, an UPDATE that does not pin the primary key, a marked value that
@@ -92,11 +94,11 @@ export class PendingSeal {
   get target(): string {
     return `${this.#row.name}.${this.#column}`;
   }
-  /** @internal The sealed value: what the database is to store. */
+  /** @internal The sealed value (or the blind index) the database is to store. */
   async seal(records: Records): Promise<unknown> {
     const row = this.#row;
     row.sealed ??= records.seal(row.table, row.values);
-    return (await row.sealed)[this.#column];
+    return (await row.sealed)[this.#column] ?? null;
   }
   toJSON(): never {
     throw new TypeError(NOT_WRAPPED);
@@ -121,6 +123,10 @@ function tableName(node: TableNode): string {
   const { schema, identifier } = node.table;
   return schema ? `${schema.name}.${identifier.name}` : identifier.name;
 }
+
+const identifier = (name: string) => ({ kind: 'IdentifierNode', name }) as const;
+const columnNode = (name: string) => ({ kind: 'ColumnNode', column: identifier(name) }) as unknown as ColumnNode;
+const valueNode = (value: unknown) => ({ kind: 'ValueNode', value }) as unknown as ValueNode;
 
 function columnName(node: OperationNode): string | undefined {
   if (is<ColumnNode>(node, 'ColumnNode')) return node.column.name;
@@ -175,6 +181,8 @@ export function kyselyEncryption(options: KyselyEncryptionOptions): KyselyEncryp
   const plans = new WeakMap<object, OpenPlan[]>();
 
   const sealedColumn = (table: AnyTable, column: string): boolean => Object.hasOwn(table.columns, column);
+  /** The blind-index column a sealed column declares (records.seal() computes it). */
+  const indexColumn = (table: AnyTable, column: string): string | undefined => table.columns[column]?.index?.column;
   const partitionColumn = (table: AnyTable): string | undefined => (typeof table.partition === 'object' ? table.partition.column : undefined);
 
   /** Refuses a write whose row cannot be bound: its primary key or partition column is not known. */
@@ -205,18 +213,26 @@ export function kyselyEncryption(options: KyselyEncryptionOptions): KyselyEncryp
     const name = node.into ? tableName(node.into) : undefined;
     const table = name === undefined ? undefined : tables.get(name);
     if (!table || !node.columns) return node;
-    const columns = node.columns.map((c) => c.column.name);
-    const sealedAt = columns.flatMap((c, i) => (sealedColumn(table, c) ? [i] : []));
+    const given = node.columns.map((c) => c.column.name);
+    const sealedAt = given.flatMap((c, i) => (sealedColumn(table, c) ? [i] : []));
     if (sealedAt.length === 0) return node;
+    // The blind indexes of the sealed columns are written too: computed with the seal, in place of any value given.
+    const indexOf = new Map<number, number>(); // index column position -> its sealed column's position
+    const columns = [...given];
+    for (const i of sealedAt) {
+      const index = indexColumn(table, given[i]!);
+      if (index === undefined) continue;
+      let at = columns.indexOf(index);
+      if (at < 0) at = columns.push(index) - 1;
+      indexOf.set(at, i);
+    }
     for (const update of [...(node.onConflict?.updates ?? []), ...(node.onDuplicateKey?.updates ?? [])]) checkUpsert(name!, table, node, update);
     const values = node.values;
     if (!values || values.kind !== 'ValuesNode') refuse(name!, columns[sealedAt[0]!]!, 'an INSERT ... SELECT cannot seal: insert the values');
     const rows = (values as unknown as { values: readonly OperationNode[] }).values.map((list) => {
-      const items: readonly unknown[] =
-        list.kind === 'PrimitiveValueListNode'
-          ? (list as unknown as { values: readonly unknown[] }).values
-          : (list as unknown as { values: readonly OperationNode[] }).values;
       const primitive = list.kind === 'PrimitiveValueListNode';
+      const items: unknown[] = [...(list as unknown as { values: readonly unknown[] }).values];
+      while (items.length < columns.length) items.push(primitive ? null : valueNode(null));
       const plain: Record<string, unknown> = {};
       columns.forEach((column, i) => {
         const item = items[i];
@@ -225,12 +241,39 @@ export function kyselyEncryption(options: KyselyEncryptionOptions): KyselyEncryp
       });
       if (sealedAt.some((i) => plain[columns[i]!] !== null && plain[columns[i]!] !== undefined)) requireBinding(name!, table, plain, 'an INSERT');
       const row = new PendingRow(table, name!, plain);
+      const hasValue = (i: number) => plain[columns[i]!] !== null && plain[columns[i]!] !== undefined;
       if (primitive) {
-        return { ...list, values: items.map((item, i) => (sealedAt.includes(i) && item !== null && item !== undefined ? new PendingSeal(row, columns[i]!) : item)) };
+        return {
+          ...list,
+          values: items.map((item, i) => {
+            if (indexOf.has(i)) return hasValue(indexOf.get(i)!) ? new PendingSeal(row, columns[i]!) : null;
+            return sealedAt.includes(i) && item !== null && item !== undefined ? new PendingSeal(row, columns[i]!) : item;
+          }),
+        };
       }
-      return { ...list, values: (items as readonly OperationNode[]).map((item, i) => (sealedAt.includes(i) ? marked(name!, columns[i]!, item, row) : item)) };
+      return {
+        ...list,
+        values: (items as OperationNode[]).map((item, i) => {
+          if (indexOf.has(i)) return valueNode(hasValue(indexOf.get(i)!) ? new PendingSeal(row, columns[i]!) : null);
+          return sealedAt.includes(i) ? marked(name!, columns[i]!, item, row) : item;
+        }),
+      };
     });
-    return { ...node, values: { ...values, values: rows } as OperationNode };
+    return { ...node, columns: columns.map(columnNode), values: { ...values, values: rows } as OperationNode, ...upsertIndexes(table, node) };
+  }
+
+  /** An upsert that takes excluded.<sealed column> takes its blind index from excluded too. */
+  function upsertIndexes(table: AnyTable, node: InsertQueryNode): Partial<InsertQueryNode> {
+    const updates = node.onConflict?.updates;
+    if (!updates) return {};
+    const set = new Set(updates.map((u) => columnName(u.column)));
+    const added = updates.flatMap((u) => {
+      const column = columnName(u.column);
+      const index = column === undefined ? undefined : indexColumn(table, column);
+      if (index === undefined || set.has(index)) return [];
+      return [{ ...u, column: columnNode(index), value: { ...(u.value as ReferenceNode), column: columnNode(index) } }];
+    });
+    return added.length ? { onConflict: { ...node.onConflict!, updates: [...updates, ...added] } } : {};
   }
 
   /** An upsert may set a sealed column only to `excluded.<the same column>`, on a conflict over the primary key (the same row). */
@@ -261,11 +304,26 @@ export function kyselyEncryption(options: KyselyEncryptionOptions): KyselyEncryp
     const sealsSomething = touched.some((u) => !is<ValueNode>(u.value, 'ValueNode') || (u.value.value !== null && u.value.value !== undefined));
     if (sealsSomething) requireBinding(entry.name, table, plain, 'an UPDATE (its SET or `key = value` in its WHERE)');
     const row = new PendingRow(table, entry.name, plain);
-    const updates = node.updates.map((u) => {
+    const indexes = new Map<string, string>(); // index column -> its sealed column
+    for (const u of touched) {
+      const column = columnName(u.column)!;
+      const index = indexColumn(table, column);
+      if (index !== undefined) indexes.set(index, column);
+    }
+    const indexValue = (index: string) => {
+      const value = plain[indexes.get(index)!];
+      return valueNode(value === null || value === undefined ? null : new PendingSeal(row, index));
+    };
+    const updates: ColumnUpdateNode[] = node.updates.map((u) => {
       const column = columnName(u.column);
+      if (column !== undefined && indexes.has(column)) return { ...u, value: indexValue(column) };
       if (column === undefined || !sealedColumn(table, column)) return u;
       return { ...u, value: marked(entry.name, column, u.value, row) };
     });
+    const present = new Set(node.updates.map((u) => columnName(u.column)));
+    for (const index of indexes.keys()) {
+      if (!present.has(index)) updates.push({ kind: 'ColumnUpdateNode', column: columnNode(index), value: indexValue(index) } as ColumnUpdateNode);
+    }
     return { ...node, updates };
   }
 

@@ -8,7 +8,8 @@
  * table, the column and the row (the instance's primary key, and its partition); afterCreate,
  * afterUpdate and afterBulkCreate put the plaintext back on the instance. Reads open in afterFind
  * (instances, `raw: true` rows, and included instances of other sealed models). The record table's
- * columns are the model's attribute names.
+ * columns are the model's attribute names. A sealed column that declares a blind index (`index: {
+ * column }`) has that attribute written with it; look rows up with records.indexOf().
  *
  * Fails closed: Model.upsert() with a sealed attribute is refused (Sequelize builds its values
  * before the beforeUpsert hook, so they cannot be sealed there); a read without the primary key
@@ -81,6 +82,12 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
   const hookable = model as unknown as Hookable;
   if (typeof hookable?.addHook !== 'function') throw new TypeError('sealModel() expected a Sequelize model');
   const columns = Object.keys(table.columns);
+  // A sealed column's blind index (`index: { column }` in defineTable) is an attribute the hooks write.
+  const indexOf = new Map(columns.flatMap((c) => (table.columns[c]!.index ? [[c, table.columns[c]!.index!.column] as const] : [])));
+  const attributes = (model as unknown as { getAttributes?: () => Record<string, unknown> }).getAttributes?.() ?? {};
+  for (const [column, index] of indexOf) {
+    if (!Object.hasOwn(attributes, index)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${index} for the blind index of ${column}: declare it (TEXT)`);
+  }
 
   /** Seals the instance's sealed attributes (only the changed ones of a stored instance). */
   async function seal(instance: Instance, onlyChanged: boolean): Promise<void> {
@@ -92,8 +99,11 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
       let value = values[column];
       // A value this adapter sealed in a write that then failed: seal its plaintext again (the row may have changed).
       if (left && Object.hasOwn(left.sealed, column) && left.sealed[column] === value) value = left.plain[column];
-      if ((onlyChanged && !instance.changed(column)) || value === null || value === undefined) {
-        row[column] = undefined;
+      row[column] = undefined;
+      if (onlyChanged && !instance.changed(column)) continue;
+      const index = indexOf.get(column);
+      if (value === null || value === undefined) {
+        if (index !== undefined) instance.setDataValue(index, null);
         continue;
       }
       row[column] = plain[column] = value;
@@ -101,7 +111,11 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
     if (Object.keys(plain).length === 0) return;
     const sealed = await records.seal(table, row);
     const put: Record<string, unknown> = {};
-    for (const column of Object.keys(plain)) instance.setDataValue(column, (put[column] = asBuffer(sealed[column])));
+    for (const column of Object.keys(plain)) {
+      instance.setDataValue(column, (put[column] = asBuffer(sealed[column])));
+      const index = indexOf.get(column);
+      if (index !== undefined) instance.setDataValue(index, sealed[index] ?? null);
+    }
     pending.set(instance, { plain, sealed: put });
   }
 

@@ -125,6 +125,27 @@ describe('kms-envelope/drizzle: what the hooks cannot do', () => {
 });
 
 describe('kms-envelope/drizzle: blind-index column on PostgreSQL', () => {
+  it('computes the index a sealed column declares in defineTable (records.indexOfSync), for eq() lookups', async () => {
+    const people = defineTable({ name: 'people', partition: 'acme', columns: { email: { type: 'string', index: { column: 'email_index', bits: 32, normalize: ['trim', 'casefold'] } } } });
+    await records.warm(['acme'], [people]);
+    const name = uniqueTable('kmse_drizzle_ri');
+    made.push(name);
+    await pool.query(`CREATE TABLE ${name} (id TEXT PRIMARY KEY, email TEXT, email_index TEXT)`);
+    const sealed = sealedColumns({ customType, records, table: people });
+    const emailIndex = blindIndexType({ customType, records, table: people, column: 'email' });
+    const table = pgTable(name, { id: text().primaryKey(), email: sealed.email(), emailIndex: emailIndex('email_index') });
+    const db = drizzle(pool);
+    await db.insert(table).values([
+      { id: 'p1', email: 'alice@example.com', emailIndex: 'alice@example.com' },
+      { id: 'p2', email: 'bob@example.com', emailIndex: 'bob@example.com' },
+    ]);
+    const stored = (await pool.query(`SELECT email_index FROM ${name} WHERE id = 'p1'`)).rows[0] as { email_index: string };
+    expect(stored.email_index).toBe(await records.indexOf(people, 'email', 'alice@example.com', { partition: 'acme' }));
+    const found = await db.select({ id: table.id, email: table.email }).from(table).where(eq(table.emailIndex, ' Bob@EXAMPLE.com'));
+    expect(found.filter((r) => r.email === 'bob@example.com')).toEqual([{ id: 'p2', email: 'bob@example.com' }]);
+    expect(() => blindIndexType({ customType, records, table: profiles, column: 'email' })).toThrow(/declares no blind index/);
+  });
+
   it('finds rows by value through eq() on the index column, and index.matches() drops false positives', async () => {
     const index = createBlindIndex({ hierarchy, table: 'profiles', column: 'email', bits: 16, normalize: ['trim', 'casefold'], partition: 'acme' });
     await index.warm(['acme']);

@@ -135,6 +135,43 @@ describe('kms-envelope/kysely on PostgreSQL', () => {
     expect((await raw()).map((r) => r.id)).toEqual(['u2']);
   });
 
+  it('writes the blind index a sealed column declares, on insert, update and upsert, so rows are found by value', async () => {
+    const indexed = defineTable({
+      name: 'customers',
+      primaryKey: 'id',
+      partition: { column: 'tenant' },
+      columns: { email: { type: 'string', index: { column: 'email_index', bits: 32, normalize: ['trim', 'casefold'] } } },
+    });
+    const table = uniqueTable('kmse_kysely_bi');
+    made.push(table);
+    await pool.query(`CREATE TABLE ${table} (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, email TEXT, email_index TEXT)`);
+    const encryption = kyselyEncryption({ records, tables: { [table]: indexed } });
+    const db = new Kysely<any>({ dialect: encryption.dialect(new PostgresDialect({ pool })), plugins: [encryption] });
+    const term = (value: string) => records.indexOf(indexed, 'email', value, { partition: 'acme' });
+    const find = async (value: string) =>
+      (await db.selectFrom(table).select(['id', 'tenant', 'email']).where('tenant', '=', 'acme').where('email_index', '=', await term(value)).execute()).filter(
+        (row) => row.email.toLowerCase() === value.trim().toLowerCase(),
+      );
+
+    await db.insertInto(table).values([{ id: 'u1', tenant: 'acme', email: 'alice@example.com' }, { id: 'u2', tenant: 'acme', email: null }]).execute();
+    const stored = (await pool.query(`SELECT * FROM ${table} ORDER BY id`)).rows as Record<string, unknown>[];
+    expect(stored.map((r) => r.email_index)).toEqual([await term('alice@example.com'), null]);
+    expect(await find('  ALICE@example.com ')).toEqual([{ id: 'u1', tenant: 'acme', email: 'alice@example.com' }]);
+
+    await db.updateTable(table).set({ email: 'bob@example.com' }).where('id', '=', 'u2').where('tenant', '=', 'acme').execute();
+    expect((await find('Bob@Example.com')).map((r) => r.id)).toEqual(['u2']);
+    await db.updateTable(table).set({ email: null }).where('id', '=', 'u2').where('tenant', '=', 'acme').execute();
+    expect((await pool.query(`SELECT email_index FROM ${table} WHERE id = 'u2'`)).rows[0]).toEqual({ email_index: null });
+
+    await db
+      .insertInto(table)
+      .values({ id: 'u1', tenant: 'acme', email: 'carol@example.com' })
+      .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ email: eb.ref('excluded.email') })))
+      .execute();
+    expect(await find('alice@example.com')).toEqual([]);
+    expect((await find('carol@example.com')).map((r) => r.id)).toEqual(['u1']);
+  });
+
   it('fails closed: the plugin without the wrapped dialect, a read without the key, an INSERT ... SELECT', async () => {
     const { table, encryption, db, raw } = await setup();
     const bare = new Kysely<any>({ dialect: new PostgresDialect({ pool }), plugins: [encryption] });

@@ -150,6 +150,41 @@ describe('kms-envelope/sequelize on PostgreSQL', () => {
     expect(await raw()).toEqual([]);
   });
 
+  it('writes the blind index a sealed attribute declares, on create and update, so rows are found by value', async () => {
+    const indexed = defineTable({
+      name: 'customers',
+      primaryKey: 'id',
+      partition: { column: 'tenant' },
+      columns: { email: { type: 'string', index: { column: 'emailIndex', bits: 32, normalize: ['trim', 'casefold'] } } },
+    });
+    const table = uniqueTable('kmse_sequelize_bi');
+    made.push(table);
+    const attributes = { id: { type: DataTypes.TEXT, primaryKey: true }, tenant: DataTypes.TEXT, email: DataTypes.TEXT };
+    const Bare = sequelize.define(`${table}_bare`, attributes, { tableName: table, timestamps: false });
+    expect(() => sealModel(Bare, { records, table: indexed })).toThrow(/no attribute emailIndex/);
+    const Person = sequelize.define(table, { ...attributes, emailIndex: { type: DataTypes.TEXT, field: 'email_index' } }, { tableName: table, timestamps: false });
+    sealModel(Person, { records, table: indexed });
+    await Person.sync();
+    const find = async (value: string) =>
+      (await Person.findAll({ where: { tenant: 'acme', emailIndex: await records.indexOf(indexed, 'email', value, { partition: 'acme' }) } }))
+        .filter((p) => (p.get('email') as string).toLowerCase() === value.trim().toLowerCase())
+        .map((p) => p.get('id'));
+
+    await Person.create({ id: 'u1', tenant: 'acme', email: 'alice@example.com' });
+    await Person.bulkCreate([{ id: 'u2', tenant: 'acme', email: null }]);
+    expect((await pool.query(`SELECT email_index FROM ${table} ORDER BY id`)).rows).toEqual([
+      { email_index: await records.indexOf(indexed, 'email', 'alice@example.com', { partition: 'acme' }) },
+      { email_index: null },
+    ]);
+    expect(await find(' ALICE@example.com')).toEqual(['u1']);
+    const u2 = (await Person.findByPk('u2'))!;
+    u2.set('email', 'bob@example.com');
+    await u2.save();
+    expect(await find('bob@example.com')).toEqual(['u2']);
+    await Person.update({ email: null }, { where: { id: 'u2' } });
+    expect((await pool.query(`SELECT email, email_index FROM ${table} WHERE id = 'u2'`)).rows[0]).toEqual({ email: null, email_index: null });
+  });
+
   it('opens the included instances of another sealed model', async () => {
     const { Customer } = await setup();
     const table = uniqueTable('kmse_sequelize_orders');
