@@ -112,7 +112,7 @@ Creates a LocalKms key file (mode 0600) with one fresh master key. Never overwri
 
   --key-file FILE   default ./${DEFAULT_KEY_FILE} [KMS_ENVELOPE_KEY_FILE]
   --key-id ID       default: a fingerprint of the new key`,
-  emulator: `Usage: kms-envelope emulator [--host 127.0.0.1] [--port 0] [--secret-id ID --secret-key KEY] [--state FILE]
+  emulator: `Usage: kms-envelope emulator [--host 127.0.0.1] [--port 0] [--secret-id ID --secret-key KEY] [--state FILE] [--key-alias NAME] [--cors]
 
 Runs a local Tencent Cloud KMS emulator for development and tests; never use it for production data.
 Prints "listening on http://HOST:PORT" as its first line, then serves until SIGINT or SIGTERM.
@@ -123,7 +123,9 @@ API 3.0 is at /, the legacy API at /v2/index.php.
   --secret-id ID     the accepted SecretId (with --secret-key; default: a generated pair, printed)
   --secret-key KEY   the accepted SecretKey
   --state FILE       keep keys in FILE (mode 0600, written atomically) so they survive a restart
-  --key-alias NAME   create a key with this alias at start, and print its id`,
+  --key-alias NAME   create a key with this alias at start (or find it again with --state), and print its id
+  --cors             answer browsers' preflights and allow any origin (for pages that call it)
+  -h, --help         this help`,
 };
 
 /** The version in package.json (beside dist/ and src/). */
@@ -443,6 +445,7 @@ async function emulator(args: string[]): Promise<number> {
       'secret-key': { type: 'string' },
       state: { type: 'string' },
       'key-alias': { type: 'string' },
+      cors: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -460,6 +463,7 @@ async function emulator(args: string[]): Promise<number> {
     port,
     ...(values['secret-id'] ? { credentials: [{ secretId: values['secret-id'], secretKey: values['secret-key']! }] } : {}),
     ...(values.state ? { statePath: values.state } : {}),
+    ...(values.cors ? { cors: true } : {}),
   });
   console.log(`listening on ${running.url}`);
   if (!values['secret-id']) {
@@ -468,6 +472,8 @@ async function emulator(args: string[]): Promise<number> {
     console.log(`secret key: ${running.credentials[0]!.secretKey}`);
   }
   if (values['key-alias']) console.log(`key id: ${running.createKey(values['key-alias'])}`);
+  // The hint goes to stderr: stdout keeps its fixed lines for scripts that read them.
+  else console.error('no key made: pass --key-alias NAME to make one at start, or call CreateKey (TencentKms.createKey())');
   await stopped;
   await running.close();
   return EXIT.ok;
