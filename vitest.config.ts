@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Suites that take long (packing and compiling consumers, real processes racing, a fleet of
- * processes, 10,000-row batches): `npm test` leaves them out to stay quick; `npm run test:slow`
- * runs only them, and .ci/run runs both.
+ * Suites that take long (packing and compiling consumers, racing processes, a fleet of processes,
+ * 10,000-row batches, the CLI spawned again and again, 10,000 KMS calls through the emulator,
+ * 512 MiB files): `npm test` leaves them out to stay under two minutes; `npm run test:slow` runs
+ * only them, and .ci/run runs both.
  */
 export const SLOW = [
   'test/package/**/*.test.ts',
@@ -11,8 +12,10 @@ export const SLOW = [
   'test/node/key-stores/races.test.ts',
   'test/fleet.test.ts',
   'test/records-db.test.ts',
-  'test/tools/cli-signals.test.ts',
+  'test/tools/cli*.test.ts',
   'test/adapters/**/*.test.ts',
+  'test/economy/cache.test.ts',
+  'test/node/files.test.ts',
 ];
 
 const slow = process.env.KMS_ENVELOPE_TESTS === 'slow';
