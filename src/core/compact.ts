@@ -56,21 +56,6 @@ export function compactPlaintextLength(payloadLength: number): number | undefine
   return length >= 0 && length <= COMPACT_MAX_PLAINTEXT ? length : undefined;
 }
 
-/** Seals `plaintext` into `out` at `offset` (compactSealedLength bytes); wipes the derived keys. */
-export function sealCompact(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  salt: Uint8Array,
-  plaintext: Uint8Array,
-  out: Uint8Array,
-  offset: number,
-  keyState?: HmacKeyState,
-): void {
-  new CompactSealer(backend, suite, inputKey, context, salt, keyState).seal(plaintext, out, offset);
-}
-
 /** Opens a compact payload: the commitment first, then the tag; the plaintext only if both hold. */
 export function openCompact(
   backend: CryptoBackend,
