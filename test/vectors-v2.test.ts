@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeWrappedKeys, parseHeader } from '../src/core/header.ts';
 import { MemoryKeyStore, type StoredKey } from '../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
-import { createEnvelope, type EncryptionContext, inspect, LocalKms, type SuiteName } from '../src/index.ts';
+import { type BackendName, createEnvelope, type EncryptionContext, inspect, LocalKms, type SuiteName } from '../src/index.ts';
 import { recordingBackend } from './instrumented.ts';
 import { BACKENDS, hex, readVectors, seededRandom, unhex } from './helpers.ts';
 
@@ -137,7 +137,7 @@ if (process.env.UPDATE_VECTORS === '1') {
 
 const vectors = readVectors<VectorFile>('envelope-v2.json');
 
-async function readerFor(backend: 'node' | 'noble') {
+async function readerFor(backend: BackendName) {
   const store = new MemoryKeyStore();
   for (const record of vectors.store) await store.createVersion({ ...record, createdAt: 0 });
   const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) }, { backend });

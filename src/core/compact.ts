@@ -7,9 +7,10 @@
  *   key || nonce || commitment = HKDF-Expand-SHA-512(input key,
  *       "kms-envelope/compact@v2+" || aead || 0x00 || salt || context, keyLength + 12 + 16)
  */
-import type { CryptoBackend } from './backend.ts';
+import type { AsyncAead, CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { CHUNK_SIZE, PayloadKeys } from './chunked.ts';
+import { importAndWipe } from './chunked-async.ts';
 import { equalBytes, utf8 } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
@@ -80,6 +81,35 @@ export function openCompact(
 }
 
 /**
+ * openCompact over an asynchronous AEAD (the WebCrypto backend). The key schedule runs before this
+ * returns, so `inputKey` and `keyState` may be lent.
+ */
+export async function openCompactAsync(
+  backend: CryptoBackend,
+  aead: AsyncAead,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  payload: Uint8Array,
+  keyState?: HmacKeyState,
+): Promise<Uint8Array> {
+  if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  const keys = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
+  if (!equalBytes(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
+    keys.wipe();
+    throw new DecryptionFailedError();
+  }
+  const key = await importAndWipe(aead, keys);
+  try {
+    const plaintext = await key.open(0, payload.subarray(COMPACT_PREFIX));
+    if (!plaintext) throw new DecryptionFailedError();
+    return plaintext;
+  } finally {
+    key.drop();
+  }
+}
+
+/**
  * A compact sealing in progress: the message keys are derived at construction (so a lent input
  * key is done with at once), and seal() writes the payload once. Wipes its keys when done.
  */
@@ -106,6 +136,25 @@ export class CompactSealer {
       this.#backend.gcmSeal(keys.key, keys.nonce(0), plaintext, out, offset + COMPACT_PREFIX);
     } finally {
       this.destroy();
+    }
+  }
+
+  /** seal() over an asynchronous AEAD (the WebCrypto backend); wipes the keys once imported. */
+  async sealAsync(aead: AsyncAead, plaintext: Uint8Array, out: Uint8Array, offset: number): Promise<void> {
+    const keys = this.#keys;
+    if (!keys) throw new Error('CompactSealer: already used');
+    this.#keys = undefined;
+    if (plaintext.length > COMPACT_MAX_PLAINTEXT) {
+      keys.wipe();
+      throw new RangeError(`a compact payload holds at most ${COMPACT_MAX_PLAINTEXT} bytes`);
+    }
+    out.set(this.#salt, offset);
+    out.set(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), offset + COMPACT_SALT_LENGTH);
+    const key = await importAndWipe(aead, keys);
+    try {
+      out.set(await key.seal(0, plaintext), offset + COMPACT_PREFIX);
+    } finally {
+      key.drop();
     }
   }
 

@@ -1,0 +1,60 @@
+/**
+ * WebCrypto backend: AES-GCM over `crypto.subtle` (hardware AES in browsers, Deno, Workers), which
+ * only answers asynchronously. Its `aead` is what the asynchronous paths use; for everything that
+ * must answer at once (the key schedule, sealSync/openSync, LocalKms, blind indexes) it is the
+ * noble backend, which gives the same bytes.
+ *
+ * Keys: the AES key of a message is imported as a non-extractable CryptoKey and its raw bytes are
+ * wiped as the import call returns (WebCrypto copies its inputs). The key schedule, HKDF-Expand
+ * with the data key as the PRK, stays synchronous: WebCrypto's HKDF always runs Extract first, so
+ * it cannot compute the format's Expand-only HKDF, and an HMAC CryptoKey would hand the derived
+ * bytes back raw anyway (SECURITY.md).
+ */
+import type { AeadKey, AsyncAead, CryptoBackend } from './backend.ts';
+import { TAG_LENGTH } from './backend.ts';
+import { nobleBackend } from './backend-noble.ts';
+
+/** The part of SubtleCrypto this backend uses, typed here so that core/ needs neither DOM nor node types. */
+export interface SubtleLike {
+  importKey(format: 'raw', keyData: Uint8Array, algorithm: 'AES-GCM', extractable: false, usages: ('encrypt' | 'decrypt')[]): Promise<AeadKey>;
+  encrypt(algorithm: { name: 'AES-GCM'; iv: Uint8Array }, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
+  decrypt(algorithm: { name: 'AES-GCM'; iv: Uint8Array }, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
+}
+
+/** The runtime's crypto.subtle, or undefined (an insecure context in a browser has none). */
+export function globalSubtle(): SubtleLike | undefined {
+  const subtle = (globalThis as { crypto?: { subtle?: unknown } }).crypto?.subtle;
+  return subtle && typeof (subtle as SubtleLike).encrypt === 'function' ? (subtle as SubtleLike) : undefined;
+}
+
+const USAGES: ('encrypt' | 'decrypt')[] = ['encrypt', 'decrypt'];
+
+/** AES-GCM over a SubtleCrypto. */
+export function subtleAead(subtle: SubtleLike): AsyncAead {
+  return {
+    importKey(key) {
+      if (key.length !== 16 && key.length !== 32 && key.length !== 24) {
+        return Promise.reject(new RangeError(`AES-GCM key must be 16, 24 or 32 bytes, got ${key.length}`));
+      }
+      return subtle.importKey('raw', key, 'AES-GCM', false, USAGES);
+    },
+    async seal(key, nonce, plaintext) {
+      return new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: nonce }, key, plaintext));
+    },
+    async open(key, nonce, sealed) {
+      if (sealed.length < TAG_LENGTH) return undefined;
+      try {
+        // WebCrypto verifies the tag before it hands back anything: no unauthenticated plaintext exists here.
+        return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: nonce }, key, sealed));
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+/** The WebCrypto backend over `subtle` (the runtime's by default), or undefined where there is none. */
+export function createWebCryptoBackend(subtle: SubtleLike | undefined = globalSubtle()): CryptoBackend | undefined {
+  if (!subtle) return undefined;
+  return Object.freeze({ ...nobleBackend, name: 'webcrypto', aead: subtleAead(subtle) });
+}

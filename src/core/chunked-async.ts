@@ -1,0 +1,440 @@
+/**
+ * The chunked payload (FORMAT.md §6) over an asynchronous AEAD (the WebCrypto backend): the same
+ * bytes as chunked.ts, with several chunks in flight at once so that WebCrypto's worker threads
+ * stay busy, and results taken strictly in order. The key schedule is chunked.ts's (synchronous);
+ * the message key is then imported as a non-extractable key and its raw bytes wiped.
+ */
+import type { AeadKey, AsyncAead, CryptoBackend } from './backend.ts';
+import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
+import { equalBytes, wipe } from './bytes.ts';
+import { chunkNonce } from './chunk-nonce.ts';
+import {
+  CHUNK_SIZE,
+  deriveKeys,
+  MAX_CHUNKS,
+  PAYLOAD_PREFIX,
+  type PayloadKeys,
+  type PayloadSealer,
+  plaintextLength,
+  SALT_LENGTH,
+  SEALED_CHUNK_SIZE,
+} from './chunked.ts';
+import { DecryptionFailedError } from './errors.ts';
+import type { HmacKeyState } from './hkdf.ts';
+import type { PayloadSuite } from './suites.ts';
+
+/**
+ * Chunks in flight at once: enough to keep WebCrypto's threads and the event loop overlapping,
+ * few enough that memory stays small (8 x 16 KiB in, as much out). See BENCHMARKS.md "Browsers".
+ */
+export const CHUNKS_IN_FLIGHT = 8;
+
+/** A message key imported for the asynchronous AEAD, with its own copy of the base nonce. */
+export class AsyncChunkKey {
+  readonly #aead: AsyncAead;
+  #key: AeadKey | undefined;
+  readonly #baseNonce: Uint8Array;
+  readonly #nonce = new Uint8Array(NONCE_LENGTH);
+
+  private constructor(aead: AsyncAead, key: AeadKey, baseNonce: Uint8Array) {
+    this.#aead = aead;
+    this.#key = key;
+    this.#baseNonce = baseNonce;
+  }
+
+  /**
+   * Imports `keys.key` (the caller wipes `keys` once this settles; the import copied it).
+   * Everything is read before this returns, so `keys` may be a sealer's lent view.
+   */
+  static import(aead: AsyncAead, keys: { readonly key: Uint8Array; readonly baseNonce: Uint8Array }): Promise<AsyncChunkKey> {
+    const baseNonce = keys.baseNonce.slice();
+    return aead.importKey(keys.key).then(
+      (key) => new AsyncChunkKey(aead, key, baseNonce),
+      (error: unknown) => {
+        wipe(baseNonce);
+        throw error;
+      },
+    );
+  }
+
+  /** Seals chunk `counter`; the plaintext is copied before this returns (it may be reused at once). */
+  seal(counter: number, plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.#aead.seal(this.#live(), this.#nonceOf(counter), plaintext);
+  }
+
+  /** Opens chunk `counter` (copied before this returns); undefined when its tag does not verify. */
+  open(counter: number, sealed: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.#aead.open(this.#live(), this.#nonceOf(counter), sealed);
+  }
+
+  /** Drops the CryptoKey (it cannot be zeroed: SECURITY.md) and wipes the nonce. */
+  drop(): void {
+    this.#key = undefined;
+    wipe(this.#baseNonce, this.#nonce);
+  }
+
+  #live(): AeadKey {
+    if (!this.#key) throw new Error('AsyncChunkKey: already dropped');
+    return this.#key;
+  }
+
+  #nonceOf(counter: number): Uint8Array {
+    if (!Number.isSafeInteger(counter) || counter < 0 || counter >= MAX_CHUNKS) {
+      throw new RangeError(`chunk counter ${counter} out of range: a message has at most 2^38 chunks`);
+    }
+    return chunkNonce(this.#baseNonce, counter, this.#nonce);
+  }
+}
+
+/** Imports `keys` and wipes them once the import settled, whichever way. */
+export function importAndWipe(aead: AsyncAead, keys: PayloadKeys): Promise<AsyncChunkKey> {
+  let imported: Promise<AsyncChunkKey>;
+  try {
+    imported = AsyncChunkKey.import(aead, keys);
+  } catch (error) {
+    keys.wipe();
+    throw error;
+  }
+  return imported.finally(() => keys.wipe());
+}
+
+/**
+ * Runs work(0) .. work(count - 1) with at most `limit` under way. After a failure starts no more,
+ * waits for those under way (so none writes after), and rejects with the first failure.
+ */
+export async function eachBounded(count: number, limit: number, work: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < count && !failure) {
+      const index = next++;
+      try {
+        await work(index);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+  if (failure) throw failure.error;
+}
+
+/**
+ * Seals a whole message into `out` at `offset` (sealedLength(plaintext.length) bytes), as
+ * PayloadSealer.sealAll does. Destroys `sealer` once its key is imported.
+ */
+export async function sealAllAsync(aead: AsyncAead, sealer: PayloadSealer, plaintext: Uint8Array, out: Uint8Array, offset: number): Promise<void> {
+  let imported: Promise<AsyncChunkKey>;
+  try {
+    out.set(sealer.start(), offset);
+    imported = AsyncChunkKey.import(aead, sealer.sharedKeys());
+  } catch (error) {
+    sealer.destroy();
+    throw error;
+  }
+  const key = await imported.finally(() => sealer.destroy());
+  try {
+    const base = offset + PAYLOAD_PREFIX;
+    const chunks = Math.floor(plaintext.length / CHUNK_SIZE) + 1;
+    await eachBounded(chunks, CHUNKS_IN_FLIGHT, async (c) => {
+      out.set(await key.seal(c, plaintext.subarray(c * CHUNK_SIZE, (c + 1) * CHUNK_SIZE)), base + c * SEALED_CHUNK_SIZE);
+    });
+  } finally {
+    key.drop();
+  }
+}
+
+/**
+ * Opens a whole payload, as openPayload does: the length and the commitment before any chunk, and
+ * the plaintext only when every chunk authenticates. The key schedule runs before this returns,
+ * so `inputKey` and `keyState` may be lent (the caller keeps and wipes them).
+ */
+export async function openPayloadAsync(
+  backend: CryptoBackend,
+  aead: AsyncAead,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  payload: Uint8Array,
+  keyState?: HmacKeyState,
+): Promise<Uint8Array> {
+  const length = plaintextLength(payload.length);
+  if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
+  if (!equalBytes(keys.commitment, payload.subarray(SALT_LENGTH, PAYLOAD_PREFIX))) {
+    keys.wipe();
+    throw new DecryptionFailedError();
+  }
+  const key = await importAndWipe(aead, keys);
+  const sealed = payload.subarray(PAYLOAD_PREFIX);
+  try {
+    if (length < CHUNK_SIZE) {
+      // One chunk (most records): WebCrypto's own output buffer is the plaintext, no copy.
+      const plaintext = await key.open(0, sealed);
+      if (!plaintext) throw new DecryptionFailedError();
+      return plaintext;
+    }
+    const out = new Uint8Array(length);
+    const chunks = Math.ceil(sealed.length / SEALED_CHUNK_SIZE);
+    try {
+      await eachBounded(chunks, CHUNKS_IN_FLIGHT, async (c) => {
+        const plain = await key.open(c, sealed.subarray(c * SEALED_CHUNK_SIZE, (c + 1) * SEALED_CHUNK_SIZE));
+        if (!plain) throw new DecryptionFailedError();
+        out.set(plain, c * CHUNK_SIZE);
+        wipe(plain);
+      });
+      return out;
+    } catch (error) {
+      wipe(out);
+      throw error;
+    }
+  } finally {
+    key.drop();
+  }
+}
+
+/** Where the next chunks go: a stream's enqueue. */
+export type Emit = (chunk: Uint8Array) => void;
+
+/**
+ * Results in order, at most `limit` pending: a stream over an asynchronous AEAD keeps that many
+ * chunks in flight and emits the oldest when one more would exceed it. Results that are never
+ * emitted (an error, an abort) are wiped as they arrive.
+ */
+class InOrder {
+  readonly #pending: Promise<Uint8Array | undefined>[] = [];
+
+  get size(): number {
+    return this.#pending.length;
+  }
+
+  add(result: Promise<Uint8Array | undefined>): void {
+    // Never an unhandled rejection: the result is taken in order, or discarded.
+    result.catch(() => {});
+    this.#pending.push(result);
+  }
+
+  /** The oldest result (undefined: a tag that did not verify). */
+  take(): Promise<Uint8Array | undefined> {
+    return this.#pending.shift()!;
+  }
+
+  /** Drops every pending result, wiping each as it arrives; later ones too. */
+  discard(): void {
+    for (const result of this.#pending.splice(0)) result.then(wipe, () => {});
+  }
+}
+
+/**
+ * sealStream's engine over an asynchronous AEAD: cuts the plaintext into 16 KiB chunks (straight
+ * from the input where it can, WebCrypto copies), keeps up to CHUNKS_IN_FLIGHT sealing, and emits
+ * the sealed chunks in order. Takes `sealer` (its keys are imported, then it is destroyed).
+ */
+export class AsyncStreamSealer {
+  readonly #imported: Promise<AsyncChunkKey>;
+  #key: AsyncChunkKey | undefined;
+  readonly #results = new InOrder();
+  #buffer: Uint8Array | undefined;
+  #buffered = 0;
+  #counter = 0;
+  #done = false;
+
+  constructor(aead: AsyncAead, sealer: PayloadSealer) {
+    let imported: Promise<AsyncChunkKey>;
+    try {
+      imported = AsyncChunkKey.import(aead, sealer.sharedKeys());
+    } catch (error) {
+      sealer.destroy();
+      throw error;
+    }
+    this.#imported = imported.finally(() => sealer.destroy());
+    this.#imported.catch(() => {}); // reported by the first push or end
+  }
+
+  /** Feeds plaintext: seals every chunk it completes, emitting the oldest ones beyond the limit. */
+  async push(data: Uint8Array, emit: Emit): Promise<void> {
+    const key = await this.#live();
+    let i = 0;
+    if (this.#buffered > 0) {
+      const take = Math.min(CHUNK_SIZE - this.#buffered, data.length);
+      this.#buffer!.set(data.subarray(0, take), this.#buffered);
+      this.#buffered += take;
+      i = take;
+      if (this.#buffered < CHUNK_SIZE) return;
+      this.#results.add(key.seal(this.#counter++, this.#buffer!));
+      this.#buffered = 0;
+    }
+    for (; data.length - i >= CHUNK_SIZE; i += CHUNK_SIZE) this.#results.add(key.seal(this.#counter++, data.subarray(i, i + CHUNK_SIZE)));
+    if (i < data.length) {
+      this.#buffer ??= new Uint8Array(CHUNK_SIZE);
+      this.#buffer.set(data.subarray(i));
+      this.#buffered = data.length - i;
+    }
+    while (this.#results.size > CHUNKS_IN_FLIGHT) emit((await this.#results.take())!);
+  }
+
+  /** Seals the final short chunk and emits everything left, in order; drops the key. */
+  async end(emit: Emit): Promise<void> {
+    const key = await this.#live();
+    try {
+      this.#results.add(key.seal(this.#counter++, this.#buffer?.subarray(0, this.#buffered) ?? new Uint8Array(0)));
+      while (this.#results.size > 0) emit((await this.#results.take())!);
+    } finally {
+      this.destroy();
+    }
+  }
+
+  /** Wipes the buffered plaintext and drops the key; pending chunks are never emitted. */
+  destroy(): void {
+    this.#done = true;
+    this.#results.discard();
+    wipe(this.#buffer);
+    this.#key?.drop();
+    this.#imported.then((key) => key.drop(), () => {});
+  }
+
+  async #live(): Promise<AsyncChunkKey> {
+    if (this.#done) throw new Error('AsyncStreamSealer: already ended');
+    const key = (this.#key ??= await this.#imported);
+    if (this.#done) throw new Error('AsyncStreamSealer: already ended');
+    return key;
+  }
+}
+
+/**
+ * openStream's engine over an asynchronous AEAD, with PayloadOpener's guarantees: the commitment
+ * is checked before any chunk; each chunk's plaintext is emitted only after it and every chunk
+ * before it authenticated; one sealed chunk is held back to find the last; after a failure
+ * nothing more is emitted (chunks already in flight are wiped as they arrive) and it keeps failing.
+ */
+export class AsyncStreamOpener {
+  readonly #backend: CryptoBackend;
+  readonly #aead: AsyncAead;
+  readonly #suite: PayloadSuite;
+  readonly #context: Uint8Array;
+  #inputKey: Uint8Array | undefined;
+  #key: AsyncChunkKey | undefined;
+  readonly #results = new InOrder();
+  readonly #buffer = new Uint8Array(SEALED_CHUNK_SIZE);
+  #buffered = 0;
+  #counter = 0;
+  #failed = false;
+  #done = false;
+
+  /** Takes ownership of `inputKey` and wipes it. */
+  constructor(backend: CryptoBackend, aead: AsyncAead, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array) {
+    this.#backend = backend;
+    this.#aead = aead;
+    this.#suite = suite;
+    this.#context = context;
+    this.#inputKey = inputKey;
+    if (inputKey.length !== suite.keyLength) this.#fail();
+  }
+
+  /** Feeds ciphertext: opens every chunk known not to be the last, emitting the oldest beyond the limit. */
+  async push(data: Uint8Array, emit: Emit): Promise<void> {
+    this.#check();
+    try {
+      let i = 0;
+      if (!this.#key) {
+        const take = Math.min(PAYLOAD_PREFIX - this.#buffered, data.length);
+        this.#buffer.set(data.subarray(0, take), this.#buffered);
+        this.#buffered += take;
+        i = take;
+        if (this.#buffered < PAYLOAD_PREFIX) return;
+        await this.#openHeader();
+      }
+      const key = this.#key!;
+      // Every full sealed chunk followed by at least one more byte is not the last: open it.
+      if (this.#buffered > 0 && this.#buffered + data.length - i > SEALED_CHUNK_SIZE) {
+        const take = SEALED_CHUNK_SIZE - this.#buffered;
+        this.#buffer.set(data.subarray(i, i + take), this.#buffered);
+        i += take;
+        this.#buffered = 0;
+        this.#results.add(key.open(this.#counter++, this.#buffer));
+      }
+      if (this.#buffered === 0) {
+        for (; data.length - i > SEALED_CHUNK_SIZE; i += SEALED_CHUNK_SIZE) {
+          this.#results.add(key.open(this.#counter++, data.subarray(i, i + SEALED_CHUNK_SIZE)));
+        }
+      }
+      this.#buffer.set(data.subarray(i), this.#buffered);
+      this.#buffered += data.length - i;
+      while (this.#results.size > CHUNKS_IN_FLIGHT) await this.#emitOldest(emit);
+    } catch (error) {
+      this.#fail();
+      throw error;
+    }
+  }
+
+  /** Ends the stream: the held-back chunk must be a valid short final chunk; emits everything left. */
+  async end(emit: Emit): Promise<void> {
+    this.#check();
+    try {
+      if (!this.#key || this.#buffered < TAG_LENGTH || this.#buffered === SEALED_CHUNK_SIZE) throw new DecryptionFailedError();
+      this.#results.add(this.#key.open(this.#counter++, this.#buffer.subarray(0, this.#buffered)));
+      while (this.#results.size > 0) await this.#emitOldest(emit);
+      this.#done = true;
+      this.#release();
+    } catch (error) {
+      this.#fail();
+      throw error;
+    }
+  }
+
+  /** Abandons the stream: wipes its key material and every plaintext not yet emitted. */
+  destroy(): void {
+    if (!this.#done) this.#fail();
+  }
+
+  async #emitOldest(emit: Emit): Promise<void> {
+    const plain = await this.#results.take();
+    if (!plain) throw new DecryptionFailedError();
+    if (this.#failed) {
+      // Failed (or aborted) while this chunk was in flight: it is never released.
+      wipe(plain);
+      throw new DecryptionFailedError();
+    }
+    emit(plain);
+  }
+
+  async #openHeader(): Promise<void> {
+    const inputKey = this.#inputKey!;
+    this.#inputKey = undefined;
+    let keys: PayloadKeys;
+    try {
+      keys = deriveKeys(this.#backend, this.#suite, inputKey, this.#buffer.subarray(0, SALT_LENGTH), this.#context);
+    } finally {
+      wipe(inputKey);
+    }
+    const ok = equalBytes(keys.commitment, this.#buffer.subarray(SALT_LENGTH, PAYLOAD_PREFIX));
+    this.#buffered = 0;
+    if (!ok) {
+      keys.wipe();
+      throw new DecryptionFailedError();
+    }
+    const key = await importAndWipe(this.#aead, keys);
+    if (this.#failed) {
+      key.drop(); // destroyed while the key was being imported
+      throw new DecryptionFailedError();
+    }
+    this.#key = key;
+  }
+
+  #check(): void {
+    if (this.#failed) throw new DecryptionFailedError();
+    if (this.#done) throw new Error('AsyncStreamOpener: stream already ended');
+  }
+
+  #fail(): void {
+    this.#failed = true;
+    this.#release();
+  }
+
+  #release(): void {
+    this.#results.discard();
+    wipe(this.#inputKey, this.#buffer);
+    this.#inputKey = undefined;
+    this.#key?.drop();
+  }
+}
