@@ -4,6 +4,8 @@
  */
 import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { processEnv } from '../core/runtime.ts';
+import type { ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
+import { ResponseKeys, type ResponseKeyOptions } from './response-key.ts';
 import { API3_NAMES, checkContextSize, requireString, TencentProvider } from './tencent-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
@@ -36,6 +38,13 @@ export interface TencentKmsOptions extends TransportOptions {
   signingHost?: string;
   /** `X-TC-Language`. */
   language?: 'en-US' | 'zh-CN';
+  /**
+   * Have GenerateDataKey and Decrypt return the data key encrypted under a public key this provider
+   * makes (`EncryptionPublicKey`), decrypted here, so the data key never crosses the wire in clear,
+   * even to a proxy that terminates TLS. `true` for the defaults (RSAES_OAEP_SHA_256, one key pair
+   * per process). close() drops the private key.
+   */
+  responseKey?: boolean | ResponseKeyOptions;
 }
 
 /**
@@ -90,6 +99,13 @@ export class TencentKms extends TencentProvider {
     this.#signingHost = options.signingHost ?? (loopback ? DEFAULT_HOST : url.hostname);
     this.#language = options.language;
     this.#transport = new TencentTransport(options, TENCENT_RATE_LIMITS);
+    const responseKey = options.responseKey;
+    if (responseKey) this.responseKeys = new ResponseKeys(responseKey === true ? {} : responseKey);
+  }
+
+  /** Drops the response key pair (option `responseKey`): later GenerateDataKey and Decrypt calls are refused (ERR_CLOSED). */
+  close(): void {
+    this.responseKeys?.close();
   }
 
   /** Re-encrypts a blob under another CMK (or the rotated version of the same one). */
@@ -98,6 +114,7 @@ export class TencentKms extends TencentProvider {
     destinationKeyId?: string;
     sourceContext?: string;
     destinationContext?: string;
+    signal?: AbortSignal | undefined;
   }): Promise<{ ciphertextBlob: string; keyId: string | undefined; sourceKeyId: string | undefined }> {
     for (const context of [options.sourceContext, options.destinationContext]) if (context !== undefined) checkContextSize(context, 'ReEncrypt');
     const response = await this.call('ReEncrypt', {
@@ -105,12 +122,28 @@ export class TencentKms extends TencentProvider {
       ...(options.destinationKeyId === undefined ? {} : { DestinationKeyId: options.destinationKeyId }),
       ...(options.sourceContext === undefined ? {} : { SourceEncryptionContext: options.sourceContext }),
       ...(options.destinationContext === undefined ? {} : { DestinationEncryptionContext: options.destinationContext }),
-    });
+    }, options.signal ? { signal: options.signal } : {});
     return {
       ciphertextBlob: requireString(response, 'CiphertextBlob', 'ReEncrypt'),
       keyId: stringField(response, 'KeyId'),
       sourceKeyId: stringField(response, 'SourceKeyId'),
     };
+  }
+
+  /**
+   * A rewrap in one ReEncrypt call: the data key never leaves the KMS. The blob stays bound to the
+   * same context (sent as source and destination context).
+   */
+  async reEncryptDataKey(request: ReEncryptDataKeyRequest): Promise<WrappedDataKey> {
+    const context = request.context.json;
+    const result = await this.reEncrypt({
+      ciphertextBlob: request.ciphertextBlob,
+      destinationKeyId: request.toKeyId,
+      sourceContext: context,
+      destinationContext: context,
+      signal: request.signal,
+    });
+    return { keyId: result.keyId ?? request.toKeyId, ciphertextBlob: result.ciphertextBlob };
   }
 
   /** Creates a CMK; returns its KeyId. */
@@ -166,7 +199,7 @@ function judge(action: string, json: unknown): Verdict<Record<string, unknown>> 
   if (error === undefined) return { ok: r };
   const code = typeof error?.Code === 'string' ? error.Code : 'UnknownError';
   const message = typeof error?.Message === 'string' ? error.Message.slice(0, 300) : '';
-  if (action === 'Decrypt' && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
+  if ((action === 'Decrypt' || action === 'ReEncrypt') && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
   const kmsError = new KmsError(`${action} failed: ${code}${message ? `: ${message}` : ''}`, {
     kind: kindOf(code),
     kmsCode: code,

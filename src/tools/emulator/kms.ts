@@ -5,6 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import { type Api, ApiError, err, lowerKeys } from './api.ts';
+import { plaintextField, responseKeyOf } from './response-key.ts';
 
 export interface Cmk {
   keyId: string;
@@ -135,9 +136,10 @@ const actions = new Map<string, Action>(Object.entries({
     const cmk = store.find(p('KeyId'), 'KeyId');
     const length = dataKeyLength(p('KeySpec'), p('NumberOfBytes'));
     const context = checkContext(p('EncryptionContext'), 'EncryptionContext');
+    const responseKey = responseKeyOf(p);
     const dataKey = randomBytes(length);
     const blob = store.wrap(cmk, dataKey, context);
-    const plaintext = dataKey.toString('base64');
+    const plaintext = plaintextField(dataKey, responseKey);
     dataKey.fill(0);
     return { KeyId: cmk.keyId, Plaintext: plaintext, CiphertextBlob: blob };
   },
@@ -150,9 +152,14 @@ const actions = new Map<string, Action>(Object.entries({
     return { KeyId: cmk.keyId, CiphertextBlob: store.wrap(cmk, plaintext, checkContext(p('EncryptionContext'), 'EncryptionContext')) };
   },
   Decrypt(store, p) {
+    const responseKey = responseKeyOf(p);
     const { cmk, plaintext } = store.unwrap(p('CiphertextBlob'), checkContext(p('EncryptionContext'), 'EncryptionContext'));
-    const text = plaintext.toString('base64');
-    plaintext.fill(0);
+    let text: string;
+    try {
+      text = plaintextField(plaintext, responseKey);
+    } finally {
+      plaintext.fill(0);
+    }
     return { KeyId: cmk.keyId, Plaintext: text };
   },
   ReEncrypt(store, p) {
