@@ -21,6 +21,7 @@ import {
 } from './core/header.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from './core/hkdf.ts';
 import { type BackendName, selectBackend } from './core/select-backend.ts';
+import { suiteBackend } from './core/suite-backend.ts';
 import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from './core/suites.ts';
 import {
   type CachedKeyMaterial,
@@ -302,7 +303,7 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
     // Only a cached key is used again: only it is worth a precomputed HKDF state.
-    const keyState = s.encryptionCache ? s.backend.hkdfPrepareSha512?.(key) : undefined;
+    const keyState = s.encryptionCache ? suiteBackend(s.backend, suite).hkdfPrepareSha512?.(key) : undefined;
     return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
   } catch (error) {
     if (key instanceof Uint8Array) wipe(key);
@@ -484,7 +485,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       .run(id, async (flightSignal) => {
         const fresh = await decryptFirst(s, kms, mine, keySpec, context, flightSignal);
         // A remembered key is used again: worth its precomputed HKDF state.
-        const state = decryptCache || scope ? s.backend.hkdfPrepareSha512?.(fresh) : undefined;
+        const state = decryptCache || scope ? suiteBackend(s.backend, header.suite).hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
         scope?.set(id, fresh.slice(), copyKeyState(state));
         wipeKeyState(state);

@@ -11,6 +11,7 @@ import { type CanonicalContext, canonicalContext } from './core/context.ts';
 import { KeyNotFoundError, KmsError } from './core/errors.ts';
 import type { IntermediateKeyRef } from './core/header.ts';
 import { type BackendName, selectBackend } from './core/select-backend.ts';
+import { suiteBackend } from './core/suite-backend.ts';
 import type { PayloadSuite } from './core/suites.ts';
 import {
   type CacheCounters,
@@ -182,8 +183,10 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     let derived = loaded.derived.get(suite.id);
     if (!derived) {
       const key = new Uint8Array(suite.keyLength);
-      backend.hkdfExpandSha512(loaded.key, [utf8(`kms-envelope/intermediate-key@v2+${suite.aead}\0`, 'info')], [key]);
-      derived = { key, state: backend.hkdfPrepareSha512?.(key) };
+      // HKDF-SHA-512 for the AES suites, HKDF-SM3 for suite 03 (FORMAT.md §10.4, §13).
+      const kdf = suiteBackend(backend, suite);
+      kdf.hkdfExpandSha512(loaded.key, [utf8(`kms-envelope/intermediate-key@v2+${suite.aead}\0`, 'info')], [key]);
+      derived = { key, state: kdf.hkdfPrepareSha512?.(key) };
       loaded.derived.set(suite.id, derived);
     }
     return { ref, key: derived.key, state: derived.state, fromCache };

@@ -13,6 +13,8 @@
 export {
   createEnvelope,
   inspect,
+  needsRewrap,
+  rewrapReasons,
   open,
   seal,
   type BatchOptions,
@@ -21,10 +23,12 @@ export {
   type Bytes,
   type Envelope,
   type EnvelopeOptions,
+  type KeyPolicy,
   type MessageInfo,
   type OpenItem,
   type OpenOptions,
   type OpenResult,
+  type RewrapOptions,
   type SealItem,
   type SealOptions,
   type StreamSealOptions,
@@ -43,7 +47,17 @@ export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';
 export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './kms/tencent-transport.ts';
-export type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, KeySpec } from './kms/key-provider.ts';
+export type {
+  DataKey,
+  DecryptDataKeyRequest,
+  EncryptDataKeyRequest,
+  GenerateDataKeyRequest,
+  KeyAdministration,
+  KeyProvider,
+  KeySpec,
+  ReEncryptDataKeyRequest,
+  WrappedDataKey,
+} from './kms/key-provider.ts';
 export type { CanonicalContext, ContextInput, EncryptionContext } from './core/context.ts';
 export type { BackendName } from './core/select-backend.ts';
 export {
@@ -113,12 +127,14 @@ export {
   DecryptionFailedError,
   EnvelopeError,
   type EnvelopeErrorCode,
+  FileChangedError,
   HeaderMalformedError,
   isEnvelopeError,
   KeyProviderMismatchError,
   KeyNotFoundError,
   KeyNotWarmError,
   KeyUnavailableError,
+  KeyVersionRefusedError,
   KmsError,
   type KmsErrorKind,
   LimitExceededError,

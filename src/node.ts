@@ -11,7 +11,11 @@
  * ```
  */
 import { coreOf, type OpenOptions, type SealOptions } from './engine.ts';
-import type { Envelope } from './envelope.ts';
+import { type Envelope, inspect, type MessageInfo } from './envelope.ts';
+import { plaintextLength } from './core/chunked.ts';
+import { compactPlaintextLength } from './core/compact.ts';
+import type { RewrapOptions } from './rewrap.ts';
+import { readFileHeader, rewrapFile as rewrapFileIn, type RewrapFileResult } from './node/rewrap-file.ts';
 import type { Sink } from './node/atomic.ts';
 import * as files from './node/files.ts';
 import type { FileOptions, FileResult } from './node/files.ts';
@@ -21,6 +25,7 @@ export { plaintextLength, sealedLength } from './core/chunked.ts';
 export { MAX_HEADER_LENGTH } from './core/header.ts';
 export { type AtomicWriteOptions, type Sink, writeAtomically, writeFileAtomicSync } from './node/atomic.ts';
 export type { FileOptions, FileResult } from './node/files.ts';
+export type { RewrapFileResult } from './node/rewrap-file.ts';
 export { createLocalKeyFile, localKmsFromKeyFile } from './node/key-file.ts';
 export { openNodeStream, sealNodeStream } from './node/node-stream.ts';
 
@@ -79,6 +84,25 @@ export function openInto(
 ): Promise<number> {
   const core = coreOf(envelope);
   return core.track(() => files.openInto(core, src, sink, options));
+}
+
+/**
+ * Moves the sealed file `path` to the master key `options.toKeyId` in place: only its header's
+ * wrapped-key section changes (one KMS ReEncrypt), the payload is copied byte for byte in pieces
+ * and never decrypted; the new file replaces the old atomically (temporary file, fsync, rename).
+ * A file that changes meanwhile is left alone (FileChangedError, ERR_FILE_CHANGED).
+ */
+export function rewrapFile(envelope: Envelope, path: string, options: RewrapOptions): Promise<RewrapFileResult> {
+  const core = coreOf(envelope);
+  return core.track(() => rewrapFileIn(core, path, options));
+}
+
+/** inspect() of a sealed file: reads only its header (no KMS call). */
+export async function inspectFile(path: string): Promise<MessageInfo> {
+  const { head, size } = await readFileHeader(path);
+  const info = inspect(head);
+  const payloadLength = size - info.headerLength;
+  return { ...info, plaintextLength: info.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength) };
 }
 
 /** Key stores for the key hierarchy: a JSON file, SQLite and PostgreSQL (the caller's client). */

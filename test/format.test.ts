@@ -49,14 +49,14 @@ describe('FORMAT.md §2 prefix', () => {
 
   it('A reader MUST reject a suite it does not implement with ERR_UNSUPPORTED_SUITE, naming the suite found', async () => {
     const sealed = await envelope.seal('s');
-    for (const [suite, hex] of [[0, '0x00'], [3, '0x03'], [0x0f, '0x0f'], [0x10, '0x10'], [0xff, '0xff']] as const) {
+    for (const [suite, hex] of [[0, '0x00'], [4, '0x04'], [0x0f, '0x0f'], [0x10, '0x10'], [0xff, '0xff']] as const) {
       const bad = sealed.slice();
       bad[5] = suite;
       await expect(envelope.open(bad)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED_SUITE', suite, message: expect.stringContaining(hex) });
     }
     const reserved = sealed.slice();
-    reserved[5] = 3;
-    await expect(envelope.open(reserved)).rejects.toThrow(/SM4/);
+    reserved[5] = 4;
+    await expect(envelope.open(reserved)).rejects.toThrow(/reserved for a later suite/);
   });
 
   it('A reader MUST reject a context mode other than 00 or 01 with ERR_HEADER_MALFORMED', async () => {

@@ -94,7 +94,8 @@ async function generate(): Promise<VectorFile> {
   neg('truncated by one byte', hello.subarray(0, hello.length - 1), 'ERR_DECRYPTION_FAILED');
   neg('one byte appended', new Uint8Array([...hello, 0]), 'ERR_DECRYPTION_FAILED');
   neg('version 3', Object.assign(hello.slice(), { 4: 3 }), 'ERR_UNSUPPORTED_VERSION');
-  neg('suite 0x03 (reserved for SM4)', Object.assign(hello.slice(), { 5: 3 }), 'ERR_UNSUPPORTED_SUITE');
+  // Suite 03 is SM4 since issue 16: this message's 32-byte data key is the wrong length for it.
+  neg('suite 0x03 (SM4) over a 32-byte data key', Object.assign(hello.slice(), { 5: 3 }), 'ERR_DECRYPTION_FAILED');
   neg('context mode 0x02', Object.assign(hello.slice(), { 6: 2 }), 'ERR_HEADER_MALFORMED');
   // Swap the two context pairs: same pairs, non-canonical order.
   const rowPair = hello.subarray(9, 9 + 2 + 3 + 2 + 2);
@@ -109,6 +110,7 @@ async function generate(): Promise<VectorFile> {
   neg('key id length 65535', bigKeyId, 'ERR_LIMIT_EXCEEDED');
   neg('base64 text instead of bytes', new TextEncoder().encode(Buffer.from(hello).toString('base64')), 'ERR_HEADER_MALFORMED');
   neg('empty input', new Uint8Array(0), 'ERR_HEADER_MALFORMED');
+  neg('suite 0x04 (reserved)', Object.assign(hello.slice(), { 5: 4 }), 'ERR_UNSUPPORTED_SUITE');
   return {
     comment:
       'kms-envelope FORMAT.md v1 vectors. LocalKms master key `masterKey` under key id `keyId`; randomness is HMAC-SHA-512(seed, counter) with seed "kms-envelope vectors v1: <name>" (test/helpers.ts seededRandom), shared by LocalKms and seal(). Hex throughout.',

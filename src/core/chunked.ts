@@ -8,6 +8,7 @@ import { equalBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import { chunkNonce } from './chunk-nonce.ts';
+import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const CHUNK_SIZE = 16384;
@@ -95,7 +96,7 @@ export function deriveKeys(
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
   const keys = new PayloadKeys(suite.keyLength);
-  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
+  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
   return keys;
 }
 
@@ -144,6 +145,7 @@ export function openPayload(
   payload: Uint8Array,
   keyState?: HmacKeyState,
 ): Uint8Array {
+  backend = suiteBackend(backend, suite);
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
@@ -186,7 +188,7 @@ export class PayloadSealer {
 
   /** Derives the message keys; the caller keeps (and wipes) `inputKey` and `keyState`. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
-    this.#backend = backend;
+    this.#backend = suiteBackend(backend, suite);
     this.#salt = salt;
     this.#keys = deriveKeys(backend, suite, inputKey, salt, context, keyState);
   }
@@ -315,7 +317,7 @@ export class PayloadOpener {
 
   /** Takes ownership of `inputKey` and wipes it. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array) {
-    this.#backend = backend;
+    this.#backend = suiteBackend(backend, suite);
     this.#suite = suite;
     this.#context = context;
     this.#inputKey = inputKey;
@@ -459,6 +461,7 @@ export async function openPayloadRange(
   length: number,
   verifyLength: boolean,
 ): Promise<Uint8Array> {
+  backend = suiteBackend(backend, suite);
   const total = plaintextLength(payloadLength);
   if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {

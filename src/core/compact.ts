@@ -14,6 +14,7 @@ import { importAndWipe } from './chunked-async.ts';
 import { equalBytes, utf8 } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
+import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const COMPACT_SALT_LENGTH = 16;
@@ -42,7 +43,7 @@ function deriveCompactKeys(
 ): PayloadKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = new PayloadKeys(suite.keyLength);
-  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH)], keyState);
+  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH)], keyState);
   return keys;
 }
 
@@ -66,6 +67,7 @@ export function openCompact(
   payload: Uint8Array,
   keyState?: HmacKeyState,
 ): Uint8Array {
+  backend = suiteBackend(backend, suite);
   if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
   try {
@@ -120,7 +122,7 @@ export class CompactSealer {
 
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
-    this.#backend = backend;
+    this.#backend = suiteBackend(backend, suite);
     this.#salt = salt;
     this.#keys = deriveCompactKeys(backend, suite, inputKey, salt, context, keyState);
   }

@@ -15,6 +15,8 @@ export type EnvelopeErrorCode =
   | 'ERR_KEY_NOT_FOUND'
   | 'ERR_KEY_UNAVAILABLE'
   | 'ERR_KEY_NOT_WARM'
+  | 'ERR_KEY_VERSION_REFUSED'
+  | 'ERR_FILE_CHANGED'
   | 'ERR_CLOSED';
 
 export class EnvelopeError extends Error {
@@ -143,6 +145,33 @@ export class KeyNotWarmError extends EnvelopeError {
   }
 }
 
+/**
+ * A key policy refused the message before any KMS call: its format version or its intermediate-key
+ * version is older than the minimum (`minFormatVersion`, `minKeyVersion`), or its master key is not
+ * one the policy accepts. `found` is what the message names; `minimum` what the policy asks.
+ */
+export class KeyVersionRefusedError extends EnvelopeError {
+  readonly what: 'format version' | 'key version' | 'key id';
+  readonly found: number | string;
+  readonly minimum: number | string | undefined;
+  constructor(what: 'format version' | 'key version' | 'key id', found: number | string, minimum: number | string | undefined, detail = '') {
+    const asked = minimum === undefined ? '' : typeof minimum === 'number' ? ` (the minimum is ${minimum})` : ` (${minimum})`;
+    super('ERR_KEY_VERSION_REFUSED', `the message's ${what} ${typeof found === 'number' ? found : JSON.stringify(found)} is refused by the key policy${asked}${detail}`);
+    this.what = what;
+    this.found = found;
+    this.minimum = minimum;
+  }
+}
+
+/** A file changed while it was rewrapped in place: the rewrap was abandoned and the file left as it is. */
+export class FileChangedError extends EnvelopeError {
+  readonly path: string;
+  constructor(path: string) {
+    super('ERR_FILE_CHANGED', `${path} changed while it was rewrapped (size, times or inode): it was left as it is; run the rewrap again`);
+    this.path = path;
+  }
+}
+
 /** The envelope was closed: close() wiped its caches, and it takes no more work. */
 export class ClosedError extends EnvelopeError {
   constructor() {
@@ -165,6 +194,8 @@ const ERROR_NAMES = new Set([
   'KeyNotFoundError',
   'KeyUnavailableError',
   'KeyNotWarmError',
+  'KeyVersionRefusedError',
+  'FileChangedError',
   'BlindIndexNotWarmError',
   'RecordFieldError',
 ]);

@@ -52,7 +52,10 @@ const FLAGS_RESERVED = 0xf0;
 /** Where a message's input key comes from. */
 export type KeySource = 'kms' | 'intermediate';
 
-const RESERVED_SUITES: Record<number, string> = { 0x03: 'reserved for SM4-GCM, not implemented in this version' };
+/** FORMAT.md §2: ids 04 to 0F are kept for later suites of this version. */
+function unknownSuite(id: number): string {
+  return id === 0 ? 'invalid' : id >= 0x04 && id <= 0x0f ? 'reserved for a later suite, not implemented in this version' : 'unknown';
+}
 
 const PROVIDER_ID = /^[a-z0-9._-]{1,32}$/;
 
@@ -95,7 +98,7 @@ export interface ParsedHeader {
 /** The suite with this header id; UnsupportedSuiteError (naming reserved ids) otherwise. */
 export function suiteById(id: number): PayloadSuite {
   const suite = knownSuite(id);
-  if (!suite) throw new UnsupportedSuiteError(id, RESERVED_SUITES[id] ?? (id === 0 ? 'invalid' : 'unknown'));
+  if (!suite) throw new UnsupportedSuiteError(id, unknownSuite(id));
   return suite;
 }
 

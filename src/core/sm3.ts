@@ -209,7 +209,8 @@ export const hkdfExpandSm3: HkdfExpand = (prk, info, out, state) => {
   let length = 0;
   for (const o of out) length += o.length;
   if (length > 255 * SM3_LENGTH) throw new RangeError('HKDF-Expand length exceeds 255 * HashLen');
-  const keyState = state ?? hmacSm3Prepare(prk);
+  // A state of another hash (a caller that prepared SHA-512's) is ignored, never misread.
+  const keyState = state && state[0].length === SM3_LENGTH && state[1].length === SM3_LENGTH ? state : hmacSm3Prepare(prk);
   const block = new Uint8Array(SM3_LENGTH);
   const round = new Uint8Array(1);
   try {

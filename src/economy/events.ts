@@ -1,7 +1,7 @@
 /** What the library reports to an `onEvent` listener, so users can feed their own metrics. */
 export type EnvelopeEvent =
   /** One KeyProvider call as the envelope saw it (retries inside it included). */
-  | { type: 'kms-call'; provider: string; action: 'GenerateDataKey' | 'Decrypt'; durationMs: number; ok: boolean; errorCode?: string }
+  | { type: 'kms-call'; provider: string; action: 'GenerateDataKey' | 'Decrypt' | 'ReEncrypt' | 'Decrypt+Encrypt'; durationMs: number; ok: boolean; errorCode?: string }
   | { type: 'cache-hit' | 'cache-miss'; cache: 'encrypt' | 'decrypt' }
   | { type: 'cache-evict'; cache: 'encrypt' | 'decrypt'; reason: 'messages' | 'bytes' | 'age' | 'capacity' | 'close' }
   /** A KMS attempt failed and will be tried again after `delayMs`. */

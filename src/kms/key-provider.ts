@@ -37,6 +37,33 @@ export interface DecryptDataKeyRequest {
   readonly signal?: AbortSignal | undefined;
 }
 
+export interface ReEncryptDataKeyRequest {
+  /** The size of the data key inside the blob (a provider that decrypts checks it). */
+  readonly keySpec: KeySpec;
+  /** The master key the blob is wrapped under now, and the blob. */
+  readonly keyId: string;
+  readonly ciphertextBlob: string;
+  /** The master key to wrap it under (may be the same one: a KMS that rotates key material then uses the newest). */
+  readonly toKeyId: string;
+  /** The context the blob is bound to; the new blob is bound to the same one. */
+  readonly context: CanonicalContext;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A data key wrapped anew: the master key that wraps it and the new blob. */
+export interface WrappedDataKey {
+  readonly keyId: string;
+  readonly ciphertextBlob: string;
+}
+
+export interface EncryptDataKeyRequest {
+  readonly keyId: string;
+  /** The data key in the clear: the caller owns it and wipes it. */
+  readonly plaintextKey: Uint8Array;
+  readonly context: CanonicalContext;
+  readonly signal?: AbortSignal | undefined;
+}
+
 export interface KeyProvider {
   /** Stored in the header (FORMAT.md §5): `[a-z0-9._-]{1,32}`, e.g. `local`, `tencent`. */
   readonly id: string;
@@ -48,4 +75,34 @@ export interface KeyProvider {
    * tampered blob), and KmsError for every other failure (network, service, unknown key).
    */
   decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array>;
+  /**
+   * Optional: wraps the data key inside a blob under another master key without it leaving the
+   * KMS (Tencent API 3.0 ReEncrypt). Without it, a rewrap is decryptDataKey + encryptDataKey
+   * (kms/re-encrypt.ts), and the data key passes through this process.
+   */
+  reEncryptDataKey?(request: ReEncryptDataKeyRequest): Promise<WrappedDataKey>;
+  /** Optional: wraps a given data key under a master key (Tencent Encrypt): the fallback's second half. */
+  encryptDataKey?(request: EncryptDataKeyRequest): Promise<WrappedDataKey>;
+}
+
+/**
+ * Optional master-key administration (crypto-shredding of a tenant with its own master key).
+ * Both Tencent providers have it; hierarchy.shred() uses it when the provider does.
+ */
+export interface KeyAdministration {
+  /** The master key refuses every use until enabled again (Tencent DisableKey). */
+  disableKey(keyId: string): Promise<void>;
+  enableKey(keyId: string): Promise<void>;
+  /**
+   * Deletes the master key after `pendingWindowInDays` (Tencent: 7 to 30; the key must be disabled
+   * first). Returns when it will be deleted, in seconds since the epoch, when the KMS says.
+   */
+  scheduleKeyDeletion(keyId: string, pendingWindowInDays: number): Promise<{ deletionDate: number | undefined }>;
+  cancelKeyDeletion(keyId: string): Promise<void>;
+}
+
+/** Whether a provider also administers its master keys. */
+export function hasKeyAdministration(provider: unknown): provider is KeyAdministration {
+  const p = provider as Partial<KeyAdministration> | undefined;
+  return typeof p?.disableKey === 'function' && typeof p.scheduleKeyDeletion === 'function';
 }

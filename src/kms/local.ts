@@ -10,7 +10,7 @@ import { NONCE_LENGTH, TAG_LENGTH } from '../core/backend.ts';
 import { base64, base64url, utf8, wipe } from '../core/bytes.ts';
 import type { CanonicalContext } from '../core/context.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
+import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
 import { processEnv } from '../core/runtime.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
@@ -149,20 +149,36 @@ export class LocalKms implements KeyProvider {
   }
 
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
-    const master = this.#master(this.#defaultKeyId);
     const length = KEY_LENGTH_BY_SPEC[request.keySpec];
     if (!length) throw new KmsError(`LocalKms: unsupported key spec ${String(request.keySpec)}`);
+    this.#master(this.#defaultKeyId);
     const plaintextKey = this.#random(length);
-    const nonce = this.#random(NONCE_LENGTH);
-    const sealed = new Uint8Array(NONCE_LENGTH + length + TAG_LENGTH);
-    sealed.set(nonce);
     try {
-      this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, this.#aad(this.#defaultKeyId, request.context));
+      return { keyId: this.#defaultKeyId, plaintextKey, ciphertextBlob: this.#wrap(this.#defaultKeyId, plaintextKey, request.context) };
     } catch (error) {
       wipe(plaintextKey);
       throw error;
     }
-    return { keyId: this.#defaultKeyId, plaintextKey, ciphertextBlob: BLOB_PREFIX + base64url.encode(sealed) };
+  }
+
+  /** A rewrap done here: the data key is unwrapped and wrapped under `toKeyId` (which this LocalKms must hold), then wiped. */
+  async reEncryptDataKey(request: ReEncryptDataKeyRequest): Promise<WrappedDataKey> {
+    this.#master(request.toKeyId);
+    const key = await this.decryptDataKey(request);
+    try {
+      return { keyId: request.toKeyId, ciphertextBlob: this.#wrap(request.toKeyId, key, request.context) };
+    } finally {
+      wipe(key);
+    }
+  }
+
+  #wrap(keyId: string, plaintextKey: Uint8Array, context: CanonicalContext): string {
+    const master = this.#master(keyId);
+    const nonce = this.#random(NONCE_LENGTH);
+    const sealed = new Uint8Array(NONCE_LENGTH + plaintextKey.length + TAG_LENGTH);
+    sealed.set(nonce);
+    this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, this.#aad(keyId, context));
+    return BLOB_PREFIX + base64url.encode(sealed);
   }
 
   async decryptDataKey(request: DecryptDataKeyRequest): Promise<Uint8Array> {

@@ -5,7 +5,15 @@
 import { base64, utf8 } from '../core/bytes.ts';
 import { KmsError } from '../core/errors.ts';
 import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from './key-provider.ts';
+import type {
+  DataKey,
+  DecryptDataKeyRequest,
+  EncryptDataKeyRequest,
+  GenerateDataKeyRequest,
+  KeyAdministration,
+  KeyProvider,
+  WrappedDataKey,
+} from './key-provider.ts';
 import type { ResponseKeyPair, ResponseKeys } from './response-key.ts';
 import { dataKeyFromResponse, decodeDataKey, stringField } from './tencent-transport.ts';
 
@@ -16,10 +24,12 @@ export interface WireNames {
   context: string;
   plaintext: string;
   blob: string;
+  pendingWindow: string;
+  deletionDate: string;
 }
 
-export const API3_NAMES: WireNames = { keyId: 'KeyId', keySpec: 'KeySpec', context: 'EncryptionContext', plaintext: 'Plaintext', blob: 'CiphertextBlob' };
-export const LEGACY_NAMES: WireNames = { keyId: 'keyId', keySpec: 'keySpec', context: 'encryptionContext', plaintext: 'plaintext', blob: 'ciphertextBlob' };
+export const API3_NAMES: WireNames = { keyId: 'KeyId', keySpec: 'KeySpec', context: 'EncryptionContext', plaintext: 'Plaintext', blob: 'CiphertextBlob', pendingWindow: 'PendingWindowInDays', deletionDate: 'DeletionDate' };
+export const LEGACY_NAMES: WireNames = { keyId: 'keyId', keySpec: 'keySpec', context: 'encryptionContext', plaintext: 'plaintext', blob: 'ciphertextBlob', pendingWindow: 'pendingWindowInDays', deletionDate: 'deletionDate' };
 
 /**
  * The most EncryptionContext a Tencent KMS takes: 1024 characters by its documentation, held here
@@ -38,7 +48,10 @@ export function checkContextSize(json: string, action: string): void {
   }
 }
 
-export abstract class TencentProvider implements KeyProvider {
+/** Tencent's window for ScheduleKeyDeletion, in days (reference/tencent-kms.md; InvalidParameter.InvalidPendingWindowInDays outside it). */
+export const PENDING_WINDOW_DAYS = { min: 7, max: 30 } as const;
+
+export abstract class TencentProvider implements KeyProvider, KeyAdministration {
   abstract readonly id: string;
   /** The CMK that generateDataKey and encrypt use. Not needed to open: the blob names its CMK. */
   readonly keyId: string | undefined;
@@ -58,7 +71,7 @@ export abstract class TencentProvider implements KeyProvider {
   }
 
   /** Any KMS action: the response object (API 3.0: without its `Response` wrapper). `signal` cancels the call. */
-  abstract call(action: string, params: Record<string, string>, options?: { signal?: AbortSignal }): Promise<Record<string, unknown>>;
+  abstract call(action: string, params: Record<string, string | number>, options?: { signal?: AbortSignal }): Promise<Record<string, unknown>>;
 
   // The context is always sent, as `{}` when empty (FORMAT.md §3): Decrypt must see what GenerateDataKey saw.
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
@@ -100,6 +113,43 @@ export abstract class TencentProvider implements KeyProvider {
       ...(options.context === undefined ? {} : { [n.context]: options.context }),
     });
     return requireString(response, n.blob, 'Encrypt');
+  }
+
+  /** Wraps a given data key under a master key (Encrypt): the second half of a rewrap without ReEncrypt. */
+  async encryptDataKey(request: EncryptDataKeyRequest): Promise<WrappedDataKey> {
+    const n = this.#names;
+    const context = request.context.json;
+    checkContextSize(context, 'Encrypt');
+    const keyId = this.requireKeyId(request.keyId);
+    const response = await this.call('Encrypt', { [n.keyId]: keyId, [n.plaintext]: base64.encode(request.plaintextKey), [n.context]: context }, signalOf(request));
+    return { keyId: stringField(response, n.keyId) ?? keyId, ciphertextBlob: requireString(response, n.blob, 'Encrypt') };
+  }
+
+  /** DisableKey: every Decrypt, GenerateDataKey and ReEncrypt with this master key fails (ResourceUnavailable.CmkDisabled, legacy 4550). */
+  async disableKey(keyId: string): Promise<void> {
+    await this.call('DisableKey', { [this.#names.keyId]: this.requireKeyId(keyId) });
+  }
+
+  async enableKey(keyId: string): Promise<void> {
+    await this.call('EnableKey', { [this.#names.keyId]: this.requireKeyId(keyId) });
+  }
+
+  /**
+   * ScheduleKeyDeletion: the master key (disabled first, as Tencent requires) is deleted after
+   * 7 to 30 days; until then CancelKeyDeletion brings it back, so the data is not yet gone.
+   */
+  async scheduleKeyDeletion(keyId: string, pendingWindowInDays: number): Promise<{ deletionDate: number | undefined }> {
+    const n = this.#names;
+    if (!Number.isInteger(pendingWindowInDays) || pendingWindowInDays < PENDING_WINDOW_DAYS.min || pendingWindowInDays > PENDING_WINDOW_DAYS.max) {
+      throw new RangeError(`"pendingWindowInDays" must be an integer from ${PENDING_WINDOW_DAYS.min} to ${PENDING_WINDOW_DAYS.max}, got ${pendingWindowInDays}`);
+    }
+    const response = await this.call('ScheduleKeyDeletion', { [n.keyId]: this.requireKeyId(keyId), [n.pendingWindow]: pendingWindowInDays });
+    const date = response[n.deletionDate];
+    return { deletionDate: typeof date === 'number' ? date : undefined };
+  }
+
+  async cancelKeyDeletion(keyId: string): Promise<void> {
+    await this.call('CancelKeyDeletion', { [this.#names.keyId]: this.requireKeyId(keyId) });
   }
 
   protected requireKeyId(keyId: string | undefined): string {

@@ -59,6 +59,10 @@ export interface TencentKmsV2Options extends TransportOptions {
   signingHost?: string;
 }
 
+/**
+ * The legacy API has no ReEncrypt: a rewrap through it is Decrypt then Encrypt (kms/re-encrypt.ts,
+ * through encryptDataKey), so the data key passes through the process that rewraps.
+ */
 export class TencentKmsV2 extends TencentProvider {
   readonly id = 'tencent-v2';
   readonly #url: URL;
@@ -97,7 +101,8 @@ export class TencentKmsV2 extends TencentProvider {
   }
 
   /** Any v2 action; returns the response object (code 0). `signal` cancels the call. */
-  override async call(action: string, params: Record<string, string>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+  override async call(action: string, given: Record<string, string | number>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+    const params = Object.fromEntries(Object.entries(given).map(([k, v]) => [k, String(v)]));
     return this.#transport.call({
       action,
       sign: (credentials): HttpRequest => {

@@ -4,6 +4,7 @@
  */
 import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { processEnv } from '../core/runtime.ts';
+import type { ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
 import { ResponseKeys, type ResponseKeyOptions } from './response-key.ts';
 import { API3_NAMES, checkContextSize, requireString, TencentProvider } from './tencent-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
@@ -113,6 +114,7 @@ export class TencentKms extends TencentProvider {
     destinationKeyId?: string;
     sourceContext?: string;
     destinationContext?: string;
+    signal?: AbortSignal | undefined;
   }): Promise<{ ciphertextBlob: string; keyId: string | undefined; sourceKeyId: string | undefined }> {
     for (const context of [options.sourceContext, options.destinationContext]) if (context !== undefined) checkContextSize(context, 'ReEncrypt');
     const response = await this.call('ReEncrypt', {
@@ -120,12 +122,28 @@ export class TencentKms extends TencentProvider {
       ...(options.destinationKeyId === undefined ? {} : { DestinationKeyId: options.destinationKeyId }),
       ...(options.sourceContext === undefined ? {} : { SourceEncryptionContext: options.sourceContext }),
       ...(options.destinationContext === undefined ? {} : { DestinationEncryptionContext: options.destinationContext }),
-    });
+    }, options.signal ? { signal: options.signal } : {});
     return {
       ciphertextBlob: requireString(response, 'CiphertextBlob', 'ReEncrypt'),
       keyId: stringField(response, 'KeyId'),
       sourceKeyId: stringField(response, 'SourceKeyId'),
     };
+  }
+
+  /**
+   * A rewrap in one ReEncrypt call: the data key never leaves the KMS. The blob stays bound to the
+   * same context (sent as source and destination context).
+   */
+  async reEncryptDataKey(request: ReEncryptDataKeyRequest): Promise<WrappedDataKey> {
+    const context = request.context.json;
+    const result = await this.reEncrypt({
+      ciphertextBlob: request.ciphertextBlob,
+      destinationKeyId: request.toKeyId,
+      sourceContext: context,
+      destinationContext: context,
+      signal: request.signal,
+    });
+    return { keyId: result.keyId ?? request.toKeyId, ciphertextBlob: result.ciphertextBlob };
   }
 
   /** Creates a CMK; returns its KeyId. */
@@ -181,7 +199,7 @@ function judge(action: string, json: unknown): Verdict<Record<string, unknown>> 
   if (error === undefined) return { ok: r };
   const code = typeof error?.Code === 'string' ? error.Code : 'UnknownError';
   const message = typeof error?.Message === 'string' ? error.Message.slice(0, 300) : '';
-  if (action === 'Decrypt' && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
+  if ((action === 'Decrypt' || action === 'ReEncrypt') && DECRYPT_FAILURES.has(code)) return { fail: new DecryptionFailedError() };
   const kmsError = new KmsError(`${action} failed: ${code}${message ? `: ${message}` : ''}`, {
     kind: kindOf(code),
     kmsCode: code,

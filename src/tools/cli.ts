@@ -35,6 +35,7 @@ import {
 import { checkInterrupted, handleSignals, interruption, onInterrupt } from './cli-signals.ts';
 import { startEmulator } from './emulator/index.ts';
 import { type Progress, progress as progressLine } from './progress.ts';
+import { REWRAP_HELP, rewrapCommand } from './cli-rewrap.ts';
 
 const DEFAULT_KEY_FILE = join('.kms-envelope', 'local.key');
 
@@ -58,6 +59,7 @@ Commands:
   seal [FILE]      seal FILE (or standard input) to -o OUT (or standard output)
   open [FILE]      open a sealed FILE (or standard input) to -o OUT (or standard output)
   inspect FILE     print a sealed file's header as JSON (no KMS call, no cryptographic check)
+  rewrap PATH...   move sealed files and trees to another master key (--to-key ID), headers only
   keygen           create a LocalKms key file
   emulator         run a local Tencent Cloud KMS emulator
 
@@ -67,6 +69,7 @@ Run 'kms-envelope <command> --help' for a command's options.
 ${EXIT_TABLE}`;
 
 const HELP: Record<string, string> = {
+  rewrap: REWRAP_HELP(PROVIDER_HELP, EXIT_TABLE),
   seal: `Usage: kms-envelope seal [FILE] [-o OUT] [--context k=v ...] [--detached-context] [--force] [--quiet]
 
 Seals FILE (default: standard input) under a fresh data key from the KMS, to OUT or standard
@@ -76,7 +79,8 @@ ${OUTPUT_HELP}; with standard output a terminal, write there anyway
   --replace-link          replace OUT when it is a symbolic link (the link, never its target)
   --context k=v           encryption context pair; repeat for more
   --detached-context      keep the context out of the file (open then needs the same --context)
-  --suite 256|128         Cobblestone-256 (default) or Cobblestone-128
+  --suite 256|128|sm4     Cobblestone-256 (default), Cobblestone-128, or SM4-GCM-SM3 (suite 03:
+                          SM4-GCM with HKDF-SM3, for the Chinese commercial algorithms)
   -q, --quiet             no progress line
 
 ${PROVIDER_HELP}
@@ -248,8 +252,10 @@ async function seal(args: string[]): Promise<number> {
   });
   if (values.help) return help('seal');
   if (positionals.length > 1) throw new UsageError('seal takes at most one FILE');
-  if (values.suite !== undefined && values.suite !== '256' && values.suite !== '128') throw new UsageError(`--suite must be 256 or 128, got "${values.suite}"`);
-  const suite = `cobblestone-${values.suite ?? '256'}` as SuiteName;
+  if (values.suite !== undefined && values.suite !== '256' && values.suite !== '128' && values.suite !== 'sm4') {
+    throw new UsageError(`--suite must be 256, 128 or sm4, got "${values.suite}"`);
+  }
+  const suite: SuiteName = values.suite === 'sm4' ? 'sm4' : `cobblestone-${values.suite === '128' ? '128' : '256'}`;
   const context = parseContext(values.context);
   const input = await inputFile(positionals[0]);
   const kms = provider(values, true);
@@ -494,6 +500,9 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       return await open(rest);
     case 'inspect':
       return await inspectCommand(rest);
+    case 'rewrap':
+      handleSignals();
+      return await rewrapCommand(rest, { provider, parseContext, progress, providerOptions, help: () => help('rewrap') });
     case 'keygen':
       return await keygen(rest);
     case 'emulator':
@@ -508,7 +517,7 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       console.log(`kms-envelope ${version()}`);
       return EXIT.ok;
     case undefined:
-      throw new UsageError('a command is needed: seal, open, inspect, keygen or emulator');
+      throw new UsageError('a command is needed: seal, open, inspect, rewrap, keygen or emulator');
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -12,9 +12,11 @@ export interface Cmk {
   alias: string;
   description: string;
   keyUsage: string;
-  state: 'Enabled' | 'Disabled';
+  /** PendingDelete: disabled, and deleted at `deletionDate` (Unix seconds) unless CancelKeyDeletion. */
+  state: 'Enabled' | 'Disabled' | 'PendingDelete';
   createTime: number;
   material: Buffer;
+  deletionDate?: number;
 }
 
 /** A parameter of the request by its API 3.0 name. */
@@ -24,6 +26,8 @@ const BLOB_AAD = 'kms-envelope-emulator/v1';
 
 export class KeyStore {
   readonly keys = new Map<string, Cmk>();
+  /** Ids of keys deleted after their pending window, so their blobs answer CmkNotFound. */
+  readonly #deleted = new Set<string>();
   readonly #now: () => number;
   readonly #changed: () => void;
 
@@ -48,10 +52,42 @@ export class KeyStore {
   /** The CMK named by a parameter, enabled unless `needEnabled` is false. */
   find(keyId: string | undefined, name: string, needEnabled = true): Cmk {
     if (!keyId) throw err.missing(name);
-    const cmk = this.keys.get(keyId);
+    const cmk = this.#live(this.keys.get(keyId));
     if (!cmk) throw err.notFound();
     if (needEnabled && cmk.state !== 'Enabled') throw err.disabled();
     return cmk;
+  }
+
+  /** A key past its deletion date is gone (with its material): every later call finds no key. */
+  #live(cmk: Cmk | undefined): Cmk | undefined {
+    if (cmk?.state === 'PendingDelete' && cmk.deletionDate !== undefined && this.#now() >= cmk.deletionDate) {
+      cmk.material.fill(0);
+      this.keys.delete(cmk.keyId);
+      this.#deleted.add(cmk.keyId);
+      this.#changed();
+      return undefined;
+    }
+    return cmk;
+  }
+
+  /** ScheduleKeyDeletion: Tencent deletes only a disabled key, after 7 to 30 days. */
+  scheduleDeletion(cmk: Cmk, days: string | undefined): number {
+    if (days === undefined || days === '') throw err.missing('PendingWindowInDays');
+    const n = Number(days);
+    if (!Number.isInteger(n) || n < 7 || n > 30) throw err.pendingWindow();
+    if (cmk.state === 'Enabled') throw err.shouldBeDisabled();
+    if (cmk.state === 'PendingDelete') throw err.stateNotSupport();
+    cmk.state = 'PendingDelete';
+    cmk.deletionDate = this.#now() + n * 86_400;
+    this.#changed();
+    return cmk.deletionDate;
+  }
+
+  cancelDeletion(cmk: Cmk): void {
+    if (cmk.state !== 'PendingDelete') throw err.notPendingDelete();
+    cmk.state = 'Disabled';
+    delete cmk.deletionDate;
+    this.#changed();
   }
 
   setState(cmk: Cmk, state: Cmk['state']): void {
@@ -71,8 +107,9 @@ export class KeyStore {
     if (!blob) throw err.missing('CiphertextBlob');
     const parts = blob.split('-k-');
     if (parts.length !== 3) throw err.ciphertext();
-    const cmk = this.keys.get(Buffer.from(parts[0]!, 'base64').toString('utf8'));
-    if (!cmk) throw err.ciphertext();
+    const cmk = this.#live(this.keys.get(Buffer.from(parts[0]!, 'base64').toString('utf8')));
+    // A deleted key's blobs name a key that is no more: Tencent answers CmkNotFound.
+    if (!cmk) throw parts[0] && this.#deleted.has(Buffer.from(parts[0], 'base64').toString('utf8')) ? err.notFound() : err.ciphertext();
     if (cmk.state !== 'Enabled') throw err.disabled();
     const nonce = Buffer.from(parts[1]!, 'base64');
     const ct = Buffer.from(parts[2]!, 'base64');
@@ -162,7 +199,9 @@ const actions = new Map<string, Action>(Object.entries({
     }
     return { KeyId: cmk.keyId, Plaintext: text };
   },
-  ReEncrypt(store, p) {
+  ReEncrypt(store, p, api) {
+    // The legacy API has no ReEncrypt (reference/tencent-kms.md §1.5): refused as an unknown action, as Tencent does.
+    if (api === 'v2') throw err.action('ReEncrypt');
     const source = store.unwrap(p('CiphertextBlob'), checkContext(p('SourceEncryptionContext'), 'SourceEncryptionContext'));
     const destination = store.find(p('DestinationKeyId') || source.cmk.keyId, 'DestinationKeyId');
     const blob = store.wrap(destination, source.plaintext, checkContext(p('DestinationEncryptionContext'), 'DestinationEncryptionContext'));
@@ -170,12 +209,25 @@ const actions = new Map<string, Action>(Object.entries({
     return { CiphertextBlob: blob, KeyId: destination.keyId, SourceKeyId: source.cmk.keyId, ReEncrypted: true };
   },
   EnableKey(store, p) {
-    store.setState(store.find(p('KeyId'), 'KeyId', false), 'Enabled');
+    const cmk = store.find(p('KeyId'), 'KeyId', false);
+    if (cmk.state === 'PendingDelete') throw err.stateNotSupport();
+    store.setState(cmk, 'Enabled');
     return {};
   },
   DisableKey(store, p) {
-    store.setState(store.find(p('KeyId'), 'KeyId', false), 'Disabled');
+    const cmk = store.find(p('KeyId'), 'KeyId', false);
+    if (cmk.state === 'PendingDelete') throw err.stateNotSupport();
+    store.setState(cmk, 'Disabled');
     return {};
+  },
+  ScheduleKeyDeletion(store, p) {
+    const cmk = store.find(p('KeyId'), 'KeyId', false);
+    return { KeyId: cmk.keyId, DeletionDate: store.scheduleDeletion(cmk, p('PendingWindowInDays')) };
+  },
+  CancelKeyDeletion(store, p) {
+    const cmk = store.find(p('KeyId'), 'KeyId', false);
+    store.cancelDeletion(cmk);
+    return { KeyId: cmk.keyId };
   },
   ListKeys(store, p, api) {
     const offset = Number(p('Offset') ?? 0) || 0;

@@ -1,0 +1,64 @@
+/**
+ * The crypto a suite runs on: the backend itself for the AES suites, and for suite 03 (SM4-GCM
+ * with HKDF-SM3, FORMAT.md §13) the same interface over SM4-GCM and HKDF-Expand-SM3. The chunked
+ * and compact payloads, the caches and the key hierarchy call suiteBackend() and are otherwise
+ * unchanged: every suite is the same construction over other primitives.
+ *
+ * On the node backend SM4-GCM is OpenSSL's (sm4-gcm, or sm4-ctr with @noble/ciphers' GHASH); on
+ * every other backend, WebCrypto's included (it has no SM4), the portable TypeScript path. The
+ * SM backend has no asynchronous `aead`: paths that use one must take it from suiteBackend().
+ */
+import type { CryptoBackend } from './backend.ts';
+import { loadNodeCrypto } from './backend-node.ts';
+import { hasNativeSm4Gcm, hasNodeSm4Ctr, nativeSm4Gcm, type NodeSm4Crypto, nodeSm4Gcm, portableSm4Gcm, type Sm4Gcm } from './sm4-gcm.ts';
+import { hkdfExpandSm3, hmacSm3Prepare } from './sm3.ts';
+import type { PayloadSuite } from './suites.ts';
+
+/** The SM backends made so far, by the backend they wrap; and the set of them, so that wrapping is idempotent. */
+const smBackends = new WeakMap<CryptoBackend, CryptoBackend>();
+const isSm = new WeakSet<CryptoBackend>();
+
+let nodeAead: Sm4Gcm | null | undefined;
+
+/** OpenSSL's SM4-GCM, or its SM4-CTR under our GHASH, or undefined where node:crypto has neither. */
+function nodeSm4(): Sm4Gcm | undefined {
+  if (nodeAead === undefined) {
+    const c = loadNodeCrypto() as unknown as NodeSm4Crypto | undefined;
+    nodeAead = !c ? null : hasNativeSm4Gcm(c) ? nativeSm4Gcm(c) : hasNodeSm4Ctr(c) ? nodeSm4Gcm(c) : null;
+  }
+  return nodeAead ?? undefined;
+}
+
+/** The SM4-GCM a backend's suite-03 messages use (tests compare the paths). */
+export function sm4GcmFor(backend: CryptoBackend): Sm4Gcm {
+  return (backend.name === 'node' ? nodeSm4() : undefined) ?? portableSm4Gcm;
+}
+
+/** Builds the suite-03 view of `backend`: SM4-GCM and HKDF-SM3, its randomness and hashes. */
+export function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backend)): CryptoBackend {
+  const sm: CryptoBackend = {
+    name: backend.name,
+    gcmSeal: aead.seal,
+    gcmOpen: aead.open,
+    gcmOpenFresh: aead.openFresh,
+    // The suite's KDF under the interface's name: HKDF-Expand with HMAC-SM3 (FORMAT.md §13).
+    hkdfExpandSha512: hkdfExpandSm3,
+    hkdfPrepareSha512: hmacSm3Prepare,
+    randomBytes: backend.randomBytes,
+    sha256Base64: backend.sha256Base64,
+    hmacSha256: backend.hmacSha256,
+  };
+  isSm.add(sm);
+  return sm;
+}
+
+/** The backend for `suite`'s messages: `backend` for the AES suites, its SM view for suite 03. */
+export function suiteBackend(backend: CryptoBackend, suite: PayloadSuite): CryptoBackend {
+  if (suite.family !== 'sm' || isSm.has(backend)) return backend;
+  let sm = smBackends.get(backend);
+  if (!sm) {
+    sm = smBackend(backend);
+    smBackends.set(backend, sm);
+  }
+  return sm;
+}

@@ -1,0 +1,118 @@
+/**
+ * Rewrap (README "Rotation"): a sealed message moved to another master key by replacing only its
+ * wrapped-key section (core/wrapped-section.ts). The data key is re-wrapped by the KMS (one
+ * ReEncrypt where the provider has it, Decrypt + Encrypt otherwise: kms/re-encrypt.ts); the
+ * payload is never decrypted and its bytes, like the authenticated header bytes, stay identical.
+ */
+import { abortable, checkSignal, throwIfAborted } from './core/abort.ts';
+import { describe } from './core/bytes.ts';
+import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from './core/context.ts';
+import { ContextMismatchError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
+import type { ParsedHeader, WrappedKey } from './core/header.ts';
+import { replaceWrappedKeys } from './core/wrapped-section.ts';
+import type { EnvelopeCore } from './engine.ts';
+import type { KeyProvider } from './kms/key-provider.ts';
+import { reEncryptDataKey, rewrapPath } from './kms/re-encrypt.ts';
+
+export interface RewrapOptions {
+  /** The master key the data key is wrapped under afterwards (for a KMS that rotates key material, the same id moves it to the newest). */
+  toKeyId: string;
+  /**
+   * The message's context: required when it was sealed with a detached context (the KMS binds the
+   * wrapped key to it); when stored, optional, and if given it must equal the stored one.
+   */
+  context?: ContextInput;
+  /** Only the wrapped keys under this master key are rewrapped (format 2 may carry several); default every one of the envelope's provider. */
+  fromKeyId?: string;
+  /** Cancels: rejects with the signal's reason; nothing is written. */
+  signal?: AbortSignal;
+}
+
+function checkOptions(options: RewrapOptions): { toKeyId: string; fromKeyId: string | undefined; signal: AbortSignal | undefined } {
+  if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object with "toKeyId", got ${describe(options)}`);
+  if (typeof options.toKeyId !== 'string' || options.toKeyId.length === 0) throw new TypeError(`"toKeyId" expected a non-empty string, got ${describe(options.toKeyId)}`);
+  if (options.fromKeyId !== undefined && (typeof options.fromKeyId !== 'string' || options.fromKeyId.length === 0)) {
+    throw new TypeError(`"fromKeyId" expected a non-empty string, got ${describe(options.fromKeyId)}`);
+  }
+  return { toKeyId: options.toKeyId, fromKeyId: options.fromKeyId, signal: checkSignal(options.signal) };
+}
+
+/** The context the wrapped key is bound to: the stored one (checked against the caller's), or the caller's for a detached one. */
+function rewrapContext(header: ParsedHeader, given: ContextInput | undefined): CanonicalContext {
+  const expected = given === undefined ? undefined : canonicalContext(given);
+  if (header.detached) {
+    if (!expected) throw new ContextMismatchError('this message was sealed with a detached context: pass the same context to rewrap()');
+    return expected;
+  }
+  if (expected && !sameContext(expected, header.context!)) throw new ContextMismatchError('the context given to rewrap() is not the one the message was sealed with');
+  return header.context!;
+}
+
+/** The KMS-wrapped keys of a message after the rewrap: the ones chosen rewrapped in place, the others as they were. */
+async function rewrappedKeys(
+  core: EnvelopeCore,
+  kms: KeyProvider,
+  header: ParsedHeader,
+  context: CanonicalContext,
+  options: { toKeyId: string; fromKeyId: string | undefined; signal: AbortSignal | undefined },
+): Promise<WrappedKey[]> {
+  const chosen = (w: WrappedKey): boolean => w.provider === kms.id && (options.fromKeyId === undefined || w.keyId === options.fromKeyId);
+  if (!header.wrappedKeys.some(chosen)) {
+    const named = header.wrappedKeys.map((w) => `${w.provider}:${w.keyId}`).join('", "');
+    throw new KeyProviderMismatchError(`no wrapped key of this message is for key provider "${kms.id}"${options.fromKeyId === undefined ? '' : ` and master key "${options.fromKeyId}"`} (it has "${named}")`);
+  }
+  const path = rewrapPath(kms) ?? 'ReEncrypt';
+  const out: WrappedKey[] = [];
+  for (const w of header.wrappedKeys) {
+    if (!chosen(w)) {
+      out.push(w);
+      continue;
+    }
+    throwIfAborted(options.signal);
+    const started = Date.now();
+    try {
+      const request = { keySpec: header.suite.keySpec, keyId: w.keyId, ciphertextBlob: w.ciphertextBlob, toKeyId: options.toKeyId, context, signal: options.signal };
+      const result = await abortable(reEncryptDataKey(kms, request), options.signal);
+      core.emit({ type: 'kms-call', provider: kms.id, action: path, durationMs: Date.now() - started, ok: true });
+      out.push({ provider: kms.id, keyId: result.keyId, ciphertextBlob: result.ciphertextBlob });
+    } catch (error) {
+      const aborted = options.signal?.aborted && error === options.signal.reason;
+      const failure = aborted || error instanceof EnvelopeError || error instanceof TypeError ? error : new KmsError('key provider failed to rewrap the data key', { cause: error });
+      const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure instanceof EnvelopeError ? failure.code : 'ABORTED';
+      core.emit({ type: 'kms-call', provider: kms.id, action: path, durationMs: Date.now() - started, ok: false, errorCode: code });
+      throw failure;
+    }
+  }
+  return out;
+}
+
+/**
+ * The rewrapped header of a message whose header is `header`: its authenticated bytes as they
+ * were, and a new wrapped-key section. The payload that follows the old header follows this one
+ * unchanged.
+ */
+export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array> {
+  const checked = checkOptions(options);
+  throwIfAborted(checked.signal);
+  if (header.keySource !== 'kms') {
+    const ref = header.intermediate!;
+    throw new KeyProviderMismatchError(
+      `this message was sealed under a key hierarchy (partition ${JSON.stringify(ref.partition)} version ${ref.version}): it has no KMS-wrapped key to rewrap; rotate the master key with hierarchy.rotateMasterKey() (the stored intermediate keys), or re-seal it to move it to a newer key version`,
+    );
+  }
+  const kms = core.kms;
+  if (!kms) throw new KeyProviderMismatchError('this envelope has no key provider ("kms"): rewrap needs the KMS that wrapped the data key');
+  const context = rewrapContext(header, options.context);
+  const wrapped = await rewrappedKeys(core, kms, header, context, checked);
+  return replaceWrappedKeys(header, wrapped);
+}
+
+/** A whole sealed message, rewrapped: the new header, then the payload bytes as they were. */
+export async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
+  const newHeader = await rewrapHeader(core, header, options);
+  const payload = sealed.subarray(header.length);
+  const out = new Uint8Array(newHeader.length + payload.length);
+  out.set(newHeader);
+  out.set(payload, newHeader.length);
+  return out;
+}
