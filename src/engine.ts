@@ -20,6 +20,7 @@ import {
   type WrappedKey,
 } from './core/header.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from './core/hkdf.ts';
+import { checkKeyPolicy, enforceKeyPolicy, type KeyPolicy } from './core/key-policy.ts';
 import { type BackendName, selectBackend } from './core/select-backend.ts';
 import { suiteBackend } from './core/suite-backend.ts';
 import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from './core/suites.ts';
@@ -73,6 +74,11 @@ export interface EnvelopeOptions {
   decryptCache?: DecryptCacheOptions | boolean;
   /** KMS calls and cache events, for metrics. */
   onEvent?: EventListener;
+  /**
+   * Refuse to open messages older than this (a KeyVersionRefusedError naming the version found,
+   * before any KMS call): `{ minKeyVersion: 3 }` once every value is rewrapped past version 2.
+   */
+  keyPolicy?: KeyPolicy;
   /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
   randomBytes?: (length: number) => Uint8Array;
 }
@@ -109,6 +115,8 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** With a hierarchy: caller metadata handed to its audit hook with this open. */
   audit?: Readonly<Record<string, unknown>>;
+  /** A key policy for this open, instead of the envelope's. */
+  keyPolicy?: KeyPolicy;
 }
 
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
@@ -140,6 +148,8 @@ export interface OpenSession {
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
+  /** The envelope's key provider (undefined with only a hierarchy): rewrap.ts uses it. */
+  readonly kms: KeyProvider | undefined;
   /** The envelope's onEvent, never throwing. */
   readonly emit: (event: EnvelopeEvent) => void;
   /**
@@ -190,6 +200,7 @@ interface Settings {
   readonly emit: (event: EnvelopeEvent) => void;
   readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
   readonly decryptCache: DecryptCache | undefined;
+  readonly keyPolicy: KeyPolicy | undefined;
 }
 
 function assertProvider(kms: unknown): KeyProvider {
@@ -228,6 +239,7 @@ function resolve(options: EnvelopeOptions): Settings {
     emit,
     encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
     decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
+    keyPolicy: checkKeyPolicy(options.keyPolicy, 'keyPolicy'),
   };
 }
 
@@ -456,6 +468,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
     const context = openingContext(header, openOptions);
+    enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
     checkPayloadLength(header, payloadLength);
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow);
     const providers = header.wrappedKeys.map((w) => w.provider);
@@ -583,6 +596,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const { track, trackSync, drain } = tracker();
   return {
     backend: s.backend,
+    kms: s.kms,
     emit: s.emit,
     beginSeal: sealStarter(s),
     beginOpen: openStarter(s),

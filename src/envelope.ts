@@ -21,10 +21,14 @@ import {
   type SealSession,
   type StreamSealOptions,
 } from './engine.ts';
+import { type KeyPolicy, policyFindings } from './core/key-policy.ts';
 import { openRange, type RangeOptions, type RangeSource } from './range.ts';
+import { type RewrapOptions, rewrapSealed } from './rewrap.ts';
 import { createOpenStream, createSealStream } from './stream.ts';
 
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
+export type { KeyPolicy } from './core/key-policy.ts';
+export type { RewrapOptions } from './rewrap.ts';
 
 declare global {
   interface SymbolConstructor {
@@ -136,6 +140,12 @@ export interface Envelope {
   sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
   openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
+  /**
+   * The message moved to the master key `toKeyId`: only its wrapped-key section is replaced (one
+   * KMS ReEncrypt per wrapped key, or Decrypt + Encrypt where the provider has no ReEncrypt); the
+   * payload is not decrypted and its bytes are identical. Needs `context` for a detached context.
+   */
+  rewrap(sealed: ByteInput, options: RewrapOptions): Promise<Bytes>;
   /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -310,6 +320,11 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
       core.track(() => openRange(core, source, offset, length, o)),
     sealMany,
     openMany,
+    rewrap: (sealed: ByteInput, o: RewrapOptions) =>
+      core.track(() => {
+        const bytes = toBytes(sealed, 'sealed');
+        return rewrapSealed(core, bytes, parseHeader(bytes), o);
+      }),
     close: () => core.close(),
     [Symbol.asyncDispose]: () => core.close(),
   });
@@ -336,6 +351,21 @@ export function inspect(input: ByteInput): MessageInfo {
     ciphertextBlobLength: header.wrappedKeys[0]?.ciphertextBlob.length ?? 0,
     plaintextLength: header.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength),
   };
+}
+
+/**
+ * Whether a sealed message (or just its header) falls short of a key policy, read from the header
+ * alone (no KMS call): an older format version, an intermediate-key version below the minimum, or
+ * a master key that is not current. For sweeps that rewrap or re-seal what needs it.
+ */
+export function needsRewrap(input: ByteInput, policy: KeyPolicy): boolean {
+  return rewrapReasons(input, policy).length > 0;
+}
+
+/** needsRewrap's reasons, in words (each names the version or key found); empty when current. */
+export function rewrapReasons(input: ByteInput, policy: KeyPolicy): string[] {
+  if (policy === null || typeof policy !== 'object') throw new TypeError(`"policy" expected an object, got ${typeof policy}`);
+  return policyFindings(parseHeader(toBytes(input, 'sealed')), policy).map((f) => f.message);
 }
 
 /** One-off seal: `seal(plaintext, { kms, context })`. */

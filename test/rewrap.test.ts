@@ -13,7 +13,7 @@ import type { EnvelopeEvent } from '../src/index.ts';
 import type { RunningEmulator } from '../src/tools/emulator/index.ts';
 import { useEmulator } from './fixtures/emulator.ts';
 
-const FAST = { retry: { maxAttempts: 1 } } as const;
+const FAST = { retry: { baseDelayMs: 1, maxDelayMs: 5 }, timeoutMs: 2000, deadlineMs: 10000 };
 
 let emulator: RunningEmulator;
 let oldKey: string;
