@@ -114,3 +114,4 @@ export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, 
 /** Resumable table sweeps (rotation, backfill, re-index; src/sweep.ts) on PostgreSQL (several workers) and SQLite. */
 export { type PostgresSweepClient, type PostgresSweepPool, sweepPostgres, type TableSweepOptions } from './node/sweeps/postgres.ts';
 export { sweepSqlite } from './node/sweeps/sqlite.ts';
+export { type FileOutcome, type FileSweepEvent, type FileSweepOptions, type FileSweepSummary, rewrapTree } from './node/sweeps/files.ts';
