@@ -21,7 +21,9 @@ import {
   type LoadedKey,
 } from './economy/intermediate-keys.ts';
 import { checkStoredKey, type KeyStore, type StoredKey } from './economy/key-store.ts';
-import type { KeyProvider } from './kms/key-provider.ts';
+import { partitionsOf } from './economy/key-store-backup.ts';
+import { hasKeyAdministration, type KeyProvider } from './kms/key-provider.ts';
+import { reEncryptDataKey } from './kms/re-encrypt.ts';
 
 export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
   /** Where the wrapped intermediate keys live. */
@@ -80,11 +82,76 @@ export interface KeyHierarchy {
   rotate(partition: string): Promise<StoredKey>;
   /** Forgets a partition's keys in memory at once (after shredding, or to pick up a rotation now). */
   forget(partition?: string): void;
+  /**
+   * Rotates the KMS master key: every stored intermediate key (of the partitions given, default
+   * all) is re-wrapped under `toKeyId` by one KMS ReEncrypt each (Decrypt + Encrypt where the
+   * provider has no ReEncrypt), and its store record replaced by a compare and set. The sealed
+   * records are not touched: they name a partition and version, not the master key.
+   */
+  rotateMasterKey(options: RotateMasterKeyOptions): Promise<MasterKeyRotation>;
+  /** Checks that every stored key version (of the partitions given, default all) still decrypts through the KMS. */
+  verify(options?: { partitions?: readonly string[]; signal?: AbortSignal }): Promise<VerifyReport>;
+  /**
+   * Crypto-shredding of a partition (tenant): its intermediate keys are deleted from the store
+   * and forgotten in this process; with `masterKey`, the tenant's own master key is also disabled
+   * and (with `deleteAfterDays`) scheduled for deletion through the KMS. Other processes keep a
+   * loaded key until its TTL ends (README "Crypto-shredding" gives every bound).
+   */
+  shred(partition: string, options?: ShredOptions): Promise<ShredReport>;
   metrics(): HierarchyMetrics;
   close(): Promise<void>;
 }
 
+export interface RotateMasterKeyOptions {
+  /** The master key every intermediate key is wrapped under afterwards. */
+  toKeyId: string;
+  /** Default: every partition the store lists. */
+  partitions?: readonly string[];
+  /** Only versions wrapped under this master key; default every one not already under `toKeyId`. */
+  fromKeyId?: string;
+  signal?: AbortSignal;
+}
+
+export interface MasterKeyRotation {
+  /** Versions re-wrapped, and the KMS calls that took (one per version with ReEncrypt). */
+  rewrapped: number;
+  /** Versions already under `toKeyId`, or under another key than `fromKeyId`: untouched. */
+  skipped: number;
+  /** Versions another process re-wrapped meanwhile (the compare and set found a new blob). */
+  raced: number;
+  failed: { partition: string; version: number; code: string; message: string }[];
+}
+
+export interface VerifyReport {
+  checked: number;
+  ok: number;
+  failed: { partition: string; version: number; keyId: string; code: string; message: string }[];
+}
+
+export interface ShredOptions {
+  /**
+   * The tenant's own master key, to disable through the KMS (DisableKey). Only for a master key no
+   * other tenant uses: a shared one would shred them all.
+   */
+  masterKey?: string;
+  /** With `masterKey`: schedule its deletion after this many days (Tencent: 7 to 30; ScheduleKeyDeletion). */
+  deleteAfterDays?: number;
+}
+
+export interface ShredReport {
+  /** Versions deleted from the store. */
+  versionsDeleted: number;
+  masterKeyDisabled: boolean;
+  /** When the KMS deletes the master key (seconds since the epoch), if scheduled. */
+  deletionDate: number | undefined;
+}
+
 const INTERMEDIATE_KEY_LENGTH = 32;
+
+function failureCode(error: unknown): string {
+  const e = error as { kmsCode?: unknown; code?: unknown } | null;
+  return typeof e?.kmsCode === 'string' ? e.kmsCode : typeof e?.code === 'string' ? e.code : 'ERROR';
+}
 
 /** The KMS context an intermediate key is bound to: a blob moved to another partition or version does not decrypt. */
 function kmsContext(partition: string, version: number): CanonicalContext {
@@ -243,6 +310,76 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
       cache.revoke(partition);
       if (partition === undefined) active.clear();
       else active.delete(partition);
+    },
+    async rotateMasterKey(rotation) {
+      if (!rotation || typeof rotation.toKeyId !== 'string' || rotation.toKeyId.length === 0) throw new TypeError('"toKeyId" expected a non-empty string');
+      if (typeof store.replaceWrappedKey !== 'function') throw new TypeError('rotateMasterKey: this key store cannot replace a wrapped key (replaceWrappedKey)');
+      const report: MasterKeyRotation = { rewrapped: 0, skipped: 0, raced: 0, failed: [] };
+      for (const partition of await partitionsOf(store, rotation.partitions, 'rotateMasterKey')) {
+        const kms = resolve(partition);
+        for (const key of await store.listVersions(partition)) {
+          if (rotation.signal?.aborted) throw rotation.signal.reason;
+          const chosen = key.provider === kms.id && (rotation.fromKeyId === undefined ? key.keyId !== rotation.toKeyId : key.keyId === rotation.fromKeyId);
+          if (!chosen) {
+            report.skipped++;
+            continue;
+          }
+          try {
+            const wrapped = await reEncryptDataKey(kms, {
+              keySpec: 'AES_256',
+              keyId: key.keyId,
+              ciphertextBlob: key.ciphertextBlob,
+              toKeyId: rotation.toKeyId,
+              context: kmsContext(partition, key.version),
+              signal: rotation.signal,
+            });
+            const replaced = await store.replaceWrappedKey(partition, key.version, key.ciphertextBlob, { provider: kms.id, ...wrapped });
+            if (replaced) report.rewrapped++;
+            else report.raced++;
+          } catch (error) {
+            if (rotation.signal?.aborted && error === rotation.signal.reason) throw error;
+            report.failed.push({ partition, version: key.version, code: failureCode(error), message: (error as Error).message });
+          }
+        }
+      }
+      return report;
+    },
+    async verify(verifyOptions = {}) {
+      const report: VerifyReport = { checked: 0, ok: 0, failed: [] };
+      for (const partition of await partitionsOf(store, verifyOptions.partitions, 'verify')) {
+        for (const key of await store.listVersions(partition)) {
+          if (verifyOptions.signal?.aborted) throw verifyOptions.signal.reason;
+          report.checked++;
+          try {
+            // Straight through the KMS, not the cache: a key in memory proves nothing about the KMS.
+            wipe(await loadVersion(partition, key.version));
+            report.ok++;
+          } catch (error) {
+            report.failed.push({ partition, version: key.version, keyId: key.keyId, code: failureCode(error), message: (error as Error).message });
+          }
+        }
+      }
+      return report;
+    },
+    async shred(partition, shredOptions = {}) {
+      if (typeof partition !== 'string' || partition.length === 0) throw new TypeError('"partition" expected a non-empty string');
+      if (typeof store.deletePartition !== 'function') throw new TypeError('shred: this key store cannot delete a partition (deletePartition)');
+      const { masterKey, deleteAfterDays } = shredOptions;
+      if (deleteAfterDays !== undefined && masterKey === undefined) throw new TypeError('"deleteAfterDays" needs "masterKey"');
+      const kms = resolve(partition);
+      if (masterKey !== undefined && !hasKeyAdministration(kms)) throw new TypeError(`shred: key provider "${kms.id}" cannot disable master keys`);
+      const versionsDeleted = (await store.listVersions(partition)).length;
+      await store.deletePartition(partition);
+      cache.revoke(partition);
+      active.delete(partition);
+      let masterKeyDisabled = false;
+      let deletionDate: number | undefined;
+      if (masterKey !== undefined && hasKeyAdministration(kms)) {
+        await kms.disableKey(masterKey);
+        masterKeyDisabled = true;
+        if (deleteAfterDays !== undefined) deletionDate = (await kms.scheduleKeyDeletion(masterKey, deleteAfterDays)).deletionDate;
+      }
+      return { versionsDeleted, masterKeyDisabled, deletionDate };
     },
     metrics: () => ({
       ...cache.counters,

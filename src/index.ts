@@ -86,8 +86,14 @@ export {
   type HierarchyMetrics,
   type KeyHierarchy,
   type KeyHierarchyOptions,
+  type MasterKeyRotation,
+  type RotateMasterKeyOptions,
+  type ShredOptions,
+  type ShredReport,
+  type VerifyReport,
 } from './hierarchy.ts';
-export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey } from './economy/key-store.ts';
+export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from './economy/key-store.ts';
+export { exportKeyStore, importKeyStore, parseKeyStoreExport, type ImportResult, type KeyStoreExport } from './economy/key-store-backup.ts';
 export {
   createRecords,
   defineTable,

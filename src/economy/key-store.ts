@@ -27,6 +27,22 @@ export interface StoredKey {
 
 export type KeyState = 'active' | 'decrypt-only';
 
+/** A stored version's wrapping: the provider, its master key and the wrapped key. */
+export interface WrappedKeyFields {
+  readonly provider: string;
+  readonly keyId: string;
+  readonly ciphertextBlob: string;
+}
+
+/** Checks replaceWrappedKey's new fields: labelled TypeErrors. */
+export function checkWrappedKeyFields(wrapped: WrappedKeyFields): WrappedKeyFields {
+  const ok = (v: unknown) => typeof v === 'string' && v.length > 0;
+  if (!wrapped || !ok(wrapped.provider) || !ok(wrapped.keyId) || !ok(wrapped.ciphertextBlob)) {
+    throw new TypeError('replaceWrappedKey: "wrapped" expected { provider, keyId, ciphertextBlob } as non-empty strings');
+  }
+  return wrapped;
+}
+
 export interface KeyStore {
   /** The record of (partition, version), or undefined. */
   getVersion(partition: string, version: number): Promise<StoredKey | undefined>;
@@ -43,6 +59,14 @@ export interface KeyStore {
   setState(partition: string, version: number, state: KeyState): Promise<void>;
   /** Removes every version of the partition (crypto-shredding). Optional. */
   deletePartition?(partition: string): Promise<void>;
+  /** Every partition with at least one version (master-key rotation, verify, export). Optional. */
+  listPartitions?(): Promise<string[]>;
+  /**
+   * Replaces a version's wrapped key (master-key rotation: the same intermediate key, wrapped under
+   * another master key) if its blob is still `expectedBlob`; returns whether it did. A compare and
+   * set, so two rotations at once never lose a write: the second finds the blob changed. Optional.
+   */
+  replaceWrappedKey?(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean>;
   /** Releases connections or handles the store opened itself. Optional. */
   close?(): Promise<void>;
 }
@@ -110,5 +134,18 @@ export class MemoryKeyStore implements KeyStore {
 
   async deletePartition(partition: string): Promise<void> {
     this.#partitions.delete(partition);
+  }
+
+  async listPartitions(): Promise<string[]> {
+    return [...this.#partitions.keys()].filter((p) => this.#partitions.get(p)!.size > 0).sort();
+  }
+
+  async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {
+    checkWrappedKeyFields(wrapped);
+    const versions = this.#partitions.get(partition);
+    const key = versions?.get(version);
+    if (!versions || !key || key.ciphertextBlob !== expectedBlob) return false;
+    versions.set(version, Object.freeze({ ...key, provider: wrapped.provider, keyId: wrapped.keyId, ciphertextBlob: wrapped.ciphertextBlob }));
+    return true;
   }
 }

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { checkStoredKey, type KeyState, type KeyStore, type StoredKey } from '../../economy/key-store.ts';
+import { checkStoredKey, checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../../economy/key-store.ts';
 import { writeAtomically } from '../atomic.ts';
 import { checkState, CorruptKeyRecordError, missingVersion } from './common.ts';
 
@@ -233,6 +233,23 @@ export class JsonFileKeyStore implements KeyStore {
 
   async deletePartition(partition: string): Promise<void> {
     await this.#change((partitions) => ({ result: undefined, write: partitions.delete(partition) }));
+  }
+
+  async listPartitions(): Promise<string[]> {
+    return [...(await this.#read())].filter(([, versions]) => versions.size > 0).map(([partition]) => partition).sort();
+  }
+
+  async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {
+    checkWrappedKeyFields(wrapped);
+    return this.#change((partitions) => {
+      const versions = partitions.get(partition);
+      const raw = versions?.get(String(version));
+      if (!versions || raw === undefined) return { result: false };
+      const key = this.#check(raw, partition, String(version));
+      if (key.ciphertextBlob !== expectedBlob) return { result: false };
+      versions.set(String(version), { ...key, provider: wrapped.provider, keyId: wrapped.keyId, ciphertextBlob: wrapped.ciphertextBlob });
+      return { result: true, write: true };
+    });
   }
 
   #check(raw: unknown, partition: string, versionKey: string): StoredKey {

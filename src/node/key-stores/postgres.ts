@@ -9,7 +9,7 @@
  * one statement, so the store works the same over a Pool (any connection) and a Client.
  */
 import { createHash } from 'node:crypto';
-import type { KeyState, KeyStore, StoredKey } from '../../economy/key-store.ts';
+import { checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../../economy/key-store.ts';
 import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName } from './common.ts';
 
 /** The call the store makes: pg's Pool and Client fit (`query(text, values)` resolving to `{ rows }`). */
@@ -141,5 +141,20 @@ export class PostgresKeyStore implements KeyStore {
 
   async deletePartition(partition: string): Promise<void> {
     await this.#query(`DELETE FROM ${this.#t} WHERE partition = $1`, [partition]);
+  }
+
+  async listPartitions(): Promise<string[]> {
+    const rows = await this.#query(`SELECT DISTINCT partition FROM ${this.#t} ORDER BY partition`, []);
+    return rows.map((row) => String((row as { partition: unknown }).partition));
+  }
+
+  async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {
+    checkWrappedKeyFields(wrapped);
+    // One UPDATE guarded by the old blob: the compare and set is the statement itself.
+    const rows = await this.#query(
+      `UPDATE ${this.#t} SET provider = $3, key_id = $4, ciphertext_blob = $5 WHERE partition = $1 AND version = $2 AND ciphertext_blob = $6 RETURNING version`,
+      [partition, version, wrapped.provider, wrapped.keyId, wrapped.ciphertextBlob, expectedBlob],
+    );
+    return rows.length === 1;
   }
 }

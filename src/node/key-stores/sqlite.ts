@@ -10,7 +10,7 @@
  * INSERT ... ON CONFLICT DO NOTHING and a SELECT, so two processes creating the same version
  * keep exactly one record and both read that one.
  */
-import type { KeyState, KeyStore, StoredKey } from '../../economy/key-store.ts';
+import { checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../../economy/key-store.ts';
 import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName } from './common.ts';
 
 /** A prepared statement: better-sqlite3's Statement and node:sqlite's StatementSync fit. */
@@ -59,6 +59,8 @@ export class SqliteKeyStore implements KeyStore {
   readonly #list: SqliteStatement;
   readonly #update: SqliteStatement;
   readonly #delete: SqliteStatement;
+  readonly #partitions: SqliteStatement;
+  readonly #rewrap: SqliteStatement;
 
   /** Sets the busy timeout and creates the table (synchronously, so errors surface here). */
   constructor(options: SqliteKeyStoreOptions) {
@@ -79,6 +81,8 @@ export class SqliteKeyStore implements KeyStore {
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? ORDER BY version`);
     this.#update = db.prepare(`UPDATE ${t} SET state = ? WHERE partition = ? AND version = ?`);
     this.#delete = db.prepare(`DELETE FROM ${t} WHERE partition = ?`);
+    this.#partitions = db.prepare(`SELECT DISTINCT partition FROM ${t} ORDER BY partition`);
+    this.#rewrap = db.prepare(`UPDATE ${t} SET provider = ?, key_id = ?, ciphertext_blob = ? WHERE partition = ? AND version = ? AND ciphertext_blob = ?`);
   }
 
   async getVersion(partition: string, version: number): Promise<StoredKey | undefined> {
@@ -115,5 +119,15 @@ export class SqliteKeyStore implements KeyStore {
 
   async deletePartition(partition: string): Promise<void> {
     this.#delete.run(partition);
+  }
+
+  async listPartitions(): Promise<string[]> {
+    return this.#partitions.all().map((row) => String((row as { partition: unknown }).partition));
+  }
+
+  async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {
+    checkWrappedKeyFields(wrapped);
+    // One UPDATE guarded by the old blob: the compare and set is the statement itself.
+    return Number(this.#rewrap.run(wrapped.provider, wrapped.keyId, wrapped.ciphertextBlob, partition, version, expectedBlob).changes) === 1;
   }
 }

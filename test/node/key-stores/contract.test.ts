@@ -172,6 +172,28 @@ describe.each(STORES)('%s: the KeyStore contract', (_name, make) => {
     expect(await store.createVersion(key('gone', 1, { ciphertextBlob: 'new' }))).toEqual(key('gone', 1, { ciphertextBlob: 'new' }));
   });
 
+  it('listPartitions lists every partition with a version, and deletePartition removes it from the list', async () => {
+    expect(await store.listPartitions!()).toEqual([]);
+    for (const p of ['b', 'a', "it's"]) await store.createVersion(key(p, 1));
+    await store.createVersion(key('a', 2));
+    expect(await store.listPartitions!()).toEqual(['a', 'b', "it's"]);
+    await store.deletePartition!('b');
+    expect(await store.listPartitions!()).toEqual(['a', "it's"]);
+  });
+
+  it('replaceWrappedKey replaces the wrapping only while the blob is the expected one (compare and set), keeping state and createdAt', async () => {
+    const old = await store.createVersion(key('p', 1, { state: 'decrypt-only' }));
+    const wrapped = { provider: 'tencent', keyId: 'new-cmk', ciphertextBlob: 'rewrapped-blob' };
+    expect(await store.replaceWrappedKey!('p', 1, 'some other blob', wrapped)).toBe(false);
+    expect(await store.getVersion('p', 1)).toEqual(old);
+    expect(await store.replaceWrappedKey!('p', 1, old.ciphertextBlob, wrapped)).toBe(true);
+    expect(await store.getVersion('p', 1)).toEqual({ ...old, ...wrapped });
+    // A second rotation racing with the first saw the old blob: it must not overwrite.
+    expect(await store.replaceWrappedKey!('p', 1, old.ciphertextBlob, { ...wrapped, ciphertextBlob: 'late' })).toBe(false);
+    expect(await store.replaceWrappedKey!('p', 2, old.ciphertextBlob, wrapped)).toBe(false);
+    await expect(store.replaceWrappedKey!('p', 1, 'rewrapped-blob', { provider: '', keyId: 'k', ciphertextBlob: 'b' })).rejects.toThrow(TypeError);
+  });
+
   it('refuses an invalid record and stores nothing', async () => {
     for (const bad of [key('p', 0), key('p', 1.5), key('', 1), key('p', 1, { ciphertextBlob: '' }), key('p', 1, { state: 'retired' as never })]) {
       await expect(store.createVersion(bad)).rejects.toThrow(TypeError);
