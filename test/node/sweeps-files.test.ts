@@ -105,7 +105,8 @@ describe('rewrapTree', () => {
       },
     };
     const bytes = readFileSync(damaged!);
-    bytes[bytes.indexOf('old') + 1] ^= 1; // the key id in the header: the KMS cannot find the key
+    const at = bytes.indexOf('old') + 1;
+    bytes[at] = bytes[at]! ^ 1; // the key id in the header: the KMS cannot find the key
     writeFileSync(damaged!, bytes);
     writeFileSync(other!, await createEnvelope({ kms: LocalKms.generate({ keyId: 'elsewhere' }) }).seal('x'));
     const before = new Map(files.map((f) => [f, readFileSync(f)]));
