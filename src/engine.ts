@@ -4,9 +4,10 @@
  * key (cache, flight or KMS) for opening, with the work tracked so close() can drain it.
  */
 import { abortable, checkSignal, throwIfAborted } from './core/abort.ts';
-import type { CryptoBackend } from './core/backend.ts';
+import type { AsyncAead, CryptoBackend } from './core/backend.ts';
 import { base64, describe, wipe } from './core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
+import { aeadFor } from './core/chunked-async.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from './core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from './core/context.ts';
 import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
@@ -148,6 +149,11 @@ export interface OpenSession {
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
+  /**
+   * The asynchronous AEAD that seals this envelope's messages (the WebCrypto backend, an AES
+   * suite), or undefined: sealing is synchronous. Opening picks one by the message's suite (aeadFor).
+   */
+  readonly sealAead: AsyncAead | undefined;
   /** The envelope's key provider (undefined with only a hierarchy): rewrap.ts uses it. */
   readonly kms: KeyProvider | undefined;
   /** The envelope's onEvent, never throwing. */
@@ -596,6 +602,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const { track, trackSync, drain } = tracker();
   return {
     backend: s.backend,
+    sealAead: aeadFor(s.backend, s.suite),
     kms: s.kms,
     emit: s.emit,
     beginSeal: sealStarter(s),

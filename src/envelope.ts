@@ -6,7 +6,8 @@
 import { anySignal, checkSignal, throwIfAborted } from './core/abort.ts';
 import { type ByteInput, isByteInput, toBytes, utf8, utf8DecodeStrict, wipe } from './core/bytes.ts';
 import { openPayload, plaintextLength, sealedLength } from './core/chunked.ts';
-import { compactPlaintextLength, compactSealedLength, openCompact } from './core/compact.ts';
+import { aeadFor, openPayloadAsync, sealAllAsync } from './core/chunked-async.ts';
+import { compactPlaintextLength, compactSealedLength, openCompact, openCompactAsync } from './core/compact.ts';
 import type { EncryptionContext } from './core/context.ts';
 import { type ParsedHeader, parseHeader } from './core/header.ts';
 import type { PayloadSuite } from './core/suites.ts';
@@ -198,16 +199,37 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const { backend } = core;
 
   // seal and open finish synchronously when a cache has the key: no promise until track().
-  function sealNow(plaintext: ByteInput | string, sealOptions: SealOptions = {}): Bytes | Promise<Bytes> {
+  // With an asynchronous AEAD (the WebCrypto backend), seal and open use it; sealSync and
+  // openSync (`sync`) use the backend's synchronous methods, which give the same bytes.
+  function sealNow(plaintext: ByteInput | string, sealOptions: SealOptions = {}, sync = false): Bytes | Promise<Bytes> {
     const own = typeof plaintext === 'string';
     const bytes = own ? utf8(plaintext, 'plaintext') : toBytes(plaintext, 'plaintext');
+    const aead = sync ? undefined : core.sealAead;
+    const outFor = (session: SealSession): Bytes => {
+      const { header, compact } = session;
+      const out = new Uint8Array(header.length + (compact ? compactSealedLength(bytes.length)! : sealedLength(bytes.length)));
+      out.set(header);
+      return out;
+    };
     const sealWith = (session: SealSession): Bytes => {
       try {
         const { header, sealer, compact } = session;
-        const out = new Uint8Array(header.length + (compact ? compactSealedLength(bytes.length)! : sealedLength(bytes.length)));
-        out.set(header);
+        const out = outFor(session);
         if (compact) compact.seal(bytes, out, header.length);
         else sealer!.sealAll(bytes, out, header.length);
+        return out;
+      } finally {
+        session.sealer?.destroy();
+        session.compact?.destroy();
+        if (own) wipe(bytes);
+      }
+    };
+    const sealAsyncWith = async (session: SealSession): Promise<Bytes> => {
+      try {
+        const { header, sealer, compact } = session;
+        const out = outFor(session);
+        if (compact) await compact.sealAsync(aead!, bytes, out, header.length);
+        else await sealAllAsync(aead!, sealer!, bytes, out, header.length);
         return out;
       } finally {
         session.sealer?.destroy();
@@ -222,19 +244,27 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
       if (own) wipe(bytes);
       throw error;
     }
-    if (!(started instanceof Promise)) return sealWith(started);
-    return started.then(sealWith, (error: unknown) => {
+    const finish = aead ? sealAsyncWith : sealWith;
+    if (!(started instanceof Promise)) return finish(started);
+    return started.then(finish, (error: unknown) => {
       if (own) wipe(bytes);
       throw error;
     });
   }
 
-  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache): OpenResult | Promise<OpenResult> {
+  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache, sync = false): OpenResult | Promise<OpenResult> {
     const sealed = toBytes(input, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
-    const openWith = (session: OpenSession): OpenResult => {
+    const aead = sync ? undefined : aeadFor(backend, header.suite);
+    const openWith = (session: OpenSession): OpenResult | Promise<OpenResult> => {
       try {
+        if (aead) {
+          // The key schedule runs before the call returns: a lent key is done with here.
+          const open = header.compact ? openCompactAsync : openPayloadAsync;
+          const opened = open(backend, aead, header.suite, session.key, session.payloadContext, payload, session.keyState);
+          return opened.then((plaintext) => ({ plaintext: plaintext as Bytes, context: session.context.pairs, ...keyNames(header) }));
+        }
         const open = header.compact ? openCompact : openPayload;
         // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
         const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
@@ -310,8 +340,8 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const envelope: Envelope = Object.freeze({
     seal,
     open,
-    sealSync: (plaintext: ByteInput | string, o?: SealOptions) => core.trackSync(() => sealNow(plaintext, o), 'sealSync', () => {}),
-    openSync: (sealed: ByteInput, o?: OpenOptions) => core.trackSync(() => plaintextOf(openNow(sealed, o)), 'openSync', wipe),
+    sealSync: (plaintext: ByteInput | string, o?: SealOptions) => core.trackSync(() => sealNow(plaintext, o, true), 'sealSync', () => {}),
+    openSync: (sealed: ByteInput, o?: OpenOptions) => core.trackSync(() => plaintextOf(openNow(sealed, o, undefined, true)), 'openSync', wipe),
     openString,
     openWithInfo,
     sealStream: (o?: StreamSealOptions) => createSealStream(core, o),

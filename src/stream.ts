@@ -5,6 +5,7 @@
 import { checkSignal, throwIfAborted } from './core/abort.ts';
 import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
+import { aeadFor, AsyncStreamOpener, AsyncStreamSealer } from './core/chunked-async.ts';
 import { CompactOpener } from './core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
@@ -47,12 +48,18 @@ function onAbort(signal: AbortSignal | undefined, controller: TransformStreamDef
 export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
   let sealer: PayloadSealer | undefined;
+  // Over an asynchronous AEAD (WebCrypto): several chunks in flight, emitted in order.
+  let pipeline: AsyncStreamSealer | undefined;
   let spend: (bytes: number) => void = () => {};
   let unlisten = (): void => {};
+  const stop = (): void => {
+    sealer?.destroy();
+    pipeline?.destroy();
+  };
   return new TransformStream<ByteInput, Uint8Array>(
     {
       async start(controller) {
-        unlisten = onAbort(signal, controller, () => sealer?.destroy());
+        unlisten = onAbort(signal, controller, stop);
         const session = await core.track(async () => core.beginSeal(options, options?.size));
         sealer = chunkedSealer(session);
         if (signal?.aborted) {
@@ -61,6 +68,10 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
         }
         spend = budget(session, options?.size);
         const prefix = sealer.start();
+        if (core.sealAead) {
+          pipeline = new AsyncStreamSealer(core.sealAead, sealer); // takes the sealer's keys, and destroys it
+          sealer = undefined;
+        }
         const first = new Uint8Array(session.header.length + prefix.length);
         first.set(session.header);
         first.set(prefix, session.header.length);
@@ -71,22 +82,30 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
           throwIfAborted(signal);
           const bytes = toBytes(chunk, 'chunk');
           spend(bytes.length);
+          if (pipeline) {
+            return pipeline.push(bytes, (out) => controller.enqueue(out)).catch((error: unknown) => {
+              stop();
+              throw error;
+            });
+          }
           const out = sealer!.push(bytes);
           if (out.length > 0) controller.enqueue(out);
         } catch (error) {
-          sealer!.destroy();
+          stop();
           throw error;
         }
+        return undefined;
       },
-      flush(controller) {
+      async flush(controller) {
         unlisten();
         throwIfAborted(signal);
-        controller.enqueue(sealer!.end());
+        if (pipeline) await pipeline.end((out) => controller.enqueue(out));
+        else controller.enqueue(sealer!.end());
       },
       // Called when the readable side is cancelled or the writable side aborted (where supported).
       cancel() {
         unlisten();
-        sealer?.destroy();
+        stop();
       },
     } as StreamTransformer,
     { highWaterMark: HIGH_WATER_MARK },
@@ -99,7 +118,13 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
   let opener: PayloadOpener | CompactOpener | undefined;
+  // Over an asynchronous AEAD (WebCrypto): several chunks in flight, emitted in order.
+  let pipeline: AsyncStreamOpener | undefined;
   let unlisten = (): void => {};
+  const stop = (): void => {
+    opener?.destroy();
+    pipeline?.destroy();
+  };
 
   const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void => {
     if (out instanceof Uint8Array) {
@@ -112,11 +137,15 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   return new TransformStream<ByteInput, Uint8Array>(
     {
       start(controller) {
-        unlisten = onAbort(signal, controller, () => opener?.destroy());
+        unlisten = onAbort(signal, controller, stop);
       },
       async transform(input, controller) {
         throwIfAborted(signal);
         const chunk = toBytes(input, 'chunk');
+        if (pipeline) {
+          await pipeline.push(chunk, (out) => controller.enqueue(out));
+          return;
+        }
         if (opener) {
           emit(controller, opener.push(chunk));
           return;
@@ -136,16 +165,29 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
           wipe(session.key); // aborted as the key arrived
           throw signal.reason;
         }
-        const Opener = header.compact ? CompactOpener : PayloadOpener;
-        opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);
-        emit(controller, opener.push(rest));
-        wipe(rest);
+        const aead = header.compact ? undefined : aeadFor(core.backend, header.suite);
+        try {
+          if (aead) {
+            pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice());
+            await pipeline.push(rest, (out) => controller.enqueue(out));
+          } else {
+            const Opener = header.compact ? CompactOpener : PayloadOpener;
+            opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
+            emit(controller, opener.push(rest));
+          }
+        } finally {
+          wipe(rest);
+        }
       },
-      flush(controller) {
+      async flush(controller) {
         unlisten();
         throwIfAborted(signal);
+        if (pipeline) {
+          await pipeline.end((out) => controller.enqueue(out));
+          return;
+        }
         if (!opener) {
           throw pendingLength >= MAX_HEADER_LENGTH
             ? new HeaderMalformedError('header exceeds its largest possible size')
@@ -155,7 +197,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
       },
       cancel() {
         unlisten();
-        opener?.destroy();
+        stop();
       },
     } as StreamTransformer,
     { highWaterMark: HIGH_WATER_MARK },

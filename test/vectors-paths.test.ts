@@ -58,7 +58,7 @@ interface VectorFile {
 const vectors = readVectors<VectorFile>('envelope-v1.json');
 const positives = vectors.cases.filter((c) => c.expect === 'ok');
 const negatives = vectors.cases.filter((c) => c.expect !== 'ok');
-const BACKEND_NAMES: BackendName[] = ['node', 'noble'];
+const BACKEND_NAMES: BackendName[] = ['node', 'noble', 'webcrypto'];
 
 const envelopeOn = (backend: BackendName): Envelope =>
   createEnvelope({ kms: new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) }), backend });

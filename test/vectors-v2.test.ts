@@ -158,9 +158,9 @@ describe('envelope-v2 vectors (FORMAT.md §10)', () => {
     expect(records.map(({ createdAt: _, ...r }) => r)).toEqual(vectors.store);
   });
 
-  for (const backend of BACKENDS) {
-    it.each(vectors.cases)(`opens "$name" as $expect (${backend.name})`, async (c) => {
-      const envelope = await readerFor(backend.name);
+  for (const backend of [...BACKENDS.map((b) => b.name), 'webcrypto' as const]) {
+    it.each(vectors.cases)(`opens "$name" as $expect (${backend})`, async (c) => {
+      const envelope = await readerFor(backend);
       const options = c.detached ? { context: c.context } : {};
       if (c.expect === 'ok') {
         const result = await envelope.openWithInfo(unhex(c.sealed), options);

@@ -17,8 +17,14 @@ import { nobleBackend } from './backend-noble.ts';
 /** The part of SubtleCrypto this backend uses, typed here so that core/ needs neither DOM nor node types. */
 export interface SubtleLike {
   importKey(format: 'raw', keyData: Uint8Array, algorithm: 'AES-GCM', extractable: false, usages: ('encrypt' | 'decrypt')[]): Promise<AeadKey>;
-  encrypt(algorithm: { name: 'AES-GCM'; iv: Uint8Array }, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
-  decrypt(algorithm: { name: 'AES-GCM'; iv: Uint8Array }, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
+  encrypt(algorithm: GcmParams, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
+  decrypt(algorithm: GcmParams, key: AeadKey, data: Uint8Array): Promise<ArrayBuffer>;
+}
+
+interface GcmParams {
+  name: 'AES-GCM';
+  iv: Uint8Array;
+  additionalData?: Uint8Array;
 }
 
 /** The runtime's crypto.subtle, or undefined (an insecure context in a browser has none). */
@@ -29,6 +35,10 @@ export function globalSubtle(): SubtleLike | undefined {
 
 const USAGES: ('encrypt' | 'decrypt')[] = ['encrypt', 'decrypt'];
 
+function params(iv: Uint8Array, aad: Uint8Array | undefined): GcmParams {
+  return aad ? { name: 'AES-GCM', iv, additionalData: aad } : { name: 'AES-GCM', iv };
+}
+
 /** AES-GCM over a SubtleCrypto. */
 export function subtleAead(subtle: SubtleLike): AsyncAead {
   return {
@@ -38,14 +48,14 @@ export function subtleAead(subtle: SubtleLike): AsyncAead {
       }
       return subtle.importKey('raw', key, 'AES-GCM', false, USAGES);
     },
-    async seal(key, nonce, plaintext) {
-      return new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: nonce }, key, plaintext));
+    async seal(key, nonce, plaintext, aad) {
+      return new Uint8Array(await subtle.encrypt(params(nonce, aad), key, plaintext));
     },
-    async open(key, nonce, sealed) {
+    async open(key, nonce, sealed, aad) {
       if (sealed.length < TAG_LENGTH) return undefined;
       try {
         // WebCrypto verifies the tag before it hands back anything: no unauthenticated plaintext exists here.
-        return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: nonce }, key, sealed));
+        return new Uint8Array(await subtle.decrypt(params(nonce, aad), key, sealed));
       } catch {
         return undefined;
       }
@@ -53,8 +63,8 @@ export function subtleAead(subtle: SubtleLike): AsyncAead {
   };
 }
 
-/** The WebCrypto backend over `subtle` (the runtime's by default), or undefined where there is none. */
-export function createWebCryptoBackend(subtle: SubtleLike | undefined = globalSubtle()): CryptoBackend | undefined {
+/** The WebCrypto backend over `subtle` (the runtime's by default), or undefined where there is none (null). */
+export function createWebCryptoBackend(subtle: SubtleLike | null | undefined = globalSubtle()): CryptoBackend | undefined {
   if (!subtle) return undefined;
   return Object.freeze({ ...nobleBackend, name: 'webcrypto', aead: subtleAead(subtle) });
 }

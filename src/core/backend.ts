@@ -53,9 +53,9 @@ export interface AsyncAead {
   /** Imports a 16- or 32-byte key for encryption and decryption; the raw bytes may be wiped on return. */
   importKey(key: Uint8Array): Promise<AeadKey>;
   /** ciphertext || tag, in a fresh buffer. */
-  seal(key: AeadKey, nonce: Uint8Array, plaintext: Uint8Array): Promise<Uint8Array>;
+  seal(key: AeadKey, nonce: Uint8Array, plaintext: Uint8Array, aad?: Uint8Array): Promise<Uint8Array>;
   /** The plaintext in a fresh buffer when the tag verifies, undefined otherwise. */
-  open(key: AeadKey, nonce: Uint8Array, sealed: Uint8Array): Promise<Uint8Array | undefined>;
+  open(key: AeadKey, nonce: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Promise<Uint8Array | undefined>;
 }
 
 export const TAG_LENGTH = 16;
