@@ -117,7 +117,7 @@ describe('kms-envelope errors and exit codes', () => {
 
   it('usage errors: one line and where to read more, never the whole usage', async () => {
     const cases: [string[], string, string][] = [
-      [['seal', '--suite', '512'], '--suite must be 256 or 128', "see 'kms-envelope seal --help'"],
+      [['seal', '--suite', '512'], '--suite must be 256, 128 or sm4', "see 'kms-envelope seal --help'"],
       [['open', '--bogus'], "Unknown option '--bogus'", "see 'kms-envelope open --help'"],
       [['seal', 'a', 'b'], 'at most one FILE', "see 'kms-envelope seal --help'"],
       [['frobnicate'], 'unknown command "frobnicate"', "see 'kms-envelope --help'"],

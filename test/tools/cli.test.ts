@@ -133,6 +133,21 @@ describe('kms-envelope CLI', () => {
     expect((await run(['inspect', 'i.txt'])).code).toBe(1);
   });
 
+  it('--suite sm4 seals suite 03 (SM4-GCM-SM3) under an AES_128 data key from the emulator, and open needs no flag', async () => {
+    const env = tencentEnv();
+    const plaintext = Buffer.alloc(40_000, 0x62);
+    writeFileSync(join(dir, 'sm4.bin'), plaintext);
+    const flags = ['--kms', 'tencent', '--key-id', keyId, '--endpoint', emulator.url];
+    expect((await run(['seal', 'sm4.bin', '-o', 'sm4.kmse', '--suite', 'sm4', '--context', 'a=b', ...flags], { env })).code).toBe(0);
+    const sealed = readFileSync(join(dir, 'sm4.kmse'));
+    expect(sealed[5]).toBe(0x03);
+    const info = JSON.parse((await run(['inspect', 'sm4.kmse'])).stdout.toString()) as Record<string, unknown>;
+    expect(info).toMatchObject({ suite: 'SM4-GCM-SM3', plaintextLength: 40_000 });
+    const opened = await run(['open', 'sm4.kmse', ...flags], { env });
+    expect(opened.code).toBe(0);
+    expect(opened.stdout.equals(plaintext)).toBe(true);
+  });
+
   it('tencent and tencent-v2 through the emulator, credentials from the environment only', async () => {
     const env = tencentEnv();
     writeFileSync(join(dir, 't.txt'), 'through the emulator');
