@@ -58,6 +58,19 @@ export interface RateDefaults {
 
 export const MAX_RESPONSE_BYTES = 64 * 1024;
 
+/**
+ * Refusals that mean "this pair no longer works" (an expired or revoked temporary credential): with
+ * a refreshing source (tencent-credentials.ts) the call fetches a new pair once and re-signs.
+ * `4100` is the legacy API's authentication class.
+ */
+const STALE_CREDENTIALS = new Set(['AuthFailure.TokenFailure', 'AuthFailure.SecretIdNotFound', 'AuthFailure.InvalidSecretId', '4100']);
+
+/** A source that can be told a pair was refused (tencent-credentials.ts), without importing it. */
+function invalidator(source: CredentialSource | undefined): ((refused: TencentCredentials) => void) | undefined {
+  const invalidate = (source as { invalidate?: unknown } | undefined)?.invalidate;
+  return typeof source === 'function' && typeof invalidate === 'function' ? (refused) => (invalidate as (r: TencentCredentials) => void).call(source, refused) : undefined;
+}
+
 
 export async function resolveCredentials(source: CredentialSource | undefined): Promise<TencentCredentials> {
   let creds: TencentCredentials | undefined;
@@ -191,6 +204,7 @@ export class TencentTransport {
     };
     try {
       let resigned = false;
+      let refreshed = false;
       for (let attempt = 0; ; attempt++) {
         if (Date.now() >= deadline) throw exceeded();
         const credentials = await abortable(resolveCredentials(this.#credentials), waits);
@@ -213,7 +227,19 @@ export class TencentTransport {
         if (answered instanceof KmsError && answered.kind === 'throttled') this.#limiter?.throttled(call.action);
         else if ('ok' in verdict) this.#limiter?.succeeded(call.action);
         if ('ok' in verdict) return verdict.ok;
-        if ('fail' in verdict) throw verdict.fail;
+        if ('fail' in verdict) {
+          const failure = verdict.fail;
+          const invalidate = invalidator(this.#credentials);
+          if (!refreshed && invalidate && failure instanceof KmsError && failure.kind === 'auth' && STALE_CREDENTIALS.has(failure.kmsCode ?? '')) {
+            // The pair was refused (expired early, revoked): one fresh pair, shared with every call refused with this one.
+            refreshed = true;
+            invalidate(credentials);
+            lastError = failure;
+            attempt--;
+            continue;
+          }
+          throw failure;
+        }
         if ('resign' in verdict) {
           // A stale timestamp (clock skew): one immediate re-sign, then give up.
           if (resigned) throw verdict.resign;

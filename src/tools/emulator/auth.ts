@@ -21,6 +21,9 @@ export const DEFAULT_HOST_ALIASES = [
     (r) => `kms.${r}.tencentcloudapi.com`,
   ),
   ...['gz', 'sh', 'bj'].flatMap((r) => [`kms-${r}.api.tencentyun.com`, `kms-${r}.api.qcloud.com`]),
+  // STS, for AssumeRole (sts.ts).
+  'sts.tencentcloudapi.com',
+  'sts.intl.tencentcloudapi.com',
 ];
 
 export function generatedCredentials(): EmulatorCredentials {
@@ -40,6 +43,7 @@ export class Verifier {
   readonly #aliases: ReadonlySet<string>;
   readonly #now: () => number;
 
+  /** `credentials` is read at each request: temporary ones issued later (sts.ts) are added to it. */
   constructor(credentials: readonly EmulatorCredentials[], aliases: Iterable<string>, now: () => number) {
     this.#credentials = credentials;
     this.#aliases = new Set(aliases);
@@ -51,6 +55,7 @@ export class Verifier {
     const creds = this.#find(params.SecretId);
     this.#checkTimestamp(params.Timestamp);
     checkToken(creds, params.Token);
+    this.#checkExpiry(creds);
     const sigMethod: QuerySignatureMethod = params.SignatureMethod === 'HmacSHA256' ? 'HmacSHA256' : 'HmacSHA1';
     if (params.SignatureMethod !== undefined && params.SignatureMethod !== 'HmacSHA256' && params.SignatureMethod !== 'HmacSHA1') {
       throw err.signature();
@@ -63,16 +68,18 @@ export class Verifier {
   }
 
   /** TC3-HMAC-SHA256 over the exact headers, query and body received. */
-  tc3(req: IncomingMessage, body: Buffer, rawQuery: string): void {
+  tc3(req: IncomingMessage, body: Buffer, rawQuery: string): string {
     const m = TC3_AUTHORIZATION.exec(header(req, 'authorization') ?? '');
     if (!m) throw err.authorization();
     const [, secretId, date, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string];
     const creds = this.#find(secretId);
     const timestamp = this.#checkTimestamp(header(req, 'x-tc-timestamp'));
     if (utcDate(timestamp) !== date) throw err.signature();
-    // The scope names the product, which must be the one whose domain was called (Tencent's signature v3 doc).
-    if (service !== 'kms') throw err.signature();
+    // The scope names the product, which must be the one whose domain was called (Tencent's signature v3 doc):
+    // KMS, or STS for AssumeRole.
+    if (service !== 'kms' && service !== 'sts') throw err.signature();
     checkToken(creds, header(req, 'x-tc-token'));
+    this.#checkExpiry(creds);
     const extra = signedExtraHeaders(req, signedHeaders);
     for (const host of this.#hostCandidates(req, false)) {
       const parts = tc3StringToSign({
@@ -86,9 +93,14 @@ export class Verifier {
         service,
       });
       if (parts.signedHeaders !== signedHeaders) throw err.signature();
-      if (safeEqual(tc3Signature(creds.secretKey, date, service, parts.stringToSign), signature)) return;
+      if (safeEqual(tc3Signature(creds.secretKey, date, service, parts.stringToSign), signature)) return service;
     }
     throw err.signature();
+  }
+
+  /** A temporary credential past its expiry is refused, its token valid or not. */
+  #checkExpiry(creds: EmulatorCredentials): void {
+    if (creds.expiresAt !== undefined && this.#now() >= creds.expiresAt) throw err.tokenExpired();
   }
 
   #find(secretId: string | undefined): EmulatorCredentials {

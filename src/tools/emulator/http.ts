@@ -12,6 +12,7 @@ import { type CorsPolicy, corsHeaders } from './cors.ts';
 import { checkFaultOptions, type Faults } from './faults.ts';
 import { type KeyStore, type Lookup, runAction } from './kms.ts';
 import type { Stats } from './stats.ts';
+import { METADATA_PREFIX, metadataAnswer, STS_VERSION, type TemporaryCredentials } from './sts.ts';
 import type { FaultKind } from './types.ts';
 
 // Tencent's request size limits: TC3 POST 10 MB, v1-signed (and legacy) POST 1 MB.
@@ -29,6 +30,9 @@ export interface Services {
   /** The control endpoint's bearer token: the first secret key, so only whoever started the emulator can use it. */
   controlKey: string;
   cors?: CorsPolicy | undefined;
+  /** STS AssumeRole and the instance role's credentials. */
+  temporary: TemporaryCredentials;
+  instanceRole?: { name: string; ttlSeconds?: number } | undefined;
 }
 
 export interface Listening {
@@ -106,14 +110,19 @@ function respond(res: ServerResponse, api: Api, requestId: string, result: Recor
 interface Call {
   action: string;
   lookup: Lookup;
+  /** The product the request was signed for: `sts` only for AssumeRole. */
+  service?: 'sts' | undefined;
 }
 
 /** An API 3.0 request signed with TC3-HMAC-SHA256: JSON body (POST) or query (GET). */
 function readTc3Call(services: Services, req: IncomingMessage, body: Buffer, rawQuery: string): Call {
   const action = header(req, 'x-tc-action') ?? '';
-  services.verifier.tc3(req, body, req.method === 'GET' ? rawQuery : '');
+  const service = services.verifier.tc3(req, body, req.method === 'GET' ? rawQuery : '');
   const version = header(req, 'x-tc-version');
-  if (version !== undefined && version !== API_VERSION) throw err.version();
+  if (service === 'sts') {
+    if (version !== STS_VERSION) throw err.version();
+    if (action !== 'AssumeRole') throw err.action(action);
+  } else if (version !== undefined && version !== API_VERSION) throw err.version();
   let params: Params;
   if (req.method === 'GET') {
     params = Object.fromEntries(new URLSearchParams(rawQuery));
@@ -121,7 +130,7 @@ function readTc3Call(services: Services, req: IncomingMessage, body: Buffer, raw
     if (!(header(req, 'content-type') ?? '').toLowerCase().startsWith('application/json')) throw err.signature();
     params = jsonParams(body);
   }
-  return { action, lookup: (name) => params[name] };
+  return { action, lookup: (name) => params[name], ...(service === 'sts' ? { service } : {}) };
 }
 
 /** A JSON object's fields as strings (what is not a string as its JSON text). */
@@ -244,7 +253,7 @@ async function handleApi(services: Services, req: IncomingMessage, res: ServerRe
     if (admitted === 'abandoned') services.stats.abandoned(action);
     if (admitted === 'answered') services.stats.served(action);
     if (admitted !== 'go') return;
-    answer = runAction(services.store, action, call.lookup, api);
+    answer = call.service === 'sts' ? services.temporary.assumeRole(call.lookup) : runAction(services.store, action, call.lookup, api);
   } catch (error) {
     if (error instanceof ApiError && error.v3Code.startsWith('AuthFailure')) services.stats.authFailure();
     answer = error instanceof ApiError ? error : err.internal();
@@ -285,6 +294,13 @@ async function handleControl(services: Services, req: IncomingMessage, res: Serv
 async function route(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const target = parseTarget(req.url ?? '');
   if (target?.path.startsWith('/__emulator/')) return handleControl(services, req, res, target.path);
+  if (target?.path.startsWith(METADATA_PREFIX) && req.method === 'GET') {
+    services.stats.call('metadata');
+    const { status, body, type } = metadataAnswer(services.temporary, services.instanceRole, target.path.slice(METADATA_PREFIX.length));
+    res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+    return;
+  }
   const preflight = services.cors !== undefined && services.cors !== false && req.method === 'OPTIONS';
   for (const [name, value] of Object.entries(corsHeaders(services.cors, header(req, 'origin'), preflight))) res.setHeader(name, value);
   if (!target) return respond(res, 'v3', randomUUID(), new ApiError('InvalidParameter', 4000, '(10000) the request target is not a path'), 400);

@@ -12,6 +12,7 @@ import { listen } from './http.ts';
 import { KeyStore } from './kms.ts';
 import { loadState, saveState } from './state.ts';
 import { Stats } from './stats.ts';
+import { TemporaryCredentials } from './sts.ts';
 import type { EmulatorOptions, RunningEmulator } from './types.ts';
 
 export type { EmulatorCredentials, EmulatorOptions, EmulatorStats, FaultKind, FaultOptions, RunningEmulator } from './types.ts';
@@ -23,7 +24,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   // Generated credentials go into the state file, and stay there while given ones are used, so
   // that a restart answers the clients that were handed them.
   const generated = saved.credentials ?? (options.credentials?.length ? undefined : [generatedCredentials()]);
-  const credentials = options.credentials?.length ? options.credentials : [...generated!];
+  // A copy the emulator owns: temporary credentials it issues are added to it.
+  const credentials = options.credentials?.length ? options.credentials.map((c) => ({ ...c })) : [...generated!];
   const store: KeyStore = new KeyStore(now, () => {
     if (statePath) saveState(statePath, { credentials: generated, keys: store.keys.values() });
   });
@@ -33,7 +35,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
   const stats = new Stats();
   const verifier = new Verifier(credentials, options.hostAliases ?? DEFAULT_HOST_ALIASES, now);
   const host = options.host ?? '127.0.0.1';
-  const services = { verifier, store, faults, stats, controlKey: credentials[0]!.secretKey, cors: options.cors };
+  const temporary = new TemporaryCredentials(credentials, now);
+  const services = { verifier, store, faults, stats, controlKey: credentials[0]!.secretKey, cors: options.cors, temporary, instanceRole: options.instanceRole };
   const server = await listen(services, host, options.port ?? 0);
   const urlHost = host.includes(':') ? `[${host}]` : host;
   return {
@@ -45,6 +48,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     stats: () => stats.snapshot(),
     resetStats: () => stats.reset(),
     createKey: (alias) => ((alias && store.byAlias(alias)) || store.create(alias ?? '')).keyId,
+    expireTemporaryCredentials: () => temporary.expireAll(),
     close: () => server.close(),
   };
 }

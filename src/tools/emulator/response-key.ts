@@ -23,7 +23,7 @@ function publicKey(pem: string): KeyObject {
   }
   const type = key.asymmetricKeyType;
   if (type === 'rsa' && key.asymmetricKeyDetails?.modulusLength === 2048) return key;
-  if (type === 'sm2' || (type === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'SM2')) return key;
+  if ((type as string) === 'sm2' || (type === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'SM2')) return key;
   throw err.invalid('EncryptionPublicKey');
 }
 

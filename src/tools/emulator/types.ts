@@ -8,6 +8,8 @@ export interface EmulatorCredentials {
    * with TC3-HMAC-SHA256 and as the signed `Token` parameter with the query signatures.
    */
   token?: string;
+  /** Temporary credentials' expiry, Unix seconds: past it every request is refused (AuthFailure.TokenFailure). */
+  expiresAt?: number;
 }
 
 export type FaultKind = 'throttle' | 'internal' | 'http503' | 'drop' | 'malformed' | 'none';
@@ -55,6 +57,12 @@ export interface EmulatorOptions {
    * are answered and answers carry Access-Control-Allow-Origin. Default: no CORS.
    */
   cors?: boolean | string[];
+  /**
+   * Serve a CVM instance role on the metadata endpoint (`/latest/meta-data/cam/security-credentials/`,
+   * no authentication, as on a CVM): each read issues temporary credentials that last `ttlSeconds`
+   * (default 7200). STS AssumeRole is served at `/` whatever this says.
+   */
+  instanceRole?: { name: string; ttlSeconds?: number };
 }
 
 export interface EmulatorStats {
@@ -87,5 +95,7 @@ export interface RunningEmulator {
    * that key instead, so `emulator --key-alias` with `--state` finds the same key on every start.
    */
   createKey(alias?: string): string;
+  /** Every temporary credential issued so far (STS, instance role) expires now. */
+  expireTemporaryCredentials(): void;
   close(): Promise<void>;
 }
