@@ -16,6 +16,7 @@ export const SLOW = [
   'test/adapters/**/*.test.ts',
   'test/economy/cache.test.ts',
   'test/node/files.test.ts',
+  'test/node/sweeps-kill.test.ts',
 ];
 
 const slow = process.env.KMS_ENVELOPE_TESTS === 'slow';
