@@ -47,6 +47,17 @@ export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';
 export type { CredentialSource, RetryOptions, TencentCredentials, TransportOptions } from './kms/tencent-transport.ts';
+export {
+  cvmRoleCredentials,
+  type CvmRoleCredentialsOptions,
+  refreshingCredentials,
+  type RefreshingCredentials,
+  type RefreshOptions,
+  stsCredentials,
+  type StsCredentialsOptions,
+  type TemporaryCredentials,
+} from './kms/tencent-credentials.ts';
+export { type ResponseKeyAlgorithm, type ResponseKeyOptions, UnsupportedAlgorithmError } from './kms/response-key.ts';
 export type {
   DataKey,
   DecryptDataKeyRequest,
