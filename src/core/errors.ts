@@ -191,6 +191,7 @@ const ERROR_NAMES = new Set([
   'KeyProviderMismatchError',
   'DecryptionFailedError',
   'KmsError',
+  'UnsupportedAlgorithmError',
   'KeyNotFoundError',
   'KeyUnavailableError',
   'KeyNotWarmError',
