@@ -19,12 +19,20 @@ export const SLOW = [
   'test/node/sweeps-kill.test.ts',
 ];
 
-const slow = process.env.KMS_ENVELOPE_TESTS === 'slow';
+/**
+ * Suites in other runtimes, each run on its own by .ci/run: Chromium (`npm run test:browser`) and
+ * the Bun and workerd smoke tests (`npm run test:runtimes`).
+ */
+export const BROWSER = ['test/browser/**/*.test.ts'];
+export const RUNTIMES = ['test/runtimes/**/*.test.ts'];
+
+const GROUPS: Record<string, string[]> = { slow: SLOW, browser: BROWSER, runtimes: RUNTIMES };
+const group = GROUPS[process.env.KMS_ENVELOPE_TESTS ?? ''];
 
 export default defineConfig({
   test: {
-    include: slow ? SLOW : ['test/**/*.test.ts'],
-    exclude: slow ? [] : [...SLOW, '**/node_modules/**'],
+    include: group ?? ['test/**/*.test.ts'],
+    exclude: group ? [] : [...SLOW, ...BROWSER, ...RUNTIMES, '**/node_modules/**'],
     testTimeout: 60_000,
   },
 });

@@ -1,0 +1,13 @@
+// The Worker that test/runtimes/workerd.test.ts bundles (esbuild, as a Workers bundler would take
+// the built package) and serves with workerd: each request runs the smoke checks and answers with
+// their JSON. No nodejs_compat flag: the runtime a Worker gets by default.
+import { selectBackend } from '../../dist/core/select-backend.js';
+import * as lib from '../../dist/index.js';
+import vectors from '../vectors/envelope-v1.json';
+import { smoke } from './smoke.mjs';
+
+export default {
+  async fetch() {
+    return Response.json(await smoke(lib, selectBackend, vectors, 'workerd'));
+  },
+};
