@@ -382,8 +382,19 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   }
 
   /** Under the key hierarchy: the partition's active intermediate key, no KMS call once it is warm. */
-  function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
+  /** The last detached header: it names only the key version and the form, so database fields share it (never written to). */
+  let lastDetached: { partition: string; version: number; compact: boolean; header: Uint8Array } | undefined;
+  function hierarchyHeader(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean): Uint8Array {
+    if (!detached) return encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    const last = lastDetached;
+    if (last && last.partition === key.ref.partition && last.version === key.ref.version && last.compact === compact) return last.header;
     const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    lastDetached = { partition: key.ref.partition, version: key.ref.version, compact, header };
+    return header;
+  }
+
+  function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
+    const header = hierarchyHeader(key, context, detached, compact);
     const { sealer, compact: compactSealer } = sealerFor(key.key, key.state, payloadContext(header, context, detached), salt, compact);
     return { header, sealer, compact: compactSealer, reserve: noReserve };
   }

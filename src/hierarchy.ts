@@ -215,18 +215,29 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   async function createVersion(partition: string, version: number): Promise<StoredKey> {
     const kms = resolve(partition);
     const dataKey = await counted('GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
-    wipe(dataKey.plaintextKey); // loaded again through Decrypt like any other version: one path, checked
-    const stored = await store.createVersion({
-      partition,
-      version,
-      state: 'active',
-      provider: kms.id,
-      keyId: dataKey.keyId,
-      ciphertextBlob: dataKey.ciphertextBlob,
-      createdAt: Date.now(),
-    });
-    if (stored.ciphertextBlob === dataKey.ciphertextBlob) versionsCreated++;
-    return stored;
+    const plaintext = dataKey.plaintextKey;
+    let kept = false;
+    try {
+      const stored = await store.createVersion({
+        partition,
+        version,
+        state: 'active',
+        provider: kms.id,
+        keyId: dataKey.keyId,
+        ciphertextBlob: dataKey.ciphertextBlob,
+        createdAt: Date.now(),
+      });
+      if (stored.ciphertextBlob === dataKey.ciphertextBlob) {
+        versionsCreated++;
+        // This process's record won: its plaintext is the key, so the cache takes it without a Decrypt.
+        if (plaintext instanceof Uint8Array && plaintext.length === INTERMEDIATE_KEY_LENGTH) {
+          await cache.get(partition, version, 'seal', () => ((kept = true), Promise.resolve(plaintext)));
+        }
+      }
+      return stored;
+    } finally {
+      if (!kept && plaintext instanceof Uint8Array) wipe(plaintext);
+    }
   }
 
   async function activeVersion(partition: string): Promise<number> {

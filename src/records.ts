@@ -11,11 +11,11 @@
  */
 import type { FieldType, FieldValues } from './core/field-value.ts';
 import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, TEXT_PREFIX, textLength } from './core/field-value.ts';
-import { MAGIC, parseHeader } from './core/header.ts';
+import { MAGIC } from './core/header.ts';
 import { EnvelopeError } from './core/errors.ts';
 import { compactSealedLength } from './core/compact.ts';
 import { sealedLength } from './core/chunked.ts';
-import type { EncryptionContext } from './core/context.ts';
+import { type CanonicalContext, canonicalContext, contextTemplate, type EncryptionContext } from './core/context.ts';
 import { wipe } from './core/bytes.ts';
 import type { BatchResult, Envelope } from './envelope.ts';
 import { createEnvelope } from './envelope.ts';
@@ -58,12 +58,6 @@ export interface TableSpec<C extends Record<string, FieldSpec>> {
   partition: string | { column: string } | ((row: Readonly<Record<string, unknown>>) => string);
   /** Bound into each value; raise it when a column's meaning changes. Default 1. */
   schemaVersion?: number;
-  /**
-   * A plain integer column the record API keeps at the key version the row's values were sealed
-   * under (the lowest, should they differ), so SQL finds the rows to rotate with an index:
-   * `WHERE key_version < $1`. Not bound into the values; written by seal(), never read by open().
-   */
-  keyVersionColumn?: string;
 }
 
 export interface Table<C extends Record<string, FieldSpec>> extends Readonly<TableSpec<C>> {
@@ -114,10 +108,6 @@ export function defineTable<const C extends Record<string, FieldSpec>>(spec: Tab
   }
   const schemaVersion = spec.schemaVersion ?? 1;
   if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) throw new RangeError('"schemaVersion" must be a positive integer');
-  const kv = spec.keyVersionColumn;
-  if (kv !== undefined && (typeof kv !== 'string' || kv.length === 0 || kv in spec.columns || primaryKeys.includes(kv))) {
-    throw new TypeError(`"keyVersionColumn" expected the name of a plain column, neither encrypted nor a primary key, got ${JSON.stringify(kv)}`);
-  }
   return Object.freeze({ ...spec, schemaVersion, primaryKeys: Object.freeze(primaryKeys) });
 }
 
@@ -180,27 +170,34 @@ function keyOf(table: Table<Record<string, FieldSpec>>, row: Readonly<Record<str
   });
 }
 
-/** The detached context of one field (FORMAT.md §12): bound inside the message, never sent to a KMS. */
+/**
+ * The detached context of one field (FORMAT.md §12): bound inside the message, never sent to a KMS.
+ * Per table and column the fixed pairs are encoded once; a row costs the encoding of its key.
+ */
+const bindings = new WeakMap<object, Map<string, (key: readonly unknown[]) => CanonicalContext>>();
 function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key: readonly unknown[]): EncryptionContext {
-  const binding: Record<string, string> = { table: table.name, column: table.columns[column]!.id ?? column, schema: String(table.schemaVersion) };
-  if (key.length) binding.row = JSON.stringify(key.map((v) => (typeof v === 'bigint' ? v.toString() : v instanceof Date ? v.toISOString() : v)));
-  return binding;
-}
-
-/** The intermediate-key version a sealed field names (the record API seals under the hierarchy). */
-function keyVersionOf(sealed: Uint8Array): number | undefined {
-  return parseHeader(sealed).intermediate?.version;
-}
-
-/** Sets the key-version column of a sealed row: the lowest version its values were sealed under. */
-function noteKeyVersion(t: Table<Record<string, FieldSpec>>, out: Record<string, unknown>, versions: readonly number[]): void {
-  if (t.keyVersionColumn !== undefined && versions.length > 0) out[t.keyVersionColumn] = Math.min(...versions);
+  let columns = bindings.get(table);
+  if (!columns) bindings.set(table, (columns = new Map()));
+  let binding = columns.get(column);
+  if (!binding) {
+    const fixed = { table: table.name, column: table.columns[column]!.id ?? column, schema: String(table.schemaVersion) };
+    if (table.primaryKeys.length === 0) {
+      const context = canonicalContext(fixed, 'binding');
+      binding = () => context;
+    } else {
+      const withRow = contextTemplate(fixed, 'row', 'binding');
+      binding = (k) => withRow(JSON.stringify(k.map((v) => (typeof v === 'bigint' ? v.toString() : v instanceof Date ? v.toISOString() : v))));
+    }
+    columns.set(column, binding);
+  }
+  // A canonical context, which the envelope takes as it is (core/context.ts).
+  return binding(key) as unknown as EncryptionContext;
 }
 
 /** Whether a stored value is a sealed field (for migration mode). */
 function looksSealed(value: unknown): boolean {
   if (typeof value === 'string') return value.startsWith(TEXT_PREFIX);
-  return value instanceof Uint8Array && value.length >= 4 && MAGIC.every((b, i) => value[i] === b);
+  return value instanceof Uint8Array && value.length >= 4 && value[0] === MAGIC[0] && value[1] === MAGIC[1] && value[2] === MAGIC[2] && value[3] === MAGIC[3];
 }
 
 /**
@@ -247,14 +244,10 @@ export function createRecords(options: RecordsOptions): Records {
 
   const stored = (field: FieldSpec, sealed: Uint8Array): unknown => (field.encoding === 'bytes' ? sealed : fieldToText(sealed));
 
-  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): Promise<unknown> {
+  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string): Promise<unknown> {
     const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
     return envelope.seal(plaintext, o).then(
-      (sealed) => {
-        wipe(plaintext);
-        if (versions) versions.push(keyVersionOf(sealed)!);
-        return stored(field, sealed);
-      },
+      (sealed) => (wipe(plaintext), stored(field, sealed)),
       (error: unknown) => {
         wipe(plaintext);
         throw error;
@@ -262,12 +255,10 @@ export function createRecords(options: RecordsOptions): Records {
     );
   }
 
-  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): unknown {
+  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string): unknown {
     const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
     try {
-      const sealed = envelope.sealSync(plaintext, o);
-      if (versions) versions.push(keyVersionOf(sealed)!);
-      return stored(field, sealed);
+      return stored(field, envelope.sealSync(plaintext, o));
     } finally {
       wipe(plaintext);
     }
@@ -331,12 +322,10 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    const versions: number[] = [];
     await Promise.all([
-      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition, versions))),
+      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition))),
       ...indexed(t, row).map(async (column) => (out[t.columns[column]!.index!.column] = await indexFor(t, column).compute(row[column] as BlindIndexValue, { partition }))),
     ]);
-    noteKeyVersion(t, out, versions);
     return out as SealedRow<C>;
   }
 
@@ -351,9 +340,7 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    const versions: number[] = [];
-    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition, versions);
-    noteKeyVersion(t, out, versions);
+    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition);
     for (const column of indexed(t, row)) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(row[column] as BlindIndexValue, { partition });
     return out as SealedRow<C>;
   }

@@ -19,18 +19,57 @@ describe('the key hierarchy', () => {
   it('seals every message under its own key with no KMS call once warm: KMS calls do not grow with the records', async () => {
     const { kms, envelope, hierarchy } = fleet();
     const sealed = await Promise.all(Array.from({ length: 500 }, (_, i) => envelope.seal(`record ${i}`, { context: { row: String(i) } })));
-    expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+    // The process that created the key version uses GenerateDataKey's plaintext: no Decrypt.
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
     const opened = await Promise.all(sealed.map((s, i) => envelope.openString(s, { context: { row: String(i) } })));
     expect(opened[123]).toBe('record 123');
-    expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
     expect(hierarchy.metrics()).toMatchObject({
       versionsCreated: 1,
       versionsInUse: { 'tenant-1': [1] },
-      kmsCalls: { GenerateDataKey: { ok: 1, failed: 0 }, Decrypt: { ok: 1, failed: 0 } },
+      kmsCalls: { GenerateDataKey: { ok: 1, failed: 0 }, Decrypt: { ok: 0, failed: 0 } },
     });
     expect(hierarchy.metrics().hits).toBeGreaterThanOrEqual(500); // every open, once the seals had loaded the key
     const same = await Promise.all([envelope.seal('x'), envelope.seal('x')]);
     expect(Buffer.from(same[0]).equals(Buffer.from(same[1]))).toBe(false); // fresh salt, fresh key
+  });
+
+  it('takes the plaintext of the version it created, and the stored record of one another process created first (wiping its own)', async () => {
+    const store = new MemoryKeyStore();
+    const kms = new InstrumentedProvider();
+    const first = fleet({ store, kms });
+    const sealed = await first.envelope.seal('first', { context: { row: '1' } });
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
+    // A second process sharing the store loads the stored version through Decrypt.
+    const second = fleet({ store, kms });
+    expect(await second.envelope.openString(sealed, { context: { row: '1' } })).toBe('first');
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 1 });
+
+    // A lost race: the store already holds version 1 when this process's createVersion lands.
+    const raceStore = new MemoryKeyStore();
+    const raceKms = new InstrumentedProvider();
+    const winner = fleet({ store: raceStore, kms: raceKms });
+    const won = await winner.envelope.seal('winner', { context: { row: '2' } });
+    const generated: Uint8Array[] = [];
+    const loser = createKeyHierarchy({
+      store: { ...raceStore, getActive: async () => undefined, getVersion: (p, v) => raceStore.getVersion(p, v), createVersion: (r) => raceStore.createVersion(r) } as MemoryKeyStore,
+      kms: {
+        id: raceKms.id,
+        generateDataKey: async (r) => {
+          const key = await raceKms.generateDataKey(r);
+          generated.push(key.plaintextKey);
+          return key;
+        },
+        decryptDataKey: (r) => raceKms.decryptDataKey(r),
+      },
+    });
+    const loserEnvelope = createEnvelope({ hierarchy: loser, partition: 'tenant-1' });
+    const sealedByLoser = await loserEnvelope.seal('loser', { context: { row: '3' } });
+    expect(generated).toHaveLength(1);
+    expect(generated[0]!.every((b) => b === 0)).toBe(true); // its own plaintext, not used, is wiped
+    expect(raceKms.calls.decrypt).toBe(1); // it loaded the winner's record
+    expect(await winner.envelope.openString(sealedByLoser, { context: { row: '3' } })).toBe('loser');
+    expect(await loserEnvelope.openString(won, { context: { row: '2' } })).toBe('winner');
   });
 
   it('writes format 2 with the partition and key version, and a compact payload for small values', async () => {

@@ -145,22 +145,47 @@ function decodeTable(alphabet: string): Int8Array {
   return table;
 }
 
+/** Alphabet -> its character codes, for writing base64 as bytes. */
+const ENCODE_TABLES = new Map<string, Uint8Array>();
+function encodeTable(alphabet: string): Uint8Array {
+  let table = ENCODE_TABLES.get(alphabet);
+  if (!table) {
+    table = new Uint8Array(64);
+    for (let i = 0; i < 64; i++) table[i] = alphabet.charCodeAt(i);
+    ENCODE_TABLES.set(alphabet, table);
+  }
+  return table;
+}
+
+const PAD = 0x3d; // '='
+const asciiDecoder = /* @__PURE__ */ new TextDecoder(); // ASCII only here: the UTF-8 decoder's fast path
+
+/**
+ * Writes the characters as bytes, then makes one string of them: appending to a string makes a
+ * rope node per piece, and a sealed database field would leave hundreds of them to collect.
+ */
 function base64Encode(bytes: Uint8Array, alphabet: string, pad: boolean): string {
-  let out = '';
-  let i = 0;
-  for (; i + 2 < bytes.length; i += 3) {
+  const table = encodeTable(alphabet);
+  const whole = bytes.length - (bytes.length % 3);
+  const rest = bytes.length - whole;
+  const out = new Uint8Array((whole / 3) * 4 + (rest === 0 ? 0 : pad ? 4 : rest + 1));
+  let o = 0;
+  for (let i = 0; i < whole; i += 3) {
     const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + alphabet[(n >> 6) & 63]! + alphabet[n & 63]!;
+    out[o] = table[n >> 18]!;
+    out[o + 1] = table[(n >> 12) & 63]!;
+    out[o + 2] = table[(n >> 6) & 63]!;
+    out[o + 3] = table[n & 63]!;
+    o += 4;
   }
-  const rest = bytes.length - i;
-  if (rest === 1) {
-    const n = bytes[i]! << 16;
-    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + (pad ? '==' : '');
-  } else if (rest === 2) {
-    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
-    out += alphabet[n >> 18]! + alphabet[(n >> 12) & 63]! + alphabet[(n >> 6) & 63]! + (pad ? '=' : '');
+  if (rest > 0) {
+    const n = (bytes[whole]! << 16) | (rest === 2 ? bytes[whole + 1]! << 8 : 0);
+    out[o++] = table[n >> 18]!;
+    out[o++] = table[(n >> 12) & 63]!;
+    if (rest === 2) out[o++] = table[(n >> 6) & 63]!;
+    if (pad) while (o < out.length) out[o++] = PAD;
   }
-  return out;
+  return asciiDecoder.decode(out);
 }
 
 /**

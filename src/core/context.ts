@@ -39,6 +39,9 @@ export interface CanonicalContext {
  * key. The cached objects are immutable (frozen pairs; `encoded` is never written to).
  */
 const recent = new Map<string, CanonicalContext>();
+
+/** Contexts this module made, validated and encoded: canonicalContext() takes them as they are. */
+const made = new WeakSet<object>();
 const RECENT_MAX = 256;
 
 /** What a caller may pass as a context: a plain object of strings, or a Map of strings. */
@@ -117,6 +120,7 @@ function memoKey(pairs: Snapshot): string | undefined {
  * is read once, before anything else; every later step works on that snapshot.
  */
 export function canonicalContext(context: unknown, title = 'context'): CanonicalContext {
+  if (typeof context === 'object' && context !== null && (made.has(context) || OneValueContext.made(context))) return context as CanonicalContext;
   const entries = snapshot(context, title);
   const key = memoKey(entries);
   if (key === undefined) return canonicalize(entries, title);
@@ -180,14 +184,81 @@ function finish(pairs: EncodedPair[], encoded: Uint8Array): CanonicalContext {
   const record: Record<string, string> = Object.create(null);
   for (const p of pairs) record[p.keyText] = p.valueText;
   let json: string | undefined;
-  return {
+  const context: CanonicalContext = {
     pairs: Object.freeze(record),
     encoded,
     // Only a KMS call needs the JSON: built on first use, off the cached hot path.
     get json() {
-      json ??= `{${pairs.map((p) => `${JSON.stringify(p.keyText)}:${JSON.stringify(p.valueText)}`).join(',')}}`;
+      json ??= jsonOf(pairs);
       return json;
     },
+  };
+  made.add(context);
+  return context;
+}
+
+const jsonOf = (pairs: readonly { keyText: string; valueText: string }[]): string =>
+  `{${pairs.map((p) => `${JSON.stringify(p.keyText)}:${JSON.stringify(p.valueText)}`).join(',')}}`;
+
+/** A context of contextTemplate(): its pairs and JSON only when asked for (a KMS never sees a field's binding). */
+class OneValueContext implements CanonicalContext {
+  #pairs: EncryptionContext | undefined;
+  #json: string | undefined;
+  readonly encoded: Uint8Array;
+  readonly #fixed: EncryptionContext;
+  readonly #keys: readonly string[];
+  readonly #variableKey: string;
+  readonly #value: string;
+  constructor(encoded: Uint8Array, fixed: EncryptionContext, keys: readonly string[], variableKey: string, value: string) {
+    this.encoded = encoded;
+    this.#fixed = fixed;
+    this.#keys = keys;
+    this.#variableKey = variableKey;
+    this.#value = value;
+  }
+  /** Made by contextTemplate (a private field cannot be forged, unlike a prototype). */
+  static made(value: object): value is OneValueContext {
+    return #json in value;
+  }
+  get pairs(): EncryptionContext {
+    return (this.#pairs ??= Object.freeze(Object.assign(Object.create(null) as Record<string, string>, this.#fixed, { [this.#variableKey]: this.#value })));
+  }
+  get json(): string {
+    return (this.#json ??= jsonOf(this.#keys.map((k) => ({ keyText: k, valueText: k === this.#variableKey ? this.#value : this.#fixed[k]! }))));
+  }
+}
+
+/**
+ * Contexts that share their keys and all values but one (a database field's binding, where only
+ * the row varies): the fixed pairs are checked and encoded once, and each context then costs the
+ * encoding of its one value. Returns a function from that value to the canonical context, the
+ * same bytes canonicalContext() gives for the whole map.
+ */
+export function contextTemplate(fixed: EncryptionContext, variableKey: string, title = 'context'): (value: string) => CanonicalContext {
+  const sample = canonicalContext({ ...fixed, [variableKey]: '' }, title);
+  // In canonical order: by UTF-8 bytes (an object lists integer-like keys first, whatever their bytes).
+  const keys = Object.keys(sample.pairs).sort((a, b) => compareBytes(utf8(a, title), utf8(b, title)));
+  const at = keys.indexOf(variableKey);
+  // Offset of the variable pair's value length: count, then each pair before it, then its key.
+  let offset = 2;
+  for (let i = 0; i < at; i++) offset += 4 + utf8(keys[i]!, title).length + utf8(sample.pairs[keys[i]!]!, title).length;
+  offset += 2 + utf8(variableKey, title).length;
+  const prefix = sample.encoded.subarray(0, offset);
+  const suffix = sample.encoded.subarray(offset + 2); // the empty value's length was 0
+  return (value: string): CanonicalContext => {
+    const bytes = utf8(value, `${title} value`);
+    if (bytes.length > CONTEXT_LIMITS.maxValueBytes) {
+      throw new RangeError(`"${title}" values must be at most ${CONTEXT_LIMITS.maxValueBytes} UTF-8 bytes, got ${bytes.length}`);
+    }
+    const size = prefix.length + 2 + bytes.length + suffix.length;
+    if (size > CONTEXT_LIMITS.maxEncodedBytes) throw new RangeError(`"${title}" encodes to ${size} bytes; at most ${CONTEXT_LIMITS.maxEncodedBytes} are allowed`);
+    const encoded = new Uint8Array(size);
+    encoded.set(prefix);
+    encoded[offset] = bytes.length >> 8;
+    encoded[offset + 1] = bytes.length & 0xff;
+    encoded.set(bytes, offset + 2);
+    encoded.set(suffix, offset + 2 + bytes.length);
+    return new OneValueContext(encoded, sample.pairs, keys, variableKey, value);
   };
 }
 

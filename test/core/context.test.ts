@@ -3,8 +3,9 @@
  * plain snapshot, and the memo of recent contexts is keyed by exactly what is encoded; only plain
  * objects and Map<string, string> are contexts.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalContext, parseContext } from '../../src/core/context.ts';
+import { canonicalContext, contextTemplate, parseContext } from '../../src/core/context.ts';
 import { createEnvelope, LocalKms } from '../../src/index.ts';
 
 const pairsOf = (context: unknown): Record<string, string> => ({ ...parseContext(canonicalContext(context).encoded, 0).context.pairs });
@@ -125,5 +126,37 @@ describe('contexts that are not plain objects', () => {
     const hidden = { tenant: 'a' };
     Object.defineProperty(hidden, Symbol.for('x'), { value: 'b', enumerable: false });
     expect(() => canonicalContext(hidden)).toThrow(/symbol/i);
+  });
+});
+
+describe('contextTemplate: one varying value over fixed pairs (database field bindings)', () => {
+  const text = fc.string({ unit: 'grapheme', maxLength: 40 });
+  it('gives the bytes, pairs and JSON that canonicalContext gives for the whole map', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }), text, { maxKeys: 6 }), fc.string({ minLength: 1, maxLength: 12 }), text, (fixed, key, value) => {
+        const rest = { ...fixed };
+        delete rest[key];
+        const made = contextTemplate(rest, key)(value);
+        const whole = canonicalContext({ ...rest, [key]: value });
+        expect(Buffer.from(made.encoded).equals(Buffer.from(whole.encoded))).toBe(true);
+        expect(made.json).toBe(whole.json);
+        expect({ ...made.pairs }).toEqual({ ...whole.pairs });
+        expect(canonicalContext(made)).toBe(made); // taken as it is, not read again
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('checks the varying value as canonicalContext does: well-formed, within the limits', () => {
+    const row = contextTemplate({ table: 't', column: 'c' }, 'row');
+    expect(() => row('\ud800')).toThrow(TypeError);
+    expect(() => row('x'.repeat(4097))).toThrow(RangeError);
+    expect(row('x'.repeat(4096)).encoded.length).toBeGreaterThan(4096);
+  });
+
+  it('is not forged by an object that looks like one', () => {
+    const real = contextTemplate({ a: '1' }, 'b')('2');
+    const fake = Object.assign(Object.create(Object.getPrototypeOf(real) as object) as object, { encoded: new Uint8Array([0, 0]) });
+    expect(() => canonicalContext(fake)).toThrow(TypeError); // not a plain object: refused, not taken as canonical
   });
 });
