@@ -1,0 +1,66 @@
+/**
+ * `npm run bench:sweep`: a rotation sweep over 100,000 sealed rows in PostgreSQL under the key
+ * hierarchy (10 partitions), TencentKms against the emulator in its own process enforcing
+ * Tencent's quotas, against a client-side batched UPDATE of same-size values in the same run
+ * (bench/sweep-run.ts). KMS calls are the emulator's own counts. One line per measurement.
+ */
+import { execFileSync } from 'node:child_process';
+import pg from 'pg';
+import { TencentKms } from '../src/index.ts';
+import { spawnEmulator } from './emulator-process.ts';
+import { sweepBench } from './sweep-run.ts';
+
+const ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 100_000);
+const PARTITIONS = 10;
+const BATCH = 500;
+const QUOTAS = { GenerateDataKey: 100, Decrypt: 300, ReEncrypt: 100 };
+const root = new URL('../../', import.meta.url);
+
+async function startPostgres(): Promise<{ url: string; stop: () => void }> {
+  if (process.env.KMS_ENVELOPE_PG_URL) return { url: process.env.KMS_ENVELOPE_PG_URL, stop: () => {} };
+  const script = new URL('.ci/postgres.sh', root).pathname;
+  const out = execFileSync('bash', [script, 'start'], { encoding: 'utf8' });
+  const url = /KMS_ENVELOPE_PG_URL=(\S+)/.exec(out)![1]!;
+  const dir = /KMS_ENVELOPE_PG_DIR=(\S+)/.exec(out)![1]!;
+  return { url, stop: () => execFileSync('bash', [script, 'stop', dir]) };
+}
+
+const server = await startPostgres();
+const pool = new pg.Pool({ connectionString: server.url, max: 4 });
+const emulator = await spawnEmulator();
+const control = async (what: 'stats' | 'faults', body?: unknown): Promise<unknown> => {
+  const response = await fetch(`${emulator.url}/__emulator/${what}`, {
+    method: body ? 'POST' : 'GET',
+    headers: { Authorization: `Bearer ${emulator.credentials.secretKey}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  if (!response.ok) throw new Error(`emulator ${what}: HTTP ${response.status}`);
+  return response.json();
+};
+try {
+  await control('faults', { qpsLimit: QUOTAS });
+  const result = await sweepBench({
+    pool,
+    rows: ROWS,
+    partitions: PARTITIONS,
+    batchSize: BATCH,
+    kms: () => new TencentKms({ keyId: emulator.keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials }),
+    kmsCalls: async () => ((await control('stats')) as { calls: Record<string, number> }).calls,
+    log: (line) => console.error(line),
+  });
+  const stats = (await control('stats')) as { faults: Record<string, number> };
+  const n = (x: number) => Math.round(x).toString();
+  console.log(`sweep setup: ${result.rows} rows in ${result.partitions} partitions (${result.valueLength}-character values), KMS calls ${JSON.stringify(result.setupCalls)}; rotation of every partition ${JSON.stringify(result.rotateCalls)}`);
+  console.log(`sweep floor (client-side batched UPDATE, same-size values, ${result.batchSize} rows a transaction): ${n(result.floorRowsPerSecond)} rows/s`);
+  for (const s of result.sweeps) {
+    const total = Object.values(s.kmsCalls).reduce((a, b) => a + b, 0);
+    console.log(
+      `sweep rotation, ${s.workers} worker(s): ${n(s.rowsPerSecond)} rows/s = ${s.ratioToFloor.toFixed(2)}x the floor; rows written ${s.written}, failed ${s.failed}; KMS calls ${total} ${JSON.stringify(s.kmsCalls)} for ${result.intermediateKeys} intermediate keys`,
+    );
+  }
+  console.log(`emulator faults (throttled answers etc.): ${JSON.stringify(stats.faults)}`);
+} finally {
+  emulator.stop();
+  await pool.end();
+  server.stop();
+}
