@@ -17,6 +17,7 @@ export const SLOW = [
   'test/economy/cache.test.ts',
   'test/node/files.test.ts',
   'test/node/sweeps-kill.test.ts',
+  'test/rotation-fleet.test.ts',
 ];
 
 /**
