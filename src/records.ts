@@ -11,7 +11,7 @@
  */
 import type { FieldType, FieldValues } from './core/field-value.ts';
 import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, TEXT_PREFIX, textLength } from './core/field-value.ts';
-import { MAGIC } from './core/header.ts';
+import { MAGIC, parseHeader } from './core/header.ts';
 import { EnvelopeError } from './core/errors.ts';
 import { compactSealedLength } from './core/compact.ts';
 import { sealedLength } from './core/chunked.ts';
@@ -58,6 +58,12 @@ export interface TableSpec<C extends Record<string, FieldSpec>> {
   partition: string | { column: string } | ((row: Readonly<Record<string, unknown>>) => string);
   /** Bound into each value; raise it when a column's meaning changes. Default 1. */
   schemaVersion?: number;
+  /**
+   * A plain integer column the record API keeps at the key version the row's values were sealed
+   * under (the lowest, should they differ), so SQL finds the rows to rotate with an index:
+   * `WHERE key_version < $1`. Not bound into the values; written by seal(), never read by open().
+   */
+  keyVersionColumn?: string;
 }
 
 export interface Table<C extends Record<string, FieldSpec>> extends Readonly<TableSpec<C>> {
@@ -108,6 +114,10 @@ export function defineTable<const C extends Record<string, FieldSpec>>(spec: Tab
   }
   const schemaVersion = spec.schemaVersion ?? 1;
   if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) throw new RangeError('"schemaVersion" must be a positive integer');
+  const kv = spec.keyVersionColumn;
+  if (kv !== undefined && (typeof kv !== 'string' || kv.length === 0 || kv in spec.columns || primaryKeys.includes(kv))) {
+    throw new TypeError(`"keyVersionColumn" expected the name of a plain column, neither encrypted nor a primary key, got ${JSON.stringify(kv)}`);
+  }
   return Object.freeze({ ...spec, schemaVersion, primaryKeys: Object.freeze(primaryKeys) });
 }
 
@@ -194,6 +204,16 @@ function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key:
   return binding(key) as unknown as EncryptionContext;
 }
 
+/** The intermediate-key version a sealed field names (the record API seals under the hierarchy). */
+function keyVersionOf(sealed: Uint8Array): number | undefined {
+  return parseHeader(sealed).intermediate?.version;
+}
+
+/** Sets the key-version column of a sealed row: the lowest version its values were sealed under. */
+function noteKeyVersion(t: Table<Record<string, FieldSpec>>, out: Record<string, unknown>, versions: readonly number[]): void {
+  if (t.keyVersionColumn !== undefined && versions.length > 0) out[t.keyVersionColumn] = Math.min(...versions);
+}
+
 /** Whether a stored value is a sealed field (for migration mode). */
 function looksSealed(value: unknown): boolean {
   if (typeof value === 'string') return value.startsWith(TEXT_PREFIX);
@@ -244,10 +264,14 @@ export function createRecords(options: RecordsOptions): Records {
 
   const stored = (field: FieldSpec, sealed: Uint8Array): unknown => (field.encoding === 'bytes' ? sealed : fieldToText(sealed));
 
-  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string): Promise<unknown> {
+  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): Promise<unknown> {
     const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
     return envelope.seal(plaintext, o).then(
-      (sealed) => (wipe(plaintext), stored(field, sealed)),
+      (sealed) => {
+        wipe(plaintext);
+        if (versions) versions.push(keyVersionOf(sealed)!);
+        return stored(field, sealed);
+      },
       (error: unknown) => {
         wipe(plaintext);
         throw error;
@@ -255,10 +279,12 @@ export function createRecords(options: RecordsOptions): Records {
     );
   }
 
-  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string): unknown {
+  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): unknown {
     const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
     try {
-      return stored(field, envelope.sealSync(plaintext, o));
+      const sealed = envelope.sealSync(plaintext, o);
+      if (versions) versions.push(keyVersionOf(sealed)!);
+      return stored(field, sealed);
     } finally {
       wipe(plaintext);
     }
@@ -322,10 +348,12 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
+    const versions: number[] = [];
     await Promise.all([
-      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition))),
+      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition, versions))),
       ...indexed(t, row).map(async (column) => (out[t.columns[column]!.index!.column] = await indexFor(t, column).compute(row[column] as BlindIndexValue, { partition }))),
     ]);
+    noteKeyVersion(t, out, versions);
     return out as SealedRow<C>;
   }
 
@@ -340,7 +368,9 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition);
+    const versions: number[] = [];
+    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition, versions);
+    noteKeyVersion(t, out, versions);
     for (const column of indexed(t, row)) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(row[column] as BlindIndexValue, { partition });
     return out as SealedRow<C>;
   }
