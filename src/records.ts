@@ -342,23 +342,42 @@ export function createRecords(options: RecordsOptions): Records {
     return decoded(t, column, plan.field, plaintext, key);
   }
 
+  const notWarm = (error: unknown): boolean => error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM';
+
   const present = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => row[c] !== null && row[c] !== undefined);
 
   async function seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
+    // Warm keys (the common case) seal at once: no promise per field.
+    try {
+      return sealSync(table, row);
+    } catch (error) {
+      if (!notWarm(error)) throw error;
+    }
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    const versions: number[] = [];
+    const versions = t.keyVersionColumn === undefined ? undefined : [];
     await Promise.all([
       ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition, versions))),
       ...indexed(t, row).map(async (column) => (out[t.columns[column]!.index!.column] = await indexFor(t, column).compute(row[column] as BlindIndexValue, { partition }))),
     ]);
-    noteKeyVersion(t, out, versions);
+    if (versions) noteKeyVersion(t, out, versions);
     return out as SealedRow<C>;
   }
 
   async function open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>> {
     const t = table as unknown as AnyTable;
+    // Migration mode counts legacy values as it reads them: a fallback reads them again.
+    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...stats.legacyValuesRead } : undefined;
+    try {
+      return openSync(table, row);
+    } catch (error) {
+      if (!notWarm(error)) throw error;
+      if (counted) {
+        for (const name of Object.keys(stats.legacyValuesRead)) if (!(name in counted)) delete stats.legacyValuesRead[name];
+        Object.assign(stats.legacyValuesRead, counted);
+      }
+    }
     const out: Record<string, unknown> = { ...row };
     await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], row))));
     return out as PlainRow<C>;
@@ -368,9 +387,9 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
-    const versions: number[] = [];
+    const versions = t.keyVersionColumn === undefined ? undefined : [];
     for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition, versions);
-    noteKeyVersion(t, out, versions);
+    if (versions) noteKeyVersion(t, out, versions);
     for (const column of indexed(t, row)) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(row[column] as BlindIndexValue, { partition });
     return out as SealedRow<C>;
   }

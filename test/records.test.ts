@@ -84,6 +84,29 @@ describe('records (FORMAT.md §12)', () => {
     await expect(records.open(orders, { id: 'row-a', tenant: 'acme', email: a.email })).rejects.toMatchObject({ table: 'orders', column: 'email' });
   });
 
+  it('opens at once with warm keys, and through the KMS otherwise, counting each legacy value once either way', async () => {
+    const store = new MemoryKeyStore();
+    const kms = new InstrumentedProvider();
+    const table = defineTable({
+      name: 'mixed',
+      primaryKey: 'id',
+      partition: { column: 'tenant' },
+      columns: { old: { type: 'string', legacyPlaintext: true }, fresh: { type: 'string' } },
+    });
+    const writer = createRecords({ hierarchy: createKeyHierarchy({ store, kms }) });
+    const sealed = await writer.seal(table, { id: '1', tenant: 'acme', old: 'x', fresh: 'secret' });
+    // Another process: its key is cold, so the synchronous attempt gives way to a KMS load.
+    const reader = createRecords({ hierarchy: createKeyHierarchy({ store, kms }) });
+    const opened = await reader.open(table, { ...sealed, old: 'legacy text' });
+    expect(opened).toMatchObject({ old: 'legacy text', fresh: 'secret' });
+    expect(reader.stats.legacyValuesRead).toEqual({ 'mixed.old': 1 });
+    expect(kms.calls.decrypt).toBe(1);
+    // Warm now: the same row opens without another KMS call, and counts one more.
+    await reader.open(table, { ...sealed, old: 'legacy text' });
+    expect(reader.stats.legacyValuesRead).toEqual({ 'mixed.old': 2 });
+    expect(kms.calls.decrypt).toBe(1);
+  });
+
   it('binds the logical column id, so a renamed column keeps opening', async () => {
     const { records } = setup();
     const before = defineTable({ name: 't', primaryKey: 'id', partition: 'p', columns: { card: { type: 'string', id: 'c2' } } });
