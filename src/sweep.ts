@@ -41,6 +41,8 @@ export interface SweepCounts {
   current: number;
   /** Rows that failed to open or to seal again: reported, left as they were. */
   failed: number;
+  /** Rows the application changed between the read and the write (SQLite, which has no row locks): left for the next run. */
+  changed: number;
   /** Batches committed. */
   batches: number;
 }
@@ -79,13 +81,14 @@ export interface SweepDriver {
    * In one transaction: reads (and locks against other workers) up to `limit` pending rows with a
    * key after `after` (from the start when undefined), in key order; calls `work` with them; writes
    * the rows it returns (by key) and commits. On any error, rolls back and rethrows. Returns the
-   * number of rows read and the last key read (undefined when none: the sweep is over for this worker).
+   * number of rows read, the last key read (undefined when none: the sweep is over for this
+   * worker), and how many writes it dropped because their row changed since it was read.
    */
   batch(
     after: readonly unknown[] | undefined,
     limit: number,
     work: (rows: SweepRow[]) => Promise<{ key: readonly unknown[]; write: Record<string, unknown> }[]>,
-  ): Promise<{ rows: number; last: readonly unknown[] | undefined }>;
+  ): Promise<{ rows: number; last: readonly unknown[] | undefined; changed?: number }>;
   /** Key columns, in order (what `key` values are). */
   readonly key: readonly string[];
   /** Opens one more independent connection for another worker, when the driver allows several. */
@@ -120,7 +123,7 @@ export function isRowFailure(error: unknown): boolean {
   return true;
 }
 
-const zero = (): SweepCounts => ({ seen: 0, written: 0, current: 0, failed: 0, batches: 0 });
+const zero = (): SweepCounts => ({ seen: 0, written: 0, current: 0, failed: 0, changed: 0, batches: 0 });
 const MAX_FAILURES_KEPT = 1000;
 
 function describeFailure(key: readonly unknown[], error: Error): SweepFailure {
@@ -178,7 +181,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
       if (signal?.aborted || failedElsewhere !== undefined) return;
       const batch = zero();
       const rowFailures: SweepFailure[] = [];
-      const { rows, last } = await d.batch(after, batchSize, async (rows) => {
+      const { rows, last, changed = 0 } = await d.batch(after, batchSize, async (rows) => {
         const outcomes = await mapLimited(rows, concurrency, async (row) => {
           const key = d.key.map((c) => row[c]);
           let outcome: RowOutcome;
@@ -207,7 +210,9 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
       if (last === undefined || rows === 0) return;
       after = last;
       batch.batches = 1;
-      for (const k of ['seen', 'written', 'current', 'failed', 'batches'] as const) totals[k] += batch[k];
+      batch.changed = changed;
+      batch.written -= changed;
+      for (const k of ['seen', 'written', 'current', 'failed', 'changed', 'batches'] as const) totals[k] += batch[k];
       for (const failure of rowFailures) {
         if (failures.length < MAX_FAILURES_KEPT) failures.push(failure);
         emit({ type: 'row-failed', worker: index, failure });

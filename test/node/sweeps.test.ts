@@ -272,6 +272,18 @@ describe('table sweeps on PostgreSQL', () => {
     expect(rows.map((r: { id: string }) => r.id)).toContain('r000017');
   });
 
+  it('a row whose partition was not rotated past the minimum is reported, not rewritten', async () => {
+    const { hierarchy, records } = setup();
+    const table = await pgTable();
+    await insertSealed(records, table, plainRows(10));
+    await rotated(hierarchy, ['acme']);
+    const plan = rotationSweep(records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
+    const summary = await sweepPostgres(pool, { table, key: 'id', ...plan });
+    expect(summary).toMatchObject({ seen: 10, written: 5, failed: 5 });
+    expect(summary.failures[0]!.message).toContain('rotate the partition');
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}_log`)).rows[0].n).toBe(5);
+  });
+
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
     const { records } = setup();
     const table = await pgTable();
@@ -313,6 +325,39 @@ describe('table sweeps on SQLite', () => {
     const opened = await Promise.all(rows.slice(1).map((r) => records.open(customers, { ...r, photo: new Uint8Array(r.photo as Buffer) } as never)));
     expect(opened.map((r) => r.email)).toEqual(plain.slice(1).map((r) => r.email));
     await expect(sweepSqlite(db, { table: 'customers', key: 'id', ...plan, workers: 2 })).rejects.toThrow(/one worker/);
+    db.close();
+  });
+
+  it('a row the application changes between the read and the write is left as the application wrote it, counted, and done by the next run', async () => {
+    const { hierarchy, records } = setup();
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE customers (id TEXT PRIMARY KEY, tenant TEXT, email TEXT, photo BLOB, key_version INTEGER)');
+    const insert = db.prepare('INSERT INTO customers VALUES (?, ?, ?, ?, ?)');
+    for (const r of plainRows(20)) {
+      const s = await records.seal(customers, r);
+      insert.run(s.id, s.tenant, s.email, Buffer.from(s.photo as Uint8Array), 1);
+    }
+    const plan = rotationSweep(records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
+    const appValue = (await records.seal(customers, { ...plainRows(6)[5]!, email: 'new@example.org' })).email;
+    await rotated(hierarchy);
+    const racing = {
+      ...plan,
+      async transform(row: Readonly<Record<string, unknown>>) {
+        const outcome = await plan.transform(row);
+        // The application writes row r000005 while the sweep holds its new values in memory.
+        if (row.id === 'r000005') db.prepare("UPDATE customers SET email = ? WHERE id = 'r000005'").run(appValue);
+        return outcome;
+      },
+    };
+    const first = await sweepSqlite(db, { table: 'customers', key: 'id', ...racing, batchSize: 8 });
+    expect(first).toMatchObject({ seen: 20, written: 19, changed: 1, failed: 0 });
+    const row = db.prepare("SELECT * FROM customers WHERE id = 'r000005'").get() as Record<string, unknown>;
+    expect(row).toMatchObject({ email: appValue, key_version: 1 });
+    const second = await sweepSqlite(db, { table: 'customers', key: 'id', ...plan });
+    expect(second).toMatchObject({ seen: 1, written: 1, changed: 0 });
+    const done = db.prepare("SELECT * FROM customers WHERE id = 'r000005'").get() as Record<string, unknown>;
+    expect(done.key_version).toBe(2);
+    expect((await records.open(customers, { ...done, photo: new Uint8Array(done.photo as Buffer) } as never)).email).toBe('new@example.org');
     db.close();
   });
 });

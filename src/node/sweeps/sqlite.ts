@@ -45,6 +45,7 @@ export async function sweepSqlite(database: SqliteDatabase, options: TableSweepO
     async batch(after, limit, work) {
       const rows = (after === undefined ? selectFirst.all(limit) : selectAfter.all(...after, limit)) as SweepRow[];
       const writes = await work(rows);
+      let changed = 0;
       if (writes.length) {
         const byKey = new Map(rows.map((r) => [JSON.stringify(shape.key.map((c) => r[c])), r]));
         database.exec('BEGIN IMMEDIATE');
@@ -53,7 +54,8 @@ export async function sweepSqlite(database: SqliteDatabase, options: TableSweepO
             const names = Object.keys(w.write).sort();
             for (const n of names) if (!shape.columns.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep reads`);
             const row = byKey.get(JSON.stringify(w.key))!;
-            updateFor(names).run(...names.map((n) => param(w.write[n])), ...read.map((c) => param(row[c])));
+            const { changes } = updateFor(names).run(...names.map((n) => param(w.write[n])), ...read.map((c) => param(row[c])));
+            if (Number(changes) === 0) changed++;
           }
           database.exec('COMMIT');
         } catch (error) {
@@ -62,7 +64,7 @@ export async function sweepSqlite(database: SqliteDatabase, options: TableSweepO
         }
       }
       const last = rows.at(-1);
-      return { rows: rows.length, last: last ? shape.key.map((c) => last[c]) : undefined };
+      return { rows: rows.length, last: last ? shape.key.map((c) => last[c]) : undefined, changed };
     },
   };
   return runSweep(driver, options);
