@@ -39,8 +39,9 @@ import {
 import { type EnvelopeEvent, type EventListener, emitter } from './economy/events.ts';
 import type { KeyHierarchy, SuiteKey } from './hierarchy.ts';
 import type { DataKey, KeyProvider } from './kms/key-provider.ts';
+import { type OpenAttempt, openAttempts, resolveWrapping, type Wrapping, type WrappingOptions, wrapAlso } from './wrapped-keys.ts';
 
-export interface EnvelopeOptions {
+export interface EnvelopeOptions extends WrappingOptions {
   /**
    * The key provider (KMS) that generates and decrypts a data key per message (or per cache window).
    * Optional with a `hierarchy`, which has its own; then messages with a KMS data key do not open.
@@ -207,6 +208,8 @@ interface Settings {
   readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
   readonly decryptCache: DecryptCache | undefined;
   readonly keyPolicy: KeyPolicy | undefined;
+  /** The wrapped keys besides the kms one, the providers open() tries, its cap on KMS calls (wrapped-keys.ts). */
+  readonly wrapping: Wrapping;
 }
 
 function assertProvider(kms: unknown): KeyProvider {
@@ -226,7 +229,10 @@ function resolve(options: EnvelopeOptions): Settings {
   }
   const kms = options.kms === undefined && hierarchy ? undefined : assertProvider(options.kms);
   const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
-  const format = options.format ?? (hierarchy ? 2 : 1);
+  // Several wrapped keys need format 2 (FORMAT.md §10.2).
+  const severalWrapped = Array.isArray(options.additionalWrapping) && options.additionalWrapping.length > 0;
+  const format = options.format ?? (hierarchy || severalWrapped ? 2 : 1);
+  if (severalWrapped && format !== 2) throw new TypeError('"additionalWrapping" writes several wrapped keys, which format 2 carries: drop "format: 1"');
   if (format !== 1 && format !== 2) throw new TypeError(`"format" expected 1 or 2, got ${JSON.stringify(format)}`);
   if (hierarchy && format !== 2) throw new TypeError('a key hierarchy writes format 2: drop "format: 1"');
   if (options.partition !== undefined) checkPartition(options.partition);
@@ -246,6 +252,7 @@ function resolve(options: EnvelopeOptions): Settings {
     encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
     decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
     keyPolicy: checkKeyPolicy(options.keyPolicy, 'keyPolicy'),
+    wrapping: resolveWrapping(options, kms),
   };
 }
 
@@ -276,9 +283,8 @@ function wipeLate(value: unknown): void {
  * A KMS call with its kms-call event. When `signal` aborts first, rejects with its reason (never
  * wrapped), whether or not the provider heeds the signal; a key the provider returns later is wiped.
  */
-async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt' | 'Encrypt', call: () => Promise<T>, signal?: AbortSignal, provider = s.kms?.id ?? 'hierarchy'): Promise<T> {
   const started = Date.now();
-  const provider = s.kms?.id ?? 'hierarchy';
   try {
     const result = await abortable(call(), signal, wipeLate);
     s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: true });
@@ -288,7 +294,7 @@ async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt', call
       s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: 'ABORTED' });
       throw error;
     }
-    const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : 'generate a data key');
+    const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : action === 'Encrypt' ? 'wrap the data key' : 'generate a data key');
     const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
     s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: code });
     throw failure;
@@ -316,7 +322,8 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     }
     const wrappedKey: WrappedKey = { provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob };
     const authenticated = s.format === 2 ? encodeAuthenticatedV2(suite, context, detached, compact, undefined) : encodeAuthenticated(suite, context, detached);
-    const wrapped = encodeProviderFields(() => (s.format === 2 ? encodeWrappedKeys([wrappedKey]) : encodeWrappedKey(wrappedKey)));
+    const also = s.wrapping.extra.length === 0 ? [] : await wrapAlso(s.wrapping, key, context, signal, (provider, call) => timed(s, 'Encrypt', call, signal, provider));
+    const wrapped = encodeProviderFields(() => (s.format === 2 ? encodeWrappedKeys([wrappedKey, ...also]) : encodeWrappedKey(wrappedKey)));
     const header = new Uint8Array(authenticated.length + wrapped.length);
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
@@ -490,9 +497,10 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow);
     const providers = header.wrappedKeys.map((w) => w.provider);
     const kms = requireKms(s, providers.join('", "'));
-    const mine = header.wrappedKeys.filter((w) => w.provider === kms.id);
-    if (mine.length === 0) {
-      throw new KeyProviderMismatchError(`this message was sealed with key provider "${providers.join('", "')}", not "${kms.id}"`);
+    const attempts = openAttempts(s.wrapping, header.wrappedKeys);
+    if (attempts.length === 0) {
+      const mine = s.wrapping.openers.map((p) => p.id).join('", "');
+      throw new KeyProviderMismatchError(`this message was sealed with key provider "${[...new Set(providers)].join('", "')}", not "${mine || kms.id}"`);
     }
     const keySpec = header.suite.keySpec;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
@@ -513,7 +521,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     // Concurrent opens of the same wrapped key share one Decrypt.
     return flights
       .run(id, async (flightSignal) => {
-        const fresh = await decryptFirst(s, kms, mine, keySpec, context, flightSignal);
+        const fresh = await decryptFirst(s, attempts, keySpec, context, flightSignal);
         // A remembered key is used again: worth its precomputed HKDF state.
         const state = decryptCache || scope ? suiteBackend(s.backend, header.suite).hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
@@ -529,22 +537,28 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
  * The data key from the first of the message's wrapped keys (of this provider) that the KMS
  * decrypts, in the order written; at most one KMS call per wrapped key.
  */
+/**
+ * The data key from the first attempt that returns one (wrapped-keys.ts: the providers in order,
+ * the wrapped keys in the order written, at most maxKmsAttempts calls); onEvent hears which one.
+ */
 async function decryptFirst(
   s: Settings,
-  kms: KeyProvider,
-  wrapped: readonly WrappedKey[],
+  attempts: readonly OpenAttempt[],
   keySpec: PayloadSuite['keySpec'],
   context: CanonicalContext,
   signal: AbortSignal,
 ): Promise<Uint8Array> {
   let failure: unknown;
-  for (const { keyId, ciphertextBlob } of wrapped) {
+  for (const [n, { provider, wrapped, index }] of attempts.entries()) {
     throwIfAborted(signal);
+    const { keyId, ciphertextBlob } = wrapped;
     try {
-      const fresh = await timed(s, 'Decrypt', () => kms.decryptDataKey({ keySpec, keyId, ciphertextBlob, context, signal }), signal);
+      const fresh = await timed(s, 'Decrypt', () => provider.decryptDataKey({ keySpec, keyId, ciphertextBlob, context, signal }), signal, provider.id);
       if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+      s.emit({ type: 'wrapped-key-used', provider: provider.id, keyId, index, attempt: n + 1 });
       return fresh;
     } catch (error) {
+      if (signal.aborted && error === signal.reason) throw error;
       failure = error;
     }
   }

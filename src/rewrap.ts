@@ -7,16 +7,30 @@
 import { abortable, checkSignal, throwIfAborted } from './core/abort.ts';
 import { describe } from './core/bytes.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from './core/context.ts';
-import { ContextMismatchError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
-import type { ParsedHeader, WrappedKey } from './core/header.ts';
+import { wipe } from './core/bytes.ts';
+import { ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from './core/errors.ts';
+import { HEADER_LIMITS, type ParsedHeader, VERSION, type WrappedKey } from './core/header.ts';
+import { keyOpensPayload } from './core/key-check.ts';
 import { replaceWrappedKeys } from './core/wrapped-section.ts';
 import type { EnvelopeCore } from './engine.ts';
 import type { KeyProvider } from './kms/key-provider.ts';
 import { reEncryptDataKey, rewrapPath } from './kms/re-encrypt.ts';
+import { checkTargets, type WrapTarget, wrapAlso } from './wrapped-keys.ts';
 
 export interface RewrapOptions {
-  /** The master key the data key is wrapped under afterwards (for a KMS that rotates key material, the same id moves it to the newest). */
-  toKeyId: string;
+  /**
+   * The master key the data key is wrapped under afterwards (for a KMS that rotates key material,
+   * the same id moves it to the newest). Optional when the rewrap only adds or removes wrapped keys.
+   */
+  toKeyId?: string;
+  /**
+   * Format 2: wrapped keys to add (FORMAT.md §10.2), each by that provider's Encrypt of the data
+   * key, which is first got through this envelope's providers and checked against the message's
+   * key commitment (a wrapped key that decrypts to another data key is never copied).
+   */
+  addWrappedKeys?: readonly WrapTarget[];
+  /** Format 2: wrapped keys to remove, by provider and master key; at least one stays. Removed before any is added. */
+  removeWrappedKeys?: readonly { provider: string; keyId: string }[];
   /**
    * The message's context: required when it was sealed with a detached context (the KMS binds the
    * wrapped key to it); when stored, optional, and if given it must equal the stored one.
@@ -28,9 +42,10 @@ export interface RewrapOptions {
   signal?: AbortSignal;
 }
 
-function checkOptions(options: RewrapOptions): { toKeyId: string; fromKeyId: string | undefined; signal: AbortSignal | undefined } {
+function checkOptions(options: RewrapOptions): { toKeyId: string | undefined; fromKeyId: string | undefined; signal: AbortSignal | undefined } {
   if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object with "toKeyId", got ${describe(options)}`);
-  if (typeof options.toKeyId !== 'string' || options.toKeyId.length === 0) throw new TypeError(`"toKeyId" expected a non-empty string, got ${describe(options.toKeyId)}`);
+  const editsOnly = (options.addWrappedKeys !== undefined || options.removeWrappedKeys !== undefined) && options.toKeyId === undefined;
+  if (!editsOnly && (typeof options.toKeyId !== 'string' || options.toKeyId.length === 0)) throw new TypeError(`"toKeyId" expected a non-empty string, got ${describe(options.toKeyId)}`);
   if (options.fromKeyId !== undefined && (typeof options.fromKeyId !== 'string' || options.fromKeyId.length === 0)) {
     throw new TypeError(`"fromKeyId" expected a non-empty string, got ${describe(options.fromKeyId)}`);
   }
@@ -91,7 +106,7 @@ async function rewrappedKeys(
  * were, and a new wrapped-key section. The payload that follows the old header follows this one
  * unchanged.
  */
-export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array> {
+export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, options: RewrapOptions, payload?: Uint8Array): Promise<Uint8Array> {
   const checked = checkOptions(options);
   throwIfAborted(checked.signal);
   if (header.keySource !== 'kms') {
@@ -103,13 +118,70 @@ export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, opt
   const kms = core.kms;
   if (!kms) throw new KeyProviderMismatchError('this envelope has no key provider ("kms"): rewrap needs the KMS that wrapped the data key');
   const context = rewrapContext(header, options.context);
-  const wrapped = await rewrappedKeys(core, kms, header, context, checked);
+  const edits = checkEdits(header, options);
+  const toKeyId = checked.toKeyId;
+  let wrapped = toKeyId === undefined ? [...header.wrappedKeys] : await rewrappedKeys(core, kms, header, context, { ...checked, toKeyId });
+  wrapped = wrapped.filter((w) => !edits.remove.some((r) => r.provider === w.provider && r.keyId === w.keyId));
+  if (edits.add.length > 0) wrapped.push(...(await addedKeys(core, header, context, edits.add, payload, checked.signal, options)));
   return replaceWrappedKeys(header, wrapped);
+}
+
+/** The wrapped keys to add and remove, checked (counts included) before any KMS call. */
+function checkEdits(header: ParsedHeader, options: RewrapOptions): { add: readonly WrapTarget[]; remove: readonly { provider: string; keyId: string }[] } {
+  const remove = options.removeWrappedKeys ?? [];
+  if (!Array.isArray(remove) || remove.some((r) => r === null || typeof r !== 'object' || typeof r.provider !== 'string' || typeof r.keyId !== 'string')) {
+    throw new TypeError(`"removeWrappedKeys" expected an array of { provider, keyId }, got ${describe(remove)}`);
+  }
+  const addGiven = options.addWrappedKeys ?? [];
+  if ((remove.length > 0 || (Array.isArray(addGiven) && addGiven.length > 0)) && header.version === VERSION) {
+    throw new RangeError('a format-1 message carries exactly one wrapped key: re-seal it with format 2 to add or remove wrapped keys');
+  }
+  const add = checkTargets(addGiven, HEADER_LIMITS.maxWrappedKeys - 1, '"addWrappedKeys"');
+  const kept = header.wrappedKeys.filter((w) => !remove.some((r) => r.provider === w.provider && r.keyId === w.keyId)).length;
+  if (kept === 0) throw new RangeError('removing every wrapped key would leave the message unopenable: at least one stays');
+  if (kept + add.length > HEADER_LIMITS.maxWrappedKeys) throw new RangeError(`a message carries at most ${HEADER_LIMITS.maxWrappedKeys} wrapped keys: ${kept} kept and ${add.length} added`);
+  return { add, remove };
+}
+
+/**
+ * The new wrapped keys: the data key got as open() gets it (caches, providers, the cap on KMS
+ * attempts), checked against the payload's key commitment, wrapped by each target, wiped.
+ */
+async function addedKeys(
+  core: EnvelopeCore,
+  header: ParsedHeader,
+  context: CanonicalContext,
+  add: readonly WrapTarget[],
+  payload: Uint8Array | undefined,
+  signal: AbortSignal | undefined,
+  options: RewrapOptions,
+): Promise<WrappedKey[]> {
+  if (!payload) throw new TypeError('adding a wrapped key needs the payload (its key commitment is checked first): rewrap the whole message');
+  const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, payload.length);
+  const key = session.key;
+  try {
+    if (!keyOpensPayload(core.backend, header.suite, key, session.payloadContext, payload, header.compact)) throw new DecryptionFailedError();
+    const timed = async <T>(provider: string, call: () => Promise<T>): Promise<T> => {
+      const started = Date.now();
+      try {
+        const result = await abortable(call(), signal);
+        core.emit({ type: 'kms-call', provider, action: 'Encrypt', durationMs: Date.now() - started, ok: true });
+        return result;
+      } catch (error) {
+        const code = error instanceof KmsError ? (error.kmsCode ?? error.code) : error instanceof EnvelopeError ? error.code : 'ERROR';
+        core.emit({ type: 'kms-call', provider, action: 'Encrypt', durationMs: Date.now() - started, ok: false, errorCode: code });
+        throw error instanceof EnvelopeError || (signal?.aborted && error === signal.reason) ? error : new KmsError('key provider failed to wrap the data key', { cause: error });
+      }
+    };
+    return await wrapAlso({ extra: add, openers: [], maxAttempts: 1 }, key, context, signal, timed);
+  } finally {
+    if (!session.borrowed) wipe(key);
+  }
 }
 
 /** A whole sealed message, rewrapped: the new header, then the payload bytes as they were. */
 export async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
-  const newHeader = await rewrapHeader(core, header, options);
+  const newHeader = await rewrapHeader(core, header, options, sealed.subarray(header.length));
   const payload = sealed.subarray(header.length);
   const out = new Uint8Array(newHeader.length + payload.length);
   out.set(newHeader);

@@ -19,7 +19,7 @@ interface Edge {
   typeOnly?: boolean;
 }
 
-const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'blind-index.ts', 'stream.ts', 'range.ts', 'sweep.ts', 'rewrap.ts'];
+const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'blind-index.ts', 'stream.ts', 'range.ts', 'sweep.ts', 'rewrap.ts', 'wrapped-keys.ts'];
 
 function roomOf(file: string): Room {
   if (file === 'node.ts' || file.startsWith('node/')) return 'node';

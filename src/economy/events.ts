@@ -1,7 +1,12 @@
 /** What the library reports to an `onEvent` listener, so users can feed their own metrics. */
 export type EnvelopeEvent =
   /** One KeyProvider call as the envelope saw it (retries inside it included). */
-  | { type: 'kms-call'; provider: string; action: 'GenerateDataKey' | 'Decrypt' | 'ReEncrypt' | 'Decrypt+Encrypt'; durationMs: number; ok: boolean; errorCode?: string }
+  | { type: 'kms-call'; provider: string; action: 'GenerateDataKey' | 'Decrypt' | 'Encrypt' | 'ReEncrypt' | 'Decrypt+Encrypt'; durationMs: number; ok: boolean; errorCode?: string }
+  /**
+   * open() got its data key from this wrapped key (`index`: its place in the header) through this
+   * provider, on its `attempt`-th KMS call (a message may carry several: FORMAT.md §10.2).
+   */
+  | { type: 'wrapped-key-used'; provider: string; keyId: string; index: number; attempt: number }
   | { type: 'cache-hit' | 'cache-miss'; cache: 'encrypt' | 'decrypt' }
   | { type: 'cache-evict'; cache: 'encrypt' | 'decrypt'; reason: 'messages' | 'bytes' | 'age' | 'capacity' | 'close' }
   /** A KMS attempt failed and will be tried again after `delayMs`. */

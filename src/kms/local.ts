@@ -10,7 +10,7 @@ import { NONCE_LENGTH, TAG_LENGTH } from '../core/backend.ts';
 import { base64, base64url, utf8, wipe } from '../core/bytes.ts';
 import type { CanonicalContext } from '../core/context.ts';
 import { DecryptionFailedError, KmsError } from '../core/errors.ts';
-import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
+import type { DataKey, DecryptDataKeyRequest, EncryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider, ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
 import { KEY_LENGTH_BY_SPEC } from '../core/suites.ts';
 import { processEnv } from '../core/runtime.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
@@ -170,6 +170,16 @@ export class LocalKms implements KeyProvider {
     } finally {
       wipe(key);
     }
+  }
+
+  /**
+   * Wraps a data key another provider generated under one of these master keys (a break-glass key
+   * beside a KMS one: createEnvelope's `additionalWrapping`).
+   */
+  async encryptDataKey(request: EncryptDataKeyRequest): Promise<WrappedDataKey> {
+    const length = request.plaintextKey?.length;
+    if (!(request.plaintextKey instanceof Uint8Array) || (length !== 16 && length !== 32)) throw new KmsError('LocalKms: a data key is 16 or 32 bytes');
+    return { keyId: request.keyId, ciphertextBlob: this.#wrap(request.keyId, request.plaintextKey, request.context) };
   }
 
   #wrap(keyId: string, plaintextKey: Uint8Array, context: CanonicalContext): string {
