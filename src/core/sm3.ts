@@ -39,22 +39,38 @@ export function sm3Compress(state: Int32Array, data: Uint8Array, offset: number,
       W[j] = x ^ rotl(x, 15) ^ rotl(x, 23) ^ rotl(W[j - 13]!, 7) ^ W[j - 6]!;
     }
     let a = a0, b = b0, c = c0, d = d0, e = e0, f = f0, g = g0, h = h0;
-    for (let j = 0; j < 64; j++) {
-      const a12 = rotl(a, 12);
-      const ss1 = rotl((a12 + e + TJ[j]!) | 0, 7);
-      const ss2 = ss1 ^ a12;
-      const ff = j < 16 ? a ^ b ^ c : (a & b) | (a & c) | (b & c);
-      const gg = j < 16 ? e ^ f ^ g : (e & f) | (~e & g);
-      const tt1 = (ff + d + ss2 + (W[j]! ^ W[j + 4]!)) | 0;
-      const tt2 = (gg + h + ss1 + W[j]!) | 0;
+    // Rounds 0-15 and 16-63 differ only in FF and GG: two loops, no branch per round.
+    for (let j = 0; j < 16; j++) {
+      const a12 = (a << 12) | (a >>> 20);
+      const x = (a12 + e + TJ[j]!) | 0;
+      const ss1 = (x << 7) | (x >>> 25);
+      const wj = W[j]!;
+      const tt1 = ((a ^ b ^ c) + d + (ss1 ^ a12) + (wj ^ W[j + 4]!)) | 0;
+      const tt2 = ((e ^ f ^ g) + h + ss1 + wj) | 0;
       d = c;
-      c = rotl(b, 9);
+      c = (b << 9) | (b >>> 23);
       b = a;
       a = tt1;
       h = g;
-      g = rotl(f, 19);
+      g = (f << 19) | (f >>> 13);
       f = e;
-      e = tt2 ^ rotl(tt2, 9) ^ rotl(tt2, 17);
+      e = tt2 ^ ((tt2 << 9) | (tt2 >>> 23)) ^ ((tt2 << 17) | (tt2 >>> 15));
+    }
+    for (let j = 16; j < 64; j++) {
+      const a12 = (a << 12) | (a >>> 20);
+      const x = (a12 + e + TJ[j]!) | 0;
+      const ss1 = (x << 7) | (x >>> 25);
+      const wj = W[j]!;
+      const tt1 = (((a & b) | (a & c) | (b & c)) + d + (ss1 ^ a12) + (wj ^ W[j + 4]!)) | 0;
+      const tt2 = (((e & f) | (~e & g)) + h + ss1 + wj) | 0;
+      d = c;
+      c = (b << 9) | (b >>> 23);
+      b = a;
+      a = tt1;
+      h = g;
+      g = (f << 19) | (f >>> 13);
+      f = e;
+      e = tt2 ^ ((tt2 << 9) | (tt2 >>> 23)) ^ ((tt2 << 17) | (tt2 >>> 15));
     }
     a0 ^= a; b0 ^= b; c0 ^= c; d0 ^= d; e0 ^= e; f0 ^= f; g0 ^= g; h0 ^= h;
   }
@@ -72,9 +88,17 @@ export class Sm3 {
   #length: number;
 
   constructor(from?: Uint8Array, prior = 0) {
+    this.#length = 0;
+    this.reset(from, prior);
+  }
+
+  /** Starts again, from the IV or from a saved state after `prior` bytes. */
+  reset(from?: Uint8Array, prior = 0): this {
     if (from) for (let i = 0; i < 8; i++) this.#state[i] = (from[4 * i]! << 24) | (from[4 * i + 1]! << 16) | (from[4 * i + 2]! << 8) | from[4 * i + 3]!;
     else this.#state.set(IV);
+    this.#buffered = 0;
     this.#length = prior;
+    return this;
   }
 
   update(data: Uint8Array): this {
@@ -176,16 +200,26 @@ export function hmacSm3Prepare(key: Uint8Array): HmacKeyState {
   }
 }
 
+/**
+ * Scratch for hmacSm3Into, reused: V8 allocates small typed arrays slowly, and a message's key
+ * schedule is four hashes. Synchronous and not re-entered, so one set per thread; each hash wipes
+ * itself when it finishes, and the inner digest is wiped after use.
+ */
+const INNER = new Sm3();
+const OUTER = new Sm3();
+const INNER_DIGEST = new Uint8Array(SM3_LENGTH);
+
 /** HMAC-SM3 of the concatenated `parts` into `out` (32 bytes) at `offset`, from a prepared key state. */
 function hmacSm3Into(state: HmacKeyState, parts: readonly Uint8Array[], out: Uint8Array, offset: number): void {
-  const inner = new Sm3(state[0], SM3_BLOCK);
-  for (const part of parts) inner.update(part);
-  const innerDigest = new Uint8Array(SM3_LENGTH);
   try {
-    inner.digestInto(innerDigest);
-    new Sm3(state[1], SM3_BLOCK).update(innerDigest).digestInto(out, offset);
+    INNER.reset(state[0], SM3_BLOCK);
+    for (const part of parts) INNER.update(part);
+    INNER.digestInto(INNER_DIGEST);
+    OUTER.reset(state[1], SM3_BLOCK).update(INNER_DIGEST).digestInto(out, offset);
   } finally {
-    wipe(innerDigest);
+    INNER.destroy();
+    OUTER.destroy();
+    wipe(INNER_DIGEST);
   }
 }
 

@@ -3,8 +3,8 @@
  * 16-byte tag: GCM is CTR plus GHASH. Three ways to the same bytes, chosen per runtime:
  *
  * - `native`: OpenSSL's own "sm4-gcm" through node:crypto, where the Node build has it;
- * - `node`: OpenSSL's "sm4-ctr" (Node 20's OpenSSL 3.0 has SM4-CTR but no SM4-GCM) for the bulk,
- *   @noble/ciphers' GHASH for the tag;
+ * - `node`: OpenSSL's "sm4-ctr" (Node 20's and 22's builds have SM4-CTR but no SM4-GCM) for the
+ *   bulk, ghash.ts for the tag;
  * - `portable`: the TypeScript SM4 of sm4.ts and the same GHASH (browsers, edge, WebCrypto, which
  *   has no SM4).
  *
@@ -12,9 +12,9 @@
  * only after GHASH over the ciphertext verified); the native path decrypts first and zeroes the
  * output when the tag fails, as gcm-node.ts does for AES.
  */
-import { GHASH } from '@noble/ciphers/_polyval.js';
 import { TAG_LENGTH } from './backend.ts';
 import { equalBytes, wipe } from './bytes.ts';
+import { Ghash } from './ghash.ts';
 import { SM4_BLOCK, SM4_KEY_LENGTH, sm4Ctr32, sm4EncryptBlock, sm4ExpandKey } from './sm4.ts';
 
 export const SM4_GCM_NONCE_LENGTH = 12;
@@ -71,7 +71,7 @@ function gcmOver(path: 'node' | 'portable', ctr: CtrXor): Sm4Gcm {
   }
   /** GHASH_H(aad, ciphertext, lengths) XOR E(J0). */
   function tagOf(hashKey: Uint8Array, mask: Uint8Array, aad: Uint8Array | undefined, ciphertext: Uint8Array): Uint8Array {
-    const ghash = new GHASH(hashKey, ciphertext.length + (aad?.length ?? 0));
+    const ghash = new Ghash(hashKey);
     const lengths = new Uint8Array(16);
     const view = new DataView(lengths.buffer);
     const aadBits = (aad?.length ?? 0) * 8;
@@ -83,7 +83,8 @@ function gcmOver(path: 'node' | 'portable', ctr: CtrXor): Sm4Gcm {
     if (aad && aad.length > 0) ghash.update(aad);
     if (ciphertext.length > 0) ghash.update(ciphertext);
     ghash.update(lengths);
-    const tag = ghash.digest(); // digest() destroys the GHASH table
+    const tag = new Uint8Array(TAG_LENGTH);
+    ghash.digestInto(tag); // and wipes its table
     for (let i = 0; i < TAG_LENGTH; i++) tag[i]! ^= mask[i]!;
     return tag;
   }
@@ -142,7 +143,7 @@ function gcmOver(path: 'node' | 'portable', ctr: CtrXor): Sm4Gcm {
   };
 }
 
-/** SM4-GCM in TypeScript and @noble/ciphers' GHASH: every runtime. */
+/** SM4-GCM in TypeScript (sm4.ts, ghash.ts): every runtime. */
 export const portableSm4Gcm: Sm4Gcm = gcmOver('portable', (_key, rk, counter, input, out, outAt) => sm4Ctr32(rk, counter, input, out, outAt));
 
 /**

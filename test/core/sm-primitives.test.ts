@@ -7,6 +7,8 @@ import { createCipheriv, createHash, createHmac, getCiphers } from 'node:crypto'
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasNativeSm4Gcm, nativeSm4Gcm, type NodeSm4Crypto, nodeSm4Gcm, portableSm4Gcm, type Sm4Gcm } from '../../src/core/sm4-gcm.ts';
+import { GHASH } from '@noble/ciphers/_polyval.js';
+import { Ghash } from '../../src/core/ghash.ts';
 import { hkdfExpandSm3, hmacSm3, hmacSm3Prepare, Sm3, sm3 } from '../../src/core/sm3.ts';
 import { sm4Ctr32, sm4DecryptBlock, sm4EncryptBlock, sm4ExpandKey } from '../../src/core/sm4.ts';
 import { hex, readVectors, unhex } from '../helpers.ts';
@@ -147,6 +149,24 @@ describe('HKDF-Expand-SM3 (RFC 5869 §2.3 with HMAC-SM3)', () => {
 
   it('refuses an output longer than 255 * 32 bytes', () => {
     expect(() => hkdfExpandSm3(new Uint8Array(16), [], [new Uint8Array(255 * 32 + 1)])).toThrow(RangeError);
+  });
+});
+
+describe('GHASH (NIST SP 800-38D §6.4)', () => {
+  it('matches @noble/ciphers GHASH on random keys and segments (AAD, data, lengths), each padded to a block', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.array(fc.uint8Array({ maxLength: 100 }), { maxLength: 4 }), (key, segments) => {
+        const ours = new Ghash(key);
+        const theirs = new GHASH(key);
+        for (const segment of segments) {
+          ours.update(segment);
+          theirs.update(segment);
+        }
+        const out = new Uint8Array(16);
+        ours.digestInto(out);
+        expect(hex(out)).toBe(hex(theirs.digest()));
+      }),
+    );
   });
 });
 

@@ -1,0 +1,160 @@
+/**
+ * npm run bench:sm4 — suite 03 (SM4-GCM-SM3) against suite 01 (Cobblestone-256, AES-256-GCM), in
+ * the same run, as ratios:
+ *
+ * 1. 1 KiB records: sealSync + openSync under cached keys (the record path: one HKDF and one AEAD
+ *    call per message), on the node backend and on the portable (noble) one;
+ * 2. a 64 MiB stream: sealStream then openStream in memory, 1 MiB pieces;
+ * 3. the parts: SM4-GCM on one 16 KiB chunk by each path (OpenSSL sm4-gcm where this Node has it,
+ *    OpenSSL sm4-ctr with ghash.ts, TypeScript), SM4-CTR and GHASH alone (ghash.ts against
+ *    @noble/ciphers'), and HKDF-Expand-SM3 for one message
+ *    (TypeScript, with and without a prepared key state, against one over node:crypto's HMAC-SM3).
+ */
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
+import { hasNativeSm4Gcm, nativeSm4Gcm, type NodeSm4Crypto, nodeSm4Gcm, portableSm4Gcm } from '../src/core/sm4-gcm.ts';
+import { hkdfExpandSm3, hmacSm3Prepare } from '../src/core/sm3.ts';
+import { sm4Ctr32, sm4ExpandKey } from '../src/core/sm4.ts';
+import { Ghash } from '../src/core/ghash.ts';
+import { GHASH } from '@noble/ciphers/_polyval.js';
+import { type BackendName, createEnvelope, LocalKms, type SuiteName } from '../src/index.ts';
+import { formatNs, measure, ratioTo } from './harness.ts';
+
+const MiB = 1024 * 1024;
+const context = { table: 'users', row: '42' };
+
+async function records(backend: BackendName): Promise<string[]> {
+  const plaintext = randomBytes(1024);
+  const make = async (suite: SuiteName) => {
+    const envelope = createEnvelope({ kms: LocalKms.generate(), suite, backend, cache: { maxMessages: 2 ** 31 }, decryptCache: true });
+    const warm = await envelope.seal(plaintext, { context });
+    await envelope.open(warm, { context });
+    return () => envelope.openSync(envelope.sealSync(plaintext, { context }), { context });
+  };
+  const aes = await make('cobblestone-256');
+  const sm4 = await make('sm4');
+  const results = await measure([
+    { name: `AES-256 suite (01), ${backend}`, run: aes },
+    { name: `SM4 suite (03), ${backend}`, run: sm4 },
+  ]);
+  return results.map((r) => `| 1 KiB record, seal + open, cached keys | ${r.name} | ${formatNs(r.medianNs)} | ${ratioTo(r, results[0]!).toFixed(2)}x |`);
+}
+
+function pieces(total: number, piece: Uint8Array): ReadableStream<Uint8Array> {
+  let done = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (done >= total) return controller.close();
+      controller.enqueue(piece);
+      done += piece.length;
+    },
+  });
+}
+
+async function drain(stream: ReadableStream<Uint8Array>, keep?: Uint8Array[]): Promise<number> {
+  let n = 0;
+  for await (const part of stream as unknown as AsyncIterable<Uint8Array>) {
+    n += part.length;
+    keep?.push(part);
+  }
+  return n;
+}
+
+/** Seal and open MB/s of a `size`-byte stream, the best of `runs`. */
+async function streamRates(suite: SuiteName, backend: BackendName, size: number, runs: number): Promise<[seal: number, open: number]> {
+  const envelope = createEnvelope({ kms: LocalKms.generate(), suite, backend });
+  const piece = randomBytes(MiB);
+  let seal = 0;
+  let open = 0;
+  for (let r = 0; r < runs; r++) {
+    const sealed: Uint8Array[] = [];
+    let start = performance.now();
+    await drain(pieces(size, piece).pipeThrough(envelope.sealStream({ context })), sealed);
+    seal = Math.max(seal, size / MiB / ((performance.now() - start) / 1000));
+    let i = 0;
+    const source = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (i >= sealed.length) return controller.close();
+        controller.enqueue(sealed[i++]!);
+      },
+    });
+    start = performance.now();
+    if ((await drain(source.pipeThrough(envelope.openStream()))) !== size) throw new Error('round trip failed');
+    open = Math.max(open, size / MiB / ((performance.now() - start) / 1000));
+  }
+  return [seal, open];
+}
+
+async function parts(): Promise<string[]> {
+  const c = { createCipheriv, createDecipheriv } as unknown as NodeSm4Crypto;
+  const key = randomBytes(16);
+  const key32 = randomBytes(32);
+  const nonce = randomBytes(12);
+  const chunk = randomBytes(16384);
+  const out = new Uint8Array(16384 + 16);
+  const counter = Uint8Array.of(...nonce, 0, 0, 0, 2);
+  const hashKey = randomBytes(16);
+  const aesGcm = () => {
+    const cipher = createCipheriv('aes-256-gcm', key32, nonce, { authTagLength: 16 });
+    out.set(cipher.update(chunk));
+    cipher.final();
+    out.set(cipher.getAuthTag(), 16384);
+  };
+  const chunkCases = [
+    { name: 'AES-256-GCM, node:crypto (suite 01 on Node)', run: aesGcm },
+    ...(hasNativeSm4Gcm(c) ? [{ name: 'SM4-GCM, OpenSSL sm4-gcm (suite 03 on this Node)', run: () => nativeSm4Gcm(c).seal(key, nonce, chunk, out, 0) }] : []),
+    { name: `SM4-GCM, OpenSSL sm4-ctr + GHASH${hasNativeSm4Gcm(c) ? '' : ' (suite 03 on this Node)'}`, run: () => nodeSm4Gcm(c).seal(key, nonce, chunk, out, 0) },
+    { name: 'SM4-GCM, TypeScript SM4 + GHASH (portable)', run: () => portableSm4Gcm.seal(key, nonce, chunk, out, 0) },
+    { name: 'SM4-CTR alone, OpenSSL sm4-ctr', run: () => createCipheriv('sm4-ctr', key, counter).update(chunk) },
+    { name: 'SM4-CTR alone, TypeScript', run: () => sm4Ctr32(sm4ExpandKey(key), counter.slice(), chunk, out, 0) },
+    { name: 'GHASH alone, ghash.ts', run: () => new Ghash(hashKey).update(chunk).digestInto(out) },
+    { name: 'GHASH alone, @noble/ciphers', run: () => new GHASH(hashKey, chunk.length).update(chunk).digest() },
+  ];
+  const chunkResults = await measure(chunkCases, { rounds: 9 });
+  const rows = chunkResults.map(
+    (r) => `| 16 KiB chunk, seal | ${r.name} | ${formatNs(r.medianNs)} (${((16384 / r.medianNs) * 1e9 / MiB).toFixed(0)} MB/s) | ${ratioTo(r, chunkResults[0]!).toFixed(2)}x |`,
+  );
+  // One suite-03 message's key schedule: key 16, base nonce 12, commitment 32 (60 bytes, two rounds).
+  const prk = randomBytes(16);
+  const state = hmacSm3Prepare(prk);
+  const info = [randomBytes(44), randomBytes(24), randomBytes(40)];
+  const okm = (): Uint8Array[] => [new Uint8Array(16), new Uint8Array(12), new Uint8Array(32)];
+  // HKDF-Expand over node:crypto's HMAC-SM3 (hkdf.ts's hmacHkdf assumes SHA-512's 64-byte rounds).
+  const opensslSm3 = (key: Uint8Array, parts: Uint8Array[], outs: Uint8Array[]): void => {
+    let previous = new Uint8Array(0);
+    let o = 0;
+    for (let i = 1; o < 60; i++) {
+      const h = createHmac('sm3', key).update(previous);
+      for (const part of parts) h.update(part);
+      previous = h.update(Uint8Array.of(i)).digest();
+      o += 32;
+    }
+    void outs;
+  };
+  const hkdf = await measure([
+    { name: 'HKDF-Expand-SM3 over node:crypto createHmac("sm3")', run: () => opensslSm3(prk, info, okm()) },
+    { name: 'HKDF-Expand-SM3, TypeScript (both backends)', run: () => hkdfExpandSm3(prk, info, okm()) },
+    { name: 'HKDF-Expand-SM3, TypeScript, key state prepared (cached keys)', run: () => hkdfExpandSm3(prk, info, okm(), state) },
+  ]);
+  for (const r of hkdf) rows.push(`| key schedule, 60 bytes | ${r.name} | ${formatNs(r.medianNs)} | ${ratioTo(r, hkdf[0]!).toFixed(2)}x |`);
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const out: string[] = [];
+  out.push(`Node ${process.version}, OpenSSL ${process.versions.openssl}`);
+  out.push('\n| what | case | time | ratio to the first of its group |');
+  out.push('|---|---|---|---|');
+  for (const backend of ['node', 'noble'] as const) out.push(...(await records(backend)));
+  out.push(...(await parts()));
+  out.push('\n| 64 MiB stream, in memory | backend | seal MB/s | open MB/s | seal ratio | open ratio |');
+  out.push('|---|---|---|---|---|---|');
+  for (const backend of ['node', 'noble'] as const) {
+    const [aesSeal, aesOpen] = await streamRates('cobblestone-256', backend, 64 * MiB, 3);
+    const [smSeal, smOpen] = await streamRates('sm4', backend, 64 * MiB, backend === 'node' ? 3 : 1);
+    out.push(`| AES-256 suite (01) | ${backend} | ${aesSeal.toFixed(0)} | ${aesOpen.toFixed(0)} | 1.00x | 1.00x |`);
+    out.push(`| SM4 suite (03) | ${backend} | ${smSeal.toFixed(0)} | ${smOpen.toFixed(0)} | ${(smSeal / aesSeal).toFixed(2)}x | ${(smOpen / aesOpen).toFixed(2)}x |`);
+  }
+  console.log(out.join('\n'));
+}
+
+await main();
