@@ -4,7 +4,7 @@
  * and compact payloads, the caches and the key hierarchy call suiteBackend() and are otherwise
  * unchanged: every suite is the same construction over other primitives.
  *
- * On the node backend SM4-GCM is OpenSSL's (sm4-gcm, or sm4-ctr with @noble/ciphers' GHASH); on
+ * On the node backend SM4-GCM is OpenSSL's (sm4-gcm, or sm4-ctr with ghash.ts); on
  * every other backend, WebCrypto's included (it has no SM4), the portable TypeScript path. The
  * SM backend has no asynchronous `aead`: paths that use one must take it from suiteBackend().
  */
