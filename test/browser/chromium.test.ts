@@ -28,10 +28,11 @@ const OTHER_MIB = 32;
 
 // What the vector files hold, counted here, so that a page that skipped cases fails.
 interface AeadGroups {
-  testGroups: { ivSize: number; keySize: number; tagSize: number; tests: { aad: string; key: string; result: string }[] }[];
+  testGroups: { ivSize: number; keySize: number; tagSize: number; tests: { key: string; result: string }[] }[];
 }
 const gcmCases = readVectors<AeadGroups>('wycheproof/aes_gcm_test.json').testGroups.filter((g) => g.ivSize === 96 && g.tagSize === 128).flatMap((g) => g.tests);
-const gcmAeadCases = gcmCases.filter((t) => t.aad === '' && (t.key.length === 32 || t.key.length === 64));
+// The asynchronous AEAD (WebCrypto) takes 128- and 256-bit keys only in Chromium (no AES-192).
+const gcmAeadCases = gcmCases.filter((t) => t.key.length === 32 || t.key.length === 64);
 const hkdfValid = readVectors<{ testGroups: { tests: { result: string }[] }[] }>('wycheproof/hkdf_sha512_test.json')
   .testGroups.flatMap((g) => g.tests)
   .filter((t) => t.result === 'valid');
