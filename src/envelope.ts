@@ -252,23 +252,26 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     });
   }
 
-  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache, sync = false): OpenResult | Promise<OpenResult> {
+  /** Opens a message; the context and key names only for openWithInfo (`info`), off the plain open's path. */
+  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache, sync = false, info = false): OpenResult | Promise<OpenResult> {
     const sealed = toBytes(input, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
     const aead = sync ? undefined : aeadFor(backend, header.suite);
+    const result = (plaintext: Bytes, session: OpenSession): OpenResult =>
+      info ? { plaintext, context: session.context.pairs, ...keyNames(header) } : ({ plaintext } as OpenResult);
     const openWith = (session: OpenSession): OpenResult | Promise<OpenResult> => {
       try {
         if (aead) {
           // The key schedule runs before the call returns: a lent key is done with here.
           const open = header.compact ? openCompactAsync : openPayloadAsync;
           const opened = open(backend, aead, header.suite, session.key, session.payloadContext, payload, session.keyState);
-          return opened.then((plaintext) => ({ plaintext: plaintext as Bytes, context: session.context.pairs, ...keyNames(header) }));
+          return opened.then((plaintext) => result(plaintext as Bytes, session));
         }
         const open = header.compact ? openCompact : openPayload;
         // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
         const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
-        return { plaintext, context: session.context.pairs, ...keyNames(header) };
+        return result(plaintext, session);
       } finally {
         if (!session.borrowed) wipe(session.key);
       }
@@ -287,7 +290,7 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
   const plaintextOf = (result: OpenResult | Promise<OpenResult>): Bytes | Promise<Bytes> =>
     result instanceof Promise ? result.then((r) => r.plaintext) : result.plaintext;
   const seal = (plaintext: ByteInput | string, o?: SealOptions): Promise<Bytes> => core.track(() => sealNow(plaintext, o));
-  const openWithInfo = (sealed: ByteInput, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o));
+  const openWithInfo = (sealed: ByteInput, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o, undefined, false, true));
   const open = (sealed: ByteInput, o?: OpenOptions): Promise<Bytes> => core.track(() => plaintextOf(openNow(sealed, o)));
 
   async function openString(sealed: ByteInput, openOptions?: OpenOptions): Promise<string> {

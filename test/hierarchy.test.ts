@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryKeyStore } from '../src/economy/key-store.ts';
+import { type KeyStore, MemoryKeyStore } from '../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
 import { createEnvelope, DecryptionFailedError, inspect, KeyNotFoundError, LocalKms } from '../src/index.ts';
 import { InstrumentedProvider } from './instrumented.ts';
@@ -52,7 +52,14 @@ describe('the key hierarchy', () => {
     const won = await winner.envelope.seal('winner', { context: { row: '2' } });
     const generated: Uint8Array[] = [];
     const loser = createKeyHierarchy({
-      store: { ...raceStore, getActive: async () => undefined, getVersion: (p, v) => raceStore.getVersion(p, v), createVersion: (r) => raceStore.createVersion(r) } as MemoryKeyStore,
+      // A store whose active record this process did not see: it goes on to create version 1.
+      store: {
+        getActive: async () => undefined,
+        getVersion: (p, v) => raceStore.getVersion(p, v),
+        createVersion: (r) => raceStore.createVersion(r),
+        listVersions: (p) => raceStore.listVersions(p),
+        setState: (p, v, st) => raceStore.setState(p, v, st),
+      } satisfies KeyStore,
       kms: {
         id: raceKms.id,
         generateDataKey: async (r) => {
