@@ -18,6 +18,7 @@ export const SLOW = [
   'test/node/files.test.ts',
   'test/node/sweeps-kill.test.ts',
   'test/rotation-fleet.test.ts',
+  'test/rewrap-quota.test.ts',
 ];
 
 /**
