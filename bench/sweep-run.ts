@@ -5,7 +5,7 @@
  *
  * Rows (id, tenant, email sealed under the key hierarchy, key_version) are written under version
  * 1 of each tenant's intermediate key, every tenant is rotated, and then, in the same run, over
- * identical copies of the table:
+ * identical copies of the table, in rounds over slices of the rows (floor, then each sweep):
  * - the floor: a client-side batched UPDATE walking the table in key order, `batchSize` rows per
  *   transaction (SELECT … FOR UPDATE, then one UPDATE … FROM (VALUES …)), writing into the sealed
  *   column random text of the same length as each value and into key_version a new number;
@@ -28,6 +28,8 @@ export interface SweepBenchOptions {
   kmsCalls: () => Promise<Record<string, number>>;
   /** Worker counts to run the sweep with; default [1, 2]. */
   workers?: number[];
+  /** Rounds, each over its own slice of the rows (floor, then each sweep); default 10. */
+  rounds?: number;
   log?: (line: string) => void;
 }
 
@@ -41,7 +43,9 @@ export interface SweepBenchResult {
   rotateCalls: Record<string, number>;
   /** Intermediate keys the sweep needs: the old and the new version of every partition. */
   intermediateKeys: number;
+  /** Rows over the total time of the rounds. */
   floorRowsPerSecond: number;
+  /** ratioToFloor: the median over the rounds of (floor time / sweep time) for the round's slice. */
   sweeps: { workers: number; rowsPerSecond: number; ratioToFloor: number; kmsCalls: Record<string, number>; written: number; failed: number }[];
 }
 
@@ -54,16 +58,17 @@ function delta(after: Record<string, number>, before: Record<string, number>): R
 }
 
 /** The floor: the same walk in key order and the same batched UPDATE, with values made client-side at no crypto cost. */
-async function floor(pool: pg.Pool, table: string, batchSize: number): Promise<void> {
+async function floor(pool: pg.Pool, table: string, batchSize: number, from: string, below: string): Promise<void> {
   const client = await pool.connect();
   try {
     let last: string | undefined;
     for (;;) {
       await client.query('BEGIN');
-      const { rows } = await client.query(
-        `SELECT id, email FROM ${table} ${last === undefined ? '' : 'WHERE id > $2'} ORDER BY id LIMIT $1 FOR UPDATE`,
-        last === undefined ? [batchSize] : [batchSize, last],
-      );
+      const { rows } = await client.query(`SELECT id, email FROM ${table} WHERE id ${last === undefined ? '>=' : '>'} $2 AND id < $3 ORDER BY id LIMIT $1 FOR UPDATE`, [
+        batchSize,
+        last ?? from,
+        below,
+      ]);
       if (rows.length === 0) {
         await client.query('COMMIT');
         break;
@@ -91,6 +96,7 @@ export async function sweepBench(options: SweepBenchOptions): Promise<SweepBench
   const source = `bench_sweep_${suffix}`;
   const store = () => new PostgresKeyStore({ client: pool, table: keys });
   const workerCounts = options.workers ?? [1, 2];
+  const rounds = options.rounds ?? 10;
   const copies = [`${source}_floor`, ...workerCounts.map((w) => `${source}_w${w}`)];
   try {
     // Rows sealed under version 1 of each tenant's key.
@@ -123,23 +129,43 @@ export async function sweepBench(options: SweepBenchOptions): Promise<SweepBench
     }
     log(`${rows} rows in ${partitions} partitions written (${valueLength} characters a value) and rotated`);
 
-    const floorStart = performance.now();
-    await floor(pool, copies[0]!, batchSize);
-    const floorRowsPerSecond = rows / ((performance.now() - floorStart) / 1000);
-    log(`floor: ${Math.round(floorRowsPerSecond)} rows/s`);
-
-    const sweeps: SweepBenchResult['sweeps'] = [];
-    for (const [i, workers] of workerCounts.entries()) {
+    // Rounds: in each, the floor and then each sweep over the next slice of the rows, so a change
+    // in the machine's load hits them alike; ratios are per round, their median reported.
+    const idOf = (i: number) => `0190a1b2-${String(i).padStart(8, '0')}`;
+    const sliceRows = Math.ceil(rows / rounds);
+    const floorSeconds: number[] = [];
+    const sweepers = workerCounts.map((workers) => {
       const hierarchy = createKeyHierarchy({ store: store(), kms: options.kms() });
-      const plan = rotationSweep(createRecords({ hierarchy }), customers, { minVersion: 2, keyVersionColumn: 'key_version' });
-      const before = await options.kmsCalls();
-      const start = performance.now();
-      const summary = await sweepPostgres(pool, { table: copies[i + 1]!, key: 'id', ...plan, batchSize, workers });
-      const rowsPerSecond = rows / ((performance.now() - start) / 1000);
-      const kmsCalls = delta(await options.kmsCalls(), before);
-      await hierarchy.close();
-      sweeps.push({ workers, rowsPerSecond, ratioToFloor: rowsPerSecond / floorRowsPerSecond, kmsCalls, written: summary.written, failed: summary.failed });
-      log(`sweep, ${workers} worker(s): ${Math.round(rowsPerSecond)} rows/s, KMS calls ${JSON.stringify(kmsCalls)}`);
+      return { workers, hierarchy, records: createRecords({ hierarchy }), seconds: [] as number[], kmsCalls: {} as Record<string, number>, written: 0, failed: 0 };
+    });
+    for (let r = 0; r < rounds; r++) {
+      const from = idOf(r * sliceRows);
+      const below = idOf(Math.min(rows, (r + 1) * sliceRows));
+      let start = performance.now();
+      await floor(pool, copies[0]!, batchSize, from, below);
+      floorSeconds.push((performance.now() - start) / 1000);
+      for (const [i, s] of sweepers.entries()) {
+        const plan = rotationSweep(s.records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
+        const before = await options.kmsCalls();
+        start = performance.now();
+        const summary = await sweepPostgres(pool, { table: copies[i + 1]!, key: 'id', ...plan, pending: `${plan.pending} AND id < '${below}'`, batchSize, workers: s.workers });
+        s.seconds.push((performance.now() - start) / 1000);
+        for (const [action, n] of Object.entries(delta(await options.kmsCalls(), before))) s.kmsCalls[action] = (s.kmsCalls[action] ?? 0) + n;
+        s.written += summary.written;
+        s.failed += summary.failed;
+      }
+    }
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const floorRowsPerSecond = rows / sum(floorSeconds);
+    log(`floor: ${Math.round(floorRowsPerSecond)} rows/s`);
+    const sweeps: SweepBenchResult['sweeps'] = [];
+    for (const s of sweepers) {
+      await s.hierarchy.close();
+      const rowsPerSecond = rows / sum(s.seconds);
+      const ratioToFloor = median(s.seconds.map((t, r) => floorSeconds[r]! / t));
+      sweeps.push({ workers: s.workers, rowsPerSecond, ratioToFloor, kmsCalls: s.kmsCalls, written: s.written, failed: s.failed });
+      log(`sweep, ${s.workers} worker(s): ${Math.round(rowsPerSecond)} rows/s, ${ratioToFloor.toFixed(2)}x the floor (median of ${rounds} rounds), KMS calls ${JSON.stringify(s.kmsCalls)}`);
     }
     return { rows, partitions, batchSize, valueLength, setupCalls, rotateCalls, intermediateKeys: 2 * partitions, floorRowsPerSecond, sweeps };
   } finally {
