@@ -1,11 +1,12 @@
 /**
  * sealStream() and openStream(): WHATWG TransformStreams (browsers, Deno, Node) over the same
- * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back.
+ * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back, and over
+ * an asynchronous AEAD (the WebCrypto backend) at most CHUNKS_IN_FLIGHT more are in flight.
  */
 import { checkSignal, throwIfAborted } from './core/abort.ts';
 import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
-import { aeadFor, AsyncStreamOpener, AsyncStreamSealer } from './core/chunked-async.ts';
+import { aeadFor, AsyncStreamOpener, AsyncStreamSealer, type Emit } from './core/chunked-async.ts';
 import { CompactOpener } from './core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
@@ -17,6 +18,26 @@ type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStrea
 };
 
 const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
+
+/**
+ * Hands the chunks one write produced over an asynchronous AEAD to the reader as one buffer, as
+ * the synchronous sealer does (a reader pays for every chunk it reads). Empty parts are dropped.
+ */
+function enqueueAll(controller: TransformStreamDefaultController<Uint8Array>, parts: readonly Uint8Array[]): void {
+  if (parts.length <= 1) {
+    if (parts[0]?.length) controller.enqueue(parts[0]);
+    return;
+  }
+  let total = 0;
+  for (const part of parts) total += part.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  controller.enqueue(out);
+}
 
 /**
  * Counts a stream's plaintext against a cached data key's byte budget: a declared size is reserved
@@ -83,10 +104,14 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
           const bytes = toBytes(chunk, 'chunk');
           spend(bytes.length);
           if (pipeline) {
-            return pipeline.push(bytes, (out) => controller.enqueue(out)).catch((error: unknown) => {
-              stop();
-              throw error;
-            });
+            const parts: Uint8Array[] = [];
+            return pipeline.push(bytes, (out) => parts.push(out)).then(
+              () => enqueueAll(controller, parts),
+              (error: unknown) => {
+                stop();
+                throw error;
+              },
+            );
           }
           const out = sealer!.push(bytes);
           if (out.length > 0) controller.enqueue(out);
@@ -99,8 +124,13 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
       async flush(controller) {
         unlisten();
         throwIfAborted(signal);
-        if (pipeline) await pipeline.end((out) => controller.enqueue(out));
-        else controller.enqueue(sealer!.end());
+        if (pipeline) {
+          const parts: Uint8Array[] = [];
+          await pipeline.end((out) => parts.push(out));
+          enqueueAll(controller, parts);
+        } else {
+          controller.enqueue(sealer!.end());
+        }
       },
       // Called when the readable side is cancelled or the writable side aborted (where supported).
       cancel() {
@@ -133,6 +163,17 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
       for (const chunk of out) controller.enqueue(chunk);
     }
   };
+  /** The async pipeline's chunks of one push, handed on as one buffer; wiped instead when the push fails. */
+  const pushAsync = async (controller: TransformStreamDefaultController<Uint8Array>, run: (emit: Emit) => Promise<void>): Promise<void> => {
+    const parts: Uint8Array[] = [];
+    try {
+      await run((chunk) => parts.push(chunk));
+    } catch (error) {
+      for (const part of parts) wipe(part);
+      throw error;
+    }
+    enqueueAll(controller, parts);
+  };
 
   return new TransformStream<ByteInput, Uint8Array>(
     {
@@ -143,7 +184,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         throwIfAborted(signal);
         const chunk = toBytes(input, 'chunk');
         if (pipeline) {
-          await pipeline.push(chunk, (out) => controller.enqueue(out));
+          const p = pipeline;
+          await pushAsync(controller, (collect) => p.push(chunk, collect));
           return;
         }
         if (opener) {
@@ -170,8 +212,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         const aead = header.compact ? undefined : aeadFor(core.backend, header.suite);
         try {
           if (aead) {
-            pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice());
-            await pipeline.push(rest, (out) => controller.enqueue(out));
+            const p = (pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice()));
+            await pushAsync(controller, (collect) => p.push(rest, collect));
           } else {
             const Opener = header.compact ? CompactOpener : PayloadOpener;
             opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
@@ -185,7 +227,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         unlisten();
         throwIfAborted(signal);
         if (pipeline) {
-          await pipeline.end((out) => controller.enqueue(out));
+          const p = pipeline;
+          await pushAsync(controller, (collect) => p.end(collect));
           return;
         }
         if (!opener) {

@@ -1,0 +1,130 @@
+/**
+ * `npm run bench:stream`: sealStream/openStream in memory against raw node:crypto AES-256-GCM over
+ * the same 16 KiB chunks on one thread, into freshly allocated output as a stream must hand out
+ * (issue 11 §5, goal: at least 0.9x). The cases are interleaved in rounds; the ratio is the median
+ * over rounds of the raw time over the stream's time in the same round.
+ *
+ * The baselines: sealing, a new output buffer per 1 MiB input piece, each chunk's ciphertext and
+ * tag copied into it (what a sealer must emit: ciphertext || tag, contiguous); opening, each
+ * chunk's plaintext in the fresh buffer node:crypto returns (what an opener emits).
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { createEnvelope, LocalKms } from '../src/index.ts';
+import { measure, ratioTo } from './harness.ts';
+
+const MiB = 1024 * 1024;
+const CHUNK = 16384;
+const SEALED_CHUNK = CHUNK + 16;
+const PIECE = MiB;
+
+function nonceOf(counter: number, nonce: Uint8Array): Uint8Array {
+  new DataView(nonce.buffer).setUint32(8, counter);
+  return nonce;
+}
+
+/** Seals `total` bytes of `piece`s, chunk by chunk, each piece into a fresh buffer. */
+function rawSeal(key: Uint8Array, piece: Uint8Array, total: number): number {
+  const nonce = new Uint8Array(12);
+  let counter = 0;
+  let bytes = 0;
+  for (let done = 0; done < total; done += piece.length) {
+    const out = new Uint8Array((piece.length / CHUNK) * SEALED_CHUNK);
+    for (let i = 0, o = 0; i < piece.length; i += CHUNK, o += SEALED_CHUNK) {
+      const c = createCipheriv('aes-256-gcm', key, nonceOf(counter++, nonce));
+      out.set(c.update(piece.subarray(i, i + CHUNK)), o);
+      c.final();
+      out.set(c.getAuthTag(), o + CHUNK);
+    }
+    bytes += out.length;
+  }
+  return bytes;
+}
+
+/** Opens `total` bytes' worth of sealed pieces chunk by chunk, each chunk's plaintext fresh. */
+function rawOpen(key: Uint8Array, sealedPiece: Uint8Array, total: number): number {
+  const nonce = new Uint8Array(12);
+  let bytes = 0;
+  for (let done = 0; done < total; done += PIECE) {
+    for (let i = 0, counter = 0; i < sealedPiece.length; i += SEALED_CHUNK, counter++) {
+      const d = createDecipheriv('aes-256-gcm', key, nonceOf(counter, nonce));
+      d.setAuthTag(sealedPiece.subarray(i + CHUNK, i + SEALED_CHUNK));
+      const plain = d.update(sealedPiece.subarray(i, i + CHUNK));
+      d.final();
+      bytes += plain.length;
+    }
+  }
+  return bytes;
+}
+
+function source(parts: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (i >= parts.length) controller.close();
+      else controller.enqueue(parts[i++]!);
+    },
+  });
+}
+
+async function drain(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let n = 0;
+  for await (const part of stream as unknown as AsyncIterable<Uint8Array>) n += part.length;
+  return n;
+}
+
+export async function benchStreamSpeed(size = 64 * MiB, rounds = 11): Promise<{ text: string; seal: number; open: number }> {
+  const envelope = createEnvelope({ kms: LocalKms.generate() });
+  const key = randomBytes(32);
+  const piece = new Uint8Array(randomBytes(PIECE));
+  const pieces = Array.from({ length: size / PIECE }, () => piece);
+  const sealedPiece = new Uint8Array((PIECE / CHUNK) * SEALED_CHUNK);
+  const nonce = new Uint8Array(12);
+  for (let i = 0, o = 0, n = 0; i < PIECE; i += CHUNK, o += SEALED_CHUNK, n++) {
+    const c = createCipheriv('aes-256-gcm', key, nonceOf(n, nonce));
+    sealedPiece.set(c.update(piece.subarray(i, i + CHUNK)), o);
+    c.final();
+    sealedPiece.set(c.getAuthTag(), o + CHUNK);
+  }
+  // The sealed message openStream reads, in 1 MiB pieces as a file or a socket would give it.
+  const sealedParts: Uint8Array[] = [];
+  for await (const part of source(pieces).pipeThrough(envelope.sealStream()) as unknown as AsyncIterable<Uint8Array>) sealedParts.push(part);
+  const sealedMessage = new Uint8Array(sealedParts.reduce((n, p) => n + p.length, 0));
+  sealedParts.reduce((o, p) => (sealedMessage.set(p, o), o + p.length), 0);
+  const sealedPieces: Uint8Array[] = [];
+  for (let o = 0; o < sealedMessage.length; o += PIECE) sealedPieces.push(sealedMessage.subarray(o, o + PIECE));
+
+  const results = await measure(
+    [
+      { name: 'raw seal', run: () => rawSeal(key, piece, size) },
+      { name: 'sealStream', run: () => drain(source(pieces).pipeThrough(envelope.sealStream())) },
+      { name: 'raw open', run: () => rawOpen(key, sealedPiece, size) },
+      {
+        name: 'openStream',
+        run: async () => {
+          if ((await drain(source(sealedPieces).pipeThrough(envelope.openStream()))) !== size) throw new Error('round trip failed');
+        },
+      },
+    ],
+    { rounds, batchMs: 1 },
+  );
+  await envelope.close();
+  const [rawSealR, sealR, rawOpenR, openR] = results as [(typeof results)[0], (typeof results)[0], (typeof results)[0], (typeof results)[0]];
+  const rate = (ns: number): string => ((size / MiB) / (ns / 1e9)).toFixed(0);
+  const seal = 1 / ratioTo(sealR, rawSealR);
+  const open = 1 / ratioTo(openR, rawOpenR);
+  const text = [
+    `\n### Streams in memory against raw node:crypto into fresh output (\`npm run bench:stream\`), ${size / MiB} MiB, medians of ${rounds} interleaved rounds, MB/s\n`,
+    '| | raw node:crypto | stream | stream / raw (goal >= 0.9x) |',
+    '|---|---|---|---|',
+    `| seal | ${rate(rawSealR.medianNs)} | ${rate(sealR.medianNs)} | ${seal.toFixed(2)}x |`,
+    `| open | ${rate(rawOpenR.medianNs)} | ${rate(openR.medianNs)} | ${open.toFixed(2)}x |`,
+  ].join('\n');
+  return { text, seal, open };
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const { text } = await benchStreamSpeed();
+  console.log(`Node ${process.version}`);
+  console.log(text);
+}
