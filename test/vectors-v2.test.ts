@@ -39,7 +39,7 @@ const KEY_ID = 'vectors-v2';
 const text = (s: string): string => hex(new TextEncoder().encode(s));
 const pattern = (n: number): string => hex(Uint8Array.from({ length: n }, (_, i) => (i * 13 + 5) & 0xff));
 
-type Positive = Omit<VectorCase, 'sealed' | 'expect'> & { rotate?: boolean };
+type Positive = Omit<VectorCase, 'sealed' | 'expect'> & { rotate?: boolean; wrapTwice?: boolean };
 const POSITIVE: Positive[] = [
   { name: 'kms key, compact, stored context', suite: 'cobblestone-256', source: 'kms', compact: true, context: { table: 'users', row: '42' }, detached: false, plaintext: text('hello') },
   { name: 'kms key, compact, detached, 16 bytes', suite: 'cobblestone-256', source: 'kms', compact: true, context: { table: 'users', column: 'card', row: '42' }, detached: true, plaintext: pattern(16) },
@@ -48,6 +48,8 @@ const POSITIVE: Positive[] = [
   { name: 'hierarchy, chunked, one full chunk', suite: 'cobblestone-256', source: 'hierarchy', partition: 'tenant-1', compact: false, context: { file: 'd.bin' }, detached: false, plaintext: pattern(16384) },
   { name: 'hierarchy, cobblestone-128, compact, empty', suite: 'cobblestone-128', source: 'hierarchy', partition: 'tenant-2', compact: true, context: {}, detached: false, plaintext: '' },
   { name: 'hierarchy, key version 2 after a rotation', suite: 'cobblestone-256', source: 'hierarchy', partition: 'tenant-1', compact: true, context: { row: '9' }, detached: false, plaintext: text('rotated'), rotate: true },
+  // Sealed with additionalWrapping (src/wrapped-keys.ts): GenerateDataKey, then Encrypt of the same data key.
+  { name: 'kms key, two wrapped keys sealed (additionalWrapping)', suite: 'cobblestone-256', source: 'kms', compact: true, context: { table: 'users', row: '42' }, detached: false, plaintext: text('twice'), wrapTwice: true },
 ];
 
 function kmsFor(random: (n: number) => Uint8Array): LocalKms {
@@ -65,7 +67,11 @@ async function sealAll(): Promise<{ sealed: Record<string, Uint8Array>; store: M
     if (c.rotate) await hierarchy.rotate(c.partition!);
     const envelope =
       c.source === 'kms'
-        ? createEnvelope({ kms: kmsFor(random), format: 2, compact: c.compact, suite: c.suite, randomBytes: random })
+        ? (() => {
+            const kms = kmsFor(random);
+            const additionalWrapping = c.wrapTwice ? [{ kms, keyId: KEY_ID }] : [];
+            return createEnvelope({ kms, format: 2, compact: c.compact, suite: c.suite, randomBytes: random, additionalWrapping });
+          })()
         : createEnvelope({ hierarchy, compact: c.compact, suite: c.suite, randomBytes: random });
     sealed[c.name] = await envelope.seal(unhex(c.plaintext), { context: c.context, detachedContext: c.detached, ...(c.partition ? { partition: c.partition } : {}) });
   }
@@ -87,14 +93,14 @@ function rewrapped(message: Uint8Array, wrapped: Parameters<typeof encodeWrapped
 
 async function generate(): Promise<VectorFile> {
   const { sealed, store } = await sealAll();
-  const cases: VectorCase[] = POSITIVE.map(({ rotate: _, ...c }) => ({ ...c, sealed: hex(sealed[c.name]!), expect: 'ok' }));
+  const cases: VectorCase[] = POSITIVE.map(({ rotate: _, wrapTwice: _w, ...c }) => ({ ...c, sealed: hex(sealed[c.name]!), expect: 'ok' }));
   const hello = sealed[POSITIVE[0]!.name]!;
   const field = sealed[POSITIVE[3]!.name]!;
   const h = parseHeader(hello);
   const ours = h.wrappedKeys[0]!;
   const positive = (name: string, bytes: Uint8Array): void => void cases.push({ ...POSITIVE[0]!, name, sealed: hex(bytes), expect: 'ok' });
   const neg = (name: string, bytes: Uint8Array, code: string, base: Positive = POSITIVE[0]!): void => {
-    const { rotate: _, ...c } = base;
+    const { rotate: _, wrapTwice: _w, ...c } = base;
     cases.push({ ...c, name, sealed: hex(bytes), expect: code });
   };
   positive('two wrapped keys, another provider first', rewrapped(hello, [{ provider: 'tencent', keyId: 'cmk-1', ciphertextBlob: 'elsewhere' }, ours]));
@@ -120,6 +126,10 @@ async function generate(): Promise<VectorFile> {
   neg('hierarchy: key version above 2^32-1', new Uint8Array([...field.subarray(0, at), 0xff, 0xff, 0xff, 0xff, 0x1f, ...field.subarray(at + 1)]), 'ERR_HEADER_MALFORMED', POSITIVE[3]);
   neg('hierarchy: partition bit flipped', flip(field, partitionAt), 'ERR_KEY_NOT_FOUND', POSITIVE[3]);
   neg('hierarchy: detached context opened without it', field, 'ERR_CONTEXT_MISMATCH', { ...POSITIVE[3]!, detached: false, context: {} });
+  // Several wrapped keys (issue 16 §3): the most a message carries, and the key commitment deciding.
+  positive('eight wrapped keys, the most a message carries', rewrapped(hello, Array.from({ length: 8 }, () => ours)));
+  const twice = parseHeader(sealed['kms key, two wrapped keys sealed (additionalWrapping)']!);
+  neg('two wrapped keys, the first decrypting to another data key', rewrapped(hello, [twice.wrappedKeys[0]!, ours]), 'ERR_DECRYPTION_FAILED');
   const records = (await Promise.all(['tenant-1', 'tenant-2'].map((p) => store.listVersions(p)))).flat();
   return {
     comment:
@@ -146,7 +156,7 @@ async function readerFor(backend: BackendName) {
 
 describe('envelope-v2 vectors (FORMAT.md §10)', () => {
   it('cover positive and negative cases', () => {
-    expect(vectors.cases.filter((c) => c.expect === 'ok').length).toBe(POSITIVE.length + 2);
+    expect(vectors.cases.filter((c) => c.expect === 'ok').length).toBe(POSITIVE.length + 3);
     expect(vectors.cases.filter((c) => c.expect !== 'ok').length).toBeGreaterThanOrEqual(16);
     expect(vectors.store.map((r) => `${r.partition}#${r.version}`)).toEqual(['tenant-1#1', 'tenant-1#2', 'tenant-2#1']);
   });
