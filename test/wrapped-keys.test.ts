@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { parseHeader } from '../src/core/header.ts';
+import { MAX_HEADER_LENGTH, parseHeader } from '../src/core/header.ts';
 import { replaceWrappedKeys } from '../src/core/wrapped-section.ts';
 import { createEnvelope, type EnvelopeEvent, LocalKms } from '../src/index.ts';
 import type { KeyProvider } from '../src/kms/key-provider.ts';
@@ -134,6 +134,28 @@ describe('open: order, cap and faults', () => {
       const envelope = createEnvelope({ kms: region(gz, 'ap-guangzhou'), format });
       expect(await envelope.openString(await envelope.seal('single'))).toBe('single');
     }
+  });
+});
+
+describe('the largest header', () => {
+  it('8 wrapped keys of the largest size stream open in small pieces (MAX_HEADER_LENGTH is what a streaming reader buffers)', async () => {
+    expect(MAX_HEADER_LENGTH).toBe(7 + 16384 + 1 + 8 * (1 + 32 + 2 + 1024 + 2 + 8192));
+    const kms = breakGlass();
+    const envelope = createEnvelope({ kms, format: 2, compact: false });
+    const sealed = await envelope.seal(new Uint8Array(randomBytes(50_000)));
+    const header = parseHeader(sealed);
+    const junk = { provider: 'p'.repeat(32), keyId: 'k'.repeat(1024), ciphertextBlob: 'b'.repeat(8192) };
+    const big = concat(replaceWrappedKeys(header, [...Array.from({ length: 7 }, () => junk), header.wrappedKeys[0]!]), sealed.subarray(header.length));
+    expect(parseHeader(big).length).toBe(header.authenticated.length + 1 + 7 * 9253 + (header.length - header.authenticated.length - 1));
+    const pieces = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < big.length; at += 997) controller.enqueue(big.slice(at, at + 997));
+        controller.close();
+      },
+    });
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of pieces.pipeThrough(envelope.openStream())) chunks.push(chunk);
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from(await envelope.open(sealed)));
   });
 });
 
