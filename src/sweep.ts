@@ -250,9 +250,16 @@ export interface RecordSweepOptions {
   /**
    * A plain column holding each row's key version (the lowest of its sealed values), written
    * with the values: the marker the `pending` predicate reads, and an index for SQL to find the
-   * rows to rotate.
+   * rows to rotate. Default: the table's `keyVersionColumn` (defineTable), which seal() keeps.
    */
   keyVersionColumn?: string;
+}
+
+/** The key-version column given, else the one the table declares. */
+function markerOf(t: AnyTable, given: string | undefined): string | undefined {
+  const column = given ?? t.keyVersionColumn;
+  if (column !== undefined) quoteIdentifier(column);
+  return column;
 }
 
 /** A SQL identifier, double-quoted (PostgreSQL and SQLite both read it). */
@@ -323,11 +330,13 @@ function checkedTable(table: unknown): AnyTable {
 export function rotationSweep<C extends Record<string, FieldSpec>>(
   records: Records,
   table: Table<C>,
-  options: { minVersion: number; keyVersionColumn: string },
+  options: RecordSweepOptions & { minVersion: number },
 ): RecordSweepPlan {
   const t = checkedTable(table);
-  const { minVersion, keyVersionColumn } = options;
+  const { minVersion } = options;
   if (!Number.isSafeInteger(minVersion) || minVersion < 1) throw new RangeError('"minVersion" must be a positive integer');
+  const keyVersionColumn = markerOf(t, options.keyVersionColumn);
+  if (keyVersionColumn === undefined) throw new TypeError(`a rotation sweep needs a key-version column as its marker: declare keyVersionColumn in table ${t.name} (or pass it)`);
   const marker = quoteIdentifier(keyVersionColumn);
   return {
     columns: [...new Set([...partitionColumns(t), ...sealedColumns(t), ...indexColumns(t), keyVersionColumn])],
@@ -344,7 +353,7 @@ export function rotationSweep<C extends Record<string, FieldSpec>>(
  */
 export function backfillSweep<C extends Record<string, FieldSpec>>(records: Records, table: Table<C>, options: RecordSweepOptions = {}): RecordSweepPlan {
   const t = checkedTable(table);
-  const { keyVersionColumn } = options;
+  const keyVersionColumn = markerOf(t, options.keyVersionColumn);
   const columns = sealedColumns(t);
   for (const c of columns) {
     if (!t.columns[c]!.legacyPlaintext) throw new TypeError(`${t.name}.${c} must be declared with legacyPlaintext: true for a backfill (its plaintext is read as it is)`);
@@ -426,7 +435,9 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
     const write: Record<string, unknown> = {};
     for (const c of [...columns, ...indexes]) if (c in sealed) write[c] = sealed[c] ?? null;
     if (o.keyVersionColumn) {
-      const version = lowestKeyVersion(t, sealed);
+      // seal() writes the table's own key-version column; any other column would still hold the row's old number.
+      const kept = o.keyVersionColumn === t.keyVersionColumn ? sealed[o.keyVersionColumn] : undefined;
+      const version = typeof kept === 'number' ? kept : lowestKeyVersion(t, sealed);
       if (version !== undefined && version < o.minVersion) {
         return { failed: new RangeError(`the active key version of the row's partition is ${version}, below ${o.minVersion}: rotate the partition, then sweep again`) };
       }

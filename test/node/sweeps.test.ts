@@ -272,6 +272,23 @@ describe('table sweeps on PostgreSQL', () => {
     expect(rows.map((r: { id: string }) => r.id)).toContain('r000017');
   });
 
+  it("the key-version column the table declares (defineTable's keyVersionColumn, kept by seal()) is the default marker", async () => {
+    const { hierarchy, records } = setup();
+    const declared = defineTable({ ...customers, keyVersionColumn: 'key_version' });
+    const table = await pgTable();
+    for (const r of plainRows(30)) {
+      const s = await records.seal(declared, r);
+      expect(s.key_version).toBe(1);
+      await pool.query(`INSERT INTO ${table} (id, tenant, email, photo, key_version) VALUES ($1, $2, $3, $4, $5)`, [s.id, s.tenant, s.email, Buffer.from(s.photo as Uint8Array), s.key_version]);
+    }
+    await rotated(hierarchy);
+    const plan = rotationSweep(records, declared, { minVersion: 2 });
+    expect(plan.pending).toBe('"key_version" < 2');
+    expect(await sweepPostgres(pool, { table, key: 'id', ...plan })).toMatchObject({ written: 30, failed: 0 });
+    expect((await pool.query(`SELECT DISTINCT key_version FROM ${table}`)).rows).toEqual([{ key_version: 2 }]);
+    expect(() => rotationSweep(records, customers, { minVersion: 2 })).toThrow(/key-version column/);
+  });
+
   it('a row whose partition was not rotated past the minimum is reported, not rewritten', async () => {
     const { hierarchy, records } = setup();
     const table = await pgTable();
