@@ -105,7 +105,7 @@ async function webCryptoBackend(algorithm: ResponseKeyAlgorithm): Promise<Respon
   const spki = new Uint8Array(await subtle.exportKey('spki', pair.publicKey));
   return {
     publicKeyPem: pem(spki),
-    decrypt: async (ciphertext) => new Uint8Array(await subtle.decrypt({ name: 'RSA-OAEP' }, pair.privateKey, ciphertext)),
+    decrypt: async (ciphertext) => new Uint8Array(await subtle.decrypt({ name: 'RSA-OAEP' }, pair.privateKey, new Uint8Array(ciphertext))),
   };
 }
 
