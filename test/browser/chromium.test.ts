@@ -7,7 +7,6 @@
  * Run with `npm run test:browser` (builds first). Without Chromium the suite is skipped with the
  * reason printed; under CI=true (.ci/run, which installs Chromium) a missing Chromium fails it.
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope, LocalKms, TencentKms } from '../../src/index.ts';
 import { type EmulatorFixture, useEmulator } from '../fixtures/emulator.ts';
@@ -18,10 +17,10 @@ const missing = chromiumMissing();
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
 if (missing && !inCi) console.log(`test/browser/chromium.test.ts skipped: ${missing}`);
 
-/** The backends the page must have: noble always, WebCrypto once the package has it. */
-const BACKENDS = ['noble', ...(existsSync(new URL('../../src/core/backend-webcrypto.ts', import.meta.url)) ? ['webcrypto'] : [])];
-/** What a page gets when it names no backend. */
-const DEFAULT_BACKEND = BACKENDS.includes('webcrypto') ? 'webcrypto' : 'noble';
+/** The backends a page has (no node:crypto there). */
+const BACKENDS = ['noble', 'webcrypto'];
+/** What a page gets when it names no backend: crypto.subtle, on a secure origin such as 127.0.0.1. */
+const DEFAULT_BACKEND = 'webcrypto';
 /** The big stream: 256 MiB on the default backend, 32 MiB on the others (the same code, slower). */
 const BIG_MIB = 256;
 const OTHER_MIB = 32;

@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SMOKE_CHECKS, type SmokeResult } from './expected.ts';
 
 const WORKERD = fileURLToPath(new URL('../../node_modules/@cloudflare/workerd-linux-64/bin/workerd', import.meta.url));
-/** The backend a Worker gets unasked: WebCrypto once the package has it, noble before. */
-const EXPECTED_BACKEND = (await import('node:fs')).existsSync(new URL('../../src/core/backend-webcrypto.ts', import.meta.url)) ? 'webcrypto' : 'noble';
+/** The backend a Worker gets unasked: crypto.subtle, with no node:crypto beside it. */
+const EXPECTED_BACKEND = 'webcrypto';
 
 async function freePort(): Promise<number> {
   const server = createServer();
