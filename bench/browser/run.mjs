@@ -34,6 +34,8 @@ function option(name, fallback) {
 export async function bundleBench() {
   const esbuild = await import('esbuild');
   const src = join(ROOT, 'src') + sep;
+  // KMS_ENVELOPE_BENCH_DIST: another build of the package to bundle (trying a change side by side).
+  const dist = process.env.KMS_ENVELOPE_BENCH_DIST ? resolve(process.env.KMS_ENVELOPE_BENCH_DIST) : join(ROOT, 'dist');
   const result = await esbuild.build({
     entryPoints: [join(ROOT, 'bench/browser/page-bench.ts')],
     bundle: true,
@@ -49,7 +51,7 @@ export async function bundleBench() {
           build.onResolve({ filter: /\.ts$/ }, (args) => {
             const path = resolve(args.resolveDir, args.path);
             if (!path.startsWith(src)) return undefined;
-            return { path: join(ROOT, 'dist', relative(src, path)).replace(/\.ts$/, '.js') };
+            return { path: join(dist, relative(src, path)).replace(/\.ts$/, '.js') };
           });
         },
       },
