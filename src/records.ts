@@ -172,20 +172,27 @@ function partitionOf(table: Table<Record<string, FieldSpec>>, row: Readonly<Reco
   return String(value);
 }
 
-function keyOf(table: Table<Record<string, FieldSpec>>, row: Readonly<Record<string, unknown>>): unknown[] {
-  return table.primaryKeys.map((column) => {
+/** A row's primary key: its values (named in errors) and their JSON (bound), made once per row. */
+interface RowKey {
+  readonly values: unknown[];
+  readonly json: string;
+}
+
+function keyOf(table: Table<Record<string, FieldSpec>>, row: Readonly<Record<string, unknown>>): RowKey {
+  const values = table.primaryKeys.map((column) => {
     const value = row[column];
     if (value === null || value === undefined) throw new TypeError(`table ${table.name}: primary key column ${column} is missing; it is bound into the sealed values`);
     return value;
   });
+  return { values, json: values.length ? JSON.stringify(values.map((v) => (typeof v === 'bigint' ? v.toString() : v instanceof Date ? v.toISOString() : v))) : '' };
 }
 
 /**
  * The detached context of one field (FORMAT.md §12): bound inside the message, never sent to a KMS.
  * Per table and column the fixed pairs are encoded once; a row costs the encoding of its key.
  */
-const bindings = new WeakMap<object, Map<string, (key: readonly unknown[]) => CanonicalContext>>();
-function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key: readonly unknown[]): EncryptionContext {
+const bindings = new WeakMap<object, Map<string, (rowJson: string) => CanonicalContext>>();
+function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key: RowKey): EncryptionContext {
   let columns = bindings.get(table);
   if (!columns) bindings.set(table, (columns = new Map()));
   let binding = columns.get(column);
@@ -195,13 +202,12 @@ function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key:
       const context = canonicalContext(fixed, 'binding');
       binding = () => context;
     } else {
-      const withRow = contextTemplate(fixed, 'row', 'binding');
-      binding = (k) => withRow(JSON.stringify(k.map((v) => (typeof v === 'bigint' ? v.toString() : v instanceof Date ? v.toISOString() : v))));
+      binding = contextTemplate(fixed, 'row', 'binding');
     }
     columns.set(column, binding);
   }
   // A canonical context, which the envelope takes as it is (core/context.ts).
-  return binding(key) as unknown as EncryptionContext;
+  return binding(key.json) as unknown as EncryptionContext;
 }
 
 /** The intermediate-key version a sealed field names (the record API seals under the hierarchy). */
@@ -255,17 +261,17 @@ export function createRecords(options: RecordsOptions): Records {
   const indexed = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => t.columns[c]!.index && row[c] !== null && row[c] !== undefined);
 
   /** What sealing one field needs: the plaintext (the caller wipes it) and the envelope options. */
-  function sealPlan(t: AnyTable, column: string, value: unknown, row: Row, partition: string) {
+  function sealPlan(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string) {
     const field = t.columns[column];
     if (!field) throw new TypeError(`table ${t.name} has no encrypted column ${column}`);
     const plaintext = encodeFieldValue(field.type, value, `${t.name}.${column}`);
-    return { field, plaintext, options: { context: bindingOf(t, column, keyOf(t, row)), detachedContext: true, partition } };
+    return { field, plaintext, options: { context: bindingOf(t, column, key), detachedContext: true, partition } };
   }
 
   const stored = (field: FieldSpec, sealed: Uint8Array): unknown => (field.encoding === 'bytes' ? sealed : fieldToText(sealed));
 
-  function sealFieldAsync(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): Promise<unknown> {
-    const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
+  function sealFieldAsync(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string, versions?: number[]): Promise<unknown> {
+    const { field, plaintext, options: o } = sealPlan(t, column, value, key, partition);
     return envelope.seal(plaintext, o).then(
       (sealed) => {
         wipe(plaintext);
@@ -279,8 +285,8 @@ export function createRecords(options: RecordsOptions): Records {
     );
   }
 
-  function sealFieldNow(t: AnyTable, column: string, value: unknown, row: Row, partition: string, versions?: number[]): unknown {
-    const { field, plaintext, options: o } = sealPlan(t, column, value, row, partition);
+  function sealFieldNow(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string, versions?: number[]): unknown {
+    const { field, plaintext, options: o } = sealPlan(t, column, value, key, partition);
     try {
       const sealed = envelope.sealSync(plaintext, o);
       if (versions) versions.push(keyVersionOf(sealed)!);
@@ -291,17 +297,17 @@ export function createRecords(options: RecordsOptions): Records {
   }
 
   /** The sealed bytes of a stored value, or a marker that it is legacy plaintext (migration mode). */
-  function openPlan(t: AnyTable, column: string, value: unknown, key: unknown[]): { sealed: Uint8Array; field: FieldSpec } | { legacy: true } {
+  function openPlan(t: AnyTable, column: string, value: unknown, key: RowKey): { sealed: Uint8Array; field: FieldSpec } | { legacy: true } {
     const field = t.columns[column];
     if (!field) throw new TypeError(`table ${t.name} has no encrypted column ${column}`);
     if (!looksSealed(value)) {
-      if (!field.legacyPlaintext) throw new RecordFieldError(t.name, column, key, new TypeError('the value is not sealed (and the column is not in migration mode)'));
+      if (!field.legacyPlaintext) throw new RecordFieldError(t.name, column, key.values, new TypeError('the value is not sealed (and the column is not in migration mode)'));
       const name = `${t.name}.${column}`;
       stats.legacyValuesRead[name] = (stats.legacyValuesRead[name] ?? 0) + 1;
       return { legacy: true };
     }
     const sealed = typeof value === 'string' ? fieldFromText(value) : (value as Uint8Array);
-    if (!sealed) throw new RecordFieldError(t.name, column, key, new TypeError('the text form is not valid base64url'));
+    if (!sealed) throw new RecordFieldError(t.name, column, key.values, new TypeError('the text form is not valid base64url'));
     return { sealed, field };
   }
 
@@ -315,21 +321,19 @@ export function createRecords(options: RecordsOptions): Records {
     }
   }
 
-  async function openFieldAsync(t: AnyTable, column: string, value: unknown, row: Row): Promise<unknown> {
-    const key = keyOf(t, row);
+  async function openFieldAsync(t: AnyTable, column: string, value: unknown, key: RowKey): Promise<unknown> {
     const plan = openPlan(t, column, value, key);
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
       plaintext = await envelope.open(plan.sealed, { context: bindingOf(t, column, key) });
     } catch (error) {
-      throw new RecordFieldError(t.name, column, key, error);
+      throw new RecordFieldError(t.name, column, key.values, error);
     }
-    return decoded(t, column, plan.field, plaintext, key);
+    return decoded(t, column, plan.field, plaintext, key.values);
   }
 
-  function openFieldNow(t: AnyTable, column: string, value: unknown, row: Row): unknown {
-    const key = keyOf(t, row);
+  function openFieldNow(t: AnyTable, column: string, value: unknown, key: RowKey): unknown {
     const plan = openPlan(t, column, value, key);
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
@@ -337,9 +341,9 @@ export function createRecords(options: RecordsOptions): Records {
       plaintext = envelope.openSync(plan.sealed, { context: bindingOf(t, column, key) });
     } catch (error) {
       if (error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM') throw error;
-      throw new RecordFieldError(t.name, column, key, error);
+      throw new RecordFieldError(t.name, column, key.values, error);
     }
-    return decoded(t, column, plan.field, plaintext, key);
+    return decoded(t, column, plan.field, plaintext, key.values);
   }
 
   const notWarm = (error: unknown): boolean => error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM';
@@ -357,8 +361,9 @@ export function createRecords(options: RecordsOptions): Records {
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
     const versions = t.keyVersionColumn === undefined ? undefined : [];
+    const key = keyOf(t, row);
     await Promise.all([
-      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], row, partition, versions))),
+      ...present(t, row).map(async (column) => (out[column] = await sealFieldAsync(t, column, row[column], key, partition, versions))),
       ...indexed(t, row).map(async (column) => (out[t.columns[column]!.index!.column] = await indexFor(t, column).compute(row[column] as BlindIndexValue, { partition }))),
     ]);
     if (versions) noteKeyVersion(t, out, versions);
@@ -379,7 +384,8 @@ export function createRecords(options: RecordsOptions): Records {
       }
     }
     const out: Record<string, unknown> = { ...row };
-    await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], row))));
+    const key = keyOf(t, row);
+    await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], key))));
     return out as PlainRow<C>;
   }
 
@@ -388,7 +394,8 @@ export function createRecords(options: RecordsOptions): Records {
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
     const versions = t.keyVersionColumn === undefined ? undefined : [];
-    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], row, partition, versions);
+    const key = keyOf(t, row);
+    for (const column of present(t, row)) out[column] = sealFieldNow(t, column, row[column], key, partition, versions);
     if (versions) noteKeyVersion(t, out, versions);
     for (const column of indexed(t, row)) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(row[column] as BlindIndexValue, { partition });
     return out as SealedRow<C>;
@@ -397,7 +404,8 @@ export function createRecords(options: RecordsOptions): Records {
   function openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C> {
     const t = table as unknown as AnyTable;
     const out: Record<string, unknown> = { ...row };
-    for (const column of present(t, row)) out[column] = openFieldNow(t, column, row[column], row);
+    const key = keyOf(t, row);
+    for (const column of present(t, row)) out[column] = openFieldNow(t, column, row[column], key);
     return out as PlainRow<C>;
   }
 
@@ -428,12 +436,12 @@ export function createRecords(options: RecordsOptions): Records {
       if (value === null || value === undefined) return value;
       const t = table as unknown as AnyTable;
       const r = fieldRow(t, row);
-      return sealFieldNow(t, column, value, r.row, r.partition);
+      return sealFieldNow(t, column, value, keyOf(t, r.row), r.partition);
     },
     openFieldSync(table, column, value, row) {
       if (value === null || value === undefined) return value;
       const t = table as unknown as AnyTable;
-      return openFieldNow(t, column, value, row ?? {}) as never;
+      return openFieldNow(t, column, value, keyOf(t, row ?? {})) as never;
     },
     sealMany: (table, rows, o) => many(rows, (row) => seal(table, row), o),
     openMany: (table, rows, o) => many(rows, (row) => open(table, row), o),
