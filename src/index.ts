@@ -124,6 +124,7 @@ export {
 export {
   backfillSweep,
   reindexSweep,
+  rewrapSweep,
   rotationSweep,
   runSweep,
   type RecordSweepPlan,

@@ -19,7 +19,8 @@
 import { isEnvelopeError } from './core/errors.ts';
 import { fieldFromText, TEXT_PREFIX } from './core/field-value.ts';
 import { wipe } from './core/bytes.ts';
-import { inspect } from './envelope.ts';
+import type { ContextInput } from './core/context.ts';
+import { type Envelope, inspect, needsRewrap } from './envelope.ts';
 import type { BlindIndexValue } from './blind-index.ts';
 import type { FieldSpec, PlainRow, Records, Table } from './records.ts';
 
@@ -402,6 +403,47 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
         if (!isRowFailure(error)) throw error;
         return { failed: error as Error };
       }
+    },
+  };
+}
+
+/**
+ * Rewrap of columns holding whole sealed messages (bytea or BLOB) under a KMS data key, format 1
+ * or 2: each value not yet under `toKeyId` is moved there by envelope.rewrap() (one ReEncrypt per
+ * value; only its wrapped-key section changes, the payload bytes stay as they are). A value already
+ * under the key is left (its header says so, no KMS call). With no marker column, `pending` is every
+ * row with a value (give a narrower predicate if you have one): a run after a stop reads the rows
+ * done again, finds them current from their headers, and writes nothing there. For values sealed
+ * with a detached context, `context(row, column)` gives it.
+ */
+export function rewrapSweep(
+  envelope: Envelope,
+  options: { columns: readonly string[]; toKeyId: string; context?: (row: SweepRow, column: string) => ContextInput; pending?: string },
+): RecordSweepPlan {
+  const { columns, toKeyId } = options;
+  if (!Array.isArray(columns) || columns.length === 0) throw new TypeError('"columns" expected the columns holding sealed messages');
+  for (const c of columns) quoteIdentifier(c);
+  if (typeof toKeyId !== 'string' || toKeyId.length === 0) throw new TypeError('"toKeyId" expected the master key to rewrap to');
+  const policy = { keyIds: [toKeyId] };
+  return {
+    columns: [...columns],
+    pending: options.pending ?? columns.map((c) => `${quoteIdentifier(c)} IS NOT NULL`).join(' OR '),
+    async transform(row) {
+      const write: Record<string, unknown> = {};
+      try {
+        for (const column of columns) {
+          const value = row[column];
+          if (value === null || value === undefined) continue;
+          if (!(value instanceof Uint8Array)) throw new TypeError(`column ${column} holds ${typeof value}, not the bytes of a sealed message`);
+          if (!needsRewrap(value, policy)) continue;
+          const context = options.context?.(row, column);
+          write[column] = await envelope.rewrap(value, { toKeyId, ...(context === undefined ? {} : { context }) });
+        }
+      } catch (error) {
+        if (!isRowFailure(error)) throw error;
+        return { failed: error as Error };
+      }
+      return Object.keys(write).length ? { write } : { current: true };
     },
   };
 }

@@ -10,10 +10,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryKeyStore } from '../../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy.ts';
-import { inspect, LocalKms } from '../../src/index.ts';
+import { createEnvelope, inspect, LocalKms } from '../../src/index.ts';
 import { sweepPostgres, sweepSqlite } from '../../src/node.ts';
 import { createRecords, defineTable } from '../../src/records.ts';
-import { backfillSweep, reindexSweep, rotationSweep, type SweepEvent } from '../../src/sweep.ts';
+import { backfillSweep, reindexSweep, rewrapSweep, rotationSweep, type SweepEvent } from '../../src/sweep.ts';
 import { fieldFromText } from '../../src/core/field-value.ts';
 import { type PostgresServer, startPostgres, uniqueTable } from '../fixtures/postgres.ts';
 
@@ -299,6 +299,43 @@ describe('table sweeps on PostgreSQL', () => {
     expect(summary).toMatchObject({ seen: 10, written: 5, failed: 5 });
     expect(summary.failures[0]!.message).toContain('rotate the partition');
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}_log`)).rows[0].n).toBe(5);
+  });
+
+  it('rewrap of format-1 messages in a bytea column to another master key: payload bytes unchanged, one ReEncrypt a value, a second run makes no KMS call', async () => {
+    const two = new LocalKms({ old: new Uint8Array(32).fill(1), new: new Uint8Array(32).fill(2) }, { defaultKeyId: 'old' });
+    let reEncrypts = 0;
+    const counting = {
+      id: two.id,
+      generateDataKey: (r: Parameters<typeof two.generateDataKey>[0]) => two.generateDataKey(r),
+      decryptDataKey: (r: Parameters<typeof two.decryptDataKey>[0]) => two.decryptDataKey(r),
+      reEncryptDataKey: (r: Parameters<typeof two.reEncryptDataKey>[0]) => (reEncrypts++, two.reEncryptDataKey(r)),
+    };
+    const envelope = createEnvelope({ kms: counting });
+    const table = uniqueTable('kmse_sweep_blobs');
+    tables.push(table);
+    await pool.query(`CREATE TABLE ${table} (id INTEGER PRIMARY KEY, doc BYTEA)`);
+    const originals = new Map<number, Uint8Array>();
+    for (let i = 0; i < 40; i++) {
+      const sealed = await envelope.seal(`document ${i}`, { context: { doc: String(i) } });
+      originals.set(i, sealed);
+      await pool.query(`INSERT INTO ${table} VALUES ($1, $2)`, [i, i === 7 ? null : Buffer.from(sealed)]);
+    }
+    await pool.query(`UPDATE ${table} SET doc = '\\x00010203'::bytea WHERE id = 9`); // not a sealed message
+    const plan = rewrapSweep(envelope, { columns: ['doc'], toKeyId: 'new' });
+    const summary = await sweepPostgres(pool, { table, key: 'id', ...plan, batchSize: 16 });
+    expect(summary).toMatchObject({ seen: 39, written: 38, failed: 1 });
+    expect(summary.failures[0]).toMatchObject({ key: [9], code: 'ERR_HEADER_MALFORMED' });
+    expect(reEncrypts).toBe(38);
+    const { rows } = await pool.query(`SELECT id, doc FROM ${table} WHERE doc IS NOT NULL AND id <> 9 ORDER BY id`);
+    for (const { id, doc } of rows as { id: number; doc: Buffer }[]) {
+      const before = originals.get(id)!;
+      expect(inspect(doc).keyId).toBe('new');
+      expect(doc.subarray(inspect(doc).headerLength).equals(Buffer.from(before.subarray(inspect(before).headerLength)))).toBe(true);
+      expect(await envelope.openString(doc)).toBe(`document ${id}`);
+    }
+    const again = await sweepPostgres(pool, { table, key: 'id', ...plan });
+    expect(again).toMatchObject({ written: 0, current: 38, failed: 1 });
+    expect(reEncrypts).toBe(38);
   });
 
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
