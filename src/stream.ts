@@ -6,7 +6,7 @@
 import { checkSignal, throwIfAborted } from './core/abort.ts';
 import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from './core/chunked.ts';
-import { aeadFor, AsyncStreamOpener, AsyncStreamSealer, type Emit } from './core/chunked-async.ts';
+import { aeadFor, AsyncStreamOpener, AsyncStreamSealer } from './core/chunked-async.ts';
 import { CompactOpener } from './core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from './core/errors.ts';
@@ -18,26 +18,6 @@ type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStrea
 };
 
 const HIGH_WATER_MARK = 4; // chunks queued on each side before back-pressure applies
-
-/**
- * Hands the chunks one write produced over an asynchronous AEAD to the reader as one buffer, as
- * the synchronous sealer does (a reader pays for every chunk it reads). Empty parts are dropped.
- */
-function enqueueAll(controller: TransformStreamDefaultController<Uint8Array>, parts: readonly Uint8Array[]): void {
-  if (parts.length <= 1) {
-    if (parts[0]?.length) controller.enqueue(parts[0]);
-    return;
-  }
-  let total = 0;
-  for (const part of parts) total += part.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  controller.enqueue(out);
-}
 
 /**
  * Counts a stream's plaintext against a cached data key's byte budget: a declared size is reserved
@@ -104,14 +84,12 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
           const bytes = toBytes(chunk, 'chunk');
           spend(bytes.length);
           if (pipeline) {
-            const parts: Uint8Array[] = [];
-            return pipeline.push(bytes, (out) => parts.push(out)).then(
-              () => enqueueAll(controller, parts),
-              (error: unknown) => {
-                stop();
-                throw error;
-              },
-            );
+            // Each sealed chunk is handed on as it comes: joining a write's chunks into one buffer
+            // costs more than the reader's per-chunk reads (BENCHMARKS.md, "Streams in memory").
+            return pipeline.push(bytes, (out) => controller.enqueue(out)).catch((error: unknown) => {
+              stop();
+              throw error;
+            });
           }
           const out = sealer!.push(bytes);
           if (out.length > 0) controller.enqueue(out);
@@ -124,13 +102,8 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
       async flush(controller) {
         unlisten();
         throwIfAborted(signal);
-        if (pipeline) {
-          const parts: Uint8Array[] = [];
-          await pipeline.end((out) => parts.push(out));
-          enqueueAll(controller, parts);
-        } else {
-          controller.enqueue(sealer!.end());
-        }
+        if (pipeline) await pipeline.end((out) => controller.enqueue(out));
+        else controller.enqueue(sealer!.end());
       },
       // Called when the readable side is cancelled or the writable side aborted (where supported).
       cancel() {
@@ -163,17 +136,6 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
       for (const chunk of out) controller.enqueue(chunk);
     }
   };
-  /** The async pipeline's chunks of one push, handed on as one buffer; wiped instead when the push fails. */
-  const pushAsync = async (controller: TransformStreamDefaultController<Uint8Array>, run: (emit: Emit) => Promise<void>): Promise<void> => {
-    const parts: Uint8Array[] = [];
-    try {
-      await run((chunk) => parts.push(chunk));
-    } catch (error) {
-      for (const part of parts) wipe(part);
-      throw error;
-    }
-    enqueueAll(controller, parts);
-  };
 
   return new TransformStream<ByteInput, Uint8Array>(
     {
@@ -184,8 +146,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         throwIfAborted(signal);
         const chunk = toBytes(input, 'chunk');
         if (pipeline) {
-          const p = pipeline;
-          await pushAsync(controller, (collect) => p.push(chunk, collect));
+          await pipeline.push(chunk, (out) => controller.enqueue(out));
           return;
         }
         if (opener) {
@@ -212,8 +173,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         const aead = header.compact ? undefined : aeadFor(core.backend, header.suite);
         try {
           if (aead) {
-            const p = (pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice()));
-            await pushAsync(controller, (collect) => p.push(rest, collect));
+            pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice());
+            await pipeline.push(rest, (out) => controller.enqueue(out));
           } else {
             const Opener = header.compact ? CompactOpener : PayloadOpener;
             opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
@@ -227,8 +188,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         unlisten();
         throwIfAborted(signal);
         if (pipeline) {
-          const p = pipeline;
-          await pushAsync(controller, (collect) => p.end(collect));
+          await pipeline.end((out) => controller.enqueue(out));
           return;
         }
         if (!opener) {
