@@ -17,12 +17,12 @@
  * row's (the KMS unreachable, a key unavailable) ends the sweep instead, its batch rolled back.
  */
 import { isEnvelopeError } from './core/errors.ts';
-import { fieldFromText, TEXT_PREFIX } from './core/field-value.ts';
+import { TEXT_PREFIX } from './core/field-value.ts';
 import { wipe } from './core/bytes.ts';
 import type { ContextInput } from './core/context.ts';
-import { type Envelope, inspect, needsRewrap } from './envelope.ts';
+import { type Envelope, needsRewrap } from './envelope.ts';
 import type { BlindIndexValue } from './blind-index.ts';
-import type { FieldSpec, PlainRow, Records, Table } from './records.ts';
+import { defineTable, type FieldSpec, type PlainRow, type Records, type Table } from './records.ts';
 
 /** A row as the driver read it: the key columns and the sweep's columns. */
 export type SweepRow = Readonly<Record<string, unknown>>;
@@ -282,30 +282,6 @@ function partitionColumns(table: AnyTable): string[] {
   return typeof table.partition === 'object' ? [table.partition.column] : [];
 }
 
-/** The lowest intermediate-key version among a sealed row's values (undefined: none sealed). */
-export function lowestKeyVersion(table: AnyTable, row: SweepRow): number | undefined {
-  let lowest: number | undefined;
-  for (const column of sealedColumns(table)) {
-    const value = row[column];
-    if (value === null || value === undefined) continue;
-    const version = keyVersionOf(value);
-    if (version === undefined) return undefined;
-    lowest = lowest === undefined ? version : Math.min(lowest, version);
-  }
-  return lowest;
-}
-
-/** The key version a stored value names (text form or bytes); undefined when it is not sealed under a hierarchy. */
-function keyVersionOf(value: unknown): number | undefined {
-  const bytes = typeof value === 'string' ? (value.startsWith(TEXT_PREFIX) ? fieldFromText(value) : undefined) : value instanceof Uint8Array ? value : undefined;
-  if (!bytes) return undefined;
-  try {
-    return inspect(bytes).keyVersion;
-  } catch {
-    return undefined;
-  }
-}
-
 /** What a records sweep reads and how it finds the rows still to do. */
 export interface RecordSweepPlan {
   /** Columns to read besides the key (the transform's input). */
@@ -457,33 +433,58 @@ export function rewrapSweep(
 function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: string; minVersion: number; sealPlaintextOnly?: boolean }): RowTransform {
   const columns = sealedColumns(t);
   const indexes = indexColumns(t);
+  const marker = o.keyVersionColumn;
+  // seal() keeps the key-version column the table declares: declared here for another one.
+  const sealTable = (marker !== undefined && marker !== t.keyVersionColumn ? defineTable({ ...t, keyVersionColumn: marker }) : t) as Table<Record<string, FieldSpec>>;
+  const table = t as Table<Record<string, FieldSpec>>;
+  /** Opened bytes values are plaintext: wiped once sealed again (strings cannot be). */
+  const wipeOpened = (opened: Record<string, unknown>, row: SweepRow): void => {
+    for (const c of columns) if (opened[c] instanceof Uint8Array && opened[c] !== row[c]) wipe(opened[c]);
+  };
+  /** Open and seal synchronously while the keys are in memory (no promise per value); undefined when one is not. */
+  const resealNow = (row: SweepRow): Record<string, unknown> | undefined => {
+    let opened: Record<string, unknown> | undefined;
+    try {
+      opened = records.openSync(table, row as never);
+      return records.sealSync(sealTable, opened as PlainRow<Record<string, FieldSpec>>) as Record<string, unknown>;
+    } catch (error) {
+      if (isEnvelopeError(error) && error.code === 'ERR_KEY_NOT_WARM') return undefined; // loading now: the async path waits for it
+      throw error;
+    } finally {
+      if (opened) wipeOpened(opened, row);
+    }
+  };
+  const resealLater = async (row: SweepRow): Promise<Record<string, unknown>> => {
+    let opened: Record<string, unknown> | undefined;
+    try {
+      opened = await records.open(table, row as never);
+      return (await records.seal(sealTable, opened as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
+    } finally {
+      if (opened) wipeOpened(opened, row);
+    }
+  };
   return async (row) => {
     if (o.sealPlaintextOnly) {
       const plain = columns.some((c) => typeof row[c] === 'string' && !(row[c] as string).startsWith(TEXT_PREFIX));
       if (!plain) return { current: true };
     }
     let sealed: Record<string, unknown>;
-    let opened: Record<string, unknown> | undefined;
     try {
-      opened = await records.open(t as Table<Record<string, FieldSpec>>, row as never);
-      sealed = (await records.seal(t as Table<Record<string, FieldSpec>>, opened as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
+      sealed = resealNow(row) ?? (await resealLater(row));
     } catch (error) {
       if (!isRowFailure(error)) throw error;
       return { failed: error as Error };
-    } finally {
-      // Opened bytes values are plaintext: wiped once sealed again (strings cannot be).
-      if (opened) for (const c of columns) if (opened[c] instanceof Uint8Array && opened[c] !== row[c]) wipe(opened[c]);
     }
     const write: Record<string, unknown> = {};
     for (const c of [...columns, ...indexes]) if (c in sealed) write[c] = sealed[c] ?? null;
-    if (o.keyVersionColumn) {
-      // seal() writes the table's own key-version column; any other column would still hold the row's old number.
-      const kept = o.keyVersionColumn === t.keyVersionColumn ? sealed[o.keyVersionColumn] : undefined;
-      const version = typeof kept === 'number' ? kept : lowestKeyVersion(t, sealed);
-      if (version !== undefined && version < o.minVersion) {
+    if (marker !== undefined) {
+      // A row with no value left has no key version (NULL): it no longer matches the rotation's marker.
+      const hasValue = columns.some((c) => sealed[c] !== null && sealed[c] !== undefined);
+      const version = hasValue ? sealed[marker] : null;
+      if (typeof version === 'number' && version < o.minVersion) {
         return { failed: new RangeError(`the active key version of the row's partition is ${version}, below ${o.minVersion}: rotate the partition, then sweep again`) };
       }
-      write[o.keyVersionColumn] = version ?? null;
+      write[marker] = version ?? null;
     }
     return { write };
   };
