@@ -11,7 +11,7 @@ export const SLOW = [
   'test/types/**/*.test.ts',
   'test/node/key-stores/races.test.ts',
   'test/fleet.test.ts',
-  'test/records-db.test.ts',
+  'test/records-db*.test.ts',
   'test/tools/cli*.test.ts',
   'test/adapters/**/*.test.ts',
   'test/economy/cache.test.ts',

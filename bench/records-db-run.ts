@@ -1,0 +1,179 @@
+/**
+ * The body of `npm run bench:records` (bench/records-db.ts), shared with its small version in the
+ * tests (test/records-bench.test.ts): rows (id, name, three encrypted text fields of 20-200 bytes,
+ * one index column) inserted in batches through `pg` and selected back as plaintext, as the raw
+ * floor, and through the record API, per provider.
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { createKeyHierarchy, createRecords, defineTable, type KeyProvider, MemoryKeyStore } from '../src/index.ts';
+
+type Row = Record<string, unknown>;
+type PlainRow = { id: string; name: string; a: string; b: string; c: string };
+
+export interface RecordsBenchOptions {
+  pool: pg.Pool;
+  providers: readonly (readonly [string, KeyProvider])[];
+  rows?: number;
+  batch?: number;
+  /** Passes per phase, interleaved; each rate is the median. */
+  passes?: number;
+}
+
+export interface RecordsBenchResult {
+  provider: string;
+  insert: { api: number; plain: number; floor: number };
+  select: { api: number; plain: number; floor: number };
+  kmsCalls: number;
+  /** Rows the record API opened back to their plaintext, over all passes. */
+  opened: number;
+}
+
+export const benchRows = (count: number): PlainRow[] =>
+  Array.from({ length: count }, (_, i) => ({
+    id: `0190a1b2-${String(i).padStart(8, '0')}`,
+    name: `user ${i}`,
+    a: `a${i}`.padEnd(20, 'x'),
+    b: `b${i}`.padEnd(100, 'y'),
+    c: `c${i}`.padEnd(200, 'z'),
+  }));
+
+export function formatRecordsLine(r: RecordsBenchResult): string {
+  const n = (x: number): string => Math.round(x).toString();
+  return `records ${r.provider}: insert ${n(r.insert.api)} rows/s (plain ${n(r.insert.plain)}, floor ${n(r.insert.floor)}), select ${n(r.select.api)} rows/s (plain ${n(r.select.plain)}, floor ${n(r.select.floor)}), kms calls ${r.kmsCalls}`;
+}
+
+/** The raw floor: node:crypto directly, as the issue describes it. */
+function floor() {
+  const master = randomBytes(32);
+  const keyOf = (salt: Buffer) => Buffer.from(hkdfSync('sha256', master, salt, 'kms-envelope bench floor', 32));
+  return {
+    seal(batch: readonly PlainRow[]): Row[] {
+      return batch.map((row: PlainRow) => {
+        const salt = randomBytes(16);
+        const key = keyOf(salt);
+        const out: Row = { id: row.id, name: row.name };
+        for (const column of ['a', 'b', 'c'] as const) {
+          const nonce = randomBytes(12);
+          const cipher = createCipheriv('aes-256-gcm', key, nonce);
+          cipher.setAAD(Buffer.from(`users|${column}|${row.id}`));
+          out[column] = Buffer.concat([salt, nonce, cipher.update(row[column]), cipher.final(), cipher.getAuthTag()]).toString('base64url');
+        }
+        out.idx = createHmac('sha256', key).update(row.a).digest().subarray(0, 16).toString('base64url');
+        key.fill(0);
+        return out;
+      });
+    },
+    open(batch: Row[]): void {
+      for (const row of batch) {
+        for (const column of ['a', 'b', 'c']) {
+          const bytes = Buffer.from(row[column] as string, 'base64url');
+          const key = keyOf(bytes.subarray(0, 16));
+          const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(16, 28));
+          decipher.setAAD(Buffer.from(`users|${column}|${row.id}`));
+          decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+          decipher.update(bytes.subarray(28, bytes.length - 16));
+          decipher.final();
+          key.fill(0);
+        }
+      }
+    },
+  };
+}
+
+const users = defineTable({
+  name: 'users',
+  primaryKey: 'id',
+  partition: 'tenant-1',
+  columns: { a: { type: 'string', index: { column: 'idx', bits: 128 } }, b: { type: 'string' }, c: { type: 'string' } },
+});
+
+async function recordApi(kms: KeyProvider) {
+  let calls = 0;
+  const counting: KeyProvider = {
+    id: kms.id,
+    generateDataKey: (r) => (calls++, kms.generateDataKey(r)),
+    decryptDataKey: (r) => (calls++, kms.decryptDataKey(r)),
+  };
+  const records = createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: counting }) });
+  return {
+    calls: () => calls,
+    async seal(batch: readonly PlainRow[]): Promise<Row[]> {
+      const results = await records.sealMany(users, batch, { failFast: true });
+      return results.map((r) => (r.ok ? r.value : undefined)!);
+    },
+    async open(batch: Row[]): Promise<Row[]> {
+      return (await records.openMany(users, batch, { failFast: true })).map((r) => (r.ok ? r.value : undefined)!);
+    },
+  };
+}
+
+
+const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export async function recordsBench(options: RecordsBenchOptions): Promise<RecordsBenchResult[]> {
+  const { pool, providers } = options;
+  const count = options.rows ?? 10_000;
+  const batchSize = options.batch ?? 1_000;
+  const passes = options.passes ?? 3;
+  const rows = benchRows(count);
+
+  const timed = async (run: () => Promise<void>): Promise<number> => {
+    const start = performance.now();
+    await run();
+    return count / ((performance.now() - start) / 1000);
+  };
+  const table = async (name: string): Promise<string> => {
+    await pool.query(`DROP TABLE IF EXISTS ${name}`);
+    await pool.query(`CREATE TABLE ${name} (id TEXT PRIMARY KEY, name TEXT, a TEXT, b TEXT, c TEXT, idx TEXT)`);
+    return name;
+  };
+  const insertAll = (name: string, make: (batch: PlainRow[]) => Promise<Row[]> | Row[]): Promise<number> =>
+    timed(async () => {
+      for (let i = 0; i < count; i += batchSize) {
+        const batch = await make(rows.slice(i, i + batchSize));
+        const values: unknown[] = [];
+        const tuples = batch.map((r, j) => {
+          values.push(r.id, r.name, r.a, r.b, r.c, r.idx);
+          return `($${j * 6 + 1}, $${j * 6 + 2}, $${j * 6 + 3}, $${j * 6 + 4}, $${j * 6 + 5}, $${j * 6 + 6})`;
+        });
+        await pool.query(`INSERT INTO ${name} (id, name, a, b, c, idx) VALUES ${tuples.join(', ')}`, values);
+      }
+    });
+  const selectAll = (name: string, read: (batch: Row[]) => Promise<unknown> | unknown): Promise<number> =>
+    timed(async () => {
+      for (let i = 0; i < count; i += batchSize) {
+        const { rows: batch } = await pool.query(`SELECT id, name, a, b, c, idx FROM ${name} ORDER BY id LIMIT ${batchSize} OFFSET ${i}`);
+        await read(batch as Row[]);
+      }
+    });
+
+  const results: RecordsBenchResult[] = [];
+  for (const [provider, kms] of providers) {
+    const api = await recordApi(kms);
+    const runs = { plainInsert: [] as number[], plainSelect: [] as number[], floorInsert: [] as number[], floorSelect: [] as number[], apiInsert: [] as number[], apiSelect: [] as number[] };
+    let opened = 0;
+    // Each phase `passes` times, interleaved, and the median of each: on a busy machine one pass is noise.
+    for (let pass = 0; pass < passes; pass++) {
+      runs.plainInsert.push(await insertAll(await table('bench_plain'), (b) => b.map((r) => ({ ...r, idx: r.a }))));
+      runs.plainSelect.push(await selectAll('bench_plain', () => {}));
+      const f = floor();
+      runs.floorInsert.push(await insertAll(await table('bench_floor'), (b) => f.seal(b)));
+      runs.floorSelect.push(await selectAll('bench_floor', (b) => f.open(b)));
+      runs.apiInsert.push(await insertAll(await table('bench_records'), (b) => api.seal(b)));
+      runs.apiSelect.push(
+        await selectAll('bench_records', async (b) => {
+          for (const row of await api.open(b)) if (row.a === rows[Number(String(row.id).slice(9))]!.a) opened++;
+        }),
+      );
+    }
+    results.push({
+      provider,
+      insert: { api: median(runs.apiInsert), plain: median(runs.plainInsert), floor: median(runs.floorInsert) },
+      select: { api: median(runs.apiSelect), plain: median(runs.plainSelect), floor: median(runs.floorSelect) },
+      kmsCalls: api.calls(),
+      opened,
+    });
+  }
+  return results;
+}
