@@ -160,6 +160,13 @@ describe.skipIf(missing !== undefined && !inCi)('Chromium', () => {
     }, 900_000);
   });
 
+  it('TencentKms with responseKey from the page: a WebCrypto key pair, the data key returned under it, sealed and opened', async () => {
+    const result = await session.call('tencentResponseKey', emulator.url, emulator.credentials, emulator.keyId);
+    expect(result).toMatchObject({ opened: 'under a public key', pemSent: true, nodeCrypto: false });
+    const nodeKms = new TencentKms({ keyId: emulator.keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials });
+    expect(await createEnvelope({ kms: nodeKms }).openString(unhex(result.sealed!), { context: { tenant: 'page' } })).toBe('under a public key');
+  });
+
   it('TencentKms from the page fails as a KMS error when the emulator does not let the origin in', async () => {
     const result = await session.call('tencentKms', DEFAULT_BACKEND, closedEmulator.url, closedEmulator.credentials, closedEmulator.keyId, undefined);
     expect(result.opened).toBeUndefined();

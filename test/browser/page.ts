@@ -602,6 +602,36 @@ export async function tencentKms(
   }
 }
 
-const tests = { backends, wycheproofGcm, wycheproofHkdf, wycheproofChunked, vectorsV1, vectorsV2, sealOpen, bigStream, tamper, localKms, tencentKms };
+/**
+ * TencentKms with `responseKey` from the page: the key pair is WebCrypto's (no node:crypto here),
+ * the data key comes back under its public key; seal, open, and the PEM sent.
+ */
+export async function tencentResponseKey(
+  endpoint: string,
+  credentials: { secretId: string; secretKey: string },
+  keyId: string,
+): Promise<{ opened?: string; sealed?: string; error?: string; pemSent?: boolean; nodeCrypto: boolean }> {
+  const sent: string[] = [];
+  const watching: typeof fetch = async (input, init) => {
+    if (typeof init?.body === 'string') sent.push(init.body);
+    else if (input instanceof Request) sent.push(await input.clone().text());
+    return fetch(input, init);
+  };
+  const kms = new TencentKms({ keyId, region: 'ap-guangzhou', endpoint, credentials, timeoutMs: 20_000, deadlineMs: 30_000, retry: { limit: 0 }, responseKey: true, fetch: watching });
+  const envelope = createEnvelope({ kms });
+  const nodeCrypto = typeof (globalThis as { process?: { getBuiltinModule?: unknown } }).process?.getBuiltinModule === 'function';
+  try {
+    const sealed = await envelope.seal('under a public key', { context: { tenant: 'page' } });
+    const opened = await envelope.openString(sealed, { context: { tenant: 'page' } });
+    return { opened, sealed: hex(sealed), pemSent: sent.length >= 2 && sent.every((b) => b.includes('BEGIN PUBLIC KEY')), nodeCrypto };
+  } catch (e) {
+    return { error: errorCode(e), nodeCrypto };
+  } finally {
+    await envelope.close();
+    kms.close();
+  }
+}
+
+const tests = { backends, wycheproofGcm, wycheproofHkdf, wycheproofChunked, vectorsV1, vectorsV2, sealOpen, bigStream, tamper, localKms, tencentKms, tencentResponseKey };
 export type PageTests = typeof tests;
 (globalThis as { kmsEnvelopeTests?: PageTests }).kmsEnvelopeTests = tests;
