@@ -2,11 +2,12 @@
  * SM4-GCM (RFC 8998 §2.1: GCM of NIST SP 800-38D with SM4 as the block cipher), 12-byte nonce,
  * 16-byte tag: GCM is CTR plus GHASH. Three ways to the same bytes, chosen per runtime:
  *
- * - `native`: OpenSSL's own "sm4-gcm" through node:crypto, where the Node build has it;
+ * - `native`: OpenSSL's own "sm4-gcm" through node:crypto, where the Node build has it (Node 24);
+ * - `portable`: the TypeScript SM4 of sm4.ts and ghash.ts: every other runtime (browsers, edge,
+ *   WebCrypto, which has no SM4, and Node 20 and 22);
  * - `node`: OpenSSL's "sm4-ctr" (Node 20's and 22's builds have SM4-CTR but no SM4-GCM) for the
- *   bulk, ghash.ts for the tag;
- * - `portable`: the TypeScript SM4 of sm4.ts and the same GHASH (browsers, edge, WebCrypto, which
- *   has no SM4).
+ *   bulk and ghash.ts for the tag. Not chosen (suite-backend.ts): it is no faster than `portable`;
+ *   kept for the tests, which check all three against each other and OpenSSL.
  *
  * The tag is checked before any plaintext is produced on the node and portable paths (CTR runs
  * only after GHASH over the ciphertext verified); the native path decrypts first and zeroes the

@@ -4,13 +4,13 @@
  * and compact payloads, the caches and the key hierarchy call suiteBackend() and are otherwise
  * unchanged: every suite is the same construction over other primitives.
  *
- * On the node backend SM4-GCM is OpenSSL's (sm4-gcm, or sm4-ctr with ghash.ts); on
- * every other backend, WebCrypto's included (it has no SM4), the portable TypeScript path. The
+ * On the node backend SM4-GCM is OpenSSL's where the build has it (Node 24); everywhere else,
+ * WebCrypto included (it has no SM4), the portable TypeScript path, which gives the same bytes. The
  * SM backend has no asynchronous `aead`: paths that use one must take it from suiteBackend().
  */
 import type { CryptoBackend } from './backend.ts';
 import { loadNodeCrypto } from './backend-node.ts';
-import { hasNativeSm4Gcm, hasNodeSm4Ctr, nativeSm4Gcm, type NodeSm4Crypto, nodeSm4Gcm, portableSm4Gcm, type Sm4Gcm } from './sm4-gcm.ts';
+import { hasNativeSm4Gcm, nativeSm4Gcm, type NodeSm4Crypto, portableSm4Gcm, type Sm4Gcm } from './sm4-gcm.ts';
 import { hkdfExpandSm3, hmacSm3Prepare } from './sm3.ts';
 import type { PayloadSuite } from './suites.ts';
 
@@ -20,11 +20,16 @@ const isSm = new WeakSet<CryptoBackend>();
 
 let nodeAead: Sm4Gcm | null | undefined;
 
-/** OpenSSL's SM4-GCM, or its SM4-CTR under our GHASH, or undefined where node:crypto has neither. */
+/**
+ * OpenSSL's SM4-GCM where the Node build has it (Node 24), else undefined: the portable path.
+ * OpenSSL's SM4-CTR under our GHASH (nodeSm4Gcm) gives the same bytes but is no faster than the
+ * TypeScript SM4 on Node 20 and 22 (slower for small records, where each call creates a cipher):
+ * BENCHMARKS.md, "SM4 suite".
+ */
 function nodeSm4(): Sm4Gcm | undefined {
   if (nodeAead === undefined) {
     const c = loadNodeCrypto() as unknown as NodeSm4Crypto | undefined;
-    nodeAead = !c ? null : hasNativeSm4Gcm(c) ? nativeSm4Gcm(c) : hasNodeSm4Ctr(c) ? nodeSm4Gcm(c) : null;
+    nodeAead = c && hasNativeSm4Gcm(c) ? nativeSm4Gcm(c) : null;
   }
   return nodeAead ?? undefined;
 }
