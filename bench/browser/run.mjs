@@ -109,10 +109,13 @@ export function formatReport(report, options = {}) {
   lines.push(`${report.userAgent}\n`);
   lines.push('| case | MB/s | rounds |', '|---|---|---|');
   for (const c of report.cases) lines.push(`| ${c.name} | ${rate(c).toFixed(0)} | ${c.ms.length} |`);
-  const bareSeal = ['bare subtle encrypt', 'bare subtle encrypt, all at once'].reduce((best, n) => (rate(byName.get(n)) > rate(byName.get(best)) ? n : best));
+  // The seal goal is held against the fastest way to drive bare subtle here (8 in flight, one at a time or all at once).
+  const bareSeal = ['bare subtle encrypt', 'bare subtle encrypt, one at a time', 'bare subtle encrypt, all at once'].reduce((best, n) =>
+    rate(byName.get(n)) > rate(byName.get(best)) ? n : best,
+  );
   lines.push('', '| goal | measured | holds |', '|---|---|---|');
   const goal = (text, value, min) => lines.push(`| ${text} | ${value.toFixed(2)}x | ${value >= min ? 'yes' : 'no'} |`);
-  goal(`sealStream webcrypto / ${bareSeal}, at least 0.8x`, ratio('sealStream webcrypto', bareSeal), 0.8);
+  goal(`sealStream webcrypto / ${bareSeal} (the fastest bare variant), at least 0.8x`, ratio('sealStream webcrypto', bareSeal), 0.8);
   goal('openStream webcrypto / bare subtle decrypt (8 in flight), at least 0.8x', ratio('openStream webcrypto', 'bare subtle decrypt'), 0.8);
   goal('sealStream webcrypto / sealStream noble, at least 5x', ratio('sealStream webcrypto', 'sealStream noble'), 5);
   goal('openStream webcrypto / openStream noble, at least 5x', ratio('openStream webcrypto', 'openStream noble'), 5);
