@@ -4,8 +4,14 @@
  * quotas (ReEncrypt 100/s, GenerateDataKey 100/s, Decrypt 300/s) with the real throttling error.
  * The messages are sealed first with the quotas off (setup, not measured). Then:
  *
- * - rewrap: envelope.rewrap() on every message, 32 at once, through a TencentKms whose client-side
- *   limit for ReEncrypt is 90/s with a burst of 5 (under the quota with room for network jitter);
+ * - rewrap: envelope.rewrap() on every message, 8 at once, through a TencentKms whose client-side
+ *   limit for ReEncrypt is 75/s with a burst of 1. The quota is counted where the requests arrive:
+ *   a stall of either process (a loaded machine, the network) bunches the requests sent before
+ *   it, and 8 at once bounds that bunch to 8, so no second at the KMS sees more than 75 + 8 + 1.
+ *   The limiter's own concurrency cap does not do it: its queue comes after the rate slot, so calls
+ *   that got their slot during a stall go out together after it (90/s + 5 with 32 in flight drew 80
+ *   throttling answers in 10,000 calls on this 2-core machine under load, 75/s + 1 with a cap of 8
+ *   drew 1, and 100 requests went out in one second).
  * - baseline, in the same run, on the first 2,000 messages: the glue users write today, open() and
  *   seal() again under the new key (a Decrypt and a GenerateDataKey per message, the payload
  *   decrypted and re-encrypted), through the library's default limits.
@@ -28,6 +34,7 @@ const arg = (name: string, fallback: number): number => {
 const MESSAGES = arg('messages', 10_000);
 const BASELINE = arg('baseline', 2_000);
 const CONCURRENCY = 32;
+const REWRAP_CONCURRENCY = 8;
 
 async function stats(url: string, secretKey: string): Promise<{ calls: Record<string, number>; faults: Record<string, number> }> {
   const response = await fetch(`${url}/__emulator/stats`, { headers: { Authorization: `Bearer ${secretKey}` } });
@@ -84,7 +91,7 @@ async function main(): Promise<void> {
       if (e.type === 'kms-call' && e.action === 'ReEncrypt') events++;
     };
     const rewrapper = createEnvelope({
-      kms: new TencentKms({ ...common, keyId: to, fetch: logged, rateLimit: { actions: { ReEncrypt: { qps: 90, burst: 5 } } } }),
+      kms: new TencentKms({ ...common, keyId: to, fetch: logged, rateLimit: { actions: { ReEncrypt: { qps: 75, burst: 1 } } } }),
       onEvent,
     });
     const before = await stats(emulator.url, emulator.secretKey);
@@ -92,7 +99,7 @@ async function main(): Promise<void> {
     let identical = 0;
     const rewrapped: Uint8Array[] = new Array(MESSAGES);
     const t0 = performance.now();
-    await pool(MESSAGES, CONCURRENCY, async (i) => {
+    await pool(MESSAGES, REWRAP_CONCURRENCY, async (i) => {
       try {
         rewrapped[i] = await rewrapper.rewrap(sealed[i]!, { toKeyId: to });
       } catch {
