@@ -11,6 +11,7 @@ import { createEnvelope, type EnvelopeEvent, LocalKms } from '../src/index.ts';
 import type { KeyProvider } from '../src/kms/key-provider.ts';
 import { TencentKms } from '../src/kms/tencent.ts';
 import { useEmulator, type EmulatorFixture } from './fixtures/emulator.ts';
+import { InstrumentedProvider } from './instrumented.ts';
 
 let gz: EmulatorFixture;
 let sh: EmulatorFixture;
@@ -83,6 +84,19 @@ describe('seal with several providers', () => {
   it('a failed additional wrap fails the seal (a message never lacks a way to open that was asked for)', async () => {
     sh.emulator.setFaults({ http503Rate: 1 });
     await expect(sealTwoRegions()).rejects.toMatchObject({ code: 'ERR_KMS' });
+  });
+
+  it('every data key is wiped: after a seal with extra wraps, a failed extra wrap, an open, and a rewrap that adds', async () => {
+    const primary = new InstrumentedProvider();
+    const good = { kms: breakGlass(), keyId: 'break-glass' };
+    const failing: KeyProvider = { ...breakGlass(), id: 'down', generateDataKey: async () => { throw new Error('x'); }, decryptDataKey: async () => { throw new Error('x'); }, encryptDataKey: async () => { throw new Error('region down'); } };
+    const sealed = await createEnvelope({ kms: primary, additionalWrapping: [good] }).seal('w');
+    await expect(createEnvelope({ kms: primary, additionalWrapping: [good, { kms: failing, keyId: 'k' }] }).seal('w')).rejects.toMatchObject({ code: 'ERR_KMS' });
+    const reader = createEnvelope({ kms: primary });
+    expect(await reader.openString(sealed)).toBe('w');
+    await reader.rewrap(sealed, { addWrappedKeys: [{ kms: breakGlass(), keyId: 'break-glass' }] });
+    expect(primary.calls).toEqual({ generate: 2, decrypt: 2 });
+    expect(primary.allWiped()).toBe(true);
   });
 
   it('limits and options are checked at createEnvelope, before any KMS call', () => {
