@@ -94,9 +94,15 @@ describe('seal with several providers', () => {
     await expect(createEnvelope({ kms: primary, additionalWrapping: [good, { kms: failing, keyId: 'k' }] }).seal('w')).rejects.toMatchObject({ code: 'ERR_KMS' });
     const reader = createEnvelope({ kms: primary });
     expect(await reader.openString(sealed)).toBe('w');
-    await reader.rewrap(sealed, { addWrappedKeys: [{ kms: breakGlass(), keyId: 'break-glass' }] });
+    // The key a rewrap wraps anew is the opened one (a copy of what the provider handed out): seen through the target.
+    const target = breakGlass();
+    const given: Uint8Array[] = [];
+    const spy: KeyProvider = { id: target.id, generateDataKey: (r) => target.generateDataKey(r), decryptDataKey: (r) => target.decryptDataKey(r), encryptDataKey: (r) => (given.push(r.plaintextKey), target.encryptDataKey(r)) };
+    await reader.rewrap(sealed, { addWrappedKeys: [{ kms: spy, keyId: 'break-glass' }] });
     expect(primary.calls).toEqual({ generate: 2, decrypt: 2 });
     expect(primary.allWiped()).toBe(true);
+    expect(given).toHaveLength(1);
+    expect(given[0]!.every((b) => b === 0)).toBe(true);
   });
 
   it('limits and options are checked at createEnvelope, before any KMS call', () => {
