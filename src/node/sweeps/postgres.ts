@@ -148,7 +148,18 @@ export async function sweepPostgres(pool: PostgresSweepPool, options: TableSweep
       ...driverOn(first, shape, types),
       async fork() {
         const client = await pool.connect();
-        return { ...driverOn(client, shape, types), release: () => client.release() };
+        const forked = driverOn(client, shape, types);
+        let failed: Error | undefined;
+        return {
+          ...forked,
+          batch: (after, limit, work) =>
+            forked.batch(after, limit, work).catch((error: unknown) => {
+              failed = error instanceof Error ? error : new Error(String(error));
+              throw error;
+            }),
+          // A client whose batch failed is destroyed rather than pooled (its connection may be broken).
+          release: () => client.release(failed),
+        };
       },
     };
     return await runSweep(driver, options);
