@@ -131,7 +131,10 @@ function gcmOver(path: 'node' | 'portable', ctr: CtrXor): Sm4Gcm {
       });
     },
     open(key, nonce, sealed, out, offset, aad) {
-      return verify(key, nonce, sealed, aad, (rk, counter, ciphertext) => ctr(key, rk, counter, ciphertext, out, offset));
+      const ok = verify(key, nonce, sealed, aad, (rk, counter, ciphertext) => ctr(key, rk, counter, ciphertext, out, offset));
+      // The CryptoBackend contract: a failed open leaves its output region zero.
+      if (!ok && sealed.length >= TAG_LENGTH) out.fill(0, offset, offset + sealed.length - TAG_LENGTH);
+      return ok;
     },
     openFresh(key, nonce, sealed) {
       let plain: Uint8Array | undefined;
@@ -179,7 +182,10 @@ export function nativeSm4Gcm(c: NodeSm4Crypto): Sm4Gcm {
     },
     open(key, nonce, sealed, out, offset, aad) {
       const plain = nativeOpen(c, key, nonce, sealed, aad);
-      if (!plain) return false;
+      if (!plain) {
+        if (sealed.length >= TAG_LENGTH) out.fill(0, offset, offset + sealed.length - TAG_LENGTH);
+        return false;
+      }
       out.set(plain, offset);
       wipe(plain);
       return true;

@@ -207,7 +207,7 @@ describe('SM4-GCM (RFC 8998)', () => {
             bad[where % bad.length]! ^= 0x80;
             out.fill(0xee);
             expect(aead.open(key, nonce, bad, out, 0, aad)).toBe(false);
-            expect(out.every((b) => b === 0xee || b === 0)).toBe(true);
+            expect(out.every((b) => b === 0)).toBe(true);
             expect(aead.openFresh(key, nonce, bad)).toBeUndefined();
             expect(aead.open(key, nonce, sealed, out, 0, Uint8Array.of(...aad, 0))).toBe(false);
             expect(aead.open(key, nonce, sealed.subarray(0, 15), out, 0, aad)).toBe(false);
