@@ -3,6 +3,7 @@
  * chunked vectors on its asynchronous AEAD, whole and streamed; byte-identical output to the
  * node backend on random inputs; and how it is chosen.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -223,6 +224,28 @@ describe('backend selection', () => {
     expect(selectBackend().name).toBe('node');
     expect(selectBackend('noble')).toBe(nobleBackend);
     expect(globalSubtle()).toBe(globalThis.crypto.subtle);
+  });
+
+  it('is the default where crypto.subtle exists and node:crypto does not, with the same bytes (the built package, node:crypto hidden)', async () => {
+    const lib = new URL('../../dist/', import.meta.url).href;
+    const script = `
+      process.getBuiltinModule = undefined; // as in a browser or a Worker: no node: modules
+      const { createEnvelope, LocalKms } = await import(${JSON.stringify(`${lib}index.js`)});
+      const { coreOf } = await import(${JSON.stringify(`${lib}engine.js`)});
+      const kms = new LocalKms({ k: new Uint8Array(32).fill(3) });
+      const envelope = createEnvelope({ kms });
+      const big = new Uint8Array(40000).fill(9);
+      const parts = [];
+      const stream = new Blob([big]).stream().pipeThrough(envelope.sealStream({ context: { a: 'b' } }));
+      for await (const part of stream) parts.push(Buffer.from(part));
+      const sealed = [await envelope.seal('no node:crypto', { context: { a: 'b' } }), Buffer.concat(parts)];
+      console.log(JSON.stringify({ backend: coreOf(envelope).backend.name, sealed: sealed.map((s) => Buffer.from(s).toString('base64')) }));`;
+    const printed = execFileSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const { backend, sealed } = JSON.parse(printed) as { backend: string; sealed: string[] };
+    expect(backend).toBe('webcrypto');
+    const reader = createEnvelope({ kms: new LocalKms({ k: new Uint8Array(32).fill(3) }), backend: 'node' });
+    expect(await reader.openString(Buffer.from(sealed[0]!, 'base64'))).toBe('no node:crypto');
+    expect(await reader.open(Buffer.from(sealed[1]!, 'base64'))).toEqual(new Uint8Array(40000).fill(9));
   });
 
   it('has no backend without crypto.subtle', () => {
