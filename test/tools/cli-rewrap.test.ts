@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createEnvelope, inspect, LocalKms, TencentKms } from '../../src/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
@@ -91,6 +90,41 @@ describe('kms-envelope rewrap (LocalKms)', () => {
     const rest = await run(box, ['rewrap', '--to-key', 'new', 'tree', '--json']);
     const summary = JSON.parse(rest.stdout.toString()) as { rewrapped: number; current: number };
     expect(summary.rewrapped + summary.current).toBe(400);
+  });
+});
+
+describe('kms-envelope rewrap killed with SIGKILL', () => {
+  it('leaves every file whole (old key or new), and the next run finishes the rest, skipping temporary files left behind', async () => {
+    const names = await sealFiles(300, 32 * 1024);
+    const child = start(box, ['rewrap', '--to-key', 'new', '--concurrency', '2', 'tree']);
+    const done = finish(child);
+    const checkpoint = box.path('.kms-envelope/rewrap.checkpoint');
+    const lines = () => {
+      try {
+        return readFileSync(checkpoint, 'utf8').split('\n').length - 1;
+      } catch {
+        return 0;
+      }
+    };
+    const target = 5 + Math.floor(Math.random() * 100);
+    await until(() => lines() >= target, 60_000, `${target} files done`);
+    child.kill('SIGKILL');
+    expect((await done).signal).toBe('SIGKILL');
+    const envelope = createEnvelope({ kms });
+    const keys = [];
+    for (const n of names) {
+      const sealed = readFileSync(box.path(n));
+      keys.push(inspect(sealed).keyId);
+      await envelope.open(sealed); // whole: it authenticates
+    }
+    expect(keys.filter((k) => k === 'new').length).toBeGreaterThanOrEqual(target);
+    expect(keys.filter((k) => k === 'new').length).toBeLessThan(300);
+    const rest = await run(box, ['rewrap', '--to-key', 'new', 'tree', '--json']);
+    expect(rest.code).toBe(0);
+    const summary = JSON.parse(rest.stdout.toString()) as { rewrapped: number; current: number; skipped: { reason: string }[] };
+    expect(summary.rewrapped + summary.current).toBe(300);
+    expect(summary.skipped.every((s) => s.reason === 'a temporary file left by an interrupted write')).toBe(true);
+    for (const n of names) expect(inspect(readFileSync(box.path(n))).keyId).toBe('new');
   });
 });
 

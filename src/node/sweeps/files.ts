@@ -85,6 +85,9 @@ async function walk(paths: readonly string[], skipped: FileSweepSummary['skipped
     if (stats.isDirectory()) {
       const names = (await readdir(path)).sort();
       for (const name of names) await visit(join(path, name), false);
+    } else if (stats.isFile() && path.endsWith('.kmse-tmp')) {
+      // A temporary file of a write that was killed (node/atomic.ts names them so): never a sealed file to move.
+      skipped.push({ path, reason: 'a temporary file left by an interrupted write' });
     } else if (stats.isFile()) {
       const key = `${stats.dev}:${stats.ino}`;
       if (!seen.has(key)) {
