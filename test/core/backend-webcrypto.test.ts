@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { AsyncAead } from '../../src/core/backend.ts';
 import { createNodeBackend } from '../../src/core/backend-node.ts';
 import { nobleBackend } from '../../src/core/backend-noble.ts';
-import { createWebCryptoBackend, globalSubtle, subtleAead } from '../../src/core/backend-webcrypto.ts';
+import { createWebCryptoBackend, globalSubtle } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, PayloadSealer, sealedLength } from '../../src/core/chunked.ts';
 import { AsyncChunkKey, AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
@@ -51,7 +51,7 @@ describe('backend webcrypto: AES-GCM', () => {
   });
 
   it('imports keys as non-extractable CryptoKeys, for encryption and decryption only', async () => {
-    const key = (await aead.importKey(new Uint8Array(32).fill(1))) as unknown as CryptoKey;
+    const key = (await aead.importKey(new Uint8Array(32).fill(1))) as unknown as Parameters<typeof globalThis.crypto.subtle.exportKey>[1];
     expect(key.extractable).toBe(false);
     expect([...key.usages].sort()).toEqual(['decrypt', 'encrypt']);
     await expect(globalThis.crypto.subtle.exportKey('raw', key)).rejects.toThrow();
