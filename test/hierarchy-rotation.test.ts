@@ -215,6 +215,28 @@ describe('crypto-shredding a tenant', () => {
     }
   });
 
+  it('a master key deleted after its window (legacy 4530) is revocation: a key in memory past its TTL is not served stale', async () => {
+    const realNow = Date.now.bind(Date);
+    const { emulator: timed, keyId } = await useEmulator({ alias: 'stale', now: () => Math.floor(Date.now() / 1000) });
+    let clock = 0;
+    try {
+      const kms = new TencentKmsV2({ keyId, region: 'gz', endpoint: `${timed.url}/v2/index.php`, credentials: timed.credentials[0]!, ...FAST });
+      const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms, ttlMs: 1000, jitter: 0, maxStaleMs: 3_600_000, now: () => clock });
+      const envelope = createEnvelope({ hierarchy, partition: 'p' });
+      const sealed = await envelope.seal('x', { context: { r: '1' } });
+      await kms.disableKey(keyId);
+      await kms.scheduleKeyDeletion(keyId, 7);
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 8 * 86_400_000);
+      clock = 2000; // past the TTL, well within maxStaleMs
+      await expect(envelope.open(sealed, { context: { r: '1' } })).rejects.toMatchObject({ code: 'ERR_KMS', kmsCode: '4530' });
+      expect(hierarchy.metrics().staleServed).toBe(0);
+      await hierarchy.close();
+    } finally {
+      vi.restoreAllMocks();
+      await timed.close();
+    }
+  });
+
   it('a legacy-API hierarchy rotates its master key through Decrypt + Encrypt', async () => {
     const to = emulator.createKey('legacy-to');
     const store = new MemoryKeyStore();

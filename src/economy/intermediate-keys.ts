@@ -289,12 +289,12 @@ function entryId(partition: string, version: number): string {
   return `${version}\u0000${partition}`;
 }
 
-/** Tencent's and LocalKms's answers that mean the master key is gone or refused: revocation. */
+/** Tencent's (API 3.0, and legacy 4530 not found, 4550 disabled) and LocalKms's answers that mean the master key is gone or refused: revocation. */
 export function classifyKmsFailure(error: unknown): FailureClass {
   if (error instanceof KeyUnavailableError) return 'outage';
   if (!(error instanceof KmsError)) return 'other';
   const code = error.kmsCode ?? '';
-  if (/^ResourceUnavailable\.(Cmk|Key)/.test(code) || code === 'ResourceNotFound' || code === '4550' || code === 'UnauthorizedOperation') return 'revoked';
+  if (/^ResourceUnavailable\.(Cmk|Key)/.test(code) || code === 'ResourceNotFound' || code === '4550' || code === '4530' || code === 'UnauthorizedOperation') return 'revoked';
   if (code.startsWith('AuthFailure') || code.startsWith('InvalidParameter')) return 'other';
   return 'outage'; // throttling, internal errors, timeouts, network
 }
