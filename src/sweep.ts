@@ -263,9 +263,14 @@ function markerOf(t: AnyTable, given: string | undefined): string | undefined {
   return column;
 }
 
+const utf8Length = (text: string): number => new TextEncoder().encode(text).length;
+
 /** A SQL identifier, double-quoted (PostgreSQL and SQLite both read it). */
 export function quoteIdentifier(name: string): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > 63 || name.includes('\u0000')) throw new TypeError(`not a column name: ${JSON.stringify(name)}`);
+  // PostgreSQL cuts identifiers at 63 bytes (with a notice only): a longer name would name another column.
+  if (typeof name !== 'string' || name.length === 0 || utf8Length(name) > 63 || name.includes('\u0000') || !name.isWellFormed()) {
+    throw new TypeError(`not a column name: ${JSON.stringify(name)}`);
+  }
   return `"${name.replaceAll('"', '""')}"`;
 }
 
