@@ -37,6 +37,7 @@ import { startEmulator } from './emulator/index.ts';
 import { type Progress, progress as progressLine } from './progress.ts';
 import { REWRAP_HELP, rewrapCommand } from './cli-rewrap.ts';
 import { VERIFY_HELP, verifyCommand } from './cli-verify.ts';
+import { KEY_STORE_HELP, keyStoreCommand } from './cli-keystore.ts';
 
 const DEFAULT_KEY_FILE = join('.kms-envelope', 'local.key');
 
@@ -62,6 +63,7 @@ Commands:
   inspect FILE     print a sealed file's header as JSON (no KMS call, no cryptographic check)
   rewrap PATH...   move sealed files and trees to another master key (--to-key ID), headers only
   verify           check every key version in a key store (--store FILE) still decrypts through the KMS
+  key-store        export a key store as JSON (wrapped keys only), or import such an export
   keygen           create a LocalKms key file
   emulator         run a local Tencent Cloud KMS emulator
 
@@ -73,6 +75,7 @@ ${EXIT_TABLE}`;
 const HELP: Record<string, string> = {
   rewrap: REWRAP_HELP(PROVIDER_HELP, EXIT_TABLE),
   verify: VERIFY_HELP(PROVIDER_HELP, EXIT_TABLE),
+  'key-store': KEY_STORE_HELP(EXIT_TABLE),
   seal: `Usage: kms-envelope seal [FILE] [-o OUT] [--context k=v ...] [--detached-context] [--force] [--quiet]
 
 Seals FILE (default: standard input) under a fresh data key from the KMS, to OUT or standard
@@ -508,6 +511,8 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       return await rewrapCommand(rest, { provider, parseContext, progress, providerOptions, help: () => help('rewrap') });
     case 'verify':
       return await verifyCommand(rest, { provider, providerOptions, help: () => help('verify') });
+    case 'key-store':
+      return await keyStoreCommand(rest, () => help('key-store'));
     case 'keygen':
       return await keygen(rest);
     case 'emulator':
@@ -522,7 +527,7 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
       console.log(`kms-envelope ${version()}`);
       return EXIT.ok;
     case undefined:
-      throw new UsageError('a command is needed: seal, open, inspect, rewrap, verify, keygen or emulator');
+      throw new UsageError('a command is needed: seal, open, inspect, rewrap, verify, key-store, keygen or emulator');
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
