@@ -29,6 +29,7 @@ describe('the packed tarball', () => {
       'README.md',
       'FORMAT.md',
       'CHANGELOG.md',
+      'SECURITY.md',
       'LICENSE',
       'dist/index.js',
       'dist/index.d.ts',
@@ -52,7 +53,7 @@ describe('the packed tarball', () => {
     ]) {
       expect(paths, path).toContain(path);
     }
-    expect(paths.filter((p) => !p.startsWith('dist/') && !['package.json', 'README.md', 'FORMAT.md', 'CHANGELOG.md', 'LICENSE'].includes(p))).toEqual([]);
+    expect(paths.filter((p) => !p.startsWith('dist/') && !['package.json', 'README.md', 'FORMAT.md', 'CHANGELOG.md', 'SECURITY.md', 'LICENSE'].includes(p))).toEqual([]);
   });
 
   it('ships no demo, no source map and no sourceMappingURL', () => {

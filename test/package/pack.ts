@@ -23,7 +23,7 @@ export const run = promisify(execFile);
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CACHE = join(ROOT, 'node_modules', '.cache', 'kms-envelope-pack');
-const SHIPPED_DOCS = ['README.md', 'FORMAT.md', 'LICENSE', 'CHANGELOG.md'];
+const SHIPPED_DOCS = ['README.md', 'FORMAT.md', 'LICENSE', 'CHANGELOG.md', 'SECURITY.md'];
 
 /** What `npm pack --json` says about one tarball. */
 export interface PackResult {
