@@ -121,8 +121,11 @@ async function loadCheckpoint(path: string): Promise<Map<string, CheckpointEntry
   return done;
 }
 
-/** Whether a file's header names only the target key (no KMS call): nothing to do. */
-async function alreadyCurrent(path: string, toKeyId: string): Promise<boolean | 'not-sealed'> {
+/**
+ * Whether a file's header says there is nothing to do (no KMS call): every wrapped key of this
+ * envelope's provider is under the target key (keys of other providers are not rewrapped).
+ */
+async function alreadyCurrent(path: string, toKeyId: string, provider: string | undefined): Promise<boolean | 'not-sealed'> {
   const handle = await open(path, 'r');
   try {
     const head = new Uint8Array(MAX_HEADER_LENGTH);
@@ -133,7 +136,8 @@ async function alreadyCurrent(path: string, toKeyId: string): Promise<boolean | 
     } catch {
       return 'not-sealed';
     }
-    return header.keySource === 'kms' && header.wrappedKeys.length > 0 && header.wrappedKeys.every((w) => w.keyId === toKeyId);
+    const ours = header.keySource === 'kms' ? header.wrappedKeys.filter((w) => w.provider === provider) : [];
+    return ours.length > 0 && ours.every((w) => w.keyId === toKeyId);
   } finally {
     await handle.close();
   }
@@ -196,7 +200,7 @@ export async function rewrapTree(envelope: Envelope, paths: readonly string[], o
       return finish(path, 'current', stats.size, { fromCheckpoint: true });
     }
     try {
-      const state = await alreadyCurrent(path, toKeyId);
+      const state = await alreadyCurrent(path, toKeyId, core.kms?.id);
       if (state === 'not-sealed') {
         summary.skipped.push({ path, reason: 'not a sealed file' });
         return finish(path, 'skipped', stats.size, { reason: 'not a sealed file' });
