@@ -8,8 +8,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { AeadKey, AsyncAead } from '../../src/core/backend.ts';
 import { createWebCryptoBackend } from '../../src/core/backend-webcrypto.ts';
-import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadSealer, SEALED_CHUNK_SIZE, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, eachBounded } from '../../src/core/chunked-async.ts';
+import { CHUNK_SIZE, deriveKeys, PAYLOAD_PREFIX, PayloadSealer, SEALED_CHUNK_SIZE, sealedLength } from '../../src/core/chunked.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, eachBounded, importAndWipe, sealAllAsync } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { COBBLESTONE_256 } from '../../src/core/suites.ts';
 import { createEnvelope, LocalKms } from '../../src/index.ts';
@@ -177,6 +177,32 @@ describe('stream pipeline over an asynchronous AEAD', () => {
     await slow.settled();
     expect(slow.opened.length).toBeGreaterThan(released.length);
     for (const chunk of slow.opened.slice(released.length)) expect(chunk.every((b) => b === 0)).toBe(true);
+  });
+
+  it('wipes the raw message key, base nonce and commitment once the key is imported, on every path', async () => {
+    const zero = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0);
+    const keys = deriveKeys(webcrypto, COBBLESTONE_256, KEY, SALT, CTX);
+    expect(zero(keys.key)).toBe(false);
+    (await importAndWipe(subtle, keys)).drop();
+    expect([keys.key, keys.baseNonce, keys.commitment].every(zero)).toBe(true);
+    // A failed import wipes them too.
+    const bad = deriveKeys(webcrypto, COBBLESTONE_256, KEY, SALT, CTX);
+    await expect(importAndWipe({ ...subtle, importKey: () => Promise.reject(new Error('refused')) }, bad)).rejects.toThrow('refused');
+    expect([bad.key, bad.baseNonce, bad.commitment].every(zero)).toBe(true);
+    // The stream sealer and the one-shot sealer destroy the PayloadSealer whose keys they took.
+    for (const run of [
+      async (sealer: PayloadSealer) => {
+        const pipeline = new AsyncStreamSealer(subtle, sealer);
+        await pipeline.push(new Uint8Array(100), () => {});
+        pipeline.destroy();
+      },
+      (sealer: PayloadSealer) => sealAllAsync(subtle, sealer, new Uint8Array(100), new Uint8Array(sealedLength(100)), 0),
+    ]) {
+      const sealer = new PayloadSealer(webcrypto, COBBLESTONE_256, KEY, CTX, SALT);
+      const shared = sealer.sharedKeys();
+      await run(sealer);
+      expect(zero(shared.key) && zero(shared.baseNonce)).toBe(true);
+    }
   });
 
   it('eachBounded runs every index once with at most `limit` at a time, and stops starting after a failure', async () => {
