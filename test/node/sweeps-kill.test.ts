@@ -15,7 +15,7 @@ import { PostgresKeyStore } from '../../src/node.ts';
 import { createRecords, defineTable } from '../../src/records.ts';
 import { type PostgresServer, startPostgres, uniqueTable } from '../fixtures/postgres.ts';
 
-const ROWS = 3000;
+const ROWS = 6000;
 const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
 const masterKey = randomBytes(32).toString('base64');
 const env = { KMS_ENVELOPE_LOCAL_KEY: masterKey };
@@ -95,12 +95,12 @@ describe('a sweep killed with SIGKILL and started again', () => {
       while (pair.some((s) => s.batches() < target) && Date.now() < deadline && !(await Promise.race([...pair.map((s) => s.exit.then(() => true)), sleep(5).then(() => false)]))) {
         // polling
       }
-      await sleep(Math.random() * 150);
+      await sleep(Math.random() * 60);
       for (const s of pair) s.child.kill('SIGKILL');
       const exits = await Promise.all(pair.map((s) => s.exit));
       kills += exits.filter((e) => e.signal === 'SIGKILL').length;
       const done = (await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows[0].n;
-      if (done === ROWS) break;
+      if (done >= ROWS / 2) break; // leave work for the last run
     }
     expect(kills).toBeGreaterThan(0);
     const before = (await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows[0].n;
