@@ -1,7 +1,8 @@
 /**
  * A rotation sweep killed with SIGKILL at random points and started again, as real OS processes
  * (dist/; `npm run build` first) against the real PostgreSQL, two sweeping processes at a time
- * with two workers each, sharing a PostgresKeyStore. At the end every row is done exactly once (an
+ * with two workers each, sharing a PostgresKeyStore; then one stopped by SIGINT (Ctrl-C: it
+ * finishes its batches under way and reports what it wrote). At the end every row is done exactly once (an
  * AFTER UPDATE trigger logs every committed rewrite: a row done twice would be logged twice) and
  * opens to its original values (nothing lost). In the slow list: it spawns processes.
  */
@@ -48,8 +49,10 @@ const SWEEPER = `
   const records = createRecords({ hierarchy });
   const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
   const plan = rotationSweep(records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
-  const summary = await sweepPostgres(pool, { table, key: 'id', ...plan, batchSize: 40, workers: 2, onEvent: (e) => e.type === 'batch' && console.log('batch') });
-  console.log('done ' + JSON.stringify({ written: summary.written, failed: summary.failed }));
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort()); // Ctrl-C: finish the batches under way, then stop
+  const summary = await sweepPostgres(pool, { table, key: 'id', ...plan, batchSize: 40, workers: 2, signal: controller.signal, onEvent: (e) => e.type === 'batch' && console.log('batch') });
+  console.log((summary.stopped ? 'stopped ' : 'done ') + JSON.stringify({ written: summary.written, failed: summary.failed }));
   await pool.end();`;
 
 function sweeper(): { child: ChildProcess; batches: () => number; exit: Promise<{ code: number | null; signal: string | null; out: string }> } {
@@ -70,8 +73,16 @@ function sweeper(): { child: ChildProcess; batches: () => number; exit: Promise<
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function until(check: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(5);
+  }
+}
+
 describe('a sweep killed with SIGKILL and started again', () => {
-  it('loses and duplicates nothing (two processes at a time, killed at random points, then run to the end)', async () => {
+  it('loses and duplicates nothing (two processes at a time, killed at random points, one stopped by Ctrl-C, then run to the end)', async () => {
     await pool.query(`CREATE TABLE ${table} (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, email TEXT, key_version INTEGER)`);
     await pool.query(`CREATE TABLE ${table}_log (id TEXT NOT NULL)`);
     await pool.query(`CREATE FUNCTION ${table}_f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ${table}_log VALUES (NEW.id); RETURN NEW; END $$`);
@@ -106,10 +117,24 @@ describe('a sweep killed with SIGKILL and started again', () => {
     const before = (await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows[0].n;
     expect(before).toBeLessThan(ROWS); // the kills left work to do
 
+    // Ctrl-C (SIGINT) on a sweeper: it finishes its batches under way, says what it wrote, and exits 0.
+    const logged = async () => (await pool.query(`SELECT count(*)::int AS n FROM ${table}_log`)).rows[0].n as number;
+    const beforeInterrupt = await logged();
+    const interrupted = sweeper();
+    await until(() => interrupted.batches() >= 2);
+    interrupted.child.kill('SIGINT');
+    const stopped = await interrupted.exit;
+    expect(stopped.code, stopped.out).toBe(0);
+    const said = /^stopped (\{.*\})$/m.exec(stopped.out);
+    expect(said, stopped.out).not.toBeNull();
+    expect((await logged()) - beforeInterrupt).toBe((JSON.parse(said![1]!) as { written: number }).written);
+
+    const remaining = ROWS - (await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows[0].n;
+    expect(remaining).toBeGreaterThan(0);
     const last = sweeper();
     const end = await last.exit;
     expect(end.code, end.out).toBe(0);
-    expect(end.out).toContain(`done {"written":${ROWS - before},"failed":0}`);
+    expect(end.out).toContain(`done {"written":${remaining},"failed":0}`);
 
     // Nothing duplicated: every row rewritten exactly once across every process, killed or not.
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}_log`)).rows[0].n).toBe(ROWS);
