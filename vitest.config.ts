@@ -36,5 +36,7 @@ export default defineConfig({
     include: group ?? ['test/**/*.test.ts'],
     exclude: group ? [] : [...SLOW, ...BROWSER, ...RUNTIMES, '**/node_modules/**'],
     testTimeout: 60_000,
+    // beforeAll hooks start PostgreSQL clusters and emulators: at a load average of 16 they took over 10 s.
+    hookTimeout: 120_000,
   },
 });

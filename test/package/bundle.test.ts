@@ -16,12 +16,15 @@ import { makeConsumer, packOnce, removeDir, run, tempDir } from './pack.ts';
 
 /**
  * Budget for the minified browser bundle of createEnvelope + LocalKms (bytes): the size measured
- * once the Node code moved to 'kms-envelope/node' (72,747 B minified, 26,900 B gzipped, esbuild
- * 0.28; before that split about 73.8 kB with about 10 kB of Node code), plus about 10%. Raise it
- * only with a reason (a new feature in the main entry), never to let Node code back in.
+ * (esbuild 0.28) plus about 10%. Raise it only with a reason (a new feature in the main entry),
+ * never to let Node code back in. History: 72,747 B once the Node code moved to
+ * 'kms-envelope/node' (26,900 B gzipped); 106,250 B (38,500 B gzipped) with the features the
+ * envelope gained in session 4: suite 03 (SM4, SM3, GHASH: about 10 kB), the WebCrypto backend's
+ * async payloads (4.6 kB), rewrap and its key-provider fallback (5.9 kB), several wrapped keys
+ * (2 kB) and the key policy (1.3 kB).
  */
-const BUDGET_MINIFIED = 80_000;
-const MEASURED_MINIFIED = 72_747;
+const BUDGET_MINIFIED = 117_000;
+const MEASURED_MINIFIED = 106_250;
 
 const BROWSER_APP = `
 import { createEnvelope, LocalKms } from 'kms-envelope';
