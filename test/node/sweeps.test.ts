@@ -338,6 +338,33 @@ describe('table sweeps on PostgreSQL', () => {
     expect(reEncrypts).toBe(38);
   });
 
+  it('a composite key (tenant, number) is walked in key order across batches, on PostgreSQL and SQLite', async () => {
+    const table = uniqueTable('kmse_sweep_composite');
+    tables.push(table);
+    await pool.query(`CREATE TABLE ${table} (tenant TEXT, n BIGINT, v TEXT, PRIMARY KEY (tenant, n))`);
+    const keys = ['b', 'a', 'c'].flatMap((tenant) => [3, 1, 20, 100, 2].map((n) => [tenant, n] as const));
+    for (const [tenant, n] of keys) await pool.query(`INSERT INTO ${table} VALUES ($1, $2, NULL)`, [tenant, n]);
+    const seen: string[] = [];
+    const options = {
+      key: ['tenant', 'n'],
+      columns: ['v'],
+      pending: 'v IS NULL',
+      batchSize: 4,
+      transform: (row: Readonly<Record<string, unknown>>) => (seen.push(`${row.tenant}${row.n}`), { write: { v: 'done' } }),
+    };
+    expect(await sweepPostgres(pool, { table, ...options })).toMatchObject({ written: 15, batches: 4 });
+    const order = ['a', 'b', 'c'].flatMap((t) => [1, 2, 3, 20, 100].map((n) => `${t}${n}`));
+    expect(seen).toEqual(order);
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE t (tenant TEXT, n INTEGER, v TEXT, PRIMARY KEY (tenant, n))');
+    for (const [tenant, n] of keys) db.prepare('INSERT INTO t VALUES (?, ?, NULL)').run(tenant, n);
+    seen.length = 0;
+    expect(await sweepSqlite(db, { table: 't', ...options })).toMatchObject({ written: 15 });
+    expect(seen).toEqual(order);
+    expect(db.prepare("SELECT count(*) AS n FROM t WHERE v = 'done'").get()).toEqual({ n: 15 });
+    db.close();
+  });
+
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
     const { records } = setup();
     const table = await pgTable();
