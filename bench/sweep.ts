@@ -3,6 +3,7 @@
  * hierarchy (10 partitions), TencentKms against the emulator in its own process enforcing
  * Tencent's quotas, against a client-side batched UPDATE of same-size values in the same run
  * (bench/sweep-run.ts). KMS calls are the emulator's own counts. One line per measurement.
+ * BENCH_SWEEP_ROWS and BENCH_SWEEP_WORKERS (default 1,2) change the rows and the worker counts.
  */
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
@@ -13,6 +14,7 @@ import { sweepBench } from './sweep-run.ts';
 const ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 100_000);
 const PARTITIONS = 10;
 const BATCH = 500;
+const WORKERS = (process.env.BENCH_SWEEP_WORKERS ?? '1,2').split(',').map(Number);
 const QUOTAS = { GenerateDataKey: 100, Decrypt: 300, ReEncrypt: 100 };
 const root = new URL('../../', import.meta.url);
 
@@ -44,6 +46,7 @@ try {
     rows: ROWS,
     partitions: PARTITIONS,
     batchSize: BATCH,
+    workers: WORKERS,
     kms: () => new TencentKms({ keyId: emulator.keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials }),
     kmsCalls: async () => ((await control('stats')) as { calls: Record<string, number> }).calls,
     log: (line) => console.error(line),
