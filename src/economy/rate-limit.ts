@@ -158,19 +158,26 @@ export class RateLimiter {
   async acquire(action: string, signal?: AbortSignal): Promise<{ waitedMs: number; release: () => void }> {
     throwIfAborted(signal);
     const started = Date.now();
-    const slot = this.#bucket(action).reserve(started);
-    if (slot.wait > 0) {
-      try {
-        await delay(slot.wait, signal);
-      } catch (error) {
-        slot.cancel();
-        throw error;
-      }
-    }
-    if (this.#shared) await this.#shared.acquire(action, signal);
+    // The place in flight first, then the rate slot: a slot reserved before a wait in the queue
+    // would be spent late, and the calls held back by a stall would leave at once, above the rate.
     // A full house queues; a release hands its place straight to the next in line.
     if (this.#inFlight >= this.#concurrency) await this.#queueFor(signal);
     else this.#inFlight++;
+    try {
+      const slot = this.#bucket(action).reserve(Date.now());
+      if (slot.wait > 0) {
+        try {
+          await delay(slot.wait, signal);
+        } catch (error) {
+          slot.cancel();
+          throw error;
+        }
+      }
+      if (this.#shared) await this.#shared.acquire(action, signal);
+    } catch (error) {
+      this.#handOn();
+      throw error;
+    }
     let released = false;
     return {
       waitedMs: Date.now() - started,

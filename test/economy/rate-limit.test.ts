@@ -77,6 +77,29 @@ describe('rate limiter: deadlines and cancellation include the wait', () => {
   });
 });
 
+describe('rate limiter: a stall does not turn into a burst', () => {
+  it('calls queued behind the concurrency cap take their rate slots when they get a place, not before', { timeout: 2000 }, async () => {
+    // 10 calls/s with a burst of 1, one call in flight at a time.
+    const limiter = new RateLimiter({ concurrency: 1 }, { actions: {}, fallback: { qps: 10, burst: 1 } });
+    const holder = await limiter.acquire('Decrypt'); // a call that stalls for 5 s
+    const sent: number[] = [];
+    const start = Date.now();
+    const queued = Array.from({ length: 5 }, () =>
+      limiter.acquire('Decrypt').then((slot) => {
+        sent.push(Date.now() - start);
+        slot.release(); // each call done at once
+      }),
+    );
+    await vi.advanceTimersByTimeAsync(5_000);
+    holder.release();
+    await vi.advanceTimersByTimeAsync(2_000);
+    await Promise.all(queued);
+    expect(sent).toHaveLength(5);
+    // At most one call per 100 ms after the stall: at the rate, never all five at 5,000 ms.
+    for (let i = 1; i < sent.length; i++) expect(sent[i]! - sent[i - 1]!).toBeGreaterThanOrEqual(100);
+  });
+});
+
 describe('RateLimiter: the fleet budget and adaptive rates', () => {
   const defaults = { actions: { GenerateDataKey: { qps: 80, burst: 20 } }, fallback: { qps: 16, burst: 4 } };
 
