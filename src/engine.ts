@@ -65,7 +65,7 @@ export interface EnvelopeOptions extends WrappingOptions {
   suite?: SuiteName;
   /** Keep the context out of the message by default; open() then needs it. Default false. */
   detachedContext?: boolean;
-  /** Crypto backend; default node:crypto where it exists, @noble/ciphers elsewhere. */
+  /** Crypto backend; default node:crypto where it exists, else WebCrypto (crypto.subtle), else @noble/ciphers. */
   backend?: BackendName;
   /**
    * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
