@@ -6,6 +6,7 @@
  */
 import { type ByteInput, toBytes, wipe } from './core/bytes.ts';
 import { openPayloadRange, plaintextLength } from './core/chunked.ts';
+import { aeadFor, openPayloadRangeAsync } from './core/chunked-async.ts';
 import { compactPlaintextLength, openCompact } from './core/compact.ts';
 import type { EnvelopeCore, OpenOptions } from './engine.ts';
 import { DecryptionFailedError } from './core/errors.ts';
@@ -100,7 +101,23 @@ export async function openRange(
         wipe(plaintext);
       }
     }
-    // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer.
+    // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer. With an asynchronous
+    // AEAD (the WebCrypto backend) the chunks are opened several at once.
+    const aead = aeadFor(core.backend, header.suite);
+    if (aead) {
+      return (await openPayloadRangeAsync(
+        core.backend,
+        aead,
+        header.suite,
+        session.key,
+        session.payloadContext,
+        readPayload,
+        payloadLength,
+        offset,
+        length,
+        options.verifyLength ?? true,
+      )) as Uint8Array<ArrayBuffer>;
+    }
     return (await openPayloadRange(
       core.backend,
       header.suite,

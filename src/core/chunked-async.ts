@@ -15,6 +15,7 @@ import {
   PAYLOAD_PREFIX,
   type PayloadKeys,
   type PayloadSealer,
+  type PayloadReader,
   plaintextLength,
   SALT_LENGTH,
   SEALED_CHUNK_SIZE,
@@ -196,6 +197,81 @@ export async function openPayloadAsync(
       wipe(out);
       throw error;
     }
+  } finally {
+    key.drop();
+  }
+}
+
+/**
+ * Random access, as openPayloadRange does: plaintext bytes [start, start + length) of a payload of
+ * `payloadLength` bytes, decrypting only the chunks they fall in (several at once), after the
+ * commitment check; with `verifyLength`, the final chunk too. Takes `inputKey` as openPayloadRange
+ * does (the caller keeps and wipes it).
+ */
+export async function openPayloadRangeAsync(
+  backend: CryptoBackend,
+  aead: AsyncAead,
+  suite: PayloadSuite,
+  inputKey: Uint8Array,
+  context: Uint8Array,
+  read: PayloadReader,
+  payloadLength: number,
+  start: number,
+  length: number,
+  verifyLength: boolean,
+): Promise<Uint8Array> {
+  const total = plaintextLength(payloadLength);
+  if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {
+    throw new RangeError(`range [${start}, ${start}+${length}) is outside the plaintext of ${total} bytes`);
+  }
+  const readExactly = async (position: number, n: number): Promise<Uint8Array> => {
+    const bytes = await read(position, n);
+    if (!(bytes instanceof Uint8Array) || bytes.length !== n) throw new DecryptionFailedError();
+    return bytes;
+  };
+  const prefix = await readExactly(0, PAYLOAD_PREFIX);
+  const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);
+  if (!equalBytes(keys.commitment, prefix.subarray(SALT_LENGTH))) {
+    keys.wipe();
+    throw new DecryptionFailedError();
+  }
+  const key = await importAndWipe(aead, keys);
+  let out: Uint8Array | undefined;
+  try {
+    const openChunks = async (first: number, last: number): Promise<Uint8Array> => {
+      const from = PAYLOAD_PREFIX + first * SEALED_CHUNK_SIZE;
+      const to = Math.min(payloadLength, PAYLOAD_PREFIX + (last + 1) * SEALED_CHUNK_SIZE);
+      const sealed = await readExactly(from, to - from);
+      const plain = new Uint8Array(sealed.length - (last - first + 1) * TAG_LENGTH);
+      try {
+        await eachBounded(last - first + 1, CHUNKS_IN_FLIGHT, async (c) => {
+          const chunk = await key.open(first + c, sealed.subarray(c * SEALED_CHUNK_SIZE, (c + 1) * SEALED_CHUNK_SIZE));
+          if (!chunk) throw new DecryptionFailedError();
+          plain.set(chunk, c * CHUNK_SIZE);
+          wipe(chunk);
+        });
+        return plain;
+      } catch (error) {
+        wipe(plain);
+        throw error;
+      }
+    };
+    const finalChunk = Math.floor(total / CHUNK_SIZE);
+    const first = Math.floor(start / CHUNK_SIZE);
+    const last = length === 0 ? first - 1 : Math.floor((start + length - 1) / CHUNK_SIZE);
+    if (last >= first) {
+      const plain = await openChunks(first, last);
+      out = plain.slice(start - first * CHUNK_SIZE, start - first * CHUNK_SIZE + length);
+      wipe(plain);
+    } else {
+      out = new Uint8Array(0);
+    }
+    if (verifyLength && last !== finalChunk) wipe(await openChunks(finalChunk, finalChunk));
+    return out;
+  } catch (error) {
+    wipe(out);
+    throw error;
   } finally {
     key.drop();
   }

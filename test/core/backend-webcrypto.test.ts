@@ -12,8 +12,8 @@ import type { AsyncAead } from '../../src/core/backend.ts';
 import { createNodeBackend } from '../../src/core/backend-node.ts';
 import { nobleBackend } from '../../src/core/backend-noble.ts';
 import { createWebCryptoBackend, globalSubtle } from '../../src/core/backend-webcrypto.ts';
-import { CHUNK_SIZE, PayloadSealer, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncChunkKey, AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
+import { CHUNK_SIZE, PayloadSealer, plaintextLength, sealedLength } from '../../src/core/chunked.ts';
+import { AsyncChunkKey, AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, openPayloadRangeAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
@@ -77,7 +77,7 @@ describe('backend webcrypto: AES-GCM', () => {
 });
 
 interface ChunkedFile {
-  testGroups: { tests: { tcId: number; comment: string; key: string; ctx: string; ct: string; msgLength?: number; msgSha512?: string; result: string }[] }[];
+  testGroups: { tests: { tcId: number; comment: string; flags: string[]; key: string; ctx: string; ct: string; msgLength?: number; msgSha512?: string; result: string }[] }[];
 }
 
 const sha512 = (b: Uint8Array): string => createHash('sha512').update(b).digest('hex');
@@ -116,6 +116,26 @@ for (const [suite, file] of [
 
   describe(`${suite.name} Wycheproof vectors on backend webcrypto's asynchronous AEAD`, () => {
     it('has all 35 vectors', () => expect(cases.length).toBe(35));
+
+    const reader = (ct: Uint8Array) => async (position: number, length: number) => ct.subarray(position, position + length);
+    const range = (t: (typeof cases)[0], start: number, length: number) =>
+      openPayloadRangeAsync(webcrypto, aead, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, start, length, true);
+
+    it.each(cases)('tcId $tcId through random access', async (t) => {
+      const total = plaintextLength(t.ctBytes.length) ?? 0;
+      if (t.result === 'valid') {
+        const plain = await range(t, 0, total);
+        expect(sha512(plain)).toBe(t.msgSha512);
+        expect((await range(t, total, 0)).length).toBe(0);
+        for (const [start, length] of [[1, 5], [16380, 10], [plain.length - 3, 3], [100, 3 * CHUNK_SIZE]] as const) {
+          if (start < 0 || start + length > plain.length) continue;
+          expect(hex(await range(t, start, length))).toBe(hex(plain.subarray(start, start + length)));
+        }
+      } else {
+        await expect(range(t, 0, total)).rejects.toThrow();
+        if (!t.flags.includes('ValidFinalChunk')) await expect(range(t, total, 0)).rejects.toThrow();
+      }
+    });
 
     it.each(cases)('tcId $tcId: $comment', async (t) => {
       const key = unhex(t.key);
