@@ -28,7 +28,7 @@ async function startPostgres(): Promise<{ url: string; stop: () => void }> {
 }
 
 const server = await startPostgres();
-const pool = new pg.Pool({ connectionString: server.url, max: 4 });
+const pool = new pg.Pool({ connectionString: server.url, max: Math.max(4, ...WORKERS.map((w) => w + 2)) });
 const emulator = await spawnEmulator();
 const control = async (what: 'stats' | 'faults', body?: unknown): Promise<unknown> => {
   const response = await fetch(`${emulator.url}/__emulator/${what}`, {

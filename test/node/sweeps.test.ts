@@ -370,6 +370,8 @@ describe('table sweeps on PostgreSQL', () => {
     const table = await pgTable();
     const plan = rotationSweep(records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
     await expect(sweepPostgres(pool, { table, key: [], ...plan })).rejects.toThrow(/"key"/);
+    // Each worker keeps a connection: a pool of 8 takes 7 workers at most (the key store needs one).
+    await expect(sweepPostgres(pool, { table, key: 'id', ...plan, workers: 8 })).rejects.toThrow(/at least 9/);
     await expect(sweepPostgres(pool, { table, key: 'id', ...plan, columns: ['nope'] })).rejects.toThrow(/no column "nope"/);
     await expect(sweepPostgres(pool, { table: 'x; DROP TABLE y', key: 'id', ...plan })).rejects.toThrow(TypeError);
     await pool.query(`INSERT INTO ${table} (id, tenant, key_version) VALUES ('a', 'acme', 1)`);

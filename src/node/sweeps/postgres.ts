@@ -19,9 +19,15 @@ export interface PostgresSweepClient {
   release(error?: Error | boolean): void;
 }
 
-/** Where connections come from: pg's Pool fits. Each worker holds one for the whole sweep. */
+/**
+ * Where connections come from: pg's Pool fits. Each worker holds one for the whole sweep, so the
+ * pool needs at least one more than the workers (the key store, when it shares the pool, takes
+ * it: with none left, the workers would wait for a key that waits for a connection).
+ */
 export interface PostgresSweepPool {
   connect(): Promise<PostgresSweepClient>;
+  /** pg's Pool: its `max` is checked against the workers. */
+  readonly options?: { readonly max?: number };
 }
 
 export interface TableSweepOptions extends SweepOptions {
@@ -140,6 +146,11 @@ async function columnTypes(client: PostgresSweepClient, shape: Shape): Promise<M
 export async function sweepPostgres(pool: PostgresSweepPool, options: TableSweepOptions): Promise<SweepSummary> {
   if (!pool || typeof pool.connect !== 'function') throw new TypeError('"pool" expected a pg Pool (connect() giving a client)');
   const shape = tableShape(options);
+  const max = pool.options?.max;
+  const workers = options.workers ?? 1;
+  if (typeof max === 'number' && Number.isSafeInteger(workers) && workers >= max) {
+    throw new RangeError(`"workers" is ${workers} and the pool holds ${max} connections: it needs at least ${workers + 1} (each worker keeps one, and the key store needs one more)`);
+  }
   const first = await pool.connect();
   let broken: Error | undefined;
   try {
