@@ -75,7 +75,9 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
       const names = Object.keys(w.write).sort();
       for (const n of names) if (!types.has(n) || shape.key.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep may write`);
       const id = names.join('\u0000');
-      groups.set(id, [...(groups.get(id) ?? []), w]);
+      const group = groups.get(id);
+      if (group) group.push(w);
+      else groups.set(id, [w]);
     }
     for (const [id, group] of groups) {
       const names = id.split('\u0000');
