@@ -148,7 +148,7 @@ export async function sweepBench(options: SweepBenchOptions): Promise<SweepBench
         const plan = rotationSweep(s.records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
         const before = await options.kmsCalls();
         start = performance.now();
-        const summary = await sweepPostgres(pool, { table: copies[i + 1]!, key: 'id', ...plan, pending: `${plan.pending} AND id < '${below}'`, batchSize, workers: s.workers });
+        const summary = await sweepPostgres(pool, { table: copies[i + 1]!, key: 'id', ...plan, pending: `${plan.pending} AND id >= '${from}' AND id < '${below}'`, batchSize, workers: s.workers });
         s.seconds.push((performance.now() - start) / 1000);
         for (const [action, n] of Object.entries(delta(await options.kmsCalls(), before))) s.kmsCalls[action] = (s.kmsCalls[action] ?? 0) + n;
         s.written += summary.written;
