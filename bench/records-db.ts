@@ -8,22 +8,12 @@
  * provider (bench/records-db-run.ts): `records <provider>: insert N rows/s (plain P, floor F), select N rows/s (plain P, floor F), kms calls K`,
  * each rate the median of three interleaved passes (one record API per provider: its KMS calls are for all three).
  */
-import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { type KeyProvider, LocalKms, TencentKms } from '../src/index.ts';
 import { spawnEmulator } from './emulator-process.ts';
+import { startPostgres } from './postgres-process.ts';
 import { formatRecordsLine, recordsBench } from './records-db-run.ts';
 
-const root = new URL('../../', import.meta.url);
-
-async function startPostgres(): Promise<{ url: string; stop: () => void }> {
-  if (process.env.KMS_ENVELOPE_PG_URL) return { url: process.env.KMS_ENVELOPE_PG_URL, stop: () => {} };
-  const script = new URL('.ci/postgres.sh', root).pathname;
-  const out = execFileSync('bash', [script, 'start'], { encoding: 'utf8' });
-  const url = /KMS_ENVELOPE_PG_URL=(\S+)/.exec(out)![1]!;
-  const dir = /KMS_ENVELOPE_PG_DIR=(\S+)/.exec(out)![1]!;
-  return { url, stop: () => execFileSync('bash', [script, 'stop', dir]) };
-}
 
 const server = await startPostgres();
 const pool = new pg.Pool({ connectionString: server.url, max: 4 });

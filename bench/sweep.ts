@@ -5,10 +5,10 @@
  * (bench/sweep-run.ts). KMS calls are the emulator's own counts. One line per measurement.
  * BENCH_SWEEP_ROWS and BENCH_SWEEP_WORKERS (default 1,2) change the rows and the worker counts.
  */
-import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { TencentKms } from '../src/index.ts';
 import { spawnEmulator } from './emulator-process.ts';
+import { startPostgres } from './postgres-process.ts';
 import { sweepBench } from './sweep-run.ts';
 
 const ROWS = Number(process.env.BENCH_SWEEP_ROWS ?? 100_000);
@@ -16,16 +16,6 @@ const PARTITIONS = 10;
 const BATCH = 500;
 const WORKERS = (process.env.BENCH_SWEEP_WORKERS ?? '1,2').split(',').map(Number);
 const QUOTAS = { GenerateDataKey: 100, Decrypt: 300, ReEncrypt: 100 };
-const root = new URL('../../', import.meta.url);
-
-async function startPostgres(): Promise<{ url: string; stop: () => void }> {
-  if (process.env.KMS_ENVELOPE_PG_URL) return { url: process.env.KMS_ENVELOPE_PG_URL, stop: () => {} };
-  const script = new URL('.ci/postgres.sh', root).pathname;
-  const out = execFileSync('bash', [script, 'start'], { encoding: 'utf8' });
-  const url = /KMS_ENVELOPE_PG_URL=(\S+)/.exec(out)![1]!;
-  const dir = /KMS_ENVELOPE_PG_DIR=(\S+)/.exec(out)![1]!;
-  return { url, stop: () => execFileSync('bash', [script, 'stop', dir]) };
-}
 
 const server = await startPostgres();
 const pool = new pg.Pool({ connectionString: server.url, max: Math.max(4, ...WORKERS.map((w) => w + 2)) });
