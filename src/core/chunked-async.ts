@@ -17,6 +17,7 @@ import {
   type PayloadSealer,
   type PayloadReader,
   plaintextLength,
+  readChunkRange,
   SALT_LENGTH,
   SEALED_CHUNK_SIZE,
 } from './chunked.ts';
@@ -257,17 +258,7 @@ export async function openPayloadRangeAsync(
         throw error;
       }
     };
-    const finalChunk = Math.floor(total / CHUNK_SIZE);
-    const first = Math.floor(start / CHUNK_SIZE);
-    const last = length === 0 ? first - 1 : Math.floor((start + length - 1) / CHUNK_SIZE);
-    if (last >= first) {
-      const plain = await openChunks(first, last);
-      out = plain.slice(start - first * CHUNK_SIZE, start - first * CHUNK_SIZE + length);
-      wipe(plain);
-    } else {
-      out = new Uint8Array(0);
-    }
-    if (verifyLength && last !== finalChunk) wipe(await openChunks(finalChunk, finalChunk));
+    out = await readChunkRange(openChunks, start, length, total, verifyLength);
     return out;
   } catch (error) {
     wipe(out);

@@ -483,17 +483,7 @@ export async function openPayloadRange(
       }
       return plain;
     };
-    const finalChunk = Math.floor(total / CHUNK_SIZE);
-    const first = Math.floor(start / CHUNK_SIZE);
-    const last = length === 0 ? first - 1 : Math.floor((start + length - 1) / CHUNK_SIZE);
-    if (last >= first) {
-      const plain = await openChunks(first, last);
-      out = plain.slice(start - first * CHUNK_SIZE, start - first * CHUNK_SIZE + length);
-      wipe(plain);
-    } else {
-      out = new Uint8Array(0);
-    }
-    if (verifyLength && last !== finalChunk) wipe(await openChunks(finalChunk, finalChunk));
+    out = await readChunkRange(openChunks, start, length, total, verifyLength);
     return out;
   } catch (error) {
     wipe(out);
@@ -507,4 +497,34 @@ async function readExactly(read: PayloadReader, position: number, length: number
   const bytes = await read(position, length);
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new DecryptionFailedError();
   return bytes;
+}
+
+/**
+ * Plaintext bytes [start, start + length) from `openChunks` (which opens chunks first..last and
+ * returns their plaintext), and with `verifyLength` the final chunk too, which authenticates the
+ * message length. Shared by the synchronous and the WebCrypto range readers.
+ */
+export async function readChunkRange(
+  openChunks: (first: number, last: number) => Promise<Uint8Array>,
+  start: number,
+  length: number,
+  total: number,
+  verifyLength: boolean,
+): Promise<Uint8Array> {
+  const finalChunk = Math.floor(total / CHUNK_SIZE);
+  const first = Math.floor(start / CHUNK_SIZE);
+  const last = length === 0 ? first - 1 : Math.floor((start + length - 1) / CHUNK_SIZE);
+  let out = new Uint8Array(0);
+  if (last >= first) {
+    const plain = await openChunks(first, last);
+    out = plain.slice(start - first * CHUNK_SIZE, start - first * CHUNK_SIZE + length);
+    wipe(plain);
+  }
+  try {
+    if (verifyLength && last !== finalChunk) wipe(await openChunks(finalChunk, finalChunk));
+  } catch (error) {
+    wipe(out);
+    throw error;
+  }
+  return out;
 }
