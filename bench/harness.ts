@@ -39,8 +39,22 @@ async function timeBatch(c: Case, ops: number): Promise<number> {
   return Number(process.hrtime.bigint() - start) / ops;
 }
 
-export async function measure(cases: Case[], options: { rounds?: number; batchMs?: number } = {}): Promise<Result[]> {
+export interface MeasureOptions {
+  rounds?: number;
+  /** Target length of one batch, milliseconds. */
+  batchMs?: number;
+  /**
+   * Run a full garbage collection before every batch (default true). A forced full collection also
+   * throws away V8's optimized code that embedded objects of the last batch, so a case made of
+   * JavaScript (a stream) pays for warming up again in every batch; benches of steady throughput
+   * turn it off and rely on interleaving.
+   */
+  collectBetween?: boolean;
+}
+
+export async function measure(cases: Case[], options: MeasureOptions = {}): Promise<Result[]> {
   const rounds = options.rounds ?? 15;
+  const collectBetween = options.collectBetween ?? true;
   const batchMs = options.batchMs ?? 40;
   // Calibrate a batch size per case so each batch lasts about batchMs; this doubles as warm-up.
   const opsPerBatch = new Map<Case, number>();
@@ -58,7 +72,7 @@ export async function measure(cases: Case[], options: { rounds?: number; batchMs
     for (const c of cases) {
       // Each batch starts with a clean heap, so it pays for its own garbage and not the last case's
       // (the peers leave a lot). `npm run bench` runs node with --expose-gc.
-      collectGarbage();
+      if (collectBetween) collectGarbage();
       samples.get(c)!.push(await timeBatch(c, opsPerBatch.get(c)!));
     }
   }
