@@ -5,7 +5,7 @@
  */
 import { abortable, checkSignal, throwIfAborted } from './core/abort.ts';
 import type { AsyncAead, CryptoBackend } from './core/backend.ts';
-import { base64, describe, wipe } from './core/bytes.ts';
+import { base64, describe, slabBytes, wipe } from './core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from './core/chunked.ts';
 import { aeadFor } from './core/chunked-async.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from './core/compact.ts';
@@ -304,7 +304,7 @@ async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt' | 'En
 /** FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. */
 function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean): Uint8Array {
   if (!detached) return authenticated;
-  const out = new Uint8Array(authenticated.length + context.encoded.length);
+  const out = slabBytes(authenticated.length + context.encoded.length);
   out.set(authenticated);
   out.set(context.encoded, authenticated.length);
   return out;

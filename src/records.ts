@@ -10,8 +10,8 @@
  * names the column and the row, never with the other row's plaintext.
  */
 import type { FieldType, FieldValues } from './core/field-value.ts';
-import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, TEXT_PREFIX, textLength } from './core/field-value.ts';
-import { MAGIC, parseHeader } from './core/header.ts';
+import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, isOfType, TEXT_PREFIX, textLength } from './core/field-value.ts';
+import { intermediateKeyVersion, MAGIC } from './core/header.ts';
 import { EnvelopeError } from './core/errors.ts';
 import { compactSealedLength } from './core/compact.ts';
 import { sealedLength } from './core/chunked.ts';
@@ -147,6 +147,13 @@ export interface Records {
   /** open(), synchronously, as sealSync. */
   openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C>;
   /**
+   * Seals a stored row again under its partition's active key version (a rotation), synchronously
+   * as sealSync: each value's plaintext goes from open to seal as bytes, never decoded into a
+   * string that could not be wiped; blind indexes are computed again; legacy plaintext (migration
+   * mode) is sealed. The sweeps use it; openSync then sealSync gives the same row.
+   */
+  resealSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): SealedRow<C>;
+  /**
    * One field, synchronously, for hooks that see a value and not its row (ORM column types): pass
    * the row's partition and primary key when the hook has them; without a primary key the value is
    * bound to its table and column only.
@@ -212,7 +219,7 @@ function bindingOf(table: Table<Record<string, FieldSpec>>, column: string, key:
 
 /** The intermediate-key version a sealed field names (the record API seals under the hierarchy). */
 function keyVersionOf(sealed: Uint8Array): number | undefined {
-  return parseHeader(sealed).intermediate?.version;
+  return intermediateKeyVersion(sealed);
 }
 
 /** Sets the key-version column of a sealed row: the lowest version its values were sealed under. */
@@ -409,6 +416,54 @@ export function createRecords(options: RecordsOptions): Records {
     return out as PlainRow<C>;
   }
 
+  function resealSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): SealedRow<C> {
+    const t = table as unknown as AnyTable;
+    const partition = partitionOf(t, row);
+    const out: Record<string, unknown> = { ...row };
+    const versions: number[] | undefined = t.keyVersionColumn === undefined ? undefined : [];
+    const key = keyOf(t, row);
+    // Values of indexed columns, decoded only for their blind index.
+    const indexValues: [string, unknown][] = [];
+    try {
+      for (const column of present(t, row)) {
+        const value = row[column];
+        const plan = openPlan(t, column, value, key);
+        const context = bindingOf(t, column, key);
+        const field = t.columns[column]!;
+        let plaintext: Uint8Array;
+        if ('legacy' in plan) {
+          plaintext = encodeFieldValue(field.type, value, `${t.name}.${column}`);
+          if (field.index) indexValues.push([column, value]);
+        } else {
+          try {
+            plaintext = envelope.openSync(plan.sealed, { context });
+          } catch (error) {
+            if (notWarm(error)) throw error;
+            throw new RecordFieldError(t.name, column, key.values, error);
+          }
+          const indexValue = field.index ? decodeFieldValue(field.type, plaintext) : undefined;
+          if (field.index ? indexValue === undefined : !isOfType(field.type, plaintext)) {
+            wipe(plaintext);
+            throw new RecordFieldError(t.name, column, key.values, new TypeError(`the value is not a ${field.type}`));
+          }
+          if (field.index) indexValues.push([column, indexValue]);
+        }
+        try {
+          const sealed = envelope.sealSync(plaintext, { context, detachedContext: true, partition });
+          if (versions) versions.push(keyVersionOf(sealed)!);
+          out[column] = stored(field, sealed);
+        } finally {
+          wipe(plaintext);
+        }
+      }
+      if (versions) noteKeyVersion(t, out, versions);
+      for (const [column, value] of indexValues) out[t.columns[column]!.index!.column] = indexFor(t, column).computeSync(value as BlindIndexValue, { partition });
+    } finally {
+      for (const [column, value] of indexValues) if (value instanceof Uint8Array && value !== row[column]) wipe(value);
+    }
+    return out as SealedRow<C>;
+  }
+
   /** For one field with no row: a partition given in `row`, else the table's fixed one. */
   function fieldRow(t: AnyTable, row: Row | undefined): { row: Row; partition: string } {
     const r = row ?? {};
@@ -432,6 +487,7 @@ export function createRecords(options: RecordsOptions): Records {
     open,
     sealSync,
     openSync,
+    resealSync,
     sealFieldSync(table, column, value, row) {
       if (value === null || value === undefined) return value;
       const t = table as unknown as AnyTable;

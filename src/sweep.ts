@@ -446,17 +446,13 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
   const wipeOpened = (opened: Record<string, unknown>, row: SweepRow): void => {
     for (const c of columns) if (opened[c] instanceof Uint8Array && opened[c] !== row[c]) wipe(opened[c]);
   };
-  /** Open and seal synchronously while the keys are in memory (no promise per value); undefined when one is not. */
+  /** Reseal synchronously while the keys are in memory (no promise per value); undefined when one is not. */
   const resealNow = (row: SweepRow): Record<string, unknown> | undefined => {
-    let opened: Record<string, unknown> | undefined;
     try {
-      opened = records.openSync(table, row as never);
-      return records.sealSync(sealTable, opened as PlainRow<Record<string, FieldSpec>>) as Record<string, unknown>;
+      return records.resealSync(sealTable, row as never) as Record<string, unknown>;
     } catch (error) {
       if (isEnvelopeError(error) && error.code === 'ERR_KEY_NOT_WARM') return undefined; // loading now: the async path waits for it
       throw error;
-    } finally {
-      if (opened) wipeOpened(opened, row);
     }
   };
   const resealLater = async (row: SweepRow): Promise<Record<string, unknown>> => {

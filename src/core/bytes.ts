@@ -157,6 +157,32 @@ function encodeTable(alphabet: string): Uint8Array {
   return table;
 }
 
+/**
+ * Small byte arrays as views of a shared 64 KiB slab, never reused (each call takes the next region;
+ * a spent slab goes when its last views do). Why not one small array each: V8 keeps a typed array
+ * of more than 64 bytes off its heap (an allocation of its own, about ten times the cost of a view),
+ * and V8 keeps one of up to 64 bytes on its heap and copies it out the first time native code asks
+ * for its buffer, which OpenSSL and @noble/ciphers both do. For bytes that do not outlive the
+ * operation (message keys, which are wiped; the header and context a key derivation reads; the
+ * text form's characters): a view kept for long keeps its whole slab. Regions are 16-byte aligned
+ * (@noble/ciphers reads keys as 32-bit words).
+ */
+const SLAB_SIZE = 65536;
+let slab = new ArrayBuffer(0);
+let slabUsed = 0;
+
+export function slabBytes(length: number): Uint8Array {
+  if (length > SLAB_SIZE / 16) return new Uint8Array(length);
+  const size = Math.ceil(length / 16) * 16;
+  if (slabUsed + size > slab.byteLength) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const view = new Uint8Array(slab, slabUsed, length);
+  slabUsed += size;
+  return view;
+}
+
 const PAD = 0x3d; // '='
 const asciiDecoder = /* @__PURE__ */ new TextDecoder(); // ASCII only here: the UTF-8 decoder's fast path
 
@@ -168,7 +194,7 @@ function base64Encode(bytes: Uint8Array, alphabet: string, pad: boolean): string
   const table = encodeTable(alphabet);
   const whole = bytes.length - (bytes.length % 3);
   const rest = bytes.length - whole;
-  const out = new Uint8Array((whole / 3) * 4 + (rest === 0 ? 0 : pad ? 4 : rest + 1));
+  const out = slabBytes((whole / 3) * 4 + (rest === 0 ? 0 : pad ? 4 : rest + 1));
   let o = 0;
   for (let i = 0; i < whole; i += 3) {
     const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
@@ -185,14 +211,16 @@ function base64Encode(bytes: Uint8Array, alphabet: string, pad: boolean): string
     if (rest === 2) out[o++] = table[(n >> 6) & 63]!;
     if (pad) while (o < out.length) out[o++] = PAD;
   }
-  return asciiDecoder.decode(out);
+  const text = asciiDecoder.decode(out);
+  out.fill(0); // the characters may spell a key (a KMS request's base64)
+  return text;
 }
 
 /**
  * Strict base64 decode straight into a Uint8Array (no intermediate string of the secret).
  * Returns undefined for anything non-canonical: wrong alphabet, bad padding, non-zero trailing bits.
  */
-function base64Decode(text: string, alphabet: string, pad: boolean): Uint8Array | undefined {
+function base64Decode(text: string, alphabet: string, pad: boolean, allocate: (length: number) => Uint8Array = (n) => new Uint8Array(n)): Uint8Array | undefined {
   let len = text.length;
   if (pad) {
     if (len % 4 !== 0) return undefined;
@@ -201,7 +229,7 @@ function base64Decode(text: string, alphabet: string, pad: boolean): Uint8Array 
   } else if (len % 4 === 1) {
     return undefined;
   }
-  const out = new Uint8Array(Math.floor((len * 3) / 4));
+  const out = allocate(Math.floor((len * 3) / 4));
   const table = decodeTable(alphabet);
   let acc = 0;
   let bits = 0;
@@ -236,4 +264,6 @@ export const base64 = {
 export const base64url = {
   encode: (bytes: Uint8Array): string => base64Encode(bytes, B64URL, false),
   decode: (text: string): Uint8Array | undefined => base64Decode(text, B64URL, false),
+  /** decode() into slab memory (slabBytes), for bytes read once and dropped, such as a stored field. */
+  decodeTransient: (text: string): Uint8Array | undefined => base64Decode(text, B64URL, false, slabBytes),
 };

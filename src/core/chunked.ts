@@ -4,7 +4,7 @@
  */
 import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
-import { equalBytes, utf8, wipe } from './bytes.ts';
+import { equalBytes, slabBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import { chunkNonce } from './chunk-nonce.ts';
@@ -19,28 +19,6 @@ export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */
 export const MAX_CHUNKS = 2 ** 38;
 
-/**
- * Message keys live in views of a shared 64 KiB slab, never reused (each message takes the next
- * region; a spent slab goes when its last views do). Why not one small array each: V8 keeps a
- * typed array of up to 64 bytes on its heap and copies it out the first time native code asks for
- * its buffer, which OpenSSL and @noble/ciphers both do, and which cost more than the encryption of a
- * small record. Regions are 16-byte aligned (@noble/ciphers reads keys as 32-bit words).
- */
-const SLAB_SIZE = 65536;
-let slab = new ArrayBuffer(0);
-let slabUsed = 0;
-
-function keyRegion(length: number): number {
-  const size = Math.ceil(length / 16) * 16;
-  if (slabUsed + size > slab.byteLength) {
-    slab = new ArrayBuffer(SLAB_SIZE);
-    slabUsed = 0;
-  }
-  const at = slabUsed;
-  slabUsed += size;
-  return at;
-}
-
 /** The per-message key material from HKDF (views into the key slab); wipe() when done. */
 export class PayloadKeys {
   readonly key: Uint8Array;
@@ -49,8 +27,8 @@ export class PayloadKeys {
   readonly #nonce: Uint8Array;
 
   constructor(keyLength: number) {
-    const at = keyRegion(keyLength + 2 * NONCE_LENGTH + COMMITMENT_LENGTH);
-    const buffer = slab;
+    const region = slabBytes(keyLength + 2 * NONCE_LENGTH + COMMITMENT_LENGTH);
+    const { buffer, byteOffset: at } = region;
     this.key = new Uint8Array(buffer, at, keyLength);
     this.baseNonce = new Uint8Array(buffer, at + keyLength, NONCE_LENGTH);
     this.commitment = new Uint8Array(buffer, at + keyLength + NONCE_LENGTH, COMMITMENT_LENGTH);

@@ -83,6 +83,11 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string)
 }
 
 /** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
+/** Whether a field's plaintext carries the type tag of `type` (decodeFieldValue checks the rest). */
+export function isOfType(type: FieldType, plaintext: Uint8Array): boolean {
+  return plaintext.length > 0 && TYPES[plaintext[0]!] === type;
+}
+
 export function decodeFieldValue(type: FieldType, plaintext: Uint8Array): FieldValues[FieldType] | undefined {
   if (plaintext.length === 0 || TYPES[plaintext[0]!] !== type) return undefined;
   const body = plaintext.subarray(1);
@@ -122,7 +127,7 @@ export function fieldToText(sealed: Uint8Array): string {
 /** The sealed bytes of a text-form field, or undefined when the text is not one. */
 export function fieldFromText(text: string): Uint8Array | undefined {
   if (!text.startsWith(TEXT_PREFIX)) return undefined;
-  return base64url.decode(text.slice(TEXT_PREFIX.length));
+  return base64url.decodeTransient(text.slice(TEXT_PREFIX.length));
 }
 
 /** Characters of the text form for a sealed message of `bytes` bytes. */

@@ -255,6 +255,22 @@ export function parseHeader(bytes: Uint8Array): ParsedHeader {
   return header;
 }
 
+/**
+ * The intermediate-key version a message names, read without parsing the rest of the header: for
+ * callers that need only the version of a message they just sealed (the record API's key-version
+ * column). Anything but a version-2 header with a detached context and key source 1 takes the full
+ * parse, which also checks it.
+ */
+export function intermediateKeyVersion(bytes: Uint8Array): number | undefined {
+  const flags = bytes[6];
+  if (bytes[4] !== VERSION_2 || flags === undefined || (flags & (FLAGS_RESERVED | FLAG_DETACHED | SOURCE_MASK)) !== (FLAG_DETACHED | (SOURCE_INTERMEDIATE << SOURCE_SHIFT))) {
+    return parseHeader(bytes).intermediate?.version;
+  }
+  const reader = new FieldReader(bytes, PREFIX_LENGTH);
+  reader.field(1, HEADER_LIMITS.maxPartitionBytes, 'partition');
+  return reader.keyVersion();
+}
+
 /** Reads fields of a header in order, each length checked against its limit before the field is read. */
 class FieldReader {
   offset: number;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { base64, base64url, equalPublicBytes, startsWithPublicBytes } from '../../src/core/bytes.ts';
+import { base64, base64url, equalPublicBytes, slabBytes, startsWithPublicBytes } from '../../src/core/bytes.ts';
 
 describe('base64 and base64url', () => {
   it('encode as Node does and decode back, for any bytes', () => {
@@ -33,6 +33,31 @@ describe('public-bytes comparisons', () => {
         expect(equalPublicBytes(a, b)).toBe(Buffer.from(a).equals(Buffer.from(b)));
         const expected = a.length - at >= b.length && Buffer.from(a.subarray(at, at + b.length)).equals(Buffer.from(b));
         expect(startsWithPublicBytes(a, b, at)).toBe(expected);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('slabBytes', () => {
+  it('hands out zeroed regions that never overlap, 16-byte aligned, and a plain array for large lengths', () => {
+    const views = Array.from({ length: 3000 }, (_, i) => slabBytes(1 + (i % 200)));
+    for (const v of views) {
+      expect(v.every((b) => b === 0)).toBe(true);
+      expect(v.byteOffset % 16).toBe(0);
+      v.fill(0xff);
+    }
+    // Writing every view did not touch another: count the bytes set per slab against the views' lengths.
+    const perSlab = new Map<ArrayBufferLike, number>();
+    for (const v of views) perSlab.set(v.buffer, (perSlab.get(v.buffer) ?? 0) + v.length);
+    for (const [buffer, length] of perSlab) expect(new Uint8Array(buffer).reduce((n, b) => n + (b === 0xff ? 1 : 0), 0)).toBe(length);
+    expect(slabBytes(10000).buffer.byteLength).toBe(10000);
+  });
+
+  it('base64url.decodeTransient decodes as decode does, and refuses what decode refuses', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => base64url.encode(b)), fc.string({ maxLength: 60 })), (text) => {
+        expect(base64url.decodeTransient(text)).toEqual(base64url.decode(text));
       }),
       { numRuns: 500 },
     );

@@ -1,0 +1,137 @@
+/**
+ * records.resealSync (issue 14 §3, the sweeps' rotation): a stored row sealed again under its
+ * partition's active key version, the plaintext carried as bytes from open to seal.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { intermediateKeyVersion, parseHeader } from '../src/core/header.ts';
+import { fieldFromText } from '../src/core/field-value.ts';
+import { createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore, RecordFieldError } from '../src/index.ts';
+
+const people = defineTable({
+  name: 'people',
+  primaryKey: 'id',
+  partition: { column: 'tenant' },
+  keyVersionColumn: 'key_version',
+  columns: {
+    email: { type: 'string', index: { column: 'email_idx', bits: 16 } },
+    photo: { type: 'bytes' },
+    age: { type: 'number' },
+    raw: { type: 'bytes', encoding: 'bytes' },
+  },
+});
+
+async function setup() {
+  const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+  const records = createRecords({ hierarchy });
+  await records.warm(['acme', 'zeta'], [people]);
+  return { hierarchy, records };
+}
+
+const versionOf = (stored: unknown): number | undefined =>
+  parseHeader(typeof stored === 'string' ? fieldFromText(stored)! : (stored as Uint8Array)).intermediate?.version;
+
+describe('records.resealSync', () => {
+  it('moves every value to the active version; the row opens to the same values, with the same blind index and the key-version column moved on', async () => {
+    const { hierarchy, records } = await setup();
+    const row = { id: 'p1', tenant: 'acme', email: 'Ann@Example.com', photo: new Uint8Array([1, 2, 3]), age: 42, raw: new Uint8Array([9]), other: 'kept' };
+    const sealed = records.sealSync(people, row);
+    expect(sealed.key_version).toBe(1);
+    await hierarchy.rotate('acme');
+    await records.warm(['acme']);
+    const resealed = records.resealSync(people, sealed);
+    for (const column of ['email', 'photo', 'age', 'raw'] as const) {
+      expect(versionOf(resealed[column])).toBe(2);
+      expect(resealed[column]).not.toEqual(sealed[column]);
+    }
+    expect(resealed.key_version).toBe(2);
+    expect(resealed.email_idx).toBe(sealed.email_idx);
+    expect(resealed.other).toBe('kept');
+    const opened = records.openSync(people, resealed);
+    expect(opened).toMatchObject({ email: row.email, photo: row.photo, age: 42, raw: row.raw, other: 'kept' });
+    // The same as opening and sealing again, value for value.
+    const viaOpen = records.openSync(people, records.sealSync(people, records.openSync(people, sealed) as never));
+    expect(records.openSync(people, resealed)).toEqual(viaOpen);
+    await hierarchy.close();
+  });
+
+  it('keeps the binding: a value moved to another row or column, or altered, before the reseal fails with RecordFieldError naming it', async () => {
+    const { hierarchy, records } = await setup();
+    const a = records.sealSync(people, { id: 'a', tenant: 'acme', email: 'a@x', age: 1 });
+    const b = records.sealSync(people, { id: 'b', tenant: 'acme', email: 'b@x', age: 2 });
+    const swapped = { ...b, email: a.email };
+    const error = (() => {
+      try {
+        records.resealSync(people, swapped);
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(RecordFieldError);
+    expect((error as RecordFieldError).column).toBe('email');
+    expect((error as RecordFieldError).row).toEqual(['b']);
+    expect(String((error as Error).message)).not.toContain('a@x');
+    // A column whose type changed without a new schema version: the value's type tag is checked.
+    const retyped = defineTable({ ...people, columns: { ...people.columns, age: { type: 'string' } } });
+    expect(() => records.resealSync(retyped, a)).toThrow(/age .*not a string/);
+    // A tampered value.
+    const text = a.email as string;
+    const flipped = text.slice(0, -2) + (text.at(-2) === 'A' ? 'B' : 'A') + text.at(-1);
+    expect(() => records.resealSync(people, { ...a, email: flipped })).toThrow(RecordFieldError);
+    await hierarchy.close();
+  });
+
+  it('seals legacy plaintext in migration mode, and refuses it otherwise', async () => {
+    const { hierarchy, records } = await setup();
+    const legacy = defineTable({ name: 'legacy', primaryKey: 'id', partition: 'acme', columns: { note: { type: 'string', legacyPlaintext: true } } });
+    const strict = defineTable({ name: 'legacy', primaryKey: 'id', partition: 'acme', columns: { note: { type: 'string' } } });
+    const resealed = records.resealSync(legacy, { id: 1, note: 'plain text' });
+    expect(String(resealed.note).startsWith('kme.')).toBe(true);
+    expect(records.openSync(legacy, resealed).note).toBe('plain text');
+    expect(() => records.resealSync(strict, { id: 1, note: 'plain text' })).toThrow(RecordFieldError);
+    await hierarchy.close();
+  });
+
+  it('throws KeyNotWarmError (not a row failure) while the new version is loading', async () => {
+    const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+    const records = createRecords({ hierarchy });
+    const sealed = await records.seal(people, { id: 'p', tenant: 'acme', email: 'e@x' });
+    const cold = createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() }) });
+    expect(() => cold.resealSync(people, sealed)).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' }));
+    await hierarchy.close();
+  });
+
+  it('round-trips any values (property)', async () => {
+    const { hierarchy, records } = await setup();
+    await fc.assert(
+      fc.property(fc.string(), fc.uint8Array({ maxLength: 300 }), fc.double({ noNaN: true }), (email, photo, age) => {
+        const row = { id: 'p', tenant: 'acme', email, photo, age };
+        const opened = records.openSync(people, records.resealSync(people, records.sealSync(people, row)));
+        expect(opened.email).toBe(email);
+        expect(opened.photo).toEqual(photo);
+        expect(Object.is(opened.age, age)).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+    await hierarchy.close();
+  });
+});
+
+describe('intermediateKeyVersion', () => {
+  it('reads the version parseHeader reads, for record fields of any partition and version, and falls back to the full parse otherwise', async () => {
+    const { hierarchy, records } = await setup();
+    for (let v = 1; v <= 3; v++) {
+      const sealed = records.sealSync(people, { id: 'x', tenant: 'acme', raw: new Uint8Array([v]) }).raw as Uint8Array;
+      expect(intermediateKeyVersion(sealed)).toBe(v);
+      expect(intermediateKeyVersion(sealed)).toBe(parseHeader(sealed).intermediate?.version);
+      await hierarchy.rotate('acme');
+      await records.warm(['acme']);
+    }
+    // A message with a stored context takes the full parse.
+    const stored = await records.envelope.seal('x', { partition: 'zeta', context: { a: 'b' } });
+    expect(intermediateKeyVersion(stored)).toBe(parseHeader(stored).intermediate?.version);
+    expect(() => intermediateKeyVersion(new Uint8Array([1, 2, 3]))).toThrow();
+    await hierarchy.close();
+  });
+});
