@@ -45,8 +45,10 @@ export interface SweepBenchResult {
   intermediateKeys: number;
   /** Rows over the total time of the rounds. */
   floorRowsPerSecond: number;
+  /** This process's CPU time (all its threads) per row of the floor. */
+  floorCpuMicrosPerRow: number;
   /** ratioToFloor: the median over the rounds of (floor time / sweep time) for the round's slice. */
-  sweeps: { workers: number; rowsPerSecond: number; ratioToFloor: number; kmsCalls: Record<string, number>; written: number; failed: number }[];
+  sweeps: { workers: number; rowsPerSecond: number; ratioToFloor: number; cpuMicrosPerRow: number; kmsCalls: Record<string, number>; written: number; failed: number }[];
 }
 
 const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
@@ -134,22 +136,31 @@ export async function sweepBench(options: SweepBenchOptions): Promise<SweepBench
     const idOf = (i: number) => `0190a1b2-${String(i).padStart(8, '0')}`;
     const sliceRows = Math.ceil(rows / rounds);
     const floorSeconds: number[] = [];
+    let floorCpuMicros = 0;
+    const cpuMicros = (since: NodeJS.CpuUsage): number => {
+      const used = process.cpuUsage(since);
+      return used.user + used.system;
+    };
     const sweepers = workerCounts.map((workers) => {
       const hierarchy = createKeyHierarchy({ store: store(), kms: options.kms() });
-      return { workers, hierarchy, records: createRecords({ hierarchy }), seconds: [] as number[], kmsCalls: {} as Record<string, number>, written: 0, failed: 0 };
+      return { workers, hierarchy, records: createRecords({ hierarchy }), seconds: [] as number[], cpuMicros: 0, kmsCalls: {} as Record<string, number>, written: 0, failed: 0 };
     });
     for (let r = 0; r < rounds; r++) {
       const from = idOf(r * sliceRows);
       const below = idOf(Math.min(rows, (r + 1) * sliceRows));
       let start = performance.now();
+      let cpu = process.cpuUsage();
       await floor(pool, copies[0]!, batchSize, from, below);
       floorSeconds.push((performance.now() - start) / 1000);
+      floorCpuMicros += cpuMicros(cpu);
       for (const [i, s] of sweepers.entries()) {
         const plan = rotationSweep(s.records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
         const before = await options.kmsCalls();
         start = performance.now();
+        cpu = process.cpuUsage();
         const summary = await sweepPostgres(pool, { table: copies[i + 1]!, key: 'id', ...plan, pending: `${plan.pending} AND id >= '${from}' AND id < '${below}'`, batchSize, workers: s.workers });
         s.seconds.push((performance.now() - start) / 1000);
+        s.cpuMicros += cpuMicros(cpu);
         for (const [action, n] of Object.entries(delta(await options.kmsCalls(), before))) s.kmsCalls[action] = (s.kmsCalls[action] ?? 0) + n;
         s.written += summary.written;
         s.failed += summary.failed;
@@ -158,16 +169,16 @@ export async function sweepBench(options: SweepBenchOptions): Promise<SweepBench
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const floorRowsPerSecond = rows / sum(floorSeconds);
-    log(`floor: ${Math.round(floorRowsPerSecond)} rows/s`);
+    log(`floor: ${Math.round(floorRowsPerSecond)} rows/s, this process's CPU ${(floorCpuMicros / rows).toFixed(1)} us a row`);
     const sweeps: SweepBenchResult['sweeps'] = [];
     for (const s of sweepers) {
       await s.hierarchy.close();
       const rowsPerSecond = rows / sum(s.seconds);
       const ratioToFloor = median(s.seconds.map((t, r) => floorSeconds[r]! / t));
-      sweeps.push({ workers: s.workers, rowsPerSecond, ratioToFloor, kmsCalls: s.kmsCalls, written: s.written, failed: s.failed });
-      log(`sweep, ${s.workers} worker(s): ${Math.round(rowsPerSecond)} rows/s, ${ratioToFloor.toFixed(2)}x the floor (median of ${rounds} rounds), KMS calls ${JSON.stringify(s.kmsCalls)}`);
+      sweeps.push({ workers: s.workers, rowsPerSecond, ratioToFloor, cpuMicrosPerRow: s.cpuMicros / rows, kmsCalls: s.kmsCalls, written: s.written, failed: s.failed });
+      log(`sweep, ${s.workers} worker(s): ${Math.round(rowsPerSecond)} rows/s, ${ratioToFloor.toFixed(2)}x the floor (median of ${rounds} rounds), this process's CPU ${(s.cpuMicros / rows).toFixed(1)} us a row, KMS calls ${JSON.stringify(s.kmsCalls)}`);
     }
-    return { rows, partitions, batchSize, valueLength, setupCalls, rotateCalls, intermediateKeys: 2 * partitions, floorRowsPerSecond, sweeps };
+    return { rows, partitions, batchSize, valueLength, setupCalls, rotateCalls, intermediateKeys: 2 * partitions, floorRowsPerSecond, floorCpuMicrosPerRow: floorCpuMicros / rows, sweeps };
   } finally {
     for (const t of [source, ...copies, keys]) await pool.query(`DROP TABLE IF EXISTS ${t}`);
   }

@@ -44,11 +44,11 @@ try {
   const stats = (await control('stats')) as { faults: Record<string, number> };
   const n = (x: number) => Math.round(x).toString();
   console.log(`sweep setup: ${result.rows} rows in ${result.partitions} partitions (${result.valueLength}-character values), KMS calls ${JSON.stringify(result.setupCalls)}; rotation of every partition ${JSON.stringify(result.rotateCalls)}`);
-  console.log(`sweep floor (client-side batched UPDATE, same-size values, ${result.batchSize} rows a transaction): ${n(result.floorRowsPerSecond)} rows/s`);
+  console.log(`sweep floor (client-side batched UPDATE, same-size values, ${result.batchSize} rows a transaction): ${n(result.floorRowsPerSecond)} rows/s; client CPU ${result.floorCpuMicrosPerRow.toFixed(1)} us a row`);
   for (const s of result.sweeps) {
     const total = Object.values(s.kmsCalls).reduce((a, b) => a + b, 0);
     console.log(
-      `sweep rotation, ${s.workers} worker(s): ${n(s.rowsPerSecond)} rows/s = ${s.ratioToFloor.toFixed(2)}x the floor; rows written ${s.written}, failed ${s.failed}; KMS calls ${total} ${JSON.stringify(s.kmsCalls)} for ${result.intermediateKeys} intermediate keys`,
+      `sweep rotation, ${s.workers} worker(s): ${n(s.rowsPerSecond)} rows/s = ${s.ratioToFloor.toFixed(2)}x the floor; client CPU ${s.cpuMicrosPerRow.toFixed(1)} us a row; rows written ${s.written}, failed ${s.failed}; KMS calls ${total} ${JSON.stringify(s.kmsCalls)} for ${result.intermediateKeys} intermediate keys`,
     );
   }
   console.log(`emulator faults (throttled answers etc.): ${JSON.stringify(stats.faults)}`);

@@ -389,14 +389,19 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   }
 
   /** Under the key hierarchy: the partition's active intermediate key, no KMS call once it is warm. */
-  /** The last detached header: it names only the key version and the form, so database fields share it (never written to). */
-  let lastDetached: { partition: string; version: number; compact: boolean; header: Uint8Array } | undefined;
+  /**
+   * Detached headers by partition: a detached header names only the partition, the key version and
+   * the form, so every field of a partition shares it (never written to). Bounded: cleared when full.
+   */
+  const detachedHeaders = new Map<string, { version: number; compact: boolean; header: Uint8Array }>();
+  const DETACHED_HEADERS_MAX = 1024;
   function hierarchyHeader(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean): Uint8Array {
     if (!detached) return encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
-    const last = lastDetached;
-    if (last && last.partition === key.ref.partition && last.version === key.ref.version && last.compact === compact) return last.header;
+    const known = detachedHeaders.get(key.ref.partition);
+    if (known && known.version === key.ref.version && known.compact === compact) return known.header;
     const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
-    lastDetached = { partition: key.ref.partition, version: key.ref.version, compact, header };
+    if (detachedHeaders.size >= DETACHED_HEADERS_MAX) detachedHeaders.clear();
+    detachedHeaders.set(key.ref.partition, { version: key.ref.version, compact, header });
     return header;
   }
 

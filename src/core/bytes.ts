@@ -231,28 +231,42 @@ function base64Decode(text: string, alphabet: string, pad: boolean, allocate: (l
   }
   const out = allocate(Math.floor((len * 3) / 4));
   const table = decodeTable(alphabet);
-  let acc = 0;
-  let bits = 0;
-  let o = 0;
-  for (let i = 0; i < len; i++) {
+  const at = (i: number): number => {
     const code = text.charCodeAt(i);
-    const v = code < 128 ? table[code]! : -1;
-    if (v < 0) {
+    return code < 128 ? table[code]! : -1;
+  };
+  const whole = len - (len % 4);
+  let o = 0;
+  // Four characters (three bytes) at a time; a character outside the alphabet makes a value < 0.
+  for (let i = 0; i < whole; i += 4) {
+    const a = at(i);
+    const b = at(i + 1);
+    const c = at(i + 2);
+    const d = at(i + 3);
+    if ((a | b | c | d) < 0) {
       out.fill(0);
       return undefined;
     }
-    acc = ((acc << 6) | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
+    const n = (a << 18) | (b << 12) | (c << 6) | d;
+    out[o] = n >> 16;
+    out[o + 1] = (n >> 8) & 0xff;
+    out[o + 2] = n & 0xff;
+    o += 3;
+  }
+  const rest = len - whole; // 0, 2 or 3 (1 was refused above)
+  if (rest > 0) {
+    const a = at(whole);
+    const b = at(whole + 1);
+    const c = rest === 3 ? at(whole + 2) : 0;
+    // The unused low bits of the last character must be zero (canonical encoding).
+    if ((a | b | c) < 0 || (rest === 2 ? b & 0x0f : c & 0x03) !== 0) {
+      out.fill(0);
+      return undefined;
     }
+    const n = (a << 18) | (b << 12) | (c << 6);
+    out[o] = n >> 16;
+    if (rest === 3) out[o + 1] = (n >> 8) & 0xff;
   }
-  if (bits > 0 && (acc & ((1 << bits) - 1)) !== 0) {
-    out.fill(0);
-    return undefined;
-  }
-  acc = 0;
   return out;
 }
 

@@ -2,7 +2,7 @@
  * The encryption context (FORMAT.md §3): validation, the canonical binary encoding stored in the
  * header, and the canonical JSON sent to a KMS. Both sort keys by their UTF-8 bytes.
  */
-import { compareBytes, describe, equalBytes, startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { compareBytes, describe, equalBytes, slabBytes, startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
 import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError } from './errors.ts';
 
 /** Caller-chosen, non-secret strings the KMS and the message bind to the data key. */
@@ -252,7 +252,7 @@ export function contextTemplate(fixed: EncryptionContext, variableKey: string, t
     }
     const size = prefix.length + 2 + bytes.length + suffix.length;
     if (size > CONTEXT_LIMITS.maxEncodedBytes) throw new RangeError(`"${title}" encodes to ${size} bytes; at most ${CONTEXT_LIMITS.maxEncodedBytes} are allowed`);
-    const encoded = new Uint8Array(size);
+    const encoded = slabBytes(size); // made per value and read once: see slabBytes
     encoded.set(prefix);
     encoded[offset] = bytes.length >> 8;
     encoded[offset + 1] = bytes.length & 0xff;

@@ -221,7 +221,7 @@ function notOurs(bytes: Uint8Array): HeaderMalformedError {
  * a header is self-delimiting, so input that starts with a known header parses to it. The memo
  * holds its own copies (headers are not secret) and hands out views into the caller's bytes.
  */
-const known = new RecentList<{ bytes: Uint8Array; authenticatedLength: number; header: ParsedHeader }>(8);
+const known = new RecentList<{ bytes: Uint8Array; authenticatedLength: number; header: ParsedHeader }>(32);
 const EMPTY = new Uint8Array(0);
 
 

@@ -63,3 +63,20 @@ describe('slabBytes', () => {
     );
   });
 });
+
+describe('base64 decoding is strict', () => {
+  it('decodes a string only when it is the canonical encoding of the bytes it gives (any string over the alphabets and "=")', () => {
+    const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=é';
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...chars), { maxLength: 40 }).map((a) => a.join('')), (text) => {
+        const std = base64.decode(text);
+        if (std !== undefined) expect(base64.encode(std)).toBe(text);
+        else expect(text.length % 4 !== 0 || Buffer.from(text, 'base64').toString('base64') !== text).toBe(true);
+        const url = base64url.decode(text);
+        if (url !== undefined) expect(base64url.encode(url)).toBe(text);
+        else expect(Buffer.from(text, 'base64url').toString('base64url') !== text).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
