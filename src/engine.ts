@@ -170,7 +170,12 @@ export interface EnvelopeCore {
    * `borrow`: whether the caller can borrow a cached key (with its HKDF state): it then opens
    * synchronously, before it yields, and never wipes a borrowed key.
    */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean): OpenSession | Promise<OpenSession>;
+  /**
+   * With `warmOnly` (openSync): a key that is not in memory is loaded, and the promise then rejects
+   * instead of opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its
+   * audit record) must not happen behind its back.
+   */
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean, warmOnly?: boolean): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
   /**
@@ -477,7 +482,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
   const cacheIds = new DecryptCacheIds(s.backend);
   const { decryptCache } = s;
 
-  function withHierarchy(header: ParsedHeader, context: CanonicalContext, openOptions: OpenOptions, borrow: boolean): OpenSession | Promise<OpenSession> {
+  function withHierarchy(header: ParsedHeader, context: CanonicalContext, openOptions: OpenOptions, borrow: boolean, warmOnly: boolean): OpenSession | Promise<OpenSession> {
     const hierarchy = s.hierarchy;
     const ref = header.intermediate!;
     if (!hierarchy) {
@@ -490,16 +495,22 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
     };
     const key = hierarchy.openKey(ref, header.suite);
-    return key instanceof Promise ? abortable(key, openOptions.signal).then((k) => session(k, false)) : session(key, borrow);
+    if (!(key instanceof Promise)) return session(key, borrow);
+    if (warmOnly) {
+      return key.then(() => {
+        throw new KeyNotWarmError('openSync');
+      });
+    }
+    return abortable(key, openOptions.signal).then((k) => session(k, false));
   }
 
-  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false) {
+  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false, warmOnly = false) {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
     const context = openingContext(header, openOptions);
     enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
     checkPayloadLength(header, payloadLength);
-    if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow);
+    if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow, warmOnly);
     const providers = header.wrappedKeys.map((w) => w.provider);
     const kms = requireKms(s, providers.join('", "'));
     const attempts = openAttempts(s.wrapping, header.wrappedKeys);

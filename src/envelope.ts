@@ -277,7 +277,7 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
       }
     };
     // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
-    const started = core.beginOpen(header, openOptions, payload.length, scope, true);
+    const started = core.beginOpen(header, openOptions, payload.length, scope, true, sync);
     if (started instanceof Promise) return started.then(openWith);
     try {
       return openWith(started);

@@ -357,13 +357,54 @@ export function createRecords(options: RecordsOptions): Records {
 
   const present = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => row[c] !== null && row[c] !== undefined);
 
+  /**
+   * While a row waits for its partition's key to load, later rows of that partition wait for it too
+   * before they try the synchronous path: a batch under a cold key then makes one KeyNotWarmError,
+   * not one per row (each of which also left a discarded sealing running behind it). A row that
+   * waited and still finds no key (the load failed, or another version is needed) goes on alone.
+   */
+  const loading = new Map<string, Promise<unknown>>();
+  function asLoading<T>(partition: string | undefined, work: Promise<T>): Promise<T> {
+    if (partition === undefined) return work;
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    loading.set(partition, settled);
+    void settled.then(() => {
+      if (loading.get(partition) === settled) loading.delete(partition);
+    });
+    return work;
+  }
+  /** The row's partition, or undefined when it has none (open() does not need it: the header names it). */
+  function partitionIfAny(t: AnyTable, row: Row): string | undefined {
+    try {
+      return partitionOf(t, row);
+    } catch {
+      return undefined;
+    }
+  }
+  /** The load this row's partition waits for, if any. */
+  function loadingFor(t: AnyTable, row: Row): Promise<unknown> | undefined {
+    if (loading.size === 0) return undefined;
+    const partition = partitionIfAny(t, row);
+    return partition === undefined ? undefined : loading.get(partition);
+  }
+
   async function seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
+    const t = table as unknown as AnyTable;
+    const wait = loadingFor(t, row);
+    if (wait) await wait;
     // Warm keys (the common case) seal at once: no promise per field.
     try {
       return sealSync(table, row);
     } catch (error) {
       if (!notWarm(error)) throw error;
     }
+    return wait ? sealLater(table, row) : asLoading(partitionIfAny(t, row), sealLater(table, row));
+  }
+
+  async function sealLater<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
     const t = table as unknown as AnyTable;
     const partition = partitionOf(t, row);
     const out: Record<string, unknown> = { ...row };
@@ -379,6 +420,8 @@ export function createRecords(options: RecordsOptions): Records {
 
   async function open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>> {
     const t = table as unknown as AnyTable;
+    const wait = loadingFor(t, row);
+    if (wait) await wait;
     // Migration mode counts legacy values as it reads them: a fallback reads them again.
     const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...stats.legacyValuesRead } : undefined;
     try {
@@ -390,6 +433,10 @@ export function createRecords(options: RecordsOptions): Records {
         Object.assign(stats.legacyValuesRead, counted);
       }
     }
+    return wait ? openLater(t, row) : asLoading(partitionIfAny(t, row), openLater(t, row));
+  }
+
+  async function openLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: SealedRow<C>): Promise<PlainRow<C>> {
     const out: Record<string, unknown> = { ...row };
     const key = keyOf(t, row);
     await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], key))));

@@ -135,3 +135,24 @@ describe('intermediateKeyVersion', () => {
     await hierarchy.close();
   });
 });
+
+describe('a batch under a cold key', () => {
+  it('loads the key once and opens each row once: one audit record per row, not one more per row for a discarded synchronous attempt', async () => {
+    const store = new MemoryKeyStore();
+    const kms = LocalKms.generate();
+    const writer = createKeyHierarchy({ store, kms });
+    const sealed = (await createRecords({ hierarchy: writer }).sealMany(people, Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, tenant: i % 2 ? 'acme' : 'zeta', email: `${i}@x` })), { failFast: true })).map((r) => (r.ok ? r.value : undefined)!);
+    const audits: string[] = [];
+    const reader = createKeyHierarchy({ store, kms, audit: (a) => audits.push(a.partition) });
+    const records = createRecords({ hierarchy: reader });
+    const opened = await records.openMany(people, sealed, { failFast: true });
+    expect(opened.map((r) => (r.ok ? r.value.email : undefined))).toEqual(sealed.map((_, i) => `${i}@x`));
+    expect(audits).toHaveLength(50);
+    // Sealing under cold keys: every row sealed once, each under its own partition.
+    const cold = createRecords({ hierarchy: createKeyHierarchy({ store, kms }) });
+    const again = await cold.sealMany(people, sealed.map((_, i) => ({ id: `s${i}`, tenant: i % 2 ? 'acme' : 'zeta', email: 'e' })), { failFast: true });
+    expect(again.map((r) => r.ok && parseHeader(fieldFromText(r.value.email as string)!).intermediate?.partition)).toEqual(sealed.map((_, i) => (i % 2 ? 'acme' : 'zeta')));
+    await writer.close();
+    await reader.close();
+  });
+});
