@@ -365,6 +365,26 @@ describe('table sweeps on PostgreSQL', () => {
     db.close();
   });
 
+  it('writes rows whose transforms write different column sets, in any order, each row its own values', async () => {
+    const table = await pgTable();
+    for (let i = 0; i < 30; i++) await pool.query(`INSERT INTO ${table} (id, tenant, key_version) VALUES ($1, 'acme', 1)`, [`r${String(i).padStart(2, '0')}`]);
+    // Three sets: {email}, {email, key_version} written in two key orders, {photo}.
+    const transform = (row: Record<string, unknown>) => {
+      const i = Number(String(row.id).slice(1));
+      if (i % 3 === 0) return { write: { email: `e${i}` } };
+      if (i % 3 === 1) return { write: i % 2 ? { email: `e${i}`, key_version: i } : { key_version: i, email: `e${i}` } };
+      return { write: { photo: new Uint8Array([i]) } };
+    };
+    const summary = await sweepPostgres(pool, { table, key: 'id', columns: ['email', 'photo', 'key_version'], pending: 'true', transform, batchSize: 7 });
+    expect(summary).toMatchObject({ written: 30, failed: 0 });
+    const rows = (await pool.query(`SELECT id, email, photo, key_version FROM ${table} ORDER BY id`)).rows as { id: string; email: string | null; photo: Buffer | null; key_version: number }[];
+    for (const [i, r] of rows.entries()) {
+      expect(r.email).toBe(i % 3 === 2 ? null : `e${i}`);
+      expect(r.photo ? [...r.photo] : null).toEqual(i % 3 === 2 ? [i] : null);
+      expect(r.key_version).toBe(i % 3 === 1 ? i : 1);
+    }
+  });
+
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
     const { records } = setup();
     const table = await pgTable();

@@ -68,34 +68,65 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
     (after ? ` AND (${keyList}) > (${shape.key.map((c, i) => `$${afterAt + i}::${types.get(c)}`).join(', ')})` : '') +
     ` ORDER BY ${keyList} LIMIT $1 FOR UPDATE SKIP LOCKED`;
 
-  async function write(writes: { key: readonly unknown[]; write: Record<string, unknown> }[]): Promise<void> {
-    // One UPDATE per set of columns written (a sweep writes the same set for every row).
-    const groups = new Map<string, typeof writes>();
-    for (const w of writes) {
-      const names = Object.keys(w.write).sort();
-      for (const n of names) if (!types.has(n) || shape.key.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep may write`);
-      const id = names.join('\u0000');
-      const group = groups.get(id);
-      if (group) group.push(w);
-      else groups.set(id, [w]);
+  /** Column sets already checked, by their sorted names joined. */
+  const checked = new Set<string>();
+  /** The UPDATE for a column set and a number of rows (placeholders only: the values are parameters). */
+  const statements = new Map<string, string>();
+  function statement(id: string, names: string[], rows: number): string {
+    const cacheKey = `${id}\u0001${rows}`;
+    let sql = statements.get(cacheKey);
+    if (sql !== undefined) return sql;
+    const all = [...shape.key, ...names];
+    const width = all.length;
+    const tuples: string[] = [];
+    for (let row = 0; row < rows; row++) {
+      // The first tuple's casts type the VALUES list's columns.
+      const cells = all.map((c, i) => (row === 0 ? `$${i + 1}::${types.get(c)}` : `$${row * width + i + 1}`));
+      tuples.push(`(${cells.join(', ')})`);
     }
-    for (const [id, group] of groups) {
-      const names = id.split('\u0000');
-      const all = [...shape.key, ...names];
-      const values: unknown[] = [];
-      const tuples = group.map((w, row) => {
-        const cells = all.map((c, i) => {
-          values.push(bytesParam(i < shape.key.length ? w.key[i] : w.write[c]));
-          // The first tuple's casts type the VALUES list's columns.
-          return row === 0 ? `$${values.length}::${types.get(c)}` : `$${values.length}`;
-        });
-        return `(${cells.join(', ')})`;
-      });
-      const alias = all.map((_, i) => `c${i}`);
-      const set = names.map((c, i) => `${q(c)} = v.c${shape.key.length + i}`).join(', ');
-      const on = shape.key.map((c, i) => `t.${q(c)} = v.c${i}`).join(' AND ');
-      const sql = `UPDATE ${shape.table} AS t SET ${set} FROM (VALUES ${tuples.join(', ')}) AS v(${alias.join(', ')}) WHERE ${on}`;
-      await client.query(sql, values);
+    const alias = all.map((_, i) => `c${i}`);
+    const set = names.map((c, i) => `${q(c)} = v.c${shape.key.length + i}`).join(', ');
+    const on = shape.key.map((c, i) => `t.${q(c)} = v.c${i}`).join(' AND ');
+    sql = `UPDATE ${shape.table} AS t SET ${set} FROM (VALUES ${tuples.join(', ')}) AS v(${alias.join(', ')}) WHERE ${on}`;
+    if (statements.size >= 64) statements.clear();
+    statements.set(cacheKey, sql);
+    return sql;
+  }
+
+  async function write(writes: { key: readonly unknown[]; write: Record<string, unknown> }[]): Promise<void> {
+    // One UPDATE per set of columns written (a sweep writes the same set for every row, mostly in
+    // the same order: the last row's set is reused when its names match).
+    const groups = new Map<string, { names: string[]; writes: typeof writes }>();
+    let lastNames: string[] = [];
+    let lastGroup: { names: string[]; writes: typeof writes } | undefined;
+    for (const w of writes) {
+      const names = Object.keys(w.write);
+      if (lastGroup && names.length === lastNames.length && names.every((n, i) => n === lastNames[i])) {
+        lastGroup.writes.push(w);
+        continue;
+      }
+      const sorted = [...names].sort();
+      const id = sorted.join('\u0000');
+      if (!checked.has(id)) {
+        for (const n of sorted) if (!types.has(n) || shape.key.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep may write`);
+        checked.add(id);
+      }
+      let group = groups.get(id);
+      if (!group) groups.set(id, (group = { names: sorted, writes: [] }));
+      group.writes.push(w);
+      lastNames = names;
+      lastGroup = group;
+    }
+    for (const [id, { names, writes: group }] of groups) {
+      const keyWidth = shape.key.length;
+      const width = keyWidth + names.length;
+      const values = new Array<unknown>(group.length * width);
+      for (let row = 0, at = 0; row < group.length; row++) {
+        const w = group[row]!;
+        for (let i = 0; i < keyWidth; i++) values[at++] = bytesParam(w.key[i]);
+        for (const n of names) values[at++] = bytesParam(w.write[n]);
+      }
+      await client.query(statement(id, names, group.length), values);
     }
   }
 
