@@ -33,6 +33,19 @@ function infoHead(suite: PayloadSuite): Uint8Array {
   return head;
 }
 
+/** Message keys with the views HKDF writes (the commitment is 16 bytes here). */
+interface CompactKeys {
+  readonly keys: PayloadKeys;
+  readonly commitment: Uint8Array;
+  readonly outputs: Uint8Array[];
+}
+
+function compactKeys(keyLength: number): CompactKeys {
+  const keys = new PayloadKeys(keyLength);
+  const commitment = keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH);
+  return { keys, commitment, outputs: [keys.key, keys.baseNonce, commitment] };
+}
+
 function deriveCompactKeys(
   backend: CryptoBackend,
   suite: PayloadSuite,
@@ -40,11 +53,25 @@ function deriveCompactKeys(
   salt: Uint8Array,
   context: Uint8Array,
   keyState: HmacKeyState | undefined,
-): PayloadKeys {
+  into: CompactKeys = compactKeys(suite.keyLength),
+): CompactKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  const keys = new PayloadKeys(suite.keyLength);
-  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH)], keyState);
-  return keys;
+  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], into.outputs, keyState);
+  return into;
+}
+
+/**
+ * openCompact's message keys, one set per key length, reused: openCompact derives, uses and wipes
+ * them without yielding, so calls never share them (a nested call, should there be one, gets its own).
+ */
+const scratchKeys = new Map<number, CompactKeys>();
+let scratchInUse = false;
+function takeScratch(keyLength: number): CompactKeys | undefined {
+  if (scratchInUse) return undefined;
+  let scratch = scratchKeys.get(keyLength);
+  if (!scratch) scratchKeys.set(keyLength, (scratch = compactKeys(keyLength)));
+  scratchInUse = true;
+  return scratch;
 }
 
 /** The payload length of a compact message, or undefined when the plaintext is too long for one. */
@@ -69,16 +96,17 @@ export function openCompact(
 ): Uint8Array {
   backend = suiteBackend(backend, suite);
   if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  const keys = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
+  const scratch = takeScratch(suite.keyLength);
+  const derived = scratch ?? compactKeys(suite.keyLength);
   try {
-    if (!equalBytes(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
-      throw new DecryptionFailedError();
-    }
+    const { keys, commitment } = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState, derived);
+    if (!equalBytes(commitment, payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) throw new DecryptionFailedError();
     const plaintext = backend.gcmOpenFresh(keys.key, keys.nonce(0), payload.subarray(COMPACT_PREFIX));
     if (!plaintext) throw new DecryptionFailedError();
     return plaintext;
   } finally {
-    keys.wipe();
+    derived.keys.wipe();
+    if (scratch) scratchInUse = false;
   }
 }
 
@@ -96,8 +124,8 @@ export async function openCompactAsync(
   keyState?: HmacKeyState,
 ): Promise<Uint8Array> {
   if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  const keys = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
-  if (!equalBytes(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
+  const { keys, commitment } = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
+  if (!equalBytes(commitment, payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
     keys.wipe();
     throw new DecryptionFailedError();
   }
@@ -118,7 +146,7 @@ export async function openCompactAsync(
 export class CompactSealer {
   readonly #backend: CryptoBackend;
   readonly #salt: Uint8Array;
-  #keys: PayloadKeys | undefined;
+  #keys: CompactKeys | undefined;
 
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
@@ -129,13 +157,13 @@ export class CompactSealer {
 
   /** Writes salt || commitment || ciphertext || tag into `out` at `offset`; wipes the keys. */
   seal(plaintext: Uint8Array, out: Uint8Array, offset: number): void {
-    const keys = this.#keys;
-    if (!keys) throw new Error('CompactSealer: already used');
+    const derived = this.#keys;
+    if (!derived) throw new Error('CompactSealer: already used');
     try {
       if (plaintext.length > COMPACT_MAX_PLAINTEXT) throw new RangeError(`a compact payload holds at most ${COMPACT_MAX_PLAINTEXT} bytes`);
       out.set(this.#salt, offset);
-      out.set(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), offset + COMPACT_SALT_LENGTH);
-      this.#backend.gcmSeal(keys.key, keys.nonce(0), plaintext, out, offset + COMPACT_PREFIX);
+      out.set(derived.commitment, offset + COMPACT_SALT_LENGTH);
+      this.#backend.gcmSeal(derived.keys.key, derived.keys.nonce(0), plaintext, out, offset + COMPACT_PREFIX);
     } finally {
       this.destroy();
     }
@@ -143,16 +171,16 @@ export class CompactSealer {
 
   /** seal() over an asynchronous AEAD (the WebCrypto backend); wipes the keys once imported. */
   async sealAsync(aead: AsyncAead, plaintext: Uint8Array, out: Uint8Array, offset: number): Promise<void> {
-    const keys = this.#keys;
-    if (!keys) throw new Error('CompactSealer: already used');
+    const derived = this.#keys;
+    if (!derived) throw new Error('CompactSealer: already used');
     this.#keys = undefined;
     if (plaintext.length > COMPACT_MAX_PLAINTEXT) {
-      keys.wipe();
+      derived.keys.wipe();
       throw new RangeError(`a compact payload holds at most ${COMPACT_MAX_PLAINTEXT} bytes`);
     }
     out.set(this.#salt, offset);
-    out.set(keys.commitment.subarray(0, COMPACT_COMMITMENT_LENGTH), offset + COMPACT_SALT_LENGTH);
-    const key = await importAndWipe(aead, keys);
+    out.set(derived.commitment, offset + COMPACT_SALT_LENGTH);
+    const key = await importAndWipe(aead, derived.keys);
     try {
       out.set(await key.seal(0, plaintext), offset + COMPACT_PREFIX);
     } finally {
@@ -161,7 +189,7 @@ export class CompactSealer {
   }
 
   destroy(): void {
-    this.#keys?.wipe();
+    this.#keys?.keys.wipe();
     this.#keys = undefined;
   }
 }
