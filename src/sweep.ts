@@ -80,8 +80,9 @@ export interface SweepDriver {
   countPending?(): Promise<number>;
   /**
    * In one transaction: reads (and locks against other workers) up to `limit` pending rows with a
-   * key after `after` (from the start when undefined), in key order; calls `work` with them; writes
-   * the rows it returns (by key) and commits. On any error, rolls back and rethrows. Returns the
+   * key after `after` (from the start when undefined), in key order; calls `work` with them, at once
+   * or in consecutive slices (so that the database writes one slice while the next is worked on);
+   * writes the rows it returns (by key) and commits. On any error, rolls back and rethrows. Returns the
    * number of rows read, the last key read (undefined when none: the sweep is over for this
    * worker), and how many writes it dropped because their row changed since it was read.
    */
@@ -195,7 +196,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
           return { key, outcome };
         });
         const writes: { key: readonly unknown[]; write: Record<string, unknown> }[] = [];
-        batch.seen = rows.length;
+        batch.seen += rows.length;
         for (const { key, outcome } of outcomes) {
           if ('write' in outcome) writes.push({ key, write: outcome.write });
           else if ('current' in outcome) batch.current++;
@@ -204,7 +205,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
             rowFailures.push(describeFailure(key, outcome.failed));
           }
         }
-        batch.written = writes.length;
+        batch.written += writes.length;
         batch.failed = rowFailures.length;
         return writes;
       });

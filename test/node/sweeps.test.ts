@@ -15,6 +15,7 @@ import { sweepPostgres, sweepSqlite } from '../../src/node.ts';
 import { createRecords, defineTable } from '../../src/records.ts';
 import { backfillSweep, reindexSweep, rewrapSweep, rotationSweep, type SweepEvent } from '../../src/sweep.ts';
 import { fieldFromText } from '../../src/core/field-value.ts';
+import { KmsError } from '../../src/core/errors.ts';
 import { type PostgresServer, startPostgres, uniqueTable } from '../fixtures/postgres.ts';
 
 const customers = defineTable({
@@ -383,6 +384,25 @@ describe('table sweeps on PostgreSQL', () => {
       expect(r.photo ? [...r.photo] : null).toEqual(i % 3 === 2 ? [i] : null);
       expect(r.key_version).toBe(i % 3 === 1 ? i : 1);
     }
+  });
+
+  it('works a batch in slices, each slice\'s UPDATE sent before the next is worked on, in one transaction: a failure in a later slice rolls back the earlier slices', async () => {
+    const table = await pgTable();
+    await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 3, '0'), 'acme', 1 FROM generate_series(0, 249) AS i`);
+    const stopAt = 'r180';
+    const kmsDown = new KmsError('the KMS is down');
+    const failing = (row: Record<string, unknown>) => {
+      if (row.id === stopAt) throw kmsDown;
+      return { write: { key_version: 2 } };
+    };
+    await expect(sweepPostgres(pool, { table, key: 'id', columns: ['key_version'], pending: 'key_version < 2', transform: failing, batchSize: 250 })).rejects.toThrow('the KMS is down');
+    // Rows 0-179 were worked on and sent (two slices) before row 180 failed: none of them was kept.
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 0 }]);
+    const events: SweepEvent[] = [];
+    const summary = await sweepPostgres(pool, { table, key: 'id', columns: ['key_version'], pending: 'key_version < 2', transform: () => ({ write: { key_version: 2 } }), batchSize: 250, onEvent: (e) => events.push(e) });
+    expect(summary).toMatchObject({ seen: 250, written: 250, batches: 1 });
+    expect(events.find((e) => e.type === 'batch')).toMatchObject({ batch: { seen: 250, written: 250 } });
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 250 }]);
   });
 
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {

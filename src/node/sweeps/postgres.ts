@@ -58,6 +58,9 @@ export function tableShape(options: TableSweepOptions): Shape {
   return { table: quoteTableName(options.table), key, columns: [...new Set(columns)], pending: options.pending };
 }
 
+/** Rows worked on between two UPDATEs of one batch (see batch()). */
+const PIPELINE_SLICE = 100;
+
 const bytesParam = (value: unknown): unknown => (value instanceof Uint8Array && !Buffer.isBuffer(value) ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : value);
 
 function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, string>): SweepDriver {
@@ -138,15 +141,28 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
     },
     async batch(after, limit, work) {
       await client.query('BEGIN');
+      // The rows are worked on in slices, and each slice's UPDATE is sent before the next slice is
+      // worked on: the server writes one while this process seals the next (one transaction still).
+      const writing: Promise<void>[] = [];
       try {
         const { rows } = await client.query(select(after !== undefined, 2), [limit, ...(after ?? [])]);
         const read = rows as SweepRow[];
-        const writes = await work(read);
-        if (writes.length) await write(writes);
+        for (let i = 0; i < read.length; i += PIPELINE_SLICE) {
+          const writes = await work(read.slice(i, i + PIPELINE_SLICE));
+          if (writes.length) {
+            const sent = write(writes);
+            sent.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
+            writing.push(sent);
+          }
+          // Lets the driver hand the queued UPDATE to the server and read its answer.
+          if (i + PIPELINE_SLICE < read.length) await new Promise<void>((resume) => setImmediate(resume));
+        }
+        await Promise.all(writing);
         await client.query('COMMIT');
         const last = read.at(-1);
         return { rows: read.length, last: last ? shape.key.map((c) => last[c]) : undefined };
       } catch (error) {
+        await Promise.allSettled(writing);
         await client.query('ROLLBACK').catch(() => {});
         throw error;
       }
