@@ -272,6 +272,9 @@ export function quoteIdentifier(name: string): string {
   if (typeof name !== 'string' || name.length === 0 || utf8Length(name) > 63 || name.includes('\u0000') || !name.isWellFormed()) {
     throw new TypeError(`not a column name: ${JSON.stringify(name)}`);
   }
+  // Database drivers make each row an object keyed by column name, where "__proto__" sets the
+  // prototype instead of a property: the column would vanish from every row read.
+  if (name === '__proto__') throw new TypeError('a column named "__proto__" cannot be read as a row property: rename it');
   return `"${name.replaceAll('"', '""')}"`;
 }
 
