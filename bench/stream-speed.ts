@@ -71,7 +71,7 @@ async function drain(stream: ReadableStream<Uint8Array>): Promise<number> {
   return n;
 }
 
-export async function benchStreamSpeed(size = 64 * MiB, rounds = 11): Promise<{ text: string; seal: number; open: number }> {
+export async function benchStreamSpeed(size = 64 * MiB, rounds = 21): Promise<{ text: string; seal: number; open: number }> {
   const envelope = createEnvelope({ kms: LocalKms.generate() });
   const key = randomBytes(32);
   const piece = new Uint8Array(randomBytes(PIECE));
