@@ -4,7 +4,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { intermediateKeyVersion, parseHeader } from '../src/core/header.ts';
+import { encodeAuthenticatedV2, intermediateKeyVersion, parseHeader } from '../src/core/header.ts';
+import { canonicalContext } from '../src/core/context.ts';
+import { SUITES } from '../src/core/suites.ts';
 import { fieldFromText } from '../src/core/field-value.ts';
 import { createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore, RecordFieldError } from '../src/index.ts';
 
@@ -134,6 +136,31 @@ describe('intermediateKeyVersion', () => {
     expect(() => intermediateKeyVersion(new Uint8Array([1, 2, 3]))).toThrow();
     await hierarchy.close();
   });
+  it('agrees with parseHeader on any version-2 header, whatever its partition, version, suite, form and context mode, and refuses what parseHeader refuses (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 60 }),
+        fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+        fc.constantFrom(...SUITES),
+        fc.boolean(),
+        fc.boolean(),
+        fc.uint8Array({ maxLength: 40 }),
+        (partition, version, suite, detached, compact, payload) => {
+          const header = encodeAuthenticatedV2(suite, canonicalContext({ a: partition }), detached, compact, { partition, version });
+          const message = new Uint8Array(header.length + payload.length);
+          message.set(header);
+          message.set(payload, header.length);
+          expect(intermediateKeyVersion(message)).toBe(version);
+          expect(parseHeader(message).intermediate?.version).toBe(version);
+          // Cut inside the key version: both refuse.
+          const cut = message.subarray(0, header.length - 1);
+          expect(() => parseHeader(cut)).toThrow();
+          expect(() => intermediateKeyVersion(cut)).toThrow();
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
 });
 
 describe('a batch under a cold key', () => {
@@ -155,4 +182,5 @@ describe('a batch under a cold key', () => {
     await writer.close();
     await reader.close();
   });
+
 });
