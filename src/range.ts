@@ -104,31 +104,9 @@ export async function openRange(
     // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer. With an asynchronous
     // AEAD (the WebCrypto backend) the chunks are opened several at once.
     const aead = aeadFor(core.backend, header.suite);
-    if (aead) {
-      return (await openPayloadRangeAsync(
-        core.backend,
-        aead,
-        header.suite,
-        session.key,
-        session.payloadContext,
-        readPayload,
-        payloadLength,
-        offset,
-        length,
-        options.verifyLength ?? true,
-      )) as Uint8Array<ArrayBuffer>;
-    }
-    return (await openPayloadRange(
-      core.backend,
-      header.suite,
-      session.key,
-      session.payloadContext,
-      readPayload,
-      payloadLength,
-      offset,
-      length,
-      options.verifyLength ?? true,
-    )) as Uint8Array<ArrayBuffer>;
+    const range = [header.suite, session.key, session.payloadContext, readPayload, payloadLength, offset, length, options.verifyLength ?? true] as const;
+    const plaintext = aead ? openPayloadRangeAsync(core.backend, aead, ...range) : openPayloadRange(core.backend, ...range);
+    return (await plaintext) as Uint8Array<ArrayBuffer>;
   } finally {
     wipe(session.key);
   }

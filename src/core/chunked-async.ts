@@ -17,7 +17,9 @@ import {
   type PayloadSealer,
   type PayloadReader,
   plaintextLength,
+  rangeTotal,
   readChunkRange,
+  readExactly,
   SALT_LENGTH,
   SEALED_CHUNK_SIZE,
 } from './chunked.ts';
@@ -155,6 +157,27 @@ export async function sealAllAsync(aead: AsyncAead, sealer: PayloadSealer, plain
 }
 
 /**
+ * Opens consecutive sealed chunks (the last may be short), the first with counter `first`, several
+ * at once, into a new array of `plaintextLength` bytes; wiped and DecryptionFailedError at the
+ * first tag that does not verify.
+ */
+async function openChunksAsync(key: AsyncChunkKey, sealed: Uint8Array, first: number, plaintextLength: number): Promise<Uint8Array> {
+  const out = new Uint8Array(plaintextLength);
+  try {
+    await eachBounded(Math.ceil(sealed.length / SEALED_CHUNK_SIZE), CHUNKS_IN_FLIGHT, async (c) => {
+      const plain = await key.open(first + c, sealed.subarray(c * SEALED_CHUNK_SIZE, (c + 1) * SEALED_CHUNK_SIZE));
+      if (!plain) throw new DecryptionFailedError();
+      out.set(plain, c * CHUNK_SIZE);
+      wipe(plain);
+    });
+    return out;
+  } catch (error) {
+    wipe(out);
+    throw error;
+  }
+}
+
+/**
  * Opens a whole payload, as openPayload does: the length and the commitment before any chunk, and
  * the plaintext only when every chunk authenticates. The key schedule runs before this returns,
  * so `inputKey` and `keyState` may be lent (the caller keeps and wipes them).
@@ -184,20 +207,7 @@ export async function openPayloadAsync(
       if (!plaintext) throw new DecryptionFailedError();
       return plaintext;
     }
-    const out = new Uint8Array(length);
-    const chunks = Math.ceil(sealed.length / SEALED_CHUNK_SIZE);
-    try {
-      await eachBounded(chunks, CHUNKS_IN_FLIGHT, async (c) => {
-        const plain = await key.open(c, sealed.subarray(c * SEALED_CHUNK_SIZE, (c + 1) * SEALED_CHUNK_SIZE));
-        if (!plain) throw new DecryptionFailedError();
-        out.set(plain, c * CHUNK_SIZE);
-        wipe(plain);
-      });
-      return out;
-    } catch (error) {
-      wipe(out);
-      throw error;
-    }
+    return await openChunksAsync(key, sealed, 0, length);
   } finally {
     key.drop();
   }
@@ -221,17 +231,8 @@ export async function openPayloadRangeAsync(
   length: number,
   verifyLength: boolean,
 ): Promise<Uint8Array> {
-  const total = plaintextLength(payloadLength);
-  if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {
-    throw new RangeError(`range [${start}, ${start}+${length}) is outside the plaintext of ${total} bytes`);
-  }
-  const readExactly = async (position: number, n: number): Promise<Uint8Array> => {
-    const bytes = await read(position, n);
-    if (!(bytes instanceof Uint8Array) || bytes.length !== n) throw new DecryptionFailedError();
-    return bytes;
-  };
-  const prefix = await readExactly(0, PAYLOAD_PREFIX);
+  const total = rangeTotal(suite, inputKey, payloadLength, start, length);
+  const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
   const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);
   if (!equalBytes(keys.commitment, prefix.subarray(SALT_LENGTH))) {
     keys.wipe();
@@ -243,20 +244,8 @@ export async function openPayloadRangeAsync(
     const openChunks = async (first: number, last: number): Promise<Uint8Array> => {
       const from = PAYLOAD_PREFIX + first * SEALED_CHUNK_SIZE;
       const to = Math.min(payloadLength, PAYLOAD_PREFIX + (last + 1) * SEALED_CHUNK_SIZE);
-      const sealed = await readExactly(from, to - from);
-      const plain = new Uint8Array(sealed.length - (last - first + 1) * TAG_LENGTH);
-      try {
-        await eachBounded(last - first + 1, CHUNKS_IN_FLIGHT, async (c) => {
-          const chunk = await key.open(first + c, sealed.subarray(c * SEALED_CHUNK_SIZE, (c + 1) * SEALED_CHUNK_SIZE));
-          if (!chunk) throw new DecryptionFailedError();
-          plain.set(chunk, c * CHUNK_SIZE);
-          wipe(chunk);
-        });
-        return plain;
-      } catch (error) {
-        wipe(plain);
-        throw error;
-      }
+      const sealed = await readExactly(read, from, to - from);
+      return openChunksAsync(key, sealed, first, sealed.length - (last - first + 1) * TAG_LENGTH);
     };
     out = await readChunkRange(openChunks, start, length, total, verifyLength);
     return out;

@@ -440,11 +440,7 @@ export async function openPayloadRange(
   verifyLength: boolean,
 ): Promise<Uint8Array> {
   backend = suiteBackend(backend, suite);
-  const total = plaintextLength(payloadLength);
-  if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {
-    throw new RangeError(`range [${start}, ${start}+${length}) is outside the plaintext of ${total} bytes`);
-  }
+  const total = rangeTotal(suite, inputKey, payloadLength, start, length);
   const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
   const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);
   let out: Uint8Array | undefined;
@@ -471,7 +467,21 @@ export async function openPayloadRange(
   }
 }
 
-async function readExactly(read: PayloadReader, position: number, length: number): Promise<Uint8Array> {
+/**
+ * The plaintext length of a payload a range is read from, after checking the key length and that
+ * [start, start + length) lies inside it (RangeError). Shared by the synchronous and WebCrypto readers.
+ */
+export function rangeTotal(suite: PayloadSuite, inputKey: Uint8Array, payloadLength: number, start: number, length: number): number {
+  const total = plaintextLength(payloadLength);
+  if (total === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > total) {
+    throw new RangeError(`range [${start}, ${start}+${length}) is outside the plaintext of ${total} bytes`);
+  }
+  return total;
+}
+
+/** Exactly `length` bytes at `position` of the payload; anything else is a message that does not open. */
+export async function readExactly(read: PayloadReader, position: number, length: number): Promise<Uint8Array> {
   const bytes = await read(position, length);
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) throw new DecryptionFailedError();
   return bytes;
