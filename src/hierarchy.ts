@@ -274,7 +274,11 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     const load = (): Promise<Uint8Array> => loadVersion(ref.partition, ref.version);
     const held = cache.peek(ref.partition, ref.version, purpose, load);
     if (held) return suiteKey(held, ref, suite, true);
-    return cache.get(ref.partition, ref.version, purpose, load).then((loaded) => suiteKey(loaded, ref, suite, false));
+    const loadKey = (): Promise<SuiteKey> => cache.get(ref.partition, ref.version, purpose, load).then((loaded) => suiteKey(loaded, ref, suite, false));
+    // The store shows a new version before createVersion returns; until this process's creation
+    // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
+    const creation = creating.get(ref.partition);
+    return creation ? creation.then(loadKey, loadKey) : loadKey();
   }
 
   return {

@@ -114,7 +114,9 @@ describe('a fleet of processes under the key hierarchy (bench/fleet.ts, small)',
       // One Decrypt per process and partition (no TTL expires) but for the process whose new key
       // version the store kept (it uses GenerateDataKey's plaintext), one GenerateDataKey per
       // partition and per process that raced to create it: nothing per record.
-      expect(p.kmsByAction.Decrypt).toBe(PROCESSES * TENANTS_PER_PROCESS - TENANTS);
+      // (A process that read its own new version from the store before createVersion returned
+      // once loaded it through a Decrypt too: test/hierarchy.test.ts has that race.)
+      expect(p.kmsByAction.Decrypt, JSON.stringify({ calls: p.kmsByAction, throttled: p.throttled, counters: p.counters })).toBe(PROCESSES * TENANTS_PER_PROCESS - TENANTS);
       expect(p.kmsByAction.GenerateDataKey).toBeGreaterThanOrEqual(TENANTS);
       expect(p.kmsByAction.GenerateDataKey).toBeLessThanOrEqual(PROCESSES * TENANTS_PER_PROCESS);
       expect(p.kmsCalls).toBeLessThanOrEqual(2 * PROCESSES * TENANTS_PER_PROCESS);

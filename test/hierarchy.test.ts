@@ -4,7 +4,7 @@ import { createKeyHierarchy } from '../src/hierarchy.ts';
 import { createEnvelope, DecryptionFailedError, inspect, KeyNotFoundError, LocalKms } from '../src/index.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
-function fleet(options: { kms?: InstrumentedProvider; store?: MemoryKeyStore } = {}) {
+function fleet(options: { kms?: InstrumentedProvider; store?: KeyStore } = {}) {
   const kms = options.kms ?? new InstrumentedProvider();
   const store = options.store ?? new MemoryKeyStore();
   const audits: unknown[] = [];
@@ -77,6 +77,40 @@ describe('the key hierarchy', () => {
     expect(raceKms.calls.decrypt).toBe(1); // it loaded the winner's record
     expect(await winner.envelope.openString(sealedByLoser, { context: { row: '3' } })).toBe('loser');
     expect(await loserEnvelope.openString(won, { context: { row: '2' } })).toBe('winner');
+  });
+
+  it('a seal or open that finds the version this process is still creating waits for its plaintext: no Decrypt of its own key', async () => {
+    const inner = new MemoryKeyStore();
+    let written!: () => void;
+    const wrote = new Promise<void>((resolve) => (written = resolve));
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The record is in the store, readable by anyone, before createVersion returns (a file store
+    // still unlocking, a database still committing its answer).
+    const store: KeyStore = {
+      getActive: (p) => inner.getActive(p),
+      getVersion: (p, v) => inner.getVersion(p, v),
+      createVersion: async (r) => {
+        const stored = await inner.createVersion(r);
+        written();
+        await held;
+        return stored;
+      },
+      listVersions: (p) => inner.listVersions(p),
+      setState: (p, v, st) => inner.setState(p, v, st),
+    };
+    const { kms, envelope } = fleet({ store });
+    const first = envelope.seal('first', { context: { row: '1' } });
+    await wrote;
+    // A second seal now reads the active version from the store; it must not load it through the KMS.
+    const second = envelope.seal('second', { context: { row: '2' } });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    release();
+    const [a, b] = await Promise.all([first, second]);
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
+    expect(await envelope.openString(a, { context: { row: '1' } })).toBe('first');
+    expect(await envelope.openString(b, { context: { row: '2' } })).toBe('second');
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
   });
 
   it('writes format 2 with the partition and key version, and a compact payload for small values', async () => {
