@@ -109,6 +109,12 @@ export interface PageSession {
   page: Page;
   /** Calls one of page.ts's checks in the page and hands back what it returned. */
   call<K extends keyof PageTests>(name: K, ...args: Parameters<PageTests[K]>): Promise<Awaited<ReturnType<PageTests[K]>>>;
+  /**
+   * Waits for `running` (a call), measuring the page's live heap each time the page pauses for it
+   * (page.ts, pauseForNode): MiB of JS objects and ArrayBuffer memory after a full collection, from
+   * the DevTools protocol.
+   */
+  heapAtPauses<T>(running: Promise<T>): Promise<{ result: T; heapMiB: number[] }>;
   /** Errors the page threw or logged, for the failure messages. */
   errors: string[];
   close(): Promise<void>;
@@ -135,6 +141,27 @@ export async function openPage(origin: string): Promise<PageSession> {
         ([n, a]) => (globalThis as unknown as { kmsEnvelopeTests: Record<string, (...x: unknown[]) => unknown> }).kmsEnvelopeTests[n]!(...a),
         [name, args] as [string, unknown[]],
       ) as never,
+    async heapAtPauses(running) {
+      const cdp = await page.context().newCDPSession(page);
+      const heapMiB: number[] = [];
+      let settled = false;
+      const watched = running.finally(() => (settled = true));
+      while (!settled) {
+        const paused = await page.evaluate(() => (globalThis as { kmsEnvelopePaused?: boolean }).kmsEnvelopePaused === true);
+        if (!paused) {
+          await Promise.race([watched.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 20))]);
+          continue;
+        }
+        await cdp.send('HeapProfiler.collectGarbage');
+        const usage = await cdp.send('Runtime.getHeapUsage');
+        heapMiB.push((usage.usedSize + (usage.backingStorageSize ?? 0)) / 2 ** 20);
+        await page.evaluate(() => {
+          (globalThis as { kmsEnvelopePaused?: boolean }).kmsEnvelopePaused = false;
+        });
+      }
+      await cdp.detach();
+      return { result: await watched, heapMiB };
+    },
     close: () => browser.close(),
   };
 }
