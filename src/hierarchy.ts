@@ -16,6 +16,7 @@ import type { PayloadSuite } from './core/suites.ts';
 import {
   type CacheCounters,
   classifyKmsFailure,
+  entryId as versionId,
   IntermediateKeyCache,
   type IntermediateKeyCacheOptions,
   type LoadedKey,
@@ -172,6 +173,8 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const activeTtl = options.activeTtlMs ?? 60_000;
   const active = new Map<string, { version: number; until: number }>();
   const creating = new Map<string, Promise<StoredKey>>();
+  /** Versions this process is creating (version 1, or a rotation's), until their plaintext is in the cache. */
+  const unsettled = new Map<string, Promise<unknown>>();
   let versionsCreated = 0;
   const kmsCalls: HierarchyMetrics['kmsCalls'] = {
     GenerateDataKey: { ok: 0, failed: 0, throttled: 0 },
@@ -212,7 +215,17 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   }
 
   /** Creates `version` of a partition; when another process won the race, its record is the one returned. */
-  async function createVersion(partition: string, version: number): Promise<StoredKey> {
+  function createVersion(partition: string, version: number): Promise<StoredKey> {
+    const id = versionId(partition, version);
+    const creation = createVersionOnce(partition, version);
+    const settled = creation.finally(() => {
+      if (unsettled.get(id) === settled) unsettled.delete(id);
+    });
+    unsettled.set(id, settled);
+    return creation;
+  }
+
+  async function createVersionOnce(partition: string, version: number): Promise<StoredKey> {
     const kms = resolve(partition);
     const dataKey = await counted('GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
     const plaintext = dataKey.plaintextKey;
@@ -277,7 +290,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     const loadKey = (): Promise<SuiteKey> => cache.get(ref.partition, ref.version, purpose, load).then((loaded) => suiteKey(loaded, ref, suite, false));
     // The store shows a new version before createVersion returns; until this process's creation
     // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
-    const creation = creating.get(ref.partition);
+    const creation = unsettled.get(versionId(ref.partition, ref.version));
     return creation ? creation.then(loadKey, loadKey) : loadKey();
   }
 

@@ -113,6 +113,42 @@ describe('the key hierarchy', () => {
     expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
   });
 
+  it('an open of a version this process is still creating by rotation waits for its plaintext: no Decrypt', async () => {
+    const inner = new MemoryKeyStore();
+    const gate = { hold: false, written: () => {}, release: () => {} };
+    const store: KeyStore = {
+      getActive: (p) => inner.getActive(p),
+      getVersion: (p, v) => inner.getVersion(p, v),
+      createVersion: async (r) => {
+        const stored = await inner.createVersion(r);
+        if (gate.hold) {
+          gate.written();
+          await new Promise<void>((resolve) => (gate.release = resolve));
+        }
+        return stored;
+      },
+      listVersions: (p) => inner.listVersions(p),
+      setState: (p, v, st) => inner.setState(p, v, st),
+    };
+    const kms = new InstrumentedProvider();
+    const mine = fleet({ store, kms });
+    await mine.envelope.seal('version 1');
+    gate.hold = true;
+    const wrote = new Promise<void>((resolve) => (gate.written = resolve));
+    const rotation = mine.hierarchy.rotate('tenant-1');
+    await wrote;
+    // Another process sees version 2 active and seals under it; this one opens that record.
+    const other = fleet({ store: inner, kms });
+    const sealed = await other.envelope.seal('version 2', { context: { row: '9' } });
+    expect(kms.calls).toEqual({ generate: 2, decrypt: 1 }); // the other process's load of version 2
+    const opened = mine.envelope.openString(sealed, { context: { row: '9' } });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    gate.release();
+    await rotation;
+    expect(await opened).toBe('version 2');
+    expect(kms.calls).toEqual({ generate: 2, decrypt: 1 });
+  });
+
   it('writes format 2 with the partition and key version, and a compact payload for small values', async () => {
     const { envelope } = fleet();
     const sealed = await envelope.seal(new Uint8Array(16).fill(7), { context: { table: 't', column: 'c' }, detachedContext: true });

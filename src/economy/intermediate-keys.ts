@@ -285,7 +285,8 @@ export class IntermediateKeyCache {
   }
 }
 
-function entryId(partition: string, version: number): string {
+/** One key version of one partition, as a Map key. */
+export function entryId(partition: string, version: number): string {
   return `${version}\u0000${partition}`;
 }
 
