@@ -174,7 +174,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const active = new Map<string, { version: number; until: number }>();
   const creating = new Map<string, Promise<StoredKey>>();
   /** Versions this process is creating (version 1, or a rotation's), until their plaintext is in the cache. */
-  const unsettled = new Map<string, Promise<unknown>>();
+  const unsettled = new Map<string, Promise<void>>();
   let versionsCreated = 0;
   const kmsCalls: HierarchyMetrics['kmsCalls'] = {
     GenerateDataKey: { ok: 0, failed: 0, throttled: 0 },
@@ -218,9 +218,11 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   function createVersion(partition: string, version: number): Promise<StoredKey> {
     const id = versionId(partition, version);
     const creation = createVersionOnce(partition, version);
-    const settled = creation.finally(() => {
+    // Settles either way and never rejects: the creation's own caller sees its failure.
+    const forget = (): void => {
       if (unsettled.get(id) === settled) unsettled.delete(id);
-    });
+    };
+    const settled = creation.then(forget, forget);
     unsettled.set(id, settled);
     return creation;
   }
@@ -291,7 +293,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     // The store shows a new version before createVersion returns; until this process's creation
     // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
     const creation = unsettled.get(versionId(ref.partition, ref.version));
-    return creation ? creation.then(loadKey, loadKey) : loadKey();
+    return creation ? creation.then(loadKey) : loadKey();
   }
 
   return {

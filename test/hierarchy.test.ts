@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type KeyStore, MemoryKeyStore } from '../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
-import { createEnvelope, DecryptionFailedError, inspect, KeyNotFoundError, LocalKms } from '../src/index.ts';
+import { createEnvelope, DecryptionFailedError, inspect, KeyNotFoundError, KmsError, LocalKms } from '../src/index.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
 function fleet(options: { kms?: InstrumentedProvider; store?: KeyStore } = {}) {
@@ -147,6 +147,24 @@ describe('the key hierarchy', () => {
     await rotation;
     expect(await opened).toBe('version 2');
     expect(kms.calls).toEqual({ generate: 2, decrypt: 1 });
+  });
+
+  it('a creation the KMS refuses fails its seal with the KMS error, and the next seal creates the version', async () => {
+    const kms = new InstrumentedProvider();
+    let refuse = true;
+    const hierarchy = createKeyHierarchy({
+      store: new MemoryKeyStore(),
+      kms: {
+        id: kms.id,
+        generateDataKey: (r) => (refuse ? ((refuse = false), Promise.reject(new KmsError('GenerateDataKey: refused'))) : kms.generateDataKey(r)),
+        decryptDataKey: (r) => kms.decryptDataKey(r),
+      },
+    });
+    const envelope = createEnvelope({ hierarchy, partition: 'tenant-1' });
+    await expect(envelope.seal('first')).rejects.toThrow(KmsError);
+    const sealed = await envelope.seal('second');
+    expect(await envelope.openString(sealed)).toBe('second');
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
   });
 
   it('writes format 2 with the partition and key version, and a compact payload for small values', async () => {
