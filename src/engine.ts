@@ -306,10 +306,15 @@ async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt' | 'En
   }
 }
 
-/** FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. */
-function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean): Uint8Array {
+/**
+ * FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. In the
+ * shared slab when used once; `kept` (an encryption-cache entry) gets its own memory, or it would
+ * hold a whole slab block for as long as the entry lives.
+ */
+function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean, kept = false): Uint8Array {
   if (!detached) return authenticated;
-  const out = slabBytes(authenticated.length + context.encoded.length);
+  const length = authenticated.length + context.encoded.length;
+  const out = kept ? new Uint8Array(length) : slabBytes(length);
   out.set(authenticated);
   out.set(context.encoded, authenticated.length);
   return out;
@@ -334,7 +339,7 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     header.set(wrapped, authenticated.length);
     // Only a cached key is used again: only it is worth a precomputed HKDF state.
     const keyState = s.encryptionCache ? suiteBackend(s.backend, suite).hkdfPrepareSha512?.(key) : undefined;
-    return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached) } };
+    return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached, true) } };
   } catch (error) {
     if (key instanceof Uint8Array) wipe(key);
     throw error;

@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,6 +12,7 @@ import {
   open,
   seal,
 } from '../src/index.ts';
+import { slabBytes } from '../src/core/bytes.ts';
 import { PAYLOAD_PREFIX, PayloadOpener } from '../src/core/chunked.ts';
 import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { canonicalContext } from '../src/core/context.ts';
@@ -176,6 +179,28 @@ describe('seal/open', () => {
     expect(provider.calls).toEqual({ generate: 1, decrypt: 1 }); // openMany too takes the key from the decrypt cache
     await envelope.close();
     expect(provider.allWiped()).toBe(true);
+  });
+
+  it('an encryption-cache entry of a detached context keeps its own bytes, not a block of the shared slab', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    // V8 frees dead ArrayBuffers' memory after the collection, not during it: collect, wait, collect.
+    const collect = async (): Promise<void> => {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      gc();
+    };
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true });
+    await collect();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 300; i++) {
+      await envelope.seal('x', { context: { row: String(i) }, detachedContext: true }); // a new cache entry each
+      for (let k = 0; k < 16; k++) slabBytes(4096); // other work spends the rest of the slab block
+    }
+    await collect();
+    // A cached view into the slab would keep 300 blocks of 64 KiB: 18.75 MiB (0.1 MiB without).
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(4 * 2 ** 20);
+    await envelope.close();
   });
 
   it('open with another context fails', async () => {
