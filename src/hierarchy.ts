@@ -260,6 +260,9 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     if (known && now() < known.until) return known.version;
     let found = await store.getActive(partition);
     if (!found) {
+      // A creation by this process may have ended while the read was out: the read is stale.
+      const created = active.get(partition);
+      if (created && now() < created.until) return created.version;
       // One creation per partition per process; the store settles races between processes.
       let flight = creating.get(partition);
       if (!flight) {

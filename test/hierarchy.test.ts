@@ -149,6 +149,34 @@ describe('the key hierarchy', () => {
     expect(kms.calls).toEqual({ generate: 2, decrypt: 1 });
   });
 
+  it('a read of the active version that was out while this process created it does not create it again', async () => {
+    const inner = new MemoryKeyStore();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reads = 0;
+    const store: KeyStore = {
+      // The first read answers what the store held when it was sent (nothing), but only once released.
+      getActive: async (p) => {
+        const answer = await inner.getActive(p);
+        if (reads++ === 0) await held;
+        return answer;
+      },
+      getVersion: (p, v) => inner.getVersion(p, v),
+      createVersion: (r) => inner.createVersion(r),
+      listVersions: (p) => inner.listVersions(p),
+      setState: (p, v, st) => inner.setState(p, v, st),
+    };
+    const { kms, envelope } = fleet({ store });
+    const slow = envelope.seal('read before the creation', { context: { row: '1' } });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const sealed = await envelope.seal('created the version', { context: { row: '2' } });
+    release();
+    const late = await slow;
+    expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
+    expect(await envelope.openString(late, { context: { row: '1' } })).toBe('read before the creation');
+    expect(await envelope.openString(sealed, { context: { row: '2' } })).toBe('created the version');
+  });
+
   it('a creation the KMS refuses fails its seal with the KMS error, and the next seal creates the version', async () => {
     const kms = new InstrumentedProvider();
     let refuse = true;
