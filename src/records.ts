@@ -10,7 +10,7 @@
  * names the column and the row, never with the other row's plaintext.
  */
 import type { FieldType, FieldValues } from './core/field-value.ts';
-import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, isOfType, TEXT_PREFIX, textLength } from './core/field-value.ts';
+import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, isFieldValue, TEXT_PREFIX, textLength } from './core/field-value.ts';
 import { intermediateKeyVersion, MAGIC } from './core/header.ts';
 import { EnvelopeError } from './core/errors.ts';
 import { compactSealedLength } from './core/compact.ts';
@@ -489,7 +489,7 @@ export function createRecords(options: RecordsOptions): Records {
             throw new RecordFieldError(t.name, column, key.values, error);
           }
           const indexValue = field.index ? decodeFieldValue(field.type, plaintext) : undefined;
-          if (field.index ? indexValue === undefined : !isOfType(field.type, plaintext)) {
+          if (field.index ? indexValue === undefined : !isFieldValue(field.type, plaintext)) {
             wipe(plaintext);
             throw new RecordFieldError(t.name, column, key.values, new TypeError(`the value is not a ${field.type}`));
           }

@@ -84,6 +84,26 @@ describe('records.resealSync', () => {
     await hierarchy.close();
   });
 
+  it('refuses what open refuses: a value with the right type tag whose bytes are not a value of the type', async () => {
+    const { hierarchy, records } = await setup();
+    const binding = (column: string) => ({ context: { table: 'people', column, schema: '1', row: '["p1"]' }, detachedContext: true, partition: 'acme' });
+    const stored = (plaintext: Uint8Array, column: string) => 'kme.' + Buffer.from(records.envelope.sealSync(plaintext, binding(column))).toString('base64url');
+    const notes = defineTable({ ...people, columns: { ...people.columns, note: { type: 'string' } } });
+    const good = records.sealSync(notes, { id: 'p1', tenant: 'acme', email: 'p@x', age: 7, note: 'n' });
+    for (const [column, plaintext] of [
+      ['age', Uint8Array.of(3, 1, 2, 3, 4)], // a number of 4 bytes, not 8
+      ['note', Uint8Array.of(1, 0x61, 0xc0, 0x80)], // a string that is not UTF-8
+      ['email', Uint8Array.of(1, 0xed, 0xa0, 0x80)], // the same, in a column with a blind index
+    ] as const) {
+      const row = { ...good, [column]: stored(plaintext, column) };
+      expect(() => records.openSync(notes, row), column).toThrow(RecordFieldError);
+      await expect(records.open(notes, row), column).rejects.toThrow(RecordFieldError);
+      expect(() => records.resealSync(notes, row), column).toThrow(RecordFieldError);
+    }
+    expect(records.openSync(notes, records.resealSync(notes, good))).toMatchObject({ age: 7, note: 'n' });
+    await hierarchy.close();
+  });
+
   it('seals legacy plaintext in migration mode, and refuses it otherwise', async () => {
     const { hierarchy, records } = await setup();
     const legacy = defineTable({ name: 'legacy', primaryKey: 'id', partition: 'acme', columns: { note: { type: 'string', legacyPlaintext: true } } });

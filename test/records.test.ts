@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeFieldValue, encodeFieldValue, type FieldType } from '../src/core/field-value.ts';
+import { decodeFieldValue, encodeFieldValue, type FieldType, isFieldValue } from '../src/core/field-value.ts';
 import { MemoryKeyStore } from '../src/economy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
 import { createRecords, defineTable, RecordFieldError, sealedFieldLength } from '../src/records.ts';
@@ -180,6 +180,26 @@ describe('records (FORMAT.md §12)', () => {
         { numRuns: 200 },
       );
     }
+  });
+  it('isFieldValue says what decodeFieldValue does, for any tag and bytes and for encoded values (property)', () => {
+    const types: FieldType[] = ['string', 'bytes', 'number', 'bigint', 'boolean', 'date', 'json'];
+    const valid = fc.oneof(
+      fc.string({ unit: 'grapheme' }).map((v) => encodeFieldValue('string', v, 'v')),
+      fc.bigInt().map((v) => encodeFieldValue('bigint', v, 'v')),
+      fc.jsonValue().map((v) => encodeFieldValue('json', v, 'v')),
+      fc.double().map((v) => encodeFieldValue('number', v, 'v')),
+    );
+    const asciiDigits = fc.array(fc.constantFrom(0x2d, 0x30, 0x31, 0x39, 0x20, 0x7b, 0x7d, 0x22), { maxLength: 6 }).map((b) => Uint8Array.from(b));
+    const plaintext = fc.oneof(
+      valid,
+      fc.tuple(fc.integer({ min: 0, max: 9 }), fc.oneof(fc.uint8Array({ maxLength: 10 }), asciiDigits)).map(([tag, body]) => Uint8Array.of(tag, ...body)),
+    );
+    fc.assert(
+      fc.property(plaintext, (bytes) => {
+        for (const type of types) expect(isFieldValue(type, bytes), type).toBe(decodeFieldValue(type, bytes) !== undefined);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
 

@@ -70,6 +70,44 @@ export function utf8(value: string, title: string): Uint8Array {
   return encoder.encode(value);
 }
 
+/**
+ * Whether the bytes are well-formed UTF-8, as a fatal TextDecoder judges them, without making a
+ * string (a string cannot be wiped): no overlong forms, no surrogates, nothing above U+10FFFF.
+ */
+export function isWellFormedUtf8(bytes: Uint8Array): boolean {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const lead = bytes[i]!;
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    let more: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) more = 1;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      more = 2;
+      if (lead === 0xe0) low = 0xa0; // overlong
+      else if (lead === 0xed) high = 0x9f; // surrogates
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      more = 3;
+      if (lead === 0xf0) low = 0x90; // overlong
+      else if (lead === 0xf4) high = 0x8f; // above U+10FFFF
+    } else return false;
+    if (i + more >= n) return false;
+    const second = bytes[i + 1]!;
+    if (second < low || second > high) return false;
+    for (let k = 2; k <= more; k++) {
+      const next = bytes[i + k]!;
+      if (next < 0x80 || next > 0xbf) return false;
+    }
+    i += more + 1;
+  }
+  return true;
+}
+
 /** Strict UTF-8 decode; returns undefined for invalid input. */
 export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
   // Short ASCII (context keys, key ids) is valid UTF-8 as it stands: skip the decoder call.

@@ -14,7 +14,7 @@
  *
  *   text form = "kme." || base64url(sealed message), no padding
  */
-import { base64url, utf8, utf8DecodeStrict } from './bytes.ts';
+import { base64url, isWellFormedUtf8, utf8, utf8DecodeStrict } from './bytes.ts';
 
 export type FieldType = 'string' | 'bytes' | 'number' | 'bigint' | 'boolean' | 'date' | 'json';
 
@@ -82,12 +82,40 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string)
   }
 }
 
-/** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
-/** Whether a field's plaintext carries the type tag of `type` (decodeFieldValue checks the rest). */
-export function isOfType(type: FieldType, plaintext: Uint8Array): boolean {
-  return plaintext.length > 0 && TYPES[plaintext[0]!] === type;
+/**
+ * Whether decodeFieldValue would give a value, checked on the bytes where it can be (a reseal
+ * needs no value, and a decoded string cannot be wiped); JSON is parsed, as nothing less tells.
+ */
+export function isFieldValue(type: FieldType, plaintext: Uint8Array): boolean {
+  if (plaintext.length === 0 || TYPES[plaintext[0]!] !== type) return false;
+  const body = plaintext.subarray(1);
+  switch (type) {
+    case 'string':
+      return isWellFormedUtf8(body);
+    case 'bytes':
+      return true;
+    case 'number':
+    case 'date':
+      return body.length === 8;
+    case 'boolean':
+      return body.length === 1 && body[0]! <= 1;
+    case 'bigint':
+      return isIntegerText(body);
+    case 'json':
+      return decodeFieldValue(type, plaintext) !== undefined;
+  }
 }
 
+/** -?(0|[1-9][0-9]*) in ASCII: a bigint's text form. */
+function isIntegerText(body: Uint8Array): boolean {
+  let i = body[0] === 0x2d ? 1 : 0;
+  if (i >= body.length) return false;
+  if (body[i] === 0x30) return body.length === i + 1;
+  for (; i < body.length; i++) if (body[i]! < 0x30 || body[i]! > 0x39) return false;
+  return true;
+}
+
+/** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
 export function decodeFieldValue(type: FieldType, plaintext: Uint8Array): FieldValues[FieldType] | undefined {
   if (plaintext.length === 0 || TYPES[plaintext[0]!] !== type) return undefined;
   const body = plaintext.subarray(1);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { base64, base64url, equalPublicBytes, slabBytes, startsWithPublicBytes } from '../../src/core/bytes.ts';
+import { base64, base64url, equalPublicBytes, isWellFormedUtf8, slabBytes, startsWithPublicBytes } from '../../src/core/bytes.ts';
 
 describe('base64 and base64url', () => {
   it('encode as Node does and decode back, for any bytes', () => {
@@ -75,6 +75,61 @@ describe('base64 decoding is strict', () => {
         const url = base64url.decode(text);
         if (url !== undefined) expect(base64url.encode(url)).toBe(text);
         else expect(Buffer.from(text, 'base64url').toString('base64url') !== text).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
+
+describe('isWellFormedUtf8', () => {
+  const fatal = new TextDecoder('utf-8', { fatal: true });
+  const decodes = (bytes: Uint8Array): boolean => {
+    try {
+      fatal.decode(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('agrees with a fatal TextDecoder on known cases: overlong forms, surrogates, beyond U+10FFFF, cut sequences', () => {
+    const cases: [number[], boolean][] = [
+      [[], true],
+      [[0x41, 0x7f], true],
+      [[0xc2, 0x80], true],
+      [[0xc0, 0x80], false], // overlong NUL
+      [[0xc1, 0xbf], false],
+      [[0xe0, 0xa0, 0x80], true],
+      [[0xe0, 0x80, 0x80], false], // overlong
+      [[0xed, 0x9f, 0xbf], true],
+      [[0xed, 0xa0, 0x80], false], // a surrogate
+      [[0xef, 0xbb, 0xbf], true], // a BOM is well formed
+      [[0xf0, 0x90, 0x80, 0x80], true],
+      [[0xf0, 0x80, 0x80, 0x80], false], // overlong
+      [[0xf4, 0x8f, 0xbf, 0xbf], true], // U+10FFFF
+      [[0xf4, 0x90, 0x80, 0x80], false], // beyond U+10FFFF
+      [[0xf5, 0x80, 0x80, 0x80], false],
+      [[0xe2, 0x82], false], // cut
+      [[0x80], false], // a continuation byte alone
+      [[0xe2, 0x28, 0xa1], false],
+    ];
+    for (const [bytes, ok] of cases) {
+      expect(isWellFormedUtf8(Uint8Array.from(bytes)), bytes.join(' ')).toBe(ok);
+      expect(decodes(Uint8Array.from(bytes)), bytes.join(' ')).toBe(ok);
+    }
+  });
+
+  it('agrees with a fatal TextDecoder on any bytes, and on mutated UTF-8 text (property)', () => {
+    const mutated = fc
+      .tuple(fc.string({ unit: 'grapheme' }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), fc.nat())
+      .map(([text, edits, cut]) => {
+        const bytes = new TextEncoder().encode(text);
+        for (const [at, value] of edits) if (bytes.length > 0) bytes[at % bytes.length] = value;
+        return bytes.subarray(0, bytes.length === 0 ? 0 : bytes.length - (cut % 2));
+      });
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 40 }), mutated), (bytes) => {
+        expect(isWellFormedUtf8(bytes)).toBe(decodes(bytes));
       }),
       { numRuns: 3000 },
     );
