@@ -358,21 +358,23 @@ export function createRecords(options: RecordsOptions): Records {
   const present = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => row[c] !== null && row[c] !== undefined);
 
   /**
-   * While a row waits for its partition's key to load, later rows of that partition wait for it too
-   * before they try the synchronous path: a batch under a cold key then makes one KeyNotWarmError,
-   * not one per row (each of which also left a discarded sealing running behind it). A row that
-   * waited and still finds no key (the load failed, or another version is needed) goes on alone.
+   * While a row waits for a key to load, later rows that need the same key wait for it too before
+   * they try the synchronous path: a batch under a cold key then makes one KeyNotWarmError, not one
+   * per row (each of which also left a discarded sealing running behind it). The key is the
+   * partition's active one for a seal, the partition's version named by the row's first sealed
+   * value for an open: a cold old version does not hold up rows whose keys are in memory. A row
+   * that waited and still finds no key (the load failed, or another version is needed) goes on alone.
    */
   const loading = new Map<string, Promise<unknown>>();
-  function asLoading<T>(partition: string | undefined, work: Promise<T>): Promise<T> {
-    if (partition === undefined) return work;
+  function asLoading<T>(id: string | undefined, work: Promise<T>): Promise<T> {
+    if (id === undefined) return work;
     const settled = work.then(
       () => undefined,
       () => undefined,
     );
-    loading.set(partition, settled);
+    loading.set(id, settled);
     void settled.then(() => {
-      if (loading.get(partition) === settled) loading.delete(partition);
+      if (loading.get(id) === settled) loading.delete(id);
     });
     return work;
   }
@@ -384,16 +386,38 @@ export function createRecords(options: RecordsOptions): Records {
       return undefined;
     }
   }
-  /** The load this row's partition waits for, if any. */
-  function loadingFor(t: AnyTable, row: Row): Promise<unknown> | undefined {
-    if (loading.size === 0) return undefined;
+  /** What a seal of this row waits for: its partition's active key. */
+  function sealKeyId(t: AnyTable, row: Row): string | undefined {
     const partition = partitionIfAny(t, row);
-    return partition === undefined ? undefined : loading.get(partition);
+    return partition === undefined ? undefined : `seal\0${partition}`;
+  }
+  /** What an open of this row waits for: the key version its first sealed value names, in its partition. */
+  function openKeyId(t: AnyTable, row: Row): string | undefined {
+    const partition = partitionIfAny(t, row);
+    if (partition === undefined) return undefined;
+    for (const column of present(t, row)) {
+      const value = row[column];
+      if (!looksSealed(value)) continue;
+      const sealed = typeof value === 'string' ? fieldFromText(value) : (value as Uint8Array);
+      try {
+        const version = sealed && intermediateKeyVersion(sealed);
+        return version === undefined ? undefined : `open\0${version}\0${partition}`;
+      } catch {
+        return undefined; // not a header: the open reports it
+      }
+    }
+    return undefined;
+  }
+  /** The load this row waits for, if any. */
+  function loadingFor(t: AnyTable, row: Row, keyId: (t: AnyTable, row: Row) => string | undefined): Promise<unknown> | undefined {
+    if (loading.size === 0) return undefined;
+    const id = keyId(t, row);
+    return id === undefined ? undefined : loading.get(id);
   }
 
   async function seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
     const t = table as unknown as AnyTable;
-    const wait = loadingFor(t, row);
+    const wait = loadingFor(t, row, sealKeyId);
     if (wait) await wait;
     // Warm keys (the common case) seal at once: no promise per field.
     try {
@@ -401,7 +425,7 @@ export function createRecords(options: RecordsOptions): Records {
     } catch (error) {
       if (!notWarm(error)) throw error;
     }
-    return wait ? sealLater(table, row) : asLoading(partitionIfAny(t, row), sealLater(table, row));
+    return wait ? sealLater(table, row) : asLoading(sealKeyId(t, row), sealLater(table, row));
   }
 
   async function sealLater<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> {
@@ -420,7 +444,7 @@ export function createRecords(options: RecordsOptions): Records {
 
   async function open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>> {
     const t = table as unknown as AnyTable;
-    const wait = loadingFor(t, row);
+    const wait = loadingFor(t, row, openKeyId);
     if (wait) await wait;
     // Migration mode counts legacy values as it reads them: a fallback reads them again.
     const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...stats.legacyValuesRead } : undefined;
@@ -433,7 +457,7 @@ export function createRecords(options: RecordsOptions): Records {
         Object.assign(stats.legacyValuesRead, counted);
       }
     }
-    return wait ? openLater(t, row) : asLoading(partitionIfAny(t, row), openLater(t, row));
+    return wait ? openLater(t, row) : asLoading(openKeyId(t, row), openLater(t, row));
   }
 
   async function openLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: SealedRow<C>): Promise<PlainRow<C>> {

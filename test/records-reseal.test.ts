@@ -203,4 +203,41 @@ describe('a batch under a cold key', () => {
     await reader.close();
   });
 
+  it('a cold old version, its load hung at the KMS, holds up no seal or open whose key is in memory', async () => {
+    const store = new MemoryKeyStore();
+    const local = LocalKms.generate();
+    const writer = createKeyHierarchy({ store, kms: local });
+    const w = createRecords({ hierarchy: writer });
+    const oldRow = await w.seal(people, { id: 'old', tenant: 'acme', email: 'old@x' }); // version 1
+    await writer.rotate('acme');
+    const newRow = await w.seal(people, { id: 'new', tenant: 'acme', email: 'new@x' }); // version 2
+    let hang = false;
+    const hung: (() => void)[] = [];
+    const reader = createKeyHierarchy({
+      store,
+      kms: {
+        id: local.id,
+        generateDataKey: (r) => local.generateDataKey(r),
+        decryptDataKey: (r) => (hang ? new Promise<void>((resolve) => hung.push(resolve)).then(() => local.decryptDataKey(r)) : local.decryptDataKey(r)),
+      },
+    });
+    const r = createRecords({ hierarchy: reader });
+    await r.warm(['acme'], [people]);
+    hang = true;
+    const cold = r.open(people, oldRow); // version 1: waits for the KMS, which does not answer
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(hung).toHaveLength(1);
+    // Were these held up by the cold load, they would never end: the test would time out.
+    const [opened, sealed] = await Promise.all([r.open(people, newRow), r.seal(people, { id: 'n2', tenant: 'acme', email: 'n2@x' })]);
+    expect(opened.email).toBe('new@x');
+    expect(r.openSync(people, sealed).email).toBe('n2@x');
+    // Rows that need the cold version wait for its one load, and open once it answers.
+    const second = r.open(people, { ...oldRow });
+    hung.forEach((resolve) => resolve());
+    expect((await cold).email).toBe('old@x');
+    expect((await second).email).toBe('old@x');
+    expect(hung).toHaveLength(1);
+    await writer.close();
+    await reader.close();
+  });
 });
