@@ -327,6 +327,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
         partitions.map(async (partition) => {
           if (spread > 0) await new Promise((r) => setTimeout(r, Math.random() * spread));
           const version = await activeVersion(partition);
+          await unsettled.get(versionId(partition, version)); // a version this process is creating: its plaintext, no Decrypt
           await cache.get(partition, version, 'seal', () => loadVersion(partition, version));
         }),
       );

@@ -99,14 +99,15 @@ describe('the key hierarchy', () => {
       listVersions: (p) => inner.listVersions(p),
       setState: (p, v, st) => inner.setState(p, v, st),
     };
-    const { kms, envelope } = fleet({ store });
+    const { kms, envelope, hierarchy } = fleet({ store });
     const first = envelope.seal('first', { context: { row: '1' } });
     await wrote;
-    // A second seal now reads the active version from the store; it must not load it through the KMS.
+    // A second seal, and a warm(), now read the active version from the store; neither may load it through the KMS.
     const second = envelope.seal('second', { context: { row: '2' } });
+    const warmed = hierarchy.warm(['tenant-1']);
     await new Promise((resolve) => setTimeout(resolve, 10));
     release();
-    const [a, b] = await Promise.all([first, second]);
+    const [a, b] = await Promise.all([first, second, warmed]);
     expect(kms.calls).toEqual({ generate: 1, decrypt: 0 });
     expect(await envelope.openString(a, { context: { row: '1' } })).toBe('first');
     expect(await envelope.openString(b, { context: { row: '2' } })).toBe('second');
