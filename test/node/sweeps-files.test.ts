@@ -55,7 +55,7 @@ describe('rewrapTree', () => {
       const oldHeader = inspect(before).headerLength;
       const newHeader = inspect(after).headerLength;
       expect(Buffer.from(after.subarray(newHeader)).equals(Buffer.from(before.subarray(oldHeader)))).toBe(true);
-      const i = /f(\d+)/.exec(path)![1]!;
+      const i = /f(\d+)\.kmse$/.exec(path)![1]!;
       expect((await envelope.open(after, { context: { file: i } })).length).toBe(100 + Number(i) * 997);
     }
     const start = events[0];
@@ -100,7 +100,7 @@ describe('rewrapTree', () => {
       decryptDataKey: (r) => kms.decryptDataKey(r),
       async reEncryptDataKey(r) {
         const result = await kms.reEncryptDataKey(r);
-        if (r.context.json.includes(`"${/f(\d+)/.exec(changing!)![1]}"`)) appendFileSync(changing!, 'more');
+        if (r.context.json.includes(`"${/f(\d+)\.kmse$/.exec(changing!)![1]}"`)) appendFileSync(changing!, 'more');
         return result;
       },
     };
@@ -140,7 +140,7 @@ describe('rewrapTree', () => {
       const key = keyOf(path);
       expect(['old', 'new']).toContain(key);
       if (key === 'new') moved++;
-      const i = /f(\d+)/.exec(path)![1]!;
+      const i = /f(\d+)\.kmse$/.exec(path)![1]!;
       await envelope.open(readFileSync(path), { context: { file: i } });
     }
     expect(moved).toBe(summary.rewrapped);
