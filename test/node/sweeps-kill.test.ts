@@ -100,10 +100,12 @@ describe('a sweep killed with SIGKILL and started again', () => {
     let kills = 0;
     for (let round = 0; round < 4; round++) {
       const pair = [sweeper(), sweeper()];
-      // Wait until some batches committed, then a random moment more, then SIGKILL both.
+      // Wait until some batches committed, then a random moment more, then SIGKILL both. Counted
+      // over the pair: one process may start well after the other, and waiting for each to reach
+      // the target once let the first sweep the whole table (2 rounds in 33).
       const target = 1 + Math.floor(Math.random() * 4);
       const deadline = Date.now() + 30_000;
-      while (pair.some((s) => s.batches() < target) && Date.now() < deadline && !(await Promise.race([...pair.map((s) => s.exit.then(() => true)), sleep(5).then(() => false)]))) {
+      while (pair.reduce((n, s) => n + s.batches(), 0) < target && Date.now() < deadline && !(await Promise.race([...pair.map((s) => s.exit.then(() => true)), sleep(5).then(() => false)]))) {
         // polling
       }
       await sleep(Math.random() * 60);
