@@ -66,7 +66,8 @@ describe('STS temporary credentials', () => {
 
   it('short-lived pairs over several lifetimes: waves of concurrent calls never fail, one AssumeRole per lifetime at most', async () => {
     const provider = kms(sts({ durationSeconds: 2, refreshBeforeMs: 1000 }));
-    const until = Date.now() + 4500;
+    const started = Date.now();
+    const until = started + 4500;
     let waves = 0;
     while (Date.now() < until) {
       const results = await Promise.allSettled(Array.from({ length: 20 }, () => provider.generateDataKey({ keySpec: 'AES_128', context })));
@@ -76,7 +77,10 @@ describe('STS temporary credentials', () => {
     }
     const assumed = emulator.stats().calls.AssumeRole!;
     expect(assumed).toBeGreaterThanOrEqual(2);
-    expect(assumed).toBeLessThan(waves);
+    // A pair lives 2 s and is replaced 1 s before it ends: about one AssumeRole a second, however
+    // few waves a loaded machine ran meanwhile (and room for the first pair and one early refresh).
+    expect(assumed).toBeLessThanOrEqual(Math.ceil((Date.now() - started) / 1000) + 2);
+    expect(waves).toBeGreaterThan(1);
   });
 
   it('AssumeRole errors are KmsErrors with the STS code; bad options are refused before any call', async () => {

@@ -33,7 +33,7 @@ async function call(action: string, payload: object, controller?: AbortControlle
 
 /** Waits (a bounded time) until a count of the stats reaches `n`; the assertions after it tell if it did not. */
 async function until(count: () => number | undefined, n: number): Promise<void> {
-  for (const started = Date.now(); (count() ?? 0) < n && Date.now() - started < 500; ) await new Promise((r) => setTimeout(r, 5));
+  for (const started = Date.now(); (count() ?? 0) < n && Date.now() - started < 5000; ) await new Promise((r) => setTimeout(r, 5));
 }
 
 /** Calls that the emulator has authenticated (and holds in its latency) when their clients give up. */
