@@ -80,11 +80,13 @@ describe('sealFile / openFile', () => {
     const script = `
       import { createEnvelope, LocalKms } from ${JSON.stringify(new URL('../../dist/index.js', import.meta.url).href)};
       import { sealFile } from ${JSON.stringify(new URL('../../dist/node.js', import.meta.url).href)};
+      import { writeSync } from 'node:fs';
       const envelope = createEnvelope({ kms: LocalKms.fromEnv() });
       let told = false;
       await sealFile(envelope, process.argv[1], process.argv[2], {
         overwrite: true,
-        onProgress: (done) => { if (!told && done > 64 * 1024 * 1024) { told = true; process.stdout.write('midway\\n'); } },
+        // Midway, it says so and stops dead (the kill comes while it waits): not a race with the end.
+        onProgress: (done) => { if (!told && done > 64 * 1024 * 1024) { told = true; writeSync(1, 'midway\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); } },
       });
       process.stdout.write('finished\\n');`;
     for (const dest of [join(dir, 'absent.kmse'), join(dir, 'kept.kmse')]) {
