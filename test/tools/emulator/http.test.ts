@@ -187,7 +187,7 @@ describe('slow clients', () => {
     } finally {
       const started = Date.now();
       await slowEmulator.close();
-      expect(Date.now() - started).toBeLessThan(2000);
+      expect(Date.now() - started).toBeLessThan(10_000); // waiting for the slow clients would take Node's 300 s request timeout
       for (const socket of sockets) socket.destroy();
     }
   });
