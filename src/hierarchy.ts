@@ -172,9 +172,11 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const active = new Map<string, { version: number; until: number }>();
+  /**
+   * Versions this process is creating (version 1 on first use, or a rotation's), until their
+   * plaintext is in the cache: one creation each, and no Decrypt of a key this process holds.
+   */
   const creating = new Map<string, Promise<StoredKey>>();
-  /** Versions this process is creating (version 1, or a rotation's), until their plaintext is in the cache. */
-  const unsettled = new Map<string, Promise<void>>();
   let versionsCreated = 0;
   const kmsCalls: HierarchyMetrics['kmsCalls'] = {
     GenerateDataKey: { ok: 0, failed: 0, throttled: 0 },
@@ -217,13 +219,15 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   /** Creates `version` of a partition; when another process won the race, its record is the one returned. */
   function createVersion(partition: string, version: number): Promise<StoredKey> {
     const id = versionId(partition, version);
-    const creation = createVersionOnce(partition, version);
-    // Settles either way and never rejects: the creation's own caller sees its failure.
+    let creation = creating.get(id);
+    if (creation) return creation;
+    creation = createVersionOnce(partition, version);
+    // Handles the failure for the map only: the creation's callers see it.
     const forget = (): void => {
-      if (unsettled.get(id) === settled) unsettled.delete(id);
+      if (creating.get(id) === creation) creating.delete(id);
     };
-    const settled = creation.then(forget, forget);
-    unsettled.set(id, settled);
+    creation.then(forget, forget);
+    creating.set(id, creation);
     return creation;
   }
 
@@ -255,21 +259,22 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     }
   }
 
-  async function activeVersion(partition: string): Promise<number> {
+  /** The active version this process knows and has not let expire. */
+  function knownActive(partition: string): number | undefined {
     const known = active.get(partition);
-    if (known && now() < known.until) return known.version;
+    return known && now() < known.until ? known.version : undefined;
+  }
+
+  async function activeVersion(partition: string): Promise<number> {
+    const known = knownActive(partition);
+    if (known !== undefined) return known;
     let found = await store.getActive(partition);
     if (!found) {
       // A creation by this process may have ended while the read was out: the read is stale.
-      const created = active.get(partition);
-      if (created && now() < created.until) return created.version;
+      const created = knownActive(partition);
+      if (created !== undefined) return created;
       // One creation per partition per process; the store settles races between processes.
-      let flight = creating.get(partition);
-      if (!flight) {
-        flight = createVersion(partition, 1).finally(() => creating.delete(partition));
-        creating.set(partition, flight);
-      }
-      found = await flight;
+      found = await createVersion(partition, 1);
     }
     active.set(partition, { version: found.version, until: now() + activeTtl });
     return found.version;
@@ -295,14 +300,14 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     const loadKey = (): Promise<SuiteKey> => cache.get(ref.partition, ref.version, purpose, load).then((loaded) => suiteKey(loaded, ref, suite, false));
     // The store shows a new version before createVersion returns; until this process's creation
     // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
-    const creation = unsettled.get(versionId(ref.partition, ref.version));
-    return creation ? creation.then(loadKey) : loadKey();
+    const creation = creating.get(versionId(ref.partition, ref.version));
+    return creation ? creation.then(loadKey, loadKey) : loadKey();
   }
 
   return {
     sealKey(partition, suite) {
-      const known = active.get(partition);
-      if (known && now() < known.until) return keyFor({ partition, version: known.version }, suite, 'seal');
+      const known = knownActive(partition);
+      if (known !== undefined) return keyFor({ partition, version: known }, suite, 'seal');
       return activeVersion(partition).then((version) => keyFor({ partition, version }, suite, 'seal'));
     },
     openKey: (ref, suite) => keyFor(ref, suite, 'open'),
@@ -327,7 +332,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
         partitions.map(async (partition) => {
           if (spread > 0) await new Promise((r) => setTimeout(r, Math.random() * spread));
           const version = await activeVersion(partition);
-          await unsettled.get(versionId(partition, version)); // a version this process is creating: its plaintext, no Decrypt
+          await creating.get(versionId(partition, version))?.catch(() => undefined); // a version this process is creating: its plaintext, no Decrypt
           await cache.get(partition, version, 'seal', () => loadVersion(partition, version));
         }),
       );
