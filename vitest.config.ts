@@ -9,16 +9,16 @@ import { defineConfig } from 'vitest/config';
 export const SLOW = [
   'test/package/**/*.test.ts',
   'test/types/**/*.test.ts',
-  'test/node/key-stores/races.test.ts',
-  'test/fleet.test.ts',
-  'test/records-db*.test.ts',
+  'test/hierarchy/stores/races.test.ts',
+  'test/hierarchy/fleet.test.ts',
+  'test/records/records-db*.test.ts',
   'test/tools/cli*.test.ts',
   'test/adapters/**/*.test.ts',
   'test/economy/cache.test.ts',
   'test/node/files.test.ts',
-  'test/node/sweeps-kill.test.ts',
-  'test/rotation-fleet.test.ts',
-  'test/rewrap-quota.test.ts',
+  'test/records/sql/sweeps-kill.test.ts',
+  'test/hierarchy/rotation-fleet.test.ts',
+  'test/envelope/rewrap-quota.test.ts',
 ];
 
 /**

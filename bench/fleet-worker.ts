@@ -17,6 +17,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type * as Library from '../src/index.ts';
 import type * as NodeLibrary from '../src/node.ts';
+import type * as HierarchyLibrary from '../src/hierarchy.ts';
 
 export type Approach = 'hierarchy' | 'per-process cache';
 
@@ -167,6 +168,7 @@ async function main(): Promise<void> {
 
   const lib = (await import(new URL('index.js', config.distUrl).href)) as typeof Library;
   const nodeLib = (await import(new URL('node.js', config.distUrl).href)) as typeof NodeLibrary;
+  const hierarchyLib = (await import(new URL('hierarchy.js', config.distUrl).href)) as typeof HierarchyLibrary;
 
   // Every KMS request this process sends, with its answer: the per-second quota check.
   const kmsLog: number[] = [];
@@ -203,25 +205,25 @@ async function main(): Promise<void> {
     fetch: countingFetch,
   });
 
-  let hierarchy: Library.KeyHierarchy | undefined;
+  let hierarchy: HierarchyLibrary.KeyHierarchy | undefined;
   let closeStore = (): void => {};
   const envelopes = new Map<string, Library.Envelope>();
   let shared: Library.Envelope | undefined;
   if (config.approach === 'hierarchy') {
     if (!config.store || !config.hierarchy) throw new Error('the hierarchy needs a store and its options');
-    let store: Library.KeyStore;
+    let store: HierarchyLibrary.KeyStore;
     if (config.store.kind === 'sqlite') {
       // better-sqlite3 from the repository's node_modules (this file may run from a temporary copy).
       const require = createRequire(new URL('../package.json', config.distUrl));
-      const Database = require('better-sqlite3') as new (path: string) => NodeLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
+      const Database = require('better-sqlite3') as new (path: string) => HierarchyLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
       const db = new Database(config.store.path);
       db.pragma('synchronous = NORMAL'); // WAL (set by the parent): a commit needs no fsync of its own
-      store = new nodeLib.SqliteKeyStore({ database: db, createTable: false, busyTimeoutMs: 10_000 });
+      store = new hierarchyLib.SqliteKeyStore({ database: db, createTable: false, busyTimeoutMs: 10_000 });
       closeStore = () => db.close();
     } else {
       store = new nodeLib.JsonFileKeyStore(config.store.path);
     }
-    hierarchy = lib.createKeyHierarchy({ store, kms, ttlMs: config.hierarchy.ttlMs, maxStaleMs: config.hierarchy.maxStaleMs });
+    hierarchy = hierarchyLib.createKeyHierarchy({ store, kms, ttlMs: config.hierarchy.ttlMs, maxStaleMs: config.hierarchy.maxStaleMs });
   } else {
     shared = lib.createEnvelope({ kms, cache: true, decryptCache: true });
   }

@@ -32,7 +32,7 @@ import { availableParallelism, loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type * as NodeLibrary from '../src/node.ts';
+import type * as HierarchyLibrary from '../src/hierarchy.ts';
 import type { FaultOptions } from '../src/tools/emulator/types.ts';
 import type { Approach, FromWorker, HierarchyCounters, PhaseReport, SharedRecord, ToWorker, WorkerConfig, WorkerStatus } from './fleet-worker.ts';
 
@@ -269,9 +269,9 @@ function busiestSecond(times: number[]): number {
 /** Creates the shared store's file (SQLite: WAL mode and the table) before the workers open it. */
 async function prepareStore(kind: 'sqlite' | 'json', path: string, distUrl: URL): Promise<void> {
   if (kind !== 'sqlite') return;
-  const nodeLib = (await import(new URL('node.js', distUrl).href)) as typeof NodeLibrary;
+  const nodeLib = (await import(new URL('hierarchy.js', distUrl).href)) as typeof HierarchyLibrary;
   const require = createRequire(new URL('../package.json', distUrl));
-  const Database = require('better-sqlite3') as new (path: string) => NodeLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
+  const Database = require('better-sqlite3') as new (path: string) => HierarchyLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   new nodeLib.SqliteKeyStore({ database: db });

@@ -6,7 +6,9 @@
  */
 import { ratioTo } from './harness.ts';
 import { benchRecords, CASES, loadPeers } from './records.ts';
-import { createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore, sealedFieldLength } from '../src/index.ts';
+import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
+import { createRecords, defineTable, sealedFieldLength } from '../src/records.ts';
+import { LocalKms } from '../src/index.ts';
 
 const root = new URL('../../', import.meta.url);
 const peers = await loadPeers(root);

@@ -6,7 +6,9 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { createKeyHierarchy, createRecords, defineTable, type KeyProvider, MemoryKeyStore } from '../src/index.ts';
+import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
+import { createRecords, defineTable } from '../src/records.ts';
+import { type KeyProvider } from '../src/index.ts';
 
 type Row = Record<string, unknown>;
 type PlainRow = { id: string; name: string; a: string; b: string; c: string };

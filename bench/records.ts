@@ -7,7 +7,8 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { gcm } from '@noble/ciphers/aes.js';
-import { createEnvelope, createKeyHierarchy, LocalKms, MemoryKeyStore } from '../src/index.ts';
+import { createEnvelope, LocalKms } from '../src/index.ts';
+import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { type Case, measure, type Result } from './harness.ts';
 
 export const RECORD_SIZES = [64, 1024, 16 * 1024];

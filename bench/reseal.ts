@@ -5,7 +5,9 @@
  * table walked in key order gives them, LocalKms (no KMS call once warm). Rounds interleave the
  * two cases; medians over rounds.
  */
-import { createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore } from '../src/index.ts';
+import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
+import { createRecords, defineTable } from '../src/records.ts';
+import { LocalKms } from '../src/index.ts';
 
 const ROWS = 20_000;
 const PARTITIONS = 10;

@@ -14,8 +14,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { createKeyHierarchy, createRecords, defineTable, type KeyProvider, rotationSweep } from '../src/index.ts';
-import { PostgresKeyStore, sweepPostgres } from '../src/node.ts';
+import { createKeyHierarchy } from '../src/hierarchy.ts';
+import { createRecords, defineTable, rotationSweep } from '../src/records.ts';
+import { type KeyProvider } from '../src/index.ts';
+import { PostgresKeyStore } from '../src/hierarchy.ts';
+import { sweepPostgres } from '../src/records.ts';
 
 export interface SweepBenchOptions {
   pool: pg.Pool;

@@ -33,7 +33,7 @@ export {
   type SealOptions,
   type StreamSealOptions,
   type SuiteName,
-} from './envelope.ts';
+} from './envelope/envelope.ts';
 export {
   DECRYPT_CACHE_DEFAULTS,
   ENCRYPTION_CACHE_DEFAULTS,
@@ -42,7 +42,7 @@ export {
 } from './economy/cache.ts';
 export type { EnvelopeEvent, EventListener } from './economy/events.ts';
 export type { BucketOptions, RateLimitOptions } from './economy/rate-limit.ts';
-export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './range.ts';
+export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './envelope/range.ts';
 export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';
@@ -71,74 +71,6 @@ export type {
 } from './kms/key-provider.ts';
 export type { CanonicalContext, ContextInput, EncryptionContext } from './core/context.ts';
 export type { BackendName } from './core/select-backend.ts';
-export {
-  BLIND_INDEX_PARTITION_SUFFIX,
-  BlindIndexNotWarmError,
-  blindIndexPartition,
-  blindIndexWarnings,
-  createBlindIndex,
-  expectedFalsePositives,
-  type BlindIndex,
-  type BlindIndexCallOptions,
-  type BlindIndexColumn,
-  type BlindIndexNormalizer,
-  type BlindIndexOptions,
-  type BlindIndexOutput,
-  type BlindIndexSizing,
-  type BlindIndexValue,
-  type BlindIndexWarning,
-  type CompoundIndexOptions,
-  type CompoundIndexValue,
-  type SingleColumnIndexOptions,
-} from './blind-index.ts';
-export {
-  createKeyHierarchy,
-  type AuditRecord,
-  type HierarchyMetrics,
-  type KeyHierarchy,
-  type KeyHierarchyOptions,
-  type MasterKeyRotation,
-  type RotateMasterKeyOptions,
-  type ShredOptions,
-  type ShredReport,
-  type VerifyReport,
-} from './hierarchy.ts';
-export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from './economy/key-store.ts';
-export { exportKeyStore, importKeyStore, parseKeyStoreExport, type ImportResult, type KeyStoreExport } from './economy/key-store-backup.ts';
-export {
-  createRecords,
-  defineTable,
-  RecordFieldError,
-  sealedFieldLength,
-  type FieldSpec,
-  type FieldType,
-  type FieldValues,
-  type PlainRow,
-  type RecordBatchOptions,
-  type Records,
-  type RecordsOptions,
-  type SealedRow,
-  type Table,
-  type TableSpec,
-} from './records.ts';
-export {
-  backfillSweep,
-  reindexSweep,
-  rewrapSweep,
-  rotationSweep,
-  runSweep,
-  type RecordSweepPlan,
-  type RowOutcome,
-  type RowTransform,
-  type SweepCounts,
-  type SweepDriver,
-  type SweepEvent,
-  type SweepFailure,
-  type SweepOptions,
-  type SweepRow,
-  type SweepSummary,
-} from './sweep.ts';
-export { INTERMEDIATE_KEY_CACHE_DEFAULTS, type IntermediateKeyCacheOptions } from './economy/intermediate-keys.ts';
 export {
   ClosedError,
   ContextMismatchError,

@@ -10,11 +10,11 @@
  * await sealFile(envelope, 'backup.tar', 'backup.tar.kmse', { context: { host: 'db1' } });
  * ```
  */
-import { coreOf, type OpenOptions, type SealOptions } from './engine.ts';
-import { type Envelope, inspect, type MessageInfo } from './envelope.ts';
+import { coreOf, type OpenOptions, type SealOptions } from './envelope/engine.ts';
+import { type Envelope, inspect, type MessageInfo } from './envelope/envelope.ts';
 import { plaintextLength } from './core/chunked.ts';
 import { compactPlaintextLength } from './core/compact.ts';
-import type { RewrapOptions } from './rewrap.ts';
+import type { RewrapOptions } from './envelope/rewrap.ts';
 import { readFileHeader, rewrapFile as rewrapFileIn, type RewrapFileResult } from './node/rewrap-file.ts';
 import type { Sink } from './node/atomic.ts';
 import * as files from './node/files.ts';
@@ -106,12 +106,7 @@ export async function inspectFile(path: string): Promise<MessageInfo> {
 }
 
 /** Key stores for the key hierarchy: a JSON file, SQLite and PostgreSQL (the caller's client). */
-export { CorruptKeyRecordError } from './node/key-stores/common.ts';
-export { JsonFileKeyStore, type JsonFileKeyStoreOptions } from './node/key-stores/json-file.ts';
-export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql } from './node/key-stores/postgres.ts';
-export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql } from './node/key-stores/sqlite.ts';
+export { JsonFileKeyStore, type JsonFileKeyStoreOptions } from './node/json-file-key-store.ts';
 
 /** Resumable table sweeps (rotation, backfill, re-index; src/sweep.ts) on PostgreSQL (several workers) and SQLite. */
-export { type PostgresSweepClient, type PostgresSweepPool, sweepPostgres, type TableSweepOptions } from './node/sweeps/postgres.ts';
-export { sweepSqlite } from './node/sweeps/sqlite.ts';
-export { type FileOutcome, type FileSweepEvent, type FileSweepOptions, type FileSweepSummary, rewrapTree } from './node/sweeps/files.ts';
+export { type FileOutcome, type FileSweepEvent, type FileSweepOptions, type FileSweepSummary, rewrapTree } from './node/file-sweep.ts';

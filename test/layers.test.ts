@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
 
-type Room = 'core' | 'economy' | 'kms' | 'root' | 'node' | 'tools' | 'adapters';
+type Room = 'core' | 'economy' | 'kms' | 'envelope' | 'hierarchy' | 'records' | 'sm4' | 'node' | 'tools' | 'adapters' | 'entry';
 
 interface Edge {
   from: string; // path under src/, e.g. 'core/header.ts'
@@ -19,14 +19,22 @@ interface Edge {
   typeOnly?: boolean;
 }
 
-const ROOT_FILES = ['index.ts', 'envelope.ts', 'engine.ts', 'hierarchy.ts', 'records.ts', 'blind-index.ts', 'stream.ts', 'range.ts', 'sweep.ts', 'rewrap.ts', 'wrapped-keys.ts'];
+const PACKAGE = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, string | Record<string, string>> };
+/** The entry files: the top-level files of src/ that package.json "exports" names (derived, not kept by hand). */
+export const ENTRY_FILES = Object.values(PACKAGE.exports)
+  .map((target) => (typeof target === 'string' ? target : target.default))
+  .filter((target): target is string => typeof target === 'string' && /^\.\/dist\/[^/]+\.js$/.test(target))
+  .map((target) => target.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts'));
+const FOLDERS: readonly Room[] = ['core', 'economy', 'kms', 'envelope', 'hierarchy', 'records', 'sm4', 'node', 'tools', 'adapters'];
 
-function roomOf(file: string): Room {
-  if (file === 'node.ts' || file.startsWith('node/')) return 'node';
-  const top = file.split('/')[0]!;
-  if (top === 'core' || top === 'economy' || top === 'kms' || top === 'tools' || top === 'adapters') return top;
-  if (ROOT_FILES.includes(file)) return 'root';
-  throw new Error(`src/${file} is in no room: put it in core/, kms/, economy/, node/, tools/ or adapters/, or add it to the root's list`);
+export function roomOf(file: string): Room {
+  if (!file.includes('/')) {
+    if (ENTRY_FILES.includes(file)) return 'entry';
+    throw new Error(`src/${file} is at the top of src/ but no entry of package.json "exports": move it into a room`);
+  }
+  const top = file.split('/')[0] as Room;
+  if (FOLDERS.includes(top)) return top;
+  throw new Error(`src/${file} is in no room: put it in ${FOLDERS.join('/, ')}/`);
 }
 
 /** Every import, export-from and dynamic import of a file, type-only ones included. */
@@ -61,45 +69,63 @@ function allEdges(): Edge[] {
 const EMULATOR_SIGNING = 'kms/tencent-sign.ts';
 /** The ORM packages the adapters are written against: their types only, never loaded by the library. */
 const ORM_PACKAGES = /^(?:drizzle-orm|kysely|sequelize)(?:\/|$)/;
-/** What the adapters may import: the public entry, and the record API and key hierarchy it exports. */
-const ADAPTER_IMPORTS = ['index.ts', 'records.ts', 'hierarchy.ts'];
 const CHUNK_CODE = ['core/header.ts', 'core/chunked.ts', 'core/chunk-nonce.ts'];
+/** The public faces of envelope/ and hierarchy/ that records/ builds on: their entries. */
+const RECORDS_FACES = ['index.ts', 'hierarchy.ts'];
+
+/** Which rooms each room may import (its own included); entries and records/ have extra rules below. */
+const ALLOWED: Record<Room, readonly Room[]> = {
+  core: ['core'],
+  economy: ['core', 'economy'],
+  kms: ['core', 'economy', 'kms'],
+  sm4: ['core', 'sm4'],
+  envelope: ['core', 'economy', 'kms', 'envelope'],
+  hierarchy: ['core', 'economy', 'kms', 'hierarchy'],
+  records: ['core', 'records'],
+  node: ['core', 'economy', 'kms', 'envelope', 'hierarchy', 'records', 'sm4', 'node', 'entry'],
+  entry: ['core', 'economy', 'kms', 'envelope', 'hierarchy', 'records', 'sm4', 'node'],
+  tools: ['tools'],
+  adapters: ['adapters'],
+};
+
+function packageViolation(room: Room, bare: string, typeOnly: boolean | undefined): string | undefined {
+  if (room === 'adapters') {
+    if (!ORM_PACKAGES.test(bare)) return `adapters/ may import only the ORM packages (as types), not ${bare}`;
+    return typeOnly ? undefined : `adapters/ may import ${bare} only as types (import type): the library never loads an ORM`;
+  }
+  if (bare.startsWith('node:')) return room === 'node' || room === 'tools' ? undefined : `${room}/ may not import ${bare} (even as a type)`;
+  if (room === 'core' || room === 'sm4') return bare.startsWith('@noble/') ? undefined : `${room}/ may import only @noble/*, not ${bare}`;
+  if (room === 'kms') return bare === 'ky' ? undefined : `kms/ may import only ky of the packages, not ${bare}`;
+  return `${room === 'entry' ? 'an entry' : `${room}/`} may not import the package ${bare}`;
+}
 
 /** Why an edge breaks the walls, or undefined when it is allowed. */
 export function violation({ from, to, local, typeOnly }: Edge): string | undefined {
   const room = roomOf(from);
-  if (!local) {
-    const bare = to;
-    if (room === 'adapters') {
-      if (!ORM_PACKAGES.test(bare)) return `adapters/ may import only the ORM packages (as types), not ${bare}`;
-      return typeOnly ? undefined : `adapters/ may import ${bare} only as types (import type): the library never loads an ORM`;
-    }
-    if (bare.startsWith('node:')) return room === 'node' || room === 'tools' ? undefined : `${room}/ may not import ${bare} (even as a type)`;
-    if (room === 'core') return bare.startsWith('@noble/') ? undefined : `core/ may import only @noble/*, not ${bare}`;
-    if (room === 'kms') return bare === 'ky' ? undefined : `kms/ may import only ky of the packages, not ${bare}`;
-    return `${room}/ may not import the package ${bare}`;
-  }
+  if (!local) return packageViolation(room, to, typeOnly);
   if (to.startsWith('..')) return `${to} is outside src/`;
   const target = roomOf(to);
-  if (room === 'adapters') {
-    return target === 'adapters' || ADAPTER_IMPORTS.includes(to) ? undefined : `adapters/ may import only the public entry (index.ts, records.ts, hierarchy.ts), not ${to}`;
+  if (room === 'adapters' || room === 'tools') {
+    if (target === room || target === 'entry') return undefined;
+    if (room === 'tools' && to === EMULATOR_SIGNING && from.startsWith('tools/emulator/')) return undefined;
+    return `${room}/ may import only the public entries (${ENTRY_FILES.join(', ')}), not ${to}`;
   }
-  const allowed: Record<Room, Room[]> = {
-    core: ['core'],
-    economy: ['core', 'economy'],
-    kms: ['core', 'economy', 'kms'],
-    root: ['core', 'economy', 'kms', 'root'],
-    node: ['core', 'economy', 'kms', 'root', 'node'],
-    tools: ['tools'],
-    adapters: [],
-  };
   if (room === 'kms' && CHUNK_CODE.includes(to)) return 'kms/ never parses the format: no header or chunk code';
-  if (room === 'tools') {
-    if (to === 'index.ts' || to === 'node.ts' || target === 'tools') return undefined;
-    if (to === EMULATOR_SIGNING && from.startsWith('tools/emulator/')) return undefined;
-    return `tools/ may import only the public entries (index.ts, node.ts), not ${to}`;
+  if (room === 'records' && RECORDS_FACES.includes(to)) return undefined;
+  if (ALLOWED[room].includes(target)) return undefined;
+  return `${room === 'entry' ? `the entry ${from}` : `${room}/`} may not import ${target === 'entry' ? to : `${target}/`}`;
+}
+
+/** The files a file reaches through its imports (JavaScript ones: type-only imports are erased). */
+export function reach(edges: Edge[], start: string): Set<string> {
+  const next = new Map<string, string[]>();
+  for (const { from, to, local, typeOnly } of edges) if (local && !typeOnly) next.set(from, [...(next.get(from) ?? []), to]);
+  const seen = new Set<string>();
+  const stack = [start];
+  while (stack.length > 0) {
+    for (const to of next.get(stack.pop()!) ?? []) if (!seen.has(to)) (seen.add(to), stack.push(to));
   }
-  return allowed[room].includes(target) ? undefined : `${room}/ may not import ${target === 'root' ? to : `${target}/`}`;
+  return seen;
 }
 
 /** Every import circle among local files, each as a path that returns to its start. */
@@ -145,31 +171,74 @@ describe('the walls of src/', () => {
       { from: 'economy/cache.ts', to: 'kms/local.ts', local: true },
       { from: 'kms/local.ts', to: 'core/header.ts', local: true },
       { from: 'kms/local.ts', to: 'node/files.ts', local: true },
-      { from: 'kms/local.ts', to: 'envelope.ts', local: true },
-      { from: 'envelope.ts', to: 'node/files.ts', local: true },
-      { from: 'engine.ts', to: 'node:stream', local: false },
+      { from: 'kms/local.ts', to: 'envelope/envelope.ts', local: true },
+      { from: 'envelope/envelope.ts', to: 'node/files.ts', local: true },
+      { from: 'envelope/engine.ts', to: 'hierarchy/hierarchy.ts', local: true },
+      { from: 'envelope/engine.ts', to: 'hierarchy.ts', local: true },
+      { from: 'envelope/engine.ts', to: 'records/records.ts', local: true },
+      { from: 'envelope/engine.ts', to: 'node:stream', local: false },
+      { from: 'hierarchy/hierarchy.ts', to: 'envelope/engine.ts', local: true },
+      { from: 'hierarchy/hierarchy.ts', to: 'records/records.ts', local: true },
+      { from: 'hierarchy/stores/postgres.ts', to: 'node:crypto', local: false },
+      { from: 'records/records.ts', to: 'envelope/engine.ts', local: true },
+      { from: 'records/records.ts', to: 'hierarchy/hierarchy.ts', local: true },
+      { from: 'records/records.ts', to: 'economy/cache.ts', local: true },
+      { from: 'records/records.ts', to: 'kms/local.ts', local: true },
+      { from: 'records/sql/postgres.ts', to: 'hierarchy/stores/common.ts', local: true },
+      { from: 'records/records.ts', to: 'node.ts', local: true },
+      { from: 'sm4/sm4.ts', to: 'envelope/engine.ts', local: true },
       { from: 'node/files.ts', to: 'tools/cli.ts', local: true },
-      { from: 'tools/cli.ts', to: 'engine.ts', local: true },
+      { from: 'node/files.ts', to: 'adapters/kysely.ts', local: true },
+      { from: 'tools/cli.ts', to: 'envelope/engine.ts', local: true },
       { from: 'tools/cli.ts', to: 'kms/tencent-sign.ts', local: true },
       { from: 'adapters/kysely.ts', to: 'kysely', local: false, typeOnly: false },
       { from: 'adapters/drizzle.ts', to: 'pg', local: false, typeOnly: true },
-      { from: 'adapters/kysely.ts', to: 'envelope.ts', local: true },
+      { from: 'adapters/kysely.ts', to: 'envelope/envelope.ts', local: true },
+      { from: 'adapters/kysely.ts', to: 'records/records.ts', local: true },
       { from: 'adapters/kysely.ts', to: 'core/errors.ts', local: true },
       { from: 'adapters/kysely.ts', to: 'node:fs', local: false, typeOnly: true },
       { from: 'index.ts', to: 'adapters/kysely.ts', local: true },
+      { from: 'index.ts', to: 'tools/cli.ts', local: true },
       { from: 'node.ts', to: 'adapters/kysely.ts', local: true },
       { from: 'tools/cli.ts', to: 'adapters/kysely.ts', local: true },
     ];
     for (const edge of refused) expect(violation(edge), `${edge.from} -> ${edge.to}`).toBeDefined();
     expect(violation({ from: 'tools/emulator/auth.ts', to: 'kms/tencent-sign.ts', local: true })).toBeUndefined();
     expect(violation({ from: 'node/files.ts', to: 'node:fs', local: false })).toBeUndefined();
+    expect(violation({ from: 'records/records.ts', to: 'index.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'records/records.ts', to: 'hierarchy.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'records/records.ts', to: 'core/header.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'envelope/engine.ts', to: 'core/key-source.ts', local: true })).toBeUndefined();
     expect(violation({ from: 'adapters/kysely.ts', to: 'kysely', local: false, typeOnly: true })).toBeUndefined();
     expect(violation({ from: 'adapters/drizzle.ts', to: 'drizzle-orm/pg-core', local: false, typeOnly: true })).toBeUndefined();
-    expect(violation({ from: 'adapters/kysely.ts', to: 'index.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'adapters/kysely.ts', to: 'records.ts', local: true })).toBeUndefined();
+    expect(violation({ from: 'tools/cli.ts', to: 'node.ts', local: true })).toBeUndefined();
+    expect(() => roomOf('loose.ts')).toThrow(/no entry/);
+    expect(() => roomOf('misc/thing.ts')).toThrow(/no room/);
     expect(importsOf('adapters/a.ts', `import type { A } from 'kysely';\nimport { type B } from 'sequelize';`).map((e) => [e.to, e.typeOnly])).toEqual([
       ['kysely', true],
       ['sequelize', false],
     ]);
+  });
+
+  it('the entries are the files package.json exports, and the top of src/ holds only them', () => {
+    expect(ENTRY_FILES).toEqual(expect.arrayContaining(['index.ts', 'node.ts', 'hierarchy.ts', 'records.ts']));
+    const top = readdirSync(SRC).filter((f) => f.endsWith('.ts'));
+    expect(top.filter((f) => !ENTRY_FILES.includes(f))).toEqual([]);
+  });
+
+  it('the main entry reaches neither hierarchy/ nor records/ (nor node/, tools/, adapters/)', () => {
+    const reached = [...reach(edges, 'index.ts')];
+    expect(reached.filter((f) => /^(?:hierarchy|records|node|tools|adapters)\/|^(?:hierarchy|records|node)\.ts$/.test(f))).toEqual([]);
+    // The check itself: an extra edge from a file the entry reaches is found.
+    const extra = [...edges, { from: 'envelope/engine.ts', to: 'hierarchy/hierarchy.ts', local: true }];
+    expect([...reach(extra, 'index.ts')]).toContain('hierarchy/hierarchy.ts');
+  });
+
+  it('every node/ file imports a node: module (else it belongs in another room)', () => {
+    const nodeFiles = readdirSync(join(SRC, 'node'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => `node/${f}`);
+    const withoutNode = nodeFiles.filter((file) => !edges.some((e) => e.from === file && !e.local && e.to.startsWith('node:')));
+    expect(withoutNode).toEqual([]);
   });
 
   it('has no import circle', () => {

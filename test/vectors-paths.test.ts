@@ -32,7 +32,7 @@ import {
   type OpenOptions,
 } from '../src/index.ts';
 import { openFile, openNodeStream } from '../src/node.ts';
-import { coreOf } from '../src/engine.ts';
+import { coreOf } from '../src/envelope/engine.ts';
 import { CHUNK_SIZE, openPayload, openPayloadRange, plaintextLength } from '../src/core/chunked.ts';
 import { DecryptionFailedError } from '../src/core/errors.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../src/core/suites.ts';

@@ -12,8 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { deriveKeys } from '../src/core/chunked.ts';
 import { parseHeader } from '../src/core/header.ts';
 import { SM4_GCM_SM3 } from '../src/core/suites.ts';
-import { MemoryKeyStore, type StoredKey } from '../src/economy/key-store.ts';
-import { createKeyHierarchy } from '../src/hierarchy.ts';
+import { MemoryKeyStore, type StoredKey } from '../src/hierarchy/key-store.ts';
+import { createKeyHierarchy } from '../src/hierarchy/hierarchy.ts';
 import { type BackendName, createEnvelope, type EncryptionContext, inspect, LocalKms } from '../src/index.ts';
 import { BACKENDS, hex, readVectors, seededRandom, unhex } from './helpers.ts';
 

@@ -7,8 +7,8 @@
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { encodeWrappedKeys, parseHeader } from '../src/core/header.ts';
-import { MemoryKeyStore, type StoredKey } from '../src/economy/key-store.ts';
-import { createKeyHierarchy } from '../src/hierarchy.ts';
+import { MemoryKeyStore, type StoredKey } from '../src/hierarchy/key-store.ts';
+import { createKeyHierarchy } from '../src/hierarchy/hierarchy.ts';
 import { type BackendName, createEnvelope, type EncryptionContext, inspect, LocalKms, type SuiteName } from '../src/index.ts';
 import { recordingBackend } from './instrumented.ts';
 import { BACKENDS, hex, readVectors, seededRandom, unhex } from './helpers.ts';

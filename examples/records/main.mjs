@@ -8,8 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createKeyHierarchy, createRecords, defineTable, LocalKms, RecordFieldError } from 'kms-envelope';
-import { PostgresKeyStore } from 'kms-envelope/node';
+import { createKeyHierarchy } from 'kms-envelope/hierarchy';
+import { createRecords, defineTable, RecordFieldError } from 'kms-envelope/records';
+import { LocalKms } from 'kms-envelope';
+import { PostgresKeyStore } from 'kms-envelope/hierarchy';
 
 const CUSTOMERS = 'kmse_example_customers';
 const KEYS = 'kmse_example_keys';

@@ -24,7 +24,7 @@
  * Drizzle is imported for its types only: the library never loads it.
  */
 import type { customType as pgCustomType } from 'drizzle-orm/pg-core';
-import type { BlindIndex, BlindIndexValue, FieldSpec, FieldValues, Records, Table } from '../index.ts';
+import type { BlindIndex, BlindIndexValue, FieldSpec, FieldValues, Records, Table } from '../records.ts';
 
 /** What the column hooks use of the records object (createRecords()): one field, synchronously, with no row. */
 export type SyncFieldRecords = Pick<Records, 'sealFieldSync' | 'openFieldSync'>;

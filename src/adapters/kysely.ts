@@ -42,7 +42,7 @@ import type {
   UpdateQueryNode,
   ValueNode,
 } from 'kysely';
-import type { FieldSpec, Records, SealedRow, Table } from '../index.ts';
+import type { FieldSpec, Records, SealedRow, Table } from '../records.ts';
 
 type AnyTable = Table<Record<string, FieldSpec>>;
 

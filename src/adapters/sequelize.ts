@@ -20,7 +20,7 @@
  * Sequelize is imported for its types only: the library never loads it.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { FieldSpec, Records, SealedRow, Table } from '../index.ts';
+import type { FieldSpec, Records, SealedRow, Table } from '../records.ts';
 
 type AnyTable = Table<Record<string, FieldSpec>>;
 

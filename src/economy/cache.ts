@@ -22,7 +22,7 @@ import { ClosedError, LimitExceededError } from '../core/errors.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import { RecentList } from '../core/recent.ts';
 import type { EnvelopeEvent } from './events.ts';
-import { Lru } from './lru.ts';
+import { Lru } from '../core/lru.ts';
 
 export interface EncryptionCacheOptions {
   /** Milliseconds a data key may be used after it was generated; default 300000 (5 minutes). */

@@ -18,7 +18,7 @@
 import { wipe } from '../core/bytes.ts';
 import { ClosedError, KeyUnavailableError, KmsError } from '../core/errors.ts';
 import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
-import { Lru } from './lru.ts';
+import { Lru } from '../core/lru.ts';
 
 export interface IntermediateKeyCacheOptions {
   /** How long a loaded key is used, ms; default 600000 (10 minutes). */

@@ -14,8 +14,8 @@ import { CompactOpener } from '../core/compact.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
 import { type PayloadSuite, suiteById } from '../core/suites.ts';
-import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealOptions } from '../engine.ts';
-import { budget } from '../stream.ts';
+import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealOptions } from '../envelope/engine.ts';
+import { budget } from '../envelope/stream.ts';
 import { checkDestination, type Sink, writeAtomically } from './atomic.ts';
 import { ChunkWorkerPool, defaultWorkers, type PoolSession } from './worker-pool.ts';
 

@@ -1,9 +1,9 @@
 /** Node stream adapters over the WHATWG streams of an envelope: the same bytes as seal() and open(). */
 import { Duplex } from 'node:stream';
 import type { ReadableWritablePair } from 'node:stream/web';
-import { coreOf, type OpenOptions, type StreamSealOptions } from '../engine.ts';
-import type { Envelope } from '../envelope.ts';
-import { createOpenStream, createSealStream } from '../stream.ts';
+import { coreOf, type OpenOptions, type StreamSealOptions } from '../envelope/engine.ts';
+import type { Envelope } from '../envelope/envelope.ts';
+import { createOpenStream, createSealStream } from '../envelope/stream.ts';
 
 function toDuplex(stream: TransformStream<Uint8Array, Uint8Array>): Duplex {
   return Duplex.fromWeb(stream as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);

@@ -10,8 +10,8 @@ import { open, stat } from 'node:fs/promises';
 import { checkSignal, throwIfAborted } from '../core/abort.ts';
 import { FileChangedError, HeaderTruncatedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
-import type { EnvelopeCore } from '../engine.ts';
-import { rewrapHeader, type RewrapOptions } from '../rewrap.ts';
+import type { EnvelopeCore } from '../envelope/engine.ts';
+import { rewrapHeader, type RewrapOptions } from '../envelope/rewrap.ts';
 import { writeAtomically } from './atomic.ts';
 
 export interface RewrapFileResult {

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { exportKeyStore, importKeyStore } from '../index.ts';
+import { exportKeyStore, importKeyStore } from '../hierarchy.ts';
 import { JsonFileKeyStore, writeAtomically } from '../node.ts';
 import { EXIT, printable, safeJson, UsageError } from './cli-errors.ts';
 

@@ -5,7 +5,8 @@
  * 3 (KMS) when some do not.
  */
 import { parseArgs } from 'node:util';
-import { createKeyHierarchy, type KeyProvider } from '../index.ts';
+import { createKeyHierarchy } from '../hierarchy.ts';
+import { type KeyProvider } from '../index.ts';
 import { JsonFileKeyStore } from '../node.ts';
 import { EXIT, printable, safeJson, UsageError } from './cli-errors.ts';
 

@@ -10,8 +10,10 @@ import { customType, pgTable, text } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blindIndexType, sealedColumnConfig, sealedColumns } from '../../src/adapters/drizzle.ts';
-import { MemoryKeyStore } from '../../src/economy/key-store.ts';
-import { createBlindIndex, createKeyHierarchy, createRecords, defineTable, LocalKms, RecordFieldError } from '../../src/index.ts';
+import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
+import { createBlindIndex, createRecords, defineTable, RecordFieldError } from '../../src/records.ts';
+import { createKeyHierarchy } from '../../src/hierarchy.ts';
+import { LocalKms } from '../../src/index.ts';
 import { type PostgresServer, startPostgres, uniqueTable } from '../fixtures/postgres.ts';
 
 const profiles = defineTable({

@@ -7,10 +7,10 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kyselyEncryption } from '../../src/adapters/kysely.ts';
-import { MemoryKeyStore } from '../../src/economy/key-store.ts';
-import { createKeyHierarchy } from '../../src/hierarchy.ts';
+import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
+import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
 import { LocalKms } from '../../src/index.ts';
-import { createRecords, defineTable, RecordFieldError } from '../../src/records.ts';
+import { createRecords, defineTable, RecordFieldError } from '../../src/records/records.ts';
 import { type PostgresServer, startPostgres, uniqueTable } from '../fixtures/postgres.ts';
 
 const customers = defineTable({

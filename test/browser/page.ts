@@ -12,8 +12,9 @@ import { openPayload, openPayloadRange, PayloadOpener, PayloadSealer, plaintextL
 import { hkdfExpandBytes } from '../../src/core/hkdf.ts';
 import { type BackendName, selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
-import { MemoryKeyStore, type StoredKey } from '../../src/economy/key-store.ts';
-import { createEnvelope, createKeyHierarchy, type EncryptionContext, inspect, LocalKms, type SuiteName, TencentKms } from '../../src/index.ts';
+import { MemoryKeyStore, type StoredKey } from '../../src/hierarchy/key-store.ts';
+import { createEnvelope, type EncryptionContext, inspect, LocalKms, type SuiteName, TencentKms } from '../../src/index.ts';
+import { createKeyHierarchy } from '../../src/hierarchy.ts';
 
 export interface Outcome {
   /** How many cases were checked. */

@@ -8,7 +8,8 @@ import { appendFileSync, chmodSync, mkdtempSync, readdirSync, readFileSync, rmSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEnvelope, createKeyHierarchy, FileChangedError, LocalKms, MemoryKeyStore } from '../../src/index.ts';
+import { createEnvelope, FileChangedError, LocalKms } from '../../src/index.ts';
+import { createKeyHierarchy, MemoryKeyStore } from '../../src/hierarchy.ts';
 import type { KeyProvider, ReEncryptDataKeyRequest } from '../../src/index.ts';
 import { inspectFile, openFile, rewrapFile, sealFile } from '../../src/node.ts';
 

@@ -136,3 +136,8 @@ export async function makeConsumer(dir: string, tarball: string, extra: string[]
   }
   return pkgDir;
 }
+
+/** The project's package.json: the package tests derive their lists of entries from its "exports". */
+export const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  exports: Record<string, string | Record<string, string>>;
+};

@@ -55,8 +55,13 @@ import { pipeline } from 'node:stream/promises';
 import { createEnvelope, LocalKms, type Envelope } from 'kms-envelope';
 import { localKmsFromKeyFile, openFile, sealFile, sealNodeStream, type FileResult } from 'kms-envelope/node';
 import { startEmulator } from 'kms-envelope/emulator';
+import { createKeyHierarchy, type KeyHierarchy, MemoryKeyStore } from 'kms-envelope/hierarchy';
+import { createRecords, defineTable } from 'kms-envelope/records';
 
 const context = { host: 'db1' };
+const hierarchy: KeyHierarchy = createKeyHierarchy({ kms: LocalKms.generate(), store: new MemoryKeyStore() });
+const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
+const row: { email: unknown } = await createRecords({ hierarchy }).seal(customers, { id: 1, tenant: 'acme', email: 'a@example.test' });
 const envelope: Envelope = createEnvelope({ kms: localKmsFromKeyFile('./local.key', { create: true }) });
 const result: FileResult = await sealFile(envelope, 'backup.tar', 'backup.tar.kmse', { context });
 await openFile(envelope, 'backup.tar.kmse', 'backup.tar', { context });
@@ -67,7 +72,7 @@ const emulator = await startEmulator();
 const url: string = emulator.url;
 await emulator.close();
 
-export { result, sealed, url };
+export { result, row, sealed, url };
 `;
 
 interface Case {

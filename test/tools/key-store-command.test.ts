@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { createEnvelope, createKeyHierarchy, LocalKms } from '../../src/index.ts';
+import { createEnvelope, LocalKms } from '../../src/index.ts';
+import { createKeyHierarchy } from '../../src/hierarchy.ts';
 import { JsonFileKeyStore } from '../../src/node.ts';
 import { keyStoreCommand } from '../../src/tools/cli-keystore.ts';
 

@@ -1,0 +1,679 @@
+/**
+ * The one start every path shares (buffers, streams, ranges, files, batches): options resolved
+ * once, then data key -> header -> payload keys for sealing, and header -> context check -> data
+ * key (cache, flight or KMS) for opening, with the work tracked so close() can drain it.
+ */
+import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
+import type { AsyncAead, CryptoBackend } from '../core/backend.ts';
+import { base64, describe, slabBytes, wipe } from '../core/bytes.ts';
+import { plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
+import { aeadFor } from '../core/chunked-async.ts';
+import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from '../core/compact.ts';
+import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
+import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
+import {
+  encodeAuthenticated,
+  encodeAuthenticatedV2,
+  encodeWrappedKey,
+  encodeWrappedKeys,
+  type ParsedHeader,
+  validateProviderId,
+  type WrappedKey,
+} from '../core/header.ts';
+import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
+import { checkKeyPolicy, enforceKeyPolicy, type KeyPolicy } from '../core/key-policy.ts';
+import { type BackendName, selectBackend } from '../core/select-backend.ts';
+import { suiteBackend } from '../core/suite-backend.ts';
+import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from '../core/suites.ts';
+import {
+  type CachedKeyMaterial,
+  DecryptCache,
+  type DecryptCacheOptions,
+  DecryptCacheIds,
+  DecryptFlights,
+  EncryptionCache,
+  type EncryptionCacheOptions,
+  type Lease,
+  type RememberedKey,
+} from '../economy/cache.ts';
+import { type EnvelopeEvent, type EventListener, emitter } from '../economy/events.ts';
+import { type KeySource, keySourceOf, type KeySourceOwner, type SuiteKey } from '../core/key-source.ts';
+import type { DataKey, KeyProvider } from '../kms/key-provider.ts';
+import { type OpenAttempt, openAttempts, resolveWrapping, type Wrapping, type WrappingOptions, wrapAlso } from './wrapped-keys.ts';
+
+export interface EnvelopeOptions extends WrappingOptions {
+  /**
+   * The key provider (KMS) that generates and decrypts a data key per message (or per cache window).
+   * Optional with a `hierarchy`, which has its own; then messages with a KMS data key do not open.
+   */
+  kms?: KeyProvider;
+  /**
+   * Seal under a key hierarchy (createKeyHierarchy): a unique key per message derived from the
+   * partition's intermediate key, with no KMS call (format 2). Messages sealed so open with it too.
+   */
+  hierarchy?: KeySourceOwner;
+  /** The partition sealed under when a seal names none (with a hierarchy). */
+  partition?: string;
+  /**
+   * The format version written: 1 (the default, which every release reads) or 2 (FORMAT.md §10;
+   * read by 0.2 and later). Upgrade every reader before a writer. A hierarchy writes 2.
+   */
+  format?: 1 | 2;
+  /** Format 2: values below 16 KiB sealed by seal() take the compact payload; default true. */
+  compact?: boolean;
+  /** Payload suite; default `cobblestone-256` (32-byte data keys, AES-256-GCM). */
+  suite?: SuiteName;
+  /** Keep the context out of the message by default; open() then needs it. Default false. */
+  detachedContext?: boolean;
+  /** Crypto backend; default node:crypto where it exists, else WebCrypto (crypto.subtle), else @noble/ciphers. */
+  backend?: BackendName;
+  /**
+   * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
+   * messages, bytes and age, never across contexts. See economy/cache.ts for the defaults and why.
+   */
+  cache?: EncryptionCacheOptions | boolean;
+  /** Remember decrypted data keys for a while (opt-in; `true` for the defaults). */
+  decryptCache?: DecryptCacheOptions | boolean;
+  /** KMS calls and cache events, for metrics. */
+  onEvent?: EventListener;
+  /**
+   * Refuse to open messages older than this (a KeyVersionRefusedError naming the version found,
+   * before any KMS call): `{ minKeyVersion: 3 }` once every value is rewrapped past version 2.
+   */
+  keyPolicy?: KeyPolicy;
+  /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
+  randomBytes?: (length: number) => Uint8Array;
+}
+
+export interface SealOptions {
+  /**
+   * Non-secret strings bound to the message and its data key; open() must see the same. A plain
+   * object or a Map<string, string>, read once.
+   */
+  context?: ContextInput;
+  /**
+   * Cancels the work: an abort rejects with the signal's reason, wipes every key, and reaches the
+   * KMS call; a signal already aborted rejects before any KMS call.
+   */
+  signal?: AbortSignal;
+  /** With a hierarchy: the partition (tenant) whose intermediate key seals this message. */
+  partition?: string;
+  /** Keep the context out of the message (override the envelope's default). */
+  detachedContext?: boolean;
+}
+
+export interface StreamSealOptions extends SealOptions {
+  /** The plaintext size when known: a cached data key then reserves it up front. */
+  size?: number;
+}
+
+export interface OpenOptions {
+  /**
+   * The expected context. Required when the message was sealed with a detached context; otherwise
+   * optional, and when given it must equal the stored one exactly.
+   */
+  context?: ContextInput;
+  /** As in SealOptions: cancels the open. */
+  signal?: AbortSignal;
+  /** With a hierarchy: caller metadata handed to its audit hook with this open. */
+  audit?: Readonly<Record<string, unknown>>;
+  /** A key policy for this open, instead of the envelope's. */
+  keyPolicy?: KeyPolicy;
+}
+
+/** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
+export interface SealSession {
+  readonly header: Uint8Array;
+  /** The chunked payload's sealer; undefined for a compact message. */
+  readonly sealer: PayloadSealer | undefined;
+  /** The compact payload's sealer (format 2, values below 16 KiB); undefined otherwise. */
+  readonly compact: CompactSealer | undefined;
+  /** Draws more plaintext bytes from a cached data key's budget (streams of unknown length). */
+  readonly reserve: (bytes: number) => void;
+}
+
+/** An opening in progress, after the KMS returned the data key (the caller wipes `key`). */
+export interface OpenSession {
+  readonly header: ParsedHeader;
+  readonly context: CanonicalContext;
+  /** The Cobblestone context (FORMAT.md §4). */
+  readonly payloadContext: Uint8Array;
+  readonly key: Uint8Array;
+  /** The key's precomputed HKDF state, when borrowed from a cache. */
+  readonly keyState: HmacKeyState | undefined;
+  /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
+  readonly borrowed: boolean;
+  /** The decrypt cache lent the key: the caller emits its hit event once done with it. */
+  readonly hitPending: boolean;
+}
+
+/** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
+export interface EnvelopeCore {
+  readonly backend: CryptoBackend;
+  /**
+   * The asynchronous AEAD that seals this envelope's messages (the WebCrypto backend, an AES
+   * suite), or undefined: sealing is synchronous. Opening picks one by the message's suite (aeadFor).
+   */
+  readonly sealAead: AsyncAead | undefined;
+  /** The envelope's key provider (undefined with only a hierarchy): rewrap.ts uses it. */
+  readonly kms: KeyProvider | undefined;
+  /** The envelope's onEvent, never throwing. */
+  readonly emit: (event: EnvelopeEvent) => void;
+  /**
+   * `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams.
+   * `compactOk`: the caller can seal a compact payload (it has the whole plaintext).
+   */
+  beginSeal(options?: SealOptions, bytes?: number, compactOk?: boolean): SealSession | Promise<SealSession>;
+  /**
+   * Checks the context, the payload length (when known) and the provider, then gets the data key
+   * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
+   * `borrow`: whether the caller can borrow a cached key (with its HKDF state): it then opens
+   * synchronously, before it yields, and never wipes a borrowed key.
+   */
+  /**
+   * With `warmOnly` (openSync): a key that is not in memory is loaded, and the promise then rejects
+   * instead of opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its
+   * audit record) must not happen behind its back.
+   */
+  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean, warmOnly?: boolean): OpenSession | Promise<OpenSession>;
+  /** Runs `work` as tracked work that close() waits for; refuses once closed. */
+  track<T>(work: () => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `work` now and returns its result when it finished synchronously (its key was in memory);
+   * otherwise lets it finish in the background (it loads the key), hands its result to `discard`,
+   * and throws KeyNotWarmError naming `what`.
+   */
+  trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
+  close(): Promise<void>;
+}
+
+/** The chunked sealer of a session that streams (never compact: compactOk was not given). */
+export function chunkedSealer(session: SealSession): PayloadSealer {
+  if (!session.sealer) throw new Error('internal: a compact session on a chunked path');
+  return session.sealer;
+}
+
+interface HeaderParts {
+  header: Uint8Array;
+  payloadContext: Uint8Array;
+}
+
+/** An envelope's resolved options: checked once, at creation. */
+interface Settings {
+  readonly kms: KeyProvider | undefined;
+  readonly hierarchy: KeySource | undefined;
+  readonly partition: string | undefined;
+  readonly format: 1 | 2;
+  readonly compact: boolean;
+  readonly suite: PayloadSuite;
+  readonly backend: CryptoBackend;
+  readonly random: (length: number) => Uint8Array;
+  readonly defaultDetached: boolean;
+  readonly emit: (event: EnvelopeEvent) => void;
+  readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
+  readonly decryptCache: DecryptCache | undefined;
+  readonly keyPolicy: KeyPolicy | undefined;
+  /** The wrapped keys besides the kms one, the providers open() tries, its cap on KMS calls (wrapped-keys.ts). */
+  readonly wrapping: Wrapping;
+}
+
+function assertProvider(kms: unknown): KeyProvider {
+  const p = kms as KeyProvider | undefined;
+  if (!p || typeof p.generateDataKey !== 'function' || typeof p.decryptDataKey !== 'function') {
+    throw new TypeError(`"kms" expected a KeyProvider, got ${describe(kms)}`);
+  }
+  validateProviderId(p.id);
+  return p;
+}
+
+function resolve(options: EnvelopeOptions): Settings {
+  if (options === null || typeof options !== 'object') throw new TypeError(`"options" expected an object, got ${describe(options)}`);
+  const hierarchy = options.hierarchy === undefined ? undefined : keySourceOf(options.hierarchy);
+  if (options.hierarchy !== undefined && hierarchy === undefined) {
+    throw new TypeError(`"hierarchy" expected a KeyHierarchy from createKeyHierarchy(), got ${describe(options.hierarchy)}`);
+  }
+  const kms = options.kms === undefined && hierarchy ? undefined : assertProvider(options.kms);
+  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
+  // Several wrapped keys need format 2 (FORMAT.md §10.2).
+  const severalWrapped = Array.isArray(options.additionalWrapping) && options.additionalWrapping.length > 0;
+  const format = options.format ?? (hierarchy || severalWrapped ? 2 : 1);
+  if (severalWrapped && format !== 2) throw new TypeError('"additionalWrapping" writes several wrapped keys, which format 2 carries: drop "format: 1"');
+  if (format !== 1 && format !== 2) throw new TypeError(`"format" expected 1 or 2, got ${JSON.stringify(format)}`);
+  if (hierarchy && format !== 2) throw new TypeError('a key hierarchy writes format 2: drop "format: 1"');
+  if (options.partition !== undefined) checkPartition(options.partition);
+  const backend = selectBackend(options.backend);
+  const emit = emitter(options.onEvent);
+  return {
+    kms,
+    hierarchy,
+    partition: options.partition,
+    format,
+    compact: format === 2 && (options.compact ?? true),
+    suite,
+    backend,
+    random: options.randomBytes ?? backend.randomBytes,
+    defaultDetached: options.detachedContext ?? false,
+    emit,
+    encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
+    decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
+    keyPolicy: checkKeyPolicy(options.keyPolicy, 'keyPolicy'),
+    wrapping: resolveWrapping(options, kms),
+  };
+}
+
+function checkPartition(partition: unknown): string {
+  if (typeof partition !== 'string' || partition.length === 0) throw new TypeError(`"partition" expected a non-empty string, got ${describe(partition)}`);
+  return partition;
+}
+
+/** The provider a KMS-key message needs; a typed error when the envelope has none. */
+function requireKms(s: Settings, found: string): KeyProvider {
+  if (!s.kms) throw new KeyProviderMismatchError(`this message was sealed with key provider "${found}", and this envelope has only a key hierarchy: pass "kms" too`);
+  return s.kms;
+}
+
+/** Wraps anything a provider throws that is not ours into a KmsError, without its message's secrets. */
+function kmsFailure(error: unknown, action: string): EnvelopeError {
+  if (error instanceof EnvelopeError) return error;
+  return new KmsError(`key provider failed to ${action}`, { cause: error });
+}
+
+/** The plaintext keys in what a provider returned (a DataKey, or a key): wiped when it comes too late. */
+function wipeLate(value: unknown): void {
+  if (value instanceof Uint8Array) wipe(value);
+  else if (value && typeof value === 'object' && (value as { plaintextKey?: unknown }).plaintextKey instanceof Uint8Array) wipe((value as DataKey).plaintextKey);
+}
+
+/**
+ * A KMS call with its kms-call event. When `signal` aborts first, rejects with its reason (never
+ * wrapped), whether or not the provider heeds the signal; a key the provider returns later is wiped.
+ */
+async function timed<T>(s: Settings, action: 'GenerateDataKey' | 'Decrypt' | 'Encrypt', call: () => Promise<T>, signal?: AbortSignal, provider = s.kms?.id ?? 'hierarchy'): Promise<T> {
+  const started = Date.now();
+  try {
+    const result = await abortable(call(), signal, wipeLate);
+    s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: true });
+    return result;
+  } catch (error) {
+    if (signal?.aborted && error === signal.reason) {
+      s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: 'ABORTED' });
+      throw error;
+    }
+    const failure = kmsFailure(error, action === 'Decrypt' ? 'decrypt the data key' : action === 'Encrypt' ? 'wrap the data key' : 'generate a data key');
+    const code = failure instanceof KmsError ? (failure.kmsCode ?? failure.code) : failure.code;
+    s.emit({ type: 'kms-call', provider, action, durationMs: Date.now() - started, ok: false, errorCode: code });
+    throw failure;
+  }
+}
+
+/**
+ * FORMAT.md §4: authenticated header bytes, then the detached context's encoding if any. In the
+ * shared slab when used once; `kept` (an encryption-cache entry) gets its own memory, or it would
+ * hold a whole slab block for as long as the entry lives.
+ */
+function payloadContext(authenticated: Uint8Array, context: CanonicalContext, detached: boolean, kept = false): Uint8Array {
+  if (!detached) return authenticated;
+  const length = authenticated.length + context.encoded.length;
+  const out = kept ? new Uint8Array(length) : slabBytes(length);
+  out.set(authenticated);
+  out.set(context.encoded, authenticated.length);
+  return out;
+}
+
+/** A fresh data key from the KMS, with the header that names it. */
+async function generate(s: Settings, context: CanonicalContext, detached: boolean, compact: boolean, signal: AbortSignal | undefined): Promise<CachedKeyMaterial<HeaderParts>> {
+  const { suite } = s;
+  const kms = requireKms(s, 'none');
+  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context, ...(signal ? { signal } : {}) }), signal);
+  const key = dataKey?.plaintextKey;
+  try {
+    if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[suite.keySpec]) {
+      throw new KmsError(`key provider returned a data key of the wrong length for ${suite.keySpec}`);
+    }
+    const wrappedKey: WrappedKey = { provider: kms.id, keyId: dataKey.keyId, ciphertextBlob: dataKey.ciphertextBlob };
+    const authenticated = s.format === 2 ? encodeAuthenticatedV2(suite, context, detached, compact, undefined) : encodeAuthenticated(suite, context, detached);
+    const also = s.wrapping.extra.length === 0 ? [] : await wrapAlso(s.wrapping, key, context, signal, (provider, call) => timed(s, 'Encrypt', call, signal, provider));
+    const wrapped = encodeProviderFields(() => (s.format === 2 ? encodeWrappedKeys([wrappedKey, ...also]) : encodeWrappedKey(wrappedKey)));
+    const header = new Uint8Array(authenticated.length + wrapped.length);
+    header.set(authenticated);
+    header.set(wrapped, authenticated.length);
+    // Only a cached key is used again: only it is worth a precomputed HKDF state.
+    const keyState = s.encryptionCache ? suiteBackend(s.backend, suite).hkdfPrepareSha512?.(key) : undefined;
+    return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached, true) } };
+  } catch (error) {
+    if (key instanceof Uint8Array) wipe(key);
+    throw error;
+  }
+}
+
+/**
+ * The wrapped-key section from what the provider returned: a key id or blob that is empty, too
+ * long or not well-formed Unicode is the provider's bad response (ERR_KMS), not the caller's.
+ */
+function encodeProviderFields(encode: () => Uint8Array): Uint8Array {
+  try {
+    return encode();
+  } catch (error) {
+    if (error instanceof EnvelopeError) throw error;
+    throw new KmsError(`key provider returned a key id or ciphertext blob the header cannot hold: ${(error as Error).message}`, { kind: 'bad-response' });
+  }
+}
+
+const noReserve = (): void => {};
+
+/** beginSeal: synchronous when the encryption cache (or the hierarchy) has the key, so the hot path has no promise. */
+function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
+  /** Encryption-cache partitions by context: a key is never shared across suites, context modes, payload forms or contexts. */
+  const partitions = [0, 1, 2, 3].map(() => new WeakMap<CanonicalContext, string>());
+  function partitionOf(context: CanonicalContext, detached: boolean, compact: boolean): string {
+    const known = partitions[(detached ? 1 : 0) + (compact ? 2 : 0)]!;
+    let partition = known.get(context);
+    if (partition === undefined) {
+      partition = `${s.suite.id}.${detached ? 'd' : 's'}${compact ? 'c' : ''}.${base64.encode(context.encoded)}`;
+      known.set(context, partition);
+    }
+    return partition;
+  }
+
+  /** The payload sealer for this key, derived at once: the key may be a lent one. */
+  function sealerFor(key: Uint8Array, keyState: HmacKeyState | undefined, payloadCtx: Uint8Array, salt: Uint8Array, compact: boolean) {
+    return compact
+      ? { sealer: undefined, compact: new CompactSealer(s.backend, s.suite, key, payloadCtx, salt, keyState) }
+      : { sealer: new PayloadSealer(s.backend, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
+  }
+
+  /**
+   * Derives the message keys, synchronously: a borrowed key is done with on return. The salt is
+   * drawn before (`random` may be the caller's), so no user code runs while a key is lent.
+   */
+  function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array, compact: boolean): SealSession {
+    try {
+      const { sealer, compact: compactSealer } = sealerFor(lease.key, lease.keyState, lease.extra.payloadContext, salt, compact);
+      return { header: lease.extra.header, sealer, compact: compactSealer, reserve: lease.reserve };
+    } finally {
+      if (!lease.borrowed) {
+        wipe(lease.key);
+        wipeKeyState(lease.keyState);
+      }
+    }
+  }
+
+  /** Under the key hierarchy: the partition's active intermediate key, no KMS call once it is warm. */
+  /**
+   * Detached headers by partition: a detached header names only the partition, the key version and
+   * the form, so every field of a partition shares it (never written to). Bounded: cleared when full.
+   */
+  const detachedHeaders = new Map<string, { version: number; compact: boolean; header: Uint8Array }>();
+  const DETACHED_HEADERS_MAX = 1024;
+  function hierarchyHeader(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean): Uint8Array {
+    if (!detached) return encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    const known = detachedHeaders.get(key.ref.partition);
+    if (known && known.version === key.ref.version && known.compact === compact) return known.header;
+    const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    if (detachedHeaders.size >= DETACHED_HEADERS_MAX) detachedHeaders.clear();
+    detachedHeaders.set(key.ref.partition, { version: key.ref.version, compact, header });
+    return header;
+  }
+
+  function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
+    const header = hierarchyHeader(key, context, detached, compact);
+    const { sealer, compact: compactSealer } = sealerFor(key.key, key.state, payloadContext(header, context, detached), salt, compact);
+    return { header, sealer, compact: compactSealer, reserve: noReserve };
+  }
+
+  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
+    const signal = checkSignal(sealOptions.signal);
+    throwIfAborted(signal);
+    const context = canonicalContext(sealOptions.context);
+    const detached = sealOptions.detachedContext ?? s.defaultDetached;
+    const compact = s.compact && compactOk && bytes !== undefined && bytes <= COMPACT_MAX_PLAINTEXT;
+    const saltLength = compact ? COMPACT_SALT_LENGTH : SALT_LENGTH;
+    const hierarchy = s.hierarchy;
+    if (hierarchy) {
+      const partition = checkPartition(sealOptions.partition ?? s.partition);
+      const salt = s.random(saltLength);
+      const key = hierarchy.sealKey(partition, s.suite);
+      if (!(key instanceof Promise)) return startWithHierarchy(key, context, detached, compact, salt);
+      return abortable(key, signal).then((k) => startWithHierarchy(k, context, detached, compact, salt));
+    }
+    const cache = s.encryptionCache;
+    if (!cache) {
+      // The salt after the data key, as the format's vectors were made (test/vectors).
+      return generate(s, context, detached, compact, signal).then((material) =>
+        // The same shape as a cache's lease, so that startSealing's property reads stay monomorphic.
+        startSealing({ key: material.key, keyState: material.keyState, borrowed: false, extra: material.extra, reserve: noReserve }, s.random(saltLength), compact),
+      );
+    }
+    const salt = s.random(saltLength);
+    const partition = partitionOf(context, detached, compact);
+    const hit = cache.tryAcquire(partition, bytes, true);
+    if (hit) {
+      try {
+        return startSealing(hit, salt, compact);
+      } finally {
+        s.emit({ type: 'cache-hit', cache: 'encrypt' }); // a listener runs only once the lent key is done with
+      }
+    }
+    return cache
+      .acquire(partition, bytes, (flightSignal) => generate(s, context, detached, compact, flightSignal), signal)
+      .then((lease) => startSealing(lease, salt, compact));
+  };
+}
+
+/** The context a message opens under: the stored one (checked against the caller's), or the caller's for a detached one. */
+function openingContext(header: ParsedHeader, openOptions: OpenOptions): CanonicalContext {
+  const expected = openOptions.context === undefined ? undefined : canonicalContext(openOptions.context);
+  if (header.detached) {
+    if (!expected) throw new ContextMismatchError('this message was sealed with a detached context: pass the same context to open()');
+    return expected;
+  }
+  const stored = header.context!;
+  if (expected && !sameContext(expected, stored)) {
+    throw new ContextMismatchError('the context given to open() is not the one the message was sealed with');
+  }
+  return stored;
+}
+
+/** The payload length is one some message of this form has: a message that cannot open costs no KMS call. */
+function checkPayloadLength(header: ParsedHeader, payloadLength: number | undefined): void {
+  if (payloadLength === undefined) return;
+  const plaintext = header.compact ? compactPlaintextLength(payloadLength) : plaintextLength(payloadLength);
+  if (plaintext === undefined) throw new DecryptionFailedError();
+}
+
+/** beginOpen: synchronous when a cache (or the hierarchy) has the key. */
+function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
+  const flights = new DecryptFlights();
+  const cacheIds = new DecryptCacheIds(s.backend);
+  const { decryptCache } = s;
+
+  function withHierarchy(header: ParsedHeader, context: CanonicalContext, openOptions: OpenOptions, borrow: boolean, warmOnly: boolean): OpenSession | Promise<OpenSession> {
+    const hierarchy = s.hierarchy;
+    const ref = header.intermediate!;
+    if (!hierarchy) {
+      throw new KeyProviderMismatchError(`this message was sealed under a key hierarchy (partition ${JSON.stringify(ref.partition)}): pass createEnvelope({ hierarchy })`);
+    }
+    const payloadCtx = payloadContext(header.authenticated, context, header.detached);
+    const session = (key: SuiteKey, lend: boolean): OpenSession => {
+      hierarchy.audited(key, context, openOptions.audit);
+      // A lent key is used before the caller yields; otherwise the caller gets its own copy to wipe.
+      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
+    };
+    const key = hierarchy.openKey(ref, header.suite);
+    if (!(key instanceof Promise)) return session(key, borrow);
+    if (warmOnly) {
+      return key.then(() => {
+        throw new KeyNotWarmError('openSync');
+      });
+    }
+    return abortable(key, openOptions.signal).then((k) => session(k, false));
+  }
+
+  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false, warmOnly = false) {
+    const signal = checkSignal(openOptions.signal);
+    throwIfAborted(signal);
+    const context = openingContext(header, openOptions);
+    enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
+    checkPayloadLength(header, payloadLength);
+    if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow, warmOnly);
+    const providers = header.wrappedKeys.map((w) => w.provider);
+    const kms = requireKms(s, providers.join('", "'));
+    const attempts = openAttempts(s.wrapping, header.wrappedKeys);
+    if (attempts.length === 0) {
+      const mine = s.wrapping.openers.map((p) => p.id).join('", "');
+      throw new KeyProviderMismatchError(`this message was sealed with key provider "${[...new Set(providers)].join('", "')}", not "${mine || kms.id}"`);
+    }
+    const keySpec = header.suite.keySpec;
+    // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
+    const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
+    const session = ({ key, keyState, borrowed }: RememberedKey, hitPending = false): OpenSession => ({
+      header,
+      context,
+      payloadContext: payloadContext(header.authenticated, context, header.detached),
+      key,
+      keyState,
+      borrowed,
+      hitPending,
+    });
+    const inScope = scope?.get(id, borrow);
+    if (inScope) return session(inScope);
+    const cached = decryptCache?.get(id, borrow);
+    if (cached) return session(cached, cached.borrowed);
+    // Concurrent opens of the same wrapped key share one Decrypt.
+    return flights
+      .run(id, async (flightSignal) => {
+        const fresh = await decryptFirst(s, attempts, keySpec, context, flightSignal);
+        // A remembered key is used again: worth its precomputed HKDF state.
+        const state = decryptCache || scope ? suiteBackend(s.backend, header.suite).hkdfPrepareSha512?.(fresh) : undefined;
+        decryptCache?.set(id, fresh.slice(), copyKeyState(state));
+        scope?.set(id, fresh.slice(), copyKeyState(state));
+        wipeKeyState(state);
+        return fresh;
+      }, signal)
+      .then((key) => session({ key, keyState: undefined, borrowed: false }));
+  };
+}
+
+/**
+ * The data key from the first of the message's wrapped keys (of this provider) that the KMS
+ * decrypts, in the order written; at most one KMS call per wrapped key.
+ */
+/**
+ * The data key from the first attempt that returns one (wrapped-keys.ts: the providers in order,
+ * the wrapped keys in the order written, at most maxKmsAttempts calls); onEvent hears which one.
+ */
+async function decryptFirst(
+  s: Settings,
+  attempts: readonly OpenAttempt[],
+  keySpec: PayloadSuite['keySpec'],
+  context: CanonicalContext,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  let failure: unknown;
+  for (const [n, { provider, wrapped, index }] of attempts.entries()) {
+    throwIfAborted(signal);
+    const { keyId, ciphertextBlob } = wrapped;
+    try {
+      const fresh = await timed(s, 'Decrypt', () => provider.decryptDataKey({ keySpec, keyId, ciphertextBlob, context, signal }), signal, provider.id);
+      if (!(fresh instanceof Uint8Array)) throw new KmsError('key provider returned no data key');
+      s.emit({ type: 'wrapped-key-used', provider: provider.id, keyId, index, attempt: n + 1 });
+      return fresh;
+    } catch (error) {
+      if (signal.aborted && error === signal.reason) throw error;
+      failure = error;
+    }
+  }
+  throw failure;
+}
+
+/** Work under way, which close() waits for; work that finishes synchronously costs one settled promise. */
+function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['trackSync']; drain: () => Promise<void> } {
+  let active = 0;
+  let idle: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
+  let closed = false;
+  const leave = (): void => {
+    if (--active === 0) drained?.();
+  };
+  function track<T>(work: () => T | Promise<T>): Promise<T> {
+    if (closed) return Promise.reject(new ClosedError());
+    active++;
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
+      leave();
+      return Promise.reject(error);
+    }
+    if (!(result instanceof Promise)) {
+      leave();
+      return Promise.resolve(result);
+    }
+    return result.then(
+      (value) => (leave(), value),
+      (error: unknown) => {
+        leave();
+        throw error;
+      },
+    );
+  }
+  function trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T {
+    if (closed) throw new ClosedError();
+    active++;
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
+      leave();
+      throw error;
+    }
+    if (!(result instanceof Promise)) {
+      leave();
+      return result;
+    }
+    // The key was not in memory: the work loads it and finishes in the background; its result is not wanted.
+    result.then(discard, () => {}).finally(leave);
+    throw new KeyNotWarmError(what);
+  }
+  async function drain(): Promise<void> {
+    closed = true;
+    if (active > 0) await (idle ??= new Promise<void>((done) => (drained = done)));
+  }
+  return { track, trackSync, drain };
+}
+
+/** Creates the shared core of an envelope bound to one key provider. */
+export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
+  const s = resolve(options);
+  const { track, trackSync, drain } = tracker();
+  return {
+    backend: s.backend,
+    sealAead: aeadFor(s.backend, s.suite),
+    kms: s.kms,
+    emit: s.emit,
+    beginSeal: sealStarter(s),
+    beginOpen: openStarter(s),
+    track,
+    trackSync,
+    async close() {
+      await drain();
+      await s.encryptionCache?.close();
+      s.decryptCache?.close();
+    },
+  };
+}
+
+/** Envelopes and their cores, so that kms-envelope/node can work on an Envelope it is handed. */
+const cores = new WeakMap<object, EnvelopeCore>();
+
+export function bindCore<T extends object>(envelope: T, core: EnvelopeCore): T {
+  cores.set(envelope, core);
+  return envelope;
+}
+
+/** The core of an envelope made by createEnvelope(); a TypeError for anything else. */
+export function coreOf(envelope: unknown): EnvelopeCore {
+  const core = typeof envelope === 'object' && envelope !== null ? cores.get(envelope) : undefined;
+  if (!core) throw new TypeError(`"envelope" expected an Envelope from createEnvelope(), got ${describe(envelope)}`);
+  return core;
+}
