@@ -8,10 +8,9 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createKeyHierarchy } from 'kms-envelope/hierarchy';
-import { createRecords, defineTable, RecordFieldError } from 'kms-envelope/records';
 import { LocalKms } from 'kms-envelope';
-import { PostgresKeyStore } from 'kms-envelope/hierarchy';
+import { createKeyHierarchy, PostgresKeyStore } from 'kms-envelope/hierarchy';
+import { createRecords, defineTable, RecordFieldError } from 'kms-envelope/records';
 
 const CUSTOMERS = 'kmse_example_customers';
 const KEYS = 'kmse_example_keys';

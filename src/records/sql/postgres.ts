@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL driver of a table sweep (src/sweep.ts), through a pool the caller makes (pg's
+ * The PostgreSQL driver of a table sweep (src/records/sweep.ts), through a pool the caller makes (pg's
  * Pool, or anything with the same connect/query/release): this package imports no driver.
  *
  * Each batch is one transaction on one connection:
@@ -61,7 +61,20 @@ export function tableShape(options: TableSweepOptions): Shape {
 /** Rows worked on between two UPDATEs of one batch (see batch()). */
 const PIPELINE_SLICE = 100;
 
-const bytesParam = (value: unknown): unknown => (value instanceof Uint8Array && !Buffer.isBuffer(value) ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : value);
+/** Node's Buffer, which the drivers want for binary parameters (pg sends other typed arrays as text); the drivers run where it exists. */
+interface BufferClass {
+  isBuffer(value: unknown): boolean;
+  from(buffer: ArrayBufferLike, offset: number, length: number): Uint8Array;
+}
+const NodeBuffer = (globalThis as { Buffer?: BufferClass }).Buffer;
+
+/** A Uint8Array as a Buffer over the same memory (no copy), for a driver's binary parameter. */
+export function bytesParam(value: unknown): unknown {
+  return value instanceof Uint8Array && NodeBuffer && !NodeBuffer.isBuffer(value) ? NodeBuffer.from(value.buffer, value.byteOffset, value.byteLength) : value;
+}
+
+/** Yields to the event loop's I/O (setImmediate where it exists). */
+const yieldToIo = (): Promise<void> => new Promise<void>((resume) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resume));
 
 function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, string>): SweepDriver {
   const q = (c: string) => quoteIdentifier(c);
@@ -155,7 +168,7 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
             writing.push(sent);
           }
           // Lets the driver hand the queued UPDATE to the server and read its answer.
-          if (i + PIPELINE_SLICE < read.length) await new Promise<void>((resume) => setImmediate(resume));
+          if (i + PIPELINE_SLICE < read.length) await yieldToIo();
         }
         await Promise.all(writing);
         await client.query('COMMIT');

@@ -1,5 +1,5 @@
 /**
- * The SQLite driver of a table sweep (src/sweep.ts), on a database the caller opened
+ * The SQLite driver of a table sweep (src/records/sweep.ts), on a database the caller opened
  * (better-sqlite3, node:sqlite): one worker.
  *
  * SQLite has no row locks, and a transaction held open across the transform's awaits would take
@@ -10,7 +10,7 @@
  */
 import type { SqliteDatabase } from '../../hierarchy.ts';
 import { quoteIdentifier, runSweep, type SweepDriver, type SweepRow, type SweepSummary } from '../sweep.ts';
-import { tableShape, type TableSweepOptions } from './postgres.ts';
+import { bytesParam, tableShape, type TableSweepOptions } from './postgres.ts';
 
 /** Sweeps an SQLite table; one worker (`workers` must be 1). See sweepPostgres(). */
 export async function sweepSqlite(database: SqliteDatabase, options: TableSweepOptions): Promise<SweepSummary> {
@@ -38,7 +38,7 @@ export async function sweepSqlite(database: SqliteDatabase, options: TableSweepO
     }
     return statement;
   };
-  const param = (v: unknown): unknown => (v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : typeof v === 'boolean' ? Number(v) : v);
+  const param = (v: unknown): unknown => (typeof v === 'boolean' ? Number(v) : bytesParam(v));
   const driver: SweepDriver = {
     key: shape.key,
     countPending: async () => Number((count.get() as { n: unknown }).n),
