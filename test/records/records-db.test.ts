@@ -149,10 +149,12 @@ describe('records in PostgreSQL', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kmse-records-'));
     try {
       const masterKey = Buffer.alloc(32, 9).toString('base64');
-      const lib = new URL('../../dist/index.js', import.meta.url).href;
+      const dist = (entry: string): string => JSON.stringify(new URL(`../../dist/${entry}`, import.meta.url).href);
       const script = `
         import pg from 'pg';
-        import { createKeyHierarchy, LocalKms, MemoryKeyStore, createRecords, defineTable } from ${JSON.stringify(lib)};
+        import { LocalKms } from ${dist('index.js')};
+        import { createKeyHierarchy, MemoryKeyStore } from ${dist('hierarchy.js')};
+        import { createRecords, defineTable } from ${dist('records.js')};
         const [table, who] = process.argv.slice(1);
         const kms = LocalKms.fromEnv();
         const store = new MemoryKeyStore();

@@ -37,12 +37,13 @@ afterAll(async () => {
   await server.stop();
 });
 
-const dist = (file: string) => JSON.stringify(new URL(`../../dist/${file}`, import.meta.url).href);
+const dist = (file: string) => JSON.stringify(new URL(`../../../dist/${file}`, import.meta.url).href);
 // One sweeping process: prints a line per committed batch, and `done` with its summary at the end.
 const SWEEPER = `
   import pg from 'pg';
-  import { createKeyHierarchy, createRecords, defineTable, LocalKms, rotationSweep } from ${dist('index.js')};
-  import { PostgresKeyStore, sweepPostgres } from ${dist('node.js')};
+  import { LocalKms } from ${dist('index.js')};
+  import { createKeyHierarchy, PostgresKeyStore } from ${dist('hierarchy.js')};
+  import { createRecords, defineTable, rotationSweep, sweepPostgres } from ${dist('records.js')};
   const [url, table, keys] = process.argv.slice(1);
   const pool = new pg.Pool({ connectionString: url, max: 3 });
   const hierarchy = createKeyHierarchy({ store: new PostgresKeyStore({ client: pool, table: keys }), kms: LocalKms.fromEnv() });
