@@ -103,7 +103,7 @@ export {
   type ShredReport,
   type VerifyReport,
 } from './hierarchy.ts';
-export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from './economy/key-store.ts';
+export { MemoryKeyStore, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from './economy/key-store.ts';
 export { exportKeyStore, importKeyStore, parseKeyStoreExport, type ImportResult, type KeyStoreExport } from './economy/key-store-backup.ts';
 export {
   createRecords,

@@ -108,8 +108,8 @@ export async function inspectFile(path: string): Promise<MessageInfo> {
 /** Key stores for the key hierarchy: a JSON file, SQLite and PostgreSQL (the caller's client). */
 export { CorruptKeyRecordError } from './node/key-stores/common.ts';
 export { JsonFileKeyStore, type JsonFileKeyStoreOptions } from './node/key-stores/json-file.ts';
-export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql } from './node/key-stores/postgres.ts';
-export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql } from './node/key-stores/sqlite.ts';
+export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql, postgresTombstoneTableSql } from './node/key-stores/postgres.ts';
+export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql, sqliteTombstoneTableSql } from './node/key-stores/sqlite.ts';
 
 /** Resumable table sweeps (rotation, backfill, re-index; src/sweep.ts) on PostgreSQL (several workers) and SQLite. */
 export { type PostgresSweepClient, type PostgresSweepPool, sweepPostgres, type TableSweepOptions } from './node/sweeps/postgres.ts';

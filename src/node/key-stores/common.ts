@@ -2,7 +2,7 @@
  * What the stores of kms-envelope/node share: the error for a record that fails its check, the
  * mapping of a database row to a StoredKey, and the checks on table names and arguments.
  */
-import { checkStoredKey, type KeyState, type StoredKey } from '../../economy/key-store.ts';
+import { checkStoredKey, checkTombstone, type KeyState, type PartitionTombstone, type StoredKey } from '../../economy/key-store.ts';
 
 /**
  * A stored record (or the whole store file) is not a valid key record. A TypeError, as
@@ -96,4 +96,30 @@ export function checkState(state: KeyState): void {
 
 export function missingVersion(partition: string, version: number): RangeError {
   return new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
+}
+
+/** The tombstone table beside a key table: `<table>_tombstones` (in the same schema), unless named. */
+export function tombstoneTableName(table: string, given: string | undefined): string {
+  const name = given ?? `${table}_tombstones`;
+  try {
+    quoteTableName(name);
+  } catch {
+    throw new TypeError(`"tombstoneTable": ${JSON.stringify(name)} is not an SQL identifier (at most 63 characters a part): name the tombstone table`);
+  }
+  return name;
+}
+
+export const TOMBSTONE_COLUMNS = 'partition, version, shredded_at';
+
+/** A tombstone row read for `partition` as a checked, frozen PartitionTombstone; else a CorruptKeyRecordError. */
+export function tombstoneFromRow(store: string, row: unknown, partition: string): PartitionTombstone {
+  const r = (typeof row === 'object' && row !== null ? row : {}) as { partition?: unknown; version?: unknown; shredded_at?: unknown };
+  const tombstone = { partition: r.partition, version: integer(r.version), shreddedAt: integer(r.shredded_at) } as PartitionTombstone;
+  try {
+    checkTombstone(tombstone, store);
+  } catch (error) {
+    throw new CorruptKeyRecordError(store, partition, undefined, 'not a partition tombstone', { cause: error });
+  }
+  if (tombstone.partition !== partition) throw new CorruptKeyRecordError(store, partition, undefined, `its tombstone names partition ${JSON.stringify(tombstone.partition)}`);
+  return Object.freeze(tombstone);
 }
