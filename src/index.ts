@@ -93,6 +93,7 @@ export {
 } from './blind-index.ts';
 export {
   createKeyHierarchy,
+  DERIVED_PARTITION_SUFFIXES,
   type AuditRecord,
   type HierarchyMetrics,
   type KeyHierarchy,
