@@ -98,15 +98,18 @@ export function missingVersion(partition: string, version: number): RangeError {
   return new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
 }
 
-/** The tombstone table beside a key table: `<table>_tombstones` (in the same schema), unless named. */
+/**
+ * The tombstone table beside a key table: `<table>_tombstones` in the same schema (the name cut to
+ * fit 63 characters), unless named.
+ */
 export function tombstoneTableName(table: string, given: string | undefined): string {
-  const name = given ?? `${table}_tombstones`;
-  try {
-    quoteTableName(name);
-  } catch {
-    throw new TypeError(`"tombstoneTable": ${JSON.stringify(name)} is not an SQL identifier (at most 63 characters a part): name the tombstone table`);
+  if (given !== undefined) {
+    quoteTableName(given);
+    return given;
   }
-  return name;
+  const parts = table.split('.');
+  parts.push(`${parts.pop()!.slice(0, 63 - '_tombstones'.length)}_tombstones`);
+  return parts.join('.');
 }
 
 export const TOMBSTONE_COLUMNS = 'partition, version, shredded_at';
