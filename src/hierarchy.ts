@@ -333,6 +333,32 @@ async function recreatePartition(c: ShredContext, partition: string): Promise<St
   return first!;
 }
 
+/**
+ * hierarchy.shred(): the tenant and its derived partitions, each tombstoned and emptied; then, with
+ * `masterKey`, the tenant's own master key disabled (and scheduled for deletion) through the KMS.
+ */
+async function shredTenant(c: ShredContext, resolve: (partition: string) => KeyProvider, partition: string, shredOptions: ShredOptions): Promise<ShredReport> {
+  if (typeof partition !== 'string' || partition.length === 0) throw new TypeError('"partition" expected a non-empty string');
+  if (typeof c.store.deletePartition !== 'function') throw new TypeError('shred: this key store cannot delete a partition (deletePartition)');
+  if (!c.guard.supported) throw new TypeError('shred: this key store keeps no tombstones (addTombstone, getTombstone), so a shredded partition could silently get new keys');
+  const { masterKey, deleteAfterDays } = shredOptions;
+  if (deleteAfterDays !== undefined && masterKey === undefined) throw new TypeError('"deleteAfterDays" needs "masterKey"');
+  const kms = resolve(partition);
+  if (masterKey !== undefined && !hasKeyAdministration(kms)) throw new TypeError(`shred: key provider "${kms.id}" cannot disable master keys`);
+  const at = Date.now();
+  const partitions = c.guard.family(partition);
+  let versionsDeleted = 0;
+  for (const p of partitions) versionsDeleted += await shredOne(c, p, at);
+  let masterKeyDisabled = false;
+  let deletionDate: number | undefined;
+  if (masterKey !== undefined && hasKeyAdministration(kms)) {
+    await kms.disableKey(masterKey);
+    masterKeyDisabled = true;
+    if (deleteAfterDays !== undefined) deletionDate = (await kms.scheduleKeyDeletion(masterKey, deleteAfterDays)).deletionDate;
+  }
+  return { versionsDeleted, partitions, masterKeyDisabled, deletionDate };
+}
+
 export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
   const { store } = options;
   if (!store || typeof store.getVersion !== 'function') throw new TypeError('"store" expected a KeyStore');
@@ -596,27 +622,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
       }
       return report;
     },
-    async shred(partition, shredOptions = {}) {
-      if (typeof partition !== 'string' || partition.length === 0) throw new TypeError('"partition" expected a non-empty string');
-      if (typeof store.deletePartition !== 'function') throw new TypeError('shred: this key store cannot delete a partition (deletePartition)');
-      if (!guard.supported) throw new TypeError('shred: this key store keeps no tombstones (addTombstone, getTombstone), so a shredded partition could silently get new keys');
-      const { masterKey, deleteAfterDays } = shredOptions;
-      if (deleteAfterDays !== undefined && masterKey === undefined) throw new TypeError('"deleteAfterDays" needs "masterKey"');
-      const kms = resolve(partition);
-      if (masterKey !== undefined && !hasKeyAdministration(kms)) throw new TypeError(`shred: key provider "${kms.id}" cannot disable master keys`);
-      const at = Date.now();
-      const partitions = guard.family(partition);
-      let versionsDeleted = 0;
-      for (const p of partitions) versionsDeleted += await shredOne(shredContext, p, at);
-      let masterKeyDisabled = false;
-      let deletionDate: number | undefined;
-      if (masterKey !== undefined && hasKeyAdministration(kms)) {
-        await kms.disableKey(masterKey);
-        masterKeyDisabled = true;
-        if (deleteAfterDays !== undefined) deletionDate = (await kms.scheduleKeyDeletion(masterKey, deleteAfterDays)).deletionDate;
-      }
-      return { versionsDeleted, partitions, masterKeyDisabled, deletionDate };
-    },
+    shred: (partition, shredOptions = {}) => shredTenant(shredContext, resolve, partition, shredOptions),
     metrics: () => ({
       ...cache.counters,
       versionsCreated,
