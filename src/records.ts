@@ -160,7 +160,8 @@ export interface Records {
   /**
    * One field, synchronously, for hooks that see a value and not its row (ORM column types): pass
    * the row's partition and primary key when the hook has them; without a primary key the value is
-   * bound to its table and column only.
+   * bound to its table and column only. A table that takes its partition from the row needs the
+   * row (a TypeError without it); openFieldSync refuses a value of another partition, as open() does.
    */
   sealFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, value: FieldValues[C[K]['type']] | null | undefined, row?: Readonly<Record<string, unknown>>): unknown;
   openFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, stored: unknown, row?: Readonly<Record<string, unknown>>): FieldValues[C[K]['type']] | null | undefined;
