@@ -12,6 +12,7 @@
  */
 export {
   createKeyHierarchy,
+  DERIVED_PARTITION_SUFFIXES,
   type AuditRecord,
   type HierarchyMetrics,
   type KeyHierarchy,
@@ -22,9 +23,9 @@ export {
   type ShredReport,
   type VerifyReport,
 } from './hierarchy/hierarchy.ts';
-export { MemoryKeyStore, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from './hierarchy/key-store.ts';
+export { MemoryKeyStore, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from './hierarchy/key-store.ts';
 export { exportKeyStore, importKeyStore, parseKeyStoreExport, type ImportResult, type KeyStoreExport } from './hierarchy/key-store-backup.ts';
 export { INTERMEDIATE_KEY_CACHE_DEFAULTS, type IntermediateKeyCacheOptions } from './economy/intermediate-keys.ts';
 export { CorruptKeyRecordError } from './hierarchy/stores/common.ts';
-export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql } from './hierarchy/stores/postgres.ts';
-export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql } from './hierarchy/stores/sqlite.ts';
+export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql, postgresTombstoneTableSql } from './hierarchy/stores/postgres.ts';
+export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql, sqliteTombstoneTableSql } from './hierarchy/stores/sqlite.ts';

@@ -88,6 +88,8 @@ export {
   KmsError,
   type KmsErrorKind,
   LimitExceededError,
+  PartitionMismatchError,
+  PartitionShreddedError,
   UnsupportedSuiteError,
   UnsupportedVersionError,
 } from './core/errors.ts';

@@ -17,7 +17,9 @@ export type EnvelopeErrorCode =
   | 'ERR_KEY_NOT_WARM'
   | 'ERR_KEY_VERSION_REFUSED'
   | 'ERR_FILE_CHANGED'
-  | 'ERR_CLOSED';
+  | 'ERR_CLOSED'
+  | 'ERR_PARTITION_MISMATCH'
+  | 'ERR_PARTITION_SHREDDED';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;
@@ -179,6 +181,46 @@ export class ClosedError extends EnvelopeError {
   }
 }
 
+/**
+ * The message names another key-hierarchy partition (tenant) than the one the caller expects: the
+ * envelope's `partition`, the `partition` of the open, or the row's partition (records). Thrown
+ * before any key is loaded. `found` is undefined for a message sealed with a KMS data key, which
+ * names no partition. Partition names are not secret: they are in the header in clear.
+ */
+export class PartitionMismatchError extends EnvelopeError {
+  readonly expected: string;
+  readonly found: string | undefined;
+  constructor(expected: string, found: string | undefined) {
+    const sealed = found === undefined ? 'with a KMS data key, under no partition' : `for partition ${JSON.stringify(found)}`;
+    super('ERR_PARTITION_MISMATCH', `the message was sealed ${sealed}, not for the expected partition ${JSON.stringify(expected)}`);
+    this.expected = expected;
+    this.found = found;
+  }
+}
+
+/**
+ * Key hierarchy: the partition was shredded (hierarchy.shred). Opening a message of a shredded key
+ * version, sealing for the partition, or computing its blind index fails with this, until the
+ * partition is explicitly re-created (hierarchy.recreate), whose new versions start above
+ * `version`, the highest version shredded: version numbers are never reused.
+ */
+export class PartitionShreddedError extends EnvelopeError {
+  readonly partition: string;
+  /** The highest key version shredded (at least 1). */
+  readonly version: number;
+  constructor(partition: string, version: number, what: 'open' | 'seal' | 'import') {
+    const detail =
+      what === 'open'
+        ? `its key versions up to ${version} are destroyed, so what they sealed does not open`
+        : what === 'seal'
+          ? `no new key is made for it unless it is re-created explicitly (hierarchy.recreate(${JSON.stringify(partition)}))`
+          : `its key versions up to ${version} are not brought back from a backup`;
+    super('ERR_PARTITION_SHREDDED', `partition ${JSON.stringify(partition)} was shredded: ${detail}`);
+    this.partition = partition;
+    this.version = version;
+  }
+}
+
 const ERROR_NAMES = new Set([
   'ClosedError',
   'EnvelopeError',
@@ -199,6 +241,8 @@ const ERROR_NAMES = new Set([
   'FileChangedError',
   'BlindIndexNotWarmError',
   'RecordFieldError',
+  'PartitionMismatchError',
+  'PartitionShreddedError',
 ]);
 
 /** True for any error thrown by this library, across realms and duplicate installs. */

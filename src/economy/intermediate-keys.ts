@@ -16,7 +16,7 @@
  * wiped when it leaves: eviction, revocation, close().
  */
 import { wipe } from '../core/bytes.ts';
-import { ClosedError, KeyUnavailableError, KmsError } from '../core/errors.ts';
+import { ClosedError, KeyUnavailableError, KmsError, PartitionShreddedError } from '../core/errors.ts';
 import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import { Lru } from '../core/lru.ts';
 
@@ -293,6 +293,7 @@ export function entryId(partition: string, version: number): string {
 /** Tencent's (API 3.0, and legacy 4530 not found, 4550 disabled) and LocalKms's answers that mean the master key is gone or refused: revocation. */
 export function classifyKmsFailure(error: unknown): FailureClass {
   if (error instanceof KeyUnavailableError) return 'outage';
+  if (error instanceof PartitionShreddedError) return 'revoked'; // a tombstone: the partition's keys go at once
   if (!(error instanceof KmsError)) return 'other';
   const code = error.kmsCode ?? '';
   if (/^ResourceUnavailable\.(Cmk|Key)/.test(code) || code === 'ResourceNotFound' || code === '4550' || code === '4530' || code === 'UnauthorizedOperation') return 'revoked';

@@ -10,7 +10,7 @@ import { plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts'
 import { aeadFor } from '../core/chunked-async.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from '../core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
-import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
+import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError, PartitionMismatchError } from '../core/errors.ts';
 import {
   encodeAuthenticated,
   encodeAuthenticatedV2,
@@ -52,7 +52,12 @@ export interface EnvelopeOptions extends WrappingOptions {
    * partition's intermediate key, with no KMS call (format 2). Messages sealed so open with it too.
    */
   hierarchy?: KeySourceOwner;
-  /** The partition sealed under when a seal names none (with a hierarchy). */
+  /**
+   * With a hierarchy: the partition sealed under when a seal names none, and the only partition
+   * whose messages open when an open names none (PartitionMismatchError, ERR_PARTITION_MISMATCH,
+   * before any key is loaded). An envelope without one opens every partition's messages: the
+   * administrative path, for code that serves every tenant.
+   */
   partition?: string;
   /**
    * The format version written: 1 (the default, which every release reads) or 2 (FORMAT.md §10;
@@ -119,6 +124,12 @@ export interface OpenOptions {
   audit?: Readonly<Record<string, unknown>>;
   /** A key policy for this open, instead of the envelope's. */
   keyPolicy?: KeyPolicy;
+  /**
+   * The partition (tenant) the message must be sealed for, instead of the envelope's: another one,
+   * or a message with a KMS data key (which names none), fails with PartitionMismatchError
+   * (ERR_PARTITION_MISMATCH) before any key is loaded or any KMS call.
+   */
+  partition?: string;
 }
 
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
@@ -474,6 +485,19 @@ function openingContext(header: ParsedHeader, openOptions: OpenOptions): Canonic
   return stored;
 }
 
+/**
+ * The partition a message must name: the open's, else the envelope's. The envelope's binds only
+ * messages under a hierarchy (a KMS data key names no partition, and is bound by its own key).
+ */
+function checkOpenPartition(header: ParsedHeader, given: string | undefined, envelopes: string | undefined): void {
+  const found = header.intermediate?.partition;
+  if (given !== undefined) {
+    if (found !== checkPartition(given)) throw new PartitionMismatchError(given, found);
+  } else if (envelopes !== undefined && found !== undefined && found !== envelopes) {
+    throw new PartitionMismatchError(envelopes, found);
+  }
+}
+
 /** The payload length is one some message of this form has: a message that cannot open costs no KMS call. */
 function checkPayloadLength(header: ParsedHeader, payloadLength: number | undefined): void {
   if (payloadLength === undefined) return;
@@ -512,6 +536,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
   return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false, warmOnly = false) {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
+    checkOpenPartition(header, openOptions.partition, s.partition);
     const context = openingContext(header, openOptions);
     enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
     checkPayloadLength(header, payloadLength);

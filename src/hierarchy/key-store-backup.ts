@@ -3,9 +3,10 @@
  * plaintext key, so an export is as safe to keep as the sealed data. An export restores only with
  * the KMS master keys that wrapped it: crypto-shredding (hierarchy.shred) removes a tenant's
  * records from the store, but a backup taken before keeps them until the backup is gone too
- * (README "Crypto-shredding").
+ * (README "Crypto-shredding"). Tombstones travel with an export, and an import never brings back
+ * a key version that a tombstone (the export's or the store's) covers.
  */
-import { checkStoredKey, type KeyStore, type StoredKey } from './key-store.ts';
+import { checkStoredKey, checkTombstone, type KeyStore, type PartitionTombstone, type StoredKey } from './key-store.ts';
 
 const FORMAT = 'kms-envelope key store export';
 
@@ -15,6 +16,8 @@ export interface KeyStoreExport {
   /** Milliseconds since the epoch. */
   readonly exportedAt: number;
   readonly keys: readonly StoredKey[];
+  /** The shredded partitions (absent in exports made before tombstones existed). */
+  readonly tombstones?: readonly PartitionTombstone[];
 }
 
 export interface ImportResult {
@@ -23,6 +26,10 @@ export interface ImportResult {
   present: number;
   /** Records whose (partition, version) holds another wrapped key in the store: left as they are. */
   conflicts: { partition: string; version: number }[];
+  /** Records refused because their partition was shredded up to their version (a tombstone of the export or the store). */
+  shredded: { partition: string; version: number }[];
+  /** Tombstones written to the store. */
+  tombstones: number;
 }
 
 /** The partitions to walk: the ones given, or every one (the store must list them). */
@@ -41,7 +48,13 @@ export async function exportKeyStore(store: KeyStore, options: { partitions?: re
       keys.push({ partition, version, state, provider, keyId, ciphertextBlob, createdAt });
     }
   }
-  return { format: FORMAT, version: 1, exportedAt: (options.now ?? Date.now)(), keys };
+  const wanted = options.partitions === undefined ? undefined : new Set(options.partitions);
+  const tombstones: PartitionTombstone[] = [];
+  for (const t of typeof store.listTombstones === 'function' ? await store.listTombstones() : []) {
+    const { partition, version, shreddedAt } = checkTombstone(t, 'exportKeyStore');
+    if (!wanted || wanted.has(partition)) tombstones.push({ partition, version, shreddedAt });
+  }
+  return { format: FORMAT, version: 1, exportedAt: (options.now ?? Date.now)(), keys, ...(tombstones.length ? { tombstones } : {}) };
 }
 
 /** An export as text (JSON), or parsed: checked record by record; a TypeError for anything else. */
@@ -59,18 +72,34 @@ export function parseKeyStoreExport(input: string | unknown): KeyStoreExport {
     throw new TypeError(`not a key store export (${FORMAT}, version 1)`);
   }
   e.keys.forEach((key, i) => checkStoredKey(key, `key store export, record ${i}`));
+  if (e.tombstones !== undefined && !Array.isArray(e.tombstones)) throw new TypeError('key store export: "tombstones" is not an array');
+  e.tombstones?.forEach((t, i) => checkTombstone(t, `key store export, tombstone ${i}`));
   return e as KeyStoreExport;
 }
 
 /**
- * Creates every exported record the store lacks; a record present with the same wrapped key
- * counts as present, one with another wrapped key is a conflict and is left as it is (the store's
- * may be newer: a master-key rotation since the export).
+ * Writes the export's tombstones, then creates every exported record the store lacks, except the
+ * versions a tombstone covers (the export's or the store's: a backup taken before a shred does not
+ * undo it); a record present with the same wrapped key counts as present, one with another wrapped
+ * key is a conflict and is left as it is (the store's may be newer: a master-key rotation since the
+ * export). An export with tombstones needs a store that keeps them (a TypeError otherwise).
  */
 export async function importKeyStore(store: KeyStore, exported: KeyStoreExport | string): Promise<ImportResult> {
-  const { keys } = parseKeyStoreExport(exported);
-  const result: ImportResult = { created: 0, present: 0, conflicts: [] };
+  const { keys, tombstones = [] } = parseKeyStoreExport(exported);
+  const result: ImportResult = { created: 0, present: 0, conflicts: [], shredded: [], tombstones: 0 };
+  if (tombstones.length && typeof store.addTombstone !== 'function') throw new TypeError('importKeyStore: the export has tombstones and this key store keeps none (addTombstone)');
+  for (const t of tombstones) {
+    await store.addTombstone!(t);
+    result.tombstones++;
+  }
+  const covered = new Map<string, number | undefined>();
   for (const key of keys) {
+    if (!covered.has(key.partition)) covered.set(key.partition, (await store.getTombstone?.(key.partition))?.version);
+    const shredded = covered.get(key.partition);
+    if (shredded !== undefined && key.version <= shredded) {
+      result.shredded.push({ partition: key.partition, version: key.version });
+      continue;
+    }
     const before = await store.getVersion(key.partition, key.version);
     if (before) {
       if (before.ciphertextBlob === key.ciphertextBlob) result.present++;

@@ -27,6 +27,42 @@ export interface StoredKey {
 
 export type KeyState = 'active' | 'decrypt-only';
 
+/**
+ * What crypto-shredding leaves of a partition: its name and the highest key version it had. No
+ * version up to `version` is ever used again, nor created again (a version made by a process that
+ * raced the shred is refused as shredded too); a partition is re-created only explicitly
+ * (hierarchy.recreate), with versions above it.
+ */
+export interface PartitionTombstone {
+  readonly partition: string;
+  /** The highest key version shredded, at least 1. */
+  readonly version: number;
+  /** Milliseconds since the epoch, when it was (last) shredded. */
+  readonly shreddedAt: number;
+}
+
+/** Checks a tombstone's fields: a TypeError for anything else. */
+export function checkTombstone(tombstone: PartitionTombstone, where: string): PartitionTombstone {
+  const t = tombstone as Partial<PartitionTombstone> | null;
+  const ok =
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.partition === 'string' &&
+    t.partition.length > 0 &&
+    Number.isSafeInteger(t.version) &&
+    t.version! >= 1 &&
+    t.version! <= 0xffffffff &&
+    Number.isSafeInteger(t.shreddedAt);
+  if (!ok) throw new TypeError(`${where}: not a partition tombstone`);
+  return tombstone;
+}
+
+/** Two tombstones of one partition as one: the higher version, the later time (a store keeps this). */
+export function mergeTombstones(a: PartitionTombstone | undefined, b: PartitionTombstone): PartitionTombstone {
+  if (!a) return Object.freeze({ partition: b.partition, version: b.version, shreddedAt: b.shreddedAt });
+  return Object.freeze({ partition: b.partition, version: Math.max(a.version, b.version), shreddedAt: Math.max(a.shreddedAt, b.shreddedAt) });
+}
+
 /** A stored version's wrapping: the provider, its master key and the wrapped key. */
 export interface WrappedKeyFields {
   readonly provider: string;
@@ -59,6 +95,16 @@ export interface KeyStore {
   setState(partition: string, version: number, state: KeyState): Promise<void>;
   /** Removes every version of the partition (crypto-shredding). Optional. */
   deletePartition?(partition: string): Promise<void>;
+  /**
+   * Records that a partition was shredded, keeping the higher version (and the later time) when it
+   * already has a tombstone; tombstones are never removed. Optional, with getTombstone and
+   * listTombstones: hierarchy.shred() needs them (the four stores here have them).
+   */
+  addTombstone?(tombstone: PartitionTombstone): Promise<void>;
+  /** The partition's tombstone, or undefined when it was never shredded. */
+  getTombstone?(partition: string): Promise<PartitionTombstone | undefined>;
+  /** Every tombstone (export). */
+  listTombstones?(): Promise<PartitionTombstone[]>;
   /** Every partition with at least one version (master-key rotation, verify, export). Optional. */
   listPartitions?(): Promise<string[]>;
   /**
@@ -94,6 +140,7 @@ export function checkStoredKey(key: StoredKey, where: string): StoredKey {
 /** A key store in memory: for tests, single processes, and as the model the others follow. */
 export class MemoryKeyStore implements KeyStore {
   readonly #partitions = new Map<string, Map<number, StoredKey>>();
+  readonly #tombstones = new Map<string, PartitionTombstone>();
 
   async getVersion(partition: string, version: number): Promise<StoredKey | undefined> {
     return this.#partitions.get(partition)?.get(version);
@@ -138,6 +185,19 @@ export class MemoryKeyStore implements KeyStore {
 
   async listPartitions(): Promise<string[]> {
     return [...this.#partitions.keys()].filter((p) => this.#partitions.get(p)!.size > 0).sort();
+  }
+
+  async addTombstone(tombstone: PartitionTombstone): Promise<void> {
+    checkTombstone(tombstone, 'addTombstone');
+    this.#tombstones.set(tombstone.partition, mergeTombstones(this.#tombstones.get(tombstone.partition), tombstone));
+  }
+
+  async getTombstone(partition: string): Promise<PartitionTombstone | undefined> {
+    return this.#tombstones.get(partition);
+  }
+
+  async listTombstones(): Promise<PartitionTombstone[]> {
+    return [...this.#tombstones.values()].sort((a, b) => (a.partition < b.partition ? -1 : a.partition > b.partition ? 1 : 0));
   }
 
   async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {

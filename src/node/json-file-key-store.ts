@@ -16,7 +16,17 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { checkStoredKey, checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../hierarchy/key-store.ts';
+import {
+  checkStoredKey,
+  checkTombstone,
+  checkWrappedKeyFields,
+  type KeyState,
+  type KeyStore,
+  mergeTombstones,
+  type PartitionTombstone,
+  type StoredKey,
+  type WrappedKeyFields,
+} from '../hierarchy/key-store.ts';
 import { writeAtomically } from './atomic.ts';
 import { checkState, CorruptKeyRecordError, missingVersion } from '../hierarchy/stores/common.ts';
 
@@ -31,6 +41,9 @@ const MARKER = 'kms-envelope key store';
 
 /** Partition -> version (as the JSON key) -> the record as read, checked only when used. */
 type Partitions = Map<string, Map<string, unknown>>;
+
+/** Partition -> its tombstone as read (the file's optional `tombstones`), checked only when used. */
+type Tombstones = Map<string, unknown>;
 
 function errorCode(error: unknown): unknown {
   return (error as { code?: unknown } | null)?.code;
@@ -239,6 +252,37 @@ export class JsonFileKeyStore implements KeyStore {
     return [...(await this.#read())].filter(([, versions]) => versions.size > 0).map(([partition]) => partition).sort();
   }
 
+  async addTombstone(tombstone: PartitionTombstone): Promise<void> {
+    checkTombstone(tombstone, 'addTombstone');
+    await this.#change((_partitions, tombstones) => {
+      const before = tombstones.get(tombstone.partition);
+      const merged = mergeTombstones(before === undefined ? undefined : this.#checkTombstone(before, tombstone.partition), tombstone);
+      tombstones.set(tombstone.partition, { ...merged });
+      return { result: undefined, write: true };
+    });
+  }
+
+  async getTombstone(partition: string): Promise<PartitionTombstone | undefined> {
+    const raw = (await this.#readFile()).tombstones.get(partition);
+    return raw === undefined ? undefined : this.#checkTombstone(raw, partition);
+  }
+
+  async listTombstones(): Promise<PartitionTombstone[]> {
+    const { tombstones } = await this.#readFile();
+    return [...tombstones].map(([partition, raw]) => this.#checkTombstone(raw, partition)).sort((a, b) => (a.partition < b.partition ? -1 : a.partition > b.partition ? 1 : 0));
+  }
+
+  #checkTombstone(raw: unknown, partition: string): PartitionTombstone {
+    let tombstone: PartitionTombstone;
+    try {
+      tombstone = checkTombstone(raw as PartitionTombstone, this.path);
+    } catch (error) {
+      throw new CorruptKeyRecordError(this.path, partition, undefined, 'not a partition tombstone', { cause: error });
+    }
+    if (tombstone.partition !== partition) throw new CorruptKeyRecordError(this.path, partition, undefined, `its tombstone names partition ${JSON.stringify(tombstone.partition)}`);
+    return Object.freeze({ partition, version: tombstone.version, shreddedAt: tombstone.shreddedAt });
+  }
+
   async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {
     checkWrappedKeyFields(wrapped);
     return this.#change((partitions) => {
@@ -272,13 +316,18 @@ export class JsonFileKeyStore implements KeyStore {
     return [...(partitions.get(partition) ?? [])].map(([versionKey, raw]) => this.#check(raw, partition, versionKey));
   }
 
-  /** The whole file, parsed; a missing file is an empty store. */
+  /** The versions of the whole file, parsed; a missing file is an empty store. */
   async #read(): Promise<Partitions> {
+    return (await this.#readFile()).partitions;
+  }
+
+  /** The whole file, parsed: versions and tombstones (a file written before tombstones has none). */
+  async #readFile(): Promise<{ partitions: Partitions; tombstones: Tombstones }> {
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return new Map();
+      if (errorCode(error) === 'ENOENT') return { partitions: new Map(), tombstones: new Map() };
       throw error;
     }
     let parsed: unknown;
@@ -297,20 +346,21 @@ export class JsonFileKeyStore implements KeyStore {
       if (!isObject(versions)) throw new CorruptKeyRecordError(this.path, partition, undefined, 'its versions are not an object');
       partitions.set(partition, new Map(Object.entries(versions)));
     }
-    return partitions;
+    if (parsed.tombstones !== undefined && !isObject(parsed.tombstones)) throw new CorruptKeyRecordError(this.path, undefined, undefined, 'its tombstones are not an object');
+    return { partitions, tombstones: new Map(Object.entries(parsed.tombstones ?? {})) };
   }
 
   /**
    * Runs `change` on the file as it is under the lock, and writes the result when it asks to.
    * Changes from this instance queue up here instead of polling the lock against each other.
    */
-  #change<T>(change: (partitions: Partitions) => { result: T; write?: boolean }): Promise<T> {
+  #change<T>(change: (partitions: Partitions, tombstones: Tombstones) => { result: T; write?: boolean }): Promise<T> {
     const run = async (): Promise<T> => {
       await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
       const token = await this.#lock.acquire();
       try {
-        const partitions = await this.#read();
-        const { result, write } = change(partitions);
+        const { partitions, tombstones } = await this.#readFile();
+        const { result, write } = change(partitions, tombstones);
         if (write) {
           if (!(await this.#lock.holds(token))) {
             throw Object.assign(new Error(`${this.path}: the lock was broken as stale while this change held it; nothing was written`), { code: 'ERR_LOCK_LOST' });
@@ -319,6 +369,8 @@ export class JsonFileKeyStore implements KeyStore {
             format: MARKER,
             version: 1,
             partitions: Object.fromEntries([...partitions].map(([partition, versions]) => [partition, Object.fromEntries(versions)])),
+            // Only once something was shredded: a file without it reads as before, in older versions too.
+            ...(tombstones.size > 0 ? { tombstones: Object.fromEntries(tombstones) } : {}),
           };
           const bytes = Buffer.from(`${JSON.stringify(file, null, 2)}\n`, 'utf8');
           await writeAtomically(this.path, { overwrite: true, mode: 0o600 }, (sink) => sink(bytes));

@@ -16,7 +16,7 @@
  */
 import type { CryptoBackend } from '../core/backend.ts';
 import { base64url, describe, isBytes, utf8, wipe } from '../core/bytes.ts';
-import { ClosedError, KeyNotFoundError, KeyNotWarmError, KeyUnavailableError } from '../core/errors.ts';
+import { ClosedError, KeyNotFoundError, KeyNotWarmError, KeyUnavailableError, PartitionShreddedError } from '../core/errors.ts';
 import { hmacSha256 as nobleHmacSha256 } from '../core/hashes.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
 import { COBBLESTONE_256 } from '../core/suites.ts';
@@ -596,6 +596,15 @@ export function createBlindIndex(options: BlindIndexOptions): BlindIndex<string 
 
   const load = (partition: string, first?: Promise<SuiteKey>): Promise<SuiteKey> => loadVersion(blindIndexPartition(partition), version, first);
 
+  /** A shredded partition's column key is wiped as soon as the hierarchy refuses its key; the error goes on. */
+  function dropIfShredded(partition: string, error: unknown): void {
+    if (!(error instanceof PartitionShreddedError)) return;
+    const held = cache.peek(partition);
+    if (!held) return;
+    cache.delete(partition);
+    wipe(held.key);
+  }
+
   function computeSync(value: unknown, call?: BlindIndexCallOptions): string | Uint8Array<ArrayBuffer> {
     if (closed) throw closedError();
     const partition = partitionOf(call);
@@ -603,10 +612,13 @@ export function createBlindIndex(options: BlindIndexOptions): BlindIndex<string 
     try {
       const got = keys.openKey(ref(partition), COBBLESTONE_256);
       if (got instanceof Promise) {
-        got.catch(() => undefined); // the load goes on for the next call; its failure is that call's to see
+        got.catch((error: unknown) => dropIfShredded(partition, error)); // the load goes on for the next call; its failure is that call's to see
         throw new BlindIndexNotWarmError(label, partition, version);
       }
       return finish(partition, got, msg);
+    } catch (error) {
+      dropIfShredded(partition, error);
+      throw error;
     } finally {
       wipe(msg);
     }
@@ -622,6 +634,9 @@ export function createBlindIndex(options: BlindIndexOptions): BlindIndex<string 
       const loaded = await load(partition, got);
       if (closed) throw closedError();
       return finish(partition, loaded, msg);
+    } catch (error) {
+      dropIfShredded(partition, error);
+      throw error;
     } finally {
       wipe(msg);
     }

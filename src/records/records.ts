@@ -7,12 +7,14 @@
  * context, inside the message, never sent to the KMS. The key comes from the key hierarchy's
  * partition (a tenant, an app), so keys are shared across rows and stay in memory. A value copied
  * to another row, column or table, or swapped with another, does not open there: a RecordFieldError
- * names the column and the row, never with the other row's plaintext.
+ * names the column and the row, never with the other row's plaintext. Every open compares the
+ * row's partition (its column, or the table's function of the row) with the partition each value's
+ * authenticated header names, before any key is loaded: a row moved to another tenant does not open.
  */
 import type { FieldType, FieldValues } from './field-value.ts';
 import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, isFieldValue, TEXT_PREFIX, textLength } from './field-value.ts';
 import { intermediateKeyVersion, MAGIC } from '../core/header.ts';
-import { EnvelopeError } from '../core/errors.ts';
+import { EnvelopeError, PartitionMismatchError } from '../core/errors.ts';
 import { compactSealedLength } from '../core/compact.ts';
 import { sealedLength } from '../core/chunked.ts';
 import { type CanonicalContext, canonicalContext, contextTemplate, type EncryptionContext } from '../core/context.ts';
@@ -91,7 +93,9 @@ export class RecordFieldError extends EnvelopeError {
     const why =
       cause instanceof EnvelopeError && code === 'ERR_DECRYPTION_FAILED'
         ? 'it was sealed for another row, column or table, or it was altered'
-        : cause instanceof Error
+        : cause instanceof PartitionMismatchError
+          ? `it was sealed ${cause.found === undefined ? 'under no partition' : `for partition ${JSON.stringify(cause.found)}`}, not for the row's partition ${JSON.stringify(cause.expected)} (the row or the value was moved from another partition)`
+          : cause instanceof Error
           ? cause.message
           : String(cause);
     super(code, `${where} does not open: ${why}`, { cause });
@@ -156,7 +160,8 @@ export interface Records {
   /**
    * One field, synchronously, for hooks that see a value and not its row (ORM column types): pass
    * the row's partition and primary key when the hook has them; without a primary key the value is
-   * bound to its table and column only.
+   * bound to its table and column only. A table that takes its partition from the row needs the
+   * row (a TypeError without it); openFieldSync refuses a value of another partition, as open() does.
    */
   sealFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, value: FieldValues[C[K]['type']] | null | undefined, row?: Readonly<Record<string, unknown>>): unknown;
   openFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, stored: unknown, row?: Readonly<Record<string, unknown>>): FieldValues[C[K]['type']] | null | undefined;
@@ -328,24 +333,25 @@ export function createRecords(options: RecordsOptions): Records {
     }
   }
 
-  async function openFieldAsync(t: AnyTable, column: string, value: unknown, key: RowKey): Promise<unknown> {
+  // The row's partition goes to every open: a value sealed for another fails before its key is loaded.
+  async function openFieldAsync(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string): Promise<unknown> {
     const plan = openPlan(t, column, value, key);
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
-      plaintext = await envelope.open(plan.sealed, { context: bindingOf(t, column, key) });
+      plaintext = await envelope.open(plan.sealed, { context: bindingOf(t, column, key), partition });
     } catch (error) {
       throw new RecordFieldError(t.name, column, key.values, error);
     }
     return decoded(t, column, plan.field, plaintext, key.values);
   }
 
-  function openFieldNow(t: AnyTable, column: string, value: unknown, key: RowKey): unknown {
+  function openFieldNow(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string): unknown {
     const plan = openPlan(t, column, value, key);
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
-      plaintext = envelope.openSync(plan.sealed, { context: bindingOf(t, column, key) });
+      plaintext = envelope.openSync(plan.sealed, { context: bindingOf(t, column, key), partition });
     } catch (error) {
       if (error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM') throw error;
       throw new RecordFieldError(t.name, column, key.values, error);
@@ -463,7 +469,8 @@ export function createRecords(options: RecordsOptions): Records {
   async function openLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: SealedRow<C>): Promise<PlainRow<C>> {
     const out: Record<string, unknown> = { ...row };
     const key = keyOf(t, row);
-    await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], key))));
+    const partition = partitionOf(t, row);
+    await Promise.all(present(t, row).map(async (column) => (out[column] = await openFieldAsync(t, column, row[column], key, partition))));
     return out as PlainRow<C>;
   }
 
@@ -483,7 +490,9 @@ export function createRecords(options: RecordsOptions): Records {
     const t = table as unknown as AnyTable;
     const out: Record<string, unknown> = { ...row };
     const key = keyOf(t, row);
-    for (const column of present(t, row)) out[column] = openFieldNow(t, column, row[column], key);
+    // A row read without its partition fails closed, as one without its primary key does.
+    const partition = partitionOf(t, row);
+    for (const column of present(t, row)) out[column] = openFieldNow(t, column, row[column], key, partition);
     return out as PlainRow<C>;
   }
 
@@ -507,7 +516,7 @@ export function createRecords(options: RecordsOptions): Records {
           if (field.index) indexValues.push([column, value]);
         } else {
           try {
-            plaintext = envelope.openSync(plan.sealed, { context });
+            plaintext = envelope.openSync(plan.sealed, { context, partition });
           } catch (error) {
             if (notWarm(error)) throw error;
             throw new RecordFieldError(t.name, column, key.values, error);
@@ -568,7 +577,8 @@ export function createRecords(options: RecordsOptions): Records {
     openFieldSync(table, column, value, row) {
       if (value === null || value === undefined) return value;
       const t = table as unknown as AnyTable;
-      return openFieldNow(t, column, value, keyOf(t, row ?? {})) as never;
+      const r = fieldRow(t, row);
+      return openFieldNow(t, column, value, keyOf(t, r.row), r.partition) as never;
     },
     sealMany: (table, rows, o) => many(rows, (row) => seal(table, row), o),
     openMany: (table, rows, o) => many(rows, (row) => open(table, row), o),

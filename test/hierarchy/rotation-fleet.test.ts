@@ -109,15 +109,15 @@ describe('crypto-shredding a tenant, across processes', () => {
       for (const child of children) {
         await child.send({ op: 'advance', ms: TTL + 1 });
         const r = await readAll(child);
-        expect(r.doomedRow).toMatchObject({ ok: false, code: 'ERR_KEY_NOT_FOUND' });
-        expect(r.doomedFile).toMatchObject({ ok: false, code: 'ERR_KEY_NOT_FOUND' });
+        expect(r.doomedRow).toMatchObject({ ok: false, code: 'ERR_PARTITION_SHREDDED' });
+        expect(r.doomedFile).toMatchObject({ ok: false, code: 'ERR_PARTITION_SHREDDED' });
         expect(r.keptRow.value).toBe('keep me');
         expect(r.keptFile.ok).toBe(true);
       }
       // A new process never could.
       const late = fleet.start(config);
       children.push(late);
-      expect((await readAll(late)).doomedRow).toMatchObject({ ok: false, code: 'ERR_KEY_NOT_FOUND' });
+      expect((await readAll(late)).doomedRow).toMatchObject({ ok: false, code: 'ERR_PARTITION_SHREDDED' });
     } finally {
       await Promise.all(children.map((c) => c.stop()));
       await hierarchy.close();

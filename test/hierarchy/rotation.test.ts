@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canonicalContext } from '../../src/core/context.ts';
-import { createEnvelope, inspect, KeyNotFoundError, KeyVersionRefusedError, LocalKms, needsRewrap, TencentKms, TencentKmsV2 } from '../../src/index.ts';
+import { createEnvelope, inspect, KeyVersionRefusedError, LocalKms, needsRewrap, PartitionShreddedError, TencentKms, TencentKmsV2 } from '../../src/index.ts';
 import { createKeyHierarchy, exportKeyStore, importKeyStore, MemoryKeyStore } from '../../src/hierarchy.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
@@ -124,8 +124,8 @@ describe('export and import of a key store', () => {
     const text = JSON.stringify(exported);
     expect(text).not.toMatch(/plaintext/i);
     const restored = new MemoryKeyStore();
-    expect(await importKeyStore(restored, text)).toEqual({ created: 3, present: 0, conflicts: [] });
-    expect(await importKeyStore(restored, exported)).toEqual({ created: 0, present: 3, conflicts: [] });
+    expect(await importKeyStore(restored, text)).toEqual({ created: 3, present: 0, conflicts: [], shredded: [], tombstones: 0 });
+    expect(await importKeyStore(restored, exported)).toEqual({ created: 0, present: 3, conflicts: [], shredded: [], tombstones: 0 });
     const other = createEnvelope({ hierarchy: createKeyHierarchy({ store: restored, kms }), partition: 'p1' });
     expect(await other.openString(sealed, { context: { id: '1' } })).toBe('kept');
     const clash = new MemoryKeyStore();
@@ -154,8 +154,8 @@ describe('crypto-shredding a tenant', () => {
     expect(report.masterKeyDisabled).toBe(true);
     expect(report.deletionDate).toBeGreaterThan(Date.now() / 1000 + 6 * 86400);
     const error = await doomed.open(a, { context: { id: '1' } }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(KeyNotFoundError);
-    expect(error).toMatchObject({ code: 'ERR_KEY_NOT_FOUND', partition: 'doomed', version: 1 });
+    expect(error).toBeInstanceOf(PartitionShreddedError);
+    expect(error).toMatchObject({ code: 'ERR_PARTITION_SHREDDED', partition: 'doomed', version: 1 });
     expect(await kept.openString(b, { context: { id: '1' } })).toBe('stays');
     expect(await store.listPartitions()).toEqual(['kept']);
     // A backup of the store from before still holds the wrapped key: restored, it opens nothing

@@ -37,9 +37,9 @@ describe('kms-envelope key-store', () => {
     vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
     const restored = join(dir, 'restored.json');
     expect(await keyStoreCommand(['import', '--store', restored, backup], help)).toBe(0);
-    expect(JSON.parse(out[0]!)).toEqual({ created: 3, present: 0, conflicts: [] });
+    expect(JSON.parse(out[0]!)).toEqual({ created: 3, present: 0, conflicts: [], shredded: [], tombstones: 0 });
     expect(await keyStoreCommand(['import', '--store', restored, backup], help)).toBe(0);
-    expect(JSON.parse(out[1]!)).toEqual({ created: 0, present: 3, conflicts: [] });
+    expect(JSON.parse(out[1]!)).toEqual({ created: 0, present: 3, conflicts: [], shredded: [], tombstones: 0 });
     const reader = createEnvelope({ hierarchy: createKeyHierarchy({ store: new JsonFileKeyStore(restored), kms }), partition: 't1' });
     expect(await reader.openString(sealed, { context: { r: '1' } })).toBe('backed up');
 

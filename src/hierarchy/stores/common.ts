@@ -3,7 +3,7 @@
  * mapping of a database row to a StoredKey, and the checks on table names and arguments.
  */
 import { quoteTableName } from '../../core/sql-names.ts';
-import { checkStoredKey, type KeyState, type StoredKey } from '../key-store.ts';
+import { checkStoredKey, checkTombstone, type KeyState, type PartitionTombstone, type StoredKey } from '../key-store.ts';
 
 /**
  * A stored record (or the whole store file) is not a valid key record. A TypeError, as
@@ -84,6 +84,35 @@ export function checkState(state: KeyState): void {
 
 export function missingVersion(partition: string, version: number): RangeError {
   return new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
+}
+
+/**
+ * The tombstone table beside a key table: `<table>_tombstones` in the same schema (the name cut to
+ * fit 63 characters), unless named.
+ */
+export function tombstoneTableName(table: string, given: string | undefined): string {
+  if (given !== undefined) {
+    quoteTableName(given);
+    return given;
+  }
+  const parts = table.split('.');
+  parts.push(`${parts.pop()!.slice(0, 63 - '_tombstones'.length)}_tombstones`);
+  return parts.join('.');
+}
+
+export const TOMBSTONE_COLUMNS = 'partition, version, shredded_at';
+
+/** A tombstone row read for `partition` as a checked, frozen PartitionTombstone; else a CorruptKeyRecordError. */
+export function tombstoneFromRow(store: string, row: unknown, partition: string): PartitionTombstone {
+  const r = (typeof row === 'object' && row !== null ? row : {}) as { partition?: unknown; version?: unknown; shredded_at?: unknown };
+  const tombstone = { partition: r.partition, version: integer(r.version), shreddedAt: integer(r.shredded_at) } as PartitionTombstone;
+  try {
+    checkTombstone(tombstone, store);
+  } catch (error) {
+    throw new CorruptKeyRecordError(store, partition, undefined, 'not a partition tombstone', { cause: error });
+  }
+  if (tombstone.partition !== partition) throw new CorruptKeyRecordError(store, partition, undefined, `its tombstone names partition ${JSON.stringify(tombstone.partition)}`);
+  return Object.freeze(tombstone);
 }
 
 export { quoteTableName };

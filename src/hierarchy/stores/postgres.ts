@@ -9,8 +9,8 @@
  * one statement, so the store works the same over a Pool (any connection) and a Client.
  */
 import { sha256 } from '../../core/hashes.ts';
-import { checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
-import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName } from './common.ts';
+import { checkTombstone, checkWrappedKeyFields, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
+import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
 
 /** The call the store makes: pg's Pool and Client fit (`query(text, values)` resolving to `{ rows }`). */
 export interface PostgresQueryable {
@@ -24,6 +24,12 @@ export interface PostgresKeyStoreOptions {
   table?: string;
   /** Create the table if it does not exist, on first use; default true. */
   createTable?: boolean;
+  /**
+   * The table of the tombstones crypto-shredding leaves; default `<table>_tombstones`. Created with
+   * the key table (IF NOT EXISTS, so an existing store gains it in place); with `createTable: false`,
+   * create it yourself (postgresTombstoneTableSql): until then the store reads no tombstone and shred fails.
+   */
+  tombstoneTable?: string;
 }
 
 /** The table the store expects (what `createTable` runs). */
@@ -41,6 +47,18 @@ export function postgresKeyTableSql(table = 'kms_envelope_keys'): string {
 )`;
 }
 
+/** The tombstone table the store expects (what `createTable` runs besides postgresKeyTableSql). */
+export function postgresTombstoneTableSql(table = 'kms_envelope_keys_tombstones'): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteTableName(table)} (
+  partition TEXT PRIMARY KEY,
+  version BIGINT NOT NULL,
+  shredded_at BIGINT NOT NULL
+)`;
+}
+
+/** PostgreSQL's undefined_table: a tombstone table not created (createTable: false) holds no tombstone. */
+const UNDEFINED_TABLE = '42P01';
+
 /** A 64-bit advisory-lock key of its own for each table name. */
 function lockKey(table: string): string {
   return new DataView(sha256(new TextEncoder().encode(`kms-envelope key table ${table}`)).buffer).getBigInt64(0).toString();
@@ -52,6 +70,8 @@ export class PostgresKeyStore implements KeyStore {
   readonly #t: string;
   readonly #name: string;
   readonly #createTable: boolean;
+  readonly #tombstones: string;
+  readonly #tt: string;
   #ready: Promise<void> | undefined;
 
   constructor(options: PostgresKeyStoreOptions) {
@@ -62,6 +82,8 @@ export class PostgresKeyStore implements KeyStore {
     this.#t = quoteTableName(this.#table);
     this.#name = `postgres table ${this.#table}`;
     this.#createTable = options.createTable ?? true;
+    this.#tombstones = tombstoneTableName(this.#table, options.tombstoneTable);
+    this.#tt = quoteTableName(this.#tombstones);
   }
 
   /** Creates the table now rather than on first use (to fail at startup, not at the first request). */
@@ -79,7 +101,7 @@ export class PostgresKeyStore implements KeyStore {
     // one then fails on pg_type's unique index: a transaction-scoped advisory lock serialises them.
     // One query string with no parameters runs as one implicit transaction on one connection (of
     // a Pool too), so the lock is held until the table exists and is released whatever happens.
-    const sql = `SELECT pg_advisory_xact_lock(${lockKey(this.#table)}); ${postgresKeyTableSql(this.#table)}`;
+    const sql = `SELECT pg_advisory_xact_lock(${lockKey(this.#table)}); ${postgresKeyTableSql(this.#table)}; ${postgresTombstoneTableSql(this.#tombstones)}`;
     try {
       await this.#client.query(sql);
     } catch (error) {
@@ -146,6 +168,35 @@ export class PostgresKeyStore implements KeyStore {
   async listPartitions(): Promise<string[]> {
     const rows = await this.#query(`SELECT DISTINCT partition FROM ${this.#t} ORDER BY partition`, []);
     return rows.map((row) => String((row as { partition: unknown }).partition));
+  }
+
+  async addTombstone(tombstone: PartitionTombstone): Promise<void> {
+    checkTombstone(tombstone, 'addTombstone');
+    // One upsert keeping the higher version: two shreds at once both leave theirs covered.
+    await this.#query(
+      `INSERT INTO ${this.#tt} AS t (${TOMBSTONE_COLUMNS}) VALUES ($1, $2, $3) ON CONFLICT (partition) DO UPDATE SET version = GREATEST(t.version, EXCLUDED.version), shredded_at = GREATEST(t.shredded_at, EXCLUDED.shredded_at)`,
+      [tombstone.partition, tombstone.version, tombstone.shreddedAt],
+    );
+  }
+
+  async getTombstone(partition: string): Promise<PartitionTombstone | undefined> {
+    const [row] = await this.#tombstoneQuery(`SELECT ${TOMBSTONE_COLUMNS} FROM ${this.#tt} WHERE partition = $1`, [partition]);
+    return row === undefined ? undefined : tombstoneFromRow(this.#name, row, partition);
+  }
+
+  async listTombstones(): Promise<PartitionTombstone[]> {
+    const rows = await this.#tombstoneQuery(`SELECT ${TOMBSTONE_COLUMNS} FROM ${this.#tt} ORDER BY partition`, []);
+    return rows.map((row) => tombstoneFromRow(this.#name, row, String((row as { partition: unknown }).partition)));
+  }
+
+  /** A read of the tombstone table: none at all when it was never created (a store made before tombstones, createTable: false). */
+  async #tombstoneQuery(text: string, values: unknown[]): Promise<unknown[]> {
+    try {
+      return await this.#query(text, values);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === UNDEFINED_TABLE && !this.#createTable) return [];
+      throw error;
+    }
   }
 
   async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {

@@ -10,8 +10,8 @@
  * INSERT ... ON CONFLICT DO NOTHING and a SELECT, so two processes creating the same version
  * keep exactly one record and both read that one.
  */
-import { checkWrappedKeyFields, type KeyState, type KeyStore, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
-import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName } from './common.ts';
+import { checkTombstone, checkWrappedKeyFields, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
+import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
 
 /** A prepared statement: better-sqlite3's Statement and node:sqlite's StatementSync fit. */
 export interface SqliteStatement {
@@ -33,6 +33,12 @@ export interface SqliteKeyStoreOptions {
   table?: string;
   /** Create the table if it does not exist; default true. */
   createTable?: boolean;
+  /**
+   * The table of the tombstones crypto-shredding leaves; default `<table>_tombstones`. Created with
+   * the key table (IF NOT EXISTS, so an existing store gains it in place); with `createTable: false`,
+   * create it yourself (sqliteTombstoneTableSql): until then the store reads no tombstone and shred fails.
+   */
+  tombstoneTable?: string;
   /** Sets `PRAGMA busy_timeout` on the connection: how long to wait for a lock, in ms; default 5000. */
   busyTimeoutMs?: number;
 }
@@ -51,6 +57,15 @@ export function sqliteKeyTableSql(table = 'kms_envelope_keys'): string {
 )`;
 }
 
+/** The tombstone table the store expects (what `createTable` runs besides sqliteKeyTableSql). */
+export function sqliteTombstoneTableSql(table = 'kms_envelope_keys_tombstones'): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteTableName(table)} (
+  partition TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  shredded_at INTEGER NOT NULL
+)`;
+}
+
 export class SqliteKeyStore implements KeyStore {
   readonly #name: string;
   readonly #insert: SqliteStatement;
@@ -61,6 +76,10 @@ export class SqliteKeyStore implements KeyStore {
   readonly #delete: SqliteStatement;
   readonly #partitions: SqliteStatement;
   readonly #rewrap: SqliteStatement;
+  readonly #db: SqliteDatabase;
+  readonly #tt: string;
+  /** The tombstone statements, prepared on first use (the table may not exist with createTable: false). */
+  #tombstoneStatements: { add: SqliteStatement; get: SqliteStatement; list: SqliteStatement } | undefined;
 
   /** Sets the busy timeout and creates the table (synchronously, so errors surface here). */
   constructor(options: SqliteKeyStoreOptions) {
@@ -72,7 +91,13 @@ export class SqliteKeyStore implements KeyStore {
     if (!Number.isSafeInteger(busy) || busy < 0) throw new RangeError('"busyTimeoutMs" expected an integer >= 0');
     this.#name = `sqlite table ${table}`;
     db.exec(`PRAGMA busy_timeout = ${busy}`);
-    if (options.createTable ?? true) db.exec(sqliteKeyTableSql(table));
+    const tombstones = tombstoneTableName(table, options.tombstoneTable);
+    this.#db = db;
+    this.#tt = quoteTableName(tombstones);
+    if (options.createTable ?? true) {
+      db.exec(sqliteKeyTableSql(table));
+      db.exec(sqliteTombstoneTableSql(tombstones));
+    }
     this.#insert = db.prepare(`INSERT INTO ${t} (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partition, version) DO NOTHING`);
     this.#select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? AND version = ?`);
     // Rows that are not decrypt-only are active or corrupt: the highest of them is checked, so
@@ -123,6 +148,40 @@ export class SqliteKeyStore implements KeyStore {
 
   async listPartitions(): Promise<string[]> {
     return this.#partitions.all().map((row) => String((row as { partition: unknown }).partition));
+  }
+
+  async addTombstone(tombstone: PartitionTombstone): Promise<void> {
+    checkTombstone(tombstone, 'addTombstone');
+    this.#tombstone()!.add.run(tombstone.partition, tombstone.version, tombstone.shreddedAt);
+  }
+
+  async getTombstone(partition: string): Promise<PartitionTombstone | undefined> {
+    const row = this.#tombstone(true)?.get.get(partition);
+    return row === undefined ? undefined : tombstoneFromRow(this.#name, row, partition);
+  }
+
+  async listTombstones(): Promise<PartitionTombstone[]> {
+    return (this.#tombstone(true)?.list.all() ?? []).map((row) => tombstoneFromRow(this.#name, row, String((row as { partition: unknown }).partition)));
+  }
+
+  /** The tombstone statements; undefined for a read when the table does not exist (nothing was shredded). */
+  #tombstone(read = false): { add: SqliteStatement; get: SqliteStatement; list: SqliteStatement } | undefined {
+    if (this.#tombstoneStatements) return this.#tombstoneStatements;
+    const t = this.#tt;
+    try {
+      this.#tombstoneStatements = {
+        // One upsert keeping the higher version: two shreds at once both leave theirs covered.
+        add: this.#db.prepare(
+          `INSERT INTO ${t} (${TOMBSTONE_COLUMNS}) VALUES (?, ?, ?) ON CONFLICT (partition) DO UPDATE SET version = max(version, excluded.version), shredded_at = max(shredded_at, excluded.shredded_at)`,
+        ),
+        get: this.#db.prepare(`SELECT ${TOMBSTONE_COLUMNS} FROM ${t} WHERE partition = ?`),
+        list: this.#db.prepare(`SELECT ${TOMBSTONE_COLUMNS} FROM ${t} ORDER BY partition`),
+      };
+    } catch (error) {
+      if (read && /no such table/i.test((error as Error).message)) return undefined;
+      throw error;
+    }
+    return this.#tombstoneStatements;
   }
 
   async replaceWrappedKey(partition: string, version: number, expectedBlob: string, wrapped: WrappedKeyFields): Promise<boolean> {

@@ -98,7 +98,7 @@ const STORES: Array<[string, () => Promise<Harness>]> = [
         corrupt: async (partition, version) => {
           await pool.query(`UPDATE ${table} SET state = 'bogus' WHERE partition = $1 AND version = $2`, [partition, version]);
         },
-        cleanup: async () => void (await pool.query(`DROP TABLE IF EXISTS ${table}`)),
+        cleanup: async () => void (await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_tombstones`)),
       };
     },
   ],
@@ -365,7 +365,7 @@ describe('SqliteKeyStore and PostgresKeyStore: tables', () => {
       const made = await Promise.all(stores.map((store, i) => store.createVersion(key('p', 1, { ciphertextBlob: `blob-${i}` }))));
       expect(new Set(made.map((k) => k.ciphertextBlob)).size).toBe(1);
     } finally {
-      await pool.query(`DROP TABLE IF EXISTS ${table}`);
+      await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_tombstones`);
       await Promise.all(clients.map((client) => client.end()));
     }
   });

@@ -175,7 +175,7 @@ async function makeTarget(kind: Kind): Promise<Target> {
     target: server!.url,
     table,
     open: () => new PostgresKeyStore({ client: pool, table }),
-    close: async () => void (await pool.query(`DROP TABLE IF EXISTS ${table}`)),
+    close: async () => void (await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_tombstones`)),
   };
 }
 

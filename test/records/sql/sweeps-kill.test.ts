@@ -32,7 +32,7 @@ beforeAll(async () => {
   keys = uniqueTable('kmse_kill_keys');
 });
 afterAll(async () => {
-  await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_log, ${keys}`);
+  await pool.query(`DROP TABLE IF EXISTS ${table}, ${table}_log, ${keys}, ${keys}_tombstones`);
   await pool.end();
   await server.stop();
 });

@@ -168,8 +168,8 @@ describe('table sweeps on PostgreSQL', () => {
     const { hierarchy, records } = setup();
     const table = await pgTable();
     await insertSealed(records, table, plainRows(60));
-    // r000003 gets r000004's email (a copied cell), r000010's photo is flipped (tampered).
-    await pool.query(`UPDATE ${table} SET email = (SELECT email FROM ${table} WHERE id = 'r000004') WHERE id = 'r000003'`);
+    // r000003 gets r000005's email (a copied cell, same tenant), r000010's photo is flipped (tampered).
+    await pool.query(`UPDATE ${table} SET email = (SELECT email FROM ${table} WHERE id = 'r000005') WHERE id = 'r000003'`);
     await pool.query(`UPDATE ${table} SET photo = overlay(photo placing '\\x00'::bytea from 40 for 1) WHERE id = 'r000010'`);
     await pool.query(`DELETE FROM ${table}_log`);
     const before = await selectAll(table);
@@ -434,7 +434,7 @@ describe('table sweeps on SQLite', () => {
       const s = await records.seal(customers, r);
       insert.run(s.id, s.tenant, s.email, Buffer.from(s.photo as Uint8Array), 1);
     }
-    db.prepare("UPDATE customers SET email = (SELECT email FROM customers WHERE id = 'r000001') WHERE id = 'r000000'").run();
+    db.prepare("UPDATE customers SET email = (SELECT email FROM customers WHERE id = 'r000002') WHERE id = 'r000000'").run();
     await rotated(hierarchy);
     const plan = rotationSweep(records, customers, { minVersion: 2, keyVersionColumn: 'key_version' });
     const controller = new AbortController();
