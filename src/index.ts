@@ -77,6 +77,7 @@ export {
   DecryptionFailedError,
   EnvelopeError,
   type EnvelopeErrorCode,
+  FieldMalformedError,
   FileChangedError,
   HeaderMalformedError,
   isEnvelopeError,

@@ -46,6 +46,7 @@ export {
   type Table,
   type TableSpec,
 } from './records/records.ts';
+export { FieldMalformedError } from './core/errors.ts';
 export {
   backfillSweep,
   reindexSweep,

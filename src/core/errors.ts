@@ -19,7 +19,8 @@ export type EnvelopeErrorCode =
   | 'ERR_FILE_CHANGED'
   | 'ERR_CLOSED'
   | 'ERR_PARTITION_MISMATCH'
-  | 'ERR_PARTITION_SHREDDED';
+  | 'ERR_PARTITION_SHREDDED'
+  | 'ERR_FIELD_MALFORMED';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;
@@ -243,10 +244,30 @@ const ERROR_NAMES = new Set([
   'RecordFieldError',
   'PartitionMismatchError',
   'PartitionShreddedError',
+  'FieldMalformedError',
 ]);
 
 /** True for any error thrown by this library, across realms and duplicate installs. */
 export function isEnvelopeError(error: unknown): error is EnvelopeError {
   if (error instanceof EnvelopeError) return true;
   return error instanceof Error && ERROR_NAMES.has(error.name) && typeof (error as { code?: unknown }).code === 'string';
+}
+
+/**
+ * A database field (FORMAT.md §12) that authenticated but whose plaintext is not a valid value of
+ * its column's type: another type tag, or value bytes no writer makes (a NaN with payload bits, an
+ * invalid or fractional Date, `-0` as a bigint, JSON not in JSON.stringify's form). Distinct from
+ * ERR_DECRYPTION_FAILED: the key and the binding were right, so the bytes were sealed as they are
+ * by someone who held the key. Never carries the plaintext.
+ */
+export class FieldMalformedError extends EnvelopeError {
+  /** The column's declared type. */
+  readonly type: string;
+  /** The type tag found (the plaintext's first byte), or undefined for an empty plaintext. */
+  readonly tag: number | undefined;
+  constructor(type: string, tag: number | undefined, why: string) {
+    super('ERR_FIELD_MALFORMED', `the value is not a ${type} (${why})`);
+    this.type = type;
+    this.tag = tag;
+  }
 }

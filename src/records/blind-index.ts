@@ -287,15 +287,25 @@ function asText(value: BlindIndexValue): BlindIndexValue {
   return value;
 }
 
+/**
+ * `digits` (FORMAT.md §11.3): the ASCII digits of the value as text. Bytes are refused (they have
+ * no text), and so is a value with no digit at all, which would index like every other such value
+ * (`Infinity`, `abc`, `true` and the empty string would all be "").
+ */
+function digitsOf(v: BlindIndexValue): string {
+  if (isBytes(v)) throw new TypeError('the "digits" normaliser does not apply to bytes');
+  const text = asText(v) as string;
+  const digits = text.replace(NOT_DIGIT, '');
+  if (digits.length === 0) throw new RangeError('a value with no digit 0-9 has no index under the "digits" normaliser (store NULL)');
+  return digits;
+}
+
 const NORMALIZERS: Record<Exclude<BlindIndexNormalizer, (value: BlindIndexValue) => BlindIndexValue>, (value: BlindIndexValue) => BlindIndexValue> = {
   trim: (v) => (typeof v === 'string' ? v.replace(TRIM, '') : v),
   casefold: (v) => (typeof v === 'string' ? v.toLowerCase().toUpperCase().toLowerCase() : v),
   nfc: (v) => (typeof v === 'string' ? v.normalize('NFC') : v),
   text: asText,
-  digits: (v) => {
-    const text = asText(v);
-    return typeof text === 'string' ? text.replace(NOT_DIGIT, '') : text;
-  },
+  digits: digitsOf,
 };
 
 type NormalizerFn = (value: BlindIndexValue) => BlindIndexValue;
@@ -323,6 +333,9 @@ function checkValue(value: unknown, where: string): BlindIndexValue {
 /** Applies the normalisers in order. */
 export function normalizeValue(value: BlindIndexValue, chain: readonly NormalizerFn[], where = 'value'): BlindIndexValue {
   let v = checkValue(value, where);
+  // Before any normaliser: with `text`, NaN would otherwise index as "NaN" (FORMAT.md §11.2).
+  if (typeof v === 'number' && Number.isNaN(v)) throw new RangeError(`${where} is NaN, which equals nothing: it has no index`);
+  if (isDate(v) && Number.isNaN(Date.prototype.getTime.call(v))) throw new RangeError(`${where} is an invalid Date: it has no index`);
   for (const normalize of chain) v = checkValue(normalize(v), `${where} (after a normaliser)`);
   return v;
 }

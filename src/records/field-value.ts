@@ -6,15 +6,18 @@
  *   plaintext = tag (1) || bytes
  *   0x01 string   UTF-8
  *   0x02 bytes    as is
- *   0x03 number   IEEE 754 binary64, big-endian
- *   0x04 bigint   the decimal string, UTF-8 (sign first)
+ *   0x03 number   IEEE 754 binary64, big-endian; NaN only as 7ff8000000000000, -0 kept
+ *   0x04 bigint   the decimal string, UTF-8 (sign first), no leading zeros, never -0
  *   0x05 boolean  one byte, 0x00 or 0x01
- *   0x06 date     milliseconds since the epoch, binary64 big-endian
- *   0x07 json     UTF-8 of JSON.stringify
+ *   0x06 date     milliseconds since the epoch, binary64 big-endian: an integer within ±8.64e15, not -0
+ *   0x07 json     UTF-8 of JSON.stringify, exactly (a reader parses, writes again, and compares); never null
+ *
+ * A reader refuses whatever a writer never writes, with FieldMalformedError (ERR_FIELD_MALFORMED).
  *
  *   text form = "kme." || base64url(sealed message), no padding
  */
 import { base64url, isWellFormedUtf8, utf8, utf8DecodeStrict } from '../core/bytes.ts';
+import { FieldMalformedError } from '../core/errors.ts';
 
 export type FieldType = 'string' | 'bytes' | 'number' | 'bigint' | 'boolean' | 'date' | 'json';
 
@@ -49,32 +52,42 @@ function float64(value: number): Uint8Array {
   return out;
 }
 
+/** The one NaN a writer writes (the quiet NaN with no payload bits): 7ff8 0000 0000 0000. */
+const CANONICAL_NAN = Uint8Array.of(0x7f, 0xf8, 0, 0, 0, 0, 0, 0);
+/** The largest time value of a Date, in milliseconds either side of the epoch (ECMAScript TimeClip). */
+export const MAX_DATE_MS = 8.64e15;
+
 /** The plaintext of a field: its type tag and bytes. Throws FieldTypeError for a value of another type. */
 export function encodeFieldValue(type: FieldType, value: unknown, where: string): Uint8Array {
   const wrong = (): FieldTypeError => new FieldTypeError(`${where} expected a ${type}, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
   switch (type) {
     case 'string':
       if (typeof value !== 'string') throw wrong();
+      if (!value.isWellFormed()) throw new FieldTypeError(`${where} is not well-formed Unicode (a lone surrogate)`);
       return tagged(TAGS.string, utf8(value, where));
     case 'bytes':
       if (!(value instanceof Uint8Array)) throw wrong();
       return tagged(TAGS.bytes, value);
     case 'number':
       if (typeof value !== 'number') throw wrong();
-      return tagged(TAGS.number, float64(value));
+      // Every NaN is written as the one canonical NaN (a reader refuses any other); -0 stays -0.
+      return tagged(TAGS.number, Number.isNaN(value) ? CANONICAL_NAN : float64(value));
     case 'bigint':
       if (typeof value !== 'bigint') throw wrong();
       return tagged(TAGS.bigint, utf8(value.toString(10), where));
     case 'boolean':
       if (typeof value !== 'boolean') throw wrong();
       return Uint8Array.of(TAGS.boolean, value ? 1 : 0);
-    case 'date':
+    case 'date': {
       if (!(value instanceof Date)) throw wrong();
-      if (Number.isNaN(value.getTime())) throw new FieldTypeError(`${where} is an invalid Date`);
-      return tagged(TAGS.date, float64(value.getTime()));
+      const time = Date.prototype.getTime.call(value);
+      if (dateProblem(time) !== undefined) throw new FieldTypeError(`${where} is an invalid Date`);
+      return tagged(TAGS.date, float64(time));
+    }
     case 'json': {
       const text = JSON.stringify(value);
       if (text === undefined) throw new FieldTypeError(`${where} has no JSON form`);
+      if (text === 'null') throw new FieldTypeError(`${where} has the JSON form null: store NULL instead (null is never sealed)`);
       return tagged(TAGS.json, utf8(text, where));
     }
     default:
@@ -82,69 +95,122 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string)
   }
 }
 
+/** Why a Date's time value is not one a Date holds (NaN, a fraction, beyond ±8.64e15 ms, -0), or undefined. */
+function dateProblem(time: number): string | undefined {
+  if (!Number.isInteger(time)) return Number.isNaN(time) ? 'NaN is not a time' : 'not a whole number of milliseconds';
+  if (Math.abs(time) > MAX_DATE_MS) return 'beyond 8.64e15 milliseconds from the epoch';
+  if (Object.is(time, -0)) return '-0 is not a time value (a Date holds +0)';
+  return undefined;
+}
+
+/** The value of a field's plaintext, or why it is not a valid value of `type` (FORMAT.md §12.1). */
+function decodeOrProblem(type: FieldType, plaintext: Uint8Array): { value: FieldValues[FieldType] } | { problem: string } {
+  if (plaintext.length === 0) return { problem: 'the plaintext is empty' };
+  if (TYPES[plaintext[0]!] !== type) return { problem: `type tag 0x${plaintext[0]!.toString(16).padStart(2, '0')} is not the tag of ${type}` };
+  const body = plaintext.subarray(1);
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  switch (type) {
+    case 'string': {
+      const text = utf8DecodeStrict(body);
+      return text === undefined ? { problem: 'not well-formed UTF-8' } : { value: text };
+    }
+    case 'bytes':
+      return { value: body.slice() };
+    case 'number': {
+      if (body.length !== 8) return { problem: `${body.length} bytes, not 8` };
+      const n = view.getFloat64(0);
+      if (Number.isNaN(n) && !body.every((b, i) => b === CANONICAL_NAN[i])) return { problem: 'a NaN other than 7ff8000000000000' };
+      return { value: n };
+    }
+    case 'bigint': {
+      if (!isIntegerText(body)) return { problem: 'not -?(0|[1-9][0-9]*) in ASCII, or -0' };
+      return { value: BigInt(utf8DecodeStrict(body)!) };
+    }
+    case 'boolean':
+      return body.length === 1 && body[0]! <= 1 ? { value: body[0] === 1 } : { problem: 'not one byte 00 or 01' };
+    case 'date': {
+      if (body.length !== 8) return { problem: `${body.length} bytes, not 8` };
+      const time = view.getFloat64(0);
+      const problem = dateProblem(time);
+      return problem === undefined ? { value: new Date(time) } : { problem };
+    }
+    case 'json':
+      return decodeJson(body);
+  }
+}
+
+/** JSON as JSON.stringify writes it: parsed, written again, the same bytes; and not `null`. */
+function decodeJson(body: Uint8Array): { value: unknown } | { problem: string } {
+  const text = utf8DecodeStrict(body);
+  if (text === undefined) return { problem: 'not well-formed UTF-8' };
+  let value: unknown;
+  try {
+    value = JSON.parse(text) as unknown;
+  } catch {
+    return { problem: 'not JSON' };
+  }
+  if (value === null) return { problem: 'null is never sealed' };
+  if (JSON.stringify(value) !== text) return { problem: 'not in the form JSON.stringify writes (white space, a repeated key, keys or numbers written otherwise)' };
+  return { value };
+}
+
 /**
  * Whether decodeFieldValue would give a value, checked on the bytes where it can be (a reseal
  * needs no value, and a decoded string cannot be wiped); JSON is parsed, as nothing less tells.
  */
 export function isFieldValue(type: FieldType, plaintext: Uint8Array): boolean {
-  if (plaintext.length === 0 || TYPES[plaintext[0]!] !== type) return false;
-  const body = plaintext.subarray(1);
-  switch (type) {
-    case 'string':
-      return isWellFormedUtf8(body);
-    case 'bytes':
-      return true;
-    case 'number':
-    case 'date':
-      return body.length === 8;
-    case 'boolean':
-      return body.length === 1 && body[0]! <= 1;
-    case 'bigint':
-      return isIntegerText(body);
-    case 'json':
-      return decodeFieldValue(type, plaintext) !== undefined;
-  }
+  if (type === 'string') return plaintext.length > 0 && TYPES[plaintext[0]!] === type && isWellFormedUtf8(plaintext.subarray(1));
+  if (type === 'bytes') return plaintext.length > 0 && TYPES[plaintext[0]!] === type;
+  return 'value' in decodeOrProblem(type, plaintext);
 }
 
-/** -?(0|[1-9][0-9]*) in ASCII: a bigint's text form. */
+/** -?(0|[1-9][0-9]*) in ASCII, and not -0: a bigint's text form. */
 function isIntegerText(body: Uint8Array): boolean {
   let i = body[0] === 0x2d ? 1 : 0;
   if (i >= body.length) return false;
-  if (body[i] === 0x30) return body.length === i + 1;
+  if (body[i] === 0x30) return body.length === i + 1 && i === 0;
   for (; i < body.length; i++) if (body[i]! < 0x30 || body[i]! > 0x39) return false;
   return true;
 }
 
 /** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
 export function decodeFieldValue(type: FieldType, plaintext: Uint8Array): FieldValues[FieldType] | undefined {
-  if (plaintext.length === 0 || TYPES[plaintext[0]!] !== type) return undefined;
-  const body = plaintext.subarray(1);
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  switch (type) {
-    case 'string':
-      return utf8DecodeStrict(body);
-    case 'bytes':
-      return body.slice();
-    case 'number':
-      return body.length === 8 ? view.getFloat64(0) : undefined;
-    case 'bigint': {
-      const text = utf8DecodeStrict(body);
-      return text !== undefined && /^-?(0|[1-9]\d*)$/.test(text) ? BigInt(text) : undefined;
+  const decoded = decodeOrProblem(type, plaintext);
+  return 'value' in decoded ? decoded.value : undefined;
+}
+
+/** The typed error of a plaintext that is not a valid value of `type` (ERR_FIELD_MALFORMED); undefined when it is one. */
+export function fieldMalformed(type: FieldType, plaintext: Uint8Array): FieldMalformedError | undefined {
+  const decoded = decodeOrProblem(type, plaintext);
+  if ('value' in decoded) return undefined;
+  return new FieldMalformedError(type, plaintext[0], decoded.problem);
+}
+
+/**
+ * The `row` of a field's binding (FORMAT.md §12.2): JSON.stringify of the array of the key columns'
+ * values, in declared order, even for one column. A value is a string (well-formed Unicode), a
+ * finite number, a bigint (written as its decimal string) or a valid Date (written as its ISO
+ * string); anything else is refused with a TypeError naming the column, by writer and reader alike.
+ */
+export function rowKeyJson(values: readonly unknown[], columns: readonly string[], table: string): string {
+  const parts = values.map((v, i) => {
+    const where = () => `table ${table}: primary key column ${columns[i] ?? i}`;
+    if (typeof v === 'string') {
+      if (!v.isWellFormed()) throw new TypeError(`${where()} is not well-formed Unicode (a lone surrogate)`);
+      return v;
     }
-    case 'boolean':
-      return body.length === 1 && body[0]! <= 1 ? body[0] === 1 : undefined;
-    case 'date':
-      return body.length === 8 ? new Date(view.getFloat64(0)) : undefined;
-    case 'json': {
-      const text = utf8DecodeStrict(body);
-      if (text === undefined) return undefined;
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        return undefined;
-      }
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new TypeError(`${where()} is ${v}: a key number must be finite`);
+      return v;
     }
-  }
+    if (typeof v === 'bigint') return v.toString(10);
+    if (v instanceof Date) {
+      if (dateProblem(Date.prototype.getTime.call(v)) !== undefined) throw new TypeError(`${where()} is an invalid Date`);
+      return v.toISOString();
+    }
+    throw new TypeError(`${where()} is a ${v === null ? 'null' : typeof v}${v instanceof Uint8Array ? ' (bytes)' : ''}: a bound key is a string, a finite number, a bigint or a Date`);
+  });
+  return JSON.stringify(parts);
 }
 
 /** The text form of a sealed field. */

@@ -12,7 +12,7 @@
  * authenticated header names, before any key is loaded: a row moved to another tenant does not open.
  */
 import type { FieldType, FieldValues } from './field-value.ts';
-import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldToText, isFieldValue, TEXT_PREFIX, textLength } from './field-value.ts';
+import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldMalformed, fieldToText, isFieldValue, rowKeyJson, TEXT_PREFIX, textLength } from './field-value.ts';
 import { intermediateKeyVersion, MAGIC } from '../core/header.ts';
 import { EnvelopeError, PartitionMismatchError } from '../core/errors.ts';
 import { compactSealedLength } from '../core/compact.ts';
@@ -196,7 +196,7 @@ function keyOf(table: Table<Record<string, FieldSpec>>, row: Readonly<Record<str
     if (value === null || value === undefined) throw new TypeError(`table ${table.name}: primary key column ${column} is missing; it is bound into the sealed values`);
     return value;
   });
-  return { values, json: values.length ? JSON.stringify(values.map((v) => (typeof v === 'bigint' ? v.toString() : v instanceof Date ? v.toISOString() : v))) : '' };
+  return { values, json: values.length ? rowKeyJson(values, table.primaryKeys, table.name) : '' };
 }
 
 /**
@@ -326,7 +326,7 @@ export function createRecords(options: RecordsOptions): Records {
   function decoded(t: AnyTable, column: string, field: FieldSpec, plaintext: Uint8Array, key: unknown[]): unknown {
     try {
       const value = decodeFieldValue(field.type, plaintext);
-      if (value === undefined) throw new RecordFieldError(t.name, column, key, new TypeError(`the value is not a ${field.type}`));
+      if (value === undefined) throw new RecordFieldError(t.name, column, key, fieldMalformed(field.type, plaintext));
       return value;
     } finally {
       wipe(plaintext);
@@ -523,8 +523,9 @@ export function createRecords(options: RecordsOptions): Records {
           }
           const indexValue = field.index ? decodeFieldValue(field.type, plaintext) : undefined;
           if (field.index ? indexValue === undefined : !isFieldValue(field.type, plaintext)) {
+            const malformed = fieldMalformed(field.type, plaintext);
             wipe(plaintext);
-            throw new RecordFieldError(t.name, column, key.values, new TypeError(`the value is not a ${field.type}`));
+            throw new RecordFieldError(t.name, column, key.values, malformed);
           }
           if (field.index) indexValues.push([column, indexValue]);
         }
