@@ -128,8 +128,11 @@ export function checkStoredKey(key: StoredKey, where: string): StoredKey {
     key.version >= 1 &&
     key.version <= 0xffffffff &&
     (key.state === 'active' || key.state === 'decrypt-only') &&
+    new TextEncoder().encode(key.partition).length <= 255 &&
     typeof key.provider === 'string' &&
+    key.provider.length > 0 &&
     typeof key.keyId === 'string' &&
+    key.keyId.length > 0 &&
     typeof key.ciphertextBlob === 'string' &&
     key.ciphertextBlob.length > 0 &&
     Number.isFinite(key.createdAt);
