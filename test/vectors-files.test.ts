@@ -17,7 +17,11 @@ export function strictUnhex(text: string): Uint8Array {
 /** Strings of a parsed JSON value under keys that hold hex, with their paths. */
 function hexFields(value: unknown, path: string, out: [string, string][]): [string, string][] {
   if (Array.isArray(value)) value.forEach((v, i) => hexFields(v, `${path}[${i}]`, out));
-  else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) hexFields(v, `${path}.${k}`, out);
+  else if (value && typeof value === 'object') {
+    // A typed value of text (blind-index.json, record-values.json) may look like hex: it is not.
+    const text = ['string', 'bigint', 'json'].includes((value as { type?: unknown }).type as string);
+    for (const [k, v] of Object.entries(value)) if (!(text && k === 'value')) hexFields(v, `${path}.${k}`, out);
+  }
   else if (typeof value === 'string' && value.length >= 16 && /^[0-9a-fA-F]+$/.test(value)) out.push([path, value]);
   return out;
 }
