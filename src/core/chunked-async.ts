@@ -33,14 +33,6 @@ import type { PayloadSuite } from './suites.ts';
  */
 export const CHUNKS_IN_FLIGHT = 8;
 
-/**
- * The backend's asynchronous AEAD for this suite's messages, or undefined (synchronous paths):
- * WebCrypto has AES-GCM only.
- */
-export function aeadFor(backend: CryptoBackend, suite: PayloadSuite): AsyncAead | undefined {
-  return suite.aead === 'AEAD_AES_256_GCM' || suite.aead === 'AEAD_AES_128_GCM' ? backend.aead : undefined;
-}
-
 /** A message key imported for the asynchronous AEAD, with its own copy of the base nonce. */
 export class AsyncChunkKey {
   readonly #aead: AsyncAead;

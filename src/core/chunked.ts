@@ -1,6 +1,9 @@
 /**
  * The payload: C2SP chunked encryption (Cobblestone), FORMAT.md §6.
  * https://c2sp.org/chunked-encryption
+ *
+ * Every function and class here takes `backend` as the suite's primitives
+ * (`suite.primitives(backend)`, core/suites.ts): the backend itself for the AES suites.
  */
 import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
@@ -8,7 +11,6 @@ import { equalBytes, slabBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import { chunkNonce } from './chunk-nonce.ts';
-import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const CHUNK_SIZE = 16384;
@@ -74,7 +76,7 @@ export function deriveKeys(
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
   const keys = new PayloadKeys(suite.keyLength);
-  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
   return keys;
 }
 
@@ -123,7 +125,6 @@ export function openPayload(
   payload: Uint8Array,
   keyState?: HmacKeyState,
 ): Uint8Array {
-  backend = suiteBackend(backend, suite);
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
@@ -166,7 +167,7 @@ export class PayloadSealer {
 
   /** Derives the message keys; the caller keeps (and wipes) `inputKey` and `keyState`. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#salt = salt;
     this.#keys = deriveKeys(backend, suite, inputKey, salt, context, keyState);
   }
@@ -295,7 +296,7 @@ export class PayloadOpener {
 
   /** Takes ownership of `inputKey` and wipes it. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array) {
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#suite = suite;
     this.#context = context;
     this.#inputKey = inputKey;
@@ -439,7 +440,6 @@ export async function openPayloadRange(
   length: number,
   verifyLength: boolean,
 ): Promise<Uint8Array> {
-  backend = suiteBackend(backend, suite);
   const total = rangeTotal(suite, inputKey, payloadLength, start, length);
   const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
   const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);

@@ -14,7 +14,6 @@ import { importAndWipe } from './chunked-async.ts';
 import { equalBytes, utf8 } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
-import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const COMPACT_SALT_LENGTH = 16;
@@ -56,7 +55,7 @@ function deriveCompactKeys(
   into: CompactKeys = compactKeys(suite.keyLength),
 ): CompactKeys {
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], into.outputs, keyState);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], into.outputs, keyState);
   return into;
 }
 
@@ -94,7 +93,6 @@ export function openCompact(
   payload: Uint8Array,
   keyState?: HmacKeyState,
 ): Uint8Array {
-  backend = suiteBackend(backend, suite);
   if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const scratch = takeScratch(suite.keyLength);
   const derived = scratch ?? compactKeys(suite.keyLength);
@@ -150,7 +148,7 @@ export class CompactSealer {
 
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#salt = salt;
     this.#keys = deriveCompactKeys(backend, suite, inputKey, salt, context, keyState);
   }

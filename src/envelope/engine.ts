@@ -7,7 +7,6 @@ import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
 import type { AsyncAead, CryptoBackend } from '../core/backend.ts';
 import { base64, describe, slabBytes, wipe } from '../core/bytes.ts';
 import { plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
-import { aeadFor } from '../core/chunked-async.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from '../core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
 import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
@@ -23,8 +22,7 @@ import {
 import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import { checkKeyPolicy, enforceKeyPolicy, type KeyPolicy } from '../core/key-policy.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
-import { suiteBackend } from '../core/suite-backend.ts';
-import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from '../core/suites.ts';
+import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type Suite, type SuiteName, suiteFor, suiteOption, suiteTable } from '../core/suites.ts';
 import {
   type CachedKeyMaterial,
   DecryptCache,
@@ -61,8 +59,16 @@ export interface EnvelopeOptions extends WrappingOptions {
   format?: 1 | 2;
   /** Format 2: values below 16 KiB sealed by seal() take the compact payload; default true. */
   compact?: boolean;
-  /** Payload suite; default `cobblestone-256` (32-byte data keys, AES-256-GCM). */
-  suite?: SuiteName;
+  /**
+   * The suite sealed with: `cobblestone-256` (the default: 32-byte data keys, AES-256-GCM),
+   * `cobblestone-128`, or a suite value (`sm4` of 'kms-envelope/sm4'). Its messages open too.
+   */
+  suite?: SuiteName | Suite;
+  /**
+   * Suites opened besides the built-in AES ones and `suite`: `[sm4]` (import { sm4 } from
+   * 'kms-envelope/sm4') opens suite-03 messages; without it they fail with UnsupportedSuiteError.
+   */
+  suites?: readonly Suite[];
   /** Keep the context out of the message by default; open() then needs it. Default false. */
   detachedContext?: boolean;
   /** Crypto backend; default node:crypto where it exists, else WebCrypto (crypto.subtle), else @noble/ciphers. */
@@ -124,6 +130,8 @@ export interface OpenOptions {
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
 export interface SealSession {
   readonly header: Uint8Array;
+  /** The suite sealed with. */
+  readonly suite: Suite;
   /** The chunked payload's sealer; undefined for a compact message. */
   readonly sealer: PayloadSealer | undefined;
   /** The compact payload's sealer (format 2, values below 16 KiB); undefined otherwise. */
@@ -139,6 +147,10 @@ export interface OpenSession {
   /** The Cobblestone context (FORMAT.md §4). */
   readonly payloadContext: Uint8Array;
   readonly key: Uint8Array;
+  /** The message's suite (UnsupportedSuiteError before any KMS call when the envelope lacks it). */
+  readonly suite: Suite;
+  /** The suite's primitives over the envelope's backend (suite.primitives). */
+  readonly crypto: CryptoBackend;
   /** The key's precomputed HKDF state, when borrowed from a cache. */
   readonly keyState: HmacKeyState | undefined;
   /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
@@ -152,7 +164,7 @@ export interface EnvelopeCore {
   readonly backend: CryptoBackend;
   /**
    * The asynchronous AEAD that seals this envelope's messages (the WebCrypto backend, an AES
-   * suite), or undefined: sealing is synchronous. Opening picks one by the message's suite (aeadFor).
+   * suite), or undefined: sealing is synchronous. Opening takes the message suite's (session.crypto.aead).
    */
   readonly sealAead: AsyncAead | undefined;
   /** The envelope's key provider (undefined with only a hierarchy): rewrap.ts uses it. */
@@ -205,8 +217,12 @@ interface Settings {
   readonly partition: string | undefined;
   readonly format: 1 | 2;
   readonly compact: boolean;
-  readonly suite: PayloadSuite;
+  readonly suite: Suite;
+  /** The suites this envelope opens, by header id. */
+  readonly suites: ReadonlyMap<number, Suite>;
   readonly backend: CryptoBackend;
+  /** The sealing suite's primitives over `backend`. */
+  readonly crypto: CryptoBackend;
   readonly random: (length: number) => Uint8Array;
   readonly defaultDetached: boolean;
   readonly emit: (event: EnvelopeEvent) => void;
@@ -233,7 +249,7 @@ function resolve(options: EnvelopeOptions): Settings {
     throw new TypeError(`"hierarchy" expected a KeyHierarchy from createKeyHierarchy(), got ${describe(options.hierarchy)}`);
   }
   const kms = options.kms === undefined && hierarchy ? undefined : assertProvider(options.kms);
-  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
+  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteOption(options.suite);
   // Several wrapped keys need format 2 (FORMAT.md §10.2).
   const severalWrapped = Array.isArray(options.additionalWrapping) && options.additionalWrapping.length > 0;
   const format = options.format ?? (hierarchy || severalWrapped ? 2 : 1);
@@ -250,7 +266,9 @@ function resolve(options: EnvelopeOptions): Settings {
     format,
     compact: format === 2 && (options.compact ?? true),
     suite,
+    suites: suiteTable(options.suites, suite),
     backend,
+    crypto: suite.primitives(backend),
     random: options.randomBytes ?? backend.randomBytes,
     defaultDetached: options.detachedContext ?? false,
     emit,
@@ -338,7 +356,7 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
     // Only a cached key is used again: only it is worth a precomputed HKDF state.
-    const keyState = s.encryptionCache ? suiteBackend(s.backend, suite).hkdfPrepareSha512?.(key) : undefined;
+    const keyState = s.encryptionCache ? s.crypto.hkdfPrepareSha512?.(key) : undefined;
     return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached, true) } };
   } catch (error) {
     if (key instanceof Uint8Array) wipe(key);
@@ -378,8 +396,8 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   /** The payload sealer for this key, derived at once: the key may be a lent one. */
   function sealerFor(key: Uint8Array, keyState: HmacKeyState | undefined, payloadCtx: Uint8Array, salt: Uint8Array, compact: boolean) {
     return compact
-      ? { sealer: undefined, compact: new CompactSealer(s.backend, s.suite, key, payloadCtx, salt, keyState) }
-      : { sealer: new PayloadSealer(s.backend, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
+      ? { sealer: undefined, compact: new CompactSealer(s.crypto, s.suite, key, payloadCtx, salt, keyState) }
+      : { sealer: new PayloadSealer(s.crypto, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
   }
 
   /**
@@ -389,7 +407,7 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array, compact: boolean): SealSession {
     try {
       const { sealer, compact: compactSealer } = sealerFor(lease.key, lease.keyState, lease.extra.payloadContext, salt, compact);
-      return { header: lease.extra.header, sealer, compact: compactSealer, reserve: lease.reserve };
+      return { header: lease.extra.header, suite: s.suite, sealer, compact: compactSealer, reserve: lease.reserve };
     } finally {
       if (!lease.borrowed) {
         wipe(lease.key);
@@ -418,7 +436,7 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
     const header = hierarchyHeader(key, context, detached, compact);
     const { sealer, compact: compactSealer } = sealerFor(key.key, key.state, payloadContext(header, context, detached), salt, compact);
-    return { header, sealer, compact: compactSealer, reserve: noReserve };
+    return { header, suite: s.suite, sealer, compact: compactSealer, reserve: noReserve };
   }
 
   return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
@@ -494,12 +512,14 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       throw new KeyProviderMismatchError(`this message was sealed under a key hierarchy (partition ${JSON.stringify(ref.partition)}): pass createEnvelope({ hierarchy })`);
     }
     const payloadCtx = payloadContext(header.authenticated, context, header.detached);
+    const suite = suiteFor(s.suites, header.suite);
+    const crypto = suite.primitives(s.backend);
     const session = (key: SuiteKey, lend: boolean): OpenSession => {
       hierarchy.audited(key, context, openOptions.audit);
       // A lent key is used before the caller yields; otherwise the caller gets its own copy to wipe.
-      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
+      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), suite, crypto, keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
     };
-    const key = hierarchy.openKey(ref, header.suite);
+    const key = hierarchy.openKey(ref, suite);
     if (!(key instanceof Promise)) return session(key, borrow);
     if (warmOnly) {
       return key.then(() => {
@@ -513,6 +533,8 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
     const context = openingContext(header, openOptions);
+    const suite = suiteFor(s.suites, header.suite);
+    const crypto = suite.primitives(s.backend);
     enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
     checkPayloadLength(header, payloadLength);
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow, warmOnly);
@@ -531,6 +553,8 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       context,
       payloadContext: payloadContext(header.authenticated, context, header.detached),
       key,
+      suite,
+      crypto,
       keyState,
       borrowed,
       hitPending,
@@ -544,7 +568,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       .run(id, async (flightSignal) => {
         const fresh = await decryptFirst(s, attempts, keySpec, context, flightSignal);
         // A remembered key is used again: worth its precomputed HKDF state.
-        const state = decryptCache || scope ? suiteBackend(s.backend, header.suite).hkdfPrepareSha512?.(fresh) : undefined;
+        const state = decryptCache || scope ? crypto.hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
         scope?.set(id, fresh.slice(), copyKeyState(state));
         wipeKeyState(state);
@@ -648,7 +672,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const { track, trackSync, drain } = tracker();
   return {
     backend: s.backend,
-    sealAead: aeadFor(s.backend, s.suite),
+    sealAead: s.crypto.aead,
     kms: s.kms,
     emit: s.emit,
     beginSeal: sealStarter(s),

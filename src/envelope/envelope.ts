@@ -6,7 +6,7 @@
 import { anySignal, checkSignal, throwIfAborted } from '../core/abort.ts';
 import { type ByteInput, isByteInput, toBytes, utf8, utf8DecodeStrict, wipe } from '../core/bytes.ts';
 import { openPayload, plaintextLength, sealedLength } from '../core/chunked.ts';
-import { aeadFor, openPayloadAsync, sealAllAsync } from '../core/chunked-async.ts';
+import { openPayloadAsync, sealAllAsync } from '../core/chunked-async.ts';
 import { compactPlaintextLength, compactSealedLength, openCompact, openCompactAsync } from '../core/compact.ts';
 import type { EncryptionContext } from '../core/context.ts';
 import { type ParsedHeader, parseHeader } from '../core/header.ts';
@@ -196,7 +196,6 @@ function withBatchSignal<O extends { signal?: AbortSignal }>(options: O, signal:
 /** Creates an envelope bound to one key provider. */
 export function createEnvelope(options: EnvelopeOptions): Envelope {
   const core = createEnvelopeCore(options);
-  const { backend } = core;
 
   // seal and open finish synchronously when a cache has the key: no promise until track().
   // With an asynchronous AEAD (the WebCrypto backend), seal and open use it; sealSync and
@@ -257,20 +256,21 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     const sealed = toBytes(input, 'sealed');
     const header = parseHeader(sealed);
     const payload = sealed.subarray(header.length);
-    const aead = sync ? undefined : aeadFor(backend, header.suite);
     const result = (plaintext: Bytes, session: OpenSession): OpenResult =>
       info ? { plaintext, context: session.context.pairs, ...keyNames(header) } : ({ plaintext } as OpenResult);
     const openWith = (session: OpenSession): OpenResult | Promise<OpenResult> => {
+      const { crypto } = session;
+      const aead = sync ? undefined : crypto.aead;
       try {
         if (aead) {
           // The key schedule runs before the call returns: a lent key is done with here.
           const open = header.compact ? openCompactAsync : openPayloadAsync;
-          const opened = open(backend, aead, header.suite, session.key, session.payloadContext, payload, session.keyState);
+          const opened = open(crypto, aead, header.suite, session.key, session.payloadContext, payload, session.keyState);
           return opened.then((plaintext) => result(plaintext as Bytes, session));
         }
         const open = header.compact ? openCompact : openPayload;
         // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
-        const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
+        const plaintext = open(crypto, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
         return result(plaintext, session);
       } finally {
         if (!session.borrowed) wipe(session.key);

@@ -6,7 +6,7 @@
  */
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { openPayloadRange, plaintextLength } from '../core/chunked.ts';
-import { aeadFor, openPayloadRangeAsync } from '../core/chunked-async.ts';
+import { openPayloadRangeAsync } from '../core/chunked-async.ts';
 import { compactPlaintextLength, openCompact } from '../core/compact.ts';
 import type { EnvelopeCore, OpenOptions } from './engine.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
@@ -94,7 +94,7 @@ export async function openRange(
     };
     if (header.compact) {
       // One small chunk: read and open it whole, then cut the range out.
-      const plaintext = openCompact(core.backend, header.suite, session.key, session.payloadContext, await readPayload(0, payloadLength));
+      const plaintext = openCompact(session.crypto, header.suite, session.key, session.payloadContext, await readPayload(0, payloadLength));
       try {
         return plaintext.slice(offset, offset + length);
       } finally {
@@ -103,9 +103,9 @@ export async function openRange(
     }
     // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer. With an asynchronous
     // AEAD (the WebCrypto backend) the chunks are opened several at once.
-    const aead = aeadFor(core.backend, header.suite);
+    const aead = session.crypto.aead;
     const range = [header.suite, session.key, session.payloadContext, readPayload, payloadLength, offset, length, options.verifyLength ?? true] as const;
-    const plaintext = aead ? openPayloadRangeAsync(core.backend, aead, ...range) : openPayloadRange(core.backend, ...range);
+    const plaintext = aead ? openPayloadRangeAsync(session.crypto, aead, ...range) : openPayloadRange(session.crypto, ...range);
     return (await plaintext) as Uint8Array<ArrayBuffer>;
   } finally {
     wipe(session.key);

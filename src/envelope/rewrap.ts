@@ -160,7 +160,7 @@ async function addedKeys(
   const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, payload.length);
   const key = session.key;
   try {
-    if (!keyOpensPayload(core.backend, header.suite, key, session.payloadContext, payload, header.compact)) throw new DecryptionFailedError();
+    if (!keyOpensPayload(session.crypto, header.suite, key, session.payloadContext, payload, header.compact)) throw new DecryptionFailedError();
     const timed = async <T>(provider: string, call: () => Promise<T>): Promise<T> => {
       const started = Date.now();
       try {

@@ -6,7 +6,7 @@
 import { checkSignal, throwIfAborted } from '../core/abort.ts';
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from '../core/chunked.ts';
-import { aeadFor, AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
 import { CompactOpener } from '../core/compact.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
 import { HeaderMalformedError } from '../core/errors.ts';
@@ -170,14 +170,14 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         }
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);
-        const aead = header.compact ? undefined : aeadFor(core.backend, header.suite);
+        const aead = header.compact ? undefined : session.crypto.aead;
         try {
           if (aead) {
-            pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice());
+            pipeline = new AsyncStreamOpener(session.crypto, aead, header.suite, session.key, session.payloadContext.slice());
             await pipeline.push(rest, (out) => controller.enqueue(out));
           } else {
             const Opener = header.compact ? CompactOpener : PayloadOpener;
-            opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
+            opener = new Opener(session.crypto, header.suite, session.key, session.payloadContext.slice());
             emit(controller, opener.push(rest));
           }
         } finally {

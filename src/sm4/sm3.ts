@@ -5,8 +5,8 @@
  * state and wipeable buffers, and node:crypto's "sm3" (where present) is checked against this one
  * in test/core/sm3.test.ts.
  */
-import { wipe } from './bytes.ts';
-import type { HkdfExpand, HmacKeyState } from './hkdf.ts';
+import { wipe } from '../core/bytes.ts';
+import type { HkdfExpand, HmacKeyState } from '../core/hkdf.ts';
 
 export const SM3_BLOCK = 64;
 export const SM3_LENGTH = 32;

@@ -13,8 +13,8 @@
  * only after GHASH over the ciphertext verified); the native path decrypts first and zeroes the
  * output when the tag fails, as gcm-node.ts does for AES.
  */
-import { TAG_LENGTH } from './backend.ts';
-import { equalBytes, wipe } from './bytes.ts';
+import { TAG_LENGTH } from '../core/backend.ts';
+import { equalBytes, wipe } from '../core/bytes.ts';
 import { Ghash } from './ghash.ts';
 import { SM4_BLOCK, SM4_KEY_LENGTH, sm4Ctr32, sm4EncryptBlock, sm4ExpandKey } from './sm4.ts';
 
