@@ -28,12 +28,12 @@ export {
   type OpenItem,
   type OpenOptions,
   type OpenResult,
-  type RewrapOptions,
   type SealItem,
   type SealOptions,
   type StreamSealOptions,
   type SuiteName,
 } from './envelope/envelope.ts';
+export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
 export {
   DECRYPT_CACHE_DEFAULTS,
   ENCRYPTION_CACHE_DEFAULTS,

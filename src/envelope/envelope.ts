@@ -24,12 +24,10 @@ import {
 } from './engine.ts';
 import { type KeyPolicy, policyFindings } from '../core/key-policy.ts';
 import { openRange, type RangeOptions, type RangeSource } from './range.ts';
-import { type RewrapOptions, rewrapSealed } from './rewrap.ts';
 import { createOpenStream, createSealStream } from './stream.ts';
 
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
 export type { KeyPolicy } from '../core/key-policy.ts';
-export type { RewrapOptions } from './rewrap.ts';
 
 declare global {
   interface SymbolConstructor {
@@ -141,12 +139,6 @@ export interface Envelope {
   sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
   openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
-  /**
-   * The message moved to the master key `toKeyId`: only its wrapped-key section is replaced (one
-   * KMS ReEncrypt per wrapped key, or Decrypt + Encrypt where the provider has no ReEncrypt); the
-   * payload is not decrypted and its bytes are identical. Needs `context` for a detached context.
-   */
-  rewrap(sealed: ByteInput, options: RewrapOptions): Promise<Bytes>;
   /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -353,11 +345,6 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
       core.track(() => openRange(core, source, offset, length, o)),
     sealMany,
     openMany,
-    rewrap: (sealed: ByteInput, o: RewrapOptions) =>
-      core.track(() => {
-        const bytes = toBytes(sealed, 'sealed');
-        return rewrapSealed(core, bytes, parseHeader(bytes), o);
-      }),
     close: () => core.close(),
     [Symbol.asyncDispose]: () => core.close(),
   });

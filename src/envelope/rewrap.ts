@@ -5,14 +5,14 @@
  * payload is never decrypted and its bytes, like the authenticated header bytes, stay identical.
  */
 import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
-import { describe } from '../core/bytes.ts';
+import { type ByteInput, describe, toBytes, wipe } from '../core/bytes.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
-import { wipe } from '../core/bytes.ts';
 import { ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
-import { HEADER_LIMITS, type ParsedHeader, VERSION, type WrappedKey } from '../core/header.ts';
+import { HEADER_LIMITS, type ParsedHeader, parseHeader, VERSION, type WrappedKey } from '../core/header.ts';
 import { keyOpensPayload } from '../core/key-check.ts';
 import { replaceWrappedKeys } from '../core/wrapped-section.ts';
-import type { EnvelopeCore } from './engine.ts';
+import { coreOf, type EnvelopeCore } from './engine.ts';
+import type { Bytes, Envelope } from './envelope.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { reEncryptDataKey, rewrapPath } from '../kms/re-encrypt.ts';
 import { checkTargets, type WrapTarget, wrapAlso } from './wrapped-keys.ts';
@@ -187,4 +187,24 @@ export async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, heade
   out.set(newHeader);
   out.set(payload, newHeader.length);
   return out;
+}
+
+/**
+ * The message moved to the master key `toKeyId`: only its wrapped-key section is replaced (one KMS
+ * ReEncrypt per wrapped key, or Decrypt + Encrypt where the provider has no ReEncrypt) through
+ * `envelope`'s key providers; the payload is not decrypted and its bytes are identical. Needs
+ * `context` for a detached context. (Envelope.rewrap() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { createEnvelope, rewrap } from 'kms-envelope';
+ * const moved = await rewrap(envelope, sealed, { toKeyId: 'alias/new' });
+ * ```
+ */
+export function rewrap(envelope: Envelope, sealed: ByteInput, options: RewrapOptions): Promise<Bytes> {
+  const core = coreOf(envelope);
+  return core.track(() => {
+    const bytes = toBytes(sealed, 'sealed');
+    return rewrapSealed(core, bytes, parseHeader(bytes), options);
+  });
 }

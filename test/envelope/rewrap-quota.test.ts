@@ -4,7 +4,7 @@
  * throttling answer and no failure, one ReEncrypt per message. Counts only, never speed.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createEnvelope, inspect, TencentKms } from '../../src/index.ts';
+import { createEnvelope, inspect, rewrap, TencentKms } from '../../src/index.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 
@@ -24,7 +24,7 @@ it('rewraps 200 messages under the ReEncrypt quota with no throttled or failed c
   const rewrapper = createEnvelope({ kms: new TencentKms({ ...common, keyId: to, rateLimit: { actions: { ReEncrypt: { qps: 75, burst: 1 } } } }) });
   // 8 at once: a stall of either side then bunches at most 8 requests (bench/rewrap.ts says why).
   const results: PromiseSettledResult<Uint8Array>[] = [];
-  for (let i = 0; i < sealed.length; i += 8) results.push(...(await Promise.allSettled(sealed.slice(i, i + 8).map((s) => rewrapper.rewrap(s, { toKeyId: to })))));
+  for (let i = 0; i < sealed.length; i += 8) results.push(...(await Promise.allSettled(sealed.slice(i, i + 8).map((s) => rewrap(rewrapper, s, { toKeyId: to })))));
   expect(batch.every((r) => r.ok)).toBe(true);
   expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
   expect(emulator.stats().calls).toEqual({ ReEncrypt: 200 });
