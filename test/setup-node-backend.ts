@@ -1,0 +1,8 @@
+/**
+ * What loading 'kms-envelope' on Node does (package.json "exports", condition `node` ->
+ * src/index.node.ts): provide the node:crypto backend, for every suite here that imports src/ directly.
+ */
+import { createNodeBackend } from '../src/core/backend-node.ts';
+import { provideNodeBackend } from '../src/core/select-backend.ts';
+
+provideNodeBackend(createNodeBackend);
