@@ -34,6 +34,8 @@ export {
   type SuiteName,
 } from './envelope/envelope.ts';
 export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
+export { openStream, sealStream } from './envelope/stream.ts';
+export { openRange, type FileHandleLike, type RangeOptions, type RangeSource, type ReadAt } from './envelope/range.ts';
 export {
   DECRYPT_CACHE_DEFAULTS,
   ENCRYPTION_CACHE_DEFAULTS,
@@ -42,7 +44,6 @@ export {
 } from './economy/cache.ts';
 export type { EnvelopeEvent, EventListener } from './economy/events.ts';
 export type { BucketOptions, RateLimitOptions } from './economy/rate-limit.ts';
-export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './envelope/range.ts';
 export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';

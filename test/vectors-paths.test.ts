@@ -2,8 +2,8 @@
  * Every vector is also opened through every path. test/vectors.test.ts opens our own vectors
  * (test/vectors/envelope-v1.json) with open() on the default backend; here each one goes, on both
  * backends, through every way a message can be opened:
- *  - envelope.open(), envelope.openStream() fed in one piece and one byte at a time,
- *    envelope.openRange() over random ranges from a { size, read } object and from a FileHandle;
+ *  - envelope.open(), openStream(envelope) fed in one piece and one byte at a time,
+ *    openRange(envelope) over random ranges from a { size, read } object and from a FileHandle;
  *  - openFile() and openNodeStream() from kms-envelope/node.
  * A positive vector gives its plaintext byte for byte on every path; a negative one fails on every
  * path with the code open() fails with, and releases no plaintext.
@@ -30,6 +30,8 @@ import {
   inspect,
   LocalKms,
   type OpenOptions,
+  openRange,
+  openStream,
 } from '../src/index.ts';
 import { openFile, openNodeStream } from '../src/node.ts';
 import { sm4 } from '../src/sm4.ts';
@@ -105,7 +107,7 @@ function readable(bytes: Uint8Array, step: number): ReadableStream<Uint8Array> {
 
 const viaOpenStream = (envelope: Envelope, sealed: Uint8Array, options: OpenOptions, step: number): Promise<Outcome> =>
   outcome(async (release) => {
-    const out = readable(sealed, step).pipeThrough(envelope.openStream(options));
+    const out = readable(sealed, step).pipeThrough(openStream(envelope, options));
     for await (const part of out as unknown as AsyncIterable<Uint8Array>) release(part);
   });
 
@@ -213,8 +215,8 @@ describe.each(BACKEND_NAMES)('envelope-v1 vectors through every path, backend %s
       try {
         const check = async ([offset, length]: [number, number]): Promise<void> => {
           const want = hex(expected.subarray(offset, offset + length));
-          expect(hex(await envelope.openRange(objectSource(sealed), offset, length, options))).toBe(want);
-          expect(hex(await envelope.openRange(handle, offset, length, options))).toBe(want);
+          expect(hex(await openRange(envelope, objectSource(sealed), offset, length, options))).toBe(want);
+          expect(hex(await openRange(envelope, handle, offset, length, options))).toBe(want);
         };
         for (const range of fixedRanges(total)) await check(range);
         await fc.assert(fc.asyncProperty(rangeArbitrary(total), check), { numRuns: 30 });
@@ -274,8 +276,8 @@ describe.each(BACKEND_NAMES)('envelope-v1 vectors through every path, backend %s
       const handle = await openHandle(src, 'r');
       try {
         for (const [offset, length] of [[0, 0], [0, claimed], [claimed, 0], [Math.min(1, claimed), Math.max(0, claimed - 2)]] as const) {
-          expectFailure(await outcome(async (release) => release(await envelope.openRange(objectSource(sealed), offset, length, options))));
-          expectFailure(await outcome(async (release) => release(await envelope.openRange(handle, offset, length, options))));
+          expectFailure(await outcome(async (release) => release(await openRange(envelope, objectSource(sealed), offset, length, options))));
+          expectFailure(await outcome(async (release) => release(await openRange(envelope, handle, offset, length, options))));
         }
       } finally {
         await handle.close();

@@ -20,11 +20,8 @@ import {
   type OpenSession,
   type SealOptions,
   type SealSession,
-  type StreamSealOptions,
 } from './engine.ts';
 import { type KeyPolicy, policyFindings } from '../core/key-policy.ts';
-import { openRange, type RangeOptions, type RangeSource } from './range.ts';
-import { createOpenStream, createSealStream } from './stream.ts';
 
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
 export type { KeyPolicy } from '../core/key-policy.ts';
@@ -126,15 +123,6 @@ export interface Envelope {
   sealSync(plaintext: ByteInput | string, options?: SealOptions): Bytes;
   /** open(), synchronously, as sealSync. */
   openSync(sealed: ByteInput, options?: OpenOptions): Bytes;
-  /** A TransformStream from plaintext to the sealed message; the same bytes as seal(). */
-  sealStream(options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array>;
-  /**
-   * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
-   * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
-   */
-  openStream(options?: OpenOptions): TransformStream<ByteInput, Uint8Array>;
-  /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
-  openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes>;
   /** Seals many items with bounded concurrency; per-item results. */
   sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
@@ -339,10 +327,6 @@ export function createEnvelope(options: EnvelopeOptions): Envelope {
     openSync: (sealed: ByteInput, o?: OpenOptions) => core.trackSync(() => plaintextOf(openNow(sealed, o, undefined, true)), 'openSync', wipe),
     openString,
     openWithInfo,
-    sealStream: (o?: StreamSealOptions) => createSealStream(core, o),
-    openStream: (o?: OpenOptions) => createOpenStream(core, o),
-    openRange: (source: RangeSource, offset: number, length: number, o?: RangeOptions) =>
-      core.track(() => openRange(core, source, offset, length, o)),
     sealMany,
     openMany,
     close: () => core.close(),

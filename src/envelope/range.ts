@@ -8,7 +8,8 @@ import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { openPayloadRange, plaintextLength } from '../core/chunked.ts';
 import { openPayloadRangeAsync } from '../core/chunked-async.ts';
 import { compactPlaintextLength, openCompact } from '../core/compact.ts';
-import type { EnvelopeCore, OpenOptions } from './engine.ts';
+import { coreOf, type EnvelopeCore, type OpenOptions } from './engine.ts';
+import type { Bytes, Envelope } from './envelope.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from '../core/header.ts';
 
@@ -69,7 +70,23 @@ async function resolveSource(source: RangeSource, size: number | undefined): Pro
   return { size: s.size, read: asBytes(s.read as ReadAt) };
 }
 
-export async function openRange(
+/**
+ * Plaintext bytes [offset, offset + length) of a sealed message in `source` (a FileHandle, a
+ * read(position, length) function with `size`, or `{ size, read }`), decrypting only the chunks
+ * needed. (Envelope.openRange() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { openRange } from 'kms-envelope';
+ * const page = await openRange(envelope, { size: blob.size, read: (p, n) => blob.slice(p, p + n).arrayBuffer() }, 1 << 20, 4096);
+ * ```
+ */
+export function openRange(envelope: Envelope, source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes> {
+  const core = coreOf(envelope);
+  return core.track(() => openRangeIn(core, source, offset, length, options));
+}
+
+async function openRangeIn(
   core: EnvelopeCore,
   source: RangeSource,
   offset: number,

@@ -8,7 +8,8 @@ import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from '../core/chunked.ts';
 import { AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
 import { CompactOpener } from '../core/compact.ts';
-import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
+import { chunkedSealer, coreOf, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
+import type { Envelope } from './envelope.ts';
 import { HeaderMalformedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from '../core/header.ts';
 
@@ -44,6 +45,29 @@ function onAbort(signal: AbortSignal | undefined, controller: TransformStreamDef
   };
   signal.addEventListener('abort', listener, { once: true });
   return () => signal.removeEventListener('abort', listener);
+}
+
+/**
+ * A TransformStream from plaintext to the sealed message: the same bytes as seal().
+ * (Envelope.sealStream() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { sealStream } from 'kms-envelope';
+ * await file.stream().pipeThrough(sealStream(envelope, { context })).pipeTo(upload);
+ * ```
+ */
+export function sealStream(envelope: Envelope, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
+  return createSealStream(coreOf(envelope), options);
+}
+
+/**
+ * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
+ * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
+ * (Envelope.openStream() before 0.3.)
+ */
+export function openStream(envelope: Envelope, options?: OpenOptions): TransformStream<ByteInput, Uint8Array> {
+  return createOpenStream(coreOf(envelope), options);
 }
 
 export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {

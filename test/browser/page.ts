@@ -13,7 +13,7 @@ import { hkdfExpandBytes } from '../../src/core/hkdf.ts';
 import { type BackendName, selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
 import { MemoryKeyStore, type StoredKey } from '../../src/hierarchy/key-store.ts';
-import { createEnvelope, type EncryptionContext, inspect, LocalKms, type SuiteName, TencentKms } from '../../src/index.ts';
+import { createEnvelope, type EncryptionContext, inspect, LocalKms, openRange, openStream, sealStream, type SuiteName, TencentKms } from '../../src/index.ts';
 import { createKeyHierarchy } from '../../src/hierarchy.ts';
 
 export interface Outcome {
@@ -495,11 +495,11 @@ export async function bigStream(name: string, mib: number): Promise<{ plaintextB
       controller.enqueue(chunk);
     },
   });
-  const sealedBlob = await new Response(plainBlob.stream().pipeThrough(envelope.sealStream({ context: { file: 'big.bin' } })).pipeThrough(pauseSeal)).blob();
+  const sealedBlob = await new Response(plainBlob.stream().pipeThrough(sealStream(envelope, { context: { file: 'big.bin' } })).pipeThrough(pauseSeal)).blob();
 
   let count = 0;
   let mismatches = 0;
-  const reader = sealedBlob.stream().pipeThrough(envelope.openStream({ context: { file: 'big.bin' } })).getReader();
+  const reader = sealedBlob.stream().pipeThrough(openStream(envelope, { context: { file: 'big.bin' } })).getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -512,7 +512,7 @@ export async function bigStream(name: string, mib: number): Promise<{ plaintextB
   // Random access into the sealed Blob: a stretch across a chunk boundary in the middle.
   const offset = Math.floor((mib << 20) / 2) - 5000;
   const source = { size: sealedBlob.size, read: (p: number, n: number) => sealedBlob.slice(p, p + n).arrayBuffer() };
-  const range = await envelope.openRange(source, offset, 20_000, { context: { file: 'big.bin' } });
+  const range = await openRange(envelope, source, offset, 20_000, { context: { file: 'big.bin' } });
   let rangeOk = range.length === 20_000;
   for (let i = 0; i < range.length && rangeOk; i++) rangeOk = range[i] === expectedByte(offset + i, mib);
   await envelope.close();
@@ -564,7 +564,7 @@ export async function tamper(name: string): Promise<{ cases: { where: string; op
     let streamError = 'none';
     const released: Uint8Array[] = [];
     try {
-      const reader = piecewise(bad, 5000).pipeThrough(envelope.openStream({ context: { t: '1' } })).getReader();
+      const reader = piecewise(bad, 5000).pipeThrough(openStream(envelope, { context: { t: '1' } })).getReader();
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
@@ -577,7 +577,7 @@ export async function tamper(name: string): Promise<{ cases: { where: string; op
     let range = 'opened';
     try {
       const chunk = where === 'first chunk' ? 0 : where === 'second chunk' ? 1 : 3;
-      await envelope.openRange({ size: bad.length, read: async (p, n) => bad.subarray(p, p + n) }, chunk * 16384, 10, { context: { t: '1' }, verifyLength: false });
+      await openRange(envelope, { size: bad.length, read: async (p, n) => bad.subarray(p, p + n) }, chunk * 16384, 10, { context: { t: '1' }, verifyLength: false });
     } catch (e) {
       range = errorCode(e);
     }

@@ -6,7 +6,7 @@
  * transport ends its attempt and its waits on it. Files: test/node/files-abort.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEnvelope, LocalKms, TencentKms } from '../../src/index.ts';
+import { createEnvelope, LocalKms, openStream, sealStream, TencentKms } from '../../src/index.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../../src/kms/key-provider.ts';
 import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
@@ -70,8 +70,8 @@ describe('cancellation: a signal already aborted', { timeout: 5000 }, () => {
     await expect(envelope.openWithInfo(sealed, { signal })).rejects.toBe(reason);
     await expect(envelope.sealMany(['a', 'b'], { signal })).rejects.toBe(reason);
     await expect(envelope.openMany([sealed, sealed], { signal })).rejects.toBe(reason);
-    await expect(new Blob(['x']).stream().pipeThrough(envelope.sealStream({ signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
-    await expect(new Blob([sealed]).stream().pipeThrough(envelope.openStream({ signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
+    await expect(new Blob(['x']).stream().pipeThrough(sealStream(envelope, { signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
+    await expect(new Blob([sealed]).stream().pipeThrough(openStream(envelope, { signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
     expect(kms.calls).toEqual(before);
     await envelope.close();
   });
@@ -185,8 +185,8 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
     const envelope = createEnvelope({ kms });
     const sealed = await envelope.seal(new Uint8Array(100_000));
     for (const [make, input] of [
-      [(signal: AbortSignal) => envelope.sealStream({ signal }), new Uint8Array(100_000)],
-      [(signal: AbortSignal) => envelope.openStream({ signal }), sealed],
+      [(signal: AbortSignal) => sealStream(envelope, { signal }), new Uint8Array(100_000)],
+      [(signal: AbortSignal) => openStream(envelope, { signal }), sealed],
     ] as const) {
       const controller = new AbortController();
       const reason = new Error('stream cancelled');

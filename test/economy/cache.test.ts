@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import fc from 'fast-check';
 import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
-import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../../src/index.ts';
+import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms, sealStream } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 import { BACKENDS } from '../helpers.ts';
@@ -93,7 +93,7 @@ describe('encryption cache, counted at the emulator', () => {
     const envelope = createEnvelope({ kms: LocalKms.generate(), cache: { maxBytes: 50_000 } });
     const run = (size: number, declared?: number) =>
       new Response(new Uint8Array(size))
-        .body!.pipeThrough(envelope.sealStream(declared === undefined ? {} : { size: declared }))
+        .body!.pipeThrough(sealStream(envelope, declared === undefined ? {} : { size: declared }))
         .pipeTo(new WritableStream());
     await run(30_000);
     await expect(run(30_000)).rejects.toMatchObject({ code: 'ERR_LIMIT_EXCEEDED' });

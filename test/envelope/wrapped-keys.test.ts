@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_HEADER_LENGTH, parseHeader } from '../../src/core/header.ts';
 import { replaceWrappedKeys } from '../../src/core/wrapped-section.ts';
-import { createEnvelope, type EnvelopeEvent, LocalKms, rewrap } from '../../src/index.ts';
+import { createEnvelope, type EnvelopeEvent, LocalKms, openStream, rewrap } from '../../src/index.ts';
 import type { KeyProvider } from '../../src/kms/key-provider.ts';
 import { TencentKms } from '../../src/kms/tencent.ts';
 import { useEmulator, type EmulatorFixture } from '../fixtures/emulator.ts';
@@ -174,7 +174,7 @@ describe('the largest header', () => {
       },
     });
     const chunks: Uint8Array[] = [];
-    for await (const chunk of pieces.pipeThrough(envelope.openStream())) chunks.push(chunk);
+    for await (const chunk of pieces.pipeThrough(openStream(envelope))) chunks.push(chunk);
     expect(Buffer.concat(chunks)).toEqual(Buffer.from(await envelope.open(sealed)));
   });
 });

@@ -30,7 +30,7 @@ const RESOLUTIONS = {
 } as const;
 
 const BROWSER_CONSUMER = `
-import { createEnvelope, LocalKms, type Envelope } from 'kms-envelope';
+import { createEnvelope, type Envelope, LocalKms, sealStream } from 'kms-envelope';
 
 const context = { table: 'users', row: '42' };
 const envelope: Envelope = createEnvelope({ kms: LocalKms.generate() });
@@ -42,7 +42,7 @@ const blob: Blob = new Blob([sealed], { type: 'application/octet-stream' });
 const digest: ArrayBuffer = await crypto.subtle.digest('SHA-256', sealed);
 const response: Response = await fetch('https://example.test/upload', { body: sealed, method: 'POST' });
 
-const sealedStream = new Response('hello').body!.pipeThrough(envelope.sealStream({ context }));
+const sealedStream = new Response('hello').body!.pipeThrough(sealStream(envelope, { context }));
 const reader: ReadableStreamDefaultReader<Uint8Array> = sealedStream.getReader();
 await envelope.close();
 

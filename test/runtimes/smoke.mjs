@@ -92,9 +92,9 @@ export async function smoke(lib, selectBackend, vectors, runtime) {
         },
       });
       const reader = source
-        .pipeThrough(envelope.sealStream({ context: { file: 'big.bin' } }))
+        .pipeThrough(sealStream(envelope, { context: { file: 'big.bin' } }))
         .pipeThrough(counted)
-        .pipeThrough(envelope.openStream({ context: { file: 'big.bin' } }))
+        .pipeThrough(openStream(envelope, { context: { file: 'big.bin' } }))
         .getReader();
       let count = 0;
       let mismatches = 0;
