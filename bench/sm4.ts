@@ -17,7 +17,7 @@ import { hkdfExpandSm3, hmacSm3Prepare } from '../src/sm4/sm3.ts';
 import { sm4Ctr32, sm4ExpandKey } from '../src/sm4/sm4.ts';
 import { Ghash } from '../src/sm4/ghash.ts';
 import { GHASH } from '@noble/ciphers/_polyval.js';
-import { type BackendName, createEnvelope, LocalKms, openStream, sealStream, type SuiteName } from '../src/index.ts';
+import { type BackendName, createEnvelope, decryptCache, encryptionCache, LocalKms, openStream, openSync, sealStream, sealSync, type SuiteName } from '../src/index.ts';
 import { type Suite, sm4 as sm4Suite } from '../src/sm4.ts';
 import { type Case, formatNs, type Result, ratioTo } from './harness.ts';
 
@@ -68,10 +68,10 @@ const context = { table: 'users', row: '42' };
 async function records(backend: BackendName): Promise<string[]> {
   const plaintext = randomBytes(1024);
   const make = async (suite: SuiteName | Suite) => {
-    const envelope = createEnvelope({ kms: LocalKms.generate(), suite, backend, cache: { maxMessages: 2 ** 31 }, decryptCache: true });
+    const envelope = createEnvelope({ kms: LocalKms.generate(), suite, backend, cache: encryptionCache({ maxMessages: 2 ** 31 }), decryptCache: decryptCache() });
     const warm = await envelope.seal(plaintext, { context });
     await envelope.open(warm, { context });
-    return () => envelope.openSync(envelope.sealSync(plaintext, { context }), { context });
+    return () => openSync(envelope, sealSync(envelope, plaintext, { context }), { context });
   };
   const aes = await make('cobblestone-256');
   const sm4 = await make(sm4Suite);

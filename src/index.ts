@@ -36,9 +36,17 @@ export {
 export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
 export { openStream, sealStream } from './envelope/stream.ts';
 export { openRange, type FileHandleLike, type RangeOptions, type RangeSource, type ReadAt } from './envelope/range.ts';
+export { openSync, sealSync } from './envelope/sync.ts';
+export { usePortableCrypto } from './core/backend-noble.ts';
+export { keyPolicy, type KeyPolicyChoice } from './core/key-policy.ts';
+export type { Suite } from './core/suites.ts';
 export {
   DECRYPT_CACHE_DEFAULTS,
+  decryptCache,
+  type DecryptCacheChoice,
   ENCRYPTION_CACHE_DEFAULTS,
+  encryptionCache,
+  type EncryptionCacheChoice,
   type DecryptCacheOptions,
   type EncryptionCacheOptions,
 } from './economy/cache.ts';

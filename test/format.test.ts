@@ -421,7 +421,7 @@ describe('FORMAT.md §6 payload', () => {
     const out = new Uint8Array(sealedLength(100));
     sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(100), out, 0);
     out[40]! ^= 1;
-    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key, context: new Uint8Array(0) }, out)).toThrow();
     expect(chunkCalls).toBe(0);
   });
 
@@ -449,7 +449,7 @@ describe('FORMAT.md §6 payload', () => {
     const out = new Uint8Array(sealedLength(40000));
     sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(40000).fill(0x5a), out, 0);
     out[out.length - 1]! ^= 1; // the last chunk fails after two good ones were decrypted
-    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key, context: new Uint8Array(0) }, out)).toThrow();
     expect(outputs.length).toBe(3);
     expect(outputs[0]!.every((b) => b === 0)).toBe(true);
   });

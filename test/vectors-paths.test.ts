@@ -328,7 +328,7 @@ for (const [suite, file] of WYCHEPROOF) {
 
   describe(`${suite.name} Wycheproof vectors through random access on backend noble`, () => {
     const range = (t: (typeof cases)[0], start: number, length: number) =>
-      openPayloadRange(nobleBackend, suite, unhex(t.key), unhex(t.ctx), async (p, n) => t.ctBytes.subarray(p, p + n), t.ctBytes.length, start, length, true);
+      openPayloadRange({ crypto: nobleBackend, suite, key: unhex(t.key), context: unhex(t.ctx) }, { read: async (p, n) => t.ctBytes.subarray(p, p + n), payloadLength: t.ctBytes.length, start, length, verifyLength: true });
 
     it('has all 35 vectors', () => expect(cases.length).toBe(35));
 
@@ -338,7 +338,7 @@ for (const [suite, file] of WYCHEPROOF) {
         // The whole message through random access, except for the two 4 MiB counter-rollover
         // vectors (slow on noble, and opened whole on noble in chunked.test.ts): their reference
         // plaintext comes from openPayload() on the node backend, checked against the vector here.
-        const plain = total <= 4 * CHUNK_SIZE ? await range(t, 0, total) : openPayload(nodeBackend, suite, unhex(t.key), unhex(t.ctx), t.ctBytes);
+        const plain = total <= 4 * CHUNK_SIZE ? await range(t, 0, total) : openPayload({ crypto: nodeBackend, suite, key: unhex(t.key), context: unhex(t.ctx) }, t.ctBytes);
         expect(plain.length).toBe(t.msgLength);
         expect(sha512(plain)).toBe(t.msgSha512);
         expect((await range(t, total, 0)).length).toBe(0);

@@ -5,7 +5,7 @@
  * 16 KiB chunks (the limit here), and 1 KiB records. Cases are interleaved in rounds; ratios are
  * medians over rounds of the two cases' times in the same round.
  */
-import { createEnvelope, type Envelope, LocalKms, openStream, sealStream } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, type Envelope, LocalKms, openStream, sealStream } from '../../src/index.ts';
 
 const MiB = 1024 * 1024;
 const CHUNK = 16384;
@@ -124,8 +124,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   const kms = LocalKms.generate({ backend: 'noble' });
   const web = createEnvelope({ kms, backend: 'webcrypto' });
   const noble = createEnvelope({ kms, backend: 'noble' });
-  const webCached = createEnvelope({ kms, backend: 'webcrypto', cache: true, decryptCache: true });
-  const nobleCached = createEnvelope({ kms, backend: 'noble', cache: true, decryptCache: true });
+  const webCached = createEnvelope({ kms, backend: 'webcrypto', cache: encryptionCache(), decryptCache: decryptCache() });
+  const nobleCached = createEnvelope({ kms, backend: 'noble', cache: encryptionCache(), decryptCache: decryptCache() });
 
   const piece = randomBytes(PIECE);
   const pieces = Array.from({ length: streamMiB }, () => piece);

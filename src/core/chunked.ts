@@ -21,6 +21,32 @@ export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */
 export const MAX_CHUNKS = 2 ** 38;
 
+/**
+ * What opening a payload takes, resolved once: the suite's primitives (`crypto`) and parameters,
+ * the input key (the data key, or a hierarchy's derived key), the Cobblestone context (FORMAT.md
+ * §4), and the key's precomputed HKDF state when a cache lent it. The caller keeps and wipes `key`.
+ */
+export interface PayloadKey {
+  readonly crypto: CryptoBackend;
+  readonly suite: PayloadSuite;
+  readonly key: Uint8Array;
+  readonly context: Uint8Array;
+  readonly keyState?: HmacKeyState | undefined;
+}
+
+/**
+ * A range of a payload to open: plaintext bytes [start, start + length) of a payload of
+ * `payloadLength` bytes read through `read`; with `verifyLength`, the final chunk too, which
+ * authenticates the message length.
+ */
+export interface PayloadRange {
+  readonly read: PayloadReader;
+  readonly payloadLength: number;
+  readonly start: number;
+  readonly length: number;
+  readonly verifyLength: boolean;
+}
+
 /** The per-message key material from HKDF (views into the key slab); wipe() when done. */
 export class PayloadKeys {
   readonly key: Uint8Array;
@@ -117,14 +143,7 @@ function openChunksInto(backend: CryptoBackend, keys: PayloadKeys, sealed: Uint8
  * Opens a whole payload. Checks the length and the commitment before any chunk; returns the
  * plaintext only when every chunk authenticates, and leaves nothing behind otherwise.
  */
-export function openPayload(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  payload: Uint8Array,
-  keyState?: HmacKeyState,
-): Uint8Array {
+export function openPayload({ crypto: backend, suite, key: inputKey, context, keyState }: PayloadKey, payload: Uint8Array): Uint8Array {
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
@@ -430,15 +449,8 @@ export type PayloadReader = (position: number, length: number) => Promise<Uint8A
  * `verifyLength`, also decrypts the final chunk, which authenticates the message length.
  */
 export async function openPayloadRange(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  read: PayloadReader,
-  payloadLength: number,
-  start: number,
-  length: number,
-  verifyLength: boolean,
+  { crypto: backend, suite, key: inputKey, context }: PayloadKey,
+  { read, payloadLength, start, length, verifyLength }: PayloadRange,
 ): Promise<Uint8Array> {
   const total = rangeTotal(suite, inputKey, payloadLength, start, length);
   const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);

@@ -5,8 +5,8 @@
  * carries none of its code.
  */
 import type { CryptoBackend } from './backend.ts';
-import { nobleBackend } from './backend-noble.ts';
 import { createWebCryptoBackend } from './backend-webcrypto.ts';
+import { providedPortable } from './sync-aes.ts';
 
 export type BackendName = 'node' | 'noble' | 'webcrypto';
 
@@ -34,10 +34,15 @@ function node(): CryptoBackend | undefined {
 
 /**
  * The one named, or: node:crypto where it exists and was provided (Node, Bun, Deno with its node:
- * modules), else crypto.subtle (browsers, Workers), else @noble/ciphers.
+ * modules), else crypto.subtle (browsers, Workers), else @noble/ciphers once usePortableCrypto()
+ * (backend-noble.ts) brought it in.
  */
 export function selectBackend(name?: BackendName): CryptoBackend {
-  if (name === 'noble') return nobleBackend;
+  if (name === 'noble') {
+    const portable = providedPortable();
+    if (!portable) throw new TypeError(`backend "noble" is not loaded: call usePortableCrypto() from 'kms-envelope' first (the Node entry does)`);
+    return portable;
+  }
   if (name === 'webcrypto') {
     const backend = webCrypto();
     if (!backend) throw new TypeError('backend "webcrypto" needs crypto.subtle, which this runtime does not have (a browser offers it only in a secure context)');
@@ -50,5 +55,7 @@ export function selectBackend(name?: BackendName): CryptoBackend {
       'backend "node" needs node:crypto, which this runtime does not have (or the package was loaded without the "node" export condition, which brings it in)',
     );
   }
-  return webCrypto() ?? nobleBackend;
+  const fallback = webCrypto() ?? providedPortable();
+  if (!fallback) throw new TypeError('this runtime has neither node:crypto nor crypto.subtle (a browser offers it only in a secure context): call usePortableCrypto() to run on @noble/ciphers');
+  return fallback;
 }

@@ -6,7 +6,7 @@
 import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
 import type { AsyncAead, CryptoBackend } from '../core/backend.ts';
 import { base64, describe, slabBytes, wipe } from '../core/bytes.ts';
-import { plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
+import { type PayloadKey, plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from '../core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
 import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
@@ -20,17 +20,18 @@ import {
   type WrappedKey,
 } from '../core/header.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
-import { checkKeyPolicy, enforceKeyPolicy, type KeyPolicy } from '../core/key-policy.ts';
+import { type KeyPolicyChoice, keyPolicyCheck } from '../core/key-policy.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
 import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type Suite, type SuiteName, suiteFor, suiteOption, suiteTable } from '../core/suites.ts';
 import {
   type CachedKeyMaterial,
-  DecryptCache,
-  type DecryptCacheOptions,
+  cacheFrom,
+  type DecryptCache,
+  type DecryptCacheChoice,
   DecryptCacheIds,
   DecryptFlights,
-  EncryptionCache,
-  type EncryptionCacheOptions,
+  type EncryptionCache,
+  type EncryptionCacheChoice,
   type Lease,
   type RememberedKey,
 } from '../economy/cache.ts';
@@ -74,19 +75,21 @@ export interface EnvelopeOptions extends WrappingOptions {
   /** Crypto backend; default node:crypto where it exists, else WebCrypto (crypto.subtle), else @noble/ciphers. */
   backend?: BackendName;
   /**
-   * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
-   * messages, bytes and age, never across contexts. See economy/cache.ts for the defaults and why.
+   * Reuse each data key for several messages (opt-in): `cache: encryptionCache()` (import {
+   * encryptionCache } from 'kms-envelope'), within limits on messages, bytes and age, never across
+   * contexts. See economy/cache.ts for the defaults and why.
    */
-  cache?: EncryptionCacheOptions | boolean;
-  /** Remember decrypted data keys for a while (opt-in; `true` for the defaults). */
-  decryptCache?: DecryptCacheOptions | boolean;
+  cache?: EncryptionCacheChoice;
+  /** Remember decrypted data keys for a while (opt-in): `decryptCache: decryptCache({ ttl })`. */
+  decryptCache?: DecryptCacheChoice;
   /** KMS calls and cache events, for metrics. */
   onEvent?: EventListener;
   /**
    * Refuse to open messages older than this (a KeyVersionRefusedError naming the version found,
-   * before any KMS call): `{ minKeyVersion: 3 }` once every value is rewrapped past version 2.
+   * before any KMS call): `keyPolicy({ minKeyVersion: 3 })` (import { keyPolicy } from
+   * 'kms-envelope') once every value is rewrapped past version 2.
    */
-  keyPolicy?: KeyPolicy;
+  keyPolicy?: KeyPolicyChoice;
   /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
   randomBytes?: (length: number) => Uint8Array;
 }
@@ -123,8 +126,8 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** With a hierarchy: caller metadata handed to its audit hook with this open. */
   audit?: Readonly<Record<string, unknown>>;
-  /** A key policy for this open, instead of the envelope's. */
-  keyPolicy?: KeyPolicy;
+  /** A key policy for this open (keyPolicy({ ... })), instead of the envelope's. */
+  keyPolicy?: KeyPolicyChoice;
 }
 
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
@@ -159,6 +162,39 @@ export interface OpenSession {
   readonly hitPending: boolean;
 }
 
+/** How a path seals. */
+export interface SealMode {
+  /** The plaintext size when known: a cached data key reserves it (undefined for streams). */
+  readonly bytes?: number | undefined;
+  /** The caller can seal a compact payload (it has the whole plaintext). */
+  readonly compactOk?: boolean | undefined;
+}
+
+/** Keys remembered for a while by id (a decrypt cache, or one batch's keys: openMany). */
+export interface KeyScope {
+  get(id: string, borrow: boolean): RememberedKey | undefined;
+  set(id: string, key: Uint8Array, keyState: HmacKeyState | undefined): void;
+}
+
+/** How a path opens. */
+export interface OpenMode {
+  /** The payload's length when known: a length no message has costs no KMS call. */
+  readonly payloadLength?: number | undefined;
+  /** Keys shared by one batch (openMany): each distinct wrapped key is decrypted once. */
+  readonly scope?: KeyScope | undefined;
+  /**
+   * The caller can borrow a cached key (with its HKDF state): it then opens synchronously, before
+   * it yields, and never wipes a borrowed key.
+   */
+  readonly borrow?: boolean | undefined;
+  /**
+   * openSync: a key that is not in memory is loaded, and the promise then rejects instead of
+   * opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its audit record)
+   * must not happen behind its back.
+   */
+  readonly warmOnly?: boolean | undefined;
+}
+
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
@@ -171,23 +207,13 @@ export interface EnvelopeCore {
   readonly kms: KeyProvider | undefined;
   /** The envelope's onEvent, never throwing. */
   readonly emit: (event: EnvelopeEvent) => void;
+  beginSeal(options?: SealOptions, mode?: SealMode): SealSession | Promise<SealSession>;
   /**
-   * `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams.
-   * `compactOk`: the caller can seal a compact payload (it has the whole plaintext).
+   * Checks the suite, the context, the key policy, the payload length (when known) and the
+   * provider, then gets the data key (from a cache or the KMS): a message that cannot open costs
+   * no KMS call.
    */
-  beginSeal(options?: SealOptions, bytes?: number, compactOk?: boolean): SealSession | Promise<SealSession>;
-  /**
-   * Checks the context, the payload length (when known) and the provider, then gets the data key
-   * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
-   * `borrow`: whether the caller can borrow a cached key (with its HKDF state): it then opens
-   * synchronously, before it yields, and never wipes a borrowed key.
-   */
-  /**
-   * With `warmOnly` (openSync): a key that is not in memory is loaded, and the promise then rejects
-   * instead of opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its
-   * audit record) must not happen behind its back.
-   */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean, warmOnly?: boolean): OpenSession | Promise<OpenSession>;
+  beginOpen(header: ParsedHeader, options?: OpenOptions, mode?: OpenMode): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
   /**
@@ -197,6 +223,11 @@ export interface EnvelopeCore {
    */
   trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
   close(): Promise<void>;
+}
+
+/** What the payload openers take from an open session. */
+export function payloadKeyOf(session: OpenSession): PayloadKey {
+  return { crypto: session.crypto, suite: session.header.suite, key: session.key, context: session.payloadContext, keyState: session.keyState };
 }
 
 /** The chunked sealer of a session that streams (never compact: compactOk was not given). */
@@ -228,7 +259,7 @@ interface Settings {
   readonly emit: (event: EnvelopeEvent) => void;
   readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
   readonly decryptCache: DecryptCache | undefined;
-  readonly keyPolicy: KeyPolicy | undefined;
+  readonly keyPolicy: ((header: ParsedHeader) => void) | undefined;
   /** The wrapped keys besides the kms one, the providers open() tries, its cap on KMS calls (wrapped-keys.ts). */
   readonly wrapping: Wrapping;
 }
@@ -272,9 +303,9 @@ function resolve(options: EnvelopeOptions): Settings {
     random: options.randomBytes ?? backend.randomBytes,
     defaultDetached: options.detachedContext ?? false,
     emit,
-    encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
-    decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
-    keyPolicy: checkKeyPolicy(options.keyPolicy, 'keyPolicy'),
+    encryptionCache: cacheFrom<EncryptionCache<HeaderParts>>(options.cache, 'encryption-cache', emit),
+    decryptCache: cacheFrom<DecryptCache>(options.decryptCache, 'decrypt-cache', emit),
+    keyPolicy: keyPolicyCheck(options.keyPolicy, 'keyPolicy'),
     wrapping: resolveWrapping(options, kms),
   };
 }
@@ -439,7 +470,7 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
     return { header, suite: s.suite, sealer, compact: compactSealer, reserve: noReserve };
   }
 
-  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
+  return function beginSeal(sealOptions: SealOptions = {}, { bytes, compactOk = false }: SealMode = {}): SealSession | Promise<SealSession> {
     const signal = checkSignal(sealOptions.signal);
     throwIfAborted(signal);
     const context = canonicalContext(sealOptions.context);
@@ -529,13 +560,13 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     return abortable(key, openOptions.signal).then((k) => session(k, false));
   }
 
-  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false, warmOnly = false) {
+  return function beginOpen(header, openOptions = {}, { payloadLength, scope, borrow = false, warmOnly = false }: OpenMode = {}) {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
     const context = openingContext(header, openOptions);
     const suite = suiteFor(s.suites, header.suite);
     const crypto = suite.primitives(s.backend);
-    enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
+    (openOptions.keyPolicy === undefined ? s.keyPolicy : keyPolicyCheck(openOptions.keyPolicy, 'keyPolicy'))?.(header);
     checkPayloadLength(header, payloadLength);
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow, warmOnly);
     const providers = header.wrappedKeys.map((w) => w.provider);

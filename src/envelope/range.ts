@@ -7,8 +7,8 @@
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { openPayloadRange, plaintextLength } from '../core/chunked.ts';
 import { openPayloadRangeAsync } from '../core/chunked-async.ts';
-import { compactPlaintextLength, openCompact } from '../core/compact.ts';
-import { coreOf, type EnvelopeCore, type OpenOptions } from './engine.ts';
+import { compactPlaintextLength, openCompact, openCompactAsync } from '../core/compact.ts';
+import { coreOf, type EnvelopeCore, type OpenOptions, payloadKeyOf } from './engine.ts';
 import type { Bytes, Envelope } from './envelope.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from '../core/header.ts';
@@ -102,7 +102,7 @@ async function openRangeIn(
   if (total !== undefined && offset + length > total) {
     throw new RangeError(`range [${offset}, ${offset}+${length}) is outside the plaintext of ${total} bytes`);
   }
-  const session = await core.beginOpen(header, options, payloadLength);
+  const session = await core.beginOpen(header, options, { payloadLength });
   try {
     const readPayload = async (position: number, n: number): Promise<Uint8Array> => {
       const bytes = await read(header.length + position, n);
@@ -111,7 +111,9 @@ async function openRangeIn(
     };
     if (header.compact) {
       // One small chunk: read and open it whole, then cut the range out.
-      const plaintext = openCompact(session.crypto, header.suite, session.key, session.payloadContext, await readPayload(0, payloadLength));
+      const payload = await readPayload(0, payloadLength);
+      const aead = session.crypto.aead;
+      const plaintext = aead ? await openCompactAsync(payloadKeyOf(session), aead, payload) : openCompact(payloadKeyOf(session), payload);
       try {
         return plaintext.slice(offset, offset + length);
       } finally {
@@ -121,8 +123,8 @@ async function openRangeIn(
     // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer. With an asynchronous
     // AEAD (the WebCrypto backend) the chunks are opened several at once.
     const aead = session.crypto.aead;
-    const range = [header.suite, session.key, session.payloadContext, readPayload, payloadLength, offset, length, options.verifyLength ?? true] as const;
-    const plaintext = aead ? openPayloadRangeAsync(session.crypto, aead, ...range) : openPayloadRange(session.crypto, ...range);
+    const range = { read: readPayload, payloadLength, start: offset, length, verifyLength: options.verifyLength ?? true };
+    const plaintext = aead ? openPayloadRangeAsync(payloadKeyOf(session), aead, range) : openPayloadRange(payloadKeyOf(session), range);
     return (await plaintext) as Uint8Array<ArrayBuffer>;
   } finally {
     wipe(session.key);

@@ -9,9 +9,10 @@ import { type ByteInput, describe, toBytes, wipe } from '../core/bytes.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
 import { ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
 import { HEADER_LIMITS, type ParsedHeader, parseHeader, VERSION, type WrappedKey } from '../core/header.ts';
+import { usePortableCrypto } from '../core/backend-noble.ts';
 import { keyOpensPayload } from '../core/key-check.ts';
 import { replaceWrappedKeys } from '../core/wrapped-section.ts';
-import { coreOf, type EnvelopeCore } from './engine.ts';
+import { coreOf, type EnvelopeCore, payloadKeyOf } from './engine.ts';
 import type { Bytes, Envelope } from './envelope.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { reEncryptDataKey, rewrapPath } from '../kms/re-encrypt.ts';
@@ -157,10 +158,11 @@ async function addedKeys(
   options: RewrapOptions,
 ): Promise<WrappedKey[]> {
   if (!payload) throw new TypeError('adding a wrapped key needs the payload (its key commitment is checked first): rewrap the whole message');
-  const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, payload.length);
+  usePortableCrypto(); // a compact payload's commitment is checked by opening it, synchronously
+  const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, { payloadLength: payload.length });
   const key = session.key;
   try {
-    if (!keyOpensPayload(session.crypto, header.suite, key, session.payloadContext, payload, header.compact)) throw new DecryptionFailedError();
+    if (!keyOpensPayload(payloadKeyOf(session), payload, header.compact)) throw new DecryptionFailedError();
     const timed = async <T>(provider: string, call: () => Promise<T>): Promise<T> => {
       const started = Date.now();
       try {

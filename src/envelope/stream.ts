@@ -4,6 +4,7 @@
  * an asynchronous AEAD (the WebCrypto backend) at most CHUNKS_IN_FLIGHT more are in flight.
  */
 import { checkSignal, throwIfAborted } from '../core/abort.ts';
+import type { AsyncAead } from '../core/backend.ts';
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from '../core/chunked.ts';
 import { AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
@@ -85,7 +86,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
     {
       async start(controller) {
         unlisten = onAbort(signal, controller, stop);
-        const session = await core.track(async () => core.beginSeal(options, options?.size));
+        const session = await core.track(async () => core.beginSeal(options, { bytes: options?.size }));
         sealer = chunkedSealer(session);
         if (signal?.aborted) {
           sealer.destroy(); // aborted as the key arrived
@@ -145,6 +146,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
   let opener: PayloadOpener | CompactOpener | undefined;
+  // A compact message over an asynchronous AEAD: gathered, then opened with it at the end.
+  let compactAead: AsyncAead | undefined;
   // Over an asynchronous AEAD (WebCrypto): several chunks in flight, emitted in order.
   let pipeline: AsyncStreamOpener | undefined;
   let unlisten = (): void => {};
@@ -194,14 +197,15 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         }
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);
-        const aead = header.compact ? undefined : session.crypto.aead;
+        const aead = session.crypto.aead;
         try {
-          if (aead) {
+          if (aead && !header.compact) {
             pipeline = new AsyncStreamOpener(session.crypto, aead, header.suite, session.key, session.payloadContext.slice());
             await pipeline.push(rest, (out) => controller.enqueue(out));
           } else {
             const Opener = header.compact ? CompactOpener : PayloadOpener;
             opener = new Opener(session.crypto, header.suite, session.key, session.payloadContext.slice());
+            if (header.compact) compactAead = aead;
             emit(controller, opener.push(rest));
           }
         } finally {
@@ -220,7 +224,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
             ? new HeaderMalformedError('header exceeds its largest possible size')
             : new HeaderMalformedError(pendingLength === 0 ? 'empty input: not a kms-envelope message' : 'input ends inside the header');
         }
-        emit(controller, opener.end());
+        emit(controller, compactAead && opener instanceof CompactOpener ? await opener.endAsync(compactAead) : opener.end());
       },
       cancel() {
         unlisten();

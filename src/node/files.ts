@@ -105,7 +105,7 @@ export async function sealInto(
 ): Promise<number> {
   const signal = checkSignal(options.signal);
   const declared = Number.isFinite(size) ? size : undefined;
-  const session = await core.beginSeal(options, declared);
+  const session = await core.beginSeal(options, { bytes: declared });
   const { header } = session;
   const sealer = chunkedSealer(session);
   const spend = budget(session, declared);
@@ -187,7 +187,7 @@ export async function openInto(
     await source.read(head, 0, head.length, 0);
     const header = parseHeader(head);
     // Checks the context and the payload length before the KMS is asked for anything.
-    const session = await core.beginOpen(header, options, size - header.length);
+    const session = await core.beginOpen(header, options, { payloadLength: size - header.length });
     const pool = header.compact ? undefined : poolFor(options, size, session.suite);
     const pass = async (key: Uint8Array, write: Sink | undefined, progressFrom: number, progressTotal: number): Promise<number> => {
       const Opener = header.compact ? CompactOpener : PayloadOpener;

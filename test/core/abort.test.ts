@@ -6,7 +6,7 @@
  * transport ends its attempt and its waits on it. Files: test/node/files-abort.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEnvelope, LocalKms, openStream, sealStream, TencentKms } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, LocalKms, openStream, sealStream, TencentKms } from '../../src/index.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../../src/kms/key-provider.ts';
 import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
@@ -59,7 +59,7 @@ const allWiped = (keys: Uint8Array[]) => keys.every((k) => k.every((b) => b === 
 describe('cancellation: a signal already aborted', { timeout: 5000 }, () => {
   it('rejects seal, open, openString, openWithInfo, sealMany, openMany, sealStream and openStream with its reason, before any KMS call', async () => {
     const kms = new InstrumentedProvider(LocalKms.generate());
-    const envelope = createEnvelope({ kms, cache: true, decryptCache: true });
+    const envelope = createEnvelope({ kms, cache: encryptionCache(), decryptCache: decryptCache() });
     const sealed = await envelope.seal('x');
     const before = { ...kms.calls };
     const reason = new Error('already aborted');
@@ -145,7 +145,7 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
 
   it('concurrent seals share one GenerateDataKey (encryption cache): one that aborts leaves the others their key', async () => {
     const kms = new HeldProvider();
-    const envelope = createEnvelope({ kms, cache: true });
+    const envelope = createEnvelope({ kms, cache: encryptionCache() });
     const leaving = new AbortController();
     const a = envelope.seal('a', { signal: leaving.signal });
     const b = envelope.seal('b');

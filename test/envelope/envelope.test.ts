@@ -4,7 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   createEnvelope,
+  decryptCache,
   DecryptionFailedError,
+  encryptionCache,
   EnvelopeError,
   inspect,
   isEnvelopeError,
@@ -168,7 +170,7 @@ describe('seal/open', () => {
     // The hot path lends cached keys and their HKDF states to each seal and open: none may be
     // changed or wiped by the message that borrowed it.
     const provider = new InstrumentedProvider(kms);
-    const envelope = createEnvelope({ kms: provider, cache: true, decryptCache: true, backend });
+    const envelope = createEnvelope({ kms: provider, cache: encryptionCache(), decryptCache: decryptCache(), backend });
     const first = await envelope.seal('first', { context: { t: '1' } });
     for (let i = 0; i < 5; i++) {
       const sealed = await envelope.seal(`message ${i}`, { context: { t: '1' } });
@@ -190,7 +192,7 @@ describe('seal/open', () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
       gc();
     };
-    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true });
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: encryptionCache() });
     await collect();
     const before = process.memoryUsage().arrayBuffers;
     for (let i = 0; i < 300; i++) {

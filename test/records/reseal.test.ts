@@ -10,7 +10,7 @@ import { COBBLESTONE_128, COBBLESTONE_256, SM4_GCM_SM3 } from '../../src/core/su
 import { fieldFromText } from '../../src/records/field-value.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../../src/hierarchy.ts';
 import { createRecords, defineTable, RecordFieldError } from '../../src/records.ts';
-import { LocalKms } from '../../src/index.ts';
+import { LocalKms, sealSync } from '../../src/index.ts';
 
 const people = defineTable({
   name: 'people',
@@ -89,7 +89,7 @@ describe('records.resealSync', () => {
   it('refuses what open refuses: a value with the right type tag whose bytes are not a value of the type', async () => {
     const { hierarchy, records } = await setup();
     const binding = (column: string) => ({ context: { table: 'people', column, schema: '1', row: '["p1"]' }, detachedContext: true, partition: 'acme' });
-    const stored = (plaintext: Uint8Array, column: string) => 'kme.' + Buffer.from(records.envelope.sealSync(plaintext, binding(column))).toString('base64url');
+    const stored = (plaintext: Uint8Array, column: string) => 'kme.' + Buffer.from(sealSync(records.envelope, plaintext, binding(column))).toString('base64url');
     const notes = defineTable({ ...people, columns: { ...people.columns, note: { type: 'string' } } });
     const good = records.sealSync(notes, { id: 'p1', tenant: 'acme', email: 'p@x', age: 7, note: 'n' });
     for (const [column, plaintext] of [

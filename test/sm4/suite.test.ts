@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
-import { type BackendName, createEnvelope, inspect, LocalKms, openRange, openStream, sealStream } from '../../src/index.ts';
+import { type BackendName, createEnvelope, decryptCache, encryptionCache, inspect, LocalKms, openRange, openStream, openSync, sealStream, sealSync } from '../../src/index.ts';
 import { openFile, sealFile } from '../../src/node.ts';
 import { sm4 } from '../../src/sm4.ts';
 import { hex, seededRandom } from '../helpers.ts';
@@ -86,12 +86,12 @@ describe("createEnvelope({ suite: sm4 })", () => {
 
   it('sealSync and openSync with a cached key, one GenerateDataKey and one Decrypt for many messages', async () => {
     const kms = new InstrumentedProvider(new LocalKms({ default: MASTER }));
-    const envelope = createEnvelope({ kms, suite: sm4, cache: true, decryptCache: true });
+    const envelope = createEnvelope({ kms, suite: sm4, cache: encryptionCache(), decryptCache: decryptCache() });
     const first = await envelope.seal('warm', { context });
-    const sealed = [first, ...Array.from({ length: 20 }, (_, i) => envelope.sealSync(`record ${i}`, { context }))];
+    const sealed = [first, ...Array.from({ length: 20 }, (_, i) => sealSync(envelope, `record ${i}`, { context }))];
     expect(kms.calls.generate).toBe(1);
     expect(await envelope.openString(first, { context })).toBe('warm');
-    for (let i = 1; i < sealed.length; i++) expect(new TextDecoder().decode(envelope.openSync(sealed[i]!, { context }))).toBe(`record ${i - 1}`);
+    for (let i = 1; i < sealed.length; i++) expect(new TextDecoder().decode(openSync(envelope, sealed[i]!, { context }))).toBe(`record ${i - 1}`);
     expect(kms.calls.decrypt).toBe(1);
     // A cached key's HKDF state is SM3's: the cached and the uncached reader agree.
     const fresh = createEnvelope({ kms: new LocalKms({ default: MASTER }), suite: sm4 });

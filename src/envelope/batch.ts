@@ -1,0 +1,100 @@
+/**
+ * sealMany() and openMany(): bounded concurrency, per-item results, one signal for the batch, and
+ * the batch's own keys (each distinct wrapped key decrypted once, whatever the caches).
+ */
+import { anySignal, checkSignal, throwIfAborted } from '../core/abort.ts';
+import { wipe } from '../core/bytes.ts';
+import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
+import type { RememberedKey } from '../economy/cache.ts';
+import type { KeyScope } from './engine.ts';
+
+/** One item's outcome in a batch: one bad row does not fail the batch. */
+export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: Error };
+
+export interface BatchOptions {
+  /** Items worked on at once; default 16. */
+  concurrency?: number;
+  /**
+   * Cancels the whole batch: it rejects with the signal's reason, items under way are aborted
+   * (with their own `signal`, if any, too), none is started after, and no opened plaintext is kept.
+   */
+  signal?: AbortSignal;
+}
+
+/** How batch() runs: its limit, the batch's signal, and what wipes a value made when it aborts. */
+export interface BatchRun<T> {
+  readonly concurrency: number;
+  readonly signal: AbortSignal | undefined;
+  readonly discard?: ((value: T) => void) | undefined;
+}
+
+/**
+ * Runs `work` on every item with at most `concurrency` at once; per-item results, in order. When
+ * `signal` aborts, starts no more items, waits for those under way (each has the signal, so they
+ * end at once), hands every value made to `discard` (to wipe plaintext) and rejects with the reason.
+ */
+export async function batch<I, T>(
+  items: readonly I[],
+  work: (item: I, signal: AbortSignal | undefined) => Promise<T>,
+  { concurrency, signal, discard = () => {} }: BatchRun<T>,
+): Promise<BatchResult<T>[]> {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`"concurrency" must be a positive integer, got ${concurrency}`);
+  throwIfAborted(signal);
+  const results = new Array<BatchResult<T>>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !signal?.aborted) {
+      const i = next++;
+      try {
+        results[i] = { ok: true, value: await work(items[i]!, signal) };
+      } catch (error) {
+        results[i] = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  if (signal?.aborted) {
+    for (const result of results) if (result?.ok) discard(result.value);
+    throw signal.reason;
+  }
+  return results;
+}
+
+/** Runs `work` with an item's options, the batch's signal joined to its own. */
+export async function withBatchSignal<O extends { signal?: AbortSignal }, T>(options: O, signal: AbortSignal | undefined, work: (options: O) => Promise<T>): Promise<T> {
+  if (!signal) return work(options);
+  const joined = anySignal(signal, checkSignal(options.signal));
+  try {
+    return await work({ ...options, signal: joined.signal });
+  } finally {
+    joined.dispose();
+  }
+}
+
+/** One batch's data keys by wrapped key: lent (or copied) like a decrypt cache's, wiped by close(). */
+export class BatchKeys implements KeyScope {
+  readonly #keys = new Map<string, { key: Uint8Array; keyState: HmacKeyState | undefined }>();
+
+  get(id: string, borrow: boolean): RememberedKey | undefined {
+    const entry = this.#keys.get(id);
+    if (!entry) return undefined;
+    return borrow ? { key: entry.key, keyState: entry.keyState, borrowed: true } : { key: entry.key.slice(), keyState: undefined, borrowed: false };
+  }
+
+  /** Takes ownership of `key` and `keyState`. */
+  set(id: string, key: Uint8Array, keyState: HmacKeyState | undefined): void {
+    const old = this.#keys.get(id);
+    if (old) this.#wipe(old);
+    this.#keys.set(id, { key, keyState });
+  }
+
+  close(): void {
+    for (const entry of this.#keys.values()) this.#wipe(entry);
+    this.#keys.clear();
+  }
+
+  #wipe(entry: { key: Uint8Array; keyState: HmacKeyState | undefined }): void {
+    wipe(entry.key);
+    wipeKeyState(entry.keyState);
+  }
+}
