@@ -17,18 +17,14 @@ export {
   rewrapReasons,
   open,
   seal,
-  type BatchOptions,
-  type BatchResult,
   type ByteInput,
   type Bytes,
   type Envelope,
   type EnvelopeOptions,
   type KeyPolicy,
   type MessageInfo,
-  type OpenItem,
   type OpenOptions,
   type OpenResult,
-  type SealItem,
   type SealOptions,
   type StreamSealOptions,
   type SuiteName,
@@ -37,6 +33,7 @@ export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
 export { openStream, sealStream } from './envelope/stream.ts';
 export { openRange, type FileHandleLike, type RangeOptions, type RangeSource, type ReadAt } from './envelope/range.ts';
 export { openSync, sealSync } from './envelope/sync.ts';
+export { type BatchOptions, type BatchResult, type OpenItem, openMany, type SealItem, sealMany } from './envelope/batch.ts';
 export { usePortableCrypto } from './core/backend-noble.ts';
 export { keyPolicy, type KeyPolicyChoice } from './core/key-policy.ts';
 export type { Suite } from './core/suites.ts';

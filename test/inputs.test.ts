@@ -5,7 +5,7 @@
  * test/types/inputs.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { createEnvelope, inspect, LocalKms, type OpenItem, openRange, openStream, sealStream } from '../src/index.ts';
+import { createEnvelope, inspect, LocalKms, type OpenItem, openMany, openRange, openStream, sealMany, sealStream } from '../src/index.ts';
 import { seededRandom } from './helpers.ts';
 
 /** A fresh envelope with the same master key and the same randomness each time: same input, same bytes. */
@@ -61,11 +61,11 @@ describe('byte inputs: DataView, ArrayBuffer, Buffer and other views', () => {
   it('sealMany and openMany take every form, as items and inside item objects', async () => {
     const envelope = deterministic();
     const inputs = forms(plaintext).map(([, input]) => input);
-    const sealed = await envelope.sealMany([...inputs, ...inputs.map((p) => ({ plaintext: p }))]);
+    const sealed = await sealMany(envelope, [...inputs, ...inputs.map((p) => ({ plaintext: p }))]);
     expect(sealed.every((r) => r.ok)).toBe(true);
     const messages = sealed.map((r) => (r.ok ? r.value : new Uint8Array(0)));
     const views = messages.flatMap((m, i): OpenItem[] => (i % 2 ? [new DataView(m.buffer), { sealed: m.slice().buffer }] : [Buffer.from(m)]));
-    const opened = await envelope.openMany(views);
+    const opened = await openMany(envelope, views);
     expect(opened.map((r) => (r.ok ? hex(r.value) : r.error.message))).toEqual(views.map(() => hex(plaintext)));
   });
 

@@ -1,12 +1,18 @@
 /**
  * sealMany() and openMany(): bounded concurrency, per-item results, one signal for the batch, and
- * the batch's own keys (each distinct wrapped key decrypted once, whatever the caches).
+ * the batch's own keys (each distinct wrapped key decrypted once, whatever the caches). Functions
+ * that take an Envelope (its methods before 0.3), so that an application without batches carries none of it.
  */
 import { anySignal, checkSignal, throwIfAborted } from '../core/abort.ts';
-import { wipe } from '../core/bytes.ts';
+import { type ByteInput, isByteInput, wipe } from '../core/bytes.ts';
 import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import type { RememberedKey } from '../economy/cache.ts';
-import type { KeyScope } from './engine.ts';
+import { type Bytes, openBuffer, plaintextOf, sealBuffer } from './buffers.ts';
+import { coreOf, type KeyScope, type OpenOptions, type SealOptions } from './engine.ts';
+import type { Envelope } from './envelope.ts';
+
+export type SealItem = ByteInput | string | ({ plaintext: ByteInput | string } & SealOptions);
+export type OpenItem = ByteInput | ({ sealed: ByteInput } & OpenOptions);
 
 /** One item's outcome in a batch: one bad row does not fail the batch. */
 export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: Error };
@@ -96,5 +102,39 @@ export class BatchKeys implements KeyScope {
   #wipe(entry: { key: Uint8Array; keyState: HmacKeyState | undefined }): void {
     wipe(entry.key);
     wipeKeyState(entry.keyState);
+  }
+}
+
+/**
+ * Seals many items with bounded concurrency; per-item results. (Envelope.sealMany() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { sealMany } from 'kms-envelope';
+ * const results = await sealMany(envelope, rows.map((row) => ({ plaintext: row.note, context: { row: row.id } })));
+ * ```
+ */
+export function sealMany(envelope: Envelope, items: readonly SealItem[], options: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
+  const core = coreOf(envelope);
+  const sealOne = (item: SealItem, signal: AbortSignal | undefined): Promise<Bytes> => {
+    const [plaintext, own] = typeof item === 'string' || isByteInput(item) ? [item, {}] : [item.plaintext, item];
+    return withBatchSignal<SealOptions, Bytes>(own, signal, (o) => core.track(() => sealBuffer(core, plaintext, o)));
+  };
+  return batch(items, sealOne, { concurrency: options.concurrency ?? 16, signal: checkSignal(options.signal) });
+}
+
+/** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. (Envelope.openMany() before 0.3.) */
+export async function openMany(envelope: Envelope, items: readonly OpenItem[], options: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
+  const core = coreOf(envelope);
+  // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
+  const scope = new BatchKeys();
+  const openOne = (item: OpenItem, signal: AbortSignal | undefined): Promise<Bytes> => {
+    const [sealed, own] = isByteInput(item) ? [item, {}] : [item.sealed, item];
+    return withBatchSignal<OpenOptions, Bytes>(own, signal, (o) => core.track(() => plaintextOf(openBuffer(core, sealed, o, { scope }))));
+  };
+  try {
+    return await batch(items, openOne, { concurrency: options.concurrency ?? 16, signal: checkSignal(options.signal), discard: wipe });
+  } finally {
+    scope.close();
   }
 }

@@ -4,19 +4,16 @@
  * (streams: stream.ts, ranges: range.ts, rewrap: rewrap.ts, sealSync/openSync: sync.ts, and in
  * kms-envelope/node the files and Node streams), so that an application bundles only what it uses.
  */
-import { checkSignal } from '../core/abort.ts';
-import { type ByteInput, isByteInput, toBytes, utf8DecodeStrict, wipe } from '../core/bytes.ts';
+import { type ByteInput, toBytes, utf8DecodeStrict, wipe } from '../core/bytes.ts';
 import { plaintextLength } from '../core/chunked.ts';
 import { compactPlaintextLength } from '../core/compact.ts';
 import type { EncryptionContext } from '../core/context.ts';
 import { parseHeader } from '../core/header.ts';
 import { type KeyPolicy, policyFindings } from '../core/key-policy.ts';
 import type { PayloadSuite } from '../core/suites.ts';
-import { batch, BatchKeys, type BatchOptions, type BatchResult, withBatchSignal } from './batch.ts';
 import { type Bytes, keyNames, openBuffer, type OpenResult, plaintextOf, sealBuffer } from './buffers.ts';
 import { bindCore, createEnvelopeCore, type EnvelopeCore, type EnvelopeOptions, type OpenOptions, type SealOptions } from './engine.ts';
 
-export type { BatchOptions, BatchResult } from './batch.ts';
 export type { Bytes, OpenResult } from './buffers.ts';
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
 export type { KeyPolicy } from '../core/key-policy.ts';
@@ -63,9 +60,6 @@ export interface MessageInfo {
 /** Bytes in (plaintext, sealed messages, chunks): a Uint8Array or Buffer, any other view, or an ArrayBuffer. */
 export type { ByteInput } from '../core/bytes.ts';
 
-export type SealItem = ByteInput | string | ({ plaintext: ByteInput | string } & SealOptions);
-export type OpenItem = ByteInput | ({ sealed: ByteInput } & OpenOptions);
-
 export interface Envelope {
   seal(plaintext: ByteInput | string, options?: SealOptions): Promise<Bytes>;
   open(sealed: ByteInput, options?: OpenOptions): Promise<Bytes>;
@@ -73,10 +67,6 @@ export interface Envelope {
   openString(sealed: ByteInput, options?: OpenOptions): Promise<string>;
   /** open() returning the context and key id the message names, too. */
   openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult>;
-  /** Seals many items with bounded concurrency; per-item results. */
-  sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
-  /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
-  openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
   /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -110,29 +100,6 @@ class EnvelopeImpl implements Envelope {
 
   openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult> {
     return this.#core.track(() => openBuffer(this.#core, sealed, options, { info: true }));
-  }
-
-  sealMany(items: readonly SealItem[], options: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
-    const sealOne = (item: SealItem, signal: AbortSignal | undefined): Promise<Bytes> => {
-      const [plaintext, own] = typeof item === 'string' || isByteInput(item) ? [item, {}] : [item.plaintext, item];
-      return withBatchSignal<SealOptions, Bytes>(own, signal, (o) => this.seal(plaintext, o));
-    };
-    return batch(items, sealOne, { concurrency: options.concurrency ?? 16, signal: checkSignal(options.signal) });
-  }
-
-  async openMany(items: readonly OpenItem[], options: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
-    // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
-    const scope = new BatchKeys();
-    const core = this.#core;
-    const openOne = (item: OpenItem, signal: AbortSignal | undefined): Promise<Bytes> => {
-      const [sealed, own] = isByteInput(item) ? [item, {}] : [item.sealed, item];
-      return withBatchSignal<OpenOptions, Bytes>(own, signal, (o) => core.track(() => plaintextOf(openBuffer(core, sealed, o, { scope }))));
-    };
-    try {
-      return await batch(items, openOne, { concurrency: options.concurrency ?? 16, signal: checkSignal(options.signal), discard: wipe });
-    } finally {
-      scope.close();
-    }
   }
 
   close(): Promise<void> {

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import fc from 'fast-check';
 import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
-import { createEnvelope, decryptCache, encryptionCache, type EnvelopeEvent, KmsError, LocalKms, sealStream } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, type EnvelopeEvent, KmsError, LocalKms, openMany, sealMany, sealStream } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 import { BACKENDS } from '../helpers.ts';
@@ -138,7 +138,7 @@ describe('decrypt cache and batches, counted at the emulator', () => {
     rows[500] = rows[500]!.slice(0, 10); // a damaged row
     const envelope = createEnvelope({ kms: tencent() });
     emulator.resetStats();
-    const results = await envelope.openMany(rows, { concurrency: 32 });
+    const results = await openMany(envelope, rows, { concurrency: 32 });
     expect(emulator.stats().calls.Decrypt).toBe(2);
     expect(results.filter((r) => r.ok).length).toBe(999);
     expect(results[500]).toMatchObject({ ok: false, error: { code: 'ERR_HEADER_MALFORMED' } });
@@ -150,7 +150,7 @@ describe('decrypt cache and batches, counted at the emulator', () => {
     const provider = new InstrumentedProvider(tencent());
     const envelope = createEnvelope({ kms: provider, cache: encryptionCache() });
     // @ts-expect-error a bad item on purpose
-    const results = await envelope.sealMany(['a', { plaintext: 'b', context: { t: '1' } }, 42, new Uint8Array([1])]);
+    const results = await sealMany(envelope, ['a', { plaintext: 'b', context: { t: '1' } }, 42, new Uint8Array([1])]);
     expect(results.map((r) => r.ok)).toEqual([true, true, false, true]);
     expect(provider.calls.generate).toBe(2); // the empty context and { t: '1' }
     await envelope.close();

@@ -12,6 +12,7 @@ import {
   isEnvelopeError,
   LocalKms,
   open,
+  openMany,
   seal,
 } from '../../src/index.ts';
 import { slabBytes } from '../../src/core/bytes.ts';
@@ -176,7 +177,7 @@ describe('seal/open', () => {
       const sealed = await envelope.seal(`message ${i}`, { context: { t: '1' } });
       expect(await envelope.openString(sealed)).toBe(`message ${i}`);
       expect(await envelope.openString(first)).toBe('first');
-      expect(await envelope.openMany([first, sealed, first], { concurrency: 1 })).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
+      expect(await openMany(envelope, [first, sealed, first], { concurrency: 1 })).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
     }
     expect(provider.calls).toEqual({ generate: 1, decrypt: 1 }); // openMany too takes the key from the decrypt cache
     await envelope.close();

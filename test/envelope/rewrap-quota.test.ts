@@ -4,7 +4,7 @@
  * throttling answer and no failure, one ReEncrypt per message. Counts only, never speed.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createEnvelope, inspect, rewrap, TencentKms } from '../../src/index.ts';
+import { createEnvelope, inspect, rewrap, sealMany, TencentKms } from '../../src/index.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 
@@ -17,7 +17,7 @@ it('rewraps 200 messages under the ReEncrypt quota with no throttled or failed c
   const to = emulator.createKey('quota-to');
   const common = { region: 'ap-guangzhou', endpoint: emulator.url, credentials: emulator.credentials[0]!, timeoutMs: 20_000, deadlineMs: 50_000 };
   const sealer = createEnvelope({ kms: new TencentKms({ ...common, keyId: from, rateLimit: false }) });
-  const batch = await sealer.sealMany(Array.from({ length: 200 }, (_, i) => ({ plaintext: `m${i}`, context: { i: String(i) } })), { concurrency: 8 });
+  const batch = await sealMany(sealer, Array.from({ length: 200 }, (_, i) => ({ plaintext: `m${i}`, context: { i: String(i) } })), { concurrency: 8 });
   const sealed = batch.map((r) => (r.ok ? r.value : Promise.reject(r.error))) as Uint8Array[];
   emulator.setFaults({ qpsLimit: { ReEncrypt: 100, GenerateDataKey: 100, Decrypt: 300 } });
   emulator.resetStats();

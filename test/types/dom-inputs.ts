@@ -3,7 +3,7 @@
  * Node types, as a browser or edge project has): the public signatures take the bytes that DOM
  * APIs produce, without casts. Nothing here runs.
  */
-import { createEnvelope, inspect, LocalKms, open, type OpenItem, openRange, openStream, seal, type SealItem, sealStream } from '../../src/index.ts';
+import { createEnvelope, inspect, LocalKms, open, type OpenItem, openMany, openRange, openStream, seal, type SealItem, sealMany, sealStream } from '../../src/index.ts';
 
 /** The DOM's BufferSource (ArrayBufferView<ArrayBuffer> | ArrayBuffer), named so this file also compiles under Node's types. */
 type BufferSource = Parameters<typeof crypto.subtle.digest>[1];
@@ -35,8 +35,8 @@ export async function domInputs(blob: Blob, response: Response, view: DataView, 
   // Batches.
   const sealItems: SealItem[] = [fromBlob, buffer, view, 'text', { plaintext: source, context: { row: '1' } }];
   const openItems: OpenItem[] = [sealed, buffer, view, { sealed: source, context: { row: '1' } }];
-  await envelope.sealMany(sealItems, { signal: AbortSignal.timeout(1000) });
-  await envelope.openMany(openItems);
+  await sealMany(envelope, sealItems, { signal: AbortSignal.timeout(1000) });
+  await openMany(envelope, openItems);
 
   // Streams: a Blob's or a fetch's body through sealStream and openStream, and BufferSource chunks.
   await blob.stream().pipeThrough(sealStream(envelope, { size: blob.size })).pipeTo(new WritableStream());
