@@ -22,10 +22,10 @@ export function createNodeBackend(): CryptoBackend | undefined {
   if (!c) return undefined;
   return {
     name: 'node',
-    gcmSeal: (key, nonce, plaintext, out, offset, aad) => nodeGcmSeal(c, key, nonce, plaintext, out, offset, aad),
-    gcmOpen: (key, nonce, sealed, out, offset, aad) => nodeGcmOpen(c, key, nonce, sealed, out, offset, aad) === true,
+    gcmSeal: (key, nonce, plaintext, out, offset, aad) => nodeGcmSeal(c, { key, nonce, aad }, plaintext, out, offset),
+    gcmOpen: (key, nonce, sealed, out, offset, aad) => nodeGcmOpen(c, { key, nonce, aad }, sealed, out, offset) === true,
     gcmOpenFresh(key, nonce, sealed) {
-      const plaintext = nodeGcmOpen(c, key, nonce, sealed, undefined, 0);
+      const plaintext = nodeGcmOpen(c, { key, nonce }, sealed, undefined, 0);
       return plaintext instanceof Uint8Array ? plaintext : undefined;
     },
     hkdfExpandSha512: wasmHkdf()?.expand ?? nodeHmacHkdf(c),

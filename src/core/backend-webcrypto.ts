@@ -42,7 +42,7 @@ function params(iv: Uint8Array, aad: Uint8Array | undefined): GcmParams {
 }
 
 /** AES-GCM over a SubtleCrypto. */
-export function subtleAead(subtle: SubtleLike): AsyncAead {
+function subtleAead(subtle: SubtleLike): AsyncAead {
   return {
     importKey(key) {
       if (key.length !== 16 && key.length !== 32 && key.length !== 24) {

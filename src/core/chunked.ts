@@ -15,7 +15,7 @@ import type { PayloadSuite } from './suites.ts';
 
 export const CHUNK_SIZE = 16384;
 export const SALT_LENGTH = 24;
-export const COMMITMENT_LENGTH = 32;
+const COMMITMENT_LENGTH = 32;
 export const PAYLOAD_PREFIX = SALT_LENGTH + COMMITMENT_LENGTH;
 export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */

@@ -17,8 +17,8 @@ import type { HmacKeyState } from './hkdf.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const COMPACT_SALT_LENGTH = 16;
-export const COMPACT_COMMITMENT_LENGTH = 16;
-export const COMPACT_PREFIX = COMPACT_SALT_LENGTH + COMPACT_COMMITMENT_LENGTH;
+const COMPACT_COMMITMENT_LENGTH = 16;
+const COMPACT_PREFIX = COMPACT_SALT_LENGTH + COMPACT_COMMITMENT_LENGTH;
 /** A compact payload holds less than one chunk of the chunked format. */
 export const COMPACT_MAX_PLAINTEXT = CHUNK_SIZE - 1;
 

@@ -12,7 +12,7 @@ import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, Unsuppo
 
 export const MAGIC = Uint8Array.of(0x89, 0x4b, 0x4d, 0x45);
 export const VERSION = 1;
-export const VERSION_2 = 2;
+const VERSION_2 = 2;
 export const PREFIX_LENGTH = 7;
 
 export const HEADER_LIMITS = {
@@ -37,8 +37,8 @@ export const MAX_HEADER_LENGTH_V1 = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedByt
  */
 export const MAX_HEADER_LENGTH = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedBytes + 1 + HEADER_LIMITS.maxWrappedKeys * MAX_WRAPPED_KEY_LENGTH;
 
-export const CONTEXT_STORED = 0x00;
-export const CONTEXT_DETACHED = 0x01;
+const CONTEXT_STORED = 0x00;
+const CONTEXT_DETACHED = 0x01;
 
 /** Version-2 flags (FORMAT.md §10.1). */
 const FLAG_DETACHED = 0x01;

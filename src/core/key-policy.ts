@@ -43,7 +43,7 @@ export function policyFindings(header: ParsedHeader, policy: KeyPolicy): KeyVers
 }
 
 /** Checks a policy given by a caller: labelled TypeErrors for anything else. */
-export function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undefined {
+function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undefined {
   if (policy === undefined) return undefined;
   if (policy === null || typeof policy !== 'object') throw new TypeError(`"${name}" expected an object`);
   const p = policy as KeyPolicy;
@@ -60,7 +60,7 @@ export function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undef
 }
 
 /** A minimum-version policy on open: the first finding, thrown before any KMS call. */
-export function enforceKeyPolicy(header: ParsedHeader, policy: KeyPolicy | undefined): void {
+function enforceKeyPolicy(header: ParsedHeader, policy: KeyPolicy | undefined): void {
   if (!policy) return;
   const [first] = policyFindings(header, policy);
   if (first) throw first;

@@ -67,7 +67,7 @@ export async function batch<I, T>(
 }
 
 /** Runs `work` with an item's options, the batch's signal joined to its own. */
-export async function withBatchSignal<O extends { signal?: AbortSignal }, T>(options: O, signal: AbortSignal | undefined, work: (options: O) => Promise<T>): Promise<T> {
+async function withBatchSignal<O extends { signal?: AbortSignal }, T>(options: O, signal: AbortSignal | undefined, work: (options: O) => Promise<T>): Promise<T> {
   if (!signal) return work(options);
   const joined = anySignal(signal, checkSignal(options.signal));
   try {
@@ -78,7 +78,7 @@ export async function withBatchSignal<O extends { signal?: AbortSignal }, T>(opt
 }
 
 /** One batch's data keys by wrapped key: lent (or copied) like a decrypt cache's, wiped by close(). */
-export class BatchKeys implements KeyScope {
+class BatchKeys implements KeyScope {
   readonly #keys = new Map<string, { key: Uint8Array; keyState: HmacKeyState | undefined }>();
 
   get(id: string, borrow: boolean): RememberedKey | undefined {

@@ -123,7 +123,7 @@ export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, opt
   const toKeyId = checked.toKeyId;
   let wrapped = toKeyId === undefined ? [...header.wrappedKeys] : await rewrappedKeys(core, kms, header, context, { ...checked, toKeyId });
   wrapped = wrapped.filter((w) => !edits.remove.some((r) => r.provider === w.provider && r.keyId === w.keyId));
-  if (edits.add.length > 0) wrapped.push(...(await addedKeys(core, header, context, edits.add, payload, checked.signal, options)));
+  if (edits.add.length > 0) wrapped.push(...(await addedKeys(core, { header, payload, context }, edits.add, checked.signal, options)));
   return replaceWrappedKeys(header, wrapped);
 }
 
@@ -144,16 +144,21 @@ function checkEdits(header: ParsedHeader, options: RewrapOptions): { add: readon
   return { add, remove };
 }
 
+/** The message a rewrap works on: its header, its payload (when given), the context its wrapped keys are bound to. */
+interface RewrapMessage {
+  readonly header: ParsedHeader;
+  readonly payload: Uint8Array | undefined;
+  readonly context: CanonicalContext;
+}
+
 /**
  * The new wrapped keys: the data key got as open() gets it (caches, providers, the cap on KMS
  * attempts), checked against the payload's key commitment, wrapped by each target, wiped.
  */
 async function addedKeys(
   core: EnvelopeCore,
-  header: ParsedHeader,
-  context: CanonicalContext,
+  { header, payload, context }: RewrapMessage,
   add: readonly WrapTarget[],
-  payload: Uint8Array | undefined,
   signal: AbortSignal | undefined,
   options: RewrapOptions,
 ): Promise<WrappedKey[]> {
@@ -182,7 +187,7 @@ async function addedKeys(
 }
 
 /** A whole sealed message, rewrapped: the new header, then the payload bytes as they were. */
-export async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
+async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
   const newHeader = await rewrapHeader(core, header, options, sealed.subarray(header.length));
   const payload = sealed.subarray(header.length);
   const out = new Uint8Array(newHeader.length + payload.length);

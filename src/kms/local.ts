@@ -19,10 +19,10 @@ const MASTER_KEY_LENGTH = 32;
 const BLOB_PREFIX = 'lk1.';
 const AAD_LABEL = utf8('kms-envelope/local-kms/v1', 'label');
 const FILE_FORMAT = 'kms-envelope local key file v1';
-export const DEFAULT_KEY_ID = 'default';
+const DEFAULT_KEY_ID = 'default';
 /** Environment variable read by LocalKms.fromEnv(): a base64 32-byte master key. */
-export const LOCAL_KEY_ENV = 'KMS_ENVELOPE_LOCAL_KEY';
-export const LOCAL_KEY_ID_ENV = 'KMS_ENVELOPE_LOCAL_KEY_ID';
+const LOCAL_KEY_ENV = 'KMS_ENVELOPE_LOCAL_KEY';
+const LOCAL_KEY_ID_ENV = 'KMS_ENVELOPE_LOCAL_KEY_ID';
 
 export interface LocalKmsOptions {
   /** The key id that generateDataKey uses; default: the first key. */

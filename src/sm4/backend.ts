@@ -34,12 +34,12 @@ function nodeSm4(): Sm4Gcm | undefined {
 }
 
 /** The SM4-GCM a backend's suite-03 messages use (tests compare the paths). */
-export function sm4GcmFor(backend: CryptoBackend): Sm4Gcm {
+function sm4GcmFor(backend: CryptoBackend): Sm4Gcm {
   return (backend.name === 'node' ? nodeSm4() : undefined) ?? portableSm4Gcm;
 }
 
 /** Builds the suite-03 view of `backend`: SM4-GCM and HKDF-SM3, its randomness and hashes. */
-export function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backend)): CryptoBackend {
+function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backend)): CryptoBackend {
   const sm: CryptoBackend = {
     name: backend.name,
     gcmSeal: aead.seal,

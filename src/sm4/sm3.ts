@@ -8,8 +8,8 @@
 import { wipe } from '../core/bytes.ts';
 import type { HkdfExpand, HmacKeyState } from '../core/hkdf.ts';
 
-export const SM3_BLOCK = 64;
-export const SM3_LENGTH = 32;
+const SM3_BLOCK = 64;
+const SM3_LENGTH = 32;
 
 const IV = Uint32Array.of(0x7380166f, 0x4914b2b9, 0x172442d7, 0xda8a0600, 0xa96f30bc, 0x163138aa, 0xe38dee4d, 0xb0fb0e4e);
 
@@ -27,7 +27,7 @@ const rotl = (x: number, n: number): number => (x << n) | (x >>> (32 - n));
 const W = new Int32Array(68);
 
 /** Compresses `blocks` 64-byte blocks of `data` from `offset` into `state` (eight words). */
-export function sm3Compress(state: Int32Array, data: Uint8Array, offset: number, blocks: number): void {
+function sm3Compress(state: Int32Array, data: Uint8Array, offset: number, blocks: number): void {
   let a0 = state[0]!, b0 = state[1]!, c0 = state[2]!, d0 = state[3]!, e0 = state[4]!, f0 = state[5]!, g0 = state[6]!, h0 = state[7]!;
   for (let n = 0, at = offset; n < blocks; n++, at += SM3_BLOCK) {
     for (let j = 0; j < 16; j++) {
