@@ -10,18 +10,11 @@ import { openPayload, sealedLength } from '../src/core/chunked.ts';
 import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/core/context.ts';
 import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/core/errors.ts';
-import {
-  encodeAuthenticated,
-  encodeWrappedKey,
-  HEADER_LIMITS,
-  MAX_HEADER_LENGTH,
-  MAX_HEADER_LENGTH_V1,
-  parseHeader,
-  PREFIX_LENGTH,
-} from '../src/core/header.ts';
+import { encodeAuthenticated, encodeWrappedKey, HEADER_LIMITS, MAX_HEADER_LENGTH, parseHeader, testing as headerTesting } from '../src/core/header.ts';
 import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
 import { BACKENDS, hex, sealPayload } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
+const { MAX_HEADER_LENGTH_V1, PREFIX_LENGTH } = headerTesting;
 
 const kms = LocalKms.generate();
 const envelope = createEnvelope({ kms });

@@ -8,12 +8,12 @@ import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
 import { pooledRandom } from './random-pool.ts';
 import { builtinModule } from './runtime.ts';
 
-export function loadNodeCrypto(): NodeCryptoLike | undefined {
+function loadNodeCrypto(): NodeCryptoLike | undefined {
   return builtinModule<NodeCryptoLike>('node:crypto');
 }
 
 /** HKDF-Expand over node:crypto's createHmac: the fallback where WebAssembly does not run. */
-export function nodeHmacHkdf(c: NodeCryptoLike): HkdfExpand {
+function nodeHmacHkdf(c: NodeCryptoLike): HkdfExpand {
   return hmacHkdf((key) => c.createHmac('sha512', key));
 }
 
@@ -40,3 +40,6 @@ export function createNodeBackend(): CryptoBackend | undefined {
     },
   };
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { loadNodeCrypto, nodeHmacHkdf };

@@ -30,7 +30,7 @@ interface GcmParams {
 }
 
 /** The runtime's crypto.subtle, or undefined (an insecure context in a browser has none). */
-export function globalSubtle(): SubtleLike | undefined {
+function globalSubtle(): SubtleLike | undefined {
   const subtle = (globalThis as { crypto?: { subtle?: unknown } }).crypto?.subtle;
   return subtle && typeof (subtle as SubtleLike).encrypt === 'function' ? (subtle as SubtleLike) : undefined;
 }
@@ -78,3 +78,6 @@ export function createWebCryptoBackend(subtle: SubtleLike | null | undefined = g
     gcmOpenFresh: (key, nonce, sealed) => syncAes().gcmOpenFresh(key, nonce, sealed),
   } satisfies CryptoBackend);
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { globalSubtle };

@@ -34,7 +34,7 @@ import type { PayloadSuite } from './suites.ts';
 export const CHUNKS_IN_FLIGHT = 8;
 
 /** A message key imported for the asynchronous AEAD, with its own copy of the base nonce. */
-export class AsyncChunkKey {
+class AsyncChunkKey {
   readonly #aead: AsyncAead;
   #key: AeadKey | undefined;
   readonly #baseNonce: Uint8Array;
@@ -106,7 +106,7 @@ export function importAndWipe(aead: AsyncAead, keys: PayloadKeys): Promise<Async
  * Runs work(0) .. work(count - 1) with at most `limit` under way. After a failure starts no more,
  * waits for those under way (so none writes after), and rejects with the first failure.
  */
-export async function eachBounded(count: number, limit: number, work: (index: number) => Promise<void>): Promise<void> {
+async function eachBounded(count: number, limit: number, work: (index: number) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
@@ -479,3 +479,6 @@ export class AsyncStreamOpener {
     this.#key?.drop();
   }
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { AsyncChunkKey, eachBounded };

@@ -298,7 +298,7 @@ export class EncryptionCache<T> {
  * Identifies a wrapped data key under a context (SHA-256 of the length-prefixed parts), without
  * keeping the blob itself.
  */
-export function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): string {
+function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): string {
   let size = 0;
   for (const bytes of parts) size += 4 + bytes.length;
   const all = new Uint8Array(size);
@@ -471,3 +471,6 @@ export class DecryptFlights {
     return this.#flights.size;
   }
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { decryptCacheId };

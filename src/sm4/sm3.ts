@@ -81,7 +81,7 @@ function sm3Compress(state: Int32Array, data: Uint8Array, offset: number, blocks
  * An SM3 hash in progress, from the IV or from a saved state (an HMAC key's) after `prior` bytes.
  * Its buffer and state are key material under HMAC: digestInto() wipes them.
  */
-export class Sm3 {
+class Sm3 {
   readonly #state = new Int32Array(8);
   readonly #buffer = new Uint8Array(SM3_BLOCK);
   #buffered = 0;
@@ -224,7 +224,7 @@ function hmacSm3Into(state: HmacKeyState, parts: readonly Uint8Array[], out: Uin
 }
 
 /** HMAC-SM3 (RFC 2104 with SM3: B = 64, L = 32). */
-export function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
+function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
   const state = hmacSm3Prepare(key);
   const out = new Uint8Array(SM3_LENGTH);
   try {
@@ -272,3 +272,6 @@ export const hkdfExpandSm3: HkdfExpand = (prk, info, out, state) => {
     if (keyState !== state) wipe(keyState[0], keyState[1]);
   }
 };
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { Sm3, hmacSm3 };

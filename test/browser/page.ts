@@ -9,12 +9,13 @@ import { sha512 } from '@noble/hashes/sha2.js';
 import type { AsyncAead, CryptoBackend } from '../../src/core/backend.ts';
 import { AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
 import { openPayload, openPayloadRange, PayloadOpener, PayloadSealer, plaintextLength, sealedLength } from '../../src/core/chunked.ts';
-import { hkdfExpandBytes } from '../../src/core/hkdf.ts';
+import { testing as hkdfTesting } from '../../src/core/hkdf.ts';
 import { type BackendName, selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
 import { MemoryKeyStore, type StoredKey } from '../../src/hierarchy/key-store.ts';
 import { createEnvelope, decryptCache, encryptionCache, type EncryptionContext, inspect, LocalKms, openRange, openStream, openSync, sealStream, sealSync, type SuiteName, TencentKms, usePortableCrypto } from '../../src/index.ts';
 import { createKeyHierarchy } from '../../src/hierarchy.ts';
+const { hkdfExpandBytes } = hkdfTesting;
 
 // The page checks the portable backend too (`backend: 'noble'`), which a browser bundle carries only when asked.
 usePortableCrypto();

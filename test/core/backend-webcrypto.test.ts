@@ -11,14 +11,16 @@ import { describe, expect, it } from 'vitest';
 import type { AsyncAead } from '../../src/core/backend.ts';
 import { createNodeBackend } from '../../src/core/backend-node.ts';
 import { nobleBackend } from '../../src/core/backend-noble.ts';
-import { createWebCryptoBackend, globalSubtle } from '../../src/core/backend-webcrypto.ts';
+import { createWebCryptoBackend, testing as backendWebcryptoTesting } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, PayloadSealer, plaintextLength, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncChunkKey, AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, openPayloadRangeAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, openPayloadRangeAsync, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
 import { createEnvelope, decryptCache, encryptionCache, LocalKms, openSync, sealSync } from '../../src/index.ts';
 import { hex, readVectors, sealPayload, unhex } from '../helpers.ts';
+const { AsyncChunkKey } = chunkedAsyncTesting;
+const { globalSubtle } = backendWebcryptoTesting;
 
 const webcrypto = createWebCryptoBackend()!;
 const aead: AsyncAead = webcrypto.aead!;

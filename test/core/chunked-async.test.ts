@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest';
 import type { AeadKey, AsyncAead } from '../../src/core/backend.ts';
 import { createWebCryptoBackend } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, deriveKeys, PAYLOAD_PREFIX, PayloadSealer, SEALED_CHUNK_SIZE, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, eachBounded, importAndWipe, sealAllAsync } from '../../src/core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, importAndWipe, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { COBBLESTONE_256 } from '../../src/core/suites.ts';
 import { createEnvelope, LocalKms, openStream, sealStream } from '../../src/index.ts';
 import { hex, sealPayload } from '../helpers.ts';
+const { eachBounded } = chunkedAsyncTesting;
 
 const webcrypto = createWebCryptoBackend()!;
 const subtle = webcrypto.aead!;

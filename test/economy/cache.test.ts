@@ -1,12 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
+import { DecryptCache, DecryptCacheIds, EncryptionCache, testing as cacheTesting } from '../../src/economy/cache.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { createEnvelope, decryptCache, encryptionCache, type EnvelopeEvent, KmsError, LocalKms, openMany, sealMany, sealStream } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 import { BACKENDS } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
+const { decryptCacheId } = cacheTesting;
 
 let emulator: RunningEmulator;
 let keyId: string;
