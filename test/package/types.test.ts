@@ -61,7 +61,7 @@ import { createRecords, defineTable } from 'kms-envelope/records';
 const context = { host: 'db1' };
 const hierarchy: KeyHierarchy = createKeyHierarchy({ kms: LocalKms.generate(), store: new MemoryKeyStore() });
 const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
-const row: { email: unknown } = await createRecords({ hierarchy }).seal(customers, { id: 1, tenant: 'acme', email: 'a@example.test' });
+const row: { email?: unknown } = await createRecords({ hierarchy }).seal(customers, { id: 1, tenant: 'acme', email: 'a@example.test' });
 const envelope: Envelope = createEnvelope({ kms: localKmsFromKeyFile('./local.key', { create: true }) });
 const result: FileResult = await sealFile(envelope, 'backup.tar', 'backup.tar.kmse', { context });
 await openFile(envelope, 'backup.tar.kmse', 'backup.tar', { context });
