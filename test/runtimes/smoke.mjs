@@ -27,7 +27,7 @@ function expectEqual(actual, expected, what) {
  * (dist/core/select-backend.js) tells which crypto backend the runtime gets unasked.
  */
 export async function smoke(lib, selectBackend, vectors, runtime) {
-  const { createEnvelope, createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore, sm4 } = lib;
+  const { createEnvelope, createKeyHierarchy, createRecords, defineTable, LocalKms, MemoryKeyStore, openStream, sealStream, sm4 } = lib;
   const checks = [];
 
   checks.push(
