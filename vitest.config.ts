@@ -35,6 +35,9 @@ export default defineConfig({
   test: {
     include: group ?? ['test/**/*.test.ts'],
     exclude: group ? [] : [...SLOW, ...BROWSER, ...RUNTIMES, '**/node_modules/**'],
+    // The suites import src/index.ts, as a bundle for other runtimes does; on Node the package
+    // resolves to src/index.node.ts, which provides the node:crypto backend: so does this.
+    setupFiles: ['test/setup-node-backend.ts'],
     testTimeout: 60_000,
     // beforeAll hooks start PostgreSQL clusters and emulators: at a load average of 16 they took over 10 s.
     hookTimeout: 120_000,

@@ -3,7 +3,7 @@
  * by side in one process, so the same run and the same machine measure both:
  *
  *   - 1 KiB seal+open, a fresh data key per message (LocalKms, no cache);
- *   - 1 KiB seal+open, cached (`cache: true, decryptCache: true`: the encryption and decrypt caches);
+ *   - 1 KiB seal+open, cached (the encryption and decrypt caches: `cache: true, decryptCache: true` before 0.3, the factories since);
  *   - records seal+open of one row (the record API under a key hierarchy, MemoryKeyStore, LocalKms);
  *   - the records bench's loop against PostgreSQL (bench/records-db-run.ts: rows of three encrypted
  *     fields and a blind index, inserted in batches with sealMany and selected back with openMany),
@@ -118,7 +118,9 @@ interface RecordsLike {
 }
 interface Build {
   name: string;
-  createEnvelope(options: { kms: unknown; cache?: boolean; decryptCache?: boolean }): EnvelopeLike;
+  createEnvelope(options: { kms: unknown; cache?: unknown; decryptCache?: unknown }): EnvelopeLike;
+  /** Both caches as this build takes them: factories since 0.3 (encryptionCache(), decryptCache()), `true` before. */
+  caches: { cache: unknown; decryptCache: unknown };
   LocalKms: { new (keys: Record<string, Uint8Array>): unknown; generate(): unknown };
   createRecords(options: { hierarchy: unknown }): RecordsLike;
   createKeyHierarchy(options: { store: unknown; kms: unknown }): unknown;
@@ -126,11 +128,12 @@ interface Build {
   defineTable(spec: object): unknown;
 }
 
-/** The file of a package entry: package.json `exports` (its default), else dist/<name>.js. */
+/** The file of a package entry as Node loads it: package.json `exports` (its `node` condition, else its default), else dist/<name>.js. */
 function entryFile(dir: string, name: string): string | undefined {
   const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { exports?: Record<string, unknown> };
   const spec = manifest.exports?.[name === 'index' ? '.' : `./${name}`];
-  const target = typeof spec === 'string' ? spec : ((spec as { default?: string } | undefined)?.default ?? undefined);
+  const conditions = spec as { node?: string; default?: string } | undefined;
+  const target = typeof spec === 'string' ? spec : (conditions?.node ?? conditions?.default ?? undefined);
   for (const file of [target && join(dir, target), join(dir, 'dist', `${name}.js`)]) if (file && existsSync(file)) return file;
   return undefined;
 }
@@ -156,7 +159,15 @@ async function loadBuild(name: string, dir: string): Promise<Build> {
     defineTable: pick('defineTable', ['records']) as Build['defineTable'],
     createKeyHierarchy: pick('createKeyHierarchy', ['hierarchy']) as Build['createKeyHierarchy'],
     MemoryKeyStore: pick('MemoryKeyStore', ['hierarchy']) as Build['MemoryKeyStore'],
+    caches: cachesOf(modules.get('index') ?? {}),
   };
+}
+
+function cachesOf(index: Record<string, unknown>): Build['caches'] {
+  const factory = (name: string) => index[name] as (() => unknown) | undefined;
+  const encryption = factory('encryptionCache');
+  const decrypt = factory('decryptCache');
+  return encryption && decrypt ? { cache: encryption(), decryptCache: decrypt() } : { cache: true, decryptCache: true };
 }
 
 /** The tag's source, built once under the OS temporary directory (reused while its commit is the same). */
@@ -229,7 +240,7 @@ async function memoryCases(builds: Build[], toClose: EnvelopeLike[]): Promise<Ca
   const cases: Case[][] = [[], [], []];
   for (const b of builds) {
     const fresh = b.createEnvelope({ kms: b.LocalKms.generate() });
-    const cached = b.createEnvelope({ kms: b.LocalKms.generate(), cache: true, decryptCache: true });
+    const cached = b.createEnvelope({ kms: b.LocalKms.generate(), ...b.caches });
     toClose.push(fresh, cached);
     const { records, table } = recordsApi(b);
     let n = 0;

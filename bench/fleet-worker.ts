@@ -2,8 +2,8 @@
  * One process of the fleet simulation (bench/fleet.ts, test/fleet.test.ts), started with
  * child_process.fork and driven over IPC. It seals and opens small records against the KMS
  * emulator, either under the key hierarchy (a key store shared by the fleet, one envelope per
- * partition) or with today's per-process caches (`createEnvelope({ kms, cache: true,
- * decryptCache: true })`, a context per table), and reports per phase what it saw: operations,
+ * partition) or with today's per-process caches (`createEnvelope({ kms, cache: encryptionCache(),
+ * decryptCache: decryptCache() })`, a context per table), and reports per phase what it saw: operations,
  * failures by error code, latencies, the hierarchy's metrics, and a log of every KMS request it
  * sent (time, action, answer), taken by the `fetch` it hands TencentKms.
  *
@@ -225,7 +225,7 @@ async function main(): Promise<void> {
     }
     hierarchy = hierarchyLib.createKeyHierarchy({ store, kms, ttlMs: config.hierarchy.ttlMs, maxStaleMs: config.hierarchy.maxStaleMs });
   } else {
-    shared = lib.createEnvelope({ kms, cache: true, decryptCache: true });
+    shared = lib.createEnvelope({ kms, ...caches(lib) });
   }
 
   const counters = (): HierarchyCounters | undefined => {
@@ -462,6 +462,12 @@ async function main(): Promise<void> {
  * processes would otherwise spend the first seconds of the deploy compiling modules, and the
  * deploy would measure that instead of the KMS traffic (each real process has CPU of its own).
  */
+/** Both caches, as the build under test takes them: factories since 0.3, `true` before (a v0.2.0 dist). */
+function caches(lib: typeof Library): Pick<Library.EnvelopeOptions, 'cache' | 'decryptCache'> {
+  if ('encryptionCache' in lib) return { cache: lib.encryptionCache(), decryptCache: lib.decryptCache() };
+  return { cache: true, decryptCache: true } as never;
+}
+
 async function warmUp(lib: typeof Library, config: WorkerConfig): Promise<void> {
   const require = createRequire(new URL('../package.json', config.distUrl));
   await import(pathToFileURL(require.resolve('ky')).href);
@@ -469,7 +475,7 @@ async function warmUp(lib: typeof Library, config: WorkerConfig): Promise<void> 
   await fetch(`${config.emulator.url}/__emulator/stats`, { signal: AbortSignal.timeout(10_000) })
     .then((r) => r.arrayBuffer())
     .catch(() => undefined);
-  const local = lib.createEnvelope({ kms: lib.LocalKms.generate(), cache: true, decryptCache: true });
+  const local = lib.createEnvelope({ kms: lib.LocalKms.generate(), ...caches(lib) });
   for (let i = 0; i < 50; i++) await local.open(await local.seal(randomBytes(config.valueBytes), { context: { table: 'warm-up', row: String(i) } }));
   await local.close();
 }

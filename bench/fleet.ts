@@ -10,7 +10,7 @@
  * endpoint, then recovers), recovery. Run for
  * the key hierarchy (a key store shared by the fleet, each process several partitions, TTL shorter
  * than the run, maxStaleMs above the outage) and, in the same run, for today's per-process caches
- * (`createEnvelope({ kms, cache: true, decryptCache: true })`, a context per table). After deploy
+ * (`createEnvelope({ kms, cache: encryptionCache(), decryptCache: decryptCache() })`, a context per table). After deploy
  * each process hands a sample of its records to the others that serve the same tenants, so opens
  * include records sealed by other processes before the outage. The second steady phase, as long
  * as the first, seals and opens ten times the records: what KMS calls do with the number of records.

@@ -1,9 +1,10 @@
 /** HKDF-Expand-SHA-512 for one Cobblestone-256 message (76 bytes): WebAssembly, node:crypto, @noble/hashes. */
 import { randomBytes } from 'node:crypto';
 import { nobleHmacHkdf } from '../src/core/backend-noble.ts';
-import { loadNodeCrypto, nodeHmacHkdf } from '../src/core/backend-node.ts';
+import { testing as backendNodeTesting } from '../src/core/backend-node.ts';
 import { wasmHkdf } from '../src/core/hkdf.ts';
 import { formatNs, measure } from './harness.ts';
+const { loadNodeCrypto, nodeHmacHkdf } = backendNodeTesting;
 
 export async function benchHkdf(): Promise<string> {
   const out: string[] = [];

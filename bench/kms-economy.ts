@@ -4,7 +4,7 @@
  * no network) in the same run. 32 records in flight, as a storage layer would have.
  */
 import { randomBytes } from 'node:crypto';
-import { createEnvelope, type Envelope, LocalKms } from '../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, type Envelope, LocalKms } from '../src/index.ts';
 import { spawnEmulator } from './emulator-process.ts';
 import { TencentKms } from '../src/kms/tencent.ts';
 
@@ -37,8 +37,8 @@ export async function benchKmsEconomy(): Promise<string> {
     const cases: [string, () => Envelope][] = [
       ['local (LocalKms, no network, no cache)', () => createEnvelope({ kms: LocalKms.generate() })],
       ['emulator, no cache', () => createEnvelope({ kms: kms() })],
-      ['emulator, encryption cache', () => createEnvelope({ kms: kms(), cache: true })],
-      ['emulator, encryption + decrypt cache', () => createEnvelope({ kms: kms(), cache: true, decryptCache: true })],
+      ['emulator, encryption cache', () => createEnvelope({ kms: kms(), cache: encryptionCache() })],
+      ['emulator, encryption + decrypt cache', () => createEnvelope({ kms: kms(), cache: encryptionCache(), decryptCache: decryptCache() })],
     ];
     await throughput(cases[1]![1](), records.slice(0, 300)); // warm up the connection pool and JIT
     out.push(`\n## KMS economy: seal+open of 1 KiB records, ${IN_FLIGHT} in flight, emulator on loopback\n`);

@@ -7,7 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { gcm } from '@noble/ciphers/aes.js';
-import { createEnvelope, LocalKms } from '../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, LocalKms } from '../src/index.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { type Case, measure, type Result } from './harness.ts';
 
@@ -62,9 +62,9 @@ export const CASES = {
 
 export async function benchRecords(peers: Peer[], options: { rounds?: number; sizes?: number[] } = {}): Promise<RecordRow[]> {
   const kms = LocalKms.generate();
-  const cache = { maxMessages: 2 ** 40, maxAge: 2 ** 40, maxBytes: 2 ** 50 };
-  const cached = createEnvelope({ kms, cache, decryptCache: { ttl: 2 ** 40 } });
-  const cachedNoble = createEnvelope({ kms, cache, decryptCache: { ttl: 2 ** 40 }, backend: 'noble' });
+  const cache = encryptionCache({ maxMessages: 2 ** 40, maxAge: 2 ** 40, maxBytes: 2 ** 50 });
+  const cached = createEnvelope({ kms, cache, decryptCache: decryptCache({ ttl: 2 ** 40 }) });
+  const cachedNoble = createEnvelope({ kms, cache, decryptCache: decryptCache({ ttl: 2 ** 40 }), backend: 'noble' });
   const fresh = createEnvelope({ kms });
   // Warm intermediate key: no KMS call per record, each record under its own derived key.
   const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms });

@@ -4,7 +4,7 @@
  * quotas (ReEncrypt 100/s, GenerateDataKey 100/s, Decrypt 300/s) with the real throttling error.
  * The messages are sealed first with the quotas off (setup, not measured). Then:
  *
- * - rewrap: envelope.rewrap() on every message, 8 at once, through a TencentKms whose client-side
+ * - rewrap: rewrap(envelope, ) on every message, 8 at once, through a TencentKms whose client-side
  *   limit for ReEncrypt is 75/s with a burst of 1. The quota is counted where the requests arrive:
  *   a stall of either process (a loaded machine, the network) bunches the requests sent before
  *   it, and 8 at once bounds that bunch to 8, so no second at the KMS sees more than 75 + 8 + 1.
@@ -23,7 +23,7 @@
  * Flags: --messages N (default 10000), --baseline N (default 2000).
  */
 import { loadavg } from 'node:os';
-import { createEnvelope, type EnvelopeEvent, inspect, TencentKms } from '../src/index.ts';
+import { createEnvelope, type EnvelopeEvent, inspect, rewrap, TencentKms } from '../src/index.ts';
 import { parseHeader } from '../src/core/header.ts';
 import { setFaults, startEmulatorProcess, TENCENT_QUOTAS } from './fleet.ts';
 
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     await pool(MESSAGES, REWRAP_CONCURRENCY, async (i) => {
       try {
-        rewrapped[i] = await rewrapper.rewrap(sealed[i]!, { toKeyId: to });
+        rewrapped[i] = await rewrap(rewrapper, sealed[i]!, { toKeyId: to });
       } catch {
         failed++;
       }

@@ -17,32 +17,38 @@ export {
   rewrapReasons,
   open,
   seal,
-  type BatchOptions,
-  type BatchResult,
   type ByteInput,
   type Bytes,
   type Envelope,
   type EnvelopeOptions,
   type KeyPolicy,
   type MessageInfo,
-  type OpenItem,
   type OpenOptions,
   type OpenResult,
-  type RewrapOptions,
-  type SealItem,
   type SealOptions,
   type StreamSealOptions,
   type SuiteName,
 } from './envelope/envelope.ts';
+export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
+export { openStream, sealStream } from './envelope/stream.ts';
+export { openRange, type FileHandleLike, type RangeOptions, type RangeSource, type ReadAt } from './envelope/range.ts';
+export { openSync, sealSync } from './envelope/sync.ts';
+export { type BatchOptions, type BatchResult, type OpenItem, openMany, type SealItem, sealMany } from './envelope/batch.ts';
+export { usePortableCrypto } from './core/backend-noble.ts';
+export { keyPolicy, type KeyPolicyChoice } from './core/key-policy.ts';
+export type { Suite } from './core/suites.ts';
 export {
   DECRYPT_CACHE_DEFAULTS,
+  decryptCache,
+  type DecryptCacheChoice,
   ENCRYPTION_CACHE_DEFAULTS,
+  encryptionCache,
+  type EncryptionCacheChoice,
   type DecryptCacheOptions,
   type EncryptionCacheOptions,
 } from './economy/cache.ts';
 export type { EnvelopeEvent, EventListener } from './economy/events.ts';
 export type { BucketOptions, RateLimitOptions } from './economy/rate-limit.ts';
-export type { FileHandleLike, RangeOptions, RangeSource, ReadAt } from './envelope/range.ts';
 export { LocalKms, type LocalKmsOptions } from './kms/local.ts';
 export { TencentKms, type TencentKmsOptions } from './kms/tencent.ts';
 export { TencentKmsV2, type TencentKmsV2Options } from './kms/tencent-v2.ts';

@@ -10,6 +10,8 @@
  * await sealFile(envelope, 'backup.tar', 'backup.tar.kmse', { context: { host: 'db1' } });
  * ```
  */
+import { createNodeBackend } from './core/backend-node.ts';
+import { provideNodeBackend } from './core/select-backend.ts';
 import { coreOf, type OpenOptions, type SealOptions } from './envelope/engine.ts';
 import { type Envelope, inspect, type MessageInfo } from './envelope/envelope.ts';
 import { plaintextLength } from './core/chunked.ts';
@@ -19,6 +21,9 @@ import { readFileHeader, rewrapFile as rewrapFileIn, type RewrapFileResult } fro
 import type { Sink } from './node/atomic.ts';
 import * as files from './node/files.ts';
 import type { FileOptions, FileResult } from './node/files.ts';
+
+// Node code: the node:crypto backend too (as the main entry under the `node` condition provides it).
+provideNodeBackend(createNodeBackend);
 
 /** Payload lengths (the bytes after the header): plaintext -> sealed, and sealed -> plaintext (undefined when impossible). */
 export { plaintextLength, sealedLength } from './core/chunked.ts';

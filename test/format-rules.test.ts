@@ -8,7 +8,7 @@ import { encodeWrappedKeys, parseHeader } from '../src/core/header.ts';
 import { KmsError } from '../src/core/errors.ts';
 import { MemoryKeyStore } from '../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../src/hierarchy/hierarchy.ts';
-import { createEnvelope, LocalKms } from '../src/index.ts';
+import { createEnvelope, keyPolicy, LocalKms } from '../src/index.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../src/kms/key-provider.ts';
 import { InstrumentedProvider } from './instrumented.ts';
 
@@ -61,7 +61,7 @@ describe('FORMAT.md §7.1 order of checks', () => {
     // Step 2 before 3, 3 before 5, 5 before 6 (the key): no key is loaded for any of them.
     expect(await open(truncated, { partition: 'other' })).toEqual({ code: 'ERR_PARTITION_MISMATCH', calls: 0 });
     expect(await open(truncated, {})).toEqual({ code: 'ERR_CONTEXT_MISMATCH', calls: 0 });
-    expect(await open(truncated, { context: { table: 't' }, keyPolicy: { minKeyVersion: 2 } })).toEqual({ code: 'ERR_KEY_VERSION_REFUSED', calls: 0 });
+    expect(await open(truncated, { context: { table: 't' }, keyPolicy: keyPolicy({ minKeyVersion: 2 }) })).toEqual({ code: 'ERR_KEY_VERSION_REFUSED', calls: 0 });
     expect(await open(truncated)).toEqual({ code: 'ERR_DECRYPTION_FAILED', calls: 0 });
     // Step 6: a partition the store lacks, with a bad payload too, is the key's failure.
     const elsewhere = set(sealed, { 8: sealed[8]! ^ 1 });

@@ -10,18 +10,11 @@ import { openPayload, sealedLength } from '../src/core/chunked.ts';
 import { COBBLESTONE_256 } from '../src/core/suites.ts';
 import { CONTEXT_LIMITS, canonicalContext, parseContext } from '../src/core/context.ts';
 import { EnvelopeError, HeaderMalformedError, LimitExceededError } from '../src/core/errors.ts';
-import {
-  encodeAuthenticated,
-  encodeWrappedKey,
-  HEADER_LIMITS,
-  MAX_HEADER_LENGTH,
-  MAX_HEADER_LENGTH_V1,
-  parseHeader,
-  PREFIX_LENGTH,
-} from '../src/core/header.ts';
+import { encodeAuthenticated, encodeWrappedKey, HEADER_LIMITS, MAX_HEADER_LENGTH, parseHeader, testing as headerTesting } from '../src/core/header.ts';
 import { createEnvelope, isEnvelopeError, LocalKms } from '../src/index.ts';
 import { BACKENDS, hex, sealPayload } from './helpers.ts';
 import { InstrumentedProvider } from './instrumented.ts';
+const { MAX_HEADER_LENGTH_V1, PREFIX_LENGTH } = headerTesting;
 
 const kms = LocalKms.generate();
 const envelope = createEnvelope({ kms });
@@ -421,7 +414,7 @@ describe('FORMAT.md §6 payload', () => {
     const out = new Uint8Array(sealedLength(100));
     sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(100), out, 0);
     out[40]! ^= 1;
-    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key, context: new Uint8Array(0) }, out)).toThrow();
     expect(chunkCalls).toBe(0);
   });
 
@@ -449,7 +442,7 @@ describe('FORMAT.md §6 payload', () => {
     const out = new Uint8Array(sealedLength(40000));
     sealPayload(inner, COBBLESTONE_256, key, new Uint8Array(0), new Uint8Array(24), new Uint8Array(40000).fill(0x5a), out, 0);
     out[out.length - 1]! ^= 1; // the last chunk fails after two good ones were decrypted
-    expect(() => openPayload(backend, COBBLESTONE_256, key, new Uint8Array(0), out)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key, context: new Uint8Array(0) }, out)).toThrow();
     expect(outputs.length).toBe(3);
     expect(outputs[0]!.every((b) => b === 0)).toBe(true);
   });

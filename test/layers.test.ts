@@ -22,9 +22,22 @@ interface Edge {
 const PACKAGE = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { exports: Record<string, string | Record<string, string>> };
 /** The entry files: the top-level files of src/ that package.json "exports" names (derived, not kept by hand). */
 export const ENTRY_FILES = Object.values(PACKAGE.exports)
-  .map((target) => (typeof target === 'string' ? target : target.default))
+  .flatMap((target) => (typeof target === 'string' ? [target] : Object.values(target)))
   .filter((target): target is string => typeof target === 'string' && /^\.\/dist\/[^/]+\.js$/.test(target))
   .map((target) => target.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts'));
+/**
+ * An entry under an export condition builds on the same export's default entry (index.node.ts,
+ * Node's 'kms-envelope', re-exports index.ts): derived from package.json "exports" too.
+ */
+const CONDITIONAL_BASE = new Map(
+  Object.values(PACKAGE.exports).flatMap((target) =>
+    typeof target === 'string' || !target.default
+      ? []
+      : Object.entries(target)
+          .filter(([condition, file]) => condition !== 'default' && !condition.startsWith('types') && file !== target.default)
+          .map(([, file]): [string, string] => [file.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts'), target.default!.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts')]),
+  ),
+);
 const FOLDERS: readonly Room[] = ['core', 'economy', 'kms', 'envelope', 'hierarchy', 'records', 'sm4', 'node', 'tools', 'adapters'];
 
 export function roomOf(file: string): Room {
@@ -115,6 +128,7 @@ export function violation({ from, to, local, typeOnly }: Edge): string | undefin
   }
   if (room === 'kms' && CHUNK_CODE.includes(to)) return 'kms/ never parses the format: no header or chunk code';
   if (room === 'records' && RECORDS_FACES.includes(to)) return undefined;
+  if (room === 'entry' && CONDITIONAL_BASE.get(from) === to) return undefined;
   if (ALLOWED[room].includes(target)) return undefined;
   return `${room === 'entry' ? `the entry ${from}` : `${room}/`} may not import ${target === 'entry' ? to : `${target}/`}`;
 }

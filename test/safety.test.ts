@@ -68,7 +68,7 @@ describe.each(BACKENDS)('derived keys and nonces are wiped (backend $name)', (in
     const plaintext = new Uint8Array(20000).fill(3);
     const out = new Uint8Array(sealedLength(plaintext.length));
     sealPayload(backend, COBBLESTONE_256, key(), context, new Uint8Array(24), plaintext, out, 0);
-    openPayload(backend, COBBLESTONE_256, key(), context, out);
+    openPayload({ crypto: backend, suite: COBBLESTONE_256, key: key(), context: context }, out);
     expect(seen.length).toBeGreaterThan(4);
     expect(seen.every(zero)).toBe(true);
   });
@@ -79,10 +79,10 @@ describe.each(BACKENDS)('derived keys and nonces are wiped (backend $name)', (in
     sealPayload(inner, COBBLESTONE_256, key(), context, new Uint8Array(24), new Uint8Array(100), out, 0);
     const badTag = out.slice();
     badTag[badTag.length - 1]! ^= 1;
-    expect(() => openPayload(backend, COBBLESTONE_256, key(), context, badTag)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key: key(), context: context }, badTag)).toThrow();
     const badCommitment = out.slice();
     badCommitment[30]! ^= 1;
-    expect(() => openPayload(backend, COBBLESTONE_256, key(), context, badCommitment)).toThrow();
+    expect(() => openPayload({ crypto: backend, suite: COBBLESTONE_256, key: key(), context: context }, badCommitment)).toThrow();
     expect(seen.length).toBeGreaterThan(2);
     expect(seen.every(zero)).toBe(true);
   });

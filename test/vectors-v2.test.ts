@@ -213,11 +213,11 @@ describe('envelope-v2 vectors (FORMAT.md §10)', () => {
     const key = await kms.decryptDataKey({ ...h.wrappedKeys[0]!, keySpec: 'AES_256', context: h.context! });
     const payload = flip(hello, h.length + 20).subarray(h.length);
     const before = seen.length;
-    expect(() => openCompact(backend, COBBLESTONE_256, key, h.authenticated, payload)).toThrow(expect.objectContaining({ code: 'ERR_DECRYPTION_FAILED' }));
+    expect(() => openCompact({ crypto: backend, suite: COBBLESTONE_256, key, context: h.authenticated }, payload)).toThrow(expect.objectContaining({ code: 'ERR_DECRYPTION_FAILED' }));
     expect(seen.length - before).toBe(3); // the HKDF outputs only: no AES-GCM call was made
     expect(compactPlaintextLength(16 + 16 + 16383 + 16)).toBe(16383);
     expect(compactPlaintextLength(16 + 16 + 16384 + 16)).toBeUndefined();
-    expect(() => openCompact(backend, COBBLESTONE_256, key, h.authenticated, new Uint8Array(16 + 16 + 16384 + 16))).toThrow(expect.objectContaining({ code: 'ERR_DECRYPTION_FAILED' }));
+    expect(() => openCompact({ crypto: backend, suite: COBBLESTONE_256, key, context: h.authenticated }, new Uint8Array(16 + 16 + 16384 + 16))).toThrow(expect.objectContaining({ code: 'ERR_DECRYPTION_FAILED' }));
   });
 
   it('A reader MUST reject a key version that is zero, longer than 5 bytes, above 2^32−1 or not minimally encoded (ERR_HEADER_MALFORMED)', () => {

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createEnvelope, type EncryptionContext, LocalKms, type SuiteName } from '../src/index.ts';
+import { sm4 } from '../src/sm4.ts';
 import { parseHeader } from '../src/core/header.ts';
 import { hex, readVectors, seededRandom, unhex } from './helpers.ts';
 
@@ -139,7 +140,8 @@ describe('envelope-v1 vectors', () => {
   });
 
   it.each(vectors.cases)('opens "$name" as $expect', async (c) => {
-    const envelope = createEnvelope({ kms: new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) }) });
+    // suites: [sm4], so that a suite byte changed to 03 fails as the recorded ERR_DECRYPTION_FAILED (test/sm4/ checks the error without it).
+    const envelope = createEnvelope({ kms: new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) }), suites: [sm4] });
     const openContext = c.openContext === undefined ? (c.detached ? c.context : null) : c.openContext;
     const options = openContext === null ? {} : { context: openContext };
     if (c.expect === 'ok') {

@@ -1,18 +1,12 @@
-/** Portable backend: @noble/ciphers AES-GCM, HKDF in WebAssembly (or over @noble/hashes). No Node APIs. */
+/** Portable backend: @noble/ciphers AES-GCM over the shared portable base (backend-base.ts). No Node APIs. */
 import { gcm } from '@noble/ciphers/aes.js';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import type { CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
-import { base64, wipe } from './bytes.ts';
-import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
-import { pooledRandom } from './random-pool.ts';
+import { portableBase } from './backend-base.ts';
+import { wipe } from './bytes.ts';
+import { providePortable } from './sync-aes.ts';
 
-/**
- * HKDF-Expand over @noble/hashes' HMAC, where WebAssembly does not run. Not noble's expand(): it
- * insists on a PRK of at least HashLen (64) bytes, while Cobblestone's PRK is the 16- or 32-byte data key.
- */
-export const nobleHmacHkdf: HkdfExpand = hmacHkdf((key) => hmac.create(sha512, key));
+export { nobleHmacHkdf } from './backend-base.ts';
 
 /**
  * @noble/ciphers reads its input as 32-bit words and copies an unaligned one with Uint8Array.from,
@@ -24,6 +18,7 @@ function aligned(bytes: Uint8Array): Uint8Array {
 }
 
 export const nobleBackend: CryptoBackend = {
+  ...portableBase,
   name: 'noble',
   gcmSeal(key, nonce, plaintext, out, offset, aad) {
     const input = aligned(plaintext);
@@ -54,11 +49,14 @@ export const nobleBackend: CryptoBackend = {
       return undefined;
     }
   },
-  hkdfExpandSha512: wasmHkdf()?.expand ?? nobleHmacHkdf,
-  hkdfPrepareSha512: wasmHkdf()?.prepare,
-  randomBytes: pooledRandom((buffer) => globalThis.crypto.getRandomValues(buffer)),
-  sha256Base64(data) {
-    return base64.encode(sha256(data));
-  },
-  hmacSha256: (key, data) => hmac(sha256, key, data),
 };
+
+/**
+ * Brings in the portable backend (@noble/ciphers AES-GCM): `backend: 'noble'` by name, the
+ * fallback of a runtime with neither node:crypto nor crypto.subtle, and the synchronous AES-GCM
+ * of the WebCrypto backend (sealSync, openSync). The synchronous functions and the Node entry call
+ * it themselves; an application that seals and opens asynchronously in a browser need not.
+ */
+export function usePortableCrypto(): void {
+  providePortable(nobleBackend);
+}

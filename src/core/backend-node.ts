@@ -8,12 +8,12 @@ import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
 import { pooledRandom } from './random-pool.ts';
 import { builtinModule } from './runtime.ts';
 
-export function loadNodeCrypto(): NodeCryptoLike | undefined {
+function loadNodeCrypto(): NodeCryptoLike | undefined {
   return builtinModule<NodeCryptoLike>('node:crypto');
 }
 
 /** HKDF-Expand over node:crypto's createHmac: the fallback where WebAssembly does not run. */
-export function nodeHmacHkdf(c: NodeCryptoLike): HkdfExpand {
+function nodeHmacHkdf(c: NodeCryptoLike): HkdfExpand {
   return hmacHkdf((key) => c.createHmac('sha512', key));
 }
 
@@ -22,10 +22,10 @@ export function createNodeBackend(): CryptoBackend | undefined {
   if (!c) return undefined;
   return {
     name: 'node',
-    gcmSeal: (key, nonce, plaintext, out, offset, aad) => nodeGcmSeal(c, key, nonce, plaintext, out, offset, aad),
-    gcmOpen: (key, nonce, sealed, out, offset, aad) => nodeGcmOpen(c, key, nonce, sealed, out, offset, aad) === true,
+    gcmSeal: (key, nonce, plaintext, out, offset, aad) => nodeGcmSeal(c, { key, nonce, aad }, plaintext, out, offset),
+    gcmOpen: (key, nonce, sealed, out, offset, aad) => nodeGcmOpen(c, { key, nonce, aad }, sealed, out, offset) === true,
     gcmOpenFresh(key, nonce, sealed) {
-      const plaintext = nodeGcmOpen(c, key, nonce, sealed, undefined, 0);
+      const plaintext = nodeGcmOpen(c, { key, nonce }, sealed, undefined, 0);
       return plaintext instanceof Uint8Array ? plaintext : undefined;
     },
     hkdfExpandSha512: wasmHkdf()?.expand ?? nodeHmacHkdf(c),
@@ -40,3 +40,6 @@ export function createNodeBackend(): CryptoBackend | undefined {
     },
   };
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { loadNodeCrypto, nodeHmacHkdf };

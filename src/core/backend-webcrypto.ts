@@ -1,8 +1,9 @@
 /**
  * WebCrypto backend: AES-GCM over `crypto.subtle` (hardware AES in browsers, Deno, Workers), which
- * only answers asynchronously. Its `aead` is what the asynchronous paths use; for everything that
- * must answer at once (the key schedule, sealSync/openSync, LocalKms, blind indexes) it is the
- * noble backend, which gives the same bytes.
+ * only answers asynchronously. Its `aead` is what the asynchronous paths use (LocalKms included);
+ * the key schedule, hashes and randomness are the portable base's (backend-base.ts), and the
+ * synchronous AES-GCM of sealSync/openSync is the portable backend's once provided (sync-aes.ts),
+ * which gives the same bytes.
  *
  * Keys: the AES key of a message is imported as a non-extractable CryptoKey and its raw bytes are
  * wiped as the import call returns (WebCrypto copies its inputs). The key schedule, HKDF-Expand
@@ -12,7 +13,8 @@
  */
 import type { AeadKey, AsyncAead, CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
-import { nobleBackend } from './backend-noble.ts';
+import { portableBase } from './backend-base.ts';
+import { syncAes } from './sync-aes.ts';
 
 /** The part of SubtleCrypto this backend uses, typed here so that core/ needs neither DOM nor node types. */
 export interface SubtleLike {
@@ -28,7 +30,7 @@ interface GcmParams {
 }
 
 /** The runtime's crypto.subtle, or undefined (an insecure context in a browser has none). */
-export function globalSubtle(): SubtleLike | undefined {
+function globalSubtle(): SubtleLike | undefined {
   const subtle = (globalThis as { crypto?: { subtle?: unknown } }).crypto?.subtle;
   return subtle && typeof (subtle as SubtleLike).encrypt === 'function' ? (subtle as SubtleLike) : undefined;
 }
@@ -40,7 +42,7 @@ function params(iv: Uint8Array, aad: Uint8Array | undefined): GcmParams {
 }
 
 /** AES-GCM over a SubtleCrypto. */
-export function subtleAead(subtle: SubtleLike): AsyncAead {
+function subtleAead(subtle: SubtleLike): AsyncAead {
   return {
     importKey(key) {
       if (key.length !== 16 && key.length !== 32 && key.length !== 24) {
@@ -66,5 +68,16 @@ export function subtleAead(subtle: SubtleLike): AsyncAead {
 /** The WebCrypto backend over `subtle` (the runtime's by default), or undefined where there is none (null). */
 export function createWebCryptoBackend(subtle: SubtleLike | null | undefined = globalSubtle()): CryptoBackend | undefined {
   if (!subtle) return undefined;
-  return Object.freeze({ ...nobleBackend, name: 'webcrypto', aead: subtleAead(subtle) });
+  return Object.freeze({
+    ...portableBase,
+    name: 'webcrypto',
+    aead: subtleAead(subtle),
+    // The synchronous paths only (sealSync, openSync): the portable AES-GCM, once provided (sync-aes.ts).
+    gcmSeal: (key, nonce, plaintext, out, offset, aad) => syncAes().gcmSeal(key, nonce, plaintext, out, offset, aad),
+    gcmOpen: (key, nonce, sealed, out, offset, aad) => syncAes().gcmOpen(key, nonce, sealed, out, offset, aad),
+    gcmOpenFresh: (key, nonce, sealed) => syncAes().gcmOpenFresh(key, nonce, sealed),
+  } satisfies CryptoBackend);
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { globalSubtle };

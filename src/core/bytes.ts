@@ -7,15 +7,6 @@ export function isBytes(value: unknown): value is Uint8Array {
   return value instanceof Uint8Array || (ArrayBuffer.isView(value) && value.constructor.name === 'Uint8Array');
 }
 
-/** Asserts a Uint8Array (TypeError), optionally of one of the given lengths (RangeError). */
-export function abytes(value: unknown, title: string, ...lengths: number[]): Uint8Array {
-  if (!isBytes(value)) throw new TypeError(`"${title}" expected Uint8Array, got ${describe(value)}`);
-  if (lengths.length > 0 && !lengths.includes(value.length)) {
-    throw new RangeError(`"${title}" expected Uint8Array of length ${lengths.join('/')}, got length=${value.length}`);
-  }
-  return value;
-}
-
 /**
  * Bytes as callers hold them: a Uint8Array (a Buffer), any other view (DataView, typed arrays), or
  * an ArrayBuffer: DOM's BufferSource and Node's ArrayBufferView, with no cast needed.

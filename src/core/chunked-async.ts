@@ -13,9 +13,10 @@ import {
   deriveKeys,
   MAX_CHUNKS,
   PAYLOAD_PREFIX,
+  type PayloadKey,
   type PayloadKeys,
+  type PayloadRange,
   type PayloadSealer,
-  type PayloadReader,
   plaintextLength,
   rangeTotal,
   readChunkRange,
@@ -24,7 +25,6 @@ import {
   SEALED_CHUNK_SIZE,
 } from './chunked.ts';
 import { DecryptionFailedError } from './errors.ts';
-import type { HmacKeyState } from './hkdf.ts';
 import type { PayloadSuite } from './suites.ts';
 
 /**
@@ -33,16 +33,8 @@ import type { PayloadSuite } from './suites.ts';
  */
 export const CHUNKS_IN_FLIGHT = 8;
 
-/**
- * The backend's asynchronous AEAD for this suite's messages, or undefined (synchronous paths):
- * WebCrypto has AES-GCM only.
- */
-export function aeadFor(backend: CryptoBackend, suite: PayloadSuite): AsyncAead | undefined {
-  return suite.aead === 'AEAD_AES_256_GCM' || suite.aead === 'AEAD_AES_128_GCM' ? backend.aead : undefined;
-}
-
 /** A message key imported for the asynchronous AEAD, with its own copy of the base nonce. */
-export class AsyncChunkKey {
+class AsyncChunkKey {
   readonly #aead: AsyncAead;
   #key: AeadKey | undefined;
   readonly #baseNonce: Uint8Array;
@@ -114,7 +106,7 @@ export function importAndWipe(aead: AsyncAead, keys: PayloadKeys): Promise<Async
  * Runs work(0) .. work(count - 1) with at most `limit` under way. After a failure starts no more,
  * waits for those under way (so none writes after), and rejects with the first failure.
  */
-export async function eachBounded(count: number, limit: number, work: (index: number) => Promise<void>): Promise<void> {
+async function eachBounded(count: number, limit: number, work: (index: number) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const worker = async (): Promise<void> => {
@@ -182,15 +174,7 @@ async function openChunksAsync(key: AsyncChunkKey, sealed: Uint8Array, first: nu
  * the plaintext only when every chunk authenticates. The key schedule runs before this returns,
  * so `inputKey` and `keyState` may be lent (the caller keeps and wipes them).
  */
-export async function openPayloadAsync(
-  backend: CryptoBackend,
-  aead: AsyncAead,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  payload: Uint8Array,
-  keyState?: HmacKeyState,
-): Promise<Uint8Array> {
+export async function openPayloadAsync({ crypto: backend, suite, key: inputKey, context, keyState }: PayloadKey, aead: AsyncAead, payload: Uint8Array): Promise<Uint8Array> {
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
@@ -220,16 +204,9 @@ export async function openPayloadAsync(
  * does (the caller keeps and wipes it).
  */
 export async function openPayloadRangeAsync(
-  backend: CryptoBackend,
+  { crypto: backend, suite, key: inputKey, context }: PayloadKey,
   aead: AsyncAead,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  read: PayloadReader,
-  payloadLength: number,
-  start: number,
-  length: number,
-  verifyLength: boolean,
+  { read, payloadLength, start, length, verifyLength }: PayloadRange,
 ): Promise<Uint8Array> {
   const total = rangeTotal(suite, inputKey, payloadLength, start, length);
   const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
@@ -502,3 +479,6 @@ export class AsyncStreamOpener {
     this.#key?.drop();
   }
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { AsyncChunkKey, eachBounded };

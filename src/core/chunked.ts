@@ -1,6 +1,9 @@
 /**
  * The payload: C2SP chunked encryption (Cobblestone), FORMAT.md §6.
  * https://c2sp.org/chunked-encryption
+ *
+ * Every function and class here takes `backend` as the suite's primitives
+ * (`suite.primitives(backend)`, core/suites.ts): the backend itself for the AES suites.
  */
 import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
@@ -8,16 +11,41 @@ import { equalBytes, slabBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import { chunkNonce } from './chunk-nonce.ts';
-import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const CHUNK_SIZE = 16384;
 export const SALT_LENGTH = 24;
-export const COMMITMENT_LENGTH = 32;
+const COMMITMENT_LENGTH = 32;
 export const PAYLOAD_PREFIX = SALT_LENGTH + COMMITMENT_LENGTH;
 export const SEALED_CHUNK_SIZE = CHUNK_SIZE + TAG_LENGTH;
 /** FORMAT.md §6: the chunk counter MUST NOT reach 2^38. */
 export const MAX_CHUNKS = 2 ** 38;
+
+/**
+ * What opening a payload takes, resolved once: the suite's primitives (`crypto`) and parameters,
+ * the input key (the data key, or a hierarchy's derived key), the Cobblestone context (FORMAT.md
+ * §4), and the key's precomputed HKDF state when a cache lent it. The caller keeps and wipes `key`.
+ */
+export interface PayloadKey {
+  readonly crypto: CryptoBackend;
+  readonly suite: PayloadSuite;
+  readonly key: Uint8Array;
+  readonly context: Uint8Array;
+  readonly keyState?: HmacKeyState | undefined;
+}
+
+/**
+ * A range of a payload to open: plaintext bytes [start, start + length) of a payload of
+ * `payloadLength` bytes read through `read`; with `verifyLength`, the final chunk too, which
+ * authenticates the message length.
+ */
+export interface PayloadRange {
+  readonly read: PayloadReader;
+  readonly payloadLength: number;
+  readonly start: number;
+  readonly length: number;
+  readonly verifyLength: boolean;
+}
 
 /** The per-message key material from HKDF (views into the key slab); wipe() when done. */
 export class PayloadKeys {
@@ -74,7 +102,7 @@ export function deriveKeys(
   if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
   const keys = new PayloadKeys(suite.keyLength);
-  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
+  backend.hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], [keys.key, keys.baseNonce, keys.commitment], keyState);
   return keys;
 }
 
@@ -115,15 +143,7 @@ function openChunksInto(backend: CryptoBackend, keys: PayloadKeys, sealed: Uint8
  * Opens a whole payload. Checks the length and the commitment before any chunk; returns the
  * plaintext only when every chunk authenticates, and leaves nothing behind otherwise.
  */
-export function openPayload(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  payload: Uint8Array,
-  keyState?: HmacKeyState,
-): Uint8Array {
-  backend = suiteBackend(backend, suite);
+export function openPayload({ crypto: backend, suite, key: inputKey, context, keyState }: PayloadKey, payload: Uint8Array): Uint8Array {
   const length = plaintextLength(payload.length);
   if (length === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
   const keys = deriveKeys(backend, suite, inputKey, payload.subarray(0, SALT_LENGTH), context, keyState);
@@ -166,7 +186,7 @@ export class PayloadSealer {
 
   /** Derives the message keys; the caller keeps (and wipes) `inputKey` and `keyState`. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#salt = salt;
     this.#keys = deriveKeys(backend, suite, inputKey, salt, context, keyState);
   }
@@ -295,7 +315,7 @@ export class PayloadOpener {
 
   /** Takes ownership of `inputKey` and wipes it. */
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array) {
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#suite = suite;
     this.#context = context;
     this.#inputKey = inputKey;
@@ -429,17 +449,9 @@ export type PayloadReader = (position: number, length: number) => Promise<Uint8A
  * `verifyLength`, also decrypts the final chunk, which authenticates the message length.
  */
 export async function openPayloadRange(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  read: PayloadReader,
-  payloadLength: number,
-  start: number,
-  length: number,
-  verifyLength: boolean,
+  { crypto: backend, suite, key: inputKey, context }: PayloadKey,
+  { read, payloadLength, start, length, verifyLength }: PayloadRange,
 ): Promise<Uint8Array> {
-  backend = suiteBackend(backend, suite);
   const total = rangeTotal(suite, inputKey, payloadLength, start, length);
   const prefix = await readExactly(read, 0, PAYLOAD_PREFIX);
   const keys = deriveKeys(backend, suite, inputKey, prefix.subarray(0, SALT_LENGTH), context);

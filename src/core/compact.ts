@@ -9,17 +9,16 @@
  */
 import type { AsyncAead, CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
-import { CHUNK_SIZE, PayloadKeys } from './chunked.ts';
+import { CHUNK_SIZE, type PayloadKey, PayloadKeys } from './chunked.ts';
 import { importAndWipe } from './chunked-async.ts';
 import { equalBytes, utf8 } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
-import { suiteBackend } from './suite-backend.ts';
 import type { PayloadSuite } from './suites.ts';
 
 export const COMPACT_SALT_LENGTH = 16;
-export const COMPACT_COMMITMENT_LENGTH = 16;
-export const COMPACT_PREFIX = COMPACT_SALT_LENGTH + COMPACT_COMMITMENT_LENGTH;
+const COMPACT_COMMITMENT_LENGTH = 16;
+const COMPACT_PREFIX = COMPACT_SALT_LENGTH + COMPACT_COMMITMENT_LENGTH;
 /** A compact payload holds less than one chunk of the chunked format. */
 export const COMPACT_MAX_PLAINTEXT = CHUNK_SIZE - 1;
 
@@ -46,17 +45,9 @@ function compactKeys(keyLength: number): CompactKeys {
   return { keys, commitment, outputs: [keys.key, keys.baseNonce, commitment] };
 }
 
-function deriveCompactKeys(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  salt: Uint8Array,
-  context: Uint8Array,
-  keyState: HmacKeyState | undefined,
-  into: CompactKeys = compactKeys(suite.keyLength),
-): CompactKeys {
-  if (inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  suiteBackend(backend, suite).hkdfExpandSha512(inputKey, [infoHead(suite), salt, context], into.outputs, keyState);
+function deriveCompactKeys({ crypto, suite, key, context, keyState }: PayloadKey, salt: Uint8Array, into: CompactKeys = compactKeys(suite.keyLength)): CompactKeys {
+  if (key.length !== suite.keyLength) throw new DecryptionFailedError();
+  crypto.hkdfExpandSha512(key, [infoHead(suite), salt, context], into.outputs, keyState);
   return into;
 }
 
@@ -86,20 +77,13 @@ export function compactPlaintextLength(payloadLength: number): number | undefine
 }
 
 /** Opens a compact payload: the commitment first, then the tag; the plaintext only if both hold. */
-export function openCompact(
-  backend: CryptoBackend,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  payload: Uint8Array,
-  keyState?: HmacKeyState,
-): Uint8Array {
-  backend = suiteBackend(backend, suite);
-  if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
+export function openCompact(payloadKey: PayloadKey, payload: Uint8Array): Uint8Array {
+  const { crypto: backend, suite } = payloadKey;
+  if (compactPlaintextLength(payload.length) === undefined || payloadKey.key.length !== suite.keyLength) throw new DecryptionFailedError();
   const scratch = takeScratch(suite.keyLength);
   const derived = scratch ?? compactKeys(suite.keyLength);
   try {
-    const { keys, commitment } = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState, derived);
+    const { keys, commitment } = deriveCompactKeys(payloadKey, payload.subarray(0, COMPACT_SALT_LENGTH), derived);
     if (!equalBytes(commitment, payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) throw new DecryptionFailedError();
     const plaintext = backend.gcmOpenFresh(keys.key, keys.nonce(0), payload.subarray(COMPACT_PREFIX));
     if (!plaintext) throw new DecryptionFailedError();
@@ -114,17 +98,9 @@ export function openCompact(
  * openCompact over an asynchronous AEAD (the WebCrypto backend). The key schedule runs before this
  * returns, so `inputKey` and `keyState` may be lent.
  */
-export async function openCompactAsync(
-  backend: CryptoBackend,
-  aead: AsyncAead,
-  suite: PayloadSuite,
-  inputKey: Uint8Array,
-  context: Uint8Array,
-  payload: Uint8Array,
-  keyState?: HmacKeyState,
-): Promise<Uint8Array> {
-  if (compactPlaintextLength(payload.length) === undefined || inputKey.length !== suite.keyLength) throw new DecryptionFailedError();
-  const { keys, commitment } = deriveCompactKeys(backend, suite, inputKey, payload.subarray(0, COMPACT_SALT_LENGTH), context, keyState);
+export async function openCompactAsync(payloadKey: PayloadKey, aead: AsyncAead, payload: Uint8Array): Promise<Uint8Array> {
+  if (compactPlaintextLength(payload.length) === undefined || payloadKey.key.length !== payloadKey.suite.keyLength) throw new DecryptionFailedError();
+  const { keys, commitment } = deriveCompactKeys(payloadKey, payload.subarray(0, COMPACT_SALT_LENGTH));
   if (!equalBytes(commitment, payload.subarray(COMPACT_SALT_LENGTH, COMPACT_PREFIX))) {
     keys.wipe();
     throw new DecryptionFailedError();
@@ -150,9 +126,9 @@ export class CompactSealer {
 
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
-    this.#backend = suiteBackend(backend, suite);
+    this.#backend = backend;
     this.#salt = salt;
-    this.#keys = deriveCompactKeys(backend, suite, inputKey, salt, context, keyState);
+    this.#keys = deriveCompactKeys({ crypto: backend, suite, key: inputKey, context, keyState }, salt);
   }
 
   /** Writes salt || commitment || ciphertext || tag into `out` at `offset`; wipes the keys. */
@@ -230,7 +206,21 @@ export class CompactOpener {
     const key = this.#inputKey;
     if (this.#failed || !key) throw new DecryptionFailedError();
     try {
-      return openCompact(this.#backend, this.#suite, key, this.#context, this.#buffer.subarray(0, this.#buffered));
+      return openCompact({ crypto: this.#backend, suite: this.#suite, key, context: this.#context }, this.#buffer.subarray(0, this.#buffered));
+    } catch (error) {
+      this.#failed = true;
+      throw error;
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** end() over an asynchronous AEAD (the WebCrypto backend). */
+  async endAsync(aead: AsyncAead): Promise<Uint8Array> {
+    const key = this.#inputKey;
+    if (this.#failed || !key) throw new DecryptionFailedError();
+    try {
+      return await openCompactAsync({ crypto: this.#backend, suite: this.#suite, key, context: this.#context }, aead, this.#buffer.subarray(0, this.#buffered));
     } catch (error) {
       this.#failed = true;
       throw error;

@@ -36,16 +36,18 @@ export interface NodeCryptoLike {
   hash?: (algorithm: string, data: Uint8Array, encoding: 'base64') => string;
 }
 
-/** Writes ciphertext || tag (plaintext.length + 16 bytes) into `out` at `offset`. */
-export function nodeGcmSeal(
-  c: NodeCryptoLike,
-  key: Uint8Array,
-  nonce: Uint8Array,
-  plaintext: Uint8Array,
-  out: Uint8Array,
-  offset: number,
-  aad?: Uint8Array,
-): void {
+/** One AES-GCM call's key, nonce and additional data. */
+export interface GcmInput {
+  readonly key: Uint8Array;
+  readonly nonce: Uint8Array;
+  readonly aad?: Uint8Array | undefined;
+}
+
+/**
+ * Writes ciphertext || tag (plaintext.length + 16 bytes) into `out` at `offset`. Self-contained
+ * (no import used): node/worker-pool.ts ships its source to worker threads.
+ */
+export function nodeGcmSeal(c: NodeCryptoLike, { key, nonce, aad }: GcmInput, plaintext: Uint8Array, out: Uint8Array, offset: number): void {
   const algorithm = key.length === 32 ? 'aes-256-gcm' : key.length === 16 ? 'aes-128-gcm' : key.length === 24 ? 'aes-192-gcm' : '';
   if (!algorithm) throw new RangeError(`AES-GCM key must be 16, 24 or 32 bytes, got ${key.length}`);
   const cipher = c.createCipheriv(algorithm, key, nonce, { authTagLength: 16 });
@@ -60,17 +62,9 @@ export function nodeGcmSeal(
 /**
  * Verifies and decrypts `sealed` (ciphertext || tag) into `out` at `offset`; false when the tag
  * does not verify, and the output region is then zero. With `fresh`, returns the plaintext in a
- * buffer of its own instead (out and offset unused), or undefined.
+ * buffer of its own instead (out and offset unused), or undefined. Self-contained, as nodeGcmSeal.
  */
-export function nodeGcmOpen(
-  c: NodeCryptoLike,
-  key: Uint8Array,
-  nonce: Uint8Array,
-  sealed: Uint8Array,
-  out: Uint8Array | undefined,
-  offset: number,
-  aad?: Uint8Array,
-): Uint8Array | boolean {
+export function nodeGcmOpen(c: NodeCryptoLike, { key, nonce, aad }: GcmInput, sealed: Uint8Array, out: Uint8Array | undefined, offset: number): Uint8Array | boolean {
   if (sealed.length < 16) return false;
   const algorithm = key.length === 32 ? 'aes-256-gcm' : key.length === 16 ? 'aes-128-gcm' : key.length === 24 ? 'aes-192-gcm' : '';
   if (!algorithm) throw new RangeError(`AES-GCM key must be 16, 24 or 32 bytes, got ${key.length}`);

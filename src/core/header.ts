@@ -12,8 +12,8 @@ import { HeaderMalformedError, HeaderTruncatedError, LimitExceededError, Unsuppo
 
 export const MAGIC = Uint8Array.of(0x89, 0x4b, 0x4d, 0x45);
 export const VERSION = 1;
-export const VERSION_2 = 2;
-export const PREFIX_LENGTH = 7;
+const VERSION_2 = 2;
+const PREFIX_LENGTH = 7;
 
 export const HEADER_LIMITS = {
   maxProviderIdBytes: 32,
@@ -29,7 +29,7 @@ export const HEADER_LIMITS = {
 const MAX_WRAPPED_KEY_LENGTH = 1 + HEADER_LIMITS.maxProviderIdBytes + 2 + HEADER_LIMITS.maxKeyIdBytes + 2 + HEADER_LIMITS.maxBlobBytes;
 
 /** The field limits bound a version-1 header. */
-export const MAX_HEADER_LENGTH_V1 = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedBytes + MAX_WRAPPED_KEY_LENGTH;
+const MAX_HEADER_LENGTH_V1 = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedBytes + MAX_WRAPPED_KEY_LENGTH;
 
 /**
  * The largest header of any version: a streaming reader never buffers more than this before it
@@ -37,8 +37,8 @@ export const MAX_HEADER_LENGTH_V1 = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedByt
  */
 export const MAX_HEADER_LENGTH = PREFIX_LENGTH + CONTEXT_LIMITS.maxEncodedBytes + 1 + HEADER_LIMITS.maxWrappedKeys * MAX_WRAPPED_KEY_LENGTH;
 
-export const CONTEXT_STORED = 0x00;
-export const CONTEXT_DETACHED = 0x01;
+const CONTEXT_STORED = 0x00;
+const CONTEXT_DETACHED = 0x01;
 
 /** Version-2 flags (FORMAT.md §10.1). */
 const FLAG_DETACHED = 0x01;
@@ -422,3 +422,6 @@ export function parseHeaderIfComplete(bytes: Uint8Array): ParsedHeader | undefin
     throw error;
   }
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { PREFIX_LENGTH, MAX_HEADER_LENGTH_V1 };

@@ -21,7 +21,7 @@ const OUTER_PADDING = 256;
 const IV_AT = 320;
 const KEY_BLOCK = 384;
 /** Where the constants lie (the outer padding and the IV), for the test that all else is wiped. */
-export const WASM_CONSTANTS: readonly [start: number, end: number] = [OUTER_PADDING, KEY_BLOCK];
+const WASM_CONSTANTS: readonly [start: number, end: number] = [OUTER_PADDING, KEY_BLOCK];
 const DATA = 512;
 const INFO = DATA + 64;
 const BLOCK = 128;
@@ -41,7 +41,7 @@ const IV = Uint8Array.from(
 export type HkdfExpand = (prk: Uint8Array, info: readonly Uint8Array[], out: readonly Uint8Array[], state?: HmacKeyState) => void;
 
 /** The OKM as one buffer. */
-export function hkdfExpandBytes(expand: HkdfExpand, prk: Uint8Array, info: readonly Uint8Array[], length: number): Uint8Array {
+function hkdfExpandBytes(expand: HkdfExpand, prk: Uint8Array, info: readonly Uint8Array[], length: number): Uint8Array {
   const okm = new Uint8Array(length);
   expand(prk, info, [okm]);
   return okm;
@@ -132,7 +132,7 @@ export function wasmHkdf(): PreparedHkdf | undefined {
 }
 
 /** The WebAssembly HKDF-Expand, or undefined where WebAssembly is unavailable. */
-export function createWasmHkdf(): PreparedHkdf | undefined {
+function createWasmHkdf(): PreparedHkdf | undefined {
   const wasm = sha512Compressor();
   if (!wasm) return undefined;
   const { memory, compress } = wasm;
@@ -238,3 +238,6 @@ export function createWasmHkdf(): PreparedHkdf | undefined {
     },
   };
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { WASM_CONSTANTS, hkdfExpandBytes, createWasmHkdf };

@@ -4,17 +4,16 @@
  * data key is never copied into a message. The chunked payload's commitment is checked without
  * decrypting a chunk; a compact payload (under 16 KiB) is opened and its plaintext wiped.
  */
-import type { CryptoBackend } from './backend.ts';
 import { equalBytes, wipe } from './bytes.ts';
-import { deriveKeys, PAYLOAD_PREFIX, SALT_LENGTH } from './chunked.ts';
+import { deriveKeys, PAYLOAD_PREFIX, type PayloadKey, SALT_LENGTH } from './chunked.ts';
 import { openCompact } from './compact.ts';
 import { DecryptionFailedError } from './errors.ts';
-import type { PayloadSuite } from './suites.ts';
 
-export function keyOpensPayload(backend: CryptoBackend, suite: PayloadSuite, key: Uint8Array, payloadContext: Uint8Array, payload: Uint8Array, compact: boolean): boolean {
+export function keyOpensPayload(payloadKey: PayloadKey, payload: Uint8Array, compact: boolean): boolean {
+  const { crypto: backend, suite, key, context: payloadContext } = payloadKey;
   if (compact) {
     try {
-      wipe(openCompact(backend, suite, key, payloadContext, payload));
+      wipe(openCompact(payloadKey, payload));
       return true;
     } catch (error) {
       if (error instanceof DecryptionFailedError) return false;

@@ -43,7 +43,7 @@ export function policyFindings(header: ParsedHeader, policy: KeyPolicy): KeyVers
 }
 
 /** Checks a policy given by a caller: labelled TypeErrors for anything else. */
-export function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undefined {
+function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undefined {
   if (policy === undefined) return undefined;
   if (policy === null || typeof policy !== 'object') throw new TypeError(`"${name}" expected an object`);
   const p = policy as KeyPolicy;
@@ -60,8 +60,38 @@ export function checkKeyPolicy(policy: unknown, name: string): KeyPolicy | undef
 }
 
 /** A minimum-version policy on open: the first finding, thrown before any KMS call. */
-export function enforceKeyPolicy(header: ParsedHeader, policy: KeyPolicy | undefined): void {
+function enforceKeyPolicy(header: ParsedHeader, policy: KeyPolicy | undefined): void {
   if (!policy) return;
   const [first] = policyFindings(header, policy);
   if (first) throw first;
+}
+
+/** What createEnvelope({ keyPolicy }) and open()'s `keyPolicy` take: made by keyPolicy(). */
+export interface KeyPolicyChoice {
+  readonly kind: 'key-policy';
+  readonly policy: Readonly<KeyPolicy>;
+}
+
+/** The checks of each choice keyPolicy() made (module-private). */
+const enforcers = new WeakMap<object, (header: ParsedHeader) => void>();
+
+/**
+ * A minimum-version policy for open(): messages older than it are refused (a KeyVersionRefusedError
+ * naming the version found, before any KMS call). `createEnvelope({ kms, keyPolicy: keyPolicy({
+ * minKeyVersion: 3 }) })`, or per open: `open(sealed, { keyPolicy: keyPolicy({ ... }) })`.
+ */
+export function keyPolicy(policy: KeyPolicy): KeyPolicyChoice {
+  if (policy === undefined) throw new TypeError('"policy" expected an object');
+  const checked = checkKeyPolicy(policy, 'policy')!;
+  const choice: KeyPolicyChoice = Object.freeze({ kind: 'key-policy', policy: Object.freeze({ ...checked }) });
+  enforcers.set(choice, (header) => enforceKeyPolicy(header, checked));
+  return choice;
+}
+
+/** The check a keyPolicy() choice stands for; undefined for none; a TypeError naming the factory otherwise (a plain policy before 0.3). */
+export function keyPolicyCheck(choice: unknown, name: string): ((header: ParsedHeader) => void) | undefined {
+  if (choice === undefined) return undefined;
+  const check = typeof choice === 'object' && choice !== null ? enforcers.get(choice) : undefined;
+  if (!check) throw new TypeError(`"${name}" expected keyPolicy({ ... }) (import { keyPolicy } from 'kms-envelope'), got ${JSON.stringify(choice)}`);
+  return check;
 }

@@ -7,7 +7,7 @@
 import type { CryptoBackend } from './backend.ts';
 import type { CanonicalContext } from './context.ts';
 import type { IntermediateKeyRef } from './header.ts';
-import type { PayloadSuite } from './suites.ts';
+import type { Suite } from './suites.ts';
 
 /** The input key of one suite, derived from a loaded intermediate key (owned by the hierarchy). */
 export interface SuiteKey {
@@ -22,9 +22,9 @@ export interface KeySource {
    * The active version's input key for sealing, synchronously when it is in memory. The key is the
    * hierarchy's: use it before yielding, never wipe it.
    */
-  sealKey(partition: string, suite: PayloadSuite): SuiteKey | Promise<SuiteKey>;
+  sealKey(partition: string, suite: Suite): SuiteKey | Promise<SuiteKey>;
   /** A version's input key for opening: as sealKey. */
-  openKey(ref: IntermediateKeyRef, suite: PayloadSuite): SuiteKey | Promise<SuiteKey>;
+  openKey(ref: IntermediateKeyRef, suite: Suite): SuiteKey | Promise<SuiteKey>;
   /** Reports an open to the audit hook. */
   audited(key: SuiteKey, context: CanonicalContext, metadata: Readonly<Record<string, unknown>> | undefined): void;
 }

@@ -1,12 +1,11 @@
 /**
  * What the runtime offers, probed without a static `node:` import, so that core/ bundles for
  * browsers and edge runtimes unchanged: Node's built-in modules through
- * `process.getBuiltinModule` (Node 20.16+, Deno, Bun), the environment, the platform.
+ * `process.getBuiltinModule` (Node 20.16+, Deno, Bun) and the environment.
  */
 interface ProcessLike {
   getBuiltinModule?: (id: string) => unknown;
   env?: Record<string, string | undefined>;
-  platform?: string;
 }
 
 function processLike(): ProcessLike | undefined {
@@ -27,6 +26,3 @@ export function processEnv(): Record<string, string | undefined> {
   return processLike()?.env ?? {};
 }
 
-export function isWindows(): boolean {
-  return processLike()?.platform === 'win32';
-}

@@ -53,6 +53,50 @@ export const DECRYPT_CACHE_DEFAULTS: Required<DecryptCacheOptions> = { ttl: 60_0
 
 type Emit = (event: EnvelopeEvent) => void;
 
+/** What createEnvelope({ cache }) takes: made by encryptionCache(). */
+export interface EncryptionCacheChoice {
+  readonly kind: 'encryption-cache';
+  readonly options: Readonly<EncryptionCacheOptions>;
+}
+
+/** What createEnvelope({ decryptCache }) takes: made by decryptCache(). */
+export interface DecryptCacheChoice {
+  readonly kind: 'decrypt-cache';
+  readonly options: Readonly<DecryptCacheOptions>;
+}
+
+/** The caches the factories below made, by the choice they returned (module-private, so the classes stay internal). */
+const makers = new WeakMap<object, (emit: Emit) => unknown>();
+
+/**
+ * An encryption cache: reuse each data key for several messages, within limits on messages, bytes
+ * and age, never across contexts (opt-in). `createEnvelope({ kms, cache: encryptionCache() })`;
+ * the defaults are ENCRYPTION_CACHE_DEFAULTS. An envelope without it carries none of its code.
+ */
+export function encryptionCache(options: EncryptionCacheOptions = {}): EncryptionCacheChoice {
+  const choice: EncryptionCacheChoice = Object.freeze({ kind: 'encryption-cache', options: Object.freeze({ ...options }) });
+  makers.set(choice, (emit) => new EncryptionCache(options, emit));
+  return choice;
+}
+
+/** A decrypt cache: remember decrypted data keys for a while (opt-in). `createEnvelope({ kms, decryptCache: decryptCache({ ttl }) })`. */
+export function decryptCache(options: DecryptCacheOptions = {}): DecryptCacheChoice {
+  const choice: DecryptCacheChoice = Object.freeze({ kind: 'decrypt-cache', options: Object.freeze({ ...options }) });
+  makers.set(choice, (emit) => new DecryptCache(options, emit));
+  return choice;
+}
+
+/** The cache a choice stands for, made for one envelope; a TypeError naming the factory for anything else (`cache: true` before 0.3). */
+export function cacheFrom<C>(choice: unknown, kind: 'encryption-cache' | 'decrypt-cache', emit: Emit): C | undefined {
+  if (choice === undefined) return undefined;
+  const make = typeof choice === 'object' && choice !== null && (choice as { kind?: unknown }).kind === kind ? makers.get(choice) : undefined;
+  if (!make) {
+    const [option, factory] = kind === 'encryption-cache' ? ['cache', 'encryptionCache'] : ['decryptCache', 'decryptCache'];
+    throw new TypeError(`"${option}" expected ${factory}(options) (import { ${factory} } from 'kms-envelope'), got ${JSON.stringify(choice)}`);
+  }
+  return make(emit) as C;
+}
+
 function positive(value: number, name: string): number {
   if (typeof value !== 'number' || !(value > 0)) throw new RangeError(`"${name}" must be a positive number, got ${value}`);
   return value;
@@ -254,7 +298,7 @@ export class EncryptionCache<T> {
  * Identifies a wrapped data key under a context (SHA-256 of the length-prefixed parts), without
  * keeping the blob itself.
  */
-export function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): string {
+function decryptCacheId(backend: CryptoBackend, parts: Uint8Array[]): string {
   let size = 0;
   for (const bytes of parts) size += 4 + bytes.length;
   const all = new Uint8Array(size);
@@ -427,3 +471,6 @@ export class DecryptFlights {
     return this.#flights.size;
   }
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { decryptCacheId };

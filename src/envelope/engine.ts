@@ -6,8 +6,7 @@
 import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
 import type { AsyncAead, CryptoBackend } from '../core/backend.ts';
 import { base64, describe, slabBytes, wipe } from '../core/bytes.ts';
-import { plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
-import { aeadFor } from '../core/chunked-async.ts';
+import { type PayloadKey, plaintextLength, PayloadSealer, SALT_LENGTH } from '../core/chunked.ts';
 import { COMPACT_MAX_PLAINTEXT, COMPACT_SALT_LENGTH, CompactSealer, compactPlaintextLength } from '../core/compact.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
 import { ClosedError, KeyNotWarmError, ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError, PartitionMismatchError } from '../core/errors.ts';
@@ -21,18 +20,18 @@ import {
   type WrappedKey,
 } from '../core/header.ts';
 import { copyKeyState, type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
-import { checkKeyPolicy, enforceKeyPolicy, type KeyPolicy } from '../core/key-policy.ts';
+import { type KeyPolicyChoice, keyPolicyCheck } from '../core/key-policy.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
-import { suiteBackend } from '../core/suite-backend.ts';
-import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type SuiteName, suiteByName } from '../core/suites.ts';
+import { DEFAULT_SUITE, KEY_LENGTH_BY_SPEC, type PayloadSuite, type Suite, type SuiteName, suiteFor, suiteOption, suiteTable } from '../core/suites.ts';
 import {
   type CachedKeyMaterial,
-  DecryptCache,
-  type DecryptCacheOptions,
+  cacheFrom,
+  type DecryptCache,
+  type DecryptCacheChoice,
   DecryptCacheIds,
   DecryptFlights,
-  EncryptionCache,
-  type EncryptionCacheOptions,
+  type EncryptionCache,
+  type EncryptionCacheChoice,
   type Lease,
   type RememberedKey,
 } from '../economy/cache.ts';
@@ -66,26 +65,36 @@ export interface EnvelopeOptions extends WrappingOptions {
   format?: 1 | 2;
   /** Format 2: values below 16 KiB sealed by seal() take the compact payload; default true. */
   compact?: boolean;
-  /** Payload suite; default `cobblestone-256` (32-byte data keys, AES-256-GCM). */
-  suite?: SuiteName;
+  /**
+   * The suite sealed with: `cobblestone-256` (the default: 32-byte data keys, AES-256-GCM),
+   * `cobblestone-128`, or a suite value (`sm4` of 'kms-envelope/sm4'). Its messages open too.
+   */
+  suite?: SuiteName | Suite;
+  /**
+   * Suites opened besides the built-in AES ones and `suite`: `[sm4]` (import { sm4 } from
+   * 'kms-envelope/sm4') opens suite-03 messages; without it they fail with UnsupportedSuiteError.
+   */
+  suites?: readonly Suite[];
   /** Keep the context out of the message by default; open() then needs it. Default false. */
   detachedContext?: boolean;
   /** Crypto backend; default node:crypto where it exists, else WebCrypto (crypto.subtle), else @noble/ciphers. */
   backend?: BackendName;
   /**
-   * Reuse each data key for several messages (opt-in; `true` for the defaults), within limits on
-   * messages, bytes and age, never across contexts. See economy/cache.ts for the defaults and why.
+   * Reuse each data key for several messages (opt-in): `cache: encryptionCache()` (import {
+   * encryptionCache } from 'kms-envelope'), within limits on messages, bytes and age, never across
+   * contexts. See economy/cache.ts for the defaults and why.
    */
-  cache?: EncryptionCacheOptions | boolean;
-  /** Remember decrypted data keys for a while (opt-in; `true` for the defaults). */
-  decryptCache?: DecryptCacheOptions | boolean;
+  cache?: EncryptionCacheChoice;
+  /** Remember decrypted data keys for a while (opt-in): `decryptCache: decryptCache({ ttl })`. */
+  decryptCache?: DecryptCacheChoice;
   /** KMS calls and cache events, for metrics. */
   onEvent?: EventListener;
   /**
    * Refuse to open messages older than this (a KeyVersionRefusedError naming the version found,
-   * before any KMS call): `{ minKeyVersion: 3 }` once every value is rewrapped past version 2.
+   * before any KMS call): `keyPolicy({ minKeyVersion: 3 })` (import { keyPolicy } from
+   * 'kms-envelope') once every value is rewrapped past version 2.
    */
-  keyPolicy?: KeyPolicy;
+  keyPolicy?: KeyPolicyChoice;
   /** Randomness for salts. Only for reproducible test vectors: never set it in production. */
   randomBytes?: (length: number) => Uint8Array;
 }
@@ -122,8 +131,8 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** With a hierarchy: caller metadata handed to its audit hook with this open. */
   audit?: Readonly<Record<string, unknown>>;
-  /** A key policy for this open, instead of the envelope's. */
-  keyPolicy?: KeyPolicy;
+  /** A key policy for this open (keyPolicy({ ... })), instead of the envelope's. */
+  keyPolicy?: KeyPolicyChoice;
   /**
    * The partition (tenant) the message must be sealed for, instead of the envelope's: another one,
    * or a message with a KMS data key (which names none), fails with PartitionMismatchError
@@ -135,6 +144,8 @@ export interface OpenOptions {
 /** A sealing in progress: the header, and the payload keys (the data key is already wiped). */
 export interface SealSession {
   readonly header: Uint8Array;
+  /** The suite sealed with. */
+  readonly suite: Suite;
   /** The chunked payload's sealer; undefined for a compact message. */
   readonly sealer: PayloadSealer | undefined;
   /** The compact payload's sealer (format 2, values below 16 KiB); undefined otherwise. */
@@ -150,6 +161,10 @@ export interface OpenSession {
   /** The Cobblestone context (FORMAT.md §4). */
   readonly payloadContext: Uint8Array;
   readonly key: Uint8Array;
+  /** The message's suite (UnsupportedSuiteError before any KMS call when the envelope lacks it). */
+  readonly suite: Suite;
+  /** The suite's primitives over the envelope's backend (suite.primitives). */
+  readonly crypto: CryptoBackend;
   /** The key's precomputed HKDF state, when borrowed from a cache. */
   readonly keyState: HmacKeyState | undefined;
   /** When true (only if asked for), `key` and `keyState` are a cache's: use them at once, never wipe them. */
@@ -158,35 +173,58 @@ export interface OpenSession {
   readonly hitPending: boolean;
 }
 
+/** How a path seals. */
+export interface SealMode {
+  /** The plaintext size when known: a cached data key reserves it (undefined for streams). */
+  readonly bytes?: number | undefined;
+  /** The caller can seal a compact payload (it has the whole plaintext). */
+  readonly compactOk?: boolean | undefined;
+}
+
+/** Keys remembered for a while by id (a decrypt cache, or one batch's keys: openMany). */
+export interface KeyScope {
+  get(id: string, borrow: boolean): RememberedKey | undefined;
+  set(id: string, key: Uint8Array, keyState: HmacKeyState | undefined): void;
+}
+
+/** How a path opens. */
+export interface OpenMode {
+  /** The payload's length when known: a length no message has costs no KMS call. */
+  readonly payloadLength?: number | undefined;
+  /** Keys shared by one batch (openMany): each distinct wrapped key is decrypted once. */
+  readonly scope?: KeyScope | undefined;
+  /**
+   * The caller can borrow a cached key (with its HKDF state): it then opens synchronously, before
+   * it yields, and never wipes a borrowed key.
+   */
+  readonly borrow?: boolean | undefined;
+  /**
+   * openSync: a key that is not in memory is loaded, and the promise then rejects instead of
+   * opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its audit record)
+   * must not happen behind its back.
+   */
+  readonly warmOnly?: boolean | undefined;
+}
+
 /** What the buffer, stream, range, file and batch paths share: one way to start sealing and opening. */
 export interface EnvelopeCore {
   readonly backend: CryptoBackend;
   /**
    * The asynchronous AEAD that seals this envelope's messages (the WebCrypto backend, an AES
-   * suite), or undefined: sealing is synchronous. Opening picks one by the message's suite (aeadFor).
+   * suite), or undefined: sealing is synchronous. Opening takes the message suite's (session.crypto.aead).
    */
   readonly sealAead: AsyncAead | undefined;
   /** The envelope's key provider (undefined with only a hierarchy): rewrap.ts uses it. */
   readonly kms: KeyProvider | undefined;
   /** The envelope's onEvent, never throwing. */
   readonly emit: (event: EnvelopeEvent) => void;
+  beginSeal(options?: SealOptions, mode?: SealMode): SealSession | Promise<SealSession>;
   /**
-   * `bytes`: the plaintext size when known (a cached key reserves it); undefined for streams.
-   * `compactOk`: the caller can seal a compact payload (it has the whole plaintext).
+   * Checks the suite, the context, the key policy, the payload length (when known) and the
+   * provider, then gets the data key (from a cache or the KMS): a message that cannot open costs
+   * no KMS call.
    */
-  beginSeal(options?: SealOptions, bytes?: number, compactOk?: boolean): SealSession | Promise<SealSession>;
-  /**
-   * Checks the context, the payload length (when known) and the provider, then gets the data key
-   * (from the decrypt cache or the KMS): a message that cannot open costs no KMS call.
-   * `borrow`: whether the caller can borrow a cached key (with its HKDF state): it then opens
-   * synchronously, before it yields, and never wipes a borrowed key.
-   */
-  /**
-   * With `warmOnly` (openSync): a key that is not in memory is loaded, and the promise then rejects
-   * instead of opening: the caller has already been told ERR_KEY_NOT_WARM, so the open (and its
-   * audit record) must not happen behind its back.
-   */
-  beginOpen(header: ParsedHeader, options?: OpenOptions, payloadLength?: number, scope?: DecryptCache, borrow?: boolean, warmOnly?: boolean): OpenSession | Promise<OpenSession>;
+  beginOpen(header: ParsedHeader, options?: OpenOptions, mode?: OpenMode): OpenSession | Promise<OpenSession>;
   /** Runs `work` as tracked work that close() waits for; refuses once closed. */
   track<T>(work: () => T | Promise<T>): Promise<T>;
   /**
@@ -196,6 +234,11 @@ export interface EnvelopeCore {
    */
   trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
   close(): Promise<void>;
+}
+
+/** What the payload openers take from an open session. */
+export function payloadKeyOf(session: OpenSession): PayloadKey {
+  return { crypto: session.crypto, suite: session.header.suite, key: session.key, context: session.payloadContext, keyState: session.keyState };
 }
 
 /** The chunked sealer of a session that streams (never compact: compactOk was not given). */
@@ -216,14 +259,18 @@ interface Settings {
   readonly partition: string | undefined;
   readonly format: 1 | 2;
   readonly compact: boolean;
-  readonly suite: PayloadSuite;
+  readonly suite: Suite;
+  /** The suites this envelope opens, by header id. */
+  readonly suites: ReadonlyMap<number, Suite>;
   readonly backend: CryptoBackend;
+  /** The sealing suite's primitives over `backend`. */
+  readonly crypto: CryptoBackend;
   readonly random: (length: number) => Uint8Array;
   readonly defaultDetached: boolean;
   readonly emit: (event: EnvelopeEvent) => void;
   readonly encryptionCache: EncryptionCache<HeaderParts> | undefined;
   readonly decryptCache: DecryptCache | undefined;
-  readonly keyPolicy: KeyPolicy | undefined;
+  readonly keyPolicy: ((header: ParsedHeader) => void) | undefined;
   /** The wrapped keys besides the kms one, the providers open() tries, its cap on KMS calls (wrapped-keys.ts). */
   readonly wrapping: Wrapping;
 }
@@ -244,7 +291,7 @@ function resolve(options: EnvelopeOptions): Settings {
     throw new TypeError(`"hierarchy" expected a KeyHierarchy from createKeyHierarchy(), got ${describe(options.hierarchy)}`);
   }
   const kms = options.kms === undefined && hierarchy ? undefined : assertProvider(options.kms);
-  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteByName(options.suite);
+  const suite = options.suite === undefined ? DEFAULT_SUITE : suiteOption(options.suite);
   // Several wrapped keys need format 2 (FORMAT.md §10.2).
   const severalWrapped = Array.isArray(options.additionalWrapping) && options.additionalWrapping.length > 0;
   const format = options.format ?? (hierarchy || severalWrapped ? 2 : 1);
@@ -261,13 +308,15 @@ function resolve(options: EnvelopeOptions): Settings {
     format,
     compact: format === 2 && (options.compact ?? true),
     suite,
+    suites: suiteTable(options.suites, suite),
     backend,
+    crypto: suite.primitives(backend),
     random: options.randomBytes ?? backend.randomBytes,
     defaultDetached: options.detachedContext ?? false,
     emit,
-    encryptionCache: options.cache ? new EncryptionCache<HeaderParts>(options.cache === true ? {} : options.cache, emit) : undefined,
-    decryptCache: options.decryptCache ? new DecryptCache(options.decryptCache === true ? {} : options.decryptCache, emit) : undefined,
-    keyPolicy: checkKeyPolicy(options.keyPolicy, 'keyPolicy'),
+    encryptionCache: cacheFrom<EncryptionCache<HeaderParts>>(options.cache, 'encryption-cache', emit),
+    decryptCache: cacheFrom<DecryptCache>(options.decryptCache, 'decrypt-cache', emit),
+    keyPolicy: keyPolicyCheck(options.keyPolicy, 'keyPolicy'),
     wrapping: resolveWrapping(options, kms),
   };
 }
@@ -349,7 +398,7 @@ async function generate(s: Settings, context: CanonicalContext, detached: boolea
     header.set(authenticated);
     header.set(wrapped, authenticated.length);
     // Only a cached key is used again: only it is worth a precomputed HKDF state.
-    const keyState = s.encryptionCache ? suiteBackend(s.backend, suite).hkdfPrepareSha512?.(key) : undefined;
+    const keyState = s.encryptionCache ? s.crypto.hkdfPrepareSha512?.(key) : undefined;
     return { key, keyState, extra: { header, payloadContext: payloadContext(authenticated, context, detached, true) } };
   } catch (error) {
     if (key instanceof Uint8Array) wipe(key);
@@ -389,8 +438,8 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   /** The payload sealer for this key, derived at once: the key may be a lent one. */
   function sealerFor(key: Uint8Array, keyState: HmacKeyState | undefined, payloadCtx: Uint8Array, salt: Uint8Array, compact: boolean) {
     return compact
-      ? { sealer: undefined, compact: new CompactSealer(s.backend, s.suite, key, payloadCtx, salt, keyState) }
-      : { sealer: new PayloadSealer(s.backend, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
+      ? { sealer: undefined, compact: new CompactSealer(s.crypto, s.suite, key, payloadCtx, salt, keyState) }
+      : { sealer: new PayloadSealer(s.crypto, s.suite, key, payloadCtx, salt, keyState), compact: undefined };
   }
 
   /**
@@ -400,7 +449,7 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   function startSealing(lease: Lease<HeaderParts>, salt: Uint8Array, compact: boolean): SealSession {
     try {
       const { sealer, compact: compactSealer } = sealerFor(lease.key, lease.keyState, lease.extra.payloadContext, salt, compact);
-      return { header: lease.extra.header, sealer, compact: compactSealer, reserve: lease.reserve };
+      return { header: lease.extra.header, suite: s.suite, sealer, compact: compactSealer, reserve: lease.reserve };
     } finally {
       if (!lease.borrowed) {
         wipe(lease.key);
@@ -429,10 +478,10 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   function startWithHierarchy(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean, salt: Uint8Array): SealSession {
     const header = hierarchyHeader(key, context, detached, compact);
     const { sealer, compact: compactSealer } = sealerFor(key.key, key.state, payloadContext(header, context, detached), salt, compact);
-    return { header, sealer, compact: compactSealer, reserve: noReserve };
+    return { header, suite: s.suite, sealer, compact: compactSealer, reserve: noReserve };
   }
 
-  return function beginSeal(sealOptions: SealOptions = {}, bytes?: number, compactOk = false): SealSession | Promise<SealSession> {
+  return function beginSeal(sealOptions: SealOptions = {}, { bytes, compactOk = false }: SealMode = {}): SealSession | Promise<SealSession> {
     const signal = checkSignal(sealOptions.signal);
     throwIfAborted(signal);
     const context = canonicalContext(sealOptions.context);
@@ -518,12 +567,14 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       throw new KeyProviderMismatchError(`this message was sealed under a key hierarchy (partition ${JSON.stringify(ref.partition)}): pass createEnvelope({ hierarchy })`);
     }
     const payloadCtx = payloadContext(header.authenticated, context, header.detached);
+    const suite = suiteFor(s.suites, header.suite);
+    const crypto = suite.primitives(s.backend);
     const session = (key: SuiteKey, lend: boolean): OpenSession => {
       hierarchy.audited(key, context, openOptions.audit);
       // A lent key is used before the caller yields; otherwise the caller gets its own copy to wipe.
-      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
+      return { header, context, payloadContext: payloadCtx, key: lend ? key.key : key.key.slice(), suite, crypto, keyState: lend ? key.state : undefined, borrowed: lend, hitPending: false };
     };
-    const key = hierarchy.openKey(ref, header.suite);
+    const key = hierarchy.openKey(ref, suite);
     if (!(key instanceof Promise)) return session(key, borrow);
     if (warmOnly) {
       return key.then(() => {
@@ -533,12 +584,14 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     return abortable(key, openOptions.signal).then((k) => session(k, false));
   }
 
-  return function beginOpen(header, openOptions = {}, payloadLength, scope, borrow = false, warmOnly = false) {
+  return function beginOpen(header, openOptions = {}, { payloadLength, scope, borrow = false, warmOnly = false }: OpenMode = {}) {
     const signal = checkSignal(openOptions.signal);
     throwIfAborted(signal);
     checkOpenPartition(header, openOptions.partition, s.partition);
     const context = openingContext(header, openOptions);
-    enforceKeyPolicy(header, openOptions.keyPolicy === undefined ? s.keyPolicy : checkKeyPolicy(openOptions.keyPolicy, 'keyPolicy'));
+    const suite = suiteFor(s.suites, header.suite);
+    const crypto = suite.primitives(s.backend);
+    (openOptions.keyPolicy === undefined ? s.keyPolicy : keyPolicyCheck(openOptions.keyPolicy, 'keyPolicy'))?.(header);
     checkPayloadLength(header, payloadLength);
     if (header.keySource === 'intermediate') return withHierarchy(header, context, openOptions, borrow, warmOnly);
     const providers = header.wrappedKeys.map((w) => w.provider);
@@ -556,6 +609,8 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       context,
       payloadContext: payloadContext(header.authenticated, context, header.detached),
       key,
+      suite,
+      crypto,
       keyState,
       borrowed,
       hitPending,
@@ -569,7 +624,7 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
       .run(id, async (flightSignal) => {
         const fresh = await decryptFirst(s, attempts, keySpec, context, flightSignal);
         // A remembered key is used again: worth its precomputed HKDF state.
-        const state = decryptCache || scope ? suiteBackend(s.backend, header.suite).hkdfPrepareSha512?.(fresh) : undefined;
+        const state = decryptCache || scope ? crypto.hkdfPrepareSha512?.(fresh) : undefined;
         decryptCache?.set(id, fresh.slice(), copyKeyState(state));
         scope?.set(id, fresh.slice(), copyKeyState(state));
         wipeKeyState(state);
@@ -673,7 +728,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const { track, trackSync, drain } = tracker();
   return {
     backend: s.backend,
-    sealAead: aeadFor(s.backend, s.suite),
+    sealAead: s.crypto.aead,
     kms: s.kms,
     emit: s.emit,
     beginSeal: sealStarter(s),

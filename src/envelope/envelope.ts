@@ -1,35 +1,23 @@
 /**
- * The facade: createEnvelope() and the one-off seal(), open() and inspect(). Buffers, batches,
- * WHATWG streams and ranges start from the engine (engine.ts); Node's files and streams live in
- * kms-envelope/node and take an Envelope.
+ * The facade: createEnvelope() and the one-off seal(), open() and inspect(). An Envelope seals and
+ * opens buffers and batches; everything else takes an Envelope and is imported by whoever needs it
+ * (streams: stream.ts, ranges: range.ts, rewrap: rewrap.ts, sealSync/openSync: sync.ts, and in
+ * kms-envelope/node the files and Node streams), so that an application bundles only what it uses.
  */
-import { anySignal, checkSignal, throwIfAborted } from '../core/abort.ts';
-import { type ByteInput, isByteInput, toBytes, utf8, utf8DecodeStrict, wipe } from '../core/bytes.ts';
-import { openPayload, plaintextLength, sealedLength } from '../core/chunked.ts';
-import { aeadFor, openPayloadAsync, sealAllAsync } from '../core/chunked-async.ts';
-import { compactPlaintextLength, compactSealedLength, openCompact, openCompactAsync } from '../core/compact.ts';
+import { type ByteInput, toBytes, utf8DecodeStrict, wipe } from '../core/bytes.ts';
+import { plaintextLength } from '../core/chunked.ts';
+import { compactPlaintextLength } from '../core/compact.ts';
 import type { EncryptionContext } from '../core/context.ts';
-import { type ParsedHeader, parseHeader } from '../core/header.ts';
-import type { PayloadSuite } from '../core/suites.ts';
-import { DecryptCache } from '../economy/cache.ts';
-import {
-  bindCore,
-  createEnvelopeCore,
-  type EnvelopeOptions,
-  type OpenOptions,
-  type OpenSession,
-  type SealOptions,
-  type SealSession,
-  type StreamSealOptions,
-} from './engine.ts';
+import { parseHeader } from '../core/header.ts';
 import { type KeyPolicy, policyFindings } from '../core/key-policy.ts';
-import { openRange, type RangeOptions, type RangeSource } from './range.ts';
-import { type RewrapOptions, rewrapSealed } from './rewrap.ts';
-import { createOpenStream, createSealStream } from './stream.ts';
+import type { PayloadSuite } from '../core/suites.ts';
+import { type Bytes, keyNames, openBuffer, type OpenResult, plaintextOf, sealBuffer } from './buffers.ts';
+import { bindCore, createEnvelopeCore, type EnvelopeCore, type EnvelopeOptions, type OpenOptions, type SealOptions } from './engine.ts';
 
+export type { Bytes, OpenResult } from './buffers.ts';
 export type { EnvelopeOptions, OpenOptions, SealOptions, StreamSealOptions } from './engine.ts';
 export type { KeyPolicy } from '../core/key-policy.ts';
-export type { RewrapOptions } from './rewrap.ts';
+export type { SuiteName } from '../core/suites.ts';
 
 declare global {
   interface SymbolConstructor {
@@ -39,23 +27,6 @@ declare global {
      */
     readonly asyncDispose: unique symbol;
   }
-}
-export type { SuiteName } from '../core/suites.ts';
-
-/**
- * The bytes seal() and open() return: always over a plain ArrayBuffer (never a shared one), which
- * is what `new Blob()`, `fetch()` and `crypto.subtle` take under TypeScript's DOM types.
- */
-export type Bytes = Uint8Array<ArrayBuffer>;
-
-/** What open() learned besides the plaintext. */
-export interface OpenResult {
-  plaintext: Bytes;
-  context: EncryptionContext;
-  /** The KMS master key of the (first) wrapped key, or `partition#version` under a key hierarchy. */
-  keyId: string;
-  /** The key provider id, or `hierarchy`. */
-  provider: string;
 }
 
 /** The header of a sealed message, read without any KMS call (and with no cryptographic check). */
@@ -86,32 +57,8 @@ export interface MessageInfo {
   plaintextLength: number | undefined;
 }
 
-/** The key names OpenResult and MessageInfo report. */
-function keyNames(header: ParsedHeader): { keyId: string; provider: string } {
-  const ref = header.intermediate;
-  if (ref) return { keyId: `${ref.partition}#${ref.version}`, provider: 'hierarchy' };
-  const first = header.wrappedKeys[0]!;
-  return { keyId: first.keyId, provider: first.provider };
-}
-
-/** One item's outcome in a batch: one bad row does not fail the batch. */
-export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: Error };
-
-export interface BatchOptions {
-  /** Items worked on at once; default 16. */
-  concurrency?: number;
-  /**
-   * Cancels the whole batch: it rejects with the signal's reason, items under way are aborted
-   * (with their own `signal`, if any, too), none is started after, and no opened plaintext is kept.
-   */
-  signal?: AbortSignal;
-}
-
 /** Bytes in (plaintext, sealed messages, chunks): a Uint8Array or Buffer, any other view, or an ArrayBuffer. */
 export type { ByteInput } from '../core/bytes.ts';
-
-export type SealItem = ByteInput | string | ({ plaintext: ByteInput | string } & SealOptions);
-export type OpenItem = ByteInput | ({ sealed: ByteInput } & OpenOptions);
 
 export interface Envelope {
   seal(plaintext: ByteInput | string, options?: SealOptions): Promise<Bytes>;
@@ -120,248 +67,53 @@ export interface Envelope {
   openString(sealed: ByteInput, options?: OpenOptions): Promise<string>;
   /** open() returning the context and key id the message names, too. */
   openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult>;
-  /**
-   * seal(), synchronously: when its key is in memory (a warm key hierarchy, or the encryption
-   * cache), else a KeyNotWarmError (ERR_KEY_NOT_WARM) while the key loads. For hooks that cannot
-   * wait (ORM column types).
-   */
-  sealSync(plaintext: ByteInput | string, options?: SealOptions): Bytes;
-  /** open(), synchronously, as sealSync. */
-  openSync(sealed: ByteInput, options?: OpenOptions): Bytes;
-  /** A TransformStream from plaintext to the sealed message; the same bytes as seal(). */
-  sealStream(options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array>;
-  /**
-   * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
-   * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
-   */
-  openStream(options?: OpenOptions): TransformStream<ByteInput, Uint8Array>;
-  /** Plaintext bytes [offset, offset + length) of a sealed message, decrypting only the chunks needed. */
-  openRange(source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes>;
-  /** Seals many items with bounded concurrency; per-item results. */
-  sealMany(items: readonly SealItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
-  /** Opens many items with bounded concurrency, one Decrypt per distinct wrapped key; per-item results. */
-  openMany(items: readonly OpenItem[], options?: BatchOptions): Promise<BatchResult<Bytes>[]>;
-  /**
-   * The message moved to the master key `toKeyId`: only its wrapped-key section is replaced (one
-   * KMS ReEncrypt per wrapped key, or Decrypt + Encrypt where the provider has no ReEncrypt); the
-   * payload is not decrypted and its bytes are identical. Needs `context` for a detached context.
-   */
-  rewrap(sealed: ByteInput, options: RewrapOptions): Promise<Bytes>;
   /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/**
- * Runs `work` on every item with at most `concurrency` at once; per-item results, in order. When
- * `signal` aborts, starts no more items, waits for those under way (each has the signal, so they
- * end at once), hands every value made to `discard` (to wipe plaintext) and rejects with the reason.
- */
-async function batch<I, T>(
-  items: readonly I[],
-  concurrency: number,
-  work: (item: I, signal: AbortSignal | undefined) => Promise<T>,
-  signal: AbortSignal | undefined,
-  discard: (value: T) => void = () => {},
-): Promise<BatchResult<T>[]> {
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`"concurrency" must be a positive integer, got ${concurrency}`);
-  throwIfAborted(signal);
-  const results = new Array<BatchResult<T>>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && !signal?.aborted) {
-      const i = next++;
-      try {
-        results[i] = { ok: true, value: await work(items[i]!, signal) };
-      } catch (error) {
-        results[i] = { ok: false, error: error instanceof Error ? error : new Error(String(error)) };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  if (signal?.aborted) {
-    for (const result of results) if (result?.ok) discard(result.value);
-    throw signal.reason;
-  }
-  return results;
-}
+/** An envelope: its state is the engine's core, held privately (and in the engine's map for the functions that take an Envelope). */
+class EnvelopeImpl implements Envelope {
+  readonly #core: EnvelopeCore;
 
-/** An item's options with the batch's signal joined to its own; `done` removes the listeners. */
-function withBatchSignal<O extends { signal?: AbortSignal }>(options: O, signal: AbortSignal | undefined): { options: O; done: () => void } {
-  if (!signal) return { options, done: () => {} };
-  const joined = anySignal(signal, checkSignal(options.signal));
-  return { options: { ...options, signal: joined.signal }, done: joined.dispose };
-}
-
-/** Creates an envelope bound to one key provider. */
-export function createEnvelope(options: EnvelopeOptions): Envelope {
-  const core = createEnvelopeCore(options);
-  const { backend } = core;
-
-  // seal and open finish synchronously when a cache has the key: no promise until track().
-  // With an asynchronous AEAD (the WebCrypto backend), seal and open use it; sealSync and
-  // openSync (`sync`) use the backend's synchronous methods, which give the same bytes.
-  function sealNow(plaintext: ByteInput | string, sealOptions: SealOptions = {}, sync = false): Bytes | Promise<Bytes> {
-    const own = typeof plaintext === 'string';
-    const bytes = own ? utf8(plaintext, 'plaintext') : toBytes(plaintext, 'plaintext');
-    const aead = sync ? undefined : core.sealAead;
-    const outFor = (session: SealSession): Bytes => {
-      const { header, compact } = session;
-      const out = new Uint8Array(header.length + (compact ? compactSealedLength(bytes.length)! : sealedLength(bytes.length)));
-      out.set(header);
-      return out;
-    };
-    const sealWith = (session: SealSession): Bytes => {
-      try {
-        const { header, sealer, compact } = session;
-        const out = outFor(session);
-        if (compact) compact.seal(bytes, out, header.length);
-        else sealer!.sealAll(bytes, out, header.length);
-        return out;
-      } finally {
-        session.sealer?.destroy();
-        session.compact?.destroy();
-        if (own) wipe(bytes);
-      }
-    };
-    const sealAsyncWith = async (session: SealSession): Promise<Bytes> => {
-      try {
-        const { header, sealer, compact } = session;
-        const out = outFor(session);
-        if (compact) await compact.sealAsync(aead!, bytes, out, header.length);
-        else await sealAllAsync(aead!, sealer!, bytes, out, header.length);
-        return out;
-      } finally {
-        session.sealer?.destroy();
-        session.compact?.destroy();
-        if (own) wipe(bytes);
-      }
-    };
-    let started: SealSession | Promise<SealSession>;
-    try {
-      started = core.beginSeal(sealOptions, bytes.length, true);
-    } catch (error) {
-      if (own) wipe(bytes);
-      throw error;
-    }
-    const finish = aead ? sealAsyncWith : sealWith;
-    if (!(started instanceof Promise)) return finish(started);
-    return started.then(finish, (error: unknown) => {
-      if (own) wipe(bytes);
-      throw error;
-    });
+  constructor(core: EnvelopeCore) {
+    this.#core = core;
+    bindCore(this, core);
+    Object.freeze(this);
   }
 
-  /** Opens a message; the context and key names only for openWithInfo (`info`), off the plain open's path. */
-  function openNow(input: ByteInput, openOptions: OpenOptions = {}, scope?: DecryptCache, sync = false, info = false): OpenResult | Promise<OpenResult> {
-    const sealed = toBytes(input, 'sealed');
-    const header = parseHeader(sealed);
-    const payload = sealed.subarray(header.length);
-    const aead = sync ? undefined : aeadFor(backend, header.suite);
-    const result = (plaintext: Bytes, session: OpenSession): OpenResult =>
-      info ? { plaintext, context: session.context.pairs, ...keyNames(header) } : ({ plaintext } as OpenResult);
-    const openWith = (session: OpenSession): OpenResult | Promise<OpenResult> => {
-      try {
-        if (aead) {
-          // The key schedule runs before the call returns: a lent key is done with here.
-          const open = header.compact ? openCompactAsync : openPayloadAsync;
-          const opened = open(backend, aead, header.suite, session.key, session.payloadContext, payload, session.keyState);
-          return opened.then((plaintext) => result(plaintext as Bytes, session));
-        }
-        const open = header.compact ? openCompact : openPayload;
-        // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
-        const plaintext = open(backend, header.suite, session.key, session.payloadContext, payload, session.keyState) as Bytes;
-        return result(plaintext, session);
-      } finally {
-        if (!session.borrowed) wipe(session.key);
-      }
-    };
-    // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
-    const started = core.beginOpen(header, openOptions, payload.length, scope, true, sync);
-    if (started instanceof Promise) return started.then(openWith);
-    try {
-      return openWith(started);
-    } finally {
-      // A lent key's hit event, once the key is done with (listeners are user code).
-      if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
-    }
+  seal(plaintext: ByteInput | string, options?: SealOptions): Promise<Bytes> {
+    return this.#core.track(() => sealBuffer(this.#core, plaintext, options));
   }
 
-  const plaintextOf = (result: OpenResult | Promise<OpenResult>): Bytes | Promise<Bytes> =>
-    result instanceof Promise ? result.then((r) => r.plaintext) : result.plaintext;
-  const seal = (plaintext: ByteInput | string, o?: SealOptions): Promise<Bytes> => core.track(() => sealNow(plaintext, o));
-  const openWithInfo = (sealed: ByteInput, o?: OpenOptions): Promise<OpenResult> => core.track(() => openNow(sealed, o, undefined, false, true));
-  const open = (sealed: ByteInput, o?: OpenOptions): Promise<Bytes> => core.track(() => plaintextOf(openNow(sealed, o)));
+  open(sealed: ByteInput, options?: OpenOptions): Promise<Bytes> {
+    return this.#core.track(() => plaintextOf(openBuffer(this.#core, sealed, options)));
+  }
 
-  async function openString(sealed: ByteInput, openOptions?: OpenOptions): Promise<string> {
-    const plaintext = await open(sealed, openOptions);
+  async openString(sealed: ByteInput, options?: OpenOptions): Promise<string> {
+    const plaintext = await this.open(sealed, options);
     const text = utf8DecodeStrict(plaintext);
     wipe(plaintext);
     if (text === undefined) throw new TypeError('the plaintext is not valid UTF-8: use open() for bytes');
     return text;
   }
 
-  const sealMany = async (items: readonly SealItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> =>
-    batch(
-      items,
-      o.concurrency ?? 16,
-      async (item, signal) => {
-        const [plaintext, own] = typeof item === 'string' || isByteInput(item) ? [item, {}] : [item.plaintext, item];
-        const { options: sealOptions, done } = withBatchSignal<SealOptions>(own, signal);
-        try {
-          return await seal(plaintext, sealOptions);
-        } finally {
-          done();
-        }
-      },
-      checkSignal(o.signal),
-    );
-  async function openMany(items: readonly OpenItem[], o: BatchOptions = {}): Promise<BatchResult<Bytes>[]> {
-    // Within a batch every distinct wrapped key is decrypted once, cache or no cache.
-    const scope = new DecryptCache({ ttl: 2 ** 31, maxEntries: Math.max(1, items.length) }, () => {});
-    try {
-      return await batch(
-        items,
-        o.concurrency ?? 16,
-        async (item, signal) => {
-          const [sealed, own] = isByteInput(item) ? [item, {}] : [item.sealed, item];
-          const { options: openOptions, done } = withBatchSignal<OpenOptions>(own, signal);
-          try {
-            return await core.track(() => plaintextOf(openNow(sealed, openOptions, scope)));
-          } finally {
-            done();
-          }
-        },
-        checkSignal(o.signal),
-        wipe,
-      );
-    } finally {
-      scope.close();
-    }
+  openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult> {
+    return this.#core.track(() => openBuffer(this.#core, sealed, options, { info: true }));
   }
 
-  const envelope: Envelope = Object.freeze({
-    seal,
-    open,
-    sealSync: (plaintext: ByteInput | string, o?: SealOptions) => core.trackSync(() => sealNow(plaintext, o, true), 'sealSync', () => {}),
-    openSync: (sealed: ByteInput, o?: OpenOptions) => core.trackSync(() => plaintextOf(openNow(sealed, o, undefined, true)), 'openSync', wipe),
-    openString,
-    openWithInfo,
-    sealStream: (o?: StreamSealOptions) => createSealStream(core, o),
-    openStream: (o?: OpenOptions) => createOpenStream(core, o),
-    openRange: (source: RangeSource, offset: number, length: number, o?: RangeOptions) =>
-      core.track(() => openRange(core, source, offset, length, o)),
-    sealMany,
-    openMany,
-    rewrap: (sealed: ByteInput, o: RewrapOptions) =>
-      core.track(() => {
-        const bytes = toBytes(sealed, 'sealed');
-        return rewrapSealed(core, bytes, parseHeader(bytes), o);
-      }),
-    close: () => core.close(),
-    [Symbol.asyncDispose]: () => core.close(),
-  });
-  return bindCore(envelope, core);
+  close(): Promise<void> {
+    return this.#core.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#core.close();
+  }
+}
+
+/** Creates an envelope bound to one key provider (or key hierarchy). */
+export function createEnvelope(options: EnvelopeOptions): Envelope {
+  return new EnvelopeImpl(createEnvelopeCore(options));
 }
 
 /** Reads a sealed message's header: no KMS call, no decryption, no cryptographic check. */

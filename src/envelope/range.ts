@@ -6,9 +6,10 @@
  */
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { openPayloadRange, plaintextLength } from '../core/chunked.ts';
-import { aeadFor, openPayloadRangeAsync } from '../core/chunked-async.ts';
-import { compactPlaintextLength, openCompact } from '../core/compact.ts';
-import type { EnvelopeCore, OpenOptions } from './engine.ts';
+import { openPayloadRangeAsync } from '../core/chunked-async.ts';
+import { compactPlaintextLength, openCompact, openCompactAsync } from '../core/compact.ts';
+import { coreOf, type EnvelopeCore, type OpenOptions, payloadKeyOf } from './engine.ts';
+import type { Bytes, Envelope } from './envelope.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeader, parseHeaderIfComplete } from '../core/header.ts';
 
@@ -69,7 +70,23 @@ async function resolveSource(source: RangeSource, size: number | undefined): Pro
   return { size: s.size, read: asBytes(s.read as ReadAt) };
 }
 
-export async function openRange(
+/**
+ * Plaintext bytes [offset, offset + length) of a sealed message in `source` (a FileHandle, a
+ * read(position, length) function with `size`, or `{ size, read }`), decrypting only the chunks
+ * needed. (Envelope.openRange() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { openRange } from 'kms-envelope';
+ * const page = await openRange(envelope, { size: blob.size, read: (p, n) => blob.slice(p, p + n).arrayBuffer() }, 1 << 20, 4096);
+ * ```
+ */
+export function openRange(envelope: Envelope, source: RangeSource, offset: number, length: number, options?: RangeOptions): Promise<Bytes> {
+  const core = coreOf(envelope);
+  return core.track(() => openRangeIn(core, source, offset, length, options));
+}
+
+async function openRangeIn(
   core: EnvelopeCore,
   source: RangeSource,
   offset: number,
@@ -85,7 +102,7 @@ export async function openRange(
   if (total !== undefined && offset + length > total) {
     throw new RangeError(`range [${offset}, ${offset}+${length}) is outside the plaintext of ${total} bytes`);
   }
-  const session = await core.beginOpen(header, options, payloadLength);
+  const session = await core.beginOpen(header, options, { payloadLength });
   try {
     const readPayload = async (position: number, n: number): Promise<Uint8Array> => {
       const bytes = await read(header.length + position, n);
@@ -94,7 +111,9 @@ export async function openRange(
     };
     if (header.compact) {
       // One small chunk: read and open it whole, then cut the range out.
-      const plaintext = openCompact(core.backend, header.suite, session.key, session.payloadContext, await readPayload(0, payloadLength));
+      const payload = await readPayload(0, payloadLength);
+      const aead = session.crypto.aead;
+      const plaintext = aead ? await openCompactAsync(payloadKeyOf(session), aead, payload) : openCompact(payloadKeyOf(session), payload);
       try {
         return plaintext.slice(offset, offset + length);
       } finally {
@@ -103,9 +122,9 @@ export async function openRange(
     }
     // openPayloadRange returns a slice: fresh memory over a plain ArrayBuffer. With an asynchronous
     // AEAD (the WebCrypto backend) the chunks are opened several at once.
-    const aead = aeadFor(core.backend, header.suite);
-    const range = [header.suite, session.key, session.payloadContext, readPayload, payloadLength, offset, length, options.verifyLength ?? true] as const;
-    const plaintext = aead ? openPayloadRangeAsync(core.backend, aead, ...range) : openPayloadRange(core.backend, ...range);
+    const aead = session.crypto.aead;
+    const range = { read: readPayload, payloadLength, start: offset, length, verifyLength: options.verifyLength ?? true };
+    const plaintext = aead ? openPayloadRangeAsync(payloadKeyOf(session), aead, range) : openPayloadRange(payloadKeyOf(session), range);
     return (await plaintext) as Uint8Array<ArrayBuffer>;
   } finally {
     wipe(session.key);

@@ -5,14 +5,15 @@
  * payload is never decrypted and its bytes, like the authenticated header bytes, stay identical.
  */
 import { abortable, checkSignal, throwIfAborted } from '../core/abort.ts';
-import { describe } from '../core/bytes.ts';
+import { type ByteInput, describe, toBytes, wipe } from '../core/bytes.ts';
 import { type CanonicalContext, canonicalContext, type ContextInput, sameContext } from '../core/context.ts';
-import { wipe } from '../core/bytes.ts';
 import { ContextMismatchError, DecryptionFailedError, EnvelopeError, KeyProviderMismatchError, KmsError } from '../core/errors.ts';
-import { HEADER_LIMITS, type ParsedHeader, VERSION, type WrappedKey } from '../core/header.ts';
+import { HEADER_LIMITS, type ParsedHeader, parseHeader, VERSION, type WrappedKey } from '../core/header.ts';
+import { usePortableCrypto } from '../core/backend-noble.ts';
 import { keyOpensPayload } from '../core/key-check.ts';
 import { replaceWrappedKeys } from '../core/wrapped-section.ts';
-import type { EnvelopeCore } from './engine.ts';
+import { coreOf, type EnvelopeCore, payloadKeyOf } from './engine.ts';
+import type { Bytes, Envelope } from './envelope.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { reEncryptDataKey, rewrapPath } from '../kms/re-encrypt.ts';
 import { checkTargets, type WrapTarget, wrapAlso } from './wrapped-keys.ts';
@@ -122,7 +123,7 @@ export async function rewrapHeader(core: EnvelopeCore, header: ParsedHeader, opt
   const toKeyId = checked.toKeyId;
   let wrapped = toKeyId === undefined ? [...header.wrappedKeys] : await rewrappedKeys(core, kms, header, context, { ...checked, toKeyId });
   wrapped = wrapped.filter((w) => !edits.remove.some((r) => r.provider === w.provider && r.keyId === w.keyId));
-  if (edits.add.length > 0) wrapped.push(...(await addedKeys(core, header, context, edits.add, payload, checked.signal, options)));
+  if (edits.add.length > 0) wrapped.push(...(await addedKeys(core, { header, payload, context }, edits.add, checked.signal, options)));
   return replaceWrappedKeys(header, wrapped);
 }
 
@@ -143,24 +144,30 @@ function checkEdits(header: ParsedHeader, options: RewrapOptions): { add: readon
   return { add, remove };
 }
 
+/** The message a rewrap works on: its header, its payload (when given), the context its wrapped keys are bound to. */
+interface RewrapMessage {
+  readonly header: ParsedHeader;
+  readonly payload: Uint8Array | undefined;
+  readonly context: CanonicalContext;
+}
+
 /**
  * The new wrapped keys: the data key got as open() gets it (caches, providers, the cap on KMS
  * attempts), checked against the payload's key commitment, wrapped by each target, wiped.
  */
 async function addedKeys(
   core: EnvelopeCore,
-  header: ParsedHeader,
-  context: CanonicalContext,
+  { header, payload, context }: RewrapMessage,
   add: readonly WrapTarget[],
-  payload: Uint8Array | undefined,
   signal: AbortSignal | undefined,
   options: RewrapOptions,
 ): Promise<WrappedKey[]> {
   if (!payload) throw new TypeError('adding a wrapped key needs the payload (its key commitment is checked first): rewrap the whole message');
-  const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, payload.length);
+  usePortableCrypto(); // a compact payload's commitment is checked by opening it, synchronously
+  const session = await core.beginOpen(header, { ...(options.context === undefined ? {} : { context: options.context }), ...(signal ? { signal } : {}) }, { payloadLength: payload.length });
   const key = session.key;
   try {
-    if (!keyOpensPayload(core.backend, header.suite, key, session.payloadContext, payload, header.compact)) throw new DecryptionFailedError();
+    if (!keyOpensPayload(payloadKeyOf(session), payload, header.compact)) throw new DecryptionFailedError();
     const timed = async <T>(provider: string, call: () => Promise<T>): Promise<T> => {
       const started = Date.now();
       try {
@@ -180,11 +187,31 @@ async function addedKeys(
 }
 
 /** A whole sealed message, rewrapped: the new header, then the payload bytes as they were. */
-export async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
+async function rewrapSealed(core: EnvelopeCore, sealed: Uint8Array, header: ParsedHeader, options: RewrapOptions): Promise<Uint8Array<ArrayBuffer>> {
   const newHeader = await rewrapHeader(core, header, options, sealed.subarray(header.length));
   const payload = sealed.subarray(header.length);
   const out = new Uint8Array(newHeader.length + payload.length);
   out.set(newHeader);
   out.set(payload, newHeader.length);
   return out;
+}
+
+/**
+ * The message moved to the master key `toKeyId`: only its wrapped-key section is replaced (one KMS
+ * ReEncrypt per wrapped key, or Decrypt + Encrypt where the provider has no ReEncrypt) through
+ * `envelope`'s key providers; the payload is not decrypted and its bytes are identical. Needs
+ * `context` for a detached context. (Envelope.rewrap() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { createEnvelope, rewrap } from 'kms-envelope';
+ * const moved = await rewrap(envelope, sealed, { toKeyId: 'alias/new' });
+ * ```
+ */
+export function rewrap(envelope: Envelope, sealed: ByteInput, options: RewrapOptions): Promise<Bytes> {
+  const core = coreOf(envelope);
+  return core.track(() => {
+    const bytes = toBytes(sealed, 'sealed');
+    return rewrapSealed(core, bytes, parseHeader(bytes), options);
+  });
 }

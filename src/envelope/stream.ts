@@ -4,11 +4,13 @@
  * an asynchronous AEAD (the WebCrypto backend) at most CHUNKS_IN_FLIGHT more are in flight.
  */
 import { checkSignal, throwIfAborted } from '../core/abort.ts';
+import type { AsyncAead } from '../core/backend.ts';
 import { type ByteInput, toBytes, wipe } from '../core/bytes.ts';
 import { PayloadOpener, type PayloadSealer } from '../core/chunked.ts';
-import { aeadFor, AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer } from '../core/chunked-async.ts';
 import { CompactOpener } from '../core/compact.ts';
-import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
+import { chunkedSealer, coreOf, type EnvelopeCore, type OpenOptions, type SealSession, type StreamSealOptions } from './engine.ts';
+import type { Envelope } from './envelope.ts';
 import { HeaderMalformedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from '../core/header.ts';
 
@@ -46,6 +48,29 @@ function onAbort(signal: AbortSignal | undefined, controller: TransformStreamDef
   return () => signal.removeEventListener('abort', listener);
 }
 
+/**
+ * A TransformStream from plaintext to the sealed message: the same bytes as seal().
+ * (Envelope.sealStream() before 0.3.)
+ *
+ * @example
+ * ```ts
+ * import { sealStream } from 'kms-envelope';
+ * await file.stream().pipeThrough(sealStream(envelope, { context })).pipeTo(upload);
+ * ```
+ */
+export function sealStream(envelope: Envelope, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
+  return createSealStream(coreOf(envelope), options);
+}
+
+/**
+ * A TransformStream from a sealed message to its plaintext. Each chunk's plaintext is released
+ * only after that chunk authenticates; a truncated, reordered or extended stream ends in an error.
+ * (Envelope.openStream() before 0.3.)
+ */
+export function openStream(envelope: Envelope, options?: OpenOptions): TransformStream<ByteInput, Uint8Array> {
+  return createOpenStream(coreOf(envelope), options);
+}
+
 export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
   let sealer: PayloadSealer | undefined;
@@ -61,7 +86,7 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
     {
       async start(controller) {
         unlisten = onAbort(signal, controller, stop);
-        const session = await core.track(async () => core.beginSeal(options, options?.size));
+        const session = await core.track(async () => core.beginSeal(options, { bytes: options?.size }));
         sealer = chunkedSealer(session);
         if (signal?.aborted) {
           sealer.destroy(); // aborted as the key arrived
@@ -121,6 +146,8 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
   let opener: PayloadOpener | CompactOpener | undefined;
+  // A compact message over an asynchronous AEAD: gathered, then opened with it at the end.
+  let compactAead: AsyncAead | undefined;
   // Over an asynchronous AEAD (WebCrypto): several chunks in flight, emitted in order.
   let pipeline: AsyncStreamOpener | undefined;
   let unlisten = (): void => {};
@@ -170,14 +197,15 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
         }
         const rest = pending.slice(header.length, pendingLength);
         pending = new Uint8Array(0);
-        const aead = header.compact ? undefined : aeadFor(core.backend, header.suite);
+        const aead = session.crypto.aead;
         try {
-          if (aead) {
-            pipeline = new AsyncStreamOpener(core.backend, aead, header.suite, session.key, session.payloadContext.slice());
+          if (aead && !header.compact) {
+            pipeline = new AsyncStreamOpener(session.crypto, aead, header.suite, session.key, session.payloadContext.slice());
             await pipeline.push(rest, (out) => controller.enqueue(out));
           } else {
             const Opener = header.compact ? CompactOpener : PayloadOpener;
-            opener = new Opener(core.backend, header.suite, session.key, session.payloadContext.slice());
+            opener = new Opener(session.crypto, header.suite, session.key, session.payloadContext.slice());
+            if (header.compact) compactAead = aead;
             emit(controller, opener.push(rest));
           }
         } finally {
@@ -196,7 +224,7 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
             ? new HeaderMalformedError('header exceeds its largest possible size')
             : new HeaderMalformedError(pendingLength === 0 ? 'empty input: not a kms-envelope message' : 'input ends inside the header');
         }
-        emit(controller, opener.end());
+        emit(controller, compactAead && opener instanceof CompactOpener ? await opener.endAsync(compactAead) : opener.end());
       },
       cancel() {
         unlisten();

@@ -52,7 +52,7 @@ export interface Wrapping {
   readonly maxAttempts: number;
 }
 
-export const DEFAULT_MAX_KMS_ATTEMPTS = 4;
+const DEFAULT_MAX_KMS_ATTEMPTS = 4;
 const MAX_KMS_ATTEMPTS = 16;
 const MAX_FALLBACK_PROVIDERS = 16;
 

@@ -10,8 +10,7 @@ import { type CanonicalContext, canonicalContext } from '../core/context.ts';
 import { KeyNotFoundError, KmsError, PartitionShreddedError } from '../core/errors.ts';
 import type { IntermediateKeyRef } from '../core/header.ts';
 import { type BackendName, selectBackend } from '../core/select-backend.ts';
-import { suiteBackend } from '../core/suite-backend.ts';
-import type { PayloadSuite } from '../core/suites.ts';
+import type { Suite } from '../core/suites.ts';
 import { attachKeySource, type KeySource, type SuiteKey } from '../core/key-source.ts';
 import {
   type CacheCounters,
@@ -469,12 +468,12 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     return found.version;
   }
 
-  function suiteKey(loaded: LoadedKey, ref: IntermediateKeyRef, suite: PayloadSuite, fromCache: boolean): SuiteKey {
+  function suiteKey(loaded: LoadedKey, ref: IntermediateKeyRef, suite: Suite, fromCache: boolean): SuiteKey {
     let derived = loaded.derived.get(suite.id);
     if (!derived) {
       const key = new Uint8Array(suite.keyLength);
       // HKDF-SHA-512 for the AES suites, HKDF-SM3 for suite 03 (FORMAT.md §10.4, §13).
-      const kdf = suiteBackend(backend, suite);
+      const kdf = suite.primitives(backend);
       kdf.hkdfExpandSha512(loaded.key, [utf8(`kms-envelope/intermediate-key@v2+${suite.aead}\0`, 'info')], [key]);
       derived = { key, state: kdf.hkdfPrepareSha512?.(key) };
       loaded.derived.set(suite.id, derived);
@@ -482,7 +481,7 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
     return { ref, key: derived.key, state: derived.state, fromCache };
   }
 
-  function keyFor(ref: IntermediateKeyRef, suite: PayloadSuite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
+  function keyFor(ref: IntermediateKeyRef, suite: Suite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
     guard.checkKnown(ref.partition, ref.version);
     const load = (): Promise<Uint8Array> => loadVersion(ref.partition, ref.version);
     const held = cache.peek(ref.partition, ref.version, purpose, load);

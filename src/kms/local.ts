@@ -19,10 +19,10 @@ const MASTER_KEY_LENGTH = 32;
 const BLOB_PREFIX = 'lk1.';
 const AAD_LABEL = utf8('kms-envelope/local-kms/v1', 'label');
 const FILE_FORMAT = 'kms-envelope local key file v1';
-export const DEFAULT_KEY_ID = 'default';
+const DEFAULT_KEY_ID = 'default';
 /** Environment variable read by LocalKms.fromEnv(): a base64 32-byte master key. */
-export const LOCAL_KEY_ENV = 'KMS_ENVELOPE_LOCAL_KEY';
-export const LOCAL_KEY_ID_ENV = 'KMS_ENVELOPE_LOCAL_KEY_ID';
+const LOCAL_KEY_ENV = 'KMS_ENVELOPE_LOCAL_KEY';
+const LOCAL_KEY_ID_ENV = 'KMS_ENVELOPE_LOCAL_KEY_ID';
 
 export interface LocalKmsOptions {
   /** The key id that generateDataKey uses; default: the first key. */
@@ -154,7 +154,7 @@ export class LocalKms implements KeyProvider {
     this.#master(this.#defaultKeyId);
     const plaintextKey = this.#random(length);
     try {
-      return { keyId: this.#defaultKeyId, plaintextKey, ciphertextBlob: this.#wrap(this.#defaultKeyId, plaintextKey, request.context) };
+      return { keyId: this.#defaultKeyId, plaintextKey, ciphertextBlob: await this.#wrap(this.#defaultKeyId, plaintextKey, request.context) };
     } catch (error) {
       wipe(plaintextKey);
       throw error;
@@ -166,7 +166,7 @@ export class LocalKms implements KeyProvider {
     this.#master(request.toKeyId);
     const key = await this.decryptDataKey(request);
     try {
-      return { keyId: request.toKeyId, ciphertextBlob: this.#wrap(request.toKeyId, key, request.context) };
+      return { keyId: request.toKeyId, ciphertextBlob: await this.#wrap(request.toKeyId, key, request.context) };
     } finally {
       wipe(key);
     }
@@ -179,15 +179,19 @@ export class LocalKms implements KeyProvider {
   async encryptDataKey(request: EncryptDataKeyRequest): Promise<WrappedDataKey> {
     const length = request.plaintextKey?.length;
     if (!(request.plaintextKey instanceof Uint8Array) || (length !== 16 && length !== 32)) throw new KmsError('LocalKms: a data key is 16 or 32 bytes');
-    return { keyId: request.keyId, ciphertextBlob: this.#wrap(request.keyId, request.plaintextKey, request.context) };
+    return { keyId: request.keyId, ciphertextBlob: await this.#wrap(request.keyId, request.plaintextKey, request.context) };
   }
 
-  #wrap(keyId: string, plaintextKey: Uint8Array, context: CanonicalContext): string {
+  /** AES-GCM under the master key: the backend's asynchronous AEAD where it has one (WebCrypto), else its synchronous one; the same bytes. */
+  async #wrap(keyId: string, plaintextKey: Uint8Array, context: CanonicalContext): Promise<string> {
     const master = this.#master(keyId);
     const nonce = this.#random(NONCE_LENGTH);
+    const aad = this.#aad(keyId, context);
     const sealed = new Uint8Array(NONCE_LENGTH + plaintextKey.length + TAG_LENGTH);
     sealed.set(nonce);
-    this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, this.#aad(keyId, context));
+    const aead = this.#backend.aead;
+    if (aead) sealed.set(await aead.seal(await aead.importKey(master), nonce, plaintextKey, aad), NONCE_LENGTH);
+    else this.#backend.gcmSeal(master, nonce, plaintextKey, sealed, NONCE_LENGTH, aad);
     return BLOB_PREFIX + base64url.encode(sealed);
   }
 
@@ -198,16 +202,15 @@ export class LocalKms implements KeyProvider {
     if (!sealed || sealed.length !== NONCE_LENGTH + KEY_LENGTH_BY_SPEC[request.keySpec] + TAG_LENGTH) {
       throw new DecryptionFailedError();
     }
+    const [nonce, body, aad] = [sealed.subarray(0, NONCE_LENGTH), sealed.subarray(NONCE_LENGTH), this.#aad(request.keyId, request.context)];
+    const aead = this.#backend.aead;
+    if (aead) {
+      const opened = await aead.open(await aead.importKey(master), nonce, body, aad);
+      if (!opened) throw new DecryptionFailedError();
+      return opened;
+    }
     const plaintextKey = new Uint8Array(sealed.length - NONCE_LENGTH - TAG_LENGTH);
-    const ok = this.#backend.gcmOpen(
-      master,
-      sealed.subarray(0, NONCE_LENGTH),
-      sealed.subarray(NONCE_LENGTH),
-      plaintextKey,
-      0,
-      this.#aad(request.keyId, request.context),
-    );
-    if (!ok) throw new DecryptionFailedError();
+    if (!this.#backend.gcmOpen(master, nonce, body, plaintextKey, 0, aad)) throw new DecryptionFailedError();
     return plaintextKey;
   }
 

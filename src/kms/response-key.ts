@@ -50,7 +50,7 @@ const RSA_BITS = 2048;
 const HASH: Record<ResponseKeyAlgorithm, 'sha256' | 'sha1'> = { RSAES_OAEP_SHA_256: 'sha256', RSAES_OAEP_SHA_1: 'sha1' };
 
 /** A checked algorithm name; UnsupportedAlgorithmError for every other. */
-export function checkResponseKeyAlgorithm(name: unknown): ResponseKeyAlgorithm {
+function checkResponseKeyAlgorithm(name: unknown): ResponseKeyAlgorithm {
   if (name === 'RSAES_OAEP_SHA_256' || name === 'RSAES_OAEP_SHA_1') return name;
   const reason = typeof name === 'string' ? REFUSED[name] : undefined;
   throw new UnsupportedAlgorithmError(reason ?? `EncryptionAlgorithm ${JSON.stringify(name)} is not one of RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1`);

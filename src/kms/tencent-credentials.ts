@@ -31,11 +31,6 @@ export interface RefreshingCredentials {
   invalidate(refused: TencentCredentials): void;
 }
 
-/** Whether a credential source can be told that a pair was refused. */
-export function isRefreshing(source: CredentialSource | undefined): source is RefreshingCredentials {
-  return typeof source === 'function' && typeof (source as Partial<RefreshingCredentials>).invalidate === 'function';
-}
-
 /**
  * Wraps a fetch of temporary credentials: the pair is kept until `refreshBeforeMs` before its
  * expiry; from then one refresh runs while callers keep the still-valid pair; once expired (or
@@ -98,7 +93,7 @@ function temporaryFrom(fields: Record<string, unknown>, expiredTime: unknown, wh
   return { secretId: TmpSecretId, secretKey: TmpSecretKey, token: Token, expiresAt: expiredTime * 1000 };
 }
 
-export const STS_API_VERSION = '2018-08-13';
+const STS_API_VERSION = '2018-08-13';
 const STS_HOST = 'sts.tencentcloudapi.com';
 
 export interface StsCredentialsOptions extends RefreshOptions, Pick<TransportOptions, 'timeoutMs' | 'deadlineMs' | 'retry' | 'fetch'> {
@@ -189,7 +184,7 @@ function judgeSts(json: unknown): Verdict<TemporaryCredentials> {
   }
 }
 
-export const CVM_METADATA_URL = 'http://metadata.tencentyun.com/latest/meta-data/';
+const CVM_METADATA_URL = 'http://metadata.tencentyun.com/latest/meta-data/';
 const METADATA_HOST = 'metadata.tencentyun.com';
 
 export interface CvmRoleCredentialsOptions extends RefreshOptions {

@@ -36,7 +36,7 @@ export const LEGACY_NAMES: WireNames = { keyId: 'keyId', keySpec: 'keySpec', con
  * to 1024 UTF-8 bytes of the canonical JSON (never more than 1024 characters), so no call is sent
  * that the KMS would refuse.
  */
-export const TENCENT_MAX_CONTEXT_BYTES = 1024;
+const TENCENT_MAX_CONTEXT_BYTES = 1024;
 
 /** A context over the KMS's limit: refused before any network call (ERR_KMS, kind `bad-request`). */
 export function checkContextSize(json: string, action: string): void {
@@ -49,7 +49,7 @@ export function checkContextSize(json: string, action: string): void {
 }
 
 /** Tencent's window for ScheduleKeyDeletion, in days (reference/tencent-kms.md; InvalidParameter.InvalidPendingWindowInDays outside it). */
-export const PENDING_WINDOW_DAYS = { min: 7, max: 30 } as const;
+const PENDING_WINDOW_DAYS = { min: 7, max: 30 } as const;
 
 export abstract class TencentProvider implements KeyProvider, KeyAdministration {
   abstract readonly id: string;

@@ -56,7 +56,7 @@ export interface RateDefaults {
   fallback: BucketOptions;
 }
 
-export const MAX_RESPONSE_BYTES = 64 * 1024;
+const MAX_RESPONSE_BYTES = 64 * 1024;
 
 /**
  * Refusals that mean "this pair no longer works" (an expired or revoked temporary credential): with
@@ -72,7 +72,7 @@ function invalidator(source: CredentialSource | undefined): ((refused: TencentCr
 }
 
 
-export async function resolveCredentials(source: CredentialSource | undefined): Promise<TencentCredentials> {
+async function resolveCredentials(source: CredentialSource | undefined): Promise<TencentCredentials> {
   let creds: TencentCredentials | undefined;
   if (typeof source === 'function') {
     try {

@@ -21,7 +21,7 @@ const PATH = '/v2/index.php';
 /** API 3.0 region names, mapped to the legacy ones that name the host. */
 const LEGACY_REGION: Record<string, string> = { 'ap-guangzhou': 'gz', 'ap-shanghai': 'sh', 'ap-beijing': 'bj' };
 /** The legacy API's documented 5000 QPS for data-plane calls, as qps + burst. */
-export const TENCENT_V2_RATE_LIMITS: RateDefaults = {
+const TENCENT_V2_RATE_LIMITS: RateDefaults = {
   actions: {
     GenerateDataKey: { qps: 4000, burst: 1000 },
     Decrypt: { qps: 4000, burst: 1000 },

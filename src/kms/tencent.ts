@@ -18,7 +18,7 @@ import {
   type Verdict,
 } from './tencent-transport.ts';
 
-export const TENCENT_API_VERSION = '2019-01-18';
+const TENCENT_API_VERSION = '2019-01-18';
 const SERVICE = 'kms';
 const DEFAULT_HOST = 'kms.tencentcloudapi.com';
 const CONTENT_TYPE = 'application/json';
@@ -51,7 +51,7 @@ export interface TencentKmsOptions extends TransportOptions {
  * Tencent's published per-account limits (GenerateDataKey 100/s, Decrypt and Encrypt 300/s,
  * ReEncrypt and CreateKey 100/s), split as qps + burst so that no second sees more than the limit.
  */
-export const TENCENT_RATE_LIMITS: RateDefaults = {
+const TENCENT_RATE_LIMITS: RateDefaults = {
   actions: {
     GenerateDataKey: { qps: 80, burst: 20 },
     Decrypt: { qps: 240, burst: 60 },

@@ -31,7 +31,7 @@ function existsError(dest: string): Error {
 }
 
 /** A hidden temporary name beside `dest`, recognisable if a killed process leaves it behind. */
-export function temporaryPath(dest: string): string {
+function temporaryPath(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.${randomBytes(6).toString('hex')}.kmse-tmp`);
 }
 

@@ -13,7 +13,7 @@ import { CHUNK_SIZE, PAYLOAD_PREFIX, PayloadOpener, SEALED_CHUNK_SIZE } from '..
 import { CompactOpener } from '../core/compact.ts';
 import { DecryptionFailedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, parseHeader } from '../core/header.ts';
-import { type PayloadSuite, suiteById } from '../core/suites.ts';
+import type { Suite } from '../core/suites.ts';
 import { chunkedSealer, type EnvelopeCore, type OpenOptions, type SealOptions } from '../envelope/engine.ts';
 import { budget } from '../envelope/stream.ts';
 import { checkDestination, type Sink, writeAtomically } from './atomic.ts';
@@ -44,12 +44,12 @@ const BATCH_CHUNKS = 64;
 const PARALLEL_MIN_BYTES = 256 * 1024 * 1024;
 
 /**
- * The worker pool for an input of `size` bytes, or undefined to stay on this thread. The workers
- * run AES-GCM: suite 03 (SM4) stays on this thread.
+ * The worker pool for an input of `size` bytes, or undefined to stay on this thread: a suite
+ * whose chunks workers cannot run (no `workerCipher`: SM4) stays on this thread.
  */
-function poolFor(options: Pick<FileOptions, 'parallel'>, size: number, suite: PayloadSuite | undefined): ChunkWorkerPool | undefined {
+function poolFor(options: Pick<FileOptions, 'parallel'>, size: number, suite: Suite): ChunkWorkerPool | undefined {
   const p = options.parallel;
-  if (!p || suite?.family !== 'aes') return undefined;
+  if (!p || suite.workerCipher === undefined) return undefined;
   const minBytes = p === true ? 0 : (p.minBytes ?? PARALLEL_MIN_BYTES);
   if (!(size >= minBytes)) return undefined;
   try {
@@ -105,12 +105,11 @@ export async function sealInto(
 ): Promise<number> {
   const signal = checkSignal(options.signal);
   const declared = Number.isFinite(size) ? size : undefined;
-  const session = await core.beginSeal(options, declared);
+  const session = await core.beginSeal(options, { bytes: declared });
   const { header } = session;
   const sealer = chunkedSealer(session);
   const spend = budget(session, declared);
-  // Byte 5 of the header, in both versions, is the suite id (FORMAT.md §2, §10.1).
-  const pool = declared === undefined ? undefined : poolFor(options, declared, suiteById(header[5]!));
+  const pool = declared === undefined ? undefined : poolFor(options, declared, session.suite);
   let bytesRead = 0;
   try {
     await sink(header);
@@ -188,11 +187,11 @@ export async function openInto(
     await source.read(head, 0, head.length, 0);
     const header = parseHeader(head);
     // Checks the context and the payload length before the KMS is asked for anything.
-    const session = await core.beginOpen(header, options, size - header.length);
-    const pool = header.compact ? undefined : poolFor(options, size, header.suite);
+    const session = await core.beginOpen(header, options, { payloadLength: size - header.length });
+    const pool = header.compact ? undefined : poolFor(options, size, session.suite);
     const pass = async (key: Uint8Array, write: Sink | undefined, progressFrom: number, progressTotal: number): Promise<number> => {
       const Opener = header.compact ? CompactOpener : PayloadOpener;
-      const opener = new Opener(core.backend, header.suite, key, session.payloadContext.slice());
+      const opener = new Opener(session.crypto, header.suite, key, session.payloadContext.slice());
       let bytesRead = header.length;
       const pieces = untilAborted(readPieces(source, header.length), signal);
       try {

@@ -37,7 +37,7 @@ parentPort.on('message', (m) => {
     const out = Buffer.allocUnsafeSlow(input.length + chunks * TAG); // every byte is written below
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += CHUNK) {
       const piece = input.subarray(i, i + CHUNK);
-      nodeGcmSeal(crypto, key, chunkNonce(base, m.counter + c, nonce), piece, out, o);
+      nodeGcmSeal(crypto, { key, nonce: chunkNonce(base, m.counter + c, nonce) }, piece, out, o);
       o += piece.length + TAG;
     }
     nonce.fill(0);
@@ -48,7 +48,7 @@ parentPort.on('message', (m) => {
     let ok = true;
     for (let c = 0, i = 0, o = 0; i < input.length; c++, i += SEALED) {
       const sealed = input.subarray(i, i + SEALED);
-      if (!nodeGcmOpen(crypto, key, chunkNonce(base, m.counter + c, nonce), sealed, out, o)) { ok = false; break; }
+      if (!nodeGcmOpen(crypto, { key, nonce: chunkNonce(base, m.counter + c, nonce) }, sealed, out, o)) { ok = false; break; }
       o += sealed.length - TAG;
     }
     nonce.fill(0);

@@ -20,7 +20,7 @@ import { sealedLength } from '../core/chunked.ts';
 import { type CanonicalContext, canonicalContext, contextTemplate, type EncryptionContext } from '../core/context.ts';
 import { wipe } from '../core/bytes.ts';
 import type { BatchResult, Envelope } from '../index.ts';
-import { createEnvelope } from '../index.ts';
+import { createEnvelope, openSync as openMessageSync, sealSync as sealMessageSync } from '../index.ts';
 import type { KeyHierarchy } from '../hierarchy.ts';
 import { type BlindIndex, type BlindIndexNormalizer, type BlindIndexValue, createBlindIndex } from './blind-index.ts';
 
@@ -300,7 +300,7 @@ export function createRecords(options: RecordsOptions): Records {
   function sealFieldNow(t: AnyTable, column: string, value: unknown, key: RowKey, partition: string, versions?: number[]): unknown {
     const { field, plaintext, options: o } = sealPlan(t, column, value, key, partition);
     try {
-      const sealed = envelope.sealSync(plaintext, o);
+      const sealed = sealMessageSync(envelope, plaintext, o);
       if (versions) versions.push(keyVersionOf(sealed)!);
       return stored(field, sealed);
     } finally {
@@ -351,7 +351,7 @@ export function createRecords(options: RecordsOptions): Records {
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
-      plaintext = envelope.openSync(plan.sealed, { context: bindingOf(t, column, key), partition });
+      plaintext = openMessageSync(envelope, plan.sealed, { context: bindingOf(t, column, key), partition });
     } catch (error) {
       if (error instanceof EnvelopeError && error.code === 'ERR_KEY_NOT_WARM') throw error;
       throw new RecordFieldError(t.name, column, key.values, error);
@@ -516,7 +516,7 @@ export function createRecords(options: RecordsOptions): Records {
           if (field.index) indexValues.push([column, value]);
         } else {
           try {
-            plaintext = envelope.openSync(plan.sealed, { context, partition });
+            plaintext = openMessageSync(envelope, plan.sealed, { context, partition });
           } catch (error) {
             if (notWarm(error)) throw error;
             throw new RecordFieldError(t.name, column, key.values, error);
@@ -530,7 +530,7 @@ export function createRecords(options: RecordsOptions): Records {
           if (field.index) indexValues.push([column, indexValue]);
         }
         try {
-          const sealed = envelope.sealSync(plaintext, { context, detachedContext: true, partition });
+          const sealed = sealMessageSync(envelope, plaintext, { context, detachedContext: true, partition });
           if (versions) versions.push(keyVersionOf(sealed)!);
           out[column] = stored(field, sealed);
         } finally {

@@ -20,7 +20,7 @@ import { isEnvelopeError } from '../core/errors.ts';
 import { TEXT_PREFIX } from './field-value.ts';
 import { wipe } from '../core/bytes.ts';
 import type { ContextInput } from '../core/context.ts';
-import { type Envelope, needsRewrap } from '../index.ts';
+import { type Envelope, needsRewrap, rewrap } from '../index.ts';
 import type { BlindIndexValue } from './blind-index.ts';
 import { defineTable, type FieldSpec, type PlainRow, type Records, type Table } from './records.ts';
 
@@ -394,7 +394,7 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
 
 /**
  * Rewrap of columns holding whole sealed messages (bytea or BLOB) under a KMS data key, format 1
- * or 2: each value not yet under `toKeyId` is moved there by envelope.rewrap() (one ReEncrypt per
+ * or 2: each value not yet under `toKeyId` is moved there by rewrap() (one ReEncrypt per
  * value; only its wrapped-key section changes, the payload bytes stay as they are). A value already
  * under the key is left (its header says so, no KMS call). With no marker column, `pending` is every
  * row with a value (give a narrower predicate if you have one): a run after a stop reads the rows
@@ -422,7 +422,7 @@ export function rewrapSweep(
           if (!(value instanceof Uint8Array)) throw new TypeError(`column ${column} holds ${typeof value}, not the bytes of a sealed message`);
           if (!needsRewrap(value, policy)) continue;
           const context = options.context?.(row, column);
-          write[column] = await envelope.rewrap(value, { toKeyId, ...(context === undefined ? {} : { context }) });
+          write[column] = await rewrap(envelope, value, { toKeyId, ...(context === undefined ? {} : { context }) });
         }
       } catch (error) {
         if (!isRowFailure(error)) throw error;

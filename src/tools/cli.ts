@@ -10,6 +10,7 @@ import { open as openHandle, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createEnvelope, type Envelope, inspect, type KeyProvider, KmsError, type SuiteName, TencentKms, TencentKmsV2 } from '../index.ts';
+import { type Suite, sm4 } from '../sm4.ts';
 import {
   createLocalKeyFile,
   localKmsFromKeyFile,
@@ -261,7 +262,7 @@ async function seal(args: string[]): Promise<number> {
   if (values.suite !== undefined && values.suite !== '256' && values.suite !== '128' && values.suite !== 'sm4') {
     throw new UsageError(`--suite must be 256, 128 or sm4, got "${values.suite}"`);
   }
-  const suite: SuiteName = values.suite === 'sm4' ? 'sm4' : `cobblestone-${values.suite === '128' ? '128' : '256'}`;
+  const suite: SuiteName | Suite = values.suite === 'sm4' ? sm4 : `cobblestone-${values.suite === '128' ? '128' : '256'}`;
   const context = parseContext(values.context);
   const input = await inputFile(positionals[0]);
   const kms = provider(values, true);
@@ -315,7 +316,7 @@ async function open(args: string[]): Promise<number> {
   const context = parseContext(values.context);
   const input = await inputFile(positionals[0]);
   if (input.regular && input.size === 0) throw new NotSealed(`empty input: ${input.path} is empty, not a sealed message`);
-  const envelope = createEnvelope({ kms: provider(values, false) });
+  const envelope = createEnvelope({ kms: provider(values, false), suites: [sm4] });
   const out = await destination(values.output, values);
   const bar = progress(values.quiet, 'opening');
   try {

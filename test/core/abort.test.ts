@@ -6,7 +6,7 @@
  * transport ends its attempt and its waits on it. Files: test/node/files-abort.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEnvelope, LocalKms, TencentKms } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, LocalKms, openMany, openStream, sealMany, sealStream, TencentKms } from '../../src/index.ts';
 import type { DataKey, DecryptDataKeyRequest, GenerateDataKeyRequest, KeyProvider } from '../../src/kms/key-provider.ts';
 import { type RunningEmulator, startEmulator } from '../../src/tools/emulator/index.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
@@ -59,7 +59,7 @@ const allWiped = (keys: Uint8Array[]) => keys.every((k) => k.every((b) => b === 
 describe('cancellation: a signal already aborted', { timeout: 5000 }, () => {
   it('rejects seal, open, openString, openWithInfo, sealMany, openMany, sealStream and openStream with its reason, before any KMS call', async () => {
     const kms = new InstrumentedProvider(LocalKms.generate());
-    const envelope = createEnvelope({ kms, cache: true, decryptCache: true });
+    const envelope = createEnvelope({ kms, cache: encryptionCache(), decryptCache: decryptCache() });
     const sealed = await envelope.seal('x');
     const before = { ...kms.calls };
     const reason = new Error('already aborted');
@@ -68,10 +68,10 @@ describe('cancellation: a signal already aborted', { timeout: 5000 }, () => {
     await expect(envelope.open(sealed, { signal })).rejects.toBe(reason);
     await expect(envelope.openString(sealed, { signal })).rejects.toBe(reason);
     await expect(envelope.openWithInfo(sealed, { signal })).rejects.toBe(reason);
-    await expect(envelope.sealMany(['a', 'b'], { signal })).rejects.toBe(reason);
-    await expect(envelope.openMany([sealed, sealed], { signal })).rejects.toBe(reason);
-    await expect(new Blob(['x']).stream().pipeThrough(envelope.sealStream({ signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
-    await expect(new Blob([sealed]).stream().pipeThrough(envelope.openStream({ signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
+    await expect(sealMany(envelope, ['a', 'b'], { signal })).rejects.toBe(reason);
+    await expect(openMany(envelope, [sealed, sealed], { signal })).rejects.toBe(reason);
+    await expect(new Blob(['x']).stream().pipeThrough(sealStream(envelope, { signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
+    await expect(new Blob([sealed]).stream().pipeThrough(openStream(envelope, { signal })).pipeTo(new WritableStream())).rejects.toBe(reason);
     expect(kms.calls).toEqual(before);
     await envelope.close();
   });
@@ -145,7 +145,7 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
 
   it('concurrent seals share one GenerateDataKey (encryption cache): one that aborts leaves the others their key', async () => {
     const kms = new HeldProvider();
-    const envelope = createEnvelope({ kms, cache: true });
+    const envelope = createEnvelope({ kms, cache: encryptionCache() });
     const leaving = new AbortController();
     const a = envelope.seal('a', { signal: leaving.signal });
     const b = envelope.seal('b');
@@ -168,12 +168,12 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
     const sealed = await Promise.all(['one', 'two', 'three'].map((t) => envelope.seal(t)));
     kms.hold = true;
     const controller = new AbortController();
-    const opening = envelope.openMany(sealed, { concurrency: 3, signal: controller.signal });
+    const opening = openMany(envelope, sealed, { concurrency: 3, signal: controller.signal });
     await kms.arrived(6);
     const reason = new Error('batch cancelled');
     controller.abort(reason);
     await expect(opening).rejects.toBe(reason);
-    const sealing = envelope.sealMany(['p', 'q'], { signal: AbortSignal.timeout(1) });
+    const sealing = sealMany(envelope, ['p', 'q'], { signal: AbortSignal.timeout(1) });
     await expect(sealing).rejects.toMatchObject({ name: 'TimeoutError' });
     kms.release();
     await settle();
@@ -185,8 +185,8 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
     const envelope = createEnvelope({ kms });
     const sealed = await envelope.seal(new Uint8Array(100_000));
     for (const [make, input] of [
-      [(signal: AbortSignal) => envelope.sealStream({ signal }), new Uint8Array(100_000)],
-      [(signal: AbortSignal) => envelope.openStream({ signal }), sealed],
+      [(signal: AbortSignal) => sealStream(envelope, { signal }), new Uint8Array(100_000)],
+      [(signal: AbortSignal) => openStream(envelope, { signal }), sealed],
     ] as const) {
       const controller = new AbortController();
       const reason = new Error('stream cancelled');

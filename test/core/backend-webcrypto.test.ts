@@ -11,14 +11,16 @@ import { describe, expect, it } from 'vitest';
 import type { AsyncAead } from '../../src/core/backend.ts';
 import { createNodeBackend } from '../../src/core/backend-node.ts';
 import { nobleBackend } from '../../src/core/backend-noble.ts';
-import { createWebCryptoBackend, globalSubtle } from '../../src/core/backend-webcrypto.ts';
+import { createWebCryptoBackend, testing as backendWebcryptoTesting } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, PayloadSealer, plaintextLength, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncChunkKey, AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, openPayloadRangeAsync, sealAllAsync } from '../../src/core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, openPayloadAsync, openPayloadRangeAsync, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { selectBackend } from '../../src/core/select-backend.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, type PayloadSuite } from '../../src/core/suites.ts';
-import { createEnvelope, LocalKms } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, LocalKms, openSync, sealSync } from '../../src/index.ts';
 import { hex, readVectors, sealPayload, unhex } from '../helpers.ts';
+const { AsyncChunkKey } = chunkedAsyncTesting;
+const { globalSubtle } = backendWebcryptoTesting;
 
 const webcrypto = createWebCryptoBackend()!;
 const aead: AsyncAead = webcrypto.aead!;
@@ -119,7 +121,7 @@ for (const [suite, file] of [
 
     const reader = (ct: Uint8Array) => async (position: number, length: number) => ct.subarray(position, position + length);
     const range = (t: (typeof cases)[0], start: number, length: number) =>
-      openPayloadRangeAsync(webcrypto, aead, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, start, length, true);
+      openPayloadRangeAsync({ crypto: webcrypto, suite, key: unhex(t.key), context: unhex(t.ctx) }, aead, { read: reader(t.ctBytes), payloadLength: t.ctBytes.length, start, length, verifyLength: true });
 
     it.each(cases)('tcId $tcId through random access', async (t) => {
       const total = plaintextLength(t.ctBytes.length) ?? 0;
@@ -142,7 +144,7 @@ for (const [suite, file] of [
       const ctx = unhex(t.ctx);
       const ct = t.ctBytes;
       if (t.result === 'valid') {
-        const plain = await openPayloadAsync(webcrypto, aead, suite, key, ctx, ct);
+        const plain = await openPayloadAsync({ crypto: webcrypto, suite, key, context: ctx }, aead, ct);
         expect(plain.length).toBe(t.msgLength);
         expect(sha512(plain)).toBe(t.msgSha512);
         // The same salt seals to the same bytes, whole and streamed.
@@ -156,7 +158,7 @@ for (const [suite, file] of [
           expect(sha512(s.plaintext)).toBe(t.msgSha512);
         }
       } else {
-        await expect(openPayloadAsync(webcrypto, aead, suite, key, ctx, ct)).rejects.toThrow(DecryptionFailedError);
+        await expect(openPayloadAsync({ crypto: webcrypto, suite, key, context: ctx }, aead, ct)).rejects.toThrow(DecryptionFailedError);
         // PartialPlaintext: a stream may release the valid prefix, never more, and keeps failing.
         const prefix = t.msgLength ?? 0;
         for (const step of [ct.length || 1, 1000, 16400]) {
@@ -191,7 +193,7 @@ describe('backend webcrypto against backend node', () => {
           await sealAllAsync(aead, new PayloadSealer(webcrypto, suite, key, ctx, salt), plaintext, byWeb, 0);
           expect(hex(byWeb)).toBe(hex(byNode));
           expect(hex(await streamSeal(suite, key, ctx, salt, plaintext, step))).toBe(hex(byNode));
-          expect(hex(await openPayloadAsync(webcrypto, aead, suite, key, ctx, byNode))).toBe(hex(plaintext));
+          expect(hex(await openPayloadAsync({ crypto: webcrypto, suite, key, context: ctx }, aead, byNode))).toBe(hex(plaintext));
           const streamed = await streamOpen(suite, key, ctx, byNode, step);
           expect(streamed.error).toBeUndefined();
           expect(hex(streamed.plaintext)).toBe(hex(plaintext));
@@ -221,7 +223,7 @@ describe('backend webcrypto against backend node', () => {
 
   it('sealSync and openSync (the synchronous path: noble) work with webcrypto selected, in the same bytes', async () => {
     const kms = LocalKms.generate();
-    const web = createEnvelope({ kms, backend: 'webcrypto', cache: true, decryptCache: true, format: 2 });
+    const web = createEnvelope({ kms, backend: 'webcrypto', cache: encryptionCache(), decryptCache: decryptCache(), format: 2 });
     const nodeEnvelope = createEnvelope({ kms, backend: 'node' });
     const context = { row: '1' };
     // The encryption cache has the keys now (compact and chunked payloads have one each).
@@ -229,10 +231,10 @@ describe('backend webcrypto against backend node', () => {
     await web.seal(new Uint8Array(CHUNK_SIZE), { context });
     for (const size of [0, 100, CHUNK_SIZE, CHUNK_SIZE + 1]) {
       const plaintext = new Uint8Array(size).fill(7);
-      const sealed = web.sealSync(plaintext, { context });
+      const sealed = sealSync(web, plaintext, { context });
       expect(await nodeEnvelope.open(sealed)).toEqual(plaintext);
       expect(await web.open(sealed)).toEqual(plaintext); // and the decrypt cache has it
-      expect(web.openSync(sealed)).toEqual(plaintext);
+      expect(openSync(web, sealed)).toEqual(plaintext);
     }
   });
 });
@@ -250,13 +252,13 @@ describe('backend selection', () => {
     const lib = new URL('../../dist/', import.meta.url).href;
     const script = `
       process.getBuiltinModule = undefined; // as in a browser or a Worker: no node: modules
-      const { createEnvelope, LocalKms } = await import(${JSON.stringify(`${lib}index.js`)});
+      const { createEnvelope, LocalKms, sealStream } = await import(${JSON.stringify(`${lib}index.js`)});
       const { coreOf } = await import(${JSON.stringify(`${lib}envelope/engine.js`)});
       const kms = new LocalKms({ k: new Uint8Array(32).fill(3) });
       const envelope = createEnvelope({ kms });
       const big = new Uint8Array(40000).fill(9);
       const parts = [];
-      const stream = new Blob([big]).stream().pipeThrough(envelope.sealStream({ context: { a: 'b' } }));
+      const stream = new Blob([big]).stream().pipeThrough(sealStream(envelope, { context: { a: 'b' } }));
       for await (const part of stream) parts.push(Buffer.from(part));
       const sealed = [await envelope.seal('no node:crypto', { context: { a: 'b' } }), Buffer.concat(parts)];
       console.log(JSON.stringify({ backend: coreOf(envelope).backend.name, sealed: sealed.map((s) => Buffer.from(s).toString('base64')) }));`;

@@ -3,11 +3,13 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { loadNodeCrypto, nodeHmacHkdf } from '../../src/core/backend-node.ts';
+import { testing as backendNodeTesting } from '../../src/core/backend-node.ts';
 import { nobleHmacHkdf } from '../../src/core/backend-noble.ts';
-import { createWasmHkdf, type HkdfExpand, hkdfExpandBytes, WASM_CONSTANTS, wasmHkdf } from '../../src/core/hkdf.ts';
+import { testing as hkdfTesting, type HkdfExpand, wasmHkdf } from '../../src/core/hkdf.ts';
 import { sha512Compressor } from '../../src/core/sha512-wasm.ts';
 import { BACKENDS, hex, readVectors, unhex } from '../helpers.ts';
+const { createWasmHkdf, hkdfExpandBytes, WASM_CONSTANTS } = hkdfTesting;
+const { loadNodeCrypto, nodeHmacHkdf } = backendNodeTesting;
 
 interface AeadFile {
   testGroups: { ivSize: number; keySize: number; tagSize: number; tests: AeadCase[] }[];

@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest';
 import type { AeadKey, AsyncAead } from '../../src/core/backend.ts';
 import { createWebCryptoBackend } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, deriveKeys, PAYLOAD_PREFIX, PayloadSealer, SEALED_CHUNK_SIZE, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, eachBounded, importAndWipe, sealAllAsync } from '../../src/core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, importAndWipe, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { COBBLESTONE_256 } from '../../src/core/suites.ts';
-import { createEnvelope, LocalKms } from '../../src/index.ts';
+import { createEnvelope, LocalKms, openStream, sealStream } from '../../src/index.ts';
 import { hex, sealPayload } from '../helpers.ts';
+const { eachBounded } = chunkedAsyncTesting;
 
 const webcrypto = createWebCryptoBackend()!;
 const subtle = webcrypto.aead!;
@@ -254,10 +255,10 @@ describe('sealStream/openStream on the webcrypto backend', () => {
 
   it('round-trips with the node backend both ways', async () => {
     const plaintext = patterned(5 * CHUNK_SIZE + 77);
-    const sealed = await collect(pieces(plaintext, 10000).pipeThrough(envelope.sealStream()));
+    const sealed = await collect(pieces(plaintext, 10000).pipeThrough(sealStream(envelope)));
     expect(hex(await nodeEnvelope.open(sealed))).toBe(hex(plaintext));
-    const byNode = await collect(pieces(plaintext, 7000).pipeThrough(nodeEnvelope.sealStream()));
-    expect(hex(await collect(pieces(byNode, 9999).pipeThrough(envelope.openStream())))).toBe(hex(plaintext));
+    const byNode = await collect(pieces(plaintext, 7000).pipeThrough(sealStream(nodeEnvelope)));
+    expect(hex(await collect(pieces(byNode, 9999).pipeThrough(openStream(envelope))))).toBe(hex(plaintext));
   });
 
   it('a tampered byte rejects the read, with no plaintext of the chunk or after it', async () => {
@@ -265,7 +266,7 @@ describe('sealStream/openStream on the webcrypto backend', () => {
     const sealed = await nodeEnvelope.seal(plaintext);
     const tampered = sealed.slice();
     tampered[tampered.length - 3 * SEALED_CHUNK_SIZE]! ^= 0x80;
-    const reader = pieces(tampered, 4096).pipeThrough(envelope.openStream()).getReader();
+    const reader = pieces(tampered, 4096).pipeThrough(openStream(envelope)).getReader();
     let released = 0;
     let failure: unknown;
     try {
@@ -293,9 +294,9 @@ describe('sealStream/openStream on the webcrypto backend', () => {
         if (count === 20) controller.abort(new Error('stop here'));
       },
     });
-    await expect(collect(source.pipeThrough(envelope.openStream({ signal: controller.signal })))).rejects.toThrow('stop here');
+    await expect(collect(source.pipeThrough(openStream(envelope, { signal: controller.signal })))).rejects.toThrow('stop here');
     const sealing = new AbortController();
     sealing.abort(new Error('not started'));
-    await expect(collect(pieces(plaintext, 5000).pipeThrough(envelope.sealStream({ signal: sealing.signal })))).rejects.toThrow('not started');
+    await expect(collect(pieces(plaintext, 5000).pipeThrough(sealStream(envelope, { signal: sealing.signal })))).rejects.toThrow('not started');
   });
 });

@@ -72,7 +72,7 @@ for (const [suite, file] of FILES) {
       const ctx = unhex(t.ctx);
       const ct = t.ctBytes;
       if (t.result === 'valid') {
-        const plain = openPayload(backend, suite, key, ctx, ct);
+        const plain = openPayload({ crypto: backend, suite, key, context: ctx }, ct);
         expect(plain.length).toBe(t.msgLength);
         expect(sha512(plain)).toBe(t.msgSha512);
         // Encryption check 2 of the how-to: the same salt gives the same bytes.
@@ -85,7 +85,7 @@ for (const [suite, file] of FILES) {
           expect(sha512(s.plaintext)).toBe(t.msgSha512);
         }
       } else {
-        expect(() => openPayload(backend, suite, key, ctx, ct)).toThrow(DecryptionFailedError);
+        expect(() => openPayload({ crypto: backend, suite, key, context: ctx }, ct)).toThrow(DecryptionFailedError);
         // PartialPlaintext: a stream may release the valid prefix, never more, and must fail.
         const prefix = t.msgLength ?? 0;
         for (const step of [ct.length || 1, 1000, 16400]) {
@@ -111,11 +111,11 @@ for (const [suite, file] of FILES) {
     const reader = (ct: Uint8Array) => async (position: number, length: number) => ct.subarray(position, position + length);
     const whole = (t: (typeof cases)[0]) => {
       const total = plaintextLength(t.ctBytes.length) ?? 0;
-      return openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, 0, total, true);
+      return openPayloadRange({ crypto: backend, suite, key: unhex(t.key), context: unhex(t.ctx) }, { read: reader(t.ctBytes), payloadLength: t.ctBytes.length, start: 0, length: total, verifyLength: true });
     };
     const lengthOnly = (t: (typeof cases)[0]) => {
       const total = plaintextLength(t.ctBytes.length) ?? 0;
-      return openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, total, 0, true);
+      return openPayloadRange({ crypto: backend, suite, key: unhex(t.key), context: unhex(t.ctx) }, { read: reader(t.ctBytes), payloadLength: t.ctBytes.length, start: total, length: 0, verifyLength: true });
     };
 
     it.each(cases)('tcId $tcId: reading the whole message, and authenticating its length', async (t) => {
@@ -126,7 +126,7 @@ for (const [suite, file] of FILES) {
         const plain = await whole(t);
         for (const [start, length] of [[1, 5], [16380, 10], [plain.length - 3, 3]] as const) {
           if (start < 0 || start + length > plain.length) continue;
-          const part = await openPayloadRange(backend, suite, unhex(t.key), unhex(t.ctx), reader(t.ctBytes), t.ctBytes.length, start, length, true);
+          const part = await openPayloadRange({ crypto: backend, suite, key: unhex(t.key), context: unhex(t.ctx) }, { read: reader(t.ctBytes), payloadLength: t.ctBytes.length, start, length, verifyLength: true });
           expect(hex(part)).toBe(hex(plain.subarray(start, start + length)));
         }
       } else {

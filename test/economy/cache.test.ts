@@ -1,12 +1,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import { DecryptCache, DecryptCacheIds, decryptCacheId, EncryptionCache } from '../../src/economy/cache.ts';
+import { DecryptCache, DecryptCacheIds, EncryptionCache, testing as cacheTesting } from '../../src/economy/cache.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
-import { createEnvelope, type EnvelopeEvent, KmsError, LocalKms } from '../../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, type EnvelopeEvent, KmsError, LocalKms, openMany, sealMany, sealStream } from '../../src/index.ts';
 import { TencentKms, type TencentKmsOptions } from '../../src/kms/tencent.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
 import { BACKENDS } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
+const { decryptCacheId } = cacheTesting;
 
 let emulator: RunningEmulator;
 let keyId: string;
@@ -40,7 +41,7 @@ const record = (i: number) => `row ${i}: ${'x'.repeat(1000)}`;
 describe('encryption cache, counted at the emulator', () => {
   it('10,000 concurrent seals cost exactly ceil(10,000 / maxMessages) GenerateDataKey calls; without the cache, 10,000', async () => {
     const maxMessages = 300;
-    const cached = createEnvelope({ kms: tencent(), cache: { maxMessages } });
+    const cached = createEnvelope({ kms: tencent(), cache: encryptionCache({ maxMessages }) });
     const sealed = await Promise.all(Array.from({ length: 10_000 }, (_, i) => cached.seal(record(i), { context: { table: 'users' } })));
     expect(emulator.stats().calls.GenerateDataKey).toBe(Math.ceil(10_000 / maxMessages));
     expect(await cached.openString(sealed[9_999]!)).toBe(record(9_999));
@@ -53,14 +54,14 @@ describe('encryption cache, counted at the emulator', () => {
 
   it('entries never cross contexts, suites or context modes', async () => {
     const provider = new InstrumentedProvider(tencent());
-    const envelope = createEnvelope({ kms: provider, cache: true });
+    const envelope = createEnvelope({ kms: provider, cache: encryptionCache() });
     for (let round = 0; round < 3; round++) {
       await envelope.seal('a', { context: { tenant: 'a' } });
       await envelope.seal('b', { context: { tenant: 'b' } });
       await envelope.seal('b', { context: { tenant: 'b' }, detachedContext: true });
     }
     expect(provider.calls.generate).toBe(3);
-    const other = createEnvelope({ kms: provider, cache: true, suite: 'cobblestone-128' });
+    const other = createEnvelope({ kms: provider, cache: encryptionCache(), suite: 'cobblestone-128' });
     await other.seal('c', { context: { tenant: 'a' } });
     expect(provider.calls.generate).toBe(4);
     await envelope.close();
@@ -70,7 +71,7 @@ describe('encryption cache, counted at the emulator', () => {
   it('maxAge and maxBytes retire a key (fake clock)', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const provider = new InstrumentedProvider(LocalKms.generate());
-    const envelope = createEnvelope({ kms: provider, cache: { maxAge: 60_000, maxBytes: 1000 } });
+    const envelope = createEnvelope({ kms: provider, cache: encryptionCache({ maxAge: 60_000, maxBytes: 1000 }) });
     await envelope.seal(new Uint8Array(600));
     await envelope.seal(new Uint8Array(300));
     expect(provider.calls.generate).toBe(1);
@@ -90,10 +91,10 @@ describe('encryption cache, counted at the emulator', () => {
   });
 
   it('a stream of unknown length draws on the byte budget as it goes and never exceeds it', async () => {
-    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: { maxBytes: 50_000 } });
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: encryptionCache({ maxBytes: 50_000 }) });
     const run = (size: number, declared?: number) =>
       new Response(new Uint8Array(size))
-        .body!.pipeThrough(envelope.sealStream(declared === undefined ? {} : { size: declared }))
+        .body!.pipeThrough(sealStream(envelope, declared === undefined ? {} : { size: declared }))
         .pipeTo(new WritableStream());
     await run(30_000);
     await expect(run(30_000)).rejects.toMatchObject({ code: 'ERR_LIMIT_EXCEEDED' });
@@ -104,7 +105,7 @@ describe('encryption cache, counted at the emulator', () => {
 
   it('single flight: concurrent misses share one GenerateDataKey; its failure reaches every waiter and is not cached', async () => {
     emulator.setFaults({ script: ['internal'] });
-    const envelope = createEnvelope({ kms: tencent({ retry: { limit: 0 } }), cache: true });
+    const envelope = createEnvelope({ kms: tencent({ retry: { limit: 0 } }), cache: encryptionCache() });
     const results = await Promise.allSettled(Array.from({ length: 50 }, () => envelope.seal('x', { context: { a: 'b' } })));
     expect(results.every((r) => r.status === 'rejected' && (r.reason as KmsError).kmsCode === 'InternalError')).toBe(true);
     expect(emulator.stats().calls.GenerateDataKey).toBe(1);
@@ -116,11 +117,11 @@ describe('encryption cache, counted at the emulator', () => {
 
 describe('decrypt cache and batches, counted at the emulator', () => {
   it('10,000 opens of rows sealed under one data key cost one Decrypt; after the TTL, two', async () => {
-    const sealer = createEnvelope({ kms: tencent(), cache: { maxMessages: 10_000 } });
+    const sealer = createEnvelope({ kms: tencent(), cache: encryptionCache({ maxMessages: 10_000 }) });
     const rows = await Promise.all(Array.from({ length: 10_000 }, (_, i) => sealer.seal(record(i), { context: { table: 'users' } })));
     await sealer.close();
     vi.useFakeTimers({ toFake: ['Date'] });
-    const opener = createEnvelope({ kms: tencent(), decryptCache: { ttl: 60_000 } });
+    const opener = createEnvelope({ kms: tencent(), decryptCache: decryptCache({ ttl: 60_000 }) });
     emulator.resetStats();
     const opened = await Promise.all(rows.map((row) => opener.openString(row)));
     expect(opened[1234]).toBe(record(1234));
@@ -132,13 +133,13 @@ describe('decrypt cache and batches, counted at the emulator', () => {
   }, 120_000);
 
   it('openMany decrypts each distinct wrapped key once, even without a decrypt cache; one bad row does not fail the batch', async () => {
-    const sealer = createEnvelope({ kms: tencent(), cache: { maxMessages: 500 } });
+    const sealer = createEnvelope({ kms: tencent(), cache: encryptionCache({ maxMessages: 500 }) });
     const rows = await Promise.all(Array.from({ length: 1000 }, (_, i) => sealer.seal(record(i))));
     await sealer.close();
     rows[500] = rows[500]!.slice(0, 10); // a damaged row
     const envelope = createEnvelope({ kms: tencent() });
     emulator.resetStats();
-    const results = await envelope.openMany(rows, { concurrency: 32 });
+    const results = await openMany(envelope, rows, { concurrency: 32 });
     expect(emulator.stats().calls.Decrypt).toBe(2);
     expect(results.filter((r) => r.ok).length).toBe(999);
     expect(results[500]).toMatchObject({ ok: false, error: { code: 'ERR_HEADER_MALFORMED' } });
@@ -148,9 +149,9 @@ describe('decrypt cache and batches, counted at the emulator', () => {
 
   it('sealMany returns per-item results, and shares keys only through the opt-in cache', async () => {
     const provider = new InstrumentedProvider(tencent());
-    const envelope = createEnvelope({ kms: provider, cache: true });
+    const envelope = createEnvelope({ kms: provider, cache: encryptionCache() });
     // @ts-expect-error a bad item on purpose
-    const results = await envelope.sealMany(['a', { plaintext: 'b', context: { t: '1' } }, 42, new Uint8Array([1])]);
+    const results = await sealMany(envelope, ['a', { plaintext: 'b', context: { t: '1' } }, 42, new Uint8Array([1])]);
     expect(results.map((r) => r.ok)).toEqual([true, true, false, true]);
     expect(provider.calls.generate).toBe(2); // the empty context and { t: '1' }
     await envelope.close();
@@ -187,7 +188,7 @@ describe('events, wiping and close()', () => {
     const events: EnvelopeEvent[] = [];
     emulator.setFaults({ script: ['throttle'] });
     const kms = tencent({ retry: { limit: 2, baseDelayMs: 1 }, onEvent: (e) => events.push(e) });
-    const envelope = createEnvelope({ kms, cache: { maxMessages: 2 }, decryptCache: true, onEvent: (e) => events.push(e) });
+    const envelope = createEnvelope({ kms, cache: encryptionCache({ maxMessages: 2 }), decryptCache: decryptCache(), onEvent: (e) => events.push(e) });
     const sealed = await envelope.seal('1');
     await envelope.seal('2');
     await envelope.seal('3');
@@ -211,13 +212,13 @@ describe('events, wiping and close()', () => {
   });
 
   it('a throwing listener does not break encryption', async () => {
-    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true, onEvent: () => { throw new Error('metrics down'); } });
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: encryptionCache(), onEvent: () => { throw new Error('metrics down'); } });
     expect(await envelope.openString(await envelope.seal('still works'))).toBe('still works');
   });
 
   it('cached data keys are wiped on eviction and on close(), and kept until then', async () => {
     const provider = new InstrumentedProvider(LocalKms.generate());
-    const envelope = createEnvelope({ kms: provider, cache: { maxMessages: 2, maxEntries: 1 } });
+    const envelope = createEnvelope({ kms: provider, cache: encryptionCache({ maxMessages: 2, maxEntries: 1 }) });
     await envelope.seal('1', { context: { a: '1' } });
     await envelope.seal('2', { context: { a: '1' } });
     const [first] = provider.handedOut;
@@ -314,7 +315,7 @@ describe('events, wiping and close()', () => {
       }
       reentered = false;
     };
-    envelope = createEnvelope({ kms: new InstrumentedProvider(), cache: { maxMessages: 2 }, decryptCache: { ttl: 2 }, onEvent });
+    envelope = createEnvelope({ kms: new InstrumentedProvider(), cache: encryptionCache({ maxMessages: 2 }), decryptCache: decryptCache({ ttl: 2 }), onEvent });
     const first: Uint8Array | undefined = await envelope.seal('first');
     const sealed = await envelope.seal('outer'); // a cache hit: the listener spends the key meanwhile
     await Promise.all(inner);
@@ -326,7 +327,7 @@ describe('events, wiping and close()', () => {
 
   it('close() drains work in flight, then refuses more with ERR_CLOSED', async () => {
     emulator.setFaults({ latencyMs: 200 });
-    const envelope = createEnvelope({ kms: tencent(), cache: true });
+    const envelope = createEnvelope({ kms: tencent(), cache: encryptionCache() });
     const inFlight = envelope.seal('slow');
     await new Promise((r) => setTimeout(r, 20));
     await Promise.all([envelope.close(), envelope.close()]); // both wait, both finish

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy.ts';
-import { createEnvelope, isEnvelopeError, LocalKms, PartitionMismatchError } from '../../src/index.ts';
+import { createEnvelope, isEnvelopeError, LocalKms, openMany, openRange, openStream, openSync, PartitionMismatchError } from '../../src/index.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
 
 /** Two tenants' messages sealed by one process; `later` is a process started afterwards (nothing in memory). */
@@ -47,12 +47,12 @@ describe("the envelope's partition", () => {
     expect(isEnvelopeError(error)).toBe(true);
     await rejection(() => envelope.openString(a, { context }));
     await rejection(() => envelope.openWithInfo(a, { context }));
-    await rejection(() => envelope.openSync(a, { context }));
-    const [item] = await envelope.openMany([{ sealed: a, context }]);
+    await rejection(() => openSync(envelope, a, { context }));
+    const [item] = await openMany(envelope, [{ sealed: a, context }]);
     expect(!item!.ok && item!.error).toBeInstanceOf(PartitionMismatchError);
-    await rejection(() => new Blob([big]).stream().pipeThrough(envelope.openStream({ context: { id: '2' } })).pipeTo(new WritableStream()));
+    await rejection(() => new Blob([big]).stream().pipeThrough(openStream(envelope, { context: { id: '2' } })).pipeTo(new WritableStream()));
     const source = { size: big.length, read: async (p: number, n: number) => big.slice(p, p + n) };
-    await rejection(() => envelope.openRange(source, 100, 100, { context: { id: '2' } }));
+    await rejection(() => openRange(envelope, source, 100, 100, { context: { id: '2' } }));
     expect(calls()).toBe(before);
     expect(hierarchy.metrics()).toMatchObject({ misses: 0, loads: 0, kmsCalls: { Decrypt: { ok: 0, failed: 0 } } });
     // Its own tenant's messages open.
@@ -68,7 +68,7 @@ describe("the envelope's partition", () => {
     expect(await admin.openString(b, { context })).toBe('tenant b secret');
     expect(await admin.openString(a, { context, partition: 'tenant-a' })).toBe('tenant a secret');
     expect(await rejection(() => admin.open(a, { context, partition: 'tenant-b' }))).toMatchObject({ expected: 'tenant-b', found: 'tenant-a' });
-    expect(await rejection(() => admin.openSync(b, { context, partition: 'tenant-a' }))).toMatchObject({ expected: 'tenant-a', found: 'tenant-b' });
+    expect(await rejection(() => openSync(admin, b, { context, partition: 'tenant-a' }))).toMatchObject({ expected: 'tenant-a', found: 'tenant-b' });
     await expect(admin.open(a, { context, partition: '' })).rejects.toThrow(TypeError);
   });
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHeader } from '../../src/core/header.ts';
-import { createEnvelope, inspect, LocalKms, needsRewrap, rewrapReasons, TencentKms, TencentKmsV2 } from '../../src/index.ts';
+import { createEnvelope, inspect, LocalKms, needsRewrap, rewrap, rewrapReasons, TencentKms, TencentKmsV2 } from '../../src/index.ts';
 import type { EnvelopeEvent } from '../../src/index.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
@@ -45,7 +45,7 @@ describe('rewrap through LocalKms', () => {
         const envelope = createEnvelope({ kms, format, detachedContext: detached });
         const context = { tenant: 't1' };
         const sealed = await envelope.seal(plaintext, { context });
-        const rewrapped = await envelope.rewrap(sealed, { toKeyId: 'new', ...(detached ? { context } : {}) });
+        const rewrapped = await rewrap(envelope, sealed, { toKeyId: 'new', ...(detached ? { context } : {}) });
         expect(Buffer.from(payloadOf(rewrapped)).equals(Buffer.from(payloadOf(sealed)))).toBe(true);
         expect(Buffer.from(authenticatedOf(rewrapped)).equals(Buffer.from(authenticatedOf(sealed)))).toBe(true);
         expect(inspect(rewrapped).keyId).toBe('new');
@@ -59,10 +59,10 @@ describe('rewrap through LocalKms', () => {
     const kms = twoKeyLocal();
     const envelope = createEnvelope({ kms, detachedContext: true });
     const sealed = await envelope.seal('x', { context: { a: '1' } });
-    await expect(envelope.rewrap(sealed, { toKeyId: 'new' })).rejects.toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
-    await expect(envelope.rewrap(sealed, { toKeyId: 'new', context: { a: '2' } })).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
-    await expect(envelope.rewrap(sealed, { toKeyId: 'absent', context: { a: '1' } })).rejects.toMatchObject({ code: 'ERR_KMS' });
-    await expect(envelope.rewrap(sealed, { toKeyId: '' } as never)).rejects.toThrow(TypeError);
+    await expect(rewrap(envelope, sealed, { toKeyId: 'new' })).rejects.toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
+    await expect(rewrap(envelope, sealed, { toKeyId: 'new', context: { a: '2' } })).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+    await expect(rewrap(envelope, sealed, { toKeyId: 'absent', context: { a: '1' } })).rejects.toMatchObject({ code: 'ERR_KMS' });
+    await expect(rewrap(envelope, sealed, { toKeyId: '' } as never)).rejects.toThrow(TypeError);
   });
 });
 
@@ -74,7 +74,7 @@ describe('rewrap through the emulator', () => {
     const plaintext = new Uint8Array(randomBytes(70_000));
     const sealed = await envelope.seal(plaintext, { context: { tenant: 'acme' } });
     emulator.resetStats();
-    const rewrapped = await envelope.rewrap(sealed, { toKeyId: newKey });
+    const rewrapped = await rewrap(envelope, sealed, { toKeyId: newKey });
     expect(emulator.stats().calls).toEqual({ ReEncrypt: 1 });
     expect(events.filter((e) => e.type === 'kms-call').map((e) => (e as { action: string }).action)).toContain('ReEncrypt');
     expect(Buffer.from(payloadOf(rewrapped)).equals(Buffer.from(payloadOf(sealed)))).toBe(true);
@@ -99,7 +99,7 @@ describe('rewrap through the emulator', () => {
     const envelope = createEnvelope({ kms });
     const sealed = await envelope.seal('legacy secret', { context: { tenant: 'old-co' } });
     emulator.resetStats();
-    const rewrapped = await envelope.rewrap(sealed, { toKeyId: newKey });
+    const rewrapped = await rewrap(envelope, sealed, { toKeyId: newKey });
     expect(emulator.stats().calls).toEqual({ Decrypt: 1, Encrypt: 1 });
     expect(Buffer.from(payloadOf(rewrapped)).equals(Buffer.from(payloadOf(sealed)))).toBe(true);
     expect(inspect(rewrapped).keyId).toBe(newKey);

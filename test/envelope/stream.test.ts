@@ -7,7 +7,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEnvelope, DecryptionFailedError, LocalKms } from '../../src/index.ts';
+import { createEnvelope, DecryptionFailedError, LocalKms, openRange, openStream, sealStream } from '../../src/index.ts';
 import { openNodeStream, sealNodeStream } from '../../src/node.ts';
 import { hex, seededRandom } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
@@ -41,7 +41,7 @@ async function openStreamed(sealed: Uint8Array, pieces?: number[], options = {})
   const released: Uint8Array[] = [];
   let error: unknown;
   try {
-    for await (const part of source(sealed, pieces).pipeThrough(envelope.openStream(options)) as unknown as AsyncIterable<Uint8Array>) {
+    for await (const part of source(sealed, pieces).pipeThrough(openStream(envelope, options)) as unknown as AsyncIterable<Uint8Array>) {
       released.push(part);
     }
   } catch (e) {
@@ -62,7 +62,7 @@ describe('sealStream / openStream', () => {
           return createEnvelope({ kms: new LocalKms({ k: new Uint8Array(32).fill(1) }, { randomBytes: random }), randomBytes: random });
         };
         const viaSeal = await make().seal(plaintext, { context });
-        const viaStream = await collect(source(plaintext, pieces).pipeThrough(make().sealStream({ context })));
+        const viaStream = await collect(source(plaintext, pieces).pipeThrough(sealStream(make(), { context })));
         expect(hex(viaStream)).toBe(hex(viaSeal));
       }),
       { numRuns: 25 },
@@ -76,7 +76,7 @@ describe('sealStream / openStream', () => {
         const opened = await openStreamed(await envelope.seal(plaintext, { context }), pieces);
         expect(opened.error).toBeUndefined();
         expect(hex(opened.plaintext)).toBe(hex(plaintext));
-        const sealed = await collect(source(plaintext, pieces).pipeThrough(envelope.sealStream({ context })));
+        const sealed = await collect(source(plaintext, pieces).pipeThrough(sealStream(envelope, { context })));
         expect(hex(await envelope.open(sealed))).toBe(hex(plaintext));
       }),
       { numRuns: 25 },
@@ -120,7 +120,7 @@ describe('sealStream / openStream', () => {
 
   it('keeps failing once failed: the readable side stays errored', async () => {
     const sealed = await envelope.seal(pattern(100), { context });
-    const stream = source(sealed.subarray(0, sealed.length - 1)).pipeThrough(envelope.openStream());
+    const stream = source(sealed.subarray(0, sealed.length - 1)).pipeThrough(openStream(envelope));
     const reader = stream.getReader();
     await expect(reader.read()).rejects.toBeInstanceOf(DecryptionFailedError);
     await expect(reader.read()).rejects.toBeInstanceOf(DecryptionFailedError);
@@ -130,11 +130,11 @@ describe('sealStream / openStream', () => {
     const provider = new InstrumentedProvider(kms);
     const env = createEnvelope({ kms: provider });
     const stored = await env.seal('x', { context });
-    const mismatch = await collect(source(stored).pipeThrough(env.openStream({ context: { other: '1' } }))).catch((e: unknown) => e);
+    const mismatch = await collect(source(stored).pipeThrough(openStream(env, { context: { other: '1' } }))).catch((e: unknown) => e);
     expect(mismatch).toMatchObject({ code: 'ERR_CONTEXT_MISMATCH' });
     expect(provider.calls.decrypt).toBe(0);
     const detached = await env.seal('y', { context, detachedContext: true });
-    expect(new TextDecoder().decode(await collect(source(detached).pipeThrough(env.openStream({ context }))))).toBe('y');
+    expect(new TextDecoder().decode(await collect(source(detached).pipeThrough(openStream(env, { context }))))).toBe('y');
     expect(provider.allWiped()).toBe(true);
   });
 
@@ -164,8 +164,8 @@ describe('sealStream / openStream', () => {
     let peak = 0;
     const base = process.memoryUsage().arrayBuffers;
     await input
-      .pipeThrough(envelope.sealStream({ context }))
-      .pipeThrough(envelope.openStream())
+      .pipeThrough(sealStream(envelope, { context }))
+      .pipeThrough(openStream(envelope))
       .pipeTo(
         new WritableStream({
           async write(chunk) {
@@ -215,7 +215,7 @@ describe('openRange', () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 0, max: plaintext.length }), fc.integer({ min: 0, max: 40000 }), async (offset, want) => {
           const length = Math.min(want, plaintext.length - offset);
-          const part = await envelope.openRange(handle, offset, length);
+          const part = await openRange(envelope, handle, offset, length);
           expect(hex(part)).toBe(hex(plaintext.subarray(offset, offset + length)));
         }),
         { numRuns: 40 },
@@ -232,7 +232,7 @@ describe('openRange', () => {
       bytesRead += length;
       return sealed.subarray(position, position + length);
     };
-    const part = await envelope.openRange(read, 2 * 16384 + 10, 100, { size: sealed.length, verifyLength: false });
+    const part = await openRange(envelope, read, 2 * 16384 + 10, 100, { size: sealed.length, verifyLength: false });
     expect(hex(part)).toBe(hex(plaintext.subarray(2 * 16384 + 10, 2 * 16384 + 110)));
     expect(bytesRead).toBeLessThan(sealed.length / 2); // header, salt/commitment and one chunk
   });
@@ -241,8 +241,8 @@ describe('openRange', () => {
     const sealed = await envelope.seal(plaintext, { context });
     sealed[sealed.length - 1]! ^= 1; // corrupt the final chunk only
     const read = async (position: number, length: number) => sealed.subarray(position, position + length);
-    expect(hex(await envelope.openRange(read, 0, 10, { size: sealed.length, verifyLength: false }))).toBe(hex(plaintext.subarray(0, 10)));
-    await expect(envelope.openRange(read, 0, 10, { size: sealed.length })).rejects.toBeInstanceOf(DecryptionFailedError);
+    expect(hex(await openRange(envelope, read, 0, 10, { size: sealed.length, verifyLength: false }))).toBe(hex(plaintext.subarray(0, 10)));
+    await expect(openRange(envelope, read, 0, 10, { size: sealed.length })).rejects.toBeInstanceOf(DecryptionFailedError);
   });
 
   it('refuses ranges outside the plaintext, and impossible sizes before any KMS call', async () => {
@@ -250,11 +250,11 @@ describe('openRange', () => {
     const env = createEnvelope({ kms: provider });
     const sealed = await env.seal(plaintext, { context });
     const read = async (position: number, length: number) => sealed.subarray(position, position + length);
-    await expect(env.openRange(read, plaintext.length - 5, 10, { size: sealed.length })).rejects.toThrow(RangeError);
-    await expect(env.openRange(read, -1, 1, { size: sealed.length })).rejects.toThrow(RangeError);
+    await expect(openRange(env, read, plaintext.length - 5, 10, { size: sealed.length })).rejects.toThrow(RangeError);
+    await expect(openRange(env, read, -1, 1, { size: sealed.length })).rejects.toThrow(RangeError);
     const before = provider.calls.decrypt;
     // A size that ends the payload on a full chunk: no message has it.
-    await expect(env.openRange(read, 0, 1, { size: sealed.length - (123 + 16) })).rejects.toBeInstanceOf(DecryptionFailedError);
+    await expect(openRange(env, read, 0, 1, { size: sealed.length - (123 + 16) })).rejects.toBeInstanceOf(DecryptionFailedError);
     expect(provider.calls.decrypt).toBe(before);
     expect(provider.allWiped()).toBe(true);
   });

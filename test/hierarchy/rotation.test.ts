@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { canonicalContext } from '../../src/core/context.ts';
-import { createEnvelope, inspect, KeyVersionRefusedError, LocalKms, needsRewrap, PartitionShreddedError, TencentKms, TencentKmsV2 } from '../../src/index.ts';
+import { createEnvelope, inspect, keyPolicy, KeyVersionRefusedError, LocalKms, needsRewrap, PartitionShreddedError, TencentKms, TencentKmsV2 } from '../../src/index.ts';
 import { createKeyHierarchy, exportKeyStore, importKeyStore, MemoryKeyStore } from '../../src/hierarchy.ts';
 import type { RunningEmulator } from '../../src/tools/emulator/index.ts';
 import { useEmulator } from '../fixtures/emulator.ts';
@@ -35,14 +35,14 @@ describe('intermediate-key rotation', () => {
     expect(await envelope.openString(old, { context: { row: '1' } })).toBe('before');
     expect(needsRewrap(old, { minKeyVersion: 2 })).toBe(true);
     expect(needsRewrap(fresh, { minKeyVersion: { t1: 2 } })).toBe(false);
-    const strict = createEnvelope({ hierarchy, partition: 't1', keyPolicy: { minKeyVersion: 2 } });
+    const strict = createEnvelope({ hierarchy, partition: 't1', keyPolicy: keyPolicy({ minKeyVersion: 2 }) });
     const refused = await strict.open(old, { context: { row: '1' } }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(KeyVersionRefusedError);
     expect(refused).toMatchObject({ code: 'ERR_KEY_VERSION_REFUSED', what: 'key version', found: 1, minimum: 2 });
     expect((refused as Error).message).toContain('key version 1');
     expect(await strict.openString(fresh, { context: { row: '2' } })).toBe('after');
     // Per open, and the format version too.
-    await expect(envelope.open(fresh, { context: { row: '2' }, keyPolicy: { minKeyVersion: 3 } })).rejects.toMatchObject({ found: 2, minimum: 3 });
+    await expect(envelope.open(fresh, { context: { row: '2' }, keyPolicy: keyPolicy({ minKeyVersion: 3 }) })).rejects.toMatchObject({ found: 2, minimum: 3 });
     const v1 = await createEnvelope({ kms: LocalKms.generate() }).seal('x');
     expect(needsRewrap(v1, { minFormatVersion: 2 })).toBe(true);
   });

@@ -30,7 +30,7 @@ const RESOLUTIONS = {
 } as const;
 
 const BROWSER_CONSUMER = `
-import { createEnvelope, LocalKms, type Envelope } from 'kms-envelope';
+import { createEnvelope, type Envelope, LocalKms, sealStream } from 'kms-envelope';
 
 const context = { table: 'users', row: '42' };
 const envelope: Envelope = createEnvelope({ kms: LocalKms.generate() });
@@ -42,7 +42,7 @@ const blob: Blob = new Blob([sealed], { type: 'application/octet-stream' });
 const digest: ArrayBuffer = await crypto.subtle.digest('SHA-256', sealed);
 const response: Response = await fetch('https://example.test/upload', { body: sealed, method: 'POST' });
 
-const sealedStream = new Response('hello').body!.pipeThrough(envelope.sealStream({ context }));
+const sealedStream = new Response('hello').body!.pipeThrough(sealStream(envelope, { context }));
 const reader: ReadableStreamDefaultReader<Uint8Array> = sealedStream.getReader();
 await envelope.close();
 
@@ -61,7 +61,7 @@ import { createRecords, defineTable } from 'kms-envelope/records';
 const context = { host: 'db1' };
 const hierarchy: KeyHierarchy = createKeyHierarchy({ kms: LocalKms.generate(), store: new MemoryKeyStore() });
 const customers = defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, columns: { email: { type: 'string' } } });
-const row = await createRecords({ hierarchy }).seal(customers, { id: 1, tenant: 'acme', email: 'a@example.test' });
+const row: { email?: unknown } = await createRecords({ hierarchy }).seal(customers, { id: 1, tenant: 'acme', email: 'a@example.test' });
 const envelope: Envelope = createEnvelope({ kms: localKmsFromKeyFile('./local.key', { create: true }) });
 const result: FileResult = await sealFile(envelope, 'backup.tar', 'backup.tar.kmse', { context });
 await openFile(envelope, 'backup.tar.kmse', 'backup.tar', { context });

@@ -22,7 +22,7 @@ import {
   normalizerChain,
   truncateIndex,
 } from '../../src/records/blind-index.ts';
-import { hkdfExpandBytes } from '../../src/core/hkdf.ts';
+import { testing as hkdfTesting } from '../../src/core/hkdf.ts';
 import { selectBackend } from '../../src/core/select-backend.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
@@ -30,6 +30,7 @@ import { ClosedError, createEnvelope, KeyNotWarmError } from '../../src/index.ts
 import type { DataKey, KeyProvider } from '../../src/kms/key-provider.ts';
 import { BACKENDS, hex, unhex } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
+const { hkdfExpandBytes } = hkdfTesting;
 
 /** A KMS whose every data key is 00 01 … 1f: the worked example's intermediate key. */
 class FixedKms implements KeyProvider {

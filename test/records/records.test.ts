@@ -238,17 +238,17 @@ describe('records: the synchronous path', () => {
     });
   }
 
-  it('envelope.sealSync/openSync: with the encryption caches, synchronous after the first call', async () => {
-    const { createEnvelope, LocalKms } = await import('../../src/index.ts');
-    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: true, decryptCache: true });
-    expect(() => envelope.sealSync('x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' }));
+  it('sealSync/openSync: with the encryption caches, synchronous after the first call', async () => {
+    const { createEnvelope, decryptCache, encryptionCache, LocalKms, openSync, sealSync } = await import('../../src/index.ts');
+    const envelope = createEnvelope({ kms: LocalKms.generate(), cache: encryptionCache(), decryptCache: decryptCache() });
+    expect(() => sealSync(envelope, 'x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' }));
     const sealed = await envelope.seal('warm', { context: { t: '1' } });
-    expect(() => envelope.openSync(envelope.sealSync('cold'))).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // another context
-    const now = envelope.sealSync('now', { context: { t: '1' } }); // the cached data key of the first seal
-    expect(() => envelope.openSync(sealed)).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // no Decrypt yet
+    expect(() => openSync(envelope, sealSync(envelope, 'cold'))).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // another context
+    const now = sealSync(envelope, 'now', { context: { t: '1' } }); // the cached data key of the first seal
+    expect(() => openSync(envelope, sealed)).toThrow(expect.objectContaining({ code: 'ERR_KEY_NOT_WARM' })); // no Decrypt yet
     await envelope.open(sealed); // the decrypt cache now holds that data key
-    expect(new TextDecoder().decode(envelope.openSync(now))).toBe('now');
+    expect(new TextDecoder().decode(openSync(envelope, now))).toBe('now');
     await envelope.close();
-    expect(() => envelope.sealSync('x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
+    expect(() => sealSync(envelope, 'x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
   });
 });

@@ -6,11 +6,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeAuthenticatedV2, intermediateKeyVersion, parseHeader } from '../../src/core/header.ts';
 import { canonicalContext } from '../../src/core/context.ts';
-import { SUITES } from '../../src/core/suites.ts';
+import { COBBLESTONE_128, COBBLESTONE_256, SM4_GCM_SM3 } from '../../src/core/suites.ts';
 import { fieldFromText } from '../../src/records/field-value.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../../src/hierarchy.ts';
 import { createRecords, defineTable, RecordFieldError } from '../../src/records.ts';
-import { LocalKms } from '../../src/index.ts';
+import { LocalKms, sealSync } from '../../src/index.ts';
 
 const people = defineTable({
   name: 'people',
@@ -89,7 +89,7 @@ describe('records.resealSync', () => {
   it('refuses what open refuses: a value with the right type tag whose bytes are not a value of the type', async () => {
     const { hierarchy, records } = await setup();
     const binding = (column: string) => ({ context: { table: 'people', column, schema: '1', row: '["p1"]' }, detachedContext: true, partition: 'acme' });
-    const stored = (plaintext: Uint8Array, column: string) => 'kme.' + Buffer.from(records.envelope.sealSync(plaintext, binding(column))).toString('base64url');
+    const stored = (plaintext: Uint8Array, column: string) => 'kme.' + Buffer.from(sealSync(records.envelope, plaintext, binding(column))).toString('base64url');
     const notes = defineTable({ ...people, columns: { ...people.columns, note: { type: 'string' } } });
     const good = records.sealSync(notes, { id: 'p1', tenant: 'acme', email: 'p@x', age: 7, note: 'n' });
     for (const [column, plaintext] of [
@@ -163,7 +163,7 @@ describe('intermediateKeyVersion', () => {
       fc.property(
         fc.string({ minLength: 1, maxLength: 60 }),
         fc.integer({ min: 1, max: 2 ** 32 - 1 }),
-        fc.constantFrom(...SUITES),
+        fc.constantFrom(COBBLESTONE_256, COBBLESTONE_128, SM4_GCM_SM3),
         fc.boolean(),
         fc.boolean(),
         fc.uint8Array({ maxLength: 40 }),

@@ -3,7 +3,7 @@
  * Node types, as a browser or edge project has): the public signatures take the bytes that DOM
  * APIs produce, without casts. Nothing here runs.
  */
-import { createEnvelope, inspect, LocalKms, open, seal, type OpenItem, type SealItem } from '../../src/index.ts';
+import { createEnvelope, inspect, LocalKms, open, type OpenItem, openMany, openRange, openStream, seal, type SealItem, sealMany, sealStream } from '../../src/index.ts';
 
 /** The DOM's BufferSource (ArrayBufferView<ArrayBuffer> | ArrayBuffer), named so this file also compiles under Node's types. */
 type BufferSource = Parameters<typeof crypto.subtle.digest>[1];
@@ -35,20 +35,20 @@ export async function domInputs(blob: Blob, response: Response, view: DataView, 
   // Batches.
   const sealItems: SealItem[] = [fromBlob, buffer, view, 'text', { plaintext: source, context: { row: '1' } }];
   const openItems: OpenItem[] = [sealed, buffer, view, { sealed: source, context: { row: '1' } }];
-  await envelope.sealMany(sealItems, { signal: AbortSignal.timeout(1000) });
-  await envelope.openMany(openItems);
+  await sealMany(envelope, sealItems, { signal: AbortSignal.timeout(1000) });
+  await openMany(envelope, openItems);
 
   // Streams: a Blob's or a fetch's body through sealStream and openStream, and BufferSource chunks.
-  await blob.stream().pipeThrough(envelope.sealStream({ size: blob.size })).pipeTo(new WritableStream());
-  if (response.body) await response.body.pipeThrough(envelope.openStream()).pipeTo(new WritableStream());
-  const writer = envelope.sealStream().writable.getWriter();
+  await blob.stream().pipeThrough(sealStream(envelope, { size: blob.size })).pipeTo(new WritableStream());
+  if (response.body) await response.body.pipeThrough(openStream(envelope)).pipeTo(new WritableStream());
+  const writer = sealStream(envelope).writable.getWriter();
   await writer.write(view);
   await writer.write(buffer);
   await writer.write(source);
 
   // openRange over a Blob: read() may answer with an ArrayBuffer or any view of one.
-  await envelope.openRange({ size: blob.size, read: (position, length) => blob.slice(position, position + length).arrayBuffer() }, 0, 10);
-  await envelope.openRange(async (position, length) => new DataView(await blob.slice(position, position + length).arrayBuffer()), 0, 10, { size: blob.size });
+  await openRange(envelope, { size: blob.size, read: (position, length) => blob.slice(position, position + length).arrayBuffer() }, 0, 10);
+  await openRange(envelope, async (position, length) => new DataView(await blob.slice(position, position + length).arrayBuffer()), 0, 10, { size: blob.size });
 
   // What comes out goes straight back into DOM APIs.
   new Blob([sealed]);

@@ -4,7 +4,7 @@
  * produce, without casts. Also checked by the main tsconfig (Node types, no DOM). Nothing here runs.
  */
 import { readFile } from 'node:fs/promises';
-import { createEnvelope, inspect, LocalKms, type OpenItem, type SealItem } from '../../src/index.ts';
+import { createEnvelope, inspect, LocalKms, type OpenItem, openMany, openRange, type SealItem, sealMany, sealStream } from '../../src/index.ts';
 import { sealNodeStream } from '../../src/node.ts';
 
 export async function nodeInputs(path: string): Promise<void> {
@@ -19,10 +19,10 @@ export async function nodeInputs(path: string): Promise<void> {
   inspect(file);
   const sealItems: SealItem[] = [file, text, { plaintext: file }];
   const openItems: OpenItem[] = [file, { sealed: file }];
-  await envelope.sealMany(sealItems);
-  await envelope.openMany(openItems);
-  await envelope.openRange({ size: file.length, read: async (position, length) => file.subarray(position, position + length) }, 0, 1);
-  const writer = envelope.sealStream().writable.getWriter();
+  await sealMany(envelope, sealItems);
+  await openMany(envelope, openItems);
+  await openRange(envelope, { size: file.length, read: async (position, length) => file.subarray(position, position + length) }, 0, 1);
+  const writer = sealStream(envelope).writable.getWriter();
   await writer.write(file);
   sealNodeStream(envelope, { context: { file: path } }).end(file);
 }

@@ -69,7 +69,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 /** The path and raw query of an origin-form or absolute-form request target; undefined for any other. */
-export function parseTarget(raw: string): { path: string; query: string } | undefined {
+function parseTarget(raw: string): { path: string; query: string } | undefined {
   let target = raw;
   if (/^https?:\/\//i.test(target)) {
     try {

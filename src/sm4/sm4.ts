@@ -116,7 +116,7 @@ export function sm4EncryptBlock(rk: Int32Array, input: Uint8Array, inAt: number,
 }
 
 /** Decrypts one block: the same rounds with the round keys reversed (for the standard's examples). */
-export function sm4DecryptBlock(rk: Int32Array, input: Uint8Array, inAt: number, out: Uint8Array, outAt: number): void {
+function sm4DecryptBlock(rk: Int32Array, input: Uint8Array, inAt: number, out: Uint8Array, outAt: number): void {
   const reversed = rk.slice().reverse();
   try {
     sm4EncryptBlock(reversed, input, inAt, out, outAt);
@@ -150,3 +150,6 @@ export function sm4Ctr32(rk: Int32Array, counter: Uint8Array, input: Uint8Array,
   ks.fill(0);
   writeWord(counter, 12, c3);
 }
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { sm4DecryptBlock };

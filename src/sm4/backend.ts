@@ -1,18 +1,17 @@
 /**
- * The crypto a suite runs on: the backend itself for the AES suites, and for suite 03 (SM4-GCM
- * with HKDF-SM3, FORMAT.md §13) the same interface over SM4-GCM and HKDF-Expand-SM3. The chunked
- * and compact payloads, the caches and the key hierarchy call suiteBackend() and are otherwise
- * unchanged: every suite is the same construction over other primitives.
+ * The crypto suite 03 runs on (SM4-GCM with HKDF-SM3, FORMAT.md §13): a backend's interface over
+ * SM4-GCM and HKDF-Expand-SM3. The chunked and compact payloads, the caches and the key hierarchy
+ * take it from the suite (suite.ts: sm4.primitives) and are otherwise unchanged: every suite is the
+ * same construction over other primitives.
  *
  * On the node backend SM4-GCM is OpenSSL's where the build has it (Node 24); everywhere else,
  * WebCrypto included (it has no SM4), the portable TypeScript path, which gives the same bytes. The
- * SM backend has no asynchronous `aead`: paths that use one must take it from suiteBackend().
+ * SM backend has no asynchronous `aead`: the asynchronous paths run synchronously for suite 03.
  */
-import type { CryptoBackend } from './backend.ts';
-import { loadNodeCrypto } from './backend-node.ts';
+import type { CryptoBackend } from '../core/backend.ts';
+import { builtinModule } from '../core/runtime.ts';
 import { hasNativeSm4Gcm, nativeSm4Gcm, type NodeSm4Crypto, portableSm4Gcm, type Sm4Gcm } from './sm4-gcm.ts';
 import { hkdfExpandSm3, hmacSm3Prepare } from './sm3.ts';
-import type { PayloadSuite } from './suites.ts';
 
 /** The SM backends made so far, by the backend they wrap; and the set of them, so that wrapping is idempotent. */
 const smBackends = new WeakMap<CryptoBackend, CryptoBackend>();
@@ -28,19 +27,19 @@ let nodeAead: Sm4Gcm | null | undefined;
  */
 function nodeSm4(): Sm4Gcm | undefined {
   if (nodeAead === undefined) {
-    const c = loadNodeCrypto() as unknown as NodeSm4Crypto | undefined;
+    const c = builtinModule<NodeSm4Crypto>('node:crypto');
     nodeAead = c && hasNativeSm4Gcm(c) ? nativeSm4Gcm(c) : null;
   }
   return nodeAead ?? undefined;
 }
 
 /** The SM4-GCM a backend's suite-03 messages use (tests compare the paths). */
-export function sm4GcmFor(backend: CryptoBackend): Sm4Gcm {
+function sm4GcmFor(backend: CryptoBackend): Sm4Gcm {
   return (backend.name === 'node' ? nodeSm4() : undefined) ?? portableSm4Gcm;
 }
 
 /** Builds the suite-03 view of `backend`: SM4-GCM and HKDF-SM3, its randomness and hashes. */
-export function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backend)): CryptoBackend {
+function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backend)): CryptoBackend {
   const sm: CryptoBackend = {
     name: backend.name,
     gcmSeal: aead.seal,
@@ -57,9 +56,9 @@ export function smBackend(backend: CryptoBackend, aead: Sm4Gcm = sm4GcmFor(backe
   return sm;
 }
 
-/** The backend for `suite`'s messages: `backend` for the AES suites, its SM view for suite 03. */
-export function suiteBackend(backend: CryptoBackend, suite: PayloadSuite): CryptoBackend {
-  if (suite.family !== 'sm' || isSm.has(backend)) return backend;
+/** The suite-03 view of `backend`, made once per backend. */
+export function smBackendOf(backend: CryptoBackend): CryptoBackend {
+  if (isSm.has(backend)) return backend;
   let sm = smBackends.get(backend);
   if (!sm) {
     sm = smBackend(backend);

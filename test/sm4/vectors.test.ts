@@ -9,13 +9,13 @@
 import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { deriveKeys } from '../src/core/chunked.ts';
-import { parseHeader } from '../src/core/header.ts';
-import { SM4_GCM_SM3 } from '../src/core/suites.ts';
-import { MemoryKeyStore, type StoredKey } from '../src/hierarchy/key-store.ts';
-import { createKeyHierarchy } from '../src/hierarchy/hierarchy.ts';
-import { type BackendName, createEnvelope, type EncryptionContext, inspect, LocalKms } from '../src/index.ts';
-import { BACKENDS, hex, readVectors, seededRandom, unhex } from './helpers.ts';
+import { deriveKeys } from '../../src/core/chunked.ts';
+import { parseHeader } from '../../src/core/header.ts';
+import { sm4 } from '../../src/sm4.ts';
+import { MemoryKeyStore, type StoredKey } from '../../src/hierarchy/key-store.ts';
+import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
+import { type BackendName, createEnvelope, type EncryptionContext, inspect, LocalKms } from '../../src/index.ts';
+import { BACKENDS, hex, readVectors, seededRandom, unhex } from '../helpers.ts';
 
 interface VectorCase {
   name: string;
@@ -69,8 +69,8 @@ async function sealAll(backend: BackendName): Promise<{ sealed: Record<string, U
     const random = seededRandom(`kms-envelope vectors sm4: ${c.name}`);
     const envelope =
       c.source === 'kms'
-        ? createEnvelope({ kms: kmsFor(random, backend), format: c.format, compact: c.compact, suite: 'sm4', randomBytes: random, backend })
-        : createEnvelope({ hierarchy, compact: c.compact, suite: 'sm4', randomBytes: random, backend });
+        ? createEnvelope({ kms: kmsFor(random, backend), format: c.format, compact: c.compact, suite: sm4, randomBytes: random, backend })
+        : createEnvelope({ hierarchy, compact: c.compact, suite: sm4, randomBytes: random, backend });
     sealed[c.name] = await envelope.seal(unhex(c.plaintext), { context: c.context, detachedContext: c.detached, ...(c.partition ? { partition: c.partition } : {}) });
   }
   return { sealed, store };
@@ -138,7 +138,7 @@ async function generate(): Promise<VectorFile> {
 }
 
 if (process.env.UPDATE_VECTORS === '1') {
-  writeFileSync(new URL('./vectors/envelope-sm4.json', import.meta.url), `${JSON.stringify(await generate(), null, 1)}\n`);
+  writeFileSync(new URL('../vectors/envelope-sm4.json', import.meta.url), `${JSON.stringify(await generate(), null, 1)}\n`);
 }
 
 const vectors = readVectors<VectorFile>('envelope-sm4.json');
@@ -147,7 +147,7 @@ async function readerFor(backend: BackendName) {
   const store = new MemoryKeyStore();
   for (const record of vectors.store) await store.createVersion({ ...record, createdAt: 0 });
   const kms = new LocalKms({ [vectors.keyId]: unhex(vectors.masterKey) }, { backend });
-  return createEnvelope({ kms, hierarchy: createKeyHierarchy({ store, kms, backend }), backend });
+  return createEnvelope({ kms, hierarchy: createKeyHierarchy({ store, kms, backend }), backend, suites: [sm4] });
 }
 
 describe('envelope-sm4 vectors (FORMAT.md §13)', () => {
@@ -183,7 +183,7 @@ describe('envelope-sm4 vectors (FORMAT.md §13)', () => {
     expect(recomputed).toEqual(vectors.keySchedule);
     const header = parseHeader(sealed);
     for (const backend of BACKENDS) {
-      const keys = deriveKeys(backend, SM4_GCM_SM3, unhex(vectors.keySchedule.dataKey), sealed.subarray(header.length, header.length + 24), header.authenticated);
+      const keys = deriveKeys(sm4.primitives(backend), sm4, unhex(vectors.keySchedule.dataKey), sealed.subarray(header.length, header.length + 24), header.authenticated);
       expect([hex(keys.key), hex(keys.baseNonce), hex(keys.commitment)]).toEqual([vectors.keySchedule.key, vectors.keySchedule.baseNonce, vectors.keySchedule.commitment]);
       keys.wipe();
     }

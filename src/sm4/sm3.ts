@@ -5,11 +5,11 @@
  * state and wipeable buffers, and node:crypto's "sm3" (where present) is checked against this one
  * in test/core/sm3.test.ts.
  */
-import { wipe } from './bytes.ts';
-import type { HkdfExpand, HmacKeyState } from './hkdf.ts';
+import { wipe } from '../core/bytes.ts';
+import type { HkdfExpand, HmacKeyState } from '../core/hkdf.ts';
 
-export const SM3_BLOCK = 64;
-export const SM3_LENGTH = 32;
+const SM3_BLOCK = 64;
+const SM3_LENGTH = 32;
 
 const IV = Uint32Array.of(0x7380166f, 0x4914b2b9, 0x172442d7, 0xda8a0600, 0xa96f30bc, 0x163138aa, 0xe38dee4d, 0xb0fb0e4e);
 
@@ -27,7 +27,7 @@ const rotl = (x: number, n: number): number => (x << n) | (x >>> (32 - n));
 const W = new Int32Array(68);
 
 /** Compresses `blocks` 64-byte blocks of `data` from `offset` into `state` (eight words). */
-export function sm3Compress(state: Int32Array, data: Uint8Array, offset: number, blocks: number): void {
+function sm3Compress(state: Int32Array, data: Uint8Array, offset: number, blocks: number): void {
   let a0 = state[0]!, b0 = state[1]!, c0 = state[2]!, d0 = state[3]!, e0 = state[4]!, f0 = state[5]!, g0 = state[6]!, h0 = state[7]!;
   for (let n = 0, at = offset; n < blocks; n++, at += SM3_BLOCK) {
     for (let j = 0; j < 16; j++) {
@@ -81,7 +81,7 @@ export function sm3Compress(state: Int32Array, data: Uint8Array, offset: number,
  * An SM3 hash in progress, from the IV or from a saved state (an HMAC key's) after `prior` bytes.
  * Its buffer and state are key material under HMAC: digestInto() wipes them.
  */
-export class Sm3 {
+class Sm3 {
   readonly #state = new Int32Array(8);
   readonly #buffer = new Uint8Array(SM3_BLOCK);
   #buffered = 0;
@@ -224,7 +224,7 @@ function hmacSm3Into(state: HmacKeyState, parts: readonly Uint8Array[], out: Uin
 }
 
 /** HMAC-SM3 (RFC 2104 with SM3: B = 64, L = 32). */
-export function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
+function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
   const state = hmacSm3Prepare(key);
   const out = new Uint8Array(SM3_LENGTH);
   try {
@@ -272,3 +272,6 @@ export const hkdfExpandSm3: HkdfExpand = (prk, info, out, state) => {
     if (keyState !== state) wipe(keyState[0], keyState[1]);
   }
 };
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { Sm3, hmacSm3 };

@@ -13,12 +13,12 @@
  * only after GHASH over the ciphertext verified); the native path decrypts first and zeroes the
  * output when the tag fails, as gcm-node.ts does for AES.
  */
-import { TAG_LENGTH } from './backend.ts';
-import { equalBytes, wipe } from './bytes.ts';
+import { TAG_LENGTH } from '../core/backend.ts';
+import { equalBytes, wipe } from '../core/bytes.ts';
 import { Ghash } from './ghash.ts';
 import { SM4_BLOCK, SM4_KEY_LENGTH, sm4Ctr32, sm4EncryptBlock, sm4ExpandKey } from './sm4.ts';
 
-export const SM4_GCM_NONCE_LENGTH = 12;
+const SM4_GCM_NONCE_LENGTH = 12;
 /** GCM's bound on one message: 2^32 - 2 blocks. Below it the 32-bit counter never wraps. */
 const MAX_GCM_PLAINTEXT = (2 ** 32 - 2) * SM4_BLOCK;
 
@@ -225,12 +225,3 @@ export function hasNativeSm4Gcm(c: NodeSm4Crypto): boolean {
   }
 }
 
-/** Whether this node:crypto has OpenSSL's SM4-CTR. */
-export function hasNodeSm4Ctr(c: NodeSm4Crypto): boolean {
-  try {
-    c.createCipheriv('sm4-ctr', new Uint8Array(16), new Uint8Array(16));
-    return true;
-  } catch {
-    return false;
-  }
-}
