@@ -52,7 +52,7 @@ export interface CompoundIndexOptions<O extends BlindIndexOutput = 'base64url'> 
 
 export type BlindIndexOptions<O extends BlindIndexOutput = BlindIndexOutput> = SingleColumnIndexOptions<O> | CompoundIndexOptions<O>;
 
-export interface ColumnSpec {
+interface ColumnSpec {
   readonly name: string;
   readonly chain: readonly NormalizerFn[];
 }
