@@ -195,11 +195,13 @@ class HierarchyBlindIndex implements BlindIndex<IndexOut, IndexIn> {
 
   readonly matches = (a: IndexIn, b: IndexIn): boolean => {
     const x = this.#message(a);
-    const y = this.#message(b);
+    let y: Uint8Array | undefined;
     try {
-      return x.length === y.length && x.every((byte, i) => byte === y[i]);
+      y = this.#message(b);
+      return x.length === y.length && x.every((byte, i) => byte === y![i]);
     } finally {
-      wipe(x, y);
+      wipe(x); // also when b is refused
+      if (y) wipe(y);
     }
   };
 
