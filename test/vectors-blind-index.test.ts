@@ -246,7 +246,7 @@ async function generate(): Promise<VectorFile> {
     const p = `${s.partition}#blind-index`;
     rootKeys[p] ??= {};
     for (let v = 1; v <= s.version; v++) rootKeys[p][String(v)] = hex(kms.key(`{"kms-envelope":"intermediate-key","partition":${JSON.stringify(p)},"version":"${v}"}`));
-    const { normalizeValue, normalizerChain } = await import('../src/records/blind-index.ts');
+    const { normalizeValue, normalizerChain } = await import('../src/records/blind-index-values.ts');
     const normalized = s.values.map((v, i) => typed(normalizeValue(v as BlindIndexValue, normalizerChain(columns[i]!.normalize as BlindIndexNormalizer[]))));
     const withNormalized = { ...base, normalized };
     const answers = independent(withNormalized, rootKeys);

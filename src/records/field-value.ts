@@ -37,7 +37,7 @@ const TYPES: Record<number, FieldType> = Object.fromEntries(Object.entries(TAGS)
 export const TEXT_PREFIX = 'kme.';
 
 /** A value that is not of its column's type, or not representable. */
-export class FieldTypeError extends TypeError {}
+class FieldTypeError extends TypeError {}
 
 function tagged(tag: number, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + body.length);

@@ -115,7 +115,7 @@ export interface SweepOptions {
 const NOT_THE_ROW = new Set(['ERR_KMS', 'ERR_KEY_UNAVAILABLE', 'ERR_CLOSED', 'ERR_KEY_NOT_WARM']);
 
 /** Whether a transform's error is the row's own fault (skip it) rather than a reason to stop. */
-export function isRowFailure(error: unknown): boolean {
+function isRowFailure(error: unknown): boolean {
   if (!(error instanceof Error)) return true;
   const code = isEnvelopeError(error) ? error.code : undefined;
   if (code && NOT_THE_ROW.has(code)) return false;
@@ -248,7 +248,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
 
 type AnyTable = Table<Record<string, FieldSpec>>;
 
-export interface RecordSweepOptions {
+interface RecordSweepOptions {
   /**
    * A plain column holding each row's key version (the lowest of its sealed values), written
    * with the values: the marker the `pending` predicate reads, and an index for SQL to find the

@@ -4,7 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createBlindIndex, normalizeValue, normalizerChain } from '../../src/records/blind-index.ts';
+import { createBlindIndex } from '../../src/records/blind-index.ts';
+import { normalizeValue, normalizerChain } from '../../src/records/blind-index-values.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
 import { InstrumentedProvider } from '../instrumented.ts';

@@ -1,5 +1,5 @@
 /**
- * Blind indexes (src/blind-index.ts, FORMAT.md §11, README "Blind indexes"): the worked example
+ * Blind indexes (src/records/blind-index.ts, FORMAT.md §11, README "Blind indexes"): the worked example
  * byte for byte on both backends, normalisers, truncation, the compound encoding, key separation,
  * the sync API's warm requirement, wiping, warnings, and the README's table of false positives.
  */
@@ -9,18 +9,14 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import {
   BLIND_INDEX_PARTITION_SUFFIX,
-  blindIndexInfo,
   blindIndexPartition,
   blindIndexWarnings,
   BlindIndexNotWarmError,
   type BlindIndexValue,
   type CompoundIndexValue,
   createBlindIndex,
-  encodeIndexMessage,
   expectedFalsePositives,
-  normalizeValue,
-  normalizerChain,
-  truncateIndex,
+  testing,
 } from '../../src/records/blind-index.ts';
 import { testing as hkdfTesting } from '../../src/core/hkdf.ts';
 import { selectBackend } from '../../src/core/select-backend.ts';
@@ -31,6 +27,8 @@ import type { DataKey, KeyProvider } from '../../src/kms/key-provider.ts';
 import { BACKENDS, hex, unhex } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
 const { hkdfExpandBytes } = hkdfTesting;
+
+const { blindIndexInfo, encodeIndexMessage, normalizeValue, normalizerChain, truncateIndex } = testing;
 
 /** A KMS whose every data key is 00 01 … 1f: the worked example's intermediate key. */
 class FixedKms implements KeyProvider {

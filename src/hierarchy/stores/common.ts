@@ -25,7 +25,7 @@ export class CorruptKeyRecordError extends TypeError {
 }
 
 /** A row as the SQL stores select it (column names of the table). */
-export interface KeyRow {
+interface KeyRow {
   partition: unknown;
   version: unknown;
   state: unknown;

@@ -1,0 +1,25 @@
+/**
+ * The declared tables the Kysely plugin seals columns of, and what it reads of each: its sealed
+ * columns, their blind-index columns, and the columns a sealed value is bound to.
+ */
+import type { AnyTable } from './kysely-pending.ts';
+import type { Table } from '../records.ts';
+
+/** The declared tables by their SQL name, each checked to come from defineTable(). */
+export function tablesOf(declared: Readonly<Record<string, Table<any>>>): Map<string, AnyTable> {
+  const tables = new Map<string, AnyTable>(Object.entries(declared) as [string, AnyTable][]);
+  for (const [name, table] of tables) {
+    if (!table || typeof table.columns !== 'object' || !Array.isArray(table.primaryKeys)) throw new TypeError(`tables.${name} expected a table from defineTable()`);
+  }
+  return tables;
+}
+
+export const sealedColumn = (table: AnyTable, column: string): boolean => Object.hasOwn(table.columns, column);
+
+/** The blind-index column a sealed column declares (records.seal() computes it). */
+export const indexColumn = (table: AnyTable, column: string): string | undefined => table.columns[column]?.index?.column;
+
+export const partitionColumn = (table: AnyTable): string | undefined => (typeof table.partition === 'object' ? table.partition.column : undefined);
+
+/** The columns a sealed value is bound to: the primary key and the partition column. */
+export const bindingColumns = (table: AnyTable): string[] => [...table.primaryKeys, ...[partitionColumn(table)].filter((c): c is string => c !== undefined)];

@@ -1,0 +1,243 @@
+/**
+ * The versions of a hierarchy's intermediate keys in this process: which version of a partition is
+ * active, loading a version through the KMS (one Decrypt per version per TTL, in the cache of
+ * economy/intermediate-keys.ts), creating one (one GenerateDataKey, the record written to the
+ * store), and the suite keys derived from a loaded version for the engine and the blind indexes.
+ */
+import { utf8, wipe } from '../core/bytes.ts';
+import { type CanonicalContext, canonicalContext } from '../core/context.ts';
+import { KeyNotFoundError, KmsError, PartitionShreddedError } from '../core/errors.ts';
+import type { CryptoBackend } from '../core/backend.ts';
+import type { IntermediateKeyRef } from '../core/header.ts';
+import type { SuiteKey } from '../core/key-source.ts';
+import type { Suite } from '../core/suites.ts';
+import { entryId as versionId, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
+import type { KeyProvider } from '../kms/key-provider.ts';
+import { checkStoredKey, type KeyStore, type StoredKey } from './key-store.ts';
+import type { ShredGuard } from './shred.ts';
+import type { HierarchyMetrics } from './types.ts';
+
+const INTERMEDIATE_KEY_LENGTH = 32;
+
+/** The KMS context an intermediate key is bound to: a blob moved to another partition or version does not decrypt. */
+export function kmsContext(partition: string, version: number): CanonicalContext {
+  return canonicalContext({ 'kms-envelope': 'intermediate-key', partition, version: String(version) });
+}
+
+/** What the versions of a hierarchy work with, resolved once from its options. */
+export interface KeyVersionsSettings {
+  readonly store: KeyStore;
+  readonly resolve: (partition: string) => KeyProvider;
+  readonly backend: CryptoBackend;
+  readonly now: () => number;
+  readonly cache: IntermediateKeyCache;
+  /** How long the active version of a partition is remembered, ms. */
+  readonly activeTtl: number;
+  readonly guard: ShredGuard;
+}
+
+type KmsAction = 'GenerateDataKey' | 'Decrypt';
+
+export class KeyVersions {
+  readonly #s: KeyVersionsSettings;
+  readonly #active = new Map<string, { version: number; until: number }>();
+  /**
+   * Versions this process is creating (version 1 on first use, or a rotation's), until their
+   * plaintext is in the cache: one creation each, and no Decrypt of a key this process holds.
+   */
+  readonly #creating = new Map<string, Promise<StoredKey>>();
+  #versionsCreated = 0;
+  readonly #kmsCalls: HierarchyMetrics['kmsCalls'] = {
+    GenerateDataKey: { ok: 0, failed: 0, throttled: 0 },
+    Decrypt: { ok: 0, failed: 0, throttled: 0 },
+  };
+
+  constructor(settings: KeyVersionsSettings) {
+    this.#s = settings;
+  }
+
+  /** Loads a version straight through the KMS (not the cache): the caller owns the key and wipes it. */
+  async loadVersion(partition: string, version: number): Promise<Uint8Array> {
+    const { store, guard } = this.#s;
+    // The tombstone with the record: a version up to it is never used, whatever the store holds.
+    const [stored, shredded] = await Promise.all([store.getVersion(partition, version), guard.tombstone(partition)]);
+    if (shredded !== undefined && version <= shredded) throw new PartitionShreddedError(partition, shredded, 'open');
+    if (!stored) throw new KeyNotFoundError(partition, version);
+    checkStoredKey(stored, `key store record of partition ${JSON.stringify(partition)} version ${version}`);
+    if (stored.partition !== partition || stored.version !== version) throw new KeyNotFoundError(partition, version);
+    const kms = this.#s.resolve(partition);
+    if (stored.provider !== kms.id) {
+      throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
+    }
+    const key = await this.#counted('Decrypt', () =>
+      kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) }),
+    );
+    if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
+      if (key instanceof Uint8Array) wipe(key);
+      throw new KmsError('key provider returned an intermediate key of the wrong length');
+    }
+    return key;
+  }
+
+  /** Creates `version` of a partition; when another process won the race, its record is the one returned. */
+  createVersion(partition: string, version: number): Promise<StoredKey> {
+    const id = versionId(partition, version);
+    let creation = this.#creating.get(id);
+    if (creation) return creation;
+    creation = this.#createVersionOnce(partition, version);
+    // Handles the failure for the map only: the creation's callers see it.
+    const forget = (): void => {
+      if (this.#creating.get(id) === creation) this.#creating.delete(id);
+    };
+    creation.then(forget, forget);
+    this.#creating.set(id, creation);
+    return creation;
+  }
+
+  /** The active version this process knows and has not let expire. */
+  knownActive(partition: string): number | undefined {
+    const known = this.#active.get(partition);
+    return known && this.#s.now() < known.until ? known.version : undefined;
+  }
+
+  /** The active version of a partition, from memory, else the store (creating version 1 where none exists). */
+  async activeVersion(partition: string): Promise<number> {
+    const known = this.knownActive(partition);
+    if (known !== undefined) return known;
+    const { store, guard } = this.#s;
+    const [active0, shredded] = await Promise.all([store.getActive(partition), guard.tombstone(partition)]);
+    let found = active0 && (shredded === undefined || active0.version > shredded) ? active0 : undefined;
+    if (!found) {
+      // A creation by this process may have ended while the read was out: the read is stale.
+      const created = this.knownActive(partition);
+      if (created !== undefined) return created;
+      // A shredded partition gets no new key unless it is re-created (recreate()).
+      await guard.checkCreate(partition, shredded);
+      // One creation per partition per process; the store settles races between processes.
+      found = await this.createVersion(partition, 1);
+    }
+    this.#active.set(partition, { version: found.version, until: this.#s.now() + this.#s.activeTtl });
+    return found.version;
+  }
+
+  /** The active version's suite key for sealing, synchronously when it is in memory. */
+  sealKey(partition: string, suite: Suite): SuiteKey | Promise<SuiteKey> {
+    const known = this.knownActive(partition);
+    if (known !== undefined) return this.keyFor({ partition, version: known }, suite, 'seal');
+    this.#s.guard.checkSeal(partition);
+    return this.activeVersion(partition).then((version) => this.keyFor({ partition, version }, suite, 'seal'));
+  }
+
+  /** A version's suite key, synchronously when it is in memory. */
+  keyFor(ref: IntermediateKeyRef, suite: Suite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
+    const { cache, guard } = this.#s;
+    guard.checkKnown(ref.partition, ref.version);
+    const load = (): Promise<Uint8Array> => this.loadVersion(ref.partition, ref.version);
+    const held = cache.peek(ref.partition, ref.version, purpose, load);
+    if (held) return this.#suiteKey(held, ref, suite, true);
+    const loadKey = (): Promise<SuiteKey> => cache.get(ref.partition, ref.version, purpose, load).then((loaded) => this.#suiteKey(loaded, ref, suite, false));
+    // The store shows a new version before createVersion returns; until this process's creation
+    // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
+    const creation = this.#creating.get(versionId(ref.partition, ref.version));
+    return creation ? creation.then(loadKey, loadKey) : loadKey();
+  }
+
+  /** Adds a version that becomes active for new writes; the previous ones become decrypt-only. */
+  async rotate(partition: string): Promise<StoredKey> {
+    const { store, guard } = this.#s;
+    const [versions, shredded] = await Promise.all([store.listVersions(partition), guard.tombstone(partition)]);
+    const last = versions.at(-1)?.version ?? 0;
+    if (shredded !== undefined ? last <= shredded : last === 0) await guard.checkCreate(partition, shredded);
+    const next = last + 1;
+    const created = await this.createVersion(partition, next);
+    for (const old of versions) if (old.state === 'active') await store.setState(partition, old.version, 'decrypt-only');
+    this.#active.delete(partition);
+    return created;
+  }
+
+  /** Loads a partition's active version into the cache (creating version 1 where none exists). */
+  async warm(partition: string): Promise<void> {
+    const version = await this.activeVersion(partition);
+    await this.#creating.get(versionId(partition, version))?.catch(() => undefined); // a version this process is creating: its plaintext, no Decrypt
+    await this.#s.cache.get(partition, version, 'seal', () => this.loadVersion(partition, version));
+  }
+
+  /** Forgets the partition's active version (the next seal asks the store). */
+  forgetActive(partition?: string): void {
+    if (partition === undefined) this.#active.clear();
+    else this.#active.delete(partition);
+  }
+
+  /** Forgets the partition's keys (every partition's without one) and active version. */
+  forget(partition?: string): void {
+    this.#s.cache.revoke(partition);
+    this.forgetActive(partition);
+  }
+
+  metrics(): HierarchyMetrics {
+    const { cache } = this.#s;
+    const calls = this.#kmsCalls;
+    return {
+      ...cache.counters,
+      versionsCreated: this.#versionsCreated,
+      versionsInUse: cache.versionsInUse(),
+      kmsCalls: { GenerateDataKey: { ...calls.GenerateDataKey }, Decrypt: { ...calls.Decrypt } },
+    };
+  }
+
+  async #createVersionOnce(partition: string, version: number): Promise<StoredKey> {
+    const kms = this.#s.resolve(partition);
+    const dataKey = await this.#counted('GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
+    const plaintext = dataKey.plaintextKey;
+    let kept = false;
+    try {
+      const stored = await this.#s.store.createVersion({
+        partition,
+        version,
+        state: 'active',
+        provider: kms.id,
+        keyId: dataKey.keyId,
+        ciphertextBlob: dataKey.ciphertextBlob,
+        createdAt: Date.now(),
+      });
+      if (stored.ciphertextBlob === dataKey.ciphertextBlob) {
+        this.#versionsCreated++;
+        // This process's record won: its plaintext is the key, so the cache takes it without a Decrypt.
+        if (plaintext instanceof Uint8Array && plaintext.length === INTERMEDIATE_KEY_LENGTH) {
+          await this.#s.cache.get(partition, version, 'seal', () => ((kept = true), Promise.resolve(plaintext)));
+        }
+      }
+      return stored;
+    } finally {
+      if (!kept && plaintext instanceof Uint8Array) wipe(plaintext);
+    }
+  }
+
+  /** The suite's key derived from a loaded version, once per version and suite (the cache owns and wipes it). */
+  #suiteKey(loaded: LoadedKey, ref: IntermediateKeyRef, suite: Suite, fromCache: boolean): SuiteKey {
+    let derived = loaded.derived.get(suite.id);
+    if (!derived) {
+      const key = new Uint8Array(suite.keyLength);
+      // HKDF-SHA-512 for the AES suites, HKDF-SM3 for suite 03 (FORMAT.md §10.4, §13).
+      const kdf = suite.primitives(this.#s.backend);
+      kdf.hkdfExpandSha512(loaded.key, [utf8(`kms-envelope/intermediate-key@v2+${suite.aead}\0`, 'info')], [key]);
+      derived = { key, state: kdf.hkdfPrepareSha512?.(key) };
+      loaded.derived.set(suite.id, derived);
+    }
+    return { ref, key: derived.key, state: derived.state, fromCache };
+  }
+
+  /** A KMS call, counted by action and outcome. */
+  async #counted<T>(action: KmsAction, call: () => Promise<T>): Promise<T> {
+    try {
+      const result = await call();
+      this.#kmsCalls[action].ok++;
+      return result;
+    } catch (error) {
+      this.#kmsCalls[action].failed++;
+      const code = error instanceof KmsError ? (error.kmsCode ?? '') : '';
+      if (code.startsWith('RequestLimitExceeded') || code === '4420') this.#kmsCalls[action].throttled++;
+      throw error;
+    }
+  }
+}
