@@ -539,12 +539,9 @@ function openingContext(header: ParsedHeader, openOptions: OpenOptions): Canonic
  * messages under a hierarchy (a KMS data key names no partition, and is bound by its own key).
  */
 function checkOpenPartition(header: ParsedHeader, given: string | undefined, envelopes: string | undefined): void {
+  const expected = given === undefined ? header.intermediate && envelopes : checkPartition(given);
   const found = header.intermediate?.partition;
-  if (given !== undefined) {
-    if (found !== checkPartition(given)) throw new PartitionMismatchError(given, found);
-  } else if (envelopes !== undefined && found !== undefined && found !== envelopes) {
-    throw new PartitionMismatchError(envelopes, found);
-  }
+  if (expected !== undefined && found !== expected) throw new PartitionMismatchError(expected, found);
 }
 
 /** The payload length is one some message of this form has: a message that cannot open costs no KMS call. */
