@@ -18,6 +18,7 @@
  */
 import { EnvelopeError } from '../core/errors.ts';
 import { quoteTableName } from '../core/sql-names.ts';
+import { wipe } from '../core/bytes.ts';
 import { defineTable, type FieldSpec, type PlainRow, type Records, type Table } from './records.ts';
 import { backfillSweep, quoteIdentifier, type RecordSweepPlan, type RowTransform, type SweepRow } from './sweep.ts';
 import { looksSealed } from './binding.ts';
@@ -140,10 +141,15 @@ function intoBackfill(
   const transform: RowTransform = async (row) => {
     const merged = o.forRead(row);
     let sealed: Record<string, unknown>;
+    let plain: Record<string, unknown> | undefined;
     try {
-      sealed = (await records.seal(reading as Table<Record<string, FieldSpec>>, await plainOf(records, reading, merged))) as Record<string, unknown>;
+      plain = await plainOf(records, reading, merged);
+      sealed = (await records.seal(reading as Table<Record<string, FieldSpec>>, plain as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
     } catch (error) {
       return { failed: error instanceof Error ? error : new Error(String(error)) };
+    } finally {
+      // Opened bytes are plaintext this process made: wiped once sealed (the row's own values are the driver's).
+      for (const t of targets) if (plain?.[t] instanceof Uint8Array && plain[t] !== merged[t]) wipe(plain[t]);
     }
     const write: Record<string, unknown> = {};
     for (const c of [...targets, ...indexes, o.marker]) if (c in sealed) write[c] = sealed[c] ?? null;
