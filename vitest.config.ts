@@ -17,6 +17,7 @@ export const SLOW = [
   'test/economy/cache.test.ts',
   'test/node/files.test.ts',
   'test/records/sql/sweeps-kill.test.ts',
+  'test/records/sql/migration-kill.test.ts',
   'test/hierarchy/rotation-fleet.test.ts',
   'test/envelope/rewrap-quota.test.ts',
 ];

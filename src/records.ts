@@ -66,3 +66,15 @@ export {
 } from './records/sweep.ts';
 export { type PostgresSweepClient, type PostgresSweepPool, sweepPostgres, type TableSweepOptions } from './records/sql/postgres.ts';
 export { sweepSqlite } from './records/sql/sqlite.ts';
+export {
+  columnMigration,
+  decryptSweep,
+  MigrationIncompleteError,
+  migrationStatus,
+  refusePlaintext,
+  type ColumnMigration,
+  type ColumnMigrationOptions,
+  type MigrationDatabase,
+  type MigrationStatus,
+} from './records/migration.ts';
+export { addColumn, createIndexConcurrently, dropColumn, LOCK_MODES, strongestLock, type DdlPool, type DdlStepReport } from './records/sql/ddl.ts';

@@ -1,0 +1,317 @@
+/**
+ * A live plaintext column encrypted under application traffic, with migration workers killed at
+ * random (issue 28): the harness of `npm run bench:migrate` (PostgreSQL, 1,000,000 rows) and of
+ * the slow test (100,000 rows, PostgreSQL and SQLite).
+ *
+ * Real OS processes throughout, on the built package (dist/): K migration workers (each a process
+ * running the backfill sweep: sweepPostgres or sweepSqlite over columnMigration's plan) that a
+ * killer SIGKILLs at random moments and starts again; one application process writing W times a
+ * second through the record API (updates of random rows and inserts of new ones, sealed, as phase
+ * (a) has it), each write in one transaction with a plaintext shadow row kept by the harness; a
+ * sampler of pg_locks for the workers' sessions. At the end a verifier opens every row with the
+ * table of phase (c) and compares it with its shadow: plaintext left, lost updates and
+ * double-encrypted values counted.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+
+export interface MigrateOptions {
+  kind: 'postgres' | 'sqlite';
+  /** PostgreSQL URL (kind postgres). */
+  url?: string;
+  rows: number;
+  writesPerSecond: number;
+  workers: number;
+  /** SIGKILLs of workers to make before letting them finish. */
+  kills: number;
+  /** The built package: a file URL of dist/ ending in a slash. */
+  dist: string;
+  /** Table name (reused between runs with `reuse`). */
+  table?: string;
+  log?: (line: string) => void;
+}
+
+export interface MigrateResult {
+  rows: number;
+  writesPerSecond: number;
+  rowsPerSecondPerWorker: number;
+  workers: number;
+  plaintextLeft: number;
+  lostUpdates: number;
+  doubleEncrypted: number;
+  strongestLock: string;
+  kills: number;
+  seconds: number;
+  line: string;
+}
+
+const TENANTS = 8;
+const TABLE_JS = `defineTable({ name: 'customers', primaryKey: 'id', partition: { column: 'tenant' }, keyVersionColumn: 'key_version',
+  columns: { email: { type: 'string', index: { column: 'email_idx', bits: 16 } }, photo: { type: 'bytes', encoding: 'bytes' } } })`;
+
+/** The code every child process starts with: the record API on the shared key store. */
+function prelude(o: MigrateOptions, table: string): string {
+  const d = (f: string) => JSON.stringify(new URL(f, o.dist).href);
+  const store =
+    o.kind === 'postgres'
+      ? `const pool = new pg.Pool({ connectionString: ${JSON.stringify(o.url)}, max: 3, application_name: process.env.APP_NAME });
+         const store = new PostgresKeyStore({ client: pool, table: ${JSON.stringify(`${table}_keys`)} });`
+      : `const db = new Database(process.env.DB_FILE); db.pragma('journal_mode = WAL'); db.pragma('busy_timeout = 10000');
+         const store = new SqliteKeyStore({ database: db, table: ${JSON.stringify(`${table}_keys`)} });`;
+  return `
+    import pg from 'pg';
+    import Database from 'better-sqlite3';
+    import { LocalKms } from ${d('index.js')};
+    import { createKeyHierarchy, PostgresKeyStore, SqliteKeyStore } from ${d('hierarchy.js')};
+    import { createRecords, defineTable, columnMigration, sweepPostgres, sweepSqlite } from ${d('records.js')};
+    ${store}
+    const records = createRecords({ hierarchy: createKeyHierarchy({ store, kms: LocalKms.fromEnv() }) });
+    const migration = columnMigration(records, ${TABLE_JS});
+    const table = ${JSON.stringify(table)};`;
+}
+
+/** A migration worker: the backfill to its end, a line per batch. */
+function workerScript(o: MigrateOptions, table: string): string {
+  const sweep =
+    o.kind === 'postgres'
+      ? `await sweepPostgres(pool, { table, key: 'id', ...migration.backfill, batchSize: 500 })`
+      : `await sweepSqlite(db, { table, key: 'id', ...migration.backfill, batchSize: 500 })`;
+  return `${prelude(o, table)}
+    const summary = ${sweep};
+    console.log('done ' + JSON.stringify({ written: summary.written, failed: summary.failed, changed: summary.changed }));
+    process.exit(0);`;
+}
+
+/** The application: W writes a second (3 updates of random rows to 1 insert), each with its shadow in one transaction. */
+function appScript(o: MigrateOptions, table: string): string {
+  const write =
+    o.kind === 'postgres'
+      ? `const c = await pool.connect();
+         try {
+           await c.query('BEGIN');
+           if (insert) await c.query(\`INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES ($1, $2, $3, $4, $5, $6)\`, [row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version]);
+           else await c.query(\`UPDATE \${table} SET email = $3, photo = $4, email_idx = $5, key_version = $6 WHERE id = $1 AND tenant = $2\`, [row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version]);
+           await c.query(\`INSERT INTO \${table}_shadow (id, email, photo) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, photo = EXCLUDED.photo\`, [row.id, row.email, Buffer.from(row.photo)]);
+           await c.query('COMMIT');
+         } finally { c.release(); }`
+      : `db.transaction(() => {
+           if (insert) db.prepare(\`INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES (?, ?, ?, ?, ?, ?)\`).run(row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version);
+           else db.prepare(\`UPDATE \${table} SET email = ?, photo = ?, email_idx = ?, key_version = ? WHERE id = ?\`).run(s.email, Buffer.from(s.photo), s.email_idx, s.key_version, row.id);
+           db.prepare(\`INSERT INTO \${table}_shadow (id, email, photo) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET email = excluded.email, photo = excluded.photo\`).run(row.id, row.email, Buffer.from(row.photo));
+         })();`;
+  return `${prelude(o, table)}
+    const rows = ${o.rows}, perTick = Math.max(1, Math.round(${o.writesPerSecond} / 50));
+    let next = rows, n = 0, stopping = false;
+    process.on('message', () => { stopping = true; });
+    const started = performance.now();
+    async function one(k) {
+      const insert = k % 4 === 3;
+      const i = insert ? next++ : Math.floor(Math.random() * rows);
+      const row = { id: 'r' + String(i).padStart(8, '0'), tenant: 't' + (i % ${TENANTS}), email: 'app' + k + '.' + i + '@example.com', photo: Uint8Array.of(k & 255, i & 255) };
+      const s = await records.seal(migration.reading, row);
+      ${write}
+      n++;
+    }
+    for (let k = 0; !stopping; ) {
+      const tick = performance.now();
+      const batch = [];
+      for (let j = 0; j < perTick; j++) batch.push(one(k++));
+      await Promise.all(batch);
+      const wait = 20 - (performance.now() - tick);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    process.send({ writes: n, seconds: (performance.now() - started) / 1000 }, () => process.exit(0));`;
+}
+
+interface Spawned {
+  child: ChildProcess;
+  exit: Promise<{ code: number | null; signal: string | null; out: string }>;
+}
+
+function spawnScript(script: string, env: Record<string, string>, ipc = false): Spawned {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, ...env },
+    stdio: ipc ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exit = new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, out })));
+  return { child, exit };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const LOCK_ORDER = ['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'];
+const strongest = (modes: Iterable<string>) => [...modes].sort((a, b) => LOCK_ORDER.indexOf(b) - LOCK_ORDER.indexOf(a))[0] ?? 'none';
+
+/** The database side of the harness: setup, the counts, the sampler, the verifier's reads. */
+interface Db {
+  exec(sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+  env: Record<string, string>;
+}
+
+async function openDb(o: MigrateOptions): Promise<Db & { dir?: string }> {
+  if (o.kind === 'postgres') {
+    const pool = new pg.Pool({ connectionString: o.url, max: 4 });
+    return { exec: async (sql, params) => (await pool.query(sql, params)).rows, close: () => pool.end(), env: {} };
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'kmse-migrate-'));
+  const file = join(dir, 'db.sqlite');
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 10000');
+  return {
+    dir,
+    exec: async (sql, params = []) => {
+      const statement = db.prepare(sql);
+      return statement.reader ? (statement.all(...params) as Record<string, unknown>[]) : (statement.run(...params), []);
+    },
+    close: async () => {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    env: { DB_FILE: file },
+  };
+}
+
+/** The plaintext table and its shadow (a copy of every value the harness expects). */
+async function createTables(db: Db, o: MigrateOptions, table: string): Promise<void> {
+  const bytes = o.kind === 'postgres' ? 'BYTEA' : 'BLOB';
+  await db.exec(`DROP TABLE IF EXISTS ${table}`);
+  await db.exec(`DROP TABLE IF EXISTS ${table}_shadow`);
+  await db.exec(`DROP TABLE IF EXISTS ${table}_keys`);
+  if (o.kind === 'postgres') await db.exec(`DROP TABLE IF EXISTS ${table}_keys_tombstones`);
+  await db.exec(`CREATE TABLE ${table} (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, email TEXT, photo ${bytes}, email_idx TEXT)`);
+  await db.exec(`CREATE TABLE ${table}_shadow (id TEXT PRIMARY KEY, email TEXT, photo ${bytes})`);
+  const fill = (target: string, cols: string) =>
+    o.kind === 'postgres'
+      ? `INSERT INTO ${target} (${cols}) SELECT 'r' || lpad(g::text, 8, '0'), ${cols.includes('tenant') ? `'t' || (g % ${TENANTS}), ` : ''}'user' || g || '@example.com', int4send(g) FROM generate_series(0, ${o.rows - 1}) g`
+      : `WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n < ${o.rows - 1}) INSERT INTO ${target} (${cols}) SELECT 'r' || substr('00000000' || n, -8), ${cols.includes('tenant') ? `'t' || (n % ${TENANTS}), ` : ''}'user' || n || '@example.com', CAST(printf('%08x', n) AS BLOB) FROM g`;
+  await db.exec(fill(table, 'id, tenant, email, photo'));
+  await db.exec(fill(`${table}_shadow`, 'id, email, photo'));
+  // Phase (a)'s DDL: the marker column (nullable, no default: no rewrite), then on PostgreSQL a
+  // partial index of the rows still to do, built CONCURRENTLY (the harness's DDL, before the data phase).
+  await db.exec(`ALTER TABLE ${table} ADD COLUMN key_version INTEGER`);
+  if (o.kind === 'postgres') await db.exec(`CREATE INDEX CONCURRENTLY ${table}_todo ON ${table} (id) WHERE key_version IS NULL`);
+}
+
+/** Samples the lock modes the migration workers' sessions hold on the table (PostgreSQL). */
+function sampleLocks(db: Db, o: MigrateOptions, table: string): { stop(): Promise<Set<string>> } {
+  const seen = new Set<string>();
+  let running = o.kind === 'postgres';
+  const loop = (async () => {
+    while (running) {
+      const rows = await db.exec(
+        `SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = 'kmse-migrate-worker'`,
+        [table],
+      );
+      for (const r of rows) seen.add(String(r.mode));
+      await sleep(5);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return seen;
+    },
+  };
+}
+
+/** K workers, each started again at once when the killer SIGKILLs it; resolves when every one has finished with `done`. */
+async function runWorkers(o: MigrateOptions, env: Record<string, string>, script: string): Promise<number> {
+  let kills = 0;
+  let finished = false;
+  const live: (ChildProcess | undefined)[] = [];
+  const slot = async (i: number): Promise<void> => {
+    for (;;) {
+      const s = spawnScript(script, { ...env, APP_NAME: 'kmse-migrate-worker' });
+      live[i] = s.child;
+      const r = await s.exit;
+      live[i] = undefined;
+      if (r.code === 0) return;
+      if (r.signal !== 'SIGKILL') throw new Error(`a migration worker exited with ${r.code ?? r.signal}`);
+    }
+  };
+  const killer = (async () => {
+    while (!finished && kills < o.kills) {
+      await sleep(150 + Math.random() * 900);
+      const child = live[Math.floor(Math.random() * o.workers)];
+      if (!child || child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill('SIGKILL');
+      kills++;
+    }
+  })();
+  try {
+    await Promise.all(Array.from({ length: o.workers }, (_, i) => slot(i)));
+  } finally {
+    finished = true;
+    await killer;
+  }
+  return kills;
+}
+
+/** Every row opened with phase (c)'s table and compared with its shadow. */
+function verifierScript(o: MigrateOptions, table: string): string {
+  const read =
+    o.kind === 'postgres'
+      ? `(await pool.query(\`SELECT t.*, s.email AS s_email, s.photo AS s_photo FROM \${table} t FULL JOIN \${table}_shadow s USING (id) WHERE coalesce(t.id, s.id) > $1 ORDER BY coalesce(t.id, s.id) LIMIT 2000\`, [after])).rows`
+      : `db.prepare(\`SELECT t.*, s.email AS s_email, s.photo AS s_photo FROM \${table}_shadow s LEFT JOIN \${table} t USING (id) WHERE s.id > ? ORDER BY s.id LIMIT 2000\`).all(after)`;
+  return `${prelude(o, table)}
+    const sealedTable = migration.sealed;
+    let after = '', plaintext = 0, lost = 0, double = 0, n = 0;
+    const sealedLooking = (v) => typeof v === 'string' ? v.startsWith('kme.') : v instanceof Uint8Array && v.length >= 4 && v[0] === 0x89 && v[1] === 0x4b && v[2] === 0x4d && v[3] === 0x45;
+    for (;;) {
+      const rows = ${read};
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        n++;
+        if (row.tenant == null || row.s_email == null) { lost++; continue; }
+        if (row.key_version === null || !sealedLooking(row.email) || !sealedLooking(row.photo)) { plaintext++; continue; }
+        let opened;
+        try { opened = await records.open(sealedTable, row); } catch (e) { lost++; continue; }
+        if (sealedLooking(opened.email) || sealedLooking(opened.photo)) { double++; continue; }
+        if (opened.email !== row.s_email || Buffer.compare(Buffer.from(opened.photo), Buffer.from(row.s_photo)) !== 0) lost++;
+      }
+      after = rows.at(-1).id;
+    }
+    console.log(JSON.stringify({ n, plaintext, lost, double }));
+    process.exit(0);`;
+}
+
+export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
+  const log = o.log ?? (() => {});
+  const table = o.table ?? `kmse_migrate_${randomBytes(4).toString('hex')}`;
+  const db = await openDb(o);
+  const env = { KMS_ENVELOPE_LOCAL_KEY: randomBytes(32).toString('base64'), ...db.env };
+  try {
+    await createTables(db, o, table);
+    log(`migrate setup: ${o.rows} plaintext rows in ${TENANTS} tenants (${o.kind})`);
+    const app = spawnScript(appScript(o, table), env, true);
+    const appDone = new Promise<{ writes: number; seconds: number }>((resolve) => app.child.once('message', (m) => resolve(m as { writes: number; seconds: number })));
+    await sleep(500); // the application writes before the backfill starts (phase a)
+    const sampler = sampleLocks(db, o, table);
+    const started = performance.now();
+    const kills = await runWorkers(o, env, workerScript(o, table));
+    const seconds = (performance.now() - started) / 1000;
+    const locks = await sampler.stop();
+    app.child.send('stop');
+    const traffic = await appDone;
+    await app.exit;
+    log(`migrate backfill: ${seconds.toFixed(1)} s, kills ${kills}, application ${traffic.writes} writes in ${traffic.seconds.toFixed(1)} s`);
+    const verified = JSON.parse((await spawnScript(verifierScript(o, table), env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
+    const rowsPerSecondPerWorker = Math.round(o.rows / seconds / o.workers);
+    const writesPerSecond = Math.round(traffic.writes / traffic.seconds);
+    const strongestLock = o.kind === 'postgres' ? strongest(locks) : 'none (SQLite: no table locks)';
+    const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestLock}, kills ${kills}`;
+    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock, kills, seconds, line };
+  } finally {
+    if (!o.table) for (const t of [table, `${table}_shadow`, `${table}_keys`, ...(o.kind === 'postgres' ? [`${table}_keys_tombstones`] : [])]) await db.exec(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
+    await db.close();
+  }
+}
