@@ -47,7 +47,7 @@ async function failure(work: () => unknown): Promise<Error & { code?: string; pr
 }
 
 describe('row-version binding: the rules (record API)', () => {
-  it('binds the version: a value opens under its own version only, whatever spelling the driver reads it in', async () => {
+  it('A reader MUST read the version from the row and bind the pair to every value it opens: a value opens under its own version only, whatever spelling the driver reads it in', async () => {
     const { records } = setup();
     const sealed = await records.seal(customers, { ...alice, row_version: 7 });
     expect(sealed.row_version).toBe(7);
@@ -68,17 +68,26 @@ describe('row-version binding: the rules (record API)', () => {
     expect(() => records.openFieldSync(customers, 'card', sealed.card, { ...sealed, row_version: 6 })).toThrow(expect.objectContaining({ code: 'ERR_DECRYPTION_FAILED' }));
   });
 
-  it('refuses, before any key is used, a write without the new version as a value, or one that leaves a sealed column out', async () => {
+  /** A seal refused with RowVersionError of this problem, on the async and the sync path. */
+  const refusedBy = (records: ReturnType<typeof setup>['records']) => async (row: Record<string, unknown>, problem: string) => {
+    const error = await failure(() => records.seal(customers, row));
+    expect(error, JSON.stringify(row, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))).toBeInstanceOf(RowVersionError);
+    expect(error).toMatchObject({ code: 'ERR_ROW_VERSION', problem, table: 'customers' });
+    expect(() => records.sealSync(customers, row)).toThrow(RowVersionError);
+  };
+
+  it('The version MUST be a value the writer knows before sealing, never computed by the database: a write without it, or with a version out of range or spelled otherwise, is refused before any key is used', async () => {
     const { records, kms } = setup();
-    const refused = async (row: Record<string, unknown>, problem: string) => {
-      const error = await failure(() => records.seal(customers, row));
-      expect(error, JSON.stringify(row, (_, v) => (typeof v === 'bigint' ? `${v}n` : v))).toBeInstanceOf(RowVersionError);
-      expect(error).toMatchObject({ code: 'ERR_ROW_VERSION', problem, table: 'customers' });
-      expect(() => records.sealSync(customers, row)).toThrow(RowVersionError);
-    };
+    const refused = refusedBy(records);
     await refused(alice, 'missing');
     await refused({ ...alice, row_version: null }, 'missing');
     for (const bad of [-1, 1.5, Number.NaN, 2 ** 53, '01', '+1', ' 1', '1e3', '', 2n ** 63n, -1n, true, {}, '9223372036854775808']) await refused({ ...alice, row_version: bad }, 'invalid');
+    expect(kms.calls).toEqual({ generate: 0, decrypt: 0 });
+  });
+
+  it('A writer MUST seal every sealed column of the row at each write: a row that leaves one out is refused before any key is used; NULL is a value', async () => {
+    const { records, kms } = setup();
+    const refused = refusedBy(records);
     await refused({ id: 'u1', tenant: 'acme', email: 'x', row_version: 2 }, 'partial-write');
     await refused({ ...alice, card: undefined, row_version: 2 }, 'partial-write');
     expect(kms.calls).toEqual({ generate: 0, decrypt: 0 });
@@ -89,7 +98,7 @@ describe('row-version binding: the rules (record API)', () => {
     for (const value of ['x', null]) expect(() => records.sealFieldSync(customers, 'email', value, { ...alice, row_version: 3 })).toThrow(expect.objectContaining({ code: 'ERR_ROW_VERSION', problem: 'partial-write' }));
   });
 
-  it('refuses a read without the version column, and an unversioned row outside migration mode', async () => {
+  it('A reader MUST refuse its values with ERR_ROW_VERSION unless the table is in migration mode: an unversioned row outside it, and a read without the version column', async () => {
     const { records } = setup();
     const sealed = await records.seal(customers, { ...alice, row_version: 1 });
     const { row_version: _, ...unread } = sealed;
@@ -107,7 +116,7 @@ describe('row-version binding: the rules (record API)', () => {
     expect(await records.open(customers, { id: 'u9', tenant: 'acme', email: null, card: null, row_version: null })).toMatchObject({ email: null });
   });
 
-  it('declarations: a primary key is required (ERR_ROW_VERSION), the column is a plain one', () => {
+  it('A table with a row version MUST have a primary key: defineTable refuses one without (ERR_ROW_VERSION); the column is a plain one', () => {
     const noKey = () => defineTable({ name: 'logs', partition: 'p', columns, rowVersion: { column: 'row_version' } });
     expect(noKey).toThrow(RowVersionError);
     expect(noKey).toThrow(expect.objectContaining({ code: 'ERR_ROW_VERSION', problem: 'no-primary-key' }));
@@ -247,7 +256,7 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       expect(await failure(async () => w.records.open(migrating, await w.row()))).toMatchObject({ code: 'ERR_DECRYPTION_FAILED', column: 'card' });
     });
 
-    it('a rotation keeps each row version: values sealed again under the new key version open under the same row version', async () => {
+    it("A sweep that seals a stored row again (rotation, backfill, resealSync) MUST seal it under the row's own version: values sealed again under the new key version open under the same row version", async () => {
       const w = await world(kind);
       await w.write(await w.records.seal(customers, { ...alice, row_version: 41 }));
       await w.hierarchy.rotate('acme');
