@@ -116,6 +116,25 @@ describe('row-version binding: the rules (record API)', () => {
     expect(await records.open(customers, { id: 'u9', tenant: 'acme', email: null, card: null, row_version: null })).toMatchObject({ email: null });
   });
 
+  it("resealSync (the sweeps' synchronous path) keeps a row's version, and gives an unversioned row 0 in migration mode", async () => {
+    const { records, hierarchy } = setup();
+    const sealed = await records.seal(customers, { ...alice, row_version: 41 });
+    await hierarchy.rotate('acme');
+    await records.warm(['acme']);
+    const resealed = records.resealSync(customers, sealed);
+    expect(resealed.row_version).toBe(41);
+    expect(resealed.key_version).toBe(2);
+    expect(resealed.email).not.toBe(sealed.email);
+    expect(await records.open(customers, resealed)).toMatchObject({ email: alice.email, card: alice.card });
+    expect(await failure(() => records.open(customers, { ...resealed, row_version: 0 }))).toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+    const old = await records.seal(before, alice);
+    expect(() => records.resealSync(customers, { ...old, row_version: null })).toThrow(expect.objectContaining({ code: 'ERR_ROW_VERSION' }));
+    const bound = records.resealSync(migrating, { ...old, row_version: null });
+    expect(bound.row_version).toBe(0);
+    expect(await records.open(customers, bound)).toMatchObject({ email: alice.email, card: alice.card });
+    expect(await failure(() => records.open(migrating, { ...bound, row_version: null }))).toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+  });
+
   it('A table with a row version MUST have a primary key: defineTable refuses one without (ERR_ROW_VERSION); the column is a plain one', () => {
     const noKey = () => defineTable({ name: 'logs', partition: 'p', columns, rowVersion: { column: 'row_version' } });
     expect(noKey).toThrow(RowVersionError);
