@@ -111,14 +111,14 @@ for (const kind of ['postgres', 'sqlite'] as const) {
         db
           .insertInto(name)
           .values({ ...alice, row_version: 2 })
-          .onConflict((oc) => oc.column('id').doUpdateSet({ email: (eb) => eb.ref('excluded.email') })),
+          .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ email: eb.ref('excluded.email') }))),
         'partial-write',
       );
       await expect(
         db
           .insertInto(name)
           .values({ ...alice, row_version: 2 })
-          .onConflict((oc) => oc.column('id').doUpdateSet({ email: (eb) => eb.ref('excluded.email'), card: (eb) => eb.ref('excluded.card'), row_version: ksql`${ksql.ref(`${name}.row_version`)} + 1` }))
+          .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ email: eb.ref('excluded.email'), card: eb.ref('excluded.card'), row_version: ksql`${ksql.ref(`${name}.row_version`)} + 1` })))
           .execute(),
       ).rejects.toThrow(/excluded\.row_version/);
       expect(await sql.all(`SELECT * FROM ${name}`)).toEqual(before);
@@ -126,7 +126,7 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       await db
         .insertInto(name)
         .values({ ...alice, email: 'alice@up.example', row_version: 3 })
-        .onConflict((oc) => oc.column('id').doUpdateSet({ email: (eb) => eb.ref('excluded.email'), card: (eb) => eb.ref('excluded.card'), row_version: (eb) => eb.ref('excluded.row_version') }))
+        .onConflict((oc) => oc.column('id').doUpdateSet((eb) => ({ email: eb.ref('excluded.email'), card: eb.ref('excluded.card'), row_version: eb.ref('excluded.row_version') })))
         .execute();
       expect(await db.selectFrom(name).selectAll().executeTakeFirst()).toMatchObject({ email: 'alice@up.example' });
     });
