@@ -1,8 +1,11 @@
 /**
  * FORMAT.md §7, §10.2–§10.4 as issue 25 settled them: the order of checks when several bytes are
  * bad, the code when every KMS attempt fails or the cap is reached, a compact payload shorter than
- * 48 bytes, an empty or non-UTF-8 partition, and the intermediate key's context version in decimal.
+ * 48 bytes, an empty or non-UTF-8 partition, and the intermediate key's context version in decimal;
+ * the error tables of FORMAT.md and the README against the library's codes; the Unicode version of
+ * the blind-index vectors (§11.3).
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { encodeWrappedKeys, parseHeader } from '../src/core/header.ts';
 import { KmsError } from '../src/core/errors.ts';
@@ -133,5 +136,56 @@ describe('FORMAT.md §10.3 and §10.4', () => {
     await envelope.seal('v12', { partition: 'p' });
     expect(contexts[0]).toBe('{"kms-envelope":"intermediate-key","partition":"p","version":"1"}');
     expect(contexts.at(-1)).toBe('{"kms-envelope":"intermediate-key","partition":"p","version":"12"}');
+  });
+});
+
+describe('FORMAT.md §7 and the README: the error tables', () => {
+  it('name every error code the library has (ERR_KEY_NOT_FOUND, ERR_ROW_VERSION, …), and no other', () => {
+    const source = readFileSync(new URL('../src/core/errors.ts', import.meta.url), 'utf8');
+    const union = source.slice(source.indexOf('export type EnvelopeErrorCode'), source.indexOf(';', source.indexOf('export type EnvelopeErrorCode')));
+    const codes = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]!);
+    expect(codes).toEqual(expect.arrayContaining(['ERR_KEY_NOT_FOUND', 'ERR_ROW_VERSION', 'ERR_FIELD_MALFORMED']));
+    const tableOf = (file: string, heading: RegExp): Set<string> => {
+      const text = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
+      const start = text.search(heading);
+      const rows = text.slice(start).split('\n\n').find((block) => block.startsWith('| code'))!;
+      return new Set([...rows.matchAll(/^\| ([^|]+)\|/gm)].flatMap((m) => [...m[1]!.matchAll(/`(ERR_[A-Z_]+)`/g)].map((c) => c[1]!)));
+    };
+    for (const [file, heading] of [['FORMAT.md', /^## 7\. Errors/m], ['README.md', /^## Errors/m]] as const) {
+      expect([...tableOf(file, heading)].sort(), file).toEqual([...codes].sort());
+    }
+  });
+});
+
+describe('FORMAT.md §11.3: the Unicode version of the blind-index vectors', () => {
+  /**
+   * The Unicode version each non-ASCII character of test/vectors/blind-index.json was assigned in
+   * (Unicode's DerivedAge.txt; U+D800 is a surrogate, a lone one refused). A character assigned
+   * after 15.0 folds or composes differently on older runtimes, so the vectors hold none: a case
+   * that adds a character must add it here with its age.
+   */
+  const AGE: Record<number, string> = {
+    0xa0: '1.1', 0xa7: '1.1', 0xdc: '1.1', 0xdf: '1.1', 0xe9: '1.1', 0xed: '1.1', 0xfc: '1.1', 0x130: '1.1', 0x131: '1.1',
+    0x301: '1.1', 0x307: '1.1', 0x394: '1.1', 0x39f: '1.1', 0x3a3: '1.1', 0x3b4: '1.1', 0x3bf: '1.1', 0x3c2: '1.1',
+    0x1680: '3.0', 0x180e: '3.0', 0x2000: '1.1', 0x200a: '1.1', 0x200b: '1.1', 0x2028: '1.1', 0x2029: '1.1', 0x202f: '3.0',
+    0x205f: '3.2', 0x3000: '1.1', 0xd800: '2.0', 0xfb01: '1.1', 0xfeff: '1.1',
+  };
+
+  it('hold only characters of Unicode 15.0, which every supported runtime folds and composes alike', () => {
+    const vectors = JSON.parse(readFileSync(new URL('./vectors/blind-index.json', import.meta.url), 'utf8')) as unknown;
+    const found = new Set<number>();
+    const walk = (v: unknown): void => {
+      if (typeof v === 'string') for (const c of v) (c.codePointAt(0)! > 0x7f ? found.add(c.codePointAt(0)!) : undefined);
+      else if (v && typeof v === 'object') for (const x of Object.values(v)) walk(x);
+    };
+    walk(vectors);
+    expect(found.size).toBeGreaterThan(10);
+    const hex = (cp: number) => `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+    const unknown = [...found].filter((cp) => AGE[cp] === undefined).map(hex);
+    expect(unknown, 'characters without a stated Unicode age').toEqual([]);
+    const newer = [...found].filter((cp) => Number(AGE[cp]) > 15).map(hex);
+    expect(newer).toEqual([]);
+    // Assigned in this runtime's Unicode too (surrogates aside): the engine knows every one.
+    for (const cp of found) if (cp < 0xd800 || cp > 0xdfff) expect(/\p{Cn}/u.test(String.fromCodePoint(cp)), hex(cp)).toBe(false);
   });
 });

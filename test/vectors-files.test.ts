@@ -20,7 +20,8 @@ function hexFields(value: unknown, path: string, out: [string, string][]): [stri
   else if (value && typeof value === 'object') {
     // A typed value of text (blind-index.json, record-values.json) may look like hex: it is not.
     const text = ['string', 'bigint', 'json'].includes((value as { type?: unknown }).type as string);
-    for (const [k, v] of Object.entries(value)) if (!(text && k === 'value')) hexFields(v, `${path}.${k}`, out);
+    // A binding (`context`) holds text too: a row version of 16 or more digits is a decimal number.
+    for (const [k, v] of Object.entries(value)) if (!(text && k === 'value') && k !== 'context') hexFields(v, `${path}.${k}`, out);
   }
   else if (typeof value === 'string' && value.length >= 16 && /^[0-9a-fA-F]+$/.test(value)) out.push([path, value]);
   return out;

@@ -24,7 +24,7 @@
  * Drizzle is imported for its types only: the library never loads it.
  */
 import type { customType as pgCustomType } from 'drizzle-orm/pg-core';
-import type { BlindIndex, BlindIndexValue, FieldSpec, FieldValues, Records, Table } from '../records.ts';
+import { type BlindIndex, type BlindIndexValue, type FieldSpec, type FieldValues, type Records, RowVersionError, type Table } from '../records.ts';
 
 /** What the column hooks use of the records object (createRecords()): one field, synchronously, with no row. */
 export type SyncFieldRecords = Pick<Records, 'sealFieldSync' | 'openFieldSync'>;
@@ -55,6 +55,13 @@ export interface SealedColumnsOptions<C extends Record<string, FieldSpec>> {
 
 function checkTable(table: Table<Record<string, FieldSpec>>): void {
   if (!table || typeof table.columns !== 'object' || !Array.isArray(table.primaryKeys)) throw new TypeError('"table" expected a table from defineTable()');
+  if (table.rowVersion) {
+    throw new RowVersionError(
+      table.name,
+      'partial-write',
+      `kms-envelope/drizzle: the table has a row version (${table.rowVersion.column}), but Drizzle's column hooks seal one value at a time, without the row or its version: seal whole rows with records.seal() before Drizzle writes them`,
+    );
+  }
   if (table.primaryKeys.length) {
     throw new TypeError(
       `kms-envelope/drizzle: table ${table.name} declares a primaryKey, but Drizzle's column hooks see only the value and cannot bind it to its row: ` +

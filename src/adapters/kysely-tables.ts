@@ -21,5 +21,5 @@ export const indexColumn = (table: AnyTable, column: string): string | undefined
 
 export const partitionColumn = (table: AnyTable): string | undefined => (typeof table.partition === 'object' ? table.partition.column : undefined);
 
-/** The columns a sealed value is bound to: the primary key and the partition column. */
-export const bindingColumns = (table: AnyTable): string[] => [...table.primaryKeys, ...[partitionColumn(table)].filter((c): c is string => c !== undefined)];
+/** The columns a sealed value is bound to: the primary key, the partition column and the row version (FORMAT.md §12.4). */
+export const bindingColumns = (table: AnyTable): string[] => [...table.primaryKeys, ...[partitionColumn(table), table.rowVersion?.column].filter((c): c is string => c !== undefined)];

@@ -8,6 +8,7 @@ import type { ColumnUpdateNode, InsertQueryNode, OperationNode, ReferenceNode, U
 import { columnName, columnNode, equalities, is, scopeEntry, tableName, valueNode } from './kysely-nodes.ts';
 import { type AnyTable, PendingRow, PendingSeal } from './kysely-pending.ts';
 import { bindingColumns, indexColumn, sealedColumn } from './kysely-tables.ts';
+import { refusePartialWrite, RowVersionError } from '../records.ts';
 
 type Row = Record<string, unknown>;
 
@@ -23,6 +24,19 @@ function requireBinding(name: string, table: AnyTable, row: Readonly<Row>, where
   if (missing.length) {
     throw new TypeError(`kms-envelope/kysely: ${where} of ${name} seals a column, so it must give ${missing.join(', ')} (sealed values are bound to their row and partition)`);
   }
+}
+
+/**
+ * A table with a row version (FORMAT.md §12.4): a write that seals must set every sealed column
+ * and the new version, and the version as a value (a parameter), never an SQL expression such as
+ * `row_version + 1`: the seal binds the version the client gives.
+ */
+function refuseVersionExpression(name: string, table: AnyTable, value: OperationNode | undefined, what: string): void {
+  const column = table.rowVersion?.column;
+  if (column === undefined || value === undefined) return;
+  if (is<ValueNode>(value, 'ValueNode') && !value.immediate && value.value !== null && value.value !== undefined) return;
+  const found = is<ValueNode>(value, 'ValueNode') ? (value.immediate ? 'a literal inlined in the SQL' : 'NULL') : `an SQL expression (${value.kind})`;
+  throw new RowVersionError(name, 'missing', `${what} must give the new row version ${column} as a value (a parameter known before sealing), not ${found}`);
 }
 
 /** The value node of a sealed column, replaced by a PendingSeal (null stays null). */
@@ -53,9 +67,14 @@ export function markInsert(tables: ReadonlyMap<string, AnyTable>, node: InsertQu
   const name = node.into ? tableName(node.into) : undefined;
   const table = name === undefined ? undefined : tables.get(name);
   if (!table || !node.columns) return node;
+  refusePartialWrite(table, node.columns.map((c) => c.column.name), `an INSERT into ${name}`);
   const shape = insertShape(name!, table, node.columns.map((c) => c.column.name));
   if (!shape) return node;
-  for (const update of [...(node.onConflict?.updates ?? []), ...(node.onDuplicateKey?.updates ?? [])]) checkUpsert(shape, node, update);
+  for (const updates of [node.onConflict?.updates, node.onDuplicateKey?.updates]) {
+    if (!updates) continue;
+    refusePartialWrite(table, updates.flatMap((u) => columnName(u.column) ?? []), `an upsert of ${name}`);
+    for (const update of updates) checkUpsert(shape, node, update);
+  }
   const values = node.values;
   if (!values || values.kind !== 'ValuesNode') refuse(shape.name, shape.columns[shape.sealedAt[0]!]!, 'an INSERT ... SELECT cannot seal: insert the values');
   const rows = (values as unknown as { values: readonly OperationNode[] }).values.map((list) => markInsertRow(shape, list));
@@ -86,6 +105,8 @@ function markInsertRow(shape: InsertShape, list: OperationNode): OperationNode {
   const items: unknown[] = [...(list as unknown as { values: readonly unknown[] }).values];
   while (items.length < columns.length) items.push(primitive ? null : valueNode(null));
   const plain = insertedRow(columns, items, primitive);
+  const versionAt = table.rowVersion ? columns.indexOf(table.rowVersion.column) : -1;
+  if (versionAt >= 0) refuseVersionExpression(name, table, primitive ? valueNode(items[versionAt]) : (items[versionAt] as OperationNode), 'an INSERT');
   if (sealedAt.some((i) => given(plain[columns[i]!]))) requireBinding(name, table, plain, 'an INSERT');
   const row = new PendingRow(table, name, plain);
   const hasValue = (i: number) => given(plain[columns[i]!]);
@@ -136,7 +157,7 @@ function upsertIndexes(table: AnyTable, node: InsertQueryNode): Partial<InsertQu
 function checkUpsert(shape: InsertShape, node: InsertQueryNode, update: ColumnUpdateNode): void {
   const { name, table } = shape;
   const column = columnName(update.column);
-  if (column === undefined || !sealedColumn(table, column)) return;
+  if (column === undefined || !(sealedColumn(table, column) || column === table.rowVersion?.column)) return;
   const ref = update.value;
   const sameColumn = is<ReferenceNode>(ref, 'ReferenceNode') && columnName(ref) === column && ref.table?.table.identifier.name === 'excluded';
   const conflict = (node.onConflict?.columns ?? []).map((c) => c.column.name).sort();
@@ -151,11 +172,13 @@ export function markUpdate(tables: ReadonlyMap<string, AnyTable>, node: UpdateQu
   const entry = node.table ? scopeEntry(node.table) : undefined;
   const table = entry ? tables.get(entry.name) : undefined;
   if (!entry || !table || !node.updates) return node;
+  refusePartialWrite(table, node.updates.flatMap((u) => columnName(u.column) ?? []), `an UPDATE of ${entry.name}`);
   const touched = node.updates.filter((u) => {
     const column = columnName(u.column);
     return column !== undefined && sealedColumn(table, column);
   });
   if (touched.length === 0) return node;
+  refuseVersionExpression(entry.name, table, node.updates.find((u) => columnName(u.column) === table.rowVersion?.column)?.value, 'an UPDATE');
   const plain = updatedRow(node);
   const sealsSomething = touched.some((u) => !is<ValueNode>(u.value, 'ValueNode') || (u.value.value !== null && u.value.value !== undefined));
   if (sealsSomething) requireBinding(entry.name, table, plain, 'an UPDATE (its SET or `key = value` in its WHERE)');

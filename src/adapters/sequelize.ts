@@ -20,7 +20,7 @@
  * Sequelize is imported for its types only: the library never loads it.
  */
 import type { Model, ModelStatic } from 'sequelize';
-import type { FieldSpec, Records, SealedRow, Table } from '../records.ts';
+import { type FieldSpec, type Records, refusePartialWrite, RowVersionError, type SealedRow, type Table } from '../records.ts';
 
 type AnyTable = Table<Record<string, FieldSpec>>;
 
@@ -89,11 +89,18 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
     if (!Object.hasOwn(attributes, index)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${index} for the blind index of ${column}: declare it (TEXT)`);
   }
 
-  /** Seals the instance's sealed attributes (only the changed ones of a stored instance). */
+  const version = rowVersionOf(model, table);
+
+  /** Seals the instance's sealed attributes (only the changed ones of a stored instance; all of them, under the new version, in a table with a row version). */
   async function seal(instance: Instance, onlyChanged: boolean): Promise<void> {
     const values = instance.dataValues;
     const left = pending.get(instance);
     const row: Record<string, unknown> = { ...values };
+    if (version) {
+      if (!version.wholeRow(instance, onlyChanged)) return;
+      row[version.column] = version.next(instance, onlyChanged);
+      onlyChanged = false;
+    }
     const plain: Record<string, unknown> = {};
     for (const column of columns) {
       let value = values[column];
@@ -103,6 +110,7 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
       if (onlyChanged && !instance.changed(column)) continue;
       const index = indexOf.get(column);
       if (value === null || value === undefined) {
+        if (version && value === null) row[column] = null; // a row version seals the whole row: null is a value
         if (index !== undefined) instance.setDataValue(index, null);
         continue;
       }
@@ -149,6 +157,7 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
     },
     // Model.update(values, { where }): one value per row, so per row through beforeUpdate.
     beforeBulkUpdate: (o: { attributes?: Record<string, unknown>; individualHooks?: boolean }) => {
+      if (version) refuseBulkUpdate(hookable.name, table, version.column, o.attributes ?? {});
       if (columns.some((c) => o.attributes?.[c] !== undefined)) o.individualHooks = true;
     },
     beforeUpsert: (values: Record<string, unknown>) => {
@@ -168,6 +177,59 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
     for (const type of HOOKS) hookable.removeHook(type, HOOK);
     bindings.delete(model);
   };
+}
+
+/**
+ * A table with a row version (FORMAT.md §12.4), on a Sequelize model: a write that changes a
+ * sealed attribute or the version seals every sealed attribute again, under the new version the
+ * instance gives (set by the application, or computed by Sequelize's own optimistic locking,
+ * `version: '<the column>'`, which writes the old version + 1 as a value and checks the old one).
+ */
+function rowVersionOf(model: unknown, table: AnyTable) {
+  const column = table.rowVersion?.column;
+  if (column === undefined) return undefined;
+  const locking = (model as { _versionAttribute?: unknown })._versionAttribute === column;
+  const name = (model as { name?: string }).name ?? table.name;
+  const columns = Object.keys(table.columns);
+  return {
+    column,
+    /** Whether this write seals: any new record, or an update of a sealed attribute or the version (any update under Sequelize's locking, which moves the version). */
+    wholeRow(instance: Instance, update: boolean): boolean {
+      if (!update || locking) return true;
+      return instance.changed(column) || columns.some((c) => instance.changed(c));
+    },
+    /** The version the write stores: the instance's, or under Sequelize's locking of an update, the old one + 1. */
+    next(instance: Instance, update: boolean): unknown {
+      const value = instance.dataValues[column];
+      if (locking && update) {
+        if (typeof value !== 'number' && typeof value !== 'string' && typeof value !== 'bigint') {
+          throw new RowVersionError(table.name, 'missing', `${name}: the instance's row version ${column} is ${value === null ? 'NULL' : typeof value}: seal its rows again with a sweep first (legacyUnversioned)`);
+        }
+        return BigInt(String(value)) + 1n;
+      }
+      if (locking && (value === null || value === undefined)) {
+        instance.setDataValue(column, 0); // a new row under Sequelize's locking starts at 0, as its own default does
+        return 0;
+      }
+      if (update && !instance.changed(column)) {
+        throw new RowVersionError(table.name, 'missing', `${name}: an update of a sealed attribute must set the new row version ${column} (a value above the old one), or declare the model with version: '${column}'`);
+      }
+      return value;
+    },
+  };
+}
+
+/**
+ * Model.update(values, { where }) of a row-version table: refused when it sets a sealed attribute
+ * or the version (one version for many rows, and a partial write when it sets some of them): find
+ * the instances, change them, save() each.
+ */
+function refuseBulkUpdate(model: string, table: AnyTable, column: string, attributes: Record<string, unknown>): void {
+  const set = Object.keys(attributes).filter((a) => attributes[a] !== undefined);
+  refusePartialWrite(table, set, `${model}.update()`);
+  if (set.includes(column)) {
+    throw new RowVersionError(table.name, 'partial-write', `${model}.update() sets the row version ${column} and the sealed attributes of every row it matches at once: find the instances, change them and save() each, under its own new version`);
+  }
 }
 
 /** Opens found instances or raw rows of a model, and the instances of other sealed models they include. */

@@ -21,7 +21,8 @@ export type EnvelopeErrorCode =
   | 'ERR_PARTITION_MISMATCH'
   | 'ERR_PARTITION_SHREDDED'
   | 'ERR_FIELD_MALFORMED'
-  | 'ERR_MIGRATION_INCOMPLETE';
+  | 'ERR_MIGRATION_INCOMPLETE'
+  | 'ERR_ROW_VERSION';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;

@@ -73,7 +73,7 @@ export class FieldCipher {
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
-      plaintext = await this.#envelope.open(plan.sealed, { context: bindingOf(r.table, column, r.key), partition: r.partition });
+      plaintext = await this.#envelope.open(plan.sealed, { context: bindingOf(r, column), partition: r.partition });
     } catch (error) {
       throw new RecordFieldError(r.table.name, column, r.key.values, error);
     }
@@ -91,10 +91,11 @@ export class FieldCipher {
    * open to seal as bytes. Legacy plaintext (migration mode) is sealed. The value of an indexed
    * column is decoded and pushed to `indexValues` for its blind index (the caller wipes it).
    */
-  resealNow(r: RowContext, column: string, value: unknown, indexValues: [string, unknown][]): unknown {
+  resealNow(r: RowContext, column: string, value: unknown, indexValues: [string, unknown][], from: RowContext = r): unknown {
     const field = r.table.columns[column]!;
-    const context = bindingOf(r.table, column, r.key);
-    const plaintext = this.#resealPlaintext(r, column, value, { context, indexValues });
+    const context = bindingOf(r, column);
+    // An unversioned row (§12.4) opens without the row version it is sealed again under.
+    const plaintext = this.#resealPlaintext(from, column, value, { context: from.version === r.version ? context : undefined, indexValues });
     try {
       const sealed = sealMessageSync(this.#envelope, plaintext, { context, detachedContext: true, partition: r.partition });
       return this.#stored(r, field, sealed);
@@ -104,7 +105,7 @@ export class FieldCipher {
   }
 
   /** The plaintext a reseal seals: the opened value, or the encoded legacy value. */
-  #resealPlaintext(r: RowContext, column: string, value: unknown, to: { context: EncryptionContext; indexValues: [string, unknown][] }): Uint8Array {
+  #resealPlaintext(r: RowContext, column: string, value: unknown, to: { context: EncryptionContext | undefined; indexValues: [string, unknown][] }): Uint8Array {
     const plan = this.#openPlan(r, column, value);
     const field = r.table.columns[column]!;
     if ('legacy' in plan) {
@@ -126,7 +127,7 @@ export class FieldCipher {
   /** The plaintext of a sealed value, synchronously; KeyNotWarmError goes through as it is. */
   #openSealed(r: RowContext, column: string, sealed: Uint8Array, context?: EncryptionContext): Uint8Array {
     try {
-      return openMessageSync(this.#envelope, sealed, { context: context ?? bindingOf(r.table, column, r.key), partition: r.partition });
+      return openMessageSync(this.#envelope, sealed, { context: context ?? bindingOf(r, column), partition: r.partition });
     } catch (error) {
       if (notWarm(error)) throw error;
       throw new RecordFieldError(r.table.name, column, r.key.values, error);
@@ -137,7 +138,7 @@ export class FieldCipher {
   #sealPlan(r: RowContext, column: string, value: unknown) {
     const field = fieldOf(r.table, column);
     const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`);
-    return { field, plaintext, options: { context: bindingOf(r.table, column, r.key), detachedContext: true, partition: r.partition } };
+    return { field, plaintext, options: { context: bindingOf(r, column), detachedContext: true, partition: r.partition } };
   }
 
   /** The stored form of a sealed value; its key version noted when the row keeps them. */

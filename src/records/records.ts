@@ -18,15 +18,17 @@ import type { BatchResult, Envelope } from '../index.ts';
 import { createEnvelope } from '../index.ts';
 import type { KeyHierarchy } from '../hierarchy.ts';
 import type { BlindIndexValue } from './blind-index.ts';
-import { fieldRow, noteKeyVersion, openingRow, sealingRow } from './binding.ts';
+import { fieldRow, noteKeyVersion, openingRow, resealingRow, sealingRow } from './binding.ts';
 import type { FieldValues } from './field-value.ts';
 import { textLength } from './field-value.ts';
 import { FieldCipher, notWarm } from './fields.ts';
 import { KeyLoads, openKeyId, present, sealKeyId } from './key-loads.ts';
 import { RecordIndexes } from './record-indexes.ts';
+import { refuseFieldSeal } from './row-version.ts';
 import type { AnyTable, FieldSpec, PlainRow, Row, SealedRow, Table } from './table.ts';
 
 export type { FieldType, FieldValues } from './field-value.ts';
+export { refusePartialWrite, RowVersionError, type RowVersionProblem } from './row-version.ts';
 export { defineTable, RecordFieldError, type FieldSpec, type PlainRow, type SealedRow, type Table, type TableSpec } from './table.ts';
 
 export interface RecordsOptions {
@@ -66,6 +68,8 @@ export interface Records {
    * the row's partition and primary key when the hook has them; without a primary key the value is
    * bound to its table and column only. A table that takes its partition from the row needs the
    * row (a TypeError without it); openFieldSync refuses a value of another partition, as open() does.
+   * A table with a row version (§12.4) refuses sealFieldSync (ERR_ROW_VERSION: a write seals the
+   * whole row), and openFieldSync needs the row with its version.
    */
   sealFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, value: FieldValues[C[K]['type']] | null | undefined, row?: Readonly<Record<string, unknown>>): unknown;
   openFieldSync<C extends Record<string, FieldSpec>, K extends keyof C & string>(table: Table<C>, column: K, stored: unknown, row?: Readonly<Record<string, unknown>>): FieldValues[C[K]['type']] | null | undefined;
@@ -170,13 +174,15 @@ class HierarchyRecords implements Records {
   };
 
   readonly resealSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): SealedRow<C> => {
-    const r = sealingRow(table as unknown as AnyTable, row);
+    const r = resealingRow(table as unknown as AnyTable, row);
+    const from = r.version === undefined ? r : openingRow(r.table, row);
     const out: Record<string, unknown> = { ...row };
     // Values of indexed columns, decoded only for their blind index.
     const indexValues: [string, unknown][] = [];
     try {
-      for (const column of present(r.table, row)) out[column] = this.#fields.resealNow(r, column, row[column], indexValues);
+      for (const column of present(r.table, row)) out[column] = this.#fields.resealNow(r, column, row[column], indexValues, from);
       if (r.versions) noteKeyVersion(r.table, out, r.versions);
+      if (r.version !== undefined) out[r.table.rowVersion!.column] = from.version === null ? 0 : row[r.table.rowVersion!.column];
       for (const [column, value] of indexValues) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(value as BlindIndexValue, { partition: r.partition });
     } finally {
       for (const [column, value] of indexValues) if (value instanceof Uint8Array && value !== row[column]) wipe(value);
@@ -185,6 +191,7 @@ class HierarchyRecords implements Records {
   };
 
   readonly sealFieldSync: Records['sealFieldSync'] = (table, column, value, row) => {
+    refuseFieldSeal(table as unknown as AnyTable);
     if (value === null || value === undefined) return value;
     return this.#fields.sealNow(fieldRow(table as unknown as AnyTable, row), column, value);
   };

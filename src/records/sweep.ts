@@ -291,6 +291,11 @@ function partitionColumns(table: AnyTable): string[] {
   return typeof table.partition === 'object' ? [table.partition.column] : [];
 }
 
+/** The row-version column the table declares (§12.4), read and written by the sweeps that seal. */
+function rowVersionColumns(table: AnyTable): string[] {
+  return table.rowVersion ? [table.rowVersion.column] : [];
+}
+
 /** What a records sweep reads and how it finds the rows still to do. */
 export interface RecordSweepPlan {
   /** Columns to read besides the key (the transform's input). */
@@ -324,9 +329,11 @@ export function rotationSweep<C extends Record<string, FieldSpec>>(
   const keyVersionColumn = markerOf(t, options.keyVersionColumn);
   if (keyVersionColumn === undefined) throw new TypeError(`a rotation sweep needs a key-version column as its marker: declare keyVersionColumn in table ${t.name} (or pass it)`);
   const marker = quoteIdentifier(keyVersionColumn);
+  // In migration mode, rows sealed before the table had its row version are sealed again with it.
+  const unversioned = t.rowVersion?.legacyUnversioned ? ` OR ${quoteIdentifier(t.rowVersion.column)} IS NULL` : '';
   return {
-    columns: [...new Set([...partitionColumns(t), ...sealedColumns(t), ...indexColumns(t), keyVersionColumn])],
-    pending: `${marker} < ${minVersion}`,
+    columns: [...new Set([...partitionColumns(t), ...sealedColumns(t), ...indexColumns(t), keyVersionColumn, ...rowVersionColumns(t)])],
+    pending: `${marker} < ${minVersion}${unversioned}`,
     transform: resealTransform(records, t, { keyVersionColumn, minVersion }),
   };
 }
@@ -353,7 +360,7 @@ export function backfillSweep<C extends Record<string, FieldSpec>>(records: Reco
     pending = textColumns.map((c) => `(${quoteIdentifier(c)} IS NOT NULL AND substr(${quoteIdentifier(c)}, 1, 4) <> 'kme.')`).join(' OR ');
   }
   return {
-    columns: [...new Set([...partitionColumns(t), ...columns, ...indexColumns(t), ...(keyVersionColumn ? [keyVersionColumn] : [])])],
+    columns: [...new Set([...partitionColumns(t), ...columns, ...indexColumns(t), ...(keyVersionColumn ? [keyVersionColumn] : []), ...rowVersionColumns(t)])],
     pending,
     transform: resealTransform(records, t, { ...(keyVersionColumn ? { keyVersionColumn } : {}), minVersion: 1, sealPlaintextOnly: !keyVersionColumn }),
   };
@@ -376,7 +383,7 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
     return String(typeof p === 'string' ? p : typeof p === 'function' ? p(row) : row[p.column]);
   };
   return {
-    columns: [...new Set([...partitionColumns(t), column, indexColumn])],
+    columns: [...new Set([...partitionColumns(t), column, indexColumn, ...rowVersionColumns(t)])],
     pending: `${quoteIdentifier(column)} IS NOT NULL AND ${quoteIdentifier(indexColumn)} IS NULL`,
     async transform(row) {
       try {
@@ -459,11 +466,14 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
       throw error;
     }
   };
+  // A row version is kept (the same plaintext under the same version); an unversioned row gets 0.
+  const version = t.rowVersion?.column;
   const resealLater = async (row: SweepRow): Promise<Record<string, unknown>> => {
     let opened: Record<string, unknown> | undefined;
     try {
       opened = await records.open(table, row as never);
-      return (await records.seal(sealTable, opened as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
+      const plain = version === undefined ? opened : { ...opened, [version]: opened[version] ?? 0 };
+      return (await records.seal(sealTable, plain as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
     } finally {
       if (opened) wipeOpened(opened, row);
     }
@@ -482,6 +492,7 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
     }
     const write: Record<string, unknown> = {};
     for (const c of [...columns, ...indexes]) if (c in sealed) write[c] = sealed[c] ?? null;
+    if (version !== undefined) write[version] = sealed[version];
     if (marker !== undefined) {
       // A row with no value left has no key version (NULL): it no longer matches the rotation's marker.
       const hasValue = columns.some((c) => sealed[c] !== null && sealed[c] !== undefined);

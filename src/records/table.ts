@@ -6,6 +6,7 @@
 import type { FieldType, FieldValues } from './field-value.ts';
 import { EnvelopeError, PartitionMismatchError } from '../core/errors.ts';
 import type { BlindIndexNormalizer } from './blind-index-values.ts';
+import { RowVersionError } from './row-version.ts';
 
 export interface FieldSpec<T extends FieldType = FieldType> {
   type: T;
@@ -47,6 +48,15 @@ export interface TableSpec<C extends Record<string, FieldSpec>> {
    * `WHERE key_version < $1`. Not bound into the values; written by seal(), never read by open().
    */
   keyVersionColumn?: string;
+  /**
+   * Row-version binding (FORMAT.md §12.4, README "Row versions"): a plain integer column whose
+   * value is bound into every sealed value of the row, so that one cell rolled back to an older
+   * sealed value fails to open while the rest of the row is newer. Needs a primary key. Every
+   * write then seals every sealed column again, under a new version given as a value in the row.
+   * `legacyUnversioned` (migration only): open rows whose version is NULL (sealed before the table
+   * had the column) without the binding, until a sweep has sealed them again; then switch it off.
+   */
+  rowVersion?: { column: string; legacyUnversioned?: boolean };
 }
 
 export interface Table<C extends Record<string, FieldSpec>> extends Readonly<TableSpec<C>> {
@@ -103,7 +113,23 @@ export function defineTable<const C extends Record<string, FieldSpec>>(spec: Tab
   if (kv !== undefined && (typeof kv !== 'string' || kv.length === 0 || kv in spec.columns || primaryKeys.includes(kv))) {
     throw new TypeError(`"keyVersionColumn" expected the name of a plain column, neither encrypted nor a primary key, got ${JSON.stringify(kv)}`);
   }
-  return Object.freeze({ ...spec, schemaVersion, primaryKeys: Object.freeze(primaryKeys) });
+  const rowVersion = checkRowVersion(spec, primaryKeys);
+  return Object.freeze({ ...spec, schemaVersion, primaryKeys: Object.freeze(primaryKeys), ...(rowVersion ? { rowVersion } : {}) });
+}
+
+/** The row-version declaration, checked: a plain column of a table with a primary key. */
+function checkRowVersion(spec: TableSpec<Record<string, FieldSpec>>, primaryKeys: readonly string[]): TableSpec<never>['rowVersion'] {
+  const rv = spec.rowVersion;
+  if (rv === undefined) return undefined;
+  const column = rv?.column;
+  if (typeof column !== 'string' || column.length === 0 || column in spec.columns || primaryKeys.includes(column) || column === spec.keyVersionColumn) {
+    throw new TypeError(`"rowVersion.column" expected the name of a plain integer column, neither encrypted, a primary key nor the key-version column, got ${JSON.stringify(column)}`);
+  }
+  if (rv.legacyUnversioned !== undefined && typeof rv.legacyUnversioned !== 'boolean') throw new TypeError('"rowVersion.legacyUnversioned" expected a boolean');
+  if (primaryKeys.length === 0) {
+    throw new RowVersionError(spec.name, 'no-primary-key', `a row version needs a primary key: the version is bound to the row it numbers (declare primaryKey, with ids known before the write)`);
+  }
+  return Object.freeze({ column, legacyUnversioned: rv.legacyUnversioned === true });
 }
 
 /** A table of any columns, as the record API handles it inside. */
