@@ -20,7 +20,8 @@ export type EnvelopeErrorCode =
   | 'ERR_CLOSED'
   | 'ERR_PARTITION_MISMATCH'
   | 'ERR_PARTITION_SHREDDED'
-  | 'ERR_FIELD_MALFORMED';
+  | 'ERR_FIELD_MALFORMED'
+  | 'ERR_UNSUPPORTED_QUERY';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;
