@@ -8,8 +8,8 @@ import type { FieldSpec, Records, SealedRow } from '../records.ts';
 import { type AnyTable, bindingColumns, refuse, type Row } from './prisma-models.ts';
 import type { Condition, WhereTranslator } from './prisma-where.ts';
 
-/** Reads rows of a model through the wrapped client (findMany). */
-export type RowReader = (model: string, args: Row) => Promise<Row[]>;
+/** Reads rows of the model (a findMany). */
+export type RowReader = (args: Row) => Promise<Row[]>;
 
 export interface Page {
   readonly orderBy?: unknown;
@@ -42,7 +42,7 @@ export async function resolveWhere(
   const { model, table, where, conditions } = target;
   if (table.primaryKeys.length === 0) refuse(model, conditions[0]!.column, conditions[0]!.op, 'a search on a sealed column needs the table\'s primaryKey (defineTable) to name the rows found');
   const columns = [...new Set([...bindingColumns(table), ...conditions.map((c) => c.column)])];
-  const candidates = await read(model, { where, select: Object.fromEntries(columns.map((c) => [c, true])), ...(page.orderBy === undefined ? {} : { orderBy: page.orderBy }) });
+  const candidates = await read({ where, select: Object.fromEntries(columns.map((c) => [c, true])), ...(page.orderBy === undefined ? {} : { orderBy: page.orderBy }) });
   const opened = await records.openMany(table, candidates as SealedRow<Record<string, FieldSpec>>[], { failFast: true });
   const found = opened.flatMap((r) => {
     if (!r.ok) throw r.error;

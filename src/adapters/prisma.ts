@@ -17,8 +17,9 @@
  * (ERR_UNSUPPORTED_QUERY), naming the field and the operator.
  *
  * The reads the extension makes of its own (the candidates of a search, the rows of an updateMany
- * that seals, the marker of a partial update) go through the client it wraps, so inside an
- * interactive transaction they run outside it; the writes run in it.
+ * that seals, the marker of a partial update) go through Prisma's request for the operation, as a
+ * findMany, so they run in the caller's transaction; should a Prisma version not pass its request
+ * to extensions, they go through the client the extension wraps instead.
  *
  * Prisma is not imported, not even for its types: the library never loads it; the caller passes the client.
  */
@@ -49,8 +50,13 @@ interface QueryParams {
   model?: string;
   operation: string;
   args: unknown;
-  query: (args: unknown) => Promise<unknown>;
+  query: (args: unknown, internal?: Row) => Promise<unknown>;
+  /** Prisma's request (its transaction among it): a query given it with another action runs that action in the same transaction. */
+  __internalParams?: Row;
 }
+
+/** A findMany of the operation's model: through Prisma's request, in the caller's transaction; else on the wrapped client. */
+type ModelReader = (args: Row) => Promise<Row[]>;
 
 const READS = new Set(['findUnique', 'findUniqueOrThrow', 'findFirst', 'findFirstOrThrow', 'findMany']);
 const REFUSED_AGGREGATES = new Set(['count', 'aggregate', 'groupBy']);
@@ -72,20 +78,31 @@ class PrismaEncryption {
   readonly #models: Models;
   readonly #client: unknown;
   readonly #where: WhereTranslator;
-  readonly #sealer: DataSealer;
 
   constructor(records: Records, models: Models, client: unknown) {
     this.#records = records;
     this.#models = models;
     this.#client = client;
     this.#where = new WhereTranslator(records, models);
-    this.#sealer = new DataSealer(records, models, async (model, where, column) => {
-      const row = (await delegate(client, model).findFirst!({ where, select: { [column]: true } })) as Row | null;
-      return row?.[column] as number | null | undefined;
-    });
   }
 
-  readonly run = async ({ model, operation, args, query }: QueryParams): Promise<unknown> => {
+  #reader(model: string, params: QueryParams): ModelReader {
+    const internal = params.__internalParams;
+    if (!isObject(internal) || internal.action === undefined) return async (args) => (await delegate(this.#client, model).findMany!(args)) as Row[];
+    const clientMethod = `${model.charAt(0).toLowerCase() + model.slice(1)}.findMany`;
+    return async (args) => {
+      const rows = await params.query(args, { ...internal, action: 'findMany', clientMethod, args });
+      if (!Array.isArray(rows)) throw new TypeError('kms-envelope/prisma: this Prisma version answered a read of the extension with no rows array');
+      return rows as Row[];
+    };
+  }
+
+  #sealer(read: ModelReader): DataSealer {
+    return new DataSealer(this.#records, this.#models, async (_model, where, column) => (await read({ where, select: { [column]: true }, take: 1 }))[0]?.[column] as number | null | undefined);
+  }
+
+  readonly run = async (params: QueryParams): Promise<unknown> => {
+    const { model, operation, args, query } = params;
     if (model === undefined) {
       refuseRaw(this.#models, operation, args);
       return query(args);
@@ -97,22 +114,25 @@ class PrismaEncryption {
       return query(args);
     }
     for (const name of ['orderBy', 'cursor', 'distinct'] as const) if (a[name] !== undefined) refuseMention(this.#models, model, a[name], name);
-    if (a.where !== undefined) a.where = await this.#resolve(model, operation, a);
-    if (operation.startsWith('updateMany') && this.#sealer.touchesSealed(model, a.data)) return this.#updateEach(model, operation, a, query);
-    await this.#sealData(model, operation, a);
+    const read = this.#reader(model, params);
+    const sealer = this.#sealer(read);
+    if (a.where !== undefined) a.where = await this.#resolve(model, operation, a, read);
+    if (operation.startsWith('updateMany') && sealer.touchesSealed(model, a.data)) return this.#updateEach(model, operation, a, { query, read, sealer });
+    await this.#sealData(model, operation, a, sealer);
+    // The query runs with Prisma's own request (a read above may have lent it to another action).
+    const internal = params.__internalParams;
     const { args: selected, plan } = planSelection(this.#models, model, a);
-    const result = await query(selected);
+    const result = await (isObject(internal) ? query(selected, { ...internal, args: selected }) : query(selected));
     if (operation === 'createMany' || operation === 'updateMany' || operation === 'deleteMany') return result;
     return openResult(this.#records, plan, result);
   };
 
   /** The where for the database; when it searches sealed columns, narrowed to the rows that meet it (and paged for reads). */
-  async #resolve(model: string, operation: string, a: Row): Promise<unknown> {
+  async #resolve(model: string, operation: string, a: Row, read: ModelReader): Promise<unknown> {
     const translated: TranslatedWhere = await this.#where.translate(model, a.where);
     const table = this.#models.table(model);
     if (!table || translated.conditions.length === 0) return translated.where;
     if (a.cursor !== undefined) refuse(model, translated.conditions[0]!.column, 'cursor', 'a search on a sealed column pages in memory: use skip and take');
-    const read = async (m: string, readArgs: Row) => (await delegate(this.#client, m).findMany!(readArgs)) as Row[];
     const target = { model, table, where: translated.where, conditions: translated.conditions };
     if (!READS.has(operation)) return resolveWhere(this.#records, this.#where, read, target, { orderBy: a.orderBy });
     const first = operation.startsWith('findFirst');
@@ -123,8 +143,7 @@ class PrismaEncryption {
   }
 
   /** Seals the data of a write in place in the arguments. */
-  async #sealData(model: string, operation: string, a: Row): Promise<void> {
-    const sealer = this.#sealer;
+  async #sealData(model: string, operation: string, a: Row, sealer: DataSealer): Promise<void> {
     switch (operation) {
       case 'create':
         a.data = await sealer.create(model, a.data);
@@ -154,16 +173,17 @@ class PrismaEncryption {
    * primary key and partition), each row's data sealed for it, and the update runs once per row
    * through Prisma's own query (inside the caller's transaction, if any).
    */
-  async #updateEach(model: string, operation: string, a: Row, query: QueryParams['query']): Promise<unknown> {
+  async #updateEach(model: string, operation: string, a: Row, call: { query: QueryParams['query']; read: ModelReader; sealer: DataSealer }): Promise<unknown> {
+    const { query, read, sealer } = call;
     const table = this.#models.table(model)!;
     if (table.primaryKeys.length === 0) refuse(model, undefined, operation, 'sealing rows one by one needs the table\'s primaryKey (defineTable)');
     const select = Object.fromEntries(bindingColumns(table).map((c) => [c, true]));
-    const rows = (await delegate(this.#client, model).findMany!({ where: a.where, select })) as Row[];
+    const rows = await read({ where: a.where, select });
     const { args: selected, plan } = planSelection(this.#models, model, a);
     let count = 0;
     const returned: unknown[] = [];
     for (const row of rows) {
-      const data = await this.#sealer.update(model, row, a.data);
+      const data = await sealer.update(model, row, a.data);
       const where = Object.fromEntries(table.primaryKeys.map((k) => [k, row[k]]));
       const result = await query({ ...selected, where, data });
       if (Array.isArray(result)) returned.push(...result);

@@ -238,6 +238,20 @@ export function conformance(version: 'v6' | 'v7'): void {
       expect(read.map((r: { prefs: unknown }) => r.prefs)).toEqual([{ n: 1 }, { n: 1 }, { n: 1 }]);
     });
 
+    it('opens the rows that writes return, in batch and in an interactive transaction', async () => {
+      const made = await db.customer.createManyAndReturn({ data: [{ id: 'r1', tenant: 'ret', email: 'r1@example.com', age: 1 }, { id: 'r2', tenant: 'ret', email: 'r2@example.com', age: 2 }], select: { email: true, age: true } });
+      expect(made).toEqual([{ email: 'r1@example.com', age: 1 }, { email: 'r2@example.com', age: 2 }]);
+      const changed = await db.customer.updateManyAndReturn({ where: { tenant: 'ret' }, data: { age: 9 }, select: { id: true, age: true } });
+      expect(changed.sort((x: { id: string }, y: { id: string }) => x.id.localeCompare(y.id))).toEqual([{ id: 'r1', age: 9 }, { id: 'r2', age: 9 }]);
+      const inTransaction = await db.$transaction(async (tx: Client) => {
+        await tx.customer.update({ where: { id: 'r1', tenant: 'ret' }, data: { email: 'r1-new@example.com' } });
+        return tx.customer.findFirst({ where: { tenant: 'ret', email: 'R1-NEW@example.com' }, select: { id: true, email: true } });
+      });
+      expect(inTransaction).toEqual({ id: 'r1', email: 'r1-new@example.com' });
+      expect((await db.customer.delete({ where: { id: 'r2' } })).email).toBe('r2@example.com');
+      expect(await db.customer.deleteMany({ where: { tenant: 'ret' } })).toEqual({ count: 1 });
+    });
+
     it('refuses every other operator, ordering, aggregate and raw SQL on a sealed field, naming it', async () => {
       const refusals: [string, () => Promise<unknown>, string, string][] = [
         ['contains', () => db.customer.findMany({ where: { tenant: 'acme', email: { contains: 'a' } } }), 'Customer.email', 'contains'],
