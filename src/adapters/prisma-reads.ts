@@ -20,16 +20,16 @@ export interface ReadPlan {
 const NESTED_REFUSED = ['where', 'orderBy', 'cursor', 'distinct'] as const;
 
 /** The arguments with the columns the open needs added to the selection, and the plan of the result. */
-export function planSelection(models: Models, model: string, args: Row | undefined, need: readonly string[] = []): { args: Row; plan: ReadPlan } {
+export function planSelection(models: Models, model: string, args: Row | undefined): { args: Row; plan: ReadPlan } {
   const table = models.table(model);
   const out: Row = { ...args };
   const strip: string[] = [];
   const relations = new Map<string, ReadPlan>();
-  const wanted = table ? [...bindingColumns(table), ...need] : [...need];
+  const wanted = table ? bindingColumns(table) : [];
   if (isObject(out.select)) {
     const select: Row = { ...out.select };
     const readsSealed = table !== undefined && Object.keys(table.columns).some((c) => select[c]);
-    for (const column of readsSealed || need.length ? wanted : []) {
+    for (const column of readsSealed ? wanted : []) {
       if (!select[column]) (select[column] = true, strip.push(column));
     }
     out.select = planRelations(models, model, select, relations);
