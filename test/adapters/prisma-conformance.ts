@@ -248,6 +248,9 @@ export function conformance(version: 'v6' | 'v7'): void {
         return tx.customer.findFirst({ where: { tenant: 'ret', email: 'R1-NEW@example.com' }, select: { id: true, email: true } });
       });
       expect(inTransaction).toEqual({ id: 'r1', email: 'r1-new@example.com' });
+      // A batch transaction: the extension's own reads (a search's candidates, the marker of a partial update) join it.
+      const [searched, updated] = await db.$transaction([db.customer.findMany({ where: { tenant: 'ret', email: 'r2@example.com' }, select: { id: true } }), db.customer.update({ where: { id: 'r2', tenant: 'ret' }, data: { age: 3 } })]);
+      expect([searched, updated.age]).toEqual([[{ id: 'r2' }], 3]);
       expect((await db.customer.delete({ where: { id: 'r2' } })).email).toBe('r2@example.com');
       expect(await db.customer.deleteMany({ where: { tenant: 'ret' } })).toEqual({ count: 1 });
     });
