@@ -50,6 +50,7 @@ export {
   type TableSpec,
 } from './records/records.ts';
 export { FieldMalformedError } from './core/errors.ts';
+export { UnsupportedQueryError } from './records/unsupported-query.ts';
 export {
   backfillSweep,
   reindexSweep,

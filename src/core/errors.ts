@@ -22,7 +22,8 @@ export type EnvelopeErrorCode =
   | 'ERR_PARTITION_SHREDDED'
   | 'ERR_FIELD_MALFORMED'
   | 'ERR_MIGRATION_INCOMPLETE'
-  | 'ERR_ROW_VERSION';
+  | 'ERR_ROW_VERSION'
+  | 'ERR_UNSUPPORTED_QUERY';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;

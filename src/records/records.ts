@@ -76,6 +76,8 @@ export interface Records {
   /** The blind index of `value` for an indexed column, to look rows up by (`WHERE email_idx = $1`). */
   indexOf<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): Promise<string>;
   indexOfSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): string;
+  /** Whether two values of an indexed column are the same after its index's normalisation: drops a lookup's false positives. */
+  matches<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, a: BlindIndexValue, b: BlindIndexValue): boolean;
   /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
   warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[]): Promise<void>;
   readonly stats: RecordsStats;
@@ -205,6 +207,7 @@ class HierarchyRecords implements Records {
   readonly openMany: Records['openMany'] = (table, rows, o) => settleEach(rows, (row) => this.open(table, row), o);
   readonly indexOf: Records['indexOf'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).compute(value, o) as Promise<string>;
   readonly indexOfSync: Records['indexOfSync'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).computeSync(value, o) as string;
+  readonly matches: Records['matches'] = (table, column, a, b) => this.#indexes.of(table as unknown as AnyTable, column).matches(a, b);
   readonly warm: Records['warm'] = (partitions, tables = []) => this.#indexes.warm(partitions, tables);
 
   async #sealLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row): Promise<SealedRow<C>> {

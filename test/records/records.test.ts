@@ -252,3 +252,13 @@ describe('records: the synchronous path', () => {
     expect(() => sealSync(envelope, 'x', { context: { t: '1' } })).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }));
   });
 });
+
+describe('records.matches', () => {
+  it('compares two values under the column index\'s normalisation, and refuses a column without an index', async () => {
+    const { records } = setup();
+    const people = defineTable({ name: 'people', partition: 'acme', columns: { email: { type: 'string', index: { column: 'email_idx', bits: 16, normalize: ['trim', 'casefold'] } }, note: { type: 'string' } } });
+    expect(records.matches(people, 'email', ' Alice@Example.COM', 'alice@example.com')).toBe(true);
+    expect(records.matches(people, 'email', 'alice@example.com', 'alice@example.org')).toBe(false);
+    expect(() => records.matches(people, 'note', 'a', 'a')).toThrow(/has no blind index/);
+  });
+});

@@ -1,0 +1,311 @@
+/**
+ * The conformance suite of kms-envelope/prisma, run for each Prisma fixture (test/prisma/v6, v7:
+ * their own package.json and generated client, made by test/prisma/generate.sh) against the real
+ * PostgreSQL: each run makes a PostgreSQL schema of its own with test/prisma/tables.sql.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withEncryption } from '../../src/adapters/prisma.ts';
+import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
+import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
+import { LocalKms } from '../../src/index.ts';
+import { createRecords, defineTable, type Records } from '../../src/records/records.ts';
+import { UnsupportedQueryError } from '../../src/records/unsupported-query.ts';
+import { InstrumentedProvider } from '../instrumented.ts';
+import { startPostgres, type PostgresServer, uniqueTable } from '../fixtures/postgres.ts';
+
+const FIXTURES = fileURLToPath(new URL('../prisma/', import.meta.url));
+
+export const customers = defineTable({
+  name: 'customers',
+  primaryKey: 'id',
+  partition: { column: 'tenant' },
+  keyVersionColumn: 'keyVersion',
+  columns: {
+    email: { type: 'string', index: { column: 'emailIdx', bits: 16, normalize: 'casefold' } },
+    age: { type: 'number' },
+    balance: { type: 'bigint' },
+    score: { type: 'number' },
+    vip: { type: 'boolean' },
+    born: { type: 'date' },
+    prefs: { type: 'json' },
+    photo: { type: 'bytes', encoding: 'bytes' },
+  },
+});
+
+export const orders = defineTable({ name: 'orders', primaryKey: 'id', partition: { column: 'tenant' }, keyVersionColumn: 'keyVersion', columns: { note: { type: 'string' } } });
+
+type Client = any;
+
+/** The fixture's client module, its generated client made first if it is missing. */
+async function loadFixture(version: string): Promise<{ makeClient(url: string, schema: string): Client }> {
+  if (!existsSync(`${FIXTURES}${version}/generated/client.ts`)) execFileSync('bash', [`${FIXTURES}generate.sh`], { stdio: 'inherit' });
+  const module = `${FIXTURES}${version}/client.mjs`;
+  return import(/* @vite-ignore */ module);
+}
+
+const newRecords = (kms = LocalKms.generate()) => createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms }) });
+
+/** Two strings of the same blind index (a false positive of a lookup), found by trying. */
+async function collision(records: Records, tenant: string): Promise<[string, string]> {
+  const seen = new Map<string, string>();
+  for (let i = 0; ; i++) {
+    const value = `user${i}@example.com`;
+    const index = await records.indexOf(customers, 'email', value, { partition: tenant });
+    const other = seen.get(index);
+    if (other !== undefined) return [other, value];
+    seen.set(index, value);
+  }
+}
+
+const alice = {
+  id: 'c1',
+  tenant: 'acme',
+  name: 'Alice',
+  email: 'Alice@Example.com',
+  age: 36,
+  balance: 12345678901234567890n,
+  score: 0.5,
+  vip: true,
+  born: new Date('1990-01-02T03:04:05.678Z'),
+  prefs: { theme: 'dark', tags: ['a', 'b'] },
+  photo: Uint8Array.of(1, 2, 3),
+};
+
+export function conformance(version: 'v6' | 'v7'): void {
+  describe(`kms-envelope/prisma on Prisma ${version} and PostgreSQL`, () => {
+    let server: PostgresServer;
+    let pool: pg.Pool;
+    let schema: string;
+    let fixture: Awaited<ReturnType<typeof loadFixture>>;
+    const clients: Client[] = [];
+    let records: Records;
+    let base: Client;
+    let db: Client;
+    const encrypted = (client: Client, r = records) => withEncryption(client, { records: r, tables: { Customer: customers, Order: orders } });
+    const rows = async (table: string) => ((await pool.query({ text: `SELECT * FROM ${schema}.${table} ORDER BY id` })).rows as Record<string, unknown>[]);
+    const client = () => {
+      const c = fixture.makeClient(server.url, schema);
+      clients.push(c);
+      return c;
+    };
+
+    beforeAll(async () => {
+      server = await startPostgres();
+      pool = new pg.Pool({ connectionString: server.url, max: 2 });
+      fixture = await loadFixture(version);
+      schema = uniqueTable(`kmse_prisma_${version}`);
+      await pool.query(`CREATE SCHEMA ${schema}`);
+      const client0 = await pool.connect();
+      try {
+        await client0.query(`SET search_path TO ${schema}`);
+        await client0.query(readFileSync(`${FIXTURES}tables.sql`, 'utf8'));
+      } finally {
+        client0.release();
+      }
+      records = newRecords();
+      base = client();
+      db = encrypted(base);
+    });
+    afterAll(async () => {
+      for (const c of clients) await c.$disconnect();
+      await pool?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await pool?.end();
+      await server?.stop();
+    });
+
+    it('creates a row of every type sealed, with its blind index and key-version marker, and reads it back opened', async () => {
+      const created = await db.customer.create({ data: alice });
+      expect({ ...created, photo: new Uint8Array(created.photo) }).toMatchObject({ ...alice, emailIdx: expect.any(String), keyVersion: 1 });
+      const [stored] = await rows('customers');
+      for (const column of ['email', 'age', 'balance', 'score', 'vip', 'born', 'prefs']) expect(stored![column]).toMatch(/^kme\./);
+      expect(stored!.photo).toBeInstanceOf(Uint8Array);
+      expect(JSON.stringify(stored)).not.toMatch(/example|dark|1990/i);
+      expect(stored!.email_idx).toBe(await records.indexOf(customers, 'email', 'alice@example.com', { partition: 'acme' }));
+      expect(stored!.key_version).toBe(1);
+      const found = await db.customer.findUnique({ where: { id: 'c1' } });
+      expect(found.balance).toBe(alice.balance);
+      expect(found.born).toEqual(alice.born);
+      expect(found.prefs).toEqual(alice.prefs);
+      expect(new Uint8Array(found.photo)).toEqual(alice.photo);
+      // Without the extension, Prisma returns the sealed text.
+      expect((await base.customer.findUnique({ where: { id: 'c1' } })).email).toMatch(/^kme\./);
+    });
+
+    it('adds the primary key and partition to a select that leaves them out, and strips them after', async () => {
+      const picked = await db.customer.findUnique({ where: { id: 'c1' }, select: { email: true, age: true } });
+      expect(picked).toEqual({ email: alice.email, age: 36 });
+      const omitted = await db.customer.findFirst({ where: { id: 'c1' }, omit: { tenant: true, photo: true } });
+      expect(omitted).not.toHaveProperty('tenant');
+      expect(omitted.email).toBe(alice.email);
+    });
+
+    it('seals nested creates and opens include and nested select of relations', async () => {
+      await db.customer.create({
+        data: {
+          id: 'c2',
+          tenant: 'acme',
+          email: 'bob@example.com',
+          orders: { create: [{ id: 'o1', tenant: 'acme', note: 'first', total: 5 }], createMany: { data: [{ id: 'o2', tenant: 'acme', note: 'second', total: 7 }] } },
+        },
+      });
+      await db.order.create({ data: { id: 'o3', tenant: 'acme', note: 'third', total: 1, customer: { connectOrCreate: { where: { id: 'c3' }, create: { id: 'c3', tenant: 'acme', email: 'carol@example.com' } } } } });
+      const stored = await rows('orders');
+      expect(stored.map((o) => o.note)).toEqual([expect.stringMatching(/^kme\./), expect.stringMatching(/^kme\./), expect.stringMatching(/^kme\./)]);
+      expect(stored.every((o) => o.key_version === 1)).toBe(true);
+      const bob = await db.customer.findUnique({ where: { id: 'c2' }, include: { orders: { orderBy: { id: 'asc' } } } });
+      expect(bob.email).toBe('bob@example.com');
+      expect(bob.orders.map((o: { note: string }) => o.note)).toEqual(['first', 'second']);
+      const notes = await db.order.findMany({ where: { tenant: 'acme' }, orderBy: { id: 'asc' }, select: { note: true, customer: { select: { email: true } } } });
+      expect(notes).toEqual([
+        { note: 'first', customer: { email: 'bob@example.com' } },
+        { note: 'second', customer: { email: 'bob@example.com' } },
+        { note: 'third', customer: { email: 'carol@example.com' } },
+      ]);
+    });
+
+    it('updates one sealed field bound to its row, keeping the marker at the lowest version of the row', async () => {
+      const updated = await db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { age: 37, name: 'Alice B' } });
+      expect(updated.age).toBe(37);
+      expect(updated.email).toBe(alice.email);
+      const [stored] = await rows('customers');
+      expect(stored!.age).toMatch(/^kme\./);
+      expect(stored!.key_version).toBe(1);
+      // The marker is the minimum: a row marked at an older version keeps it when one field is resealed.
+      await pool.query(`UPDATE ${schema}.customers SET key_version = 0 WHERE id = 'c1'`);
+      await db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { score: 1.5 } });
+      expect((await rows('customers'))[0]!.key_version).toBe(0);
+      await pool.query(`UPDATE ${schema}.customers SET key_version = 1 WHERE id = 'c1'`);
+    });
+
+    it('upserts: the create and the update branch both sealed', async () => {
+      await db.customer.upsert({ where: { id: 'c4', tenant: 'acme' }, create: { id: 'c4', tenant: 'acme', email: 'dan@example.com', vip: false }, update: { vip: true } });
+      expect((await db.customer.findUnique({ where: { id: 'c4' } })).vip).toBe(false);
+      await db.customer.upsert({ where: { id: 'c4', tenant: 'acme' }, create: { id: 'c4', tenant: 'acme' }, update: { vip: true, email: 'Dan@example.com' } });
+      const dan = await db.customer.findUnique({ where: { id: 'c4' } });
+      expect([dan.vip, dan.email]).toEqual([true, 'Dan@example.com']);
+      expect((await rows('customers')).find((r) => r.id === 'c4')!.vip).toMatch(/^kme\./);
+    });
+
+    it('createMany and findMany go through the batch paths: one key load per partition', async () => {
+      const kms = new InstrumentedProvider();
+      const store = new MemoryKeyStore();
+      const fresh = createRecords({ hierarchy: createKeyHierarchy({ store, kms }) });
+      const many = encrypted(base, fresh);
+      const data = Array.from({ length: 40 }, (_, i) => ({ id: `m${i}`, tenant: i % 2 ? 'm-one' : 'm-two', email: `m${i}@example.com`, age: i }));
+      expect(await many.customer.createMany({ data })).toEqual({ count: 40 });
+      // A key per partition, and a blind-index key per partition: not one per row.
+      expect(kms.calls.generate).toBe(4);
+      const reader = encrypted(base, createRecords({ hierarchy: createKeyHierarchy({ store, kms }) }));
+      kms.calls.decrypt = 0;
+      const read = await reader.customer.findMany({ where: { id: { startsWith: 'm' } }, orderBy: { id: 'asc' } });
+      expect(read.map((r: { age: number }) => r.age).sort((a: number, b: number) => a - b)).toEqual(data.map((d) => d.age));
+      expect(kms.calls.decrypt).toBe(2);
+      const stored = await pool.query(`SELECT key_version FROM ${schema}.customers WHERE id LIKE 'm%'`);
+      expect(stored.rows.every((r: { key_version: number }) => r.key_version === 1)).toBe(true);
+      await db.customer.deleteMany({ where: { id: { startsWith: 'm' } } });
+    });
+
+    it('finds rows by equals, in and notIn through the blind index, dropping its false positives', async () => {
+      const [a, b] = await collision(records, 'fp');
+      await db.customer.createMany({ data: [{ id: 'f1', tenant: 'fp', email: a }, { id: 'f2', tenant: 'fp', email: b }, { id: 'f3', tenant: 'fp', email: 'other@example.com' }, { id: 'f4', tenant: 'fp' }] });
+      const ids = (found: { id: string }[]) => found.map((r) => r.id).sort();
+      // The database finds both rows of the colliding index; only the right one comes back.
+      expect(await base.customer.count({ where: { tenant: 'fp', emailIdx: await records.indexOf(customers, 'email', a, { partition: 'fp' }) } })).toBe(2);
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: a } }))).toEqual(['f1']);
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: { equals: b.toUpperCase() } } }))).toEqual(['f2']);
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: { in: [b, 'OTHER@example.com'] } } }))).toEqual(['f2', 'f3']);
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: { notIn: [a] } } }))).toEqual(['f2', 'f3']);
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: null } }))).toEqual(['f4']);
+      expect((await db.customer.findFirst({ where: { tenant: 'fp', email: b }, orderBy: { id: 'asc' } })).id).toBe('f2');
+      expect(await db.customer.findFirst({ where: { tenant: 'fp', email: 'nobody@example.com' } })).toBeNull();
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp', email: { notIn: ['x@example.com'] } }, orderBy: { id: 'desc' }, skip: 1, take: 1 }))).toEqual(['f2']);
+      // Writes by a search touch the matching rows only, never the false positive.
+      expect(await db.customer.updateMany({ where: { tenant: 'fp', email: a }, data: { name: 'matched' } })).toEqual({ count: 1 });
+      expect((await rows('customers')).filter((r) => r.name === 'matched').map((r) => r.id)).toEqual(['f1']);
+      expect(await db.customer.deleteMany({ where: { tenant: 'fp', email: b } })).toEqual({ count: 1 });
+      expect(ids(await db.customer.findMany({ where: { tenant: 'fp' } }))).toEqual(['f1', 'f3', 'f4']);
+    });
+
+    it('updateMany that seals: each row gets its own value, bound to it', async () => {
+      expect(await db.customer.updateMany({ where: { tenant: 'fp' }, data: { prefs: { n: 1 } } })).toEqual({ count: 3 });
+      const stored = (await rows('customers')).filter((r) => r.tenant === 'fp');
+      expect(new Set(stored.map((r) => r.prefs)).size).toBe(3);
+      const read = await db.customer.findMany({ where: { tenant: 'fp' } });
+      expect(read.map((r: { prefs: unknown }) => r.prefs)).toEqual([{ n: 1 }, { n: 1 }, { n: 1 }]);
+    });
+
+    it('opens the rows that writes return, in batch and in an interactive transaction', async () => {
+      const made = await db.customer.createManyAndReturn({ data: [{ id: 'r1', tenant: 'ret', email: 'r1@example.com', age: 1 }, { id: 'r2', tenant: 'ret', email: 'r2@example.com', age: 2 }], select: { email: true, age: true } });
+      expect(made).toEqual([{ email: 'r1@example.com', age: 1 }, { email: 'r2@example.com', age: 2 }]);
+      const changed = await db.customer.updateManyAndReturn({ where: { tenant: 'ret' }, data: { age: 9 }, select: { id: true, age: true } });
+      expect(changed.sort((x: { id: string }, y: { id: string }) => x.id.localeCompare(y.id))).toEqual([{ id: 'r1', age: 9 }, { id: 'r2', age: 9 }]);
+      const inTransaction = await db.$transaction(async (tx: Client) => {
+        await tx.customer.update({ where: { id: 'r1', tenant: 'ret' }, data: { email: 'r1-new@example.com' } });
+        return tx.customer.findFirst({ where: { tenant: 'ret', email: 'R1-NEW@example.com' }, select: { id: true, email: true } });
+      });
+      expect(inTransaction).toEqual({ id: 'r1', email: 'r1-new@example.com' });
+      // A batch transaction: the extension's own reads (a search's candidates, the marker of a partial update) join it.
+      const [searched, updated] = await db.$transaction([db.customer.findMany({ where: { tenant: 'ret', email: 'r2@example.com' }, select: { id: true } }), db.customer.update({ where: { id: 'r2', tenant: 'ret' }, data: { age: 3 } })]);
+      expect([searched, updated.age]).toEqual([[{ id: 'r2' }], 3]);
+      expect((await db.customer.delete({ where: { id: 'r2' } })).email).toBe('r2@example.com');
+      expect(await db.customer.deleteMany({ where: { tenant: 'ret' } })).toEqual({ count: 1 });
+    });
+
+    it('refuses every other operator, ordering, aggregate and raw SQL on a sealed field, naming it', async () => {
+      const refusals: [string, () => Promise<unknown>, string, string][] = [
+        ['contains', () => db.customer.findMany({ where: { tenant: 'acme', email: { contains: 'a' } } }), 'Customer.email', 'contains'],
+        ['startsWith', () => db.customer.findMany({ where: { tenant: 'acme', email: { startsWith: 'a' } } }), 'Customer.email', 'startsWith'],
+        ['lt', () => db.customer.findMany({ where: { age: { lt: 3 } } }), 'Customer.age', 'lt'],
+        ['not', () => db.customer.findMany({ where: { tenant: 'acme', email: { not: 'a' } } }), 'Customer.email', 'not'],
+        ['mode', () => db.customer.findMany({ where: { tenant: 'acme', email: { equals: 'a', mode: 'insensitive' } } }), 'Customer.email', 'mode'],
+        ['equals without an index', () => db.customer.findMany({ where: { tenant: 'acme', age: 36 } }), 'Customer.age', 'equals'],
+        ['equals without the partition', () => db.customer.findMany({ where: { email: 'a' } }), 'Customer.email', 'equals'],
+        ['OR', () => db.customer.findMany({ where: { tenant: 'acme', OR: [{ email: 'a' }, { name: 'b' }] } }), 'Customer.email', 'OR'],
+        ['NOT', () => db.customer.findMany({ where: { tenant: 'acme', NOT: { email: 'a' } } }), 'Customer.email', 'NOT'],
+        ['relation filter', () => db.customer.findMany({ where: { orders: { some: { note: 'x' } } } }), 'Order.note', 'a relation filter (Customer.orders)'],
+        ['nested where', () => db.customer.findMany({ include: { orders: { where: { note: 'x' } } } }), 'Order.note', 'where in a nested read (Customer.orders)'],
+        ['orderBy', () => db.customer.findMany({ orderBy: { email: 'asc' } }), 'Customer.email', 'orderBy'],
+        ['orderBy through a relation', () => db.order.findMany({ orderBy: { customer: { born: 'desc' } } }), 'Customer.born', 'orderBy'],
+        ['distinct', () => db.customer.findMany({ distinct: ['email'] }), 'Customer.email', 'distinct'],
+        ['cursor', () => db.customer.findMany({ where: { tenant: 'acme', email: 'a' }, cursor: { id: 'c1' } }), 'Customer.email', 'cursor'],
+        ['groupBy', () => db.customer.groupBy({ by: ['email'] }), 'Customer.email', 'groupBy'],
+        ['aggregate', () => db.customer.aggregate({ _max: { age: true } }), 'Customer.age', 'aggregate'],
+        ['count', () => db.customer.count({ where: { tenant: 'acme', email: 'a' } }), 'Customer.email', 'count'],
+        ['update without the partition', () => db.customer.update({ where: { id: 'c1' }, data: { age: 1 } }), 'Customer.age', 'update'],
+        ['update moving the row', () => db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { tenant: 'evil', age: 1 } }), 'Customer.tenant', 'update'],
+        ['an atomic operation', () => db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { age: { increment: 1 } } }), 'Customer.age', 'increment'],
+        ['nested update', () => db.customer.update({ where: { id: 'c2', tenant: 'acme' }, data: { orders: { update: { where: { id: 'o1' }, data: { note: 'x' } } } } }), 'Order.note', 'a nested update (Customer.orders)'],
+        ['$queryRaw', () => db.$queryRaw`SELECT email FROM customers`, 'raw SQL.email', '$queryRaw'],
+        ['$queryRawUnsafe', () => db.$queryRawUnsafe('SELECT "key_version", photo FROM customers'), 'raw SQL.photo', '$queryRawUnsafe'],
+        ['$executeRaw', () => db.$executeRaw`UPDATE orders SET note = ${'x'}`, 'raw SQL.note', '$executeRaw'],
+      ];
+      for (const [what, run, field, operator] of refusals) {
+        const error = await run().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, what).toBeInstanceOf(UnsupportedQueryError);
+        expect({ what, code: (error as UnsupportedQueryError).code, field: (error as UnsupportedQueryError).field, operator: (error as UnsupportedQueryError).operator }).toEqual({ what, code: 'ERR_UNSUPPORTED_QUERY', field, operator });
+      }
+      // What names no sealed field runs.
+      expect(await db.customer.count({ where: { tenant: 'acme' } })).toBeGreaterThan(0);
+      expect(await db.$queryRawUnsafe(`SELECT count(*)::int AS n FROM ${schema}.customers WHERE tenant = $1`, 'acme')).toEqual([{ n: expect.any(Number) }]);
+    });
+
+    it('a row moved to another tenant fails through Prisma as through the record API', async () => {
+      await pool.query(`UPDATE ${schema}.customers SET tenant = 'evil' WHERE id = 'c1'`);
+      const viaPrisma = await db.customer.findUnique({ where: { id: 'c1' } }).catch((e: unknown) => e);
+      const [stored] = await pool.query(`SELECT * FROM ${schema}.customers WHERE id = 'c1'`).then((r) => r.rows);
+      const viaRecords = await records.open(customers, { ...stored, emailIdx: stored.email_idx }).catch((e: unknown) => e);
+      for (const error of [viaPrisma, viaRecords]) {
+        expect(error).toMatchObject({ name: 'RecordFieldError', code: 'ERR_PARTITION_MISMATCH' });
+      }
+      expect(String((viaPrisma as Error).message)).not.toMatch(/example/i);
+      await pool.query(`UPDATE ${schema}.customers SET tenant = 'acme' WHERE id = 'c1'`);
+    });
+  });
+}

@@ -1,0 +1,26 @@
+-- The conformance suite's tables (schema.prisma's Customer and Order), made with SQL, not prisma
+-- migrate; test/adapters/prisma-conformance.ts runs this in a PostgreSQL schema of its own.
+CREATE TABLE customers (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  name TEXT,
+  email TEXT,
+  email_idx TEXT,
+  age TEXT,
+  balance TEXT,
+  score TEXT,
+  vip TEXT,
+  born TEXT,
+  prefs TEXT,
+  photo BYTEA,
+  key_version INTEGER
+);
+CREATE INDEX ON customers (tenant, email_idx);
+CREATE TABLE orders (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  customer_id TEXT NOT NULL REFERENCES customers (id),
+  note TEXT,
+  total INTEGER NOT NULL,
+  key_version INTEGER
+);
