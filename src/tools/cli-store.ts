@@ -137,19 +137,26 @@ async function openPostgres(url: string, table: string, create: boolean): Promis
   return { store, name, close: () => pool.end() };
 }
 
-interface SqliteDb {
+export interface SqliteDb {
   prepare(sql: string): { get(...params: unknown[]): unknown; all(...params: unknown[]): unknown[]; run(...params: unknown[]): { changes: number | bigint } };
   exec(sql: string): unknown;
   close(): unknown;
 }
 
+type SqliteDriver = new (file: string, options?: object) => SqliteDb;
+
+/** An SQLite database through better-sqlite3, loaded now (the demo's, in memory with ':memory:'). */
+export async function sqliteDatabase(path: string, options: object = {}): Promise<SqliteDb> {
+  const Database = await loadDriver<SqliteDriver>('better-sqlite3', () => import('better-sqlite3'));
+  return new Database(path, options);
+}
+
 async function openSqlite(url: string, table: string, create: boolean): Promise<OpenedStore> {
   const path = decodeURIComponent(url.replace(/^sqlite:(?:\/\/(?=\/))?/i, ''));
   if (!path) throw new ConfigError('the key store URL sqlite: names no file (sqlite:PATH)');
-  const Database = await loadDriver<new (file: string, options: object) => SqliteDb>('better-sqlite3', () => import('better-sqlite3'));
   const name = `SQLite ${path} table ${table}`;
   if (!create && !existsSync(path)) throw new ConfigError(`no key store at ${path}: no such SQLite file (a new store is made only by 'key-store import --create')`);
-  const db = new Database(path, { fileMustExist: !create });
+  const db = await sqliteDatabase(path, { fileMustExist: !create });
   try {
     const bare = table.split('.').at(-1)!;
     if (!create && db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(bare) === undefined) {
