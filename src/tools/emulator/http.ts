@@ -164,6 +164,11 @@ function readQueryCall(services: Services, req: IncomingMessage, api: Api, path:
   const params: Params = Object.fromEntries(new URLSearchParams(req.method === 'GET' ? rawQuery : body.toString('utf8')));
   const action = params.Action ?? '';
   services.verifier.query(req, req.method ?? 'GET', path, params);
+  // API 3.0 is routed by action here too: AssumeRole to STS, with STS's version.
+  if (api === 'v3' && action === 'AssumeRole') {
+    if (params.Version !== STS_VERSION) throw err.version();
+    return { action, lookup: (name) => params[name], service: 'sts' };
+  }
   if (api === 'v3' && params.Version !== undefined && params.Version !== API_VERSION) throw err.version();
   const lookup: Lookup = api === 'v3' ? (name) => params[name] : (name) => params[name[0]!.toLowerCase() + name.slice(1)];
   return { action, lookup };

@@ -80,6 +80,20 @@ describe('the TC3 credential scope', () => {
     expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service })).toMatchObject({ Error: { Code: 'AuthFailure.SignatureFailure' } });
   });
 
+  it('routes API 3.0 by action: AssumeRole goes to STS signed for sts over TC3, and signed v1 with STS version', async () => {
+    const assume = { RoleArn: 'qcs::cam::uin/100000000001:roleName/app', RoleSessionName: 'routing' };
+    const body = JSON.stringify(assume);
+    const headers = { ...tc3Headers({ action: 'AssumeRole', body, credentials: TEMPORARY, token: 'session-token', service: 'sts' }), 'X-TC-Version': '2018-08-13' };
+    // The version header is not signed (only content-type;host and x-tc-action), so it may be replaced.
+    const tc3Answer = ((await (await fetch(emulator.url, { method: 'POST', headers, body })).json()) as { Response: Record<string, unknown> }).Response;
+    expect(tc3Answer).toMatchObject({ Credentials: { TmpSecretId: expect.any(String) } });
+    const signed = signedParams(TEMPORARY, { Action: 'AssumeRole', Version: '2018-08-13', Token: 'session-token', ...assume }, { method: 'POST', host: new URL(emulator.url).host, path: '/' });
+    const v1 = ((await (await fetch(emulator.url, { method: 'POST', body: new URLSearchParams(signed) })).json()) as { Response: Record<string, unknown> }).Response;
+    expect(v1).toMatchObject({ Credentials: { TmpSecretId: expect.any(String) } });
+    // A KMS action is never STS's, whatever the scope says.
+    expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service: 'sts' })).toMatchObject({ Error: { Code: 'AuthFailure.SignatureFailure' } });
+  });
+
   it('a request addressed to 127.0.0.1 may name its first label, 127, as the official SDK does', async () => {
     expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service: '127' })).toMatchObject({ KeyId: keyId });
   });
