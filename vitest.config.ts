@@ -20,6 +20,7 @@ export const SLOW = [
   'test/records/sql/migration-kill.test.ts',
   'test/hierarchy/rotation-fleet.test.ts',
   'test/envelope/rewrap-quota.test.ts',
+  'test/tools/demo.test.ts',
 ];
 
 /**

@@ -104,7 +104,11 @@ const ALLOWED: Record<Room, readonly Room[]> = {
   adapters: ['adapters'],
 };
 
-function packageViolation(room: Room, bare: string, typeOnly: boolean | undefined): string | undefined {
+/** The database drivers the command line loads on demand for a key store URL (never a dependency of the library). */
+const CLI_DRIVERS = /^(?:pg|better-sqlite3)$/;
+
+function packageViolation(room: Room, bare: string, typeOnly: boolean | undefined, from?: string): string | undefined {
+  if (room === 'tools' && from === 'tools/cli-store.ts' && CLI_DRIVERS.test(bare)) return undefined;
   if (room === 'adapters') {
     if (!ORM_PACKAGES.test(bare)) return `adapters/ may import only the ORM packages (as types), not ${bare}`;
     return typeOnly ? undefined : `adapters/ may import ${bare} only as types (import type): the library never loads an ORM`;
@@ -118,7 +122,7 @@ function packageViolation(room: Room, bare: string, typeOnly: boolean | undefine
 /** Why an edge breaks the walls, or undefined when it is allowed. */
 export function violation({ from, to, local, typeOnly }: Edge): string | undefined {
   const room = roomOf(from);
-  if (!local) return packageViolation(room, to, typeOnly);
+  if (!local) return packageViolation(room, to, typeOnly, from);
   if (to.startsWith('..')) return `${to} is outside src/`;
   const target = roomOf(to);
   if (room === 'adapters' || room === 'tools') {
@@ -207,6 +211,10 @@ describe('the walls of src/', () => {
       { from: 'node/files.ts', to: 'tools/cli.ts', local: true },
       { from: 'node/files.ts', to: 'adapters/kysely.ts', local: true },
       { from: 'tools/cli.ts', to: 'envelope/engine.ts', local: true },
+      { from: 'tools/cli.ts', to: 'pg', local: false },
+      { from: 'tools/emulator/kms.ts', to: 'better-sqlite3', local: false },
+      { from: 'tools/cli-store.ts', to: 'ky', local: false },
+      { from: 'hierarchy/stores/postgres.ts', to: 'pg', local: false },
       { from: 'tools/cli.ts', to: 'kms/tencent-sign.ts', local: true },
       { from: 'adapters/kysely.ts', to: 'kysely', local: false, typeOnly: false },
       { from: 'adapters/drizzle.ts', to: 'pg', local: false, typeOnly: true },

@@ -1,5 +1,5 @@
 /**
- * `kms-envelope verify --store FILE`: every key version in a key store (the JSON file store) still
+ * `kms-envelope verify`: every key version in a key store (JSON file, PostgreSQL or SQLite) still
  * decrypts through the KMS (hierarchy.verify()). Run it before and after a master-key rotation,
  * and on a restored backup. One line per failing version and a summary; exit 0 when all decrypt,
  * 3 (KMS) when some do not.
@@ -7,17 +7,16 @@
 import { parseArgs } from 'node:util';
 import { createKeyHierarchy } from '../hierarchy.ts';
 import { type KeyProvider } from '../index.ts';
-import { JsonFileKeyStore } from '../node.ts';
 import { EXIT, printable, safeJson, UsageError } from './cli-errors.ts';
+import { openKeyStore, STORE_HELP, storeOptions } from './cli-store.ts';
 
-export const VERIFY_HELP = (providerHelp: string, exitTable: string) => `Usage: kms-envelope verify --store FILE [--partition P ...] [--json]
+export const VERIFY_HELP = (providerHelp: string, exitTable: string) => `Usage: kms-envelope verify STORE [--partition P ...] [--json]
 
-Checks that every key version in the key store FILE (a JsonFileKeyStore) still decrypts through the
-KMS: one Decrypt per version, the keys wiped at once. Run it before and after a rotation, and on a
+Checks that every key version in the key store still decrypts through the KMS: one Decrypt per version, the keys wiped at once. Run it before and after a rotation, and on a
 restored backup. Exit 0 when every version decrypts, 3 when some do not (each is named with the
 KMS's code, e.g. ResourceUnavailable.CmkDisabled).
 
-  --store FILE           the key store (required)
+${STORE_HELP}
   --partition P          only this partition; repeat for more (default: every partition)
   --json                 print the report as JSON
 
@@ -37,7 +36,7 @@ export async function verifyCommand(args: string[], deps: VerifyDeps): Promise<n
     allowPositionals: true,
     options: {
       ...deps.providerOptions,
-      store: { type: 'string' },
+      ...storeOptions,
       partition: { type: 'string', multiple: true },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -45,9 +44,9 @@ export async function verifyCommand(args: string[], deps: VerifyDeps): Promise<n
   });
   if (values.help) return deps.help();
   if (positionals.length > 0) throw new UsageError(`verify takes no file arguments, got "${printable(positionals[0]!)}"`);
-  if (!values.store) throw new UsageError('verify needs --store FILE (the key store)');
   const kms = deps.provider(values, false);
-  const hierarchy = createKeyHierarchy({ store: new JsonFileKeyStore(values.store), kms });
+  const opened = await openKeyStore(values, 'verify');
+  const hierarchy = createKeyHierarchy({ store: opened.store, kms });
   try {
     const report = await hierarchy.verify(values.partition ? { partitions: values.partition } : {});
     if (values.json) {
@@ -59,5 +58,6 @@ export async function verifyCommand(args: string[], deps: VerifyDeps): Promise<n
     return report.failed.length === 0 ? EXIT.ok : EXIT.kms;
   } finally {
     await hierarchy.close();
+    await opened.close();
   }
 }

@@ -63,8 +63,8 @@ Commands:
   open [FILE]      open a sealed FILE (or standard input) to -o OUT (or standard output)
   inspect FILE     print a sealed file's header as JSON (no KMS call, no cryptographic check)
   rewrap PATH...   move sealed files and trees to another master key (--to-key ID), headers only
-  verify           check every key version in a key store (--store FILE) still decrypts through the KMS
-  key-store        export a key store as JSON (wrapped keys only), or import such an export
+  verify           check every key version in a key store (JSON file, PostgreSQL, SQLite) still decrypts
+  key-store        export or import a key store (wrapped keys only); rotate, retire or shred a partition's keys
   keygen           create a LocalKms key file
   emulator         run a local Tencent Cloud KMS emulator
 
@@ -76,7 +76,7 @@ ${EXIT_TABLE}`;
 const HELP: Record<string, string> = {
   rewrap: REWRAP_HELP(PROVIDER_HELP, EXIT_TABLE),
   verify: VERIFY_HELP(PROVIDER_HELP, EXIT_TABLE),
-  'key-store': KEY_STORE_HELP(EXIT_TABLE),
+  'key-store': KEY_STORE_HELP(PROVIDER_HELP, EXIT_TABLE),
   seal: `Usage: kms-envelope seal [FILE] [-o OUT] [--context k=v ...] [--detached-context] [--force] [--quiet]
 
 Seals FILE (default: standard input) under a fresh data key from the KMS, to OUT or standard
@@ -114,7 +114,9 @@ ${EXIT_TABLE}`,
 Prints the header of a sealed file as JSON: version, suite, key provider, key id, context, sizes.
 Makes no KMS call, decrypts nothing and does NO cryptographic check: the header may be forged and
 the chunks tampered with; only 'open' authenticates. It compares the file's size with what the
-format allows and exits 1 for a file that is truncated (or not a sealed file at all).
+format allows and exits 1 for a file that is truncated (or not a sealed file at all). A size that
+fits does not prove the file whole (a file cut short can fit): "complete" is then null, unknown;
+'open' finds a cut.
 
 ${EXIT_TABLE}`,
   keygen: `Usage: kms-envelope keygen [--key-file FILE] [--key-id ID]
@@ -123,7 +125,7 @@ Creates a LocalKms key file (mode 0600) with one fresh master key. Never overwri
 
   --key-file FILE   default ./${DEFAULT_KEY_FILE} [KMS_ENVELOPE_KEY_FILE]
   --key-id ID       default: a fingerprint of the new key`,
-  emulator: `Usage: kms-envelope emulator [--host 127.0.0.1] [--port 0] [--secret-id ID --secret-key KEY] [--state FILE] [--key-alias NAME] [--cors]
+  emulator: `Usage: kms-envelope emulator [--host 127.0.0.1] [--port 0] [--secret-id ID --secret-key KEY] [--state FILE] [--key-alias NAME ...] [--cors]
 
 Runs a local Tencent Cloud KMS emulator for development and tests; never use it for production data.
 Prints "listening on http://HOST:PORT" as its first line, then serves until SIGINT or SIGTERM.
@@ -134,7 +136,8 @@ API 3.0 is at /, the legacy API at /v2/index.php.
   --secret-id ID     the accepted SecretId (with --secret-key; default: a generated pair, printed)
   --secret-key KEY   the accepted SecretKey
   --state FILE       keep keys in FILE (mode 0600, written atomically) so they survive a restart
-  --key-alias NAME   create a key with this alias at start (or find it again with --state), and print its id
+  --key-alias NAME   create a key with this alias at start (or find it again with --state), and print its id;
+                     repeat for more keys (one "key id: ID (alias NAME)" line each, in order)
   --cors             answer browsers' preflights and allow any origin (for pages that call it)
   -h, --help         this help`,
 };
@@ -161,23 +164,61 @@ let kmsHint: string | undefined;
 // Printable, no spaces: a CMK id (a UUID) or an alias.
 const KEY_ID = /^[\x21-\x7e]{1,256}$/;
 
-/** The key provider the flags and the environment name; `sealing` needs a Tencent key id. */
-function provider(flags: ProviderFlags, sealing: boolean): KeyProvider {
+/** What a sealed input's header says about its key: the provider and master key id, and where it came from. */
+export interface SealedWith {
+  provider: string;
+  keyId: string;
+  source: string;
+}
+
+const KINDS: ReadonlySet<string> = new Set(['local', 'tencent', 'tencent-v2']);
+
+/** The provider kind: the header's (an open), unless the flags name another, which is refused naming the right --kms. */
+function providerKind(given: string | undefined, sealedWith: SealedWith | undefined): string {
+  if (!sealedWith || sealedWith.provider === given) return given ?? 'local';
+  const { provider: kind, source } = sealedWith;
+  if (!KINDS.has(kind)) {
+    throw new ConfigError(`${source} names the key provider "${kind}" (key ${sealedWith.keyId}), which the command line does not have: open it with the library (local, tencent and tencent-v2 are the --kms kinds)`);
+  }
+  if (given !== undefined) throw new ConfigError(`${source} was sealed by the ${kind} key provider (key ${sealedWith.keyId}), not ${given}: open it with --kms ${kind}`);
+  return kind;
+}
+
+/** LocalKms from its key file, with advice that fits the command: keygen only when sealing. */
+function localProvider(keyFile: string, sealing: boolean, sealedWith: SealedWith | undefined): KeyProvider {
+  if (!existsSync(keyFile)) {
+    if (sealing) throw new ConfigError(`no LocalKms key file at ${keyFile}: create one with 'kms-envelope keygen'`);
+    const wanted = sealedWith ? `${sealedWith.source} was sealed under LocalKms key "${sealedWith.keyId}"` : 'the master keys are in a key file';
+    throw new ConfigError(`no LocalKms key file at ${keyFile}: ${wanted}; give the key file that holds it with --key-file FILE (or KMS_ENVELOPE_KEY_FILE)`);
+  }
+  let kms: ReturnType<typeof localKmsFromKeyFile>;
+  try {
+    kms = localKmsFromKeyFile(keyFile);
+  } catch (error) {
+    // The key file's mode, owner, folder or content: local configuration, not the KMS.
+    throw new ConfigError((error as Error).message);
+  }
+  if (sealedWith && !kms.keyIds.includes(sealedWith.keyId)) {
+    throw new ConfigError(
+      `the key file ${keyFile} has no key "${sealedWith.keyId}", which ${sealedWith.source} was sealed under (it holds ${kms.keyIds.map((id) => `"${id}"`).join(', ')}): give the key file that does with --key-file FILE`,
+    );
+  }
+  // A key the store or a file names that this key file lacks: the KMS error says which key, the hint which file.
+  kmsHint = `hint: the LocalKms key file is ${keyFile} (keys ${kms.keyIds.map((id) => `"${id}"`).join(', ')}); give another with --key-file FILE`;
+  return kms;
+}
+
+/**
+ * The key provider the flags and the environment name; `sealing` needs a Tencent key id. For an
+ * open, `sealedWith` (the input's header) chooses the provider when no --kms is given.
+ */
+function provider(flags: ProviderFlags, sealing: boolean, sealedWith?: SealedWith): KeyProvider {
   const env = process.env;
-  const kind = flags.kms ?? env.KMS_ENVELOPE_KMS ?? 'local';
+  const kind = providerKind(flags.kms ?? env.KMS_ENVELOPE_KMS, sealedWith);
   const keyId = flags['key-id'] ?? env.KMS_ENVELOPE_KEY_ID;
   const region = flags.region ?? env.TENCENTCLOUD_REGION;
   const endpoint = flags.endpoint ?? env.KMS_ENVELOPE_ENDPOINT;
-  if (kind === 'local') {
-    const keyFile = flags['key-file'] ?? env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE;
-    if (!existsSync(keyFile)) throw new ConfigError(`no LocalKms key file at ${keyFile}: create one with 'kms-envelope keygen'`);
-    try {
-      return localKmsFromKeyFile(keyFile);
-    } catch (error) {
-      // The key file's mode, owner, folder or content: local configuration, not the KMS.
-      throw new ConfigError((error as Error).message);
-    }
-  }
+  if (kind === 'local') return localProvider(flags['key-file'] ?? env.KMS_ENVELOPE_KEY_FILE ?? DEFAULT_KEY_FILE, sealing, sealedWith);
   if (kind !== 'tencent' && kind !== 'tencent-v2') throw new UsageError(`--kms must be local, tencent or tencent-v2, got "${kind}"`);
   if (!region) throw new UsageError(`--kms ${kind} needs --region (or TENCENTCLOUD_REGION)`);
   if (sealing && !keyId) throw new UsageError(`--kms ${kind} needs --key-id (or KMS_ENVELOPE_KEY_ID) to seal: the CMK that wraps the data key`);
@@ -316,21 +357,24 @@ async function open(args: string[]): Promise<number> {
   const context = parseContext(values.context);
   const input = await inputFile(positionals[0]);
   if (input.regular && input.size === 0) throw new NotSealed(`empty input: ${input.path} is empty, not a sealed message`);
-  const envelope = createEnvelope({ kms: provider(values, false), suites: [sm4] });
+  // The provider comes from the header: read it (and check the key file) before touching the output.
+  const envelopeFor = async (path: string, source: string) => createEnvelope({ kms: provider(values, false, await sealedWith(path, source)), suites: [sm4] });
+  const early = input.regular ? await envelopeFor(input.path!, input.path!) : undefined;
   const out = await destination(values.output, values);
   const bar = progress(values.quiet, 'opening');
   try {
     noteTerminalInput(input);
     const options = context ? { context } : {};
-    if (out.kind === 'file' && input.regular) {
+    if (out.kind === 'file' && early) {
       // One pass into a temporary file that is renamed only once every chunk authenticated.
-      await openToFile(envelope, input.path!, out, options, bar);
+      await openToFile(early, input.path!, out, options, bar);
     } else {
       // Standard input, a FIFO or a device as input, or a stream as output: spool the ciphertext first.
       bar.phase('reading');
       const spooled = await spool(inputPieces(input), (done) => bar.onProgress(done, input.size));
       try {
         if (spooled.size === 0) throw new NotSealed('empty input: nothing to open');
+        const envelope = early ?? (await envelopeFor(spooled.path, 'the input'));
         if (out.kind === 'file') await openToFile(envelope, spooled.path, out, options, bar);
         else await openToStream(envelope, spooled.path, spooled.size, out, options, bar);
       } finally {
@@ -345,6 +389,21 @@ async function open(args: string[]): Promise<number> {
 }
 
 type Bar = ReturnType<typeof progress>;
+
+/** The provider and key id a sealed file's header names; undefined when the header does not parse (open then says why). */
+async function sealedWith(path: string, source: string): Promise<SealedWith | undefined> {
+  const handle = await openHandle(path, 'r');
+  try {
+    const head = new Uint8Array(MAX_HEADER_LENGTH);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const info = inspect(head.subarray(0, bytesRead));
+    return { provider: info.provider, keyId: info.keyId, source };
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
 
 async function openToFile(envelope: Envelope, src: string, out: Destination & { kind: 'file' }, options: { context?: Record<string, string> }, bar: Bar): Promise<void> {
   bar.phase('opening');
@@ -414,17 +473,21 @@ async function inspectCommand(args: string[]): Promise<number> {
   } finally {
     await handle.close();
   }
-  const complete = plaintext !== undefined;
+  // A size the format allows says nothing of completeness: a file cut at any point past the first
+  // chunk's tag has one (the last chunk's marker is inside its encryption). Only open knows.
+  const sizeFits = plaintext !== undefined;
   console.log(
     safeJson({
       ...info,
       size,
       plaintextLength: plaintext ?? null,
-      complete,
-      checked: "size only: no cryptographic check (the header may be forged, the chunks tampered with); 'kms-envelope open' authenticates",
+      sizeFits,
+      complete: sizeFits ? null : false,
+      checked:
+        "size only: complete is null (unknown) when the size fits, since a file cut short can fit too; no cryptographic check (the header may be forged, the chunks tampered with); 'kms-envelope open' authenticates and finds a cut",
     }),
   );
-  if (!complete) {
+  if (!sizeFits) {
     throw new NotSealed(
       `${path} is truncated: ${size - info.headerLength} bytes after the header cannot end a sealed message (or the file is damaged); inspect does no cryptographic check`,
     );
@@ -457,7 +520,7 @@ async function emulator(args: string[]): Promise<number> {
       'secret-id': { type: 'string' },
       'secret-key': { type: 'string' },
       state: { type: 'string' },
-      'key-alias': { type: 'string' },
+      'key-alias': { type: 'string', multiple: true },
       cors: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -466,6 +529,8 @@ async function emulator(args: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0 to 65535, got ${values.port}`);
   if (!values['secret-id'] !== !values['secret-key']) throw new UsageError('--secret-id and --secret-key go together');
+  const aliases = values['key-alias'] ?? [];
+  if (new Set(aliases).size !== aliases.length) throw new UsageError('--key-alias given twice with the same name: one key per alias');
   // Listen for the stop signals before announcing the address, so an early signal is not lost.
   const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
@@ -484,9 +549,10 @@ async function emulator(args: string[]): Promise<number> {
     console.log(`secret id: ${running.credentials[0]!.secretId}`);
     console.log(`secret key: ${running.credentials[0]!.secretKey}`);
   }
-  if (values['key-alias']) console.log(`key id: ${running.createKey(values['key-alias'])}`);
+  // One line per alias, in the order given: `key id: ID`, and the alias after it when there are several.
+  for (const alias of aliases) console.log(`key id: ${running.createKey(alias)}${aliases.length > 1 ? ` (alias ${printable(alias)})` : ''}`);
   // The hint goes to stderr: stdout keeps its fixed lines for scripts that read them.
-  else console.error('no key made: pass --key-alias NAME to make one at start, or call CreateKey (TencentKms.createKey())');
+  if (aliases.length === 0) console.error('no key made: pass --key-alias NAME to make one at start, or call CreateKey (TencentKms.createKey())');
   await stopped;
   await running.close();
   return EXIT.ok;
@@ -513,7 +579,7 @@ async function run(command: string | undefined, rest: string[]): Promise<number>
     case 'verify':
       return await verifyCommand(rest, { provider, providerOptions, help: () => help('verify') });
     case 'key-store':
-      return await keyStoreCommand(rest, () => help('key-store'));
+      return await keyStoreCommand(rest, { provider, providerOptions, help: () => help('key-store') });
     case 'keygen':
       return await keygen(rest);
     case 'emulator':

@@ -1,87 +1,146 @@
 /**
- * `npm start`: a short tour with no cloud account. It starts the local Tencent KMS emulator
- * in-process on 127.0.0.1, creates a master key, and seals and opens records and a file through
- * the real API 3.0 wire protocol; then the same through the legacy API and the embedded LocalKms.
+ * `npm start`: the main job in a few seconds, with no cloud account and no server. Records in an
+ * SQLite database (in this process, better-sqlite3) under a key hierarchy whose store is a table
+ * of the same database; two tenants; a lookup by blind index; a row moved to the other tenant
+ * refused; a rotation and a sweep; a tenant shredded; then the file path. Each step prints what it
+ * cost: bytes per value and KMS calls. LocalKms (a master key in memory) stands in for the KMS.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createEnvelope, inspect, isEnvelopeError, TencentKms, TencentKmsV2 } from '../index.ts';
-import { localKmsFromKeyFile, openFile, sealFile } from '../node.ts';
-import { startEmulator } from './emulator/index.ts';
+import { createKeyHierarchy, SqliteKeyStore } from '../hierarchy.ts';
+import { createEnvelope, isEnvelopeError, type KeyProvider, LocalKms } from '../index.node.ts';
+import { openFile, sealFile } from '../node.ts';
+import { createRecords, defineTable, rotationSweep, sweepSqlite } from '../records.ts';
+import { sqliteDatabase } from './cli-store.ts';
 
-const dir = join(process.cwd(), '.kms-envelope');
-const emulator = await startEmulator();
-const credentials = emulator.credentials[0]!;
-const admin = new TencentKms({ region: 'ap-guangzhou', endpoint: emulator.url, credentials });
-const keyId = await admin.createKey({ alias: 'demo', description: 'npm start' });
-const kms = new TencentKms({ keyId, region: 'ap-guangzhou', endpoint: emulator.url, credentials });
-const envelope = createEnvelope({ kms });
-console.log(`KMS emulator listening on ${emulator.url}; master key ${keyId} (TencentKms, API 3.0, TC3-HMAC-SHA256)`);
-
-// 1. Rows: each sealed under its own data key, bound to its table and row.
-const rows = [
-  { id: '41', card: '4111 1111 1111 1111' },
-  { id: '42', card: '5500 0000 0000 0004' },
-  { id: '43', card: '3400 0000 0000 009' },
-];
-const sealedRows = [];
-for (const row of rows) {
-  const context = { table: 'users', row: row.id };
-  const sealed = await envelope.seal(row.card, { context, detachedContext: true });
-  sealedRows.push({ context, sealed });
-  console.log(`sealed row ${row.id}: ${row.card.length} bytes -> ${sealed.length} bytes (context detached: table, row)`);
-}
-for (const { context, sealed } of sealedRows) {
-  const card = await envelope.openString(sealed, { context });
-  console.log(`opened row ${context.row}: ${card.slice(0, 4)} **** (matches: ${card === rows.find((r) => r.id === context.row)!.card})`);
-}
-
-// 2. The wrong row, or a tampered byte, opens nothing.
-function flipLastBit(bytes: Uint8Array): Uint8Array {
-  const copy = bytes.slice();
-  copy[copy.length - 1]! ^= 1;
-  return copy;
-}
-const first = sealedRows[0]!;
-for (const [what, attempt] of [
-  ['row 41 opened as row 42', () => envelope.open(first.sealed, { context: { table: 'users', row: '42' } })],
-  ['row 41 with one bit flipped', () => envelope.open(flipLastBit(first.sealed), { context: first.context })],
-] as const) {
-  try {
-    await attempt();
-    console.log(`${what}: opened (unexpected!)`);
-    process.exitCode = 1;
-  } catch (error) {
-    console.log(`${what}: refused, ${isEnvelopeError(error) ? error.code : String(error)}`);
-  }
-}
-
-// 3. A file at rest (kms-envelope/node): written to a temporary file, fsynced, then renamed, so no
-// half-written file is ever left.
-mkdirSync(join(dir, 'demo'), { recursive: true });
-const plainPath = join(dir, 'demo', 'report.csv');
-const sealedPath = `${plainPath}.kmse`;
-writeFileSync(plainPath, Array.from({ length: 2000 }, (_, i) => `${i},user${i},${(i * 37) % 1000}`).join('\n'));
 const started = performance.now();
-await sealFile(envelope, plainPath, sealedPath, { context: { file: 'report.csv' }, overwrite: true });
-const reopenedPath = `${plainPath}.reopened`;
-await openFile(envelope, sealedPath, reopenedPath, { overwrite: true });
-const sealedFile = readFileSync(sealedPath);
-const reopened = readFileSync(reopenedPath);
-const info = inspect(sealedFile);
-console.log(
-  `sealed file ${plainPath} (${readFileSync(plainPath).length} bytes) -> ${sealedPath} (${sealedFile.length} bytes), ` +
-    `reopened identical: ${Buffer.from(reopened).equals(readFileSync(plainPath))}, ${(performance.now() - started).toFixed(1)} ms`,
+
+/** The KMS, counting its calls: what each step cost is the difference. */
+const calls = { generate: 0, decrypt: 0 };
+function counted(kms: KeyProvider): KeyProvider {
+  return new Proxy(kms, {
+    get(target, name) {
+      const value = Reflect.get(target, name, target) as unknown;
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (name === 'generateDataKey') calls.generate++;
+        if (name === 'decryptDataKey') calls.decrypt++;
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+}
+
+let before = { ...calls };
+/** One step's line: what it did, and the KMS calls it made since the previous step. */
+function step(title: string, detail: string): void {
+  const made = calls.generate - before.generate + (calls.decrypt - before.decrypt);
+  const what = made === 0 ? 'no KMS call' : `${made} KMS call${made === 1 ? '' : 's'} (${calls.generate - before.generate} GenerateDataKey, ${calls.decrypt - before.decrypt} Decrypt)`;
+  console.log(`\n${title}  [${what}]\n  ${detail.split('\n').join('\n  ')}`);
+  before = { ...calls };
+}
+
+const db = await sqliteDatabase(':memory:');
+db.exec('CREATE TABLE customers (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT, email TEXT, email_index TEXT, card TEXT, key_version INTEGER)');
+const hierarchy = createKeyHierarchy({ store: new SqliteKeyStore({ database: db }), kms: counted(LocalKms.generate()) });
+const records = createRecords({ hierarchy });
+const customers = defineTable({
+  name: 'customers',
+  primaryKey: 'id',
+  partition: { column: 'tenant' },
+  keyVersionColumn: 'key_version',
+  columns: {
+    email: { type: 'string', index: { column: 'email_index', bits: 32, normalize: ['trim', 'casefold'] } },
+    card: { type: 'string' },
+  },
+});
+console.log('kms-envelope: records in SQLite (in this process) under a key hierarchy; LocalKms stands in for the KMS.');
+
+// 1. Seal 1,000 rows for two tenants: one KMS call per tenant, not one per row.
+const ROWS = 1000;
+const insert = db.prepare('INSERT INTO customers (id, tenant, name, email, email_index, card, key_version) VALUES (?, ?, ?, ?, ?, ?, ?)');
+let cardBytes = 0;
+let sealedCardBytes = 0;
+for (let i = 0; i < ROWS; i++) {
+  const tenant = i % 2 === 0 ? 'acme' : 'globex';
+  const card = `4111 1111 1111 ${String(i).padStart(4, '0')}`;
+  const row = await records.seal(customers, { id: `c${i}`, tenant, name: `Customer ${i}`, email: `user${i}@${tenant}.example`, card });
+  cardBytes += Buffer.byteLength(card);
+  sealedCardBytes += Buffer.byteLength(row.card!);
+  insert.run(row.id, row.tenant, row.name, row.email, row.email_index, row.card, row.key_version);
+}
+const sample = db.prepare('SELECT card FROM customers WHERE id = ?').get('c0') as { card: string };
+step(
+  `1. records.seal(): ${ROWS} rows for 2 tenants (acme, globex), email and card sealed, email blind-indexed`,
+  `a ${cardBytes / ROWS}-byte card is stored as ${sealedCardBytes / ROWS} bytes of text: ${sample.card.slice(0, 44)}…\n` +
+    `(the 0.1 path, a data key per value, made a 280-byte value and a KMS call per row)`,
 );
-console.log(`header of ${sealedPath}: ${JSON.stringify(info)}`);
 
-// 4. The same record through the legacy API (v2, HmacSHA256) and through the embedded LocalKms.
-const legacy = createEnvelope({ kms: new TencentKmsV2({ keyId, region: 'gz', endpoint: `${emulator.url}/v2/index.php`, credentials }) });
-console.log(`legacy v2 API round trip: ${await legacy.openString(await legacy.seal('v2 record', { context: { api: 'v2' } }))}`);
-const keyFile = join(dir, 'local.key');
-const local = createEnvelope({ kms: localKmsFromKeyFile(keyFile, { create: true }) });
-console.log(`LocalKms (${keyFile}) round trip: ${await local.openString(await local.seal('local record'))}`);
+// 2. Find a row by its e-mail through the blind index, then open it.
+const term = '  USER42@acme.example ';
+const index = await records.indexOf(customers, 'email', term, { partition: 'acme' });
+const candidates = db.prepare('SELECT * FROM customers WHERE tenant = ? AND email_index = ?').all('acme', index) as Record<string, unknown>[];
+const found = (await Promise.all(candidates.map((row) => records.open(customers, row as never)))).filter((row) => row.email === term.trim().toLowerCase());
+step(
+  '2. records.indexOf() + SELECT … WHERE email_index = ?: a lookup by blind index',
+  `${JSON.stringify(term)} → ${candidates.length} candidate row(s), ${found.length} match: ${found.map((r) => `${r.name} <${r.email}> card ${r.card}`).join(', ')}`,
+);
 
-const stats = emulator.stats();
-console.log(`KMS calls: ${Object.entries(stats.calls).map(([action, n]) => `${action} ${n}`).join(', ')}; auth failures: ${stats.authFailures}`);
-await emulator.close();
+// 3. A database writer moves an acme row to globex: it does not open there.
+db.prepare("UPDATE customers SET tenant = 'globex' WHERE id = 'c2'").run();
+const moved = db.prepare("SELECT * FROM customers WHERE id = 'c2'").get() as Record<string, unknown>;
+let refusal = 'opened (this should not happen)';
+try {
+  await records.open(customers, moved as never);
+} catch (error) {
+  refusal = isEnvelopeError(error) || error instanceof Error ? `refused: ${(error as { code?: string }).code ?? ''} ${(error as Error).message}` : String(error);
+}
+step("3. UPDATE customers SET tenant = 'globex' WHERE id = 'c2' (acme's row moved to the other tenant)", refusal);
+db.prepare("UPDATE customers SET tenant = 'acme' WHERE id = 'c2'").run();
+
+// 4. Rotate both tenants' keys, then sweep the table onto the new versions.
+for (const tenant of ['acme', 'globex']) await hierarchy.rotate(tenant);
+const summary = await sweepSqlite(db, { table: 'customers', key: 'id', ...rotationSweep(records, customers, { minVersion: 2 }), batchSize: 250 });
+const versions = db.prepare('SELECT key_version, count(*) AS n FROM customers GROUP BY key_version').all() as { key_version: number; n: number }[];
+step(
+  '4. hierarchy.rotate() for each tenant, then sweepSqlite(rotationSweep(…)): every row resealed under version 2',
+  `${summary.written} rows rewritten, ${summary.failed} failed, in ${summary.batches} batches; rows by key version: ${versions.map((v) => `v${v.key_version}: ${v.n}`).join(', ')}`,
+);
+
+// 5. Shred globex: its keys are deleted, its rows are unreadable from now on.
+const shred = await hierarchy.shred('globex');
+const globexRow = db.prepare("SELECT * FROM customers WHERE id = 'c1'").get() as Record<string, unknown>;
+let afterShred = 'opened (this should not happen)';
+try {
+  await records.open(customers, globexRow as never);
+} catch (error) {
+  afterShred = `refused: ${(error as { code?: string }).code}`;
+}
+const acmeRow = await records.open(customers, db.prepare("SELECT * FROM customers WHERE id = 'c0'").get() as never);
+step(
+  "5. hierarchy.shred('globex'): crypto-shredding one tenant",
+  `${shred.versionsDeleted} key versions deleted (${shred.partitions.join(', ')}); a globex row now: ${afterShred}; acme still opens: ${acmeRow.card}`,
+);
+await hierarchy.close();
+db.close();
+
+// 6. The file path: one data key per file, streamed in 64 KiB chunks.
+const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-demo-'));
+try {
+  const envelope = createEnvelope({ kms: counted(LocalKms.generate()) });
+  const plain = join(dir, 'report.csv');
+  writeFileSync(plain, 'id,card\n'.concat(Array.from({ length: 20_000 }, (_, i) => `${i},4111 1111 1111 ${String(i % 10_000).padStart(4, '0')}\n`).join('')));
+  await sealFile(envelope, plain, `${plain}.kmse`, { context: { file: 'report.csv' } });
+  await openFile(envelope, `${plain}.kmse`, `${plain}.out`, { context: { file: 'report.csv' } });
+  const size = statSync(plain).size;
+  const sealedSize = statSync(`${plain}.kmse`).size;
+  const same = readFileSync(`${plain}.out`).equals(readFileSync(plain));
+  step(
+    '6. sealFile() and openFile(): the file path (the CLI: kms-envelope seal FILE -o OUT)',
+    `${size} bytes → ${sealedSize} bytes sealed (+${sealedSize - size}: the header and 16 bytes per 64 KiB chunk); opened back identical: ${same}`,
+  );
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s. Next: README "Encrypting database records", and npm run example:records (PostgreSQL).`);

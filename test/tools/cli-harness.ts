@@ -50,13 +50,15 @@ export interface SpawnOptions {
   input?: Uint8Array | string;
   env?: Record<string, string>;
   stdio?: StdioOptions;
+  /** Another built CLI to run (a copy of the package), instead of dist/tools/cli.js. */
+  cli?: string;
   /** Run as this user (root only). */
   user?: { uid: number; gid: number };
 }
 
 /** Starts the CLI in `box.dir` with a minimal environment (PATH, TMPDIR, and `env`). */
 export function start(box: Sandbox, args: string[], options: SpawnOptions = {}): ChildProcess {
-  return spawn(process.execPath, [CLI, ...args], {
+  return spawn(process.execPath, [options.cli ?? CLI, ...args], {
     cwd: box.dir,
     env: { PATH: process.env.PATH ?? '', TMPDIR: box.tmp, ...options.env },
     stdio: options.stdio ?? ['pipe', 'pipe', 'pipe'],

@@ -26,10 +26,22 @@ describe('kms-envelope inspect', () => {
     const r = await run(box, ['inspect', 'whole.kmse']);
     expect(r.code).toBe(0);
     const info = JSON.parse(r.stdout.toString()) as Record<string, unknown>;
-    expect(info).toMatchObject({ plaintextLength: 200_000, size: sealed.length, complete: true });
+    // The size fits, which proves nothing: completeness is not claimed.
+    expect(info).toMatchObject({ plaintextLength: 200_000, size: sealed.length, sizeFits: true, complete: null });
     expect(String(info.checked)).toContain('no cryptographic check');
     const help = await run(box, ['inspect', '--help']);
     expect(help.stdout.toString()).toMatch(/NO cryptographic check/);
+  });
+
+  it('cut in half (a size the format allows): never claims complete; open then refuses it', async () => {
+    const half = sealed.subarray(0, Math.floor(sealed.length / 2));
+    writeFileSync(box.path('half.kmse'), half);
+    const r = await run(box, ['inspect', 'half.kmse']);
+    const info = JSON.parse(r.stdout.toString()) as Record<string, unknown>;
+    expect(info.complete).not.toBe(true);
+    expect(info).toMatchObject({ size: half.length, complete: null });
+    const opened = await run(box, ['open', 'half.kmse', '-o', 'half.out']);
+    expect(opened.code).toBe(1);
   });
 
   it('cut inside the last chunk tag: says truncated, exit 1', async () => {
@@ -38,7 +50,7 @@ describe('kms-envelope inspect', () => {
     const r = await run(box, ['inspect', 'cut.kmse']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('cut.kmse is truncated');
-    expect(JSON.parse(r.stdout.toString())).toMatchObject({ complete: false, plaintextLength: null });
+    expect(JSON.parse(r.stdout.toString())).toMatchObject({ complete: false, sizeFits: false, plaintextLength: null });
   });
 
   it('cut inside the header: says truncated, exit 1', async () => {

@@ -97,9 +97,10 @@ describe('kms-envelope and untrusted text', () => {
     expect(parsed.keyId).toBe(evil); // escaped on the terminal, the same string for a JSON reader
     expect(parsed.context.k).toBe('\x1b[2J\u009b2J\u2066');
 
-    // The default key file has no such key: the error names the key id from the file.
+    // The default key file has no such key: exit 2 (configuration), naming the key file and the key id from the file.
     const open = await run(box, ['open', 'evil.kmse']);
-    expect(open.code).toBe(3);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toContain('the key file .kms-envelope/local.key has no key');
     expect(open.stderr).toContain('id\\x1b]0;owned\\x07\\x9b31m\\u202eevil');
     expect(open.stderr).not.toMatch(unsafe);
     expect(readFileSync(box.path('plain.txt'), 'utf8')).toBe('not for a terminal');

@@ -15,7 +15,7 @@ import { keyStoreCommand } from '../../src/tools/cli-keystore.ts';
 const dir = mkdtempSync(join(tmpdir(), 'kmse-key-store-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
-const help = () => 0;
+const help = { provider: () => LocalKms.generate(), providerOptions: {}, help: () => 0 };
 
 describe('kms-envelope key-store', () => {
   it('exports, imports into an empty store that opens the records, imports again without change, and reports a conflict', async () => {
@@ -36,9 +36,9 @@ describe('kms-envelope key-store', () => {
     const out: string[] = [];
     vi.spyOn(console, 'log').mockImplementation((line: string) => void out.push(line));
     const restored = join(dir, 'restored.json');
-    expect(await keyStoreCommand(['import', '--store', restored, backup], help)).toBe(0);
+    expect(await keyStoreCommand(['import', '--store', restored, '--create', backup], help)).toBe(0);
     expect(JSON.parse(out[0]!)).toEqual({ created: 3, present: 0, conflicts: [], shredded: [], tombstones: 0 });
-    expect(await keyStoreCommand(['import', '--store', restored, backup], help)).toBe(0);
+    expect(await keyStoreCommand(['import', '--store', restored, '--create', backup], help)).toBe(0);
     expect(JSON.parse(out[1]!)).toEqual({ created: 0, present: 3, conflicts: [], shredded: [], tombstones: 0 });
     const reader = createEnvelope({ hierarchy: createKeyHierarchy({ store: new JsonFileKeyStore(restored), kms }), partition: 't1' });
     expect(await reader.openString(sealed, { context: { r: '1' } })).toBe('backed up');
@@ -52,7 +52,7 @@ describe('kms-envelope key-store', () => {
   it('refuses bad usage and a file that is not an export as usage errors', async () => {
     await expect(keyStoreCommand([], help)).rejects.toMatchObject({ name: 'UsageError' });
     await expect(keyStoreCommand(['export'], help)).rejects.toMatchObject({ name: 'UsageError' });
-    await expect(keyStoreCommand(['import', '--store', join(dir, 's.json'), join(dir, 'absent')], help)).rejects.toMatchObject({ name: 'UsageError' });
-    await expect(keyStoreCommand(['import', '--store', join(dir, 's.json'), join(dir, 'source.json')], help)).rejects.toMatchObject({ name: 'UsageError' });
+    await expect(keyStoreCommand(['import', '--store', join(dir, 's.json'), '--create', join(dir, 'absent')], help)).rejects.toMatchObject({ name: 'UsageError' });
+    await expect(keyStoreCommand(['import', '--store', join(dir, 's.json'), '--create', join(dir, 'source.json')], help)).rejects.toMatchObject({ name: 'UsageError' });
   });
 });

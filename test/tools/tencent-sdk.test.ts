@@ -77,10 +77,45 @@ describe('official tencentcloud-sdk-nodejs against the emulator', () => {
     await expect(client.CreateKey({ Alias: 'never' })).rejects.toMatchObject({ code: 'AuthFailure.SignatureFailure' });
   });
 
-  it('rejects TC3 from the SDK pointed at 127.0.0.1:PORT, whose credential scope then names service "127", as Tencent would', async () => {
+  it.each([
+    ['TC3-HMAC-SHA256', 'POST'],
+    ['TC3-HMAC-SHA256', 'GET'],
+    ['HmacSHA256', 'POST'],
+    ['HmacSHA1', 'GET'],
+  ] as const)('works pointed at 127.0.0.1:PORT, whose TC3 scope names service "127" (%s over %s)', async (signMethod, reqMethod) => {
+    const client = sdk(signMethod, reqMethod, undefined, `127.0.0.1:${emulator.port}`);
+    const { KeyId } = await client.CreateKey({ Alias: `loopback-${signMethod.replace(/[^A-Za-z0-9]/g, '')}-${reqMethod}` });
+    const context = JSON.stringify({ tenant: 't1' });
+    const generated = await client.GenerateDataKey({ KeyId, KeySpec: 'AES_128', EncryptionContext: context });
+    expect(Buffer.from(generated.Plaintext, 'base64').length).toBe(16);
+    await expect(client.Decrypt({ CiphertextBlob: generated.CiphertextBlob, EncryptionContext: context })).resolves.toMatchObject({ Plaintext: generated.Plaintext });
+  });
+
+  it('works pointed at localhost:PORT, whose TC3 scope names service "localhost:PORT"', async () => {
+    const client = sdk('TC3-HMAC-SHA256', 'POST', undefined, `localhost:${emulator.port}`);
+    await expect(client.CreateKey({ Alias: 'loopback-localhost' })).resolves.toMatchObject({ KeyId: expect.any(String) });
+  });
+
+  it("still refuses a scope naming another product for a host name (cvm for Tencent's KMS host), and sts for a KMS action", async () => {
+    // The agent sends the socket to loopback; the Host header and the scope say cvm.tencentcloudapi.com / cvm.
+    await expect(sdk('TC3-HMAC-SHA256', 'POST', undefined, 'cvm.tencentcloudapi.com').CreateKey({ Alias: 'never-cvm' })).rejects.toMatchObject({
+      code: 'AuthFailure.SignatureFailure',
+    });
+    await expect(sdk('TC3-HMAC-SHA256', 'POST', undefined, 'sts.tencentcloudapi.com').CreateKey({ Alias: 'never-sts' })).rejects.toMatchObject({
+      code: 'AuthFailure.SignatureFailure',
+    });
+  });
+
+  it('refuses a parameter of the wrong JSON type with InvalidParameter, as Tencent does (EncryptionContext as an object, KeyId as a number)', async () => {
     const client = sdk('TC3-HMAC-SHA256', 'POST', undefined, `127.0.0.1:${emulator.port}`);
-    await expect(client.CreateKey({ Alias: 'never-127' })).rejects.toMatchObject({ code: 'AuthFailure.SignatureFailure' });
-    // The query signatures have no service, so they work with that endpoint.
-    await expect(sdk('HmacSHA256', 'POST', undefined, `127.0.0.1:${emulator.port}`).CreateKey({ Alias: 'loopback-v1' })).resolves.toMatchObject({ KeyId: expect.any(String) });
+    const { KeyId } = await client.CreateKey({ Alias: 'typed-fields' });
+    await expect(client.GenerateDataKey({ KeyId, KeySpec: 'AES_256', EncryptionContext: { bucket: 'b1' } })).rejects.toMatchObject({
+      code: 'InvalidParameter',
+      message: expect.stringContaining('EncryptionContext'),
+    });
+    await expect(client.GenerateDataKey({ KeyId: 42, KeySpec: 'AES_256' })).rejects.toMatchObject({ code: 'InvalidParameter', message: expect.stringContaining('KeyId') });
+    // An integer parameter takes a JSON number.
+    const generated = await client.GenerateDataKey({ KeyId, NumberOfBytes: 24 });
+    expect(Buffer.from(generated.Plaintext, 'base64').length).toBe(24);
   });
 });

@@ -22,6 +22,8 @@ export class ApiError extends Error {
 
 export const err = {
   missing: (name: string) => new ApiError('MissingParameter', 4000, `(10100) missing parameter ${name}`),
+  // Tencent's gateway checks each field's JSON type against the API's model before the action runs.
+  type: (name: string, expected: 'String' | 'Integer') => new ApiError('InvalidParameter', 4000, `(10000) the value type of parameter ${name} is invalid: expected ${expected}`),
   invalid: (name: string) => new ApiError('InvalidParameterValue', 4000, `(10110) invalid value of ${name}`),
   notFound: () => new ApiError('ResourceUnavailable.CmkNotFound', 4530, '(10630) key is not existed'),
   disabled: () => new ApiError('ResourceUnavailable.CmkDisabled', 4550, '(10650) key is disabled'),

@@ -5,6 +5,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import { querySignature, queryStringToSign, type QuerySignatureMethod, tc3Signature, tc3StringToSign, utcDate } from '../../kms/tencent-sign.ts';
 import { err, header, type Params } from './api.ts';
 import type { EmulatorCredentials } from './types.ts';
@@ -67,17 +68,20 @@ export class Verifier {
     throw err.signature();
   }
 
-  /** TC3-HMAC-SHA256 over the exact headers, query and body received. */
-  tc3(req: IncomingMessage, body: Buffer, rawQuery: string): string {
+  /**
+   * TC3-HMAC-SHA256 over the exact headers, query and body received. `product` is the service the
+   * action belongs to (`kms`, or `sts` for AssumeRole): the scope must name it, or, for a request
+   * addressed to an IP literal or localhost, the host's first label, as the official SDK signs it.
+   */
+  tc3(req: IncomingMessage, body: Buffer, rawQuery: string, product: 'kms' | 'sts'): void {
     const m = TC3_AUTHORIZATION.exec(header(req, 'authorization') ?? '');
     if (!m) throw err.authorization();
     const [, secretId, date, service, signedHeaders, signature] = m as unknown as [string, string, string, string, string, string];
     const creds = this.#find(secretId);
     const timestamp = this.#checkTimestamp(header(req, 'x-tc-timestamp'));
     if (utcDate(timestamp) !== date) throw err.signature();
-    // The scope names the product, which must be the one whose domain was called (Tencent's signature v3 doc):
-    // KMS, or STS for AssumeRole.
-    if (service !== 'kms' && service !== 'sts') throw err.signature();
+    // The scope names the product, which must be the one whose domain was called (Tencent's signature v3 doc).
+    if (service !== product && !loopbackServices(req).includes(service)) throw err.signature();
     checkToken(creds, header(req, 'x-tc-token'));
     this.#checkExpiry(creds);
     const extra = signedExtraHeaders(req, signedHeaders);
@@ -93,7 +97,7 @@ export class Verifier {
         service,
       });
       if (parts.signedHeaders !== signedHeaders) throw err.signature();
-      if (safeEqual(tc3Signature(creds.secretKey, date, service, parts.stringToSign), signature)) return service;
+      if (safeEqual(tc3Signature(creds.secretKey, date, service, parts.stringToSign), signature)) return;
     }
     throw err.signature();
   }
@@ -124,6 +128,19 @@ export class Verifier {
     for (const a of this.#aliases) set.add(a);
     return [...set];
   }
+}
+
+/**
+ * The scope services a client may sign for a request addressed to an IP literal or localhost: no
+ * product domain there to take the service from, so the official SDK signs the endpoint's first
+ * label (`127` for 127.0.0.1:PORT; `localhost:PORT` whole, having no dot). Empty for a host name.
+ */
+export function loopbackServices(req: IncomingMessage): string[] {
+  const given = req.headers.host ?? '';
+  const name = given.replace(/:\d+$/, '');
+  const bare = name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name;
+  if (bare !== 'localhost' && isIP(bare) === 0) return [];
+  return [...new Set([given.split('.')[0]!, bare.split('.')[0]!])].filter((s) => s !== '');
 }
 
 /** Temporary credentials need their token; the request's, given or not, is compared with it. */

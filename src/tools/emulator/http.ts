@@ -114,27 +114,34 @@ interface Call {
   service?: 'sts' | undefined;
 }
 
-/** An API 3.0 request signed with TC3-HMAC-SHA256: JSON body (POST) or query (GET). */
+/** An API 3.0 request signed with TC3-HMAC-SHA256: JSON body (POST) or query (GET), routed by its action. */
 function readTc3Call(services: Services, req: IncomingMessage, body: Buffer, rawQuery: string): Call {
   const action = header(req, 'x-tc-action') ?? '';
-  const service = services.verifier.tc3(req, body, req.method === 'GET' ? rawQuery : '');
+  const product = action === 'AssumeRole' ? 'sts' : 'kms';
+  services.verifier.tc3(req, body, req.method === 'GET' ? rawQuery : '', product);
   const version = header(req, 'x-tc-version');
-  if (service === 'sts') {
-    if (version !== STS_VERSION) throw err.version();
-    if (action !== 'AssumeRole') throw err.action(action);
-  } else if (version !== undefined && version !== API_VERSION) throw err.version();
-  let params: Params;
+  // STS needs its own version named; KMS takes its one version, or none.
+  if (product === 'sts' ? version !== STS_VERSION : version !== undefined && version !== API_VERSION) throw err.version();
+  let lookup: Lookup;
   if (req.method === 'GET') {
-    params = Object.fromEntries(new URLSearchParams(rawQuery));
+    const params = Object.fromEntries(new URLSearchParams(rawQuery));
+    lookup = (name) => params[name];
   } else {
     if (!(header(req, 'content-type') ?? '').toLowerCase().startsWith('application/json')) throw err.signature();
-    params = jsonParams(body);
+    lookup = jsonLookup(body);
   }
-  return { action, lookup: (name) => params[name], ...(service === 'sts' ? { service } : {}) };
+  return { action, lookup, ...(product === 'sts' ? { service: product } : {}) };
 }
 
-/** A JSON object's fields as strings (what is not a string as its JSON text). */
-function jsonParams(body: Buffer): Params {
+/** Parameters Tencent types as integers: a JSON number, or its decimal text. Every other one the KMS and STS take is a string. */
+const INTEGER_PARAMETERS: ReadonlySet<string> = new Set(['NumberOfBytes', 'PendingWindowInDays', 'DurationSeconds', 'Offset', 'Limit', 'Type']);
+
+/**
+ * A JSON body's fields by name, each checked against the type the API gives it when read: a string
+ * parameter given as an object, array, number or boolean (EncryptionContext as an object, say) is
+ * refused with InvalidParameter, as Tencent's gateway does; null is an absent field.
+ */
+function jsonLookup(body: Buffer): Lookup {
   let parsed: unknown;
   try {
     parsed = body.length ? JSON.parse(utf8.decode(body)) : {};
@@ -142,15 +149,14 @@ function jsonParams(body: Buffer): Params {
     throw err.notJson();
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw err.notJson();
-  return Object.fromEntries(
-    Object.entries(parsed).map(([k, v]) => {
-      try {
-        return [k, typeof v === 'string' ? v : JSON.stringify(v)];
-      } catch {
-        throw err.invalid(k); // nested too deeply to write back
-      }
-    }),
-  );
+  const fields = new Map(Object.entries(parsed));
+  return (name) => {
+    const value = fields.get(name);
+    if (value === undefined || value === null) return undefined;
+    if (typeof value === 'string') return value;
+    if (typeof value === 'number' && INTEGER_PARAMETERS.has(name)) return String(value);
+    throw err.type(name, INTEGER_PARAMETERS.has(name) ? 'Integer' : 'String');
+  };
 }
 
 /** A query-signed request: legacy v2, or API 3.0 signed v1; query (GET) or form body (POST). */
@@ -158,6 +164,11 @@ function readQueryCall(services: Services, req: IncomingMessage, api: Api, path:
   const params: Params = Object.fromEntries(new URLSearchParams(req.method === 'GET' ? rawQuery : body.toString('utf8')));
   const action = params.Action ?? '';
   services.verifier.query(req, req.method ?? 'GET', path, params);
+  // API 3.0 is routed by action here too: AssumeRole to STS, with STS's version.
+  if (api === 'v3' && action === 'AssumeRole') {
+    if (params.Version !== STS_VERSION) throw err.version();
+    return { action, lookup: (name) => params[name], service: 'sts' };
+  }
   if (api === 'v3' && params.Version !== undefined && params.Version !== API_VERSION) throw err.version();
   const lookup: Lookup = api === 'v3' ? (name) => params[name] : (name) => params[name[0]!.toLowerCase() + name.slice(1)];
   return { action, lookup };

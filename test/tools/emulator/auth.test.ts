@@ -7,6 +7,7 @@ import type { EmulatorCredentials, RunningEmulator } from '../../../src/tools/em
 import { createEnvelope } from '../../../src/index.ts';
 import { TencentKmsV2 } from '../../../src/kms/tencent-v2.ts';
 import { useEmulator } from '../../fixtures/emulator.ts';
+import { loopbackServices } from '../../../src/tools/emulator/auth.ts';
 import { signedParams, tc3Headers } from './wire.ts';
 
 const TEMPORARY: EmulatorCredentials = { secretId: 'AKIDtemporary', secretKey: 'temporary-secret-key', token: 'session-token' };
@@ -75,8 +76,37 @@ describe('the session token', () => {
 });
 
 describe('the TC3 credential scope', () => {
-  it.each(['cvm', '127', 'KMS', 'kms.tencentcloudapi.com', ''])('a scope for service %j is refused even when signed with the right key', async (service) => {
+  it.each(['cvm', 'sts', '128', 'KMS', 'kms.tencentcloudapi.com', ''])('a scope for service %j is refused even when signed with the right key', async (service) => {
     expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service })).toMatchObject({ Error: { Code: 'AuthFailure.SignatureFailure' } });
+  });
+
+  it('routes API 3.0 by action: AssumeRole goes to STS signed for sts over TC3, and signed v1 with STS version', async () => {
+    const assume = { RoleArn: 'qcs::cam::uin/100000000001:roleName/app', RoleSessionName: 'routing' };
+    const body = JSON.stringify(assume);
+    const headers = { ...tc3Headers({ action: 'AssumeRole', body, credentials: TEMPORARY, token: 'session-token', service: 'sts' }), 'X-TC-Version': '2018-08-13' };
+    // The version header is not signed (only content-type;host and x-tc-action), so it may be replaced.
+    const tc3Answer = ((await (await fetch(emulator.url, { method: 'POST', headers, body })).json()) as { Response: Record<string, unknown> }).Response;
+    expect(tc3Answer).toMatchObject({ Credentials: { TmpSecretId: expect.any(String) } });
+    const signed = signedParams(TEMPORARY, { Action: 'AssumeRole', Version: '2018-08-13', Token: 'session-token', ...assume }, { method: 'POST', host: new URL(emulator.url).host, path: '/' });
+    const v1 = ((await (await fetch(emulator.url, { method: 'POST', body: new URLSearchParams(signed) })).json()) as { Response: Record<string, unknown> }).Response;
+    expect(v1).toMatchObject({ Credentials: { TmpSecretId: expect.any(String) } });
+    // A KMS action is never STS's, whatever the scope says.
+    expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service: 'sts' })).toMatchObject({ Error: { Code: 'AuthFailure.SignatureFailure' } });
+  });
+
+  it('a request addressed to 127.0.0.1 may name its first label, 127, as the official SDK does', async () => {
+    expect(await tc3('GenerateDataKey', { KeyId: keyId }, { token: 'session-token', service: '127' })).toMatchObject({ KeyId: keyId });
+  });
+
+  it('the host-label services: only for an IP literal or localhost, never for a host name', () => {
+    const services = (host: string) => loopbackServices({ headers: { host } } as never);
+    expect(services('127.0.0.1:8080')).toEqual(['127']);
+    expect(services('10.1.2.3')).toEqual(['10']);
+    expect(services('localhost:8080')).toEqual(['localhost:8080', 'localhost']);
+    expect(services('[::1]:8080')).toEqual(['[::1]:8080', '::1']);
+    expect(services('kms.tencentcloudapi.com')).toEqual([]);
+    expect(services('127.example.com:8080')).toEqual([]);
+    expect(services('')).toEqual([]);
   });
 });
 
