@@ -40,6 +40,7 @@ export {
   type FieldValues,
   type PlainRow,
   type RecordBatchOptions,
+  type RecordOpenOptions,
   type Records,
   type RecordsOptions,
   type SealedRow,
