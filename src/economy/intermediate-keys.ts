@@ -192,10 +192,12 @@ export class IntermediateKeyCache {
     return { breaker: now < this.#breakerUntil ? 'open' : 'closed', failing: this.#failing(now), fresh, stale };
   }
 
-  /** Whether a fresh (within its TTL) key of this version is held. */
+  /** Whether a key of this version is usable now: within its TTL, or (loads failing) within its staleness bound. */
   holds(partition: string, version: number): boolean {
     const entry = this.#entries.peek(entryId(partition, version));
-    return entry !== undefined && this.#now() < entry.expiresAt;
+    if (entry === undefined) return false;
+    const now = this.#now();
+    return now < entry.expiresAt || (this.#failing(now) && now < entry.expiresAt + this.#options.maxStaleMs);
   }
 
   async close(): Promise<void> {
