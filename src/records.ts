@@ -42,6 +42,7 @@ export {
   type FieldValues,
   type PlainRow,
   type RecordBatchOptions,
+  type RecordOpenOptions,
   type Records,
   type RecordsOptions,
   type RowVersionProblem,

@@ -4,6 +4,7 @@
  * the public object it returns; the engine finds it here. The map is private to this module, so the
  * public `KeyHierarchy` type has no method that hands out key bytes.
  */
+import type { OpenAuditBatch } from './audit-batch.ts';
 import type { CryptoBackend } from './backend.ts';
 import type { CanonicalContext } from './context.ts';
 import type { IntermediateKeyRef } from './header.ts';
@@ -27,6 +28,10 @@ export interface KeySource {
   openKey(ref: IntermediateKeyRef, suite: Suite): SuiteKey | Promise<SuiteKey>;
   /** Reports an open to the audit hook. */
   audited(key: SuiteKey, context: CanonicalContext, metadata: Readonly<Record<string, unknown>> | undefined): void;
+  /** Whether the hierarchy has an audit hook (the record API then batches its opens). */
+  readonly auditing?: boolean;
+  /** Reports one record-API call's opens (noted into `batch` by audited()) as one audit record. */
+  auditedBatch?(batch: OpenAuditBatch, call: { table: string; rows: number; failed: number }): void;
 }
 
 /** What an envelope or a blind index accepts as `hierarchy`: a KeyHierarchy from createKeyHierarchy(). */

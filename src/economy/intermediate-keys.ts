@@ -19,6 +19,7 @@ import { wipe } from '../core/bytes.ts';
 import { ClosedError, KeyUnavailableError, KmsError, PartitionShreddedError } from '../core/errors.ts';
 import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import { Lru } from '../core/lru.ts';
+import type { HierarchyEvent } from './events.ts';
 
 export interface IntermediateKeyCacheOptions {
   /** How long a loaded key is used, ms; default 600000 (10 minutes). */
@@ -101,7 +102,10 @@ export class IntermediateKeyCache {
   readonly #loadQueue: (() => void)[] = [];
   #failuresInRow = 0;
   #breakerUntil = 0;
+  #breakerOpened = false;
   #closed = false;
+  /** The hierarchy's listeners (set by it): called on loads, stale keys served, revocations and the breaker, never on a hit. */
+  events: ((event: HierarchyEvent) => void) | undefined = undefined;
 
   constructor(options: IntermediateKeyCacheOptions, classify: (error: unknown) => FailureClass, now: Clock = monotonic, random: () => number = Math.random) {
     const ttl = options.ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs;
@@ -132,6 +136,7 @@ export class IntermediateKeyCache {
     }
     if (purpose === 'open' && this.#failing(now) && now < entry.expiresAt + this.#options.maxStaleMs) {
       this.counters.staleServed++;
+      this.events?.({ type: 'stale-served', partition, version });
       return entry.loaded;
     }
     return undefined;
@@ -150,6 +155,7 @@ export class IntermediateKeyCache {
       const entry = this.#entries.peek(id);
       if (purpose === 'open' && entry && this.#classify(error) === 'outage' && this.#now() < entry.expiresAt + this.#options.maxStaleMs) {
         this.counters.staleServed++;
+        this.events?.({ type: 'stale-served', partition, version });
         return entry.loaded;
       }
       throw error;
@@ -172,6 +178,26 @@ export class IntermediateKeyCache {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** For health(): whether loads are failing now (breaker open, or a failure since the last success), and the keys usable now. */
+  state(): { breaker: 'open' | 'closed'; failing: boolean; fresh: number; stale: number } {
+    const now = this.#now();
+    let fresh = 0;
+    let stale = 0;
+    for (const [, entry] of this.#entries.entries()) {
+      if (now < entry.expiresAt) fresh++;
+      else if (now < entry.expiresAt + this.#options.maxStaleMs) stale++;
+    }
+    return { breaker: now < this.#breakerUntil ? 'open' : 'closed', failing: this.#failing(now), fresh, stale };
+  }
+
+  /** Whether a key of this version is usable now: within its TTL, or (loads failing) within its staleness bound. */
+  holds(partition: string, version: number): boolean {
+    const entry = this.#entries.peek(entryId(partition, version));
+    if (entry === undefined) return false;
+    const now = this.#now();
+    return now < entry.expiresAt || (this.#failing(now) && now < entry.expiresAt + this.#options.maxStaleMs);
   }
 
   async close(): Promise<void> {
@@ -211,17 +237,28 @@ export class IntermediateKeyCache {
     }
     await this.#slot();
     let key: Uint8Array;
+    const started = this.#now();
     try {
+      // Queued behind the cap while close() began without draining: refused, not loaded.
+      if (this.#closed) throw new ClosedError();
       this.counters.loads++;
       key = await load();
     } catch (error) {
-      this.counters.loadFailures++;
-      this.#failed(error, partition);
+      if (!(error instanceof ClosedError)) {
+        this.counters.loadFailures++;
+        this.events?.({ type: 'key-load', partition, version, durationMs: this.#now() - started, ok: false, errorCode: errorCodeOf(error) });
+        this.#failed(error, partition);
+      }
       throw error;
     } finally {
       this.#release();
     }
     this.#failuresInRow = 0;
+    this.events?.({ type: 'key-load', partition, version, durationMs: this.#now() - started, ok: true });
+    if (this.#breakerOpened) {
+      this.#breakerOpened = false;
+      this.events?.({ type: 'breaker', scope: 'kms', state: 'closed' });
+    }
     if (this.#closed) {
       wipe(key);
       throw new ClosedError();
@@ -250,11 +287,14 @@ export class IntermediateKeyCache {
     if (kind === 'revoked') {
       this.counters.revocations++;
       this.revoke(partition);
+      this.events?.({ type: 'revoked', partition, errorCode: errorCodeOf(error) });
       return;
     }
     if (kind !== 'outage') return;
     if (++this.#failuresInRow >= this.#options.breakerFailures) {
       this.counters.breakerOpen++;
+      this.#breakerOpened = true;
+      this.events?.({ type: 'breaker', scope: 'kms', state: 'open' });
       this.#breakerUntil = this.#now() + this.#options.breakerCooldownMs;
       this.#failuresInRow = this.#options.breakerFailures - 1; // one more failure after the cooldown reopens it
     }
@@ -283,6 +323,14 @@ export class IntermediateKeyCache {
     }
     entry.loaded.derived.clear();
   }
+}
+
+/** The stable code of a failure (the KMS's own code first), for events; never its message. */
+export function errorCodeOf(error: unknown): string {
+  const e = error as { kmsCode?: unknown; code?: unknown; name?: unknown } | null;
+  if (typeof e?.kmsCode === 'string' && e.kmsCode) return e.kmsCode;
+  if (typeof e?.code === 'string') return e.code;
+  return typeof e?.name === 'string' ? e.name : 'ERROR';
 }
 
 /** One key version of one partition, as a Map key. */

@@ -9,17 +9,31 @@ import type { CanonicalContext } from '../core/context.ts';
 import { attachKeySource, type KeySource, type SuiteKey } from '../core/key-source.ts';
 import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
+import { OpenAuditBatch } from '../core/audit-batch.ts';
+import type { HierarchyEvent } from '../economy/events.ts';
 import { classifyKmsFailure, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
+import { Listeners } from '../economy/listeners.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import type { StoredKey } from './key-store.ts';
+import { type AuditHook, audited, auditSafely } from './admin-audit.ts';
 import { KeyVersions, type KeyVersionsSettings } from './key-versions.ts';
+import { checkHealth } from './lifecycle.ts';
+import { WorkInFlight } from '../core/work-in-flight.ts';
 import { rotateMasterKey, verifyVersions } from './master-key.ts';
 import { recreatePartition, type ShredContext, ShredGuard, shredTenant } from './shred.ts';
-import type { AuditRecord, KeyHierarchy, KeyHierarchyOptions } from './types.ts';
+import type { KeyHierarchy, KeyHierarchyOptions } from './types.ts';
 
 export { DERIVED_PARTITION_SUFFIXES } from './shred.ts';
 export type {
+  AdminAuditRecord,
   AuditRecord,
+  CloseOptions,
+  CloseReport,
+  HealthReport,
+  HierarchyEvent,
+  HierarchyEventListener,
+  OpenAuditRecord,
+  RowsOpenAuditRecord,
   HierarchyMetrics,
   KeyHierarchy,
   KeyHierarchyOptions,
@@ -36,7 +50,8 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
 
 /** What a hierarchy keeps of its options. */
 interface HierarchySettings extends KeyVersionsSettings {
-  readonly audit: ((record: AuditRecord) => void) | undefined;
+  readonly audit: AuditHook;
+  readonly listeners: Listeners<HierarchyEvent>;
 }
 
 /** Checks createKeyHierarchy()'s options and resolves them once: the cache, the shred guard, the KMS resolver. */
@@ -53,13 +68,25 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
-  return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit };
+  const { audit } = options;
+  if (audit !== undefined && typeof audit !== 'function') throw new TypeError('"audit" expected a function');
+  const listeners = new Listeners<HierarchyEvent>();
+  if (options.onEvent !== undefined) listeners.add(options.onEvent);
+  // The cache calls its listeners only while some are attached: none, no event object made.
+  const emit = (event: HierarchyEvent): void => {
+    if (listeners.size > 0) listeners.emit(event);
+  };
+  cache.events = emit;
+  const created = (key: StoredKey): void => auditSafely(audit, { operation: 'create-version', partitions: [key.partition], versions: [key.version], ok: true, at: Date.now() });
+  return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work: new WorkInFlight('key hierarchy') };
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */
-function auditor(audit: ((record: AuditRecord) => void) | undefined, backend: CryptoBackend): KeySource['audited'] {
+function auditor(audit: AuditHook, backend: CryptoBackend): KeySource['audited'] {
   return (key: SuiteKey, context: CanonicalContext, metadata: Readonly<Record<string, unknown>> | undefined): void => {
     if (!audit) return;
+    // A record-API call: noted, audited once when the call ends (auditedBatch).
+    if (metadata instanceof OpenAuditBatch) return metadata.note(key.ref.partition, key.ref.version, key.fromCache);
     try {
       audit({
         operation: 'open',
@@ -73,6 +100,12 @@ function auditor(audit: ((record: AuditRecord) => void) | undefined, backend: Cr
       // An audit hook must not break decryption; it sees every call, so it can count its own failures.
     }
   };
+}
+
+/** One audit record for a record-API call's opens. */
+function batchAuditor(audit: AuditHook): NonNullable<KeySource['auditedBatch']> {
+  return (batch, call) =>
+    auditSafely(audit, { operation: 'open-rows', ...call, fields: batch.fields, keys: [...batch.keys.values()].map((k) => ({ ...k })), metadata: batch.metadata });
 }
 
 /**
@@ -100,6 +133,8 @@ class HierarchyOfKeys implements KeyHierarchy {
       sealKey: (partition, suite) => versions.sealKey(partition, suite),
       openKey: (ref, suite) => versions.keyFor(ref, suite, 'open'),
       audited: auditor(settings.audit, settings.backend),
+      auditing: settings.audit !== undefined,
+      auditedBatch: batchAuditor(settings.audit),
     });
   }
 
@@ -113,12 +148,24 @@ class HierarchyOfKeys implements KeyHierarchy {
     );
   };
 
-  readonly rotate = (partition: string): Promise<StoredKey> => this.#versions.rotate(partition);
+  readonly rotate = (partition: string): Promise<StoredKey> => audited(this.#s.audit, 'rotate', [partition], () => this.#versions.rotate(partition), (k) => ({ versions: [k.version] }));
   readonly forget = (partition?: string): void => this.#versions.forget(partition);
-  readonly recreate = (partition: string): Promise<StoredKey> => recreatePartition(this.#shred, partition);
-  readonly rotateMasterKey: KeyHierarchy['rotateMasterKey'] = (rotation) => rotateMasterKey(this.#s, rotation);
-  readonly verify: KeyHierarchy['verify'] = (verifyOptions = {}) => verifyVersions(this.#s.store, (partition, version) => this.#versions.loadVersion(partition, version), verifyOptions);
-  readonly shred: KeyHierarchy['shred'] = (partition, shredOptions = {}) => shredTenant(this.#shred, this.#s.resolve, partition, shredOptions);
+  readonly recreate = (partition: string): Promise<StoredKey> => audited(this.#s.audit, 'recreate', [partition], () => recreatePartition(this.#shred, partition), (k) => ({ versions: [k.version] }));
+  readonly rotateMasterKey: KeyHierarchy['rotateMasterKey'] = (rotation) =>
+    audited(this.#s.audit, 'rotate-master-key', rotation?.partitions ?? [], () => rotateMasterKey(this.#s, rotation), (r) => ({ counts: { rewrapped: r.rewrapped, skipped: r.skipped, raced: r.raced, failed: r.failed.length } }));
+  readonly verify: KeyHierarchy['verify'] = (verifyOptions = {}) =>
+    audited(
+      this.#s.audit,
+      'verify',
+      verifyOptions.partitions ?? [],
+      () => verifyVersions(this.#s.store, (partition, version) => this.#versions.loadVersion(partition, version), verifyOptions),
+      (r) => ({ counts: { checked: r.checked, ok: r.ok, failed: r.failed.length } }),
+    );
+  readonly shred: KeyHierarchy['shred'] = (partition, shredOptions = {}) =>
+    audited(this.#s.audit, 'shred', [partition], () => shredTenant(this.#shred, this.#s.resolve, partition, shredOptions), (r) => ({ counts: { versionsDeleted: r.versionsDeleted, masterKeyDisabled: r.masterKeyDisabled ? 1 : 0 } }));
   readonly metrics = (): ReturnType<KeyHierarchy['metrics']> => this.#versions.metrics();
-  readonly close = (): Promise<void> => this.#s.cache.close();
+  readonly listen: KeyHierarchy['listen'] = (listener) => this.#s.listeners.add(listener);
+  readonly health: KeyHierarchy['health'] = (healthOptions = {}) =>
+    checkHealth(this.#s.store, this.#s.cache, (partition) => this.#versions.knownActive(partition), healthOptions.partitions ?? [], this.#s.work.closing);
+  readonly close: KeyHierarchy['close'] = (closeOptions) => this.#s.work.close(closeOptions, () => this.#s.cache.close());
 }

@@ -11,9 +11,11 @@ import type { CryptoBackend } from '../core/backend.ts';
 import type { IntermediateKeyRef } from '../core/header.ts';
 import type { SuiteKey } from '../core/key-source.ts';
 import type { Suite } from '../core/suites.ts';
-import { entryId as versionId, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
+import { entryId as versionId, errorCodeOf, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
+import type { HierarchyEvent } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { checkStoredKey, type KeyStore, type StoredKey } from './key-store.ts';
+import type { WorkInFlight } from '../core/work-in-flight.ts';
 import type { ShredGuard } from './shred.ts';
 import type { HierarchyMetrics } from './types.ts';
 
@@ -34,6 +36,12 @@ export interface KeyVersionsSettings {
   /** How long the active version of a partition is remembered, ms. */
   readonly activeTtl: number;
   readonly guard: ShredGuard;
+  /** The hierarchy's listeners: KMS calls and creations (the cache reports loads). */
+  readonly emit: (event: HierarchyEvent) => void;
+  /** The calls that wait for the store or the KMS: close() drains or refuses them. */
+  readonly work: WorkInFlight;
+  /** Called when this process created a version (its record won): the admin audit. */
+  readonly created: (key: StoredKey) => void;
 }
 
 type KmsAction = 'GenerateDataKey' | 'Decrypt';
@@ -69,7 +77,7 @@ export class KeyVersions {
     if (stored.provider !== kms.id) {
       throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
     }
-    const key = await this.#counted('Decrypt', () =>
+    const key = await this.#counted('Decrypt', kms.id, () =>
       kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) }),
     );
     if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
@@ -125,17 +133,30 @@ export class KeyVersions {
     const known = this.knownActive(partition);
     if (known !== undefined) return this.keyFor({ partition, version: known }, suite, 'seal');
     this.#s.guard.checkSeal(partition);
-    return this.activeVersion(partition).then((version) => this.keyFor({ partition, version }, suite, 'seal'));
+    this.#s.work.checkOpen();
+    return this.#s.work.track(this.activeVersion(partition).then((version) => this.#keyOrLoad({ partition, version }, suite, 'seal')));
   }
 
-  /** A version's suite key, synchronously when it is in memory. */
+  /** A version's suite key, synchronously when it is in memory; a load is tracked (close() drains or refuses it). */
   keyFor(ref: IntermediateKeyRef, suite: Suite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
-    const { cache, guard } = this.#s;
-    guard.checkKnown(ref.partition, ref.version);
+    this.#s.guard.checkKnown(ref.partition, ref.version);
     const load = (): Promise<Uint8Array> => this.loadVersion(ref.partition, ref.version);
-    const held = cache.peek(ref.partition, ref.version, purpose, load);
+    const held = this.#s.cache.peek(ref.partition, ref.version, purpose, load);
     if (held) return this.#suiteKey(held, ref, suite, true);
-    const loadKey = (): Promise<SuiteKey> => cache.get(ref.partition, ref.version, purpose, load).then((loaded) => this.#suiteKey(loaded, ref, suite, false));
+    this.#s.work.checkOpen();
+    return this.#s.work.track(this.#loadKey(ref, suite, purpose, load));
+  }
+
+  /** keyFor() within a call already tracked. */
+  #keyOrLoad(ref: IntermediateKeyRef, suite: Suite, purpose: 'seal' | 'open'): SuiteKey | Promise<SuiteKey> {
+    this.#s.guard.checkKnown(ref.partition, ref.version);
+    const load = (): Promise<Uint8Array> => this.loadVersion(ref.partition, ref.version);
+    const held = this.#s.cache.peek(ref.partition, ref.version, purpose, load);
+    return held ? this.#suiteKey(held, ref, suite, true) : this.#loadKey(ref, suite, purpose, load);
+  }
+
+  #loadKey(ref: IntermediateKeyRef, suite: Suite, purpose: 'seal' | 'open', load: () => Promise<Uint8Array>): Promise<SuiteKey> {
+    const loadKey = (): Promise<SuiteKey> => this.#s.cache.get(ref.partition, ref.version, purpose, load).then((loaded) => this.#suiteKey(loaded, ref, suite, false));
     // The store shows a new version before createVersion returns; until this process's creation
     // has handed its plaintext to the cache, loading that version would Decrypt a key it holds.
     const creation = this.#creating.get(versionId(ref.partition, ref.version));
@@ -187,7 +208,7 @@ export class KeyVersions {
 
   async #createVersionOnce(partition: string, version: number): Promise<StoredKey> {
     const kms = this.#s.resolve(partition);
-    const dataKey = await this.#counted('GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
+    const dataKey = await this.#counted('GenerateDataKey', kms.id, () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
     const plaintext = dataKey.plaintextKey;
     let kept = false;
     try {
@@ -202,6 +223,8 @@ export class KeyVersions {
       });
       if (stored.ciphertextBlob === dataKey.ciphertextBlob) {
         this.#versionsCreated++;
+        this.#s.emit({ type: 'key-created', partition, version });
+        this.#s.created(stored);
         // This process's record won: its plaintext is the key, so the cache takes it without a Decrypt.
         if (plaintext instanceof Uint8Array && plaintext.length === INTERMEDIATE_KEY_LENGTH) {
           await this.#s.cache.get(partition, version, 'seal', () => ((kept = true), Promise.resolve(plaintext)));
@@ -228,15 +251,19 @@ export class KeyVersions {
   }
 
   /** A KMS call, counted by action and outcome. */
-  async #counted<T>(action: KmsAction, call: () => Promise<T>): Promise<T> {
+  async #counted<T>(action: KmsAction, provider: string, call: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
       const result = await call();
       this.#kmsCalls[action].ok++;
+      this.#s.emit({ type: 'kms-call', provider, action, durationMs: performance.now() - started, ok: true, throttled: false });
       return result;
     } catch (error) {
       this.#kmsCalls[action].failed++;
       const code = error instanceof KmsError ? (error.kmsCode ?? '') : '';
-      if (code.startsWith('RequestLimitExceeded') || code === '4420') this.#kmsCalls[action].throttled++;
+      const throttled = code.startsWith('RequestLimitExceeded') || code === '4420';
+      if (throttled) this.#kmsCalls[action].throttled++;
+      this.#s.emit({ type: 'kms-call', provider, action, durationMs: performance.now() - started, ok: false, errorCode: errorCodeOf(error), throttled });
       throw error;
     }
   }

@@ -4,8 +4,15 @@
  */
 import type { BackendName } from '../core/select-backend.ts';
 import type { CacheCounters, IntermediateKeyCacheOptions } from '../economy/intermediate-keys.ts';
+import type { HierarchyEventListener } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import type { KeyStore, StoredKey } from './key-store.ts';
+import type { CloseOptions, CloseReport } from '../core/work-in-flight.ts';
+import type { HealthReport } from './lifecycle.ts';
+
+export type { CloseOptions, CloseReport } from '../core/work-in-flight.ts';
+export type { HealthReport } from './lifecycle.ts';
+export type { HierarchyEvent, HierarchyEventListener } from '../economy/events.ts';
 
 export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
   /** Where the wrapped intermediate keys live. */
@@ -14,8 +21,15 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
   kms: KeyProvider | ((partition: string) => KeyProvider);
   /** How long the active version of a partition is remembered before the store is asked again, ms; default 60000. */
   activeTtlMs?: number;
-  /** Called on every open with what was opened; never with a key or plaintext. */
+  /**
+   * The audit hook, never given a key or plaintext: every envelope open under the hierarchy, one
+   * record per record-API open call (records.open/openMany/openSync: not one per field), and the
+   * administrative operations (key creation, rotate, retire, recreate, shred, master-key rotation,
+   * verify). Its failures never reach the operation.
+   */
   audit?: (record: AuditRecord) => void;
+  /** Key loads and their failures, KMS calls, stale keys served, revocations, breaker changes (hierarchy.listen() adds more listeners). */
+  onEvent?: HierarchyEventListener;
   backend?: BackendName;
   /** A monotonic clock in ms; default performance.now(). For tests of TTLs and staleness. */
   now?: () => number;
@@ -27,7 +41,10 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
   derivedPartitionSuffixes?: readonly string[];
 }
 
-export interface AuditRecord {
+export type AuditRecord = OpenAuditRecord | RowsOpenAuditRecord | AdminAuditRecord;
+
+/** One envelope open (envelope.open and its kin) under the hierarchy. */
+export interface OpenAuditRecord {
   operation: 'open';
   partition: string;
   version: number;
@@ -37,6 +54,37 @@ export interface AuditRecord {
   fromCache: boolean;
   /** What the caller passed as `audit` in the open call. */
   metadata: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** One records.open, openMany or openSync call: its fields opened, by key version. */
+export interface RowsOpenAuditRecord {
+  operation: 'open-rows';
+  table: string;
+  rows: number;
+  /** Rows that failed to open (a field refused or malformed). */
+  failed: number;
+  /** Fields opened (a key was found for them). */
+  fields: number;
+  /** The key versions used, with the fields each opened and whether all came from memory. */
+  keys: { partition: string; version: number; fields: number; fromCache: boolean }[];
+  /** What the caller passed as `audit` to the call (a request id, a user). */
+  metadata: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** An administrative operation on the keys, when it ended (ok or not). */
+export interface AdminAuditRecord {
+  operation: 'create-version' | 'rotate' | 'retire' | 'recreate' | 'shred' | 'rotate-master-key' | 'verify';
+  /** The partitions named (for rotate-master-key and verify without a list: empty, meaning all). */
+  partitions: string[];
+  /** The versions made, retired or deleted, when the operation names them. */
+  versions: number[];
+  ok: boolean;
+  /** On failure: the error's stable code (never its message). */
+  errorCode?: string;
+  /** Counts from the operation's report (rewrapped, failed, checked, versionsDeleted...). */
+  counts?: Record<string, number>;
+  /** When it ended, ms since the epoch. */
+  at: number;
 }
 
 export interface HierarchyMetrics extends CacheCounters {
@@ -81,7 +129,18 @@ export interface KeyHierarchy {
    */
   shred(partition: string, options?: ShredOptions): Promise<ShredReport>;
   metrics(): HierarchyMetrics;
-  close(): Promise<void>;
+  /** Adds an event listener (as `onEvent`); returns the function that removes it. */
+  listen(listener: HierarchyEventListener): () => void;
+  /**
+   * A readiness check: one store read, no KMS call. `partitions`: those whose active key must be
+   * loaded for the process to count as ready.
+   */
+  health(options?: { partitions?: readonly string[] }): Promise<HealthReport>;
+  /**
+   * Stops the hierarchy: calls waiting for a key are drained (default) or refused, per `drain`;
+   * later calls get ERR_CLOSED; every key held is wiped. Resolves with what it drained and refused.
+   */
+  close(options?: CloseOptions): Promise<CloseReport>;
 }
 
 export interface RotateMasterKeyOptions {

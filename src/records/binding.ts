@@ -2,6 +2,7 @@
  * What binds a sealed field to its row (FORMAT.md §12): the row's partition and primary key, and
  * the detached context of each field; the key version a sealed field names.
  */
+import type { OpenAuditBatch } from '../core/audit-batch.ts';
 import { intermediateKeyVersion, MAGIC } from '../core/header.ts';
 import { type CanonicalContext, canonicalContext, contextTemplate, type EncryptionContext } from '../core/context.ts';
 import { rowKeyJson, TEXT_PREFIX } from './field-value.ts';
@@ -28,6 +29,8 @@ export interface RowContext {
   readonly partition: string;
   readonly versions: number[] | undefined;
   readonly version: string | null | undefined;
+  /** The call's audit batch (records.open/openMany/openSync under an audited hierarchy), passed to each open. */
+  audit?: OpenAuditBatch;
 }
 
 /** A row to seal: its partition, then its primary key (a row missing both names its partition), then its new row version. */

@@ -73,7 +73,8 @@ export class FieldCipher {
     if ('legacy' in plan) return value;
     let plaintext: Uint8Array;
     try {
-      plaintext = await this.#envelope.open(plan.sealed, { context: bindingOf(r, column), partition: r.partition });
+      const context = bindingOf(r, column);
+      plaintext = await this.#envelope.open(plan.sealed, r.audit ? { context, partition: r.partition, audit: r.audit as unknown as Readonly<Record<string, unknown>> } : { context, partition: r.partition });
     } catch (error) {
       throw new RecordFieldError(r.table.name, column, r.key.values, error);
     }
@@ -127,7 +128,8 @@ export class FieldCipher {
   /** The plaintext of a sealed value, synchronously; KeyNotWarmError goes through as it is. */
   #openSealed(r: RowContext, column: string, sealed: Uint8Array, context?: EncryptionContext): Uint8Array {
     try {
-      return openMessageSync(this.#envelope, sealed, { context: context ?? bindingOf(r, column), partition: r.partition });
+      const bound = context ?? bindingOf(r, column);
+      return openMessageSync(this.#envelope, sealed, r.audit ? { context: bound, partition: r.partition, audit: r.audit as unknown as Readonly<Record<string, unknown>> } : { context: bound, partition: r.partition });
     } catch (error) {
       if (notWarm(error)) throw error;
       throw new RecordFieldError(r.table.name, column, r.key.values, error);

@@ -38,6 +38,11 @@ export class RecordIndexes {
     return t.columns[column]!.index!.column;
   }
 
+  /** Wipes every index's keys (the hierarchy stays open). */
+  async close(): Promise<void> {
+    await Promise.all([...this.#indexes.values()].map((index) => index.close()));
+  }
+
   /** Makes the indexes of these tables, then loads every index's keys of the partitions. */
   async warm(partitions: readonly string[], tables: readonly AnyTable[]): Promise<void> {
     for (const t of tables) for (const [column, field] of Object.entries(t.columns)) if (field.index) this.of(t, column);

@@ -11,14 +11,17 @@
  * row's partition (its column, or the table's function of the row) with the partition each value's
  * authenticated header names, before any key is loaded: a row moved to another tenant does not open.
  */
+import { OpenAuditBatch } from '../core/audit-batch.ts';
 import { wipe } from '../core/bytes.ts';
+import { keySourceOf } from '../core/key-source.ts';
+import { type CloseOptions, type CloseReport, WorkInFlight } from '../core/work-in-flight.ts';
 import { compactSealedLength } from '../core/compact.ts';
 import { sealedLength } from '../core/chunked.ts';
 import type { BatchResult, Envelope } from '../index.ts';
 import { createEnvelope } from '../index.ts';
-import type { KeyHierarchy } from '../hierarchy.ts';
+import type { HealthReport, HierarchyEventListener, KeyHierarchy } from '../hierarchy.ts';
 import type { BlindIndexValue } from './blind-index.ts';
-import { fieldRow, noteKeyVersion, openingRow, resealingRow, sealingRow } from './binding.ts';
+import { fieldRow, noteKeyVersion, openingRow, resealingRow, type RowContext, sealingRow } from './binding.ts';
 import type { FieldValues } from './field-value.ts';
 import { textLength } from './field-value.ts';
 import { FieldCipher, notWarm } from './fields.ts';
@@ -35,6 +38,16 @@ export interface RecordsOptions {
   hierarchy: KeyHierarchy;
   /** Options of the envelope the records are sealed with (compact payloads by default). */
   compact?: boolean;
+  /** The hierarchy's events (key loads and failures, stale keys served, revocations, breaker changes) while this record set is open. */
+  onEvent?: HierarchyEventListener;
+}
+
+export interface RecordOpenOptions {
+  /**
+   * Caller metadata (a request id, a user) for the hierarchy's audit hook: the call makes one audit
+   * record (`open-rows`) with it, whatever the number of rows and fields.
+   */
+  audit?: Readonly<Record<string, unknown>>;
 }
 
 export interface RecordBatchOptions {
@@ -49,13 +62,13 @@ interface RecordsStats {
 
 export interface Records {
   seal<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>>;
-  open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>>;
+  open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, options?: RecordOpenOptions): Promise<PlainRow<C>>;
   sealMany<C extends Record<string, FieldSpec>>(table: Table<C>, rows: readonly PlainRow<C>[], options?: RecordBatchOptions): Promise<BatchResult<SealedRow<C>>[]>;
-  openMany<C extends Record<string, FieldSpec>>(table: Table<C>, rows: readonly SealedRow<C>[], options?: RecordBatchOptions): Promise<BatchResult<PlainRow<C>>[]>;
+  openMany<C extends Record<string, FieldSpec>>(table: Table<C>, rows: readonly SealedRow<C>[], options?: RecordBatchOptions & RecordOpenOptions): Promise<BatchResult<PlainRow<C>>[]>;
   /** seal(), synchronously, once the partition's key is warm (else KeyNotWarmError, ERR_KEY_NOT_WARM). */
   sealSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C>;
   /** open(), synchronously, as sealSync. */
-  openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C>;
+  openSync<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, options?: RecordOpenOptions): PlainRow<C>;
   /**
    * Seals a stored row again under its partition's active key version (a rotation), synchronously
    * as sealSync: each value's plaintext goes from open to seal as bytes, never decoded into a
@@ -83,6 +96,13 @@ export interface Records {
   readonly stats: RecordsStats;
   /** The envelope records are sealed with (format 2, the hierarchy). */
   readonly envelope: Envelope;
+  /** The hierarchy's readiness (one store read, no KMS call), not ready once this record set is closed. */
+  health(options?: { partitions?: readonly string[] }): Promise<HealthReport>;
+  /**
+   * Stops this record set (the hierarchy stays open): rows waiting for a key are drained (default)
+   * or refused, per `drain`; later calls get ERR_CLOSED; its blind-index keys are wiped.
+   */
+  close(options?: CloseOptions): Promise<CloseReport>;
 }
 
 /**
@@ -124,39 +144,47 @@ class HierarchyRecords implements Records {
   readonly #fields: FieldCipher;
   readonly #indexes: RecordIndexes;
   readonly #loads = new KeyLoads();
+  readonly #hierarchy: KeyHierarchy;
+  /** Rows waiting for a key: close() drains or refuses them. */
+  readonly #work = new WorkInFlight('record set');
+  /** The hierarchy's batch audit, when it has an audit hook: one record per open call. */
+  readonly #auditBatch: ((batch: OpenAuditBatch, call: { table: string; rows: number; failed: number }) => void) | undefined;
+  readonly #unlisten: (() => void) | undefined;
 
   constructor(options: RecordsOptions) {
     this.envelope = createEnvelope({ hierarchy: options.hierarchy, compact: options.compact ?? true });
     this.#fields = new FieldCipher(this.envelope, this.stats.legacyValuesRead);
     this.#indexes = new RecordIndexes(options.hierarchy);
+    this.#hierarchy = options.hierarchy;
+    const source = keySourceOf(options.hierarchy);
+    this.#auditBatch = source?.auditing ? source.auditedBatch : undefined;
+    this.#unlisten = options.onEvent === undefined ? undefined : options.hierarchy.listen(options.onEvent);
   }
 
   readonly seal = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> => {
+    this.#work.checkOpen();
     const t = table as unknown as AnyTable;
     const wait = this.#loads.waitFor(t, row, sealKeyId);
-    if (wait) await wait;
+    if (wait) return this.#work.track(this.#sealAfter(wait, t, row));
     // Warm keys (the common case) seal at once: no promise per field.
     try {
       return this.sealSync(table, row);
     } catch (error) {
       if (!notWarm(error)) throw error;
     }
-    return wait ? this.#sealLater(t, row) : this.#loads.track(sealKeyId(t, row), this.#sealLater(t, row));
+    return this.#work.track(this.#loads.track(sealKeyId(t, row), this.#sealLater(t, row)));
   };
 
-  readonly open = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): Promise<PlainRow<C>> => {
-    const t = table as unknown as AnyTable;
-    const wait = this.#loads.waitFor(t, row, openKeyId);
-    if (wait) await wait;
-    // Migration mode counts legacy values as it reads them: a fallback reads them again.
-    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...this.stats.legacyValuesRead } : undefined;
-    try {
-      return this.openSync(table, row);
-    } catch (error) {
-      if (!notWarm(error)) throw error;
-      if (counted) this.#restoreLegacyCounts(counted);
-    }
-    return wait ? this.#openLater(t, row) : this.#loads.track(openKeyId(t, row), this.#openLater(t, row));
+  readonly open = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, options?: RecordOpenOptions): Promise<PlainRow<C>> => {
+    if (!this.#auditBatch) return this.#open(table, row, undefined);
+    const batch = new OpenAuditBatch(options?.audit);
+    return this.#open(table, row, batch).then(
+      (opened) => (this.#audit(batch, table, 1, 0), opened),
+      (error: unknown) => {
+        this.#audit(batch, table, 1, 1);
+        throw error;
+      },
+    );
   };
 
   readonly sealSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C> => {
@@ -168,11 +196,17 @@ class HierarchyRecords implements Records {
     return out as SealedRow<C>;
   };
 
-  readonly openSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): PlainRow<C> => {
-    const r = openingRow(table as unknown as AnyTable, row);
-    const out: Record<string, unknown> = { ...row };
-    for (const column of present(r.table, row)) out[column] = this.#fields.openNow(r, column, row[column]);
-    return out as PlainRow<C>;
+  readonly openSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, options?: RecordOpenOptions): PlainRow<C> => {
+    if (!this.#auditBatch) return this.#openNow(table, row, undefined);
+    const batch = new OpenAuditBatch(options?.audit);
+    let failed = 1;
+    try {
+      const opened = this.#openNow(table, row, batch);
+      failed = 0;
+      return opened;
+    } finally {
+      this.#audit(batch, table, 1, failed);
+    }
   };
 
   readonly resealSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>): SealedRow<C> => {
@@ -204,11 +238,91 @@ class HierarchyRecords implements Records {
   };
 
   readonly sealMany: Records['sealMany'] = (table, rows, o) => settleEach(rows, (row) => this.seal(table, row), o);
-  readonly openMany: Records['openMany'] = (table, rows, o) => settleEach(rows, (row) => this.open(table, row), o);
+  readonly openMany: Records['openMany'] = async (table, rows, o) => {
+    if (!this.#auditBatch) return settleEach(rows, (row) => this.#open(table, row, undefined), o);
+    const batch = new OpenAuditBatch(o?.audit);
+    let failed = 1; // failFast: the batch threw at a bad row
+    try {
+      const results = await settleEach(rows, (row) => this.#open(table, row, batch), o);
+      failed = results.filter((r) => !r.ok).length;
+      return results;
+    } finally {
+      this.#audit(batch, table, rows.length, failed);
+    }
+  };
   readonly indexOf: Records['indexOf'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).compute(value, o) as Promise<string>;
   readonly indexOfSync: Records['indexOfSync'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).computeSync(value, o) as string;
   readonly matches: Records['matches'] = (table, column, a, b) => this.#indexes.of(table as unknown as AnyTable, column).matches(a, b);
   readonly warm: Records['warm'] = (partitions, tables = []) => this.#indexes.warm(partitions, tables);
+
+  readonly health: Records['health'] = async (options) => {
+    const report = await this.#hierarchy.health(options);
+    const closed = report.closed || this.#work.closing;
+    return { ...report, ok: report.ok && !closed, closed };
+  };
+
+  readonly close: Records['close'] = (options) => {
+    this.#unlisten?.();
+    return this.#work.close(options, async () => {
+      await this.envelope.close();
+      await this.#indexes.close();
+    });
+  };
+
+  async #open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): Promise<PlainRow<C>> {
+    this.#work.checkOpen();
+    const t = table as unknown as AnyTable;
+    const wait = this.#loads.waitFor(t, row, openKeyId);
+    if (wait) return this.#work.track(this.#openAfter(wait, t, row, batch));
+    // Migration mode counts legacy values as it reads them: a fallback reads them again.
+    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...this.stats.legacyValuesRead } : undefined;
+    try {
+      return this.#openNow(table, row, batch);
+    } catch (error) {
+      if (!notWarm(error)) throw error;
+      if (counted) this.#restoreLegacyCounts(counted);
+    }
+    return this.#work.track(this.#loads.track(openKeyId(t, row), this.#openLater(t, row, batch)));
+  }
+
+  /** A row that waited for another row's key load: the synchronous path again, else its own load. */
+  async #openAfter<C extends Record<string, FieldSpec>>(wait: Promise<unknown>, t: AnyTable, row: Row, batch: OpenAuditBatch | undefined): Promise<PlainRow<C>> {
+    await wait;
+    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...this.stats.legacyValuesRead } : undefined;
+    try {
+      return this.#openNow(t as never, row as never, batch) as PlainRow<C>;
+    } catch (error) {
+      if (!notWarm(error)) throw error;
+      if (counted) this.#restoreLegacyCounts(counted);
+    }
+    return this.#openLater(t, row, batch);
+  }
+
+  async #sealAfter<C extends Record<string, FieldSpec>>(wait: Promise<unknown>, t: AnyTable, row: Row): Promise<SealedRow<C>> {
+    await wait;
+    try {
+      return this.sealSync(t as never, row as never) as SealedRow<C>;
+    } catch (error) {
+      if (!notWarm(error)) throw error;
+    }
+    return this.#sealLater(t, row);
+  }
+
+  #openNow<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): PlainRow<C> {
+    const r = this.#withAudit(openingRow(table as unknown as AnyTable, row), batch);
+    const out: Record<string, unknown> = { ...row };
+    for (const column of present(r.table, row)) out[column] = this.#fields.openNow(r, column, row[column]);
+    return out as PlainRow<C>;
+  }
+
+  #withAudit(r: RowContext, batch: OpenAuditBatch | undefined): RowContext {
+    if (batch) r.audit = batch;
+    return r;
+  }
+
+  #audit(batch: OpenAuditBatch, table: Table<Record<string, FieldSpec>> | AnyTable, rows: number, failed: number): void {
+    this.#auditBatch?.(batch, { table: (table as AnyTable).name, rows, failed });
+  }
 
   async #sealLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row): Promise<SealedRow<C>> {
     const r = sealingRow(t, row);
@@ -221,8 +335,8 @@ class HierarchyRecords implements Records {
     return out as SealedRow<C>;
   }
 
-  async #openLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row): Promise<PlainRow<C>> {
-    const r = openingRow(t, row);
+  async #openLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row, batch: OpenAuditBatch | undefined): Promise<PlainRow<C>> {
+    const r = this.#withAudit(openingRow(t, row), batch);
     const out: Record<string, unknown> = { ...row };
     await Promise.all(present(t, row).map(async (column) => (out[column] = await this.#fields.openAsync(r, column, row[column]))));
     return out as PlainRow<C>;

@@ -8,7 +8,7 @@ import { encodeAuthenticatedV2, intermediateKeyVersion, parseHeader } from '../.
 import { canonicalContext } from '../../src/core/context.ts';
 import { COBBLESTONE_128, COBBLESTONE_256, SM4_GCM_SM3 } from '../../src/core/suites.ts';
 import { fieldFromText } from '../../src/records/field-value.ts';
-import { createKeyHierarchy, MemoryKeyStore } from '../../src/hierarchy.ts';
+import { type AuditRecord, createKeyHierarchy, MemoryKeyStore, type RowsOpenAuditRecord } from '../../src/hierarchy.ts';
 import { createRecords, defineTable, RecordFieldError } from '../../src/records.ts';
 import { LocalKms, sealSync } from '../../src/index.ts';
 
@@ -186,17 +186,20 @@ describe('intermediateKeyVersion', () => {
 });
 
 describe('a batch under a cold key', () => {
-  it('loads the key once and opens each row once: one audit record per row, not one more per row for a discarded synchronous attempt', async () => {
+  it('loads the key once and opens each row once: one audit record for the call, counting each field once, not once more for a discarded synchronous attempt', async () => {
     const store = new MemoryKeyStore();
     const kms = LocalKms.generate();
     const writer = createKeyHierarchy({ store, kms });
     const sealed = (await createRecords({ hierarchy: writer }).sealMany(people, Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, tenant: i % 2 ? 'acme' : 'zeta', email: `${i}@x` })), { failFast: true })).map((r) => (r.ok ? r.value : undefined)!);
-    const audits: string[] = [];
-    const reader = createKeyHierarchy({ store, kms, audit: (a) => audits.push(a.partition) });
+    const audits: AuditRecord[] = [];
+    const reader = createKeyHierarchy({ store, kms, audit: (a) => audits.push(a) });
     const records = createRecords({ hierarchy: reader });
     const opened = await records.openMany(people, sealed, { failFast: true });
     expect(opened.map((r) => (r.ok ? r.value.email : undefined))).toEqual(sealed.map((_, i) => `${i}@x`));
-    expect(audits).toHaveLength(50);
+    expect(audits).toHaveLength(1);
+    const [batch] = audits as RowsOpenAuditRecord[];
+    expect([batch!.operation, batch!.rows, batch!.failed, batch!.fields]).toEqual(['open-rows', 50, 0, 50]);
+    expect(batch!.keys.map((k) => [k.partition, k.version, k.fields]).sort()).toEqual([['acme', 1, 25], ['zeta', 1, 25]]);
     // Sealing under cold keys: every row sealed once, each under its own partition.
     const cold = createRecords({ hierarchy: createKeyHierarchy({ store, kms }) });
     const again = await cold.sealMany(people, sealed.map((_, i) => ({ id: `s${i}`, tenant: i % 2 ? 'acme' : 'zeta', email: 'e' })), { failFast: true });
