@@ -20,6 +20,8 @@ export type EnvelopeErrorCode =
   | 'ERR_CLOSED'
   | 'ERR_PARTITION_MISMATCH'
   | 'ERR_PARTITION_SHREDDED'
+  | 'ERR_KEY_VERSION_RETIRED'
+  | 'ERR_RETIRE_REFUSED'
   | 'ERR_FIELD_MALFORMED';
 
 export class EnvelopeError extends Error {

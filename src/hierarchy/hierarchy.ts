@@ -9,15 +9,19 @@ import type { CanonicalContext } from '../core/context.ts';
 import { attachKeySource, type KeySource, type SuiteKey } from '../core/key-source.ts';
 import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
-import { classifyKmsFailure, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
+import { classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import type { StoredKey } from './key-store.ts';
 import { KeyVersions, type KeyVersionsSettings } from './key-versions.ts';
+import { Keepers, keepWarmPeriod } from './keep-warm.ts';
 import { rotateMasterKey, verifyVersions } from './master-key.ts';
+import { retireVersion } from './retire.ts';
 import { recreatePartition, type ShredContext, ShredGuard, shredTenant } from './shred.ts';
 import type { AuditRecord, KeyHierarchy, KeyHierarchyOptions } from './types.ts';
 
 export { DERIVED_PARTITION_SUFFIXES } from './shred.ts';
+export { KeyVersionRetiredError, RetireRefusedError, type RetireOptions, type RetireRefusal, type RetireReport, type VersionCensus } from './retire.ts';
+export type { KeepWarm, KeepWarmOptions } from './keep-warm.ts';
 export type {
   AuditRecord,
   HierarchyMetrics,
@@ -37,6 +41,8 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
 /** What a hierarchy keeps of its options. */
 interface HierarchySettings extends KeyVersionsSettings {
   readonly audit: ((record: AuditRecord) => void) | undefined;
+  /** How often a keepWarm() keeper ticks, ms. */
+  readonly keepWarmPeriod: number;
 }
 
 /** Checks createKeyHierarchy()'s options and resolves them once: the cache, the shred guard, the KMS resolver. */
@@ -53,7 +59,8 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
-  return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit };
+  const period = keepWarmPeriod(ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs, refreshAheadMs, activeTtl);
+  return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit, keepWarmPeriod: period };
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */
@@ -84,6 +91,7 @@ class HierarchyOfKeys implements KeyHierarchy {
   readonly #s: HierarchySettings;
   readonly #versions: KeyVersions;
   readonly #shred: ShredContext;
+  readonly #keepers = new Keepers();
 
   constructor(settings: HierarchySettings) {
     const versions = new KeyVersions(settings);
@@ -119,6 +127,14 @@ class HierarchyOfKeys implements KeyHierarchy {
   readonly rotateMasterKey: KeyHierarchy['rotateMasterKey'] = (rotation) => rotateMasterKey(this.#s, rotation);
   readonly verify: KeyHierarchy['verify'] = (verifyOptions = {}) => verifyVersions(this.#s.store, (partition, version) => this.#versions.loadVersion(partition, version), verifyOptions);
   readonly shred: KeyHierarchy['shred'] = (partition, shredOptions = {}) => shredTenant(this.#shred, this.#s.resolve, partition, shredOptions);
+  readonly activeVersion = (partition: string): Promise<number> => this.#versions.readActive(partition);
+  readonly retire: KeyHierarchy['retire'] = (partition, version, retireOptions) =>
+    retireVersion({ store: this.#s.store, activeTtl: this.#s.activeTtl, forget: (p, v) => this.#s.cache.revokeVersion(p, v) }, partition, version, retireOptions);
+  readonly keepWarm: KeyHierarchy['keepWarm'] = (partitions, keepOptions) =>
+    this.#keepers.start({ keepFresh: (p, ahead) => this.#versions.keepFresh(p, ahead), periodMs: this.#s.keepWarmPeriod }, partitions, keepOptions);
   readonly metrics = (): ReturnType<KeyHierarchy['metrics']> => this.#versions.metrics();
-  readonly close = (): Promise<void> => this.#s.cache.close();
+  readonly close = (): Promise<void> => {
+    this.#keepers.stopAll();
+    return this.#s.cache.close();
+  };
 }
