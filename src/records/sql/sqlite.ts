@@ -12,13 +12,26 @@ import type { SqliteDatabase } from '../../hierarchy.ts';
 import { quoteIdentifier, runSweep, type SweepDriver, type SweepRow, type SweepSummary } from '../sweep.ts';
 import { bytesParam, pendingParams, tableShape, type TableSweepOptions } from './postgres.ts';
 
+/**
+ * `pending` with its `$1`..`$k` as anonymous `?` (better-sqlite3 binds numbered ones by name):
+ * they must appear once each, in order, as the plans of rotationSweep() write them.
+ */
+function anonymousParams(pending: string, count: number): string {
+  let next = 1;
+  const sql = pending.replace(/\$([0-9]+)/g, (_, n: string) => {
+    if (Number(n) !== next++) throw new TypeError('sweepSqlite: "pending" must use its parameters $1, $2, ... once each, in order');
+    return '?';
+  });
+  if (next !== count + 1) throw new TypeError(`sweepSqlite: "pending" uses ${next - 1} parameters and ${count} were given`);
+  return sql;
+}
+
 /** Sweeps an SQLite table; one worker (`workers` must be 1). See sweepPostgres(). */
 export async function sweepSqlite(database: SqliteDatabase, options: TableSweepOptions): Promise<SweepSummary> {
   if (!database || typeof database.prepare !== 'function') throw new TypeError('"database" expected a better-sqlite3 Database (or node:sqlite DatabaseSync)');
   const shape = tableShape(options);
   const params = await pendingParams(options);
-  // `pending`'s `$n` are SQLite's numbered `?n`; the anonymous `?` after them number on from the highest.
-  const pendingSql = params.length ? shape.pending.replace(/\$([0-9]+)/g, '?$1') : shape.pending;
+  const pendingSql = params.length ? anonymousParams(shape.pending, params.length) : shape.pending;
   const q = quoteIdentifier;
   const keyList = shape.key.map(q).join(', ');
   const read = [...shape.key, ...shape.columns];
