@@ -11,7 +11,7 @@ import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import { classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
-import type { StoredKey } from './key-store.ts';
+import { type KeyStore, MemoryKeyStore, type StoredKey } from './key-store.ts';
 import { KeyVersions, type KeyVersionsSettings } from './key-versions.ts';
 import { Keepers, keepWarmPeriod } from './keep-warm.ts';
 import { rotateMasterKey, verifyVersions } from './master-key.ts';
@@ -57,10 +57,28 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
     Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
   );
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
+  warnIfKeyDiesWithProcess(store, options.kms);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
   const period = keepWarmPeriod(ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs, refreshAheadMs, activeTtl);
   return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit, keepWarmPeriod: period };
+}
+
+/**
+ * A key store that outlives the process (not MemoryKeyStore) with a master key that does not
+ * (LocalKms.generate(), ids `memory-…`): after a restart no stored key decrypts. Warned once per
+ * hierarchy, through process.emitWarning where there is one.
+ */
+function warnIfKeyDiesWithProcess(store: KeyStore, kms: KeyHierarchyOptions['kms']): void {
+  if (store instanceof MemoryKeyStore || typeof kms === 'function') return;
+  const ids = (kms as { keyIds?: unknown }).keyIds;
+  if (kms.id !== 'local' || !Array.isArray(ids) || !ids.some((id) => typeof id === 'string' && id.startsWith('memory-'))) return;
+  const message =
+    'kms-envelope: a persistent key store is paired with LocalKms.generate(), whose master key lives only in this process: after a restart nothing stored opens. ' +
+    'Use a key file (localKmsFromKeyFile) or a KMS (TencentKms).';
+  const emit = (globalThis as { process?: { emitWarning?: (message: string, options: { code: string }) => void } }).process?.emitWarning;
+  if (emit) emit(message, { code: 'KMS_ENVELOPE_EPHEMERAL_KEY' });
+  else console.warn(message);
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */

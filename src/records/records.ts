@@ -73,6 +73,12 @@ export interface Records {
   indexOf<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): Promise<string>;
   indexOfSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): string;
   /**
+   * Whether an opened row's value of an indexed column is `value` as its blind index sees it (its
+   * normalizers applied): a lookup by indexOf() also finds rows whose truncated index merely
+   * collides, so open the rows found and keep those that match.
+   */
+  matches<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, opened: BlindIndexValue, value: BlindIndexValue): boolean;
+  /**
    * Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work;
    * then keeps them warm in the background (unless `keepWarm: false`): each partition's active
    * version read again before it would be forgotten and its keys refreshed before their TTL ends,
@@ -214,6 +220,7 @@ class HierarchyRecords implements Records {
   readonly openMany: Records['openMany'] = (table, rows, o) => settleEach(rows, (row) => this.open(table, row), o);
   readonly indexOf: Records['indexOf'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).compute(value, o) as Promise<string>;
   readonly indexOfSync: Records['indexOfSync'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).computeSync(value, o) as string;
+  readonly matches: Records['matches'] = (table, column, opened, value) => this.#indexes.of(table as unknown as AnyTable, column).matches(opened, value);
   readonly warm: Records['warm'] = async (partitions, tables = [], warmOptions = {}) => {
     await this.#indexes.warm(partitions, tables);
     if (warmOptions.keepWarm === false) return;
