@@ -82,3 +82,20 @@ describe.each(STORES)('hierarchy.retire on the %s store', (_, makeStore) => {
     await hierarchy.close();
   });
 });
+
+describe('a persistent key store with a key that lives only in memory', () => {
+  it('warns (KMS_ENVELOPE_EPHEMERAL_KEY); a memory store, or a key file, does not', async () => {
+    const seen: string[] = [];
+    const listen = (w: Error & { code?: string }) => seen.push(w.code ?? '');
+    process.on('warning', listen);
+    try {
+      createKeyHierarchy({ store: new SqliteKeyStore({ database: new Database(':memory:') }), kms: LocalKms.generate() });
+      createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+      createKeyHierarchy({ store: new SqliteKeyStore({ database: new Database(':memory:') }), kms: LocalKms.generate({ keyId: 'from-config' }) });
+      await sleep(20); // warnings are emitted on the next tick
+    } finally {
+      process.off('warning', listen);
+    }
+    expect(seen.filter((c) => c === 'KMS_ENVELOPE_EPHEMERAL_KEY')).toHaveLength(1);
+  });
+});
