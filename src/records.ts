@@ -68,7 +68,10 @@ export {
   type SweepOptions,
   type SweepRow,
   type SweepSummary,
+  type TenantRotationOptions,
 } from './records/sweep.ts';
+export { lowestVersionOf, sealedKeyOf, type CensusOptions } from './records/census.ts';
+export { censusPostgres, censusSqlite } from './records/sql/census.ts';
 export { type PostgresSweepClient, type PostgresSweepPool, sweepPostgres, type TableSweepOptions } from './records/sql/postgres.ts';
 export { sweepSqlite } from './records/sql/sqlite.ts';
 export {

@@ -14,8 +14,13 @@
  * them with records.open() after it reads them), or use kms-envelope/kysely.
  *
  * The hooks call records.sealFieldSync / openFieldSync: they work only when the partition's key
- * is in memory (records.warm()), and throw KeyNotWarmError (ERR_KEY_NOT_WARM) rather than wait for
- * the KMS.
+ * is in memory, and throw KeyNotWarmError (ERR_KEY_NOT_WARM) rather than wait for the KMS (the load
+ * starts; a retry after it succeeds). records.warm() loads the keys and keeps them warm in the
+ * background (refreshed before their TTL ends) until records.stopWarm().
+ *
+ * The hooks cannot write a key-version column (they see one value): a table declaring one is
+ * refused. Rotate Drizzle tables with rotationSweep(..., { partitions, versionsFrom: 'headers' }),
+ * which reads the version each value's header names.
  *
  * blindIndexType() is a custom type whose toDriver computes a blind index (the one a sealed column
  * declares in defineTable, through records.indexOfSync, or a createBlindIndex() of your own), so
@@ -66,6 +71,12 @@ function checkTable(table: Table<Record<string, FieldSpec>>): void {
     throw new TypeError(
       `kms-envelope/drizzle: table ${table.name} declares a primaryKey, but Drizzle's column hooks see only the value and cannot bind it to its row: ` +
         'declare the table without primaryKey (values bound to table and column), or seal the rows with records.seal() before Drizzle writes them',
+    );
+  }
+  if (table.keyVersionColumn !== undefined) {
+    throw new TypeError(
+      `kms-envelope/drizzle: table ${table.name} declares keyVersionColumn, which Drizzle's column hooks cannot write (they see one value, not the row), so it would lie: ` +
+        "declare the table without it, and rotate with rotationSweep(records, table, { partitions, versionsFrom: 'headers' }), which reads the versions the values' headers name",
     );
   }
   if (typeof table.partition !== 'string') {

@@ -14,6 +14,8 @@ export function tableName(node: TableNode): string {
 const identifier = (name: string) => ({ kind: 'IdentifierNode', name }) as const;
 export const columnNode = (name: string) => ({ kind: 'ColumnNode', column: identifier(name) }) as unknown as ColumnNode;
 export const valueNode = (value: unknown) => ({ kind: 'ValueNode', value }) as unknown as ValueNode;
+/** SQL text with nodes between its fragments (fragments.length === nodes.length + 1). */
+export const rawNode = (sqlFragments: readonly string[], parameters: readonly OperationNode[]) => ({ kind: 'RawNode', sqlFragments, parameters }) as unknown as OperationNode;
 
 export function columnName(node: OperationNode): string | undefined {
   if (is<ColumnNode>(node, 'ColumnNode')) return node.column.name;

@@ -23,3 +23,6 @@ export const partitionColumn = (table: AnyTable): string | undefined => (typeof 
 
 /** The columns a sealed value is bound to: the primary key, the partition column and the row version (FORMAT.md §12.4). */
 export const bindingColumns = (table: AnyTable): string[] => [...table.primaryKeys, ...[partitionColumn(table), table.rowVersion?.column].filter((c): c is string => c !== undefined)];
+
+/** The key-version column the table declares (the adapter writes it with the sealed values). */
+export const markerColumn = (table: AnyTable): string | undefined => table.keyVersionColumn;

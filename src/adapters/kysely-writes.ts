@@ -5,9 +5,9 @@
  * the blind-index column of a sealed column is written with it. Everything else fails closed.
  */
 import type { ColumnUpdateNode, InsertQueryNode, OperationNode, ReferenceNode, UpdateQueryNode, ValueNode } from 'kysely';
-import { columnName, columnNode, equalities, is, scopeEntry, tableName, valueNode } from './kysely-nodes.ts';
+import { columnName, columnNode, equalities, is, rawNode, scopeEntry, tableName, valueNode } from './kysely-nodes.ts';
 import { type AnyTable, PendingRow, PendingSeal } from './kysely-pending.ts';
-import { bindingColumns, indexColumn, sealedColumn } from './kysely-tables.ts';
+import { bindingColumns, indexColumn, markerColumn, sealedColumn } from './kysely-tables.ts';
 import { refusePartialWrite, RowVersionError } from '../records.ts';
 
 type Row = Record<string, unknown>;
@@ -60,6 +60,8 @@ interface InsertShape {
   readonly sealedAt: readonly number[];
   /** Index column position -> its sealed column's position. */
   readonly indexOf: ReadonlyMap<number, number>;
+  /** The key-version column's position, when the table declares one: written with the seals. */
+  readonly markerAt: number | undefined;
 }
 
 /** The INSERT with its sealed values marked and their blind-index columns added, or the node as it is. */
@@ -95,12 +97,19 @@ function insertShape(name: string, table: AnyTable, names: readonly string[]): I
     if (at < 0) at = columns.push(index) - 1;
     indexOf.set(at, i);
   }
-  return { name, table, columns, sealedAt, indexOf };
+  // The key-version marker: the lowest version of the row's values, in place of any value given.
+  const marker = markerColumn(table);
+  let markerAt: number | undefined;
+  if (marker !== undefined) {
+    markerAt = columns.indexOf(marker);
+    if (markerAt < 0) markerAt = columns.push(marker) - 1;
+  }
+  return { name, table, columns, sealedAt, indexOf, markerAt };
 }
 
 /** One row of VALUES (primitive values or value nodes), its sealed values and blind indexes marked. */
 function markInsertRow(shape: InsertShape, list: OperationNode): OperationNode {
-  const { name, table, columns, sealedAt, indexOf } = shape;
+  const { name, table, columns, sealedAt, indexOf, markerAt } = shape;
   const primitive = list.kind === 'PrimitiveValueListNode';
   const items: unknown[] = [...(list as unknown as { values: readonly unknown[] }).values];
   while (items.length < columns.length) items.push(primitive ? null : valueNode(null));
@@ -110,10 +119,12 @@ function markInsertRow(shape: InsertShape, list: OperationNode): OperationNode {
   if (sealedAt.some((i) => given(plain[columns[i]!]))) requireBinding(name, table, plain, 'an INSERT');
   const row = new PendingRow(table, name, plain);
   const hasValue = (i: number) => given(plain[columns[i]!]);
+  const sealsAny = sealedAt.some(hasValue);
   if (primitive) {
     return {
       ...list,
       values: items.map((item, i) => {
+        if (i === markerAt) return sealsAny ? new PendingSeal(row, columns[i]!) : null;
         if (indexOf.has(i)) return hasValue(indexOf.get(i)!) ? new PendingSeal(row, columns[i]!) : null;
         return sealedAt.includes(i) && item !== null && item !== undefined ? new PendingSeal(row, columns[i]!) : item;
       }),
@@ -122,6 +133,7 @@ function markInsertRow(shape: InsertShape, list: OperationNode): OperationNode {
   return {
     ...list,
     values: (items as OperationNode[]).map((item, i) => {
+      if (i === markerAt) return valueNode(sealsAny ? new PendingSeal(row, columns[i]!) : null);
       if (indexOf.has(i)) return valueNode(hasValue(indexOf.get(i)!) ? new PendingSeal(row, columns[i]!) : null);
       return sealedAt.includes(i) ? marked(name, columns[i]!, item, row) : item;
     }),
@@ -189,7 +201,34 @@ export function markUpdate(tables: ReadonlyMap<string, AnyTable>, node: UpdateQu
     const index = indexColumn(table, column);
     if (index !== undefined) indexes.set(index, column);
   }
-  return { ...node, updates: markedUpdates(node.updates, row, indexes) };
+  const updates = markedUpdates(node.updates, row, indexes);
+  const marker = markerColumn(table);
+  return { ...node, updates: marker === undefined ? updates : withMarker(updates, row, marker, touched) };
+}
+
+/**
+ * The key-version marker of an UPDATE: the lowest version of the row's values afterwards. An UPDATE
+ * that sets every sealed column writes its own seals' version (NULL when it seals none); one that
+ * sets some keeps the lower of the stored marker and its seals' version, computed by the database
+ * (a stored NULL stays NULL while a column it leaves holds a value: that row has no true marker, and
+ * the rotation sweep takes it); one that seals nothing and leaves other columns keeps the marker.
+ */
+function withMarker(updates: ColumnUpdateNode[], row: PendingRow, marker: string, touched: readonly ColumnUpdateNode[]): ColumnUpdateNode[] {
+  const set = new Set(touched.map((u) => columnName(u.column)!));
+  if (updates.some((u) => columnName(u.column) === marker)) refuse(row.name, marker, 'it is the key-version column, which the adapter writes: leave it out of the SET');
+  const others = Object.keys(row.table.columns).filter((c) => !set.has(c));
+  const sealsAny = [...set].some((c) => given(row.values[c]));
+  const mine = (): OperationNode => valueNode(new PendingSeal(row, marker));
+  let value: OperationNode;
+  if (others.length === 0) value = sealsAny ? mine() : valueNode(null);
+  else if (!sealsAny) return updates;
+  else {
+    const m = columnNode(marker);
+    // CASE WHEN m < v THEN m WHEN m IS NULL AND (o1 IS NOT NULL OR ...) THEN NULL ELSE v END
+    const between = others.map((_, i) => (i === 0 ? ' IS NULL AND (' : ' IS NOT NULL OR '));
+    value = rawNode(['CASE WHEN ', ' < ', ' THEN ', ' WHEN ', ...between, ' IS NOT NULL) THEN NULL ELSE ', ' END'], [m, mine(), m, m, ...others.map(columnNode), mine()]);
+  }
+  return [...updates, { kind: 'ColumnUpdateNode', column: columnNode(marker), value } as ColumnUpdateNode];
 }
 
 /** The row an UPDATE pins: `key = value` terms of its WHERE, then the parameters of its SET. */

@@ -88,6 +88,25 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
   for (const [column, index] of indexOf) {
     if (!Object.hasOwn(attributes, index)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${index} for the blind index of ${column}: declare it (TEXT)`);
   }
+  const marker = table.keyVersionColumn;
+  if (marker !== undefined && !Object.hasOwn(attributes, marker)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${marker} for the key-version column: declare it (INTEGER)`);
+
+  /**
+   * The key-version marker after a write: the lowest version of the row's values. A write that
+   * leaves other sealed values holding a value keeps the lower of the marker the instance was read
+   * with and its own seals' (a stored NULL stays NULL: the rotation sweep takes such rows).
+   */
+  function markerAfter(instance: Instance, sealedVersion: number | undefined, left: readonly string[]): number | null | undefined {
+    // An attribute the instance was read without (undefined) may hold a value: counted as held.
+    const held = left.filter((c) => instance.dataValues[c] !== null);
+    if (held.length === 0) return sealedVersion ?? null;
+    if (sealedVersion === undefined) return undefined; // nothing sealed: the marker stays as it is
+    const stored = instance._previousDataValues[marker!];
+    if (stored === undefined) {
+      throw new TypeError(`kms-envelope/sequelize: ${hookable.name} updates some sealed attributes and leaves ${held.join(', ')}: read the instance with its ${marker} attribute, so that the key-version column stays the lowest version of the row's values`);
+    }
+    return stored === null ? null : Math.min(Number(stored), sealedVersion);
+  }
 
   const version = rowVersionOf(model, table);
 
@@ -116,8 +135,19 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
       }
       row[column] = plain[column] = value;
     }
-    if (Object.keys(plain).length === 0) return;
+    const untouched = columns.filter((c) => onlyChanged && !instance.changed(c));
+    if (Object.keys(plain).length === 0) {
+      if (marker !== undefined && columns.some((c) => !untouched.includes(c))) {
+        const after = markerAfter(instance, undefined, untouched);
+        if (after !== undefined) instance.setDataValue(marker, after);
+      }
+      return;
+    }
     const sealed = await records.seal(table, row);
+    if (marker !== undefined) {
+      const after = markerAfter(instance, sealed[marker] as number | undefined, untouched);
+      if (after !== undefined) instance.setDataValue(marker, after);
+    }
     const put: Record<string, unknown> = {};
     for (const column of Object.keys(plain)) {
       instance.setDataValue(column, (put[column] = asBuffer(sealed[column])));

@@ -23,7 +23,9 @@ export type EnvelopeErrorCode =
   | 'ERR_FIELD_MALFORMED'
   | 'ERR_MIGRATION_INCOMPLETE'
   | 'ERR_ROW_VERSION'
-  | 'ERR_UNSUPPORTED_QUERY';
+  | 'ERR_UNSUPPORTED_QUERY'
+  | 'ERR_KEY_VERSION_RETIRED'
+  | 'ERR_RETIRE_REFUSED';
 
 export class EnvelopeError extends Error {
   readonly code: EnvelopeErrorCode;

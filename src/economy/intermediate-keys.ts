@@ -169,6 +169,13 @@ export class IntermediateKeyCache {
     }
   }
 
+  /** Drops (and wipes) one version's entry: a retired version. */
+  revokeVersion(partition: string, version: number): void {
+    const id = entryId(partition, version);
+    const entry = this.#entries.peek(id);
+    if (entry) this.#drop(id, entry);
+  }
+
   /** Versions held now, per partition (metrics). */
   versionsInUse(): Record<string, number[]> {
     const out: Record<string, number[]> = {};

@@ -11,19 +11,23 @@ import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import { OpenAuditBatch } from '../core/audit-batch.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
-import { classifyKmsFailure, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
+import { classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import { Listeners } from '../economy/listeners.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
-import type { StoredKey } from './key-store.ts';
+import { type KeyStore, MemoryKeyStore, type StoredKey } from './key-store.ts';
 import { type AuditHook, audited, auditSafely } from './admin-audit.ts';
 import { KeyVersions, type KeyVersionsSettings } from './key-versions.ts';
 import { checkHealth } from './lifecycle.ts';
 import { WorkInFlight } from '../core/work-in-flight.ts';
+import { Keepers, keepWarmPeriod } from './keep-warm.ts';
 import { rotateMasterKey, verifyVersions } from './master-key.ts';
+import { retireVersion } from './retire.ts';
 import { recreatePartition, type ShredContext, ShredGuard, shredTenant } from './shred.ts';
 import type { KeyHierarchy, KeyHierarchyOptions } from './types.ts';
 
 export { DERIVED_PARTITION_SUFFIXES } from './shred.ts';
+export { KeyVersionRetiredError, RetireRefusedError, type RetireOptions, type RetireRefusal, type RetireReport, type VersionCensus } from './retire.ts';
+export type { KeepWarm, KeepWarmOptions } from './keep-warm.ts';
 export type {
   AdminAuditRecord,
   AuditRecord,
@@ -52,6 +56,8 @@ export function createKeyHierarchy(options: KeyHierarchyOptions): KeyHierarchy {
 interface HierarchySettings extends KeyVersionsSettings {
   readonly audit: AuditHook;
   readonly listeners: Listeners<HierarchyEvent>;
+  /** How often a keepWarm() keeper ticks, ms. */
+  readonly keepWarmPeriod: number;
 }
 
 /** Checks createKeyHierarchy()'s options and resolves them once: the cache, the shred guard, the KMS resolver. */
@@ -66,6 +72,7 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
     Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
   );
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
+  warnIfKeyDiesWithProcess(store, options.kms);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
   const { audit } = options;
@@ -78,7 +85,25 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   };
   cache.events = emit;
   const created = (key: StoredKey): void => auditSafely(audit, { operation: 'create-version', partitions: [key.partition], versions: [key.version], ok: true, at: Date.now() });
-  return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work: new WorkInFlight('key hierarchy') };
+  const period = keepWarmPeriod(ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs, refreshAheadMs, activeTtl);
+  return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work: new WorkInFlight('key hierarchy'), keepWarmPeriod: period };
+}
+
+/**
+ * A key store that outlives the process (not MemoryKeyStore) with a master key that does not
+ * (LocalKms.generate(), ids `memory-…`): after a restart no stored key decrypts. Warned once per
+ * hierarchy, through process.emitWarning where there is one.
+ */
+function warnIfKeyDiesWithProcess(store: KeyStore, kms: KeyHierarchyOptions['kms']): void {
+  if (store instanceof MemoryKeyStore || typeof kms === 'function') return;
+  const ids = (kms as { keyIds?: unknown }).keyIds;
+  if (kms.id !== 'local' || !Array.isArray(ids) || !ids.some((id) => typeof id === 'string' && id.startsWith('memory-'))) return;
+  const message =
+    'kms-envelope: a persistent key store is paired with LocalKms.generate(), whose master key lives only in this process: after a restart nothing stored opens. ' +
+    'Use a key file (localKmsFromKeyFile) or a KMS (TencentKms).';
+  const emit = (globalThis as { process?: { emitWarning?: (message: string, options: { code: string }) => void } }).process?.emitWarning;
+  if (emit) emit(message, { code: 'KMS_ENVELOPE_EPHEMERAL_KEY' });
+  else console.warn(message);
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */
@@ -117,6 +142,7 @@ class HierarchyOfKeys implements KeyHierarchy {
   readonly #s: HierarchySettings;
   readonly #versions: KeyVersions;
   readonly #shred: ShredContext;
+  readonly #keepers = new Keepers();
 
   constructor(settings: HierarchySettings) {
     const versions = new KeyVersions(settings);
@@ -167,5 +193,19 @@ class HierarchyOfKeys implements KeyHierarchy {
   readonly listen: KeyHierarchy['listen'] = (listener) => this.#s.listeners.add(listener);
   readonly health: KeyHierarchy['health'] = (healthOptions = {}) =>
     checkHealth(this.#s.store, this.#s.cache, (partition) => this.#versions.knownActive(partition), healthOptions.partitions ?? [], this.#s.work.closing);
-  readonly close: KeyHierarchy['close'] = (closeOptions) => this.#s.work.close(closeOptions, () => this.#s.cache.close());
+  readonly activeVersion = (partition: string): Promise<number> => this.#versions.readActive(partition);
+  readonly retire: KeyHierarchy['retire'] = (partition, version, retireOptions) =>
+    audited(
+      this.#s.audit,
+      'retire',
+      [partition],
+      () => retireVersion({ store: this.#s.store, activeTtl: this.#s.activeTtl, forget: (p, v) => this.#s.cache.revokeVersion(p, v) }, partition, version, retireOptions),
+      () => ({ versions: [version] }),
+    );
+  readonly keepWarm: KeyHierarchy['keepWarm'] = (partitions, keepOptions) =>
+    this.#keepers.start({ keepFresh: (p, ahead) => this.#versions.keepFresh(p, ahead), periodMs: this.#s.keepWarmPeriod }, partitions, keepOptions);
+  readonly close: KeyHierarchy['close'] = (closeOptions) => {
+    this.#keepers.stopAll();
+    return this.#s.work.close(closeOptions, () => this.#s.cache.close());
+  };
 }

@@ -15,7 +15,11 @@ export interface StoredKey {
   readonly partition: string;
   /** 1, 2, 3, ... per partition. */
   readonly version: number;
-  /** `active`: used for new writes (the highest active version); `decrypt-only`: opens old messages only. */
+  /**
+   * `active`: used for new writes (the highest active version); `decrypt-only`: opens old messages
+   * only; `retired`: its wrapped key is deleted (hierarchy.retire), `ciphertextBlob` is empty, and
+   * it never loads again (KeyVersionRetiredError). The record stays so the number is never reused.
+   */
   readonly state: KeyState;
   /** The key provider that wrapped it, its master key id, and the wrapped key. */
   readonly provider: string;
@@ -25,7 +29,7 @@ export interface StoredKey {
   readonly createdAt: number;
 }
 
-export type KeyState = 'active' | 'decrypt-only';
+export type KeyState = 'active' | 'decrypt-only' | 'retired';
 
 /**
  * What crypto-shredding leaves of a partition: its name and the highest key version it had. No
@@ -93,6 +97,13 @@ export interface KeyStore {
   listVersions(partition: string): Promise<StoredKey[]>;
   /** Sets a version's state (`decrypt-only` retires it from new writes). */
   setState(partition: string, version: number, state: KeyState): Promise<void>;
+  /**
+   * Retires a version (hierarchy.retire): its state becomes `retired` and its wrapped key is
+   * deleted (`ciphertextBlob` empty), only if its state is `decrypt-only` now, in one statement (a
+   * compare and set). Returns whether it did. Optional: hierarchy.retire() needs it (the four
+   * stores here have it).
+   */
+  retireVersion?(partition: string, version: number): Promise<boolean>;
   /** Removes every version of the partition (crypto-shredding). Optional. */
   deletePartition?(partition: string): Promise<void>;
   /**
@@ -127,14 +138,15 @@ export function checkStoredKey(key: StoredKey, where: string): StoredKey {
     Number.isSafeInteger(key.version) &&
     key.version >= 1 &&
     key.version <= 0xffffffff &&
-    (key.state === 'active' || key.state === 'decrypt-only') &&
+    (key.state === 'active' || key.state === 'decrypt-only' || key.state === 'retired') &&
     new TextEncoder().encode(key.partition).length <= 255 &&
     typeof key.provider === 'string' &&
     key.provider.length > 0 &&
     typeof key.keyId === 'string' &&
     key.keyId.length > 0 &&
     typeof key.ciphertextBlob === 'string' &&
-    key.ciphertextBlob.length > 0 &&
+    // A retired version keeps no wrapped key; every other one has one.
+    (key.state === 'retired' ? key.ciphertextBlob === '' : key.ciphertextBlob.length > 0) &&
     Number.isFinite(key.createdAt);
   if (!ok) throw new TypeError(`${where}: not a stored key record`);
   return key;
@@ -179,7 +191,16 @@ export class MemoryKeyStore implements KeyStore {
     const versions = this.#partitions.get(partition);
     const key = versions?.get(version);
     if (!versions || !key) throw new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
+    if (key.state === 'retired' || state === 'retired') throw new RangeError(`setState: key version ${version} of partition ${JSON.stringify(partition)} cannot become or stop being retired (hierarchy.retire)`);
     versions.set(version, Object.freeze({ ...key, state }));
+  }
+
+  async retireVersion(partition: string, version: number): Promise<boolean> {
+    const versions = this.#partitions.get(partition);
+    const key = versions?.get(version);
+    if (!versions || !key || key.state !== 'decrypt-only') return false;
+    versions.set(version, Object.freeze({ ...key, state: 'retired', ciphertextBlob: '' }));
+    return true;
   }
 
   async deletePartition(partition: string): Promise<void> {

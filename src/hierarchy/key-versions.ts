@@ -16,6 +16,7 @@ import type { HierarchyEvent } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { checkStoredKey, type KeyStore, type StoredKey } from './key-store.ts';
 import type { WorkInFlight } from '../core/work-in-flight.ts';
+import { KeyVersionRetiredError } from './retire.ts';
 import type { ShredGuard } from './shred.ts';
 import type { HierarchyMetrics } from './types.ts';
 
@@ -73,6 +74,8 @@ export class KeyVersions {
     if (!stored) throw new KeyNotFoundError(partition, version);
     checkStoredKey(stored, `key store record of partition ${JSON.stringify(partition)} version ${version}`);
     if (stored.partition !== partition || stored.version !== version) throw new KeyNotFoundError(partition, version);
+    // Its wrapped key is deleted: never served again, whatever else the store or a cache holds.
+    if (stored.state === 'retired') throw new KeyVersionRetiredError(partition, version);
     const kms = this.#s.resolve(partition);
     if (stored.provider !== kms.id) {
       throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
@@ -112,6 +115,14 @@ export class KeyVersions {
   async activeVersion(partition: string): Promise<number> {
     const known = this.knownActive(partition);
     if (known !== undefined) return known;
+    return this.readActive(partition);
+  }
+
+  /**
+   * The active version of a partition read from the store now (creating version 1 where none
+   * exists), remembered for activeTtl: a rotation by another process is seen at once.
+   */
+  async readActive(partition: string): Promise<number> {
     const { store, guard } = this.#s;
     const [active0, shredded] = await Promise.all([store.getActive(partition), guard.tombstone(partition)]);
     let found = active0 && (shredded === undefined || active0.version > shredded) ? active0 : undefined;
@@ -174,6 +185,18 @@ export class KeyVersions {
     for (const old of versions) if (old.state === 'active') await store.setState(partition, old.version, 'decrypt-only');
     this.#active.delete(partition);
     return created;
+  }
+
+  /**
+   * Keeps a partition's active version usable synchronously (hierarchy.keepWarm): its active
+   * version read again from the store when it would be forgotten within `aheadMs`, and its key
+   * peeked, which starts the cache's one refresh ahead of expiry; loaded when it is not held.
+   */
+  async keepFresh(partition: string, aheadMs: number): Promise<void> {
+    const known = this.#active.get(partition);
+    const version = !known || known.until - this.#s.now() <= aheadMs ? await this.readActive(partition) : known.version;
+    const load = (): Promise<Uint8Array> => this.loadVersion(partition, version);
+    if (!this.#s.cache.peek(partition, version, 'seal', load)) await this.#s.cache.get(partition, version, 'seal', load);
   }
 
   /** Loads a partition's active version into the cache (creating version 1 where none exists). */

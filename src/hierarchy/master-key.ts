@@ -31,7 +31,8 @@ export async function rotateMasterKey(at: StoredVersions, rotation: RotateMaster
     const kms = at.resolve(partition);
     for (const key of await store.listVersions(partition)) {
       if (rotation.signal?.aborted) throw rotation.signal.reason;
-      const chosen = key.provider === kms.id && (rotation.fromKeyId === undefined ? key.keyId !== rotation.toKeyId : key.keyId === rotation.fromKeyId);
+      // A retired version has no wrapped key left to re-wrap.
+      const chosen = key.state !== 'retired' && key.provider === kms.id && (rotation.fromKeyId === undefined ? key.keyId !== rotation.toKeyId : key.keyId === rotation.fromKeyId);
       if (!chosen) {
         report.skipped++;
         continue;
@@ -77,6 +78,7 @@ export async function verifyVersions(
   for (const partition of await partitionsOf(store, options.partitions, 'verify')) {
     for (const key of await store.listVersions(partition)) {
       if (options.signal?.aborted) throw options.signal.reason;
+      if (key.state === 'retired') continue; // deleted on purpose: nothing to decrypt
       report.checked++;
       try {
         // Straight through the KMS, not the cache: a key in memory proves nothing about the KMS.

@@ -2,6 +2,8 @@
  * The public types of the key hierarchy (hierarchy.ts): its options, the KeyHierarchy object and
  * the reports of its operations.
  */
+import type { KeepWarm, KeepWarmOptions } from './keep-warm.ts';
+import type { RetireOptions, RetireReport } from './retire.ts';
 import type { BackendName } from '../core/select-backend.ts';
 import type { CacheCounters, IntermediateKeyCacheOptions } from '../economy/intermediate-keys.ts';
 import type { HierarchyEventListener } from '../economy/events.ts';
@@ -128,6 +130,26 @@ export interface KeyHierarchy {
    * a key-store backup from before brings the keys back (README "Crypto-shredding" gives every bound).
    */
   shred(partition: string, options?: ShredOptions): Promise<ShredReport>;
+  /**
+   * The partition's active version, read from the key store now (creating version 1 where none
+   * exists), and remembered: a rotation by another process is seen at once (the sweeps aim at it).
+   */
+  activeVersion(partition: string): Promise<number>;
+  /**
+   * Retires a key version (README "Retiring old key versions"): its wrapped key is deleted from
+   * the store, so what it sealed never opens again (KeyVersionRetiredError, ERR_KEY_VERSION_RETIRED),
+   * backups of old rows included. Only when the version was replaced (rotate) longer than
+   * activeTtlMs + graceMs ago, and every census (a sweep reading the sealed values' headers) finds
+   * no value naming it; else RetireRefusedError (ERR_RETIRE_REFUSED) and nothing changes. Other
+   * processes drop a loaded copy when its TTL ends.
+   */
+  retire(partition: string, version: number, options: RetireOptions): Promise<RetireReport>;
+  /**
+   * Keeps these partitions' keys warm in the background (read each tick, so a Set may grow): the
+   * active version read again before it would be forgotten, the key refreshed before its TTL
+   * ends, one KMS Decrypt per partition per TTL. Until stop() (or close()). records.warm() uses it.
+   */
+  keepWarm(partitions: Iterable<string>, options?: KeepWarmOptions): KeepWarm;
   metrics(): HierarchyMetrics;
   /** Adds an event listener (as `onEvent`); returns the function that removes it. */
   listen(listener: HierarchyEventListener): () => void;

@@ -39,14 +39,17 @@ interface KeyFile {
   keys: Record<string, string>;
 }
 
-/** `local-` and 16 characters of SHA-256 over a label and the key: names the key, reveals nothing of it. */
-function keyFingerprint(backend: CryptoBackend, key: Uint8Array): string {
+/**
+ * `local-` (key files; `memory-` for generate()'s keys, which live only in this process) and 16
+ * characters of SHA-256 over a label and the key: names the key, reveals nothing of it.
+ */
+function keyFingerprint(backend: CryptoBackend, key: Uint8Array, kind = 'local'): string {
   const label = utf8('kms-envelope/local-kms/key-id', 'label');
   const input = new Uint8Array(label.length + key.length);
   input.set(label);
   input.set(key, label.length);
   try {
-    return `local-${backend.sha256Base64(input).slice(0, 16).replaceAll('+', '-').replaceAll('/', '_')}`;
+    return `${kind}-${base64url.encode(base64.decode(backend.sha256Base64(input))!).slice(0, 16)}`;
   } finally {
     wipe(input);
   }
@@ -86,11 +89,14 @@ export class LocalKms implements KeyProvider {
     this.#random = options.randomBytes ?? ((n) => this.#backend.randomBytes(n));
   }
 
-  /** A LocalKms with one fresh in-memory master key (gone when the process ends). */
+  /**
+   * A LocalKms with one fresh in-memory master key (gone when the process ends). Its id is
+   * `memory-` and a fingerprint of the key, so a blob wrapped by another process's key names it.
+   */
   static generate(options: LocalKmsOptions & { keyId?: string } = {}): LocalKms {
     const backend = selectBackend(options.backend);
-    const random = options.randomBytes ?? backend.randomBytes;
-    return new LocalKms({ [options.keyId ?? DEFAULT_KEY_ID]: random(MASTER_KEY_LENGTH) }, options);
+    const key = (options.randomBytes ?? backend.randomBytes)(MASTER_KEY_LENGTH);
+    return new LocalKms({ [options.keyId ?? keyFingerprint(backend, key, 'memory')]: key }, options);
   }
 
   /**

@@ -28,7 +28,7 @@ import {
   type WrappedKeyFields,
 } from '../hierarchy/key-store.ts';
 import { writeAtomically } from './atomic.ts';
-import { checkState, CorruptKeyRecordError, missingVersion } from '../hierarchy/stores/common.ts';
+import { checkNotRetired, checkState, CorruptKeyRecordError, missingVersion } from '../hierarchy/stores/common.ts';
 
 export interface JsonFileKeyStoreOptions {
   /** A lock older than this (ms) is taken to be left by a dead process and removed; default 10000. */
@@ -239,8 +239,22 @@ export class JsonFileKeyStore implements KeyStore {
       const versions = partitions.get(partition);
       const raw = versions?.get(String(version));
       if (!versions || raw === undefined) throw missingVersion(partition, version);
-      versions.set(String(version), { ...this.#check(raw, partition, String(version)), state });
+      const key = this.#check(raw, partition, String(version));
+      checkNotRetired(key, partition, version);
+      versions.set(String(version), { ...key, state });
       return { result: undefined, write: true };
+    });
+  }
+
+  async retireVersion(partition: string, version: number): Promise<boolean> {
+    return this.#change((partitions) => {
+      const versions = partitions.get(partition);
+      const raw = versions?.get(String(version));
+      if (!versions || raw === undefined) return { result: false };
+      const key = this.#check(raw, partition, String(version));
+      if (key.state !== 'decrypt-only') return { result: false };
+      versions.set(String(version), { ...key, state: 'retired', ciphertextBlob: '' });
+      return { result: true, write: true };
     });
   }
 

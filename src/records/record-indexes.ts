@@ -43,6 +43,11 @@ export class RecordIndexes {
     await Promise.all([...this.#indexes.values()].map((index) => index.close()));
   }
 
+  /** Loads (or refreshes ahead of expiry) every index's keys of the partitions: the keeper's tick. */
+  async refresh(partitions: readonly string[]): Promise<void> {
+    await Promise.all([...this.#indexes.values()].map((index) => index.warm(partitions)));
+  }
+
   /** Makes the indexes of these tables, then loads every index's keys of the partitions. */
   async warm(partitions: readonly string[], tables: readonly AnyTable[]): Promise<void> {
     for (const t of tables) for (const [column, field] of Object.entries(t.columns)) if (field.index) this.of(t, column);

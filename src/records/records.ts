@@ -19,7 +19,7 @@ import { compactSealedLength } from '../core/compact.ts';
 import { sealedLength } from '../core/chunked.ts';
 import type { BatchResult, Envelope } from '../index.ts';
 import { createEnvelope } from '../index.ts';
-import type { HealthReport, HierarchyEventListener, KeyHierarchy } from '../hierarchy.ts';
+import type { HealthReport, HierarchyEventListener, KeepWarm, KeyHierarchy } from '../hierarchy.ts';
 import type { BlindIndexValue } from './blind-index.ts';
 import { fieldRow, noteKeyVersion, openingRow, resealingRow, type RowContext, sealingRow } from './binding.ts';
 import type { FieldValues } from './field-value.ts';
@@ -89,13 +89,28 @@ export interface Records {
   /** The blind index of `value` for an indexed column, to look rows up by (`WHERE email_idx = $1`). */
   indexOf<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): Promise<string>;
   indexOfSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): string;
-  /** Whether two values of an indexed column are the same after its index's normalisation: drops a lookup's false positives. */
-  matches<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, a: BlindIndexValue, b: BlindIndexValue): boolean;
-  /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
-  warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[]): Promise<void>;
+  /**
+   * Whether an opened row's value of an indexed column is `value` as its blind index sees it (its
+   * normalizers applied): a lookup by indexOf() also finds rows whose truncated index merely
+   * collides, so open the rows found and keep those that match.
+   */
+  matches<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, opened: BlindIndexValue, value: BlindIndexValue): boolean;
+  /**
+   * Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work;
+   * then keeps them warm in the background (unless `keepWarm: false`): each partition's active
+   * version read again before it would be forgotten and its keys refreshed before their TTL ends,
+   * one KMS Decrypt per key per TTL per process, until stopWarm() or hierarchy.close(). A sync call
+   * that still finds a key cold (a partition never warmed, the KMS down past the TTL) throws
+   * KeyNotWarmError (ERR_KEY_NOT_WARM) at once and starts the load: it never waits for the KMS.
+   */
+  warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[], options?: { keepWarm?: boolean }): Promise<void>;
+  /** Stops the background refreshes records.warm() started (keys already loaded stay until their TTL ends). */
+  stopWarm(): void;
   readonly stats: RecordsStats;
   /** The envelope records are sealed with (format 2, the hierarchy). */
   readonly envelope: Envelope;
+  /** The key hierarchy the records are sealed under (the sweeps read the partitions' active versions from it). */
+  readonly hierarchy: KeyHierarchy;
   /** The hierarchy's readiness (one store read, no KMS call), not ready once this record set is closed. */
   health(options?: { partitions?: readonly string[] }): Promise<HealthReport>;
   /**
@@ -141,6 +156,7 @@ async function settleEach<I, O>(items: readonly I[], work: (item: I) => Promise<
 class HierarchyRecords implements Records {
   readonly stats: RecordsStats = { legacyValuesRead: {} };
   readonly envelope: Envelope;
+  readonly hierarchy: KeyHierarchy;
   readonly #fields: FieldCipher;
   readonly #indexes: RecordIndexes;
   readonly #loads = new KeyLoads();
@@ -150,8 +166,12 @@ class HierarchyRecords implements Records {
   /** The hierarchy's batch audit, when it has an audit hook: one record per open call. */
   readonly #auditBatch: ((batch: OpenAuditBatch, call: { table: string; rows: number; failed: number }) => void) | undefined;
   readonly #unlisten: (() => void) | undefined;
+  /** The partitions records.warm() keeps warm, read by the keeper at each tick. */
+  readonly #warmed = new Set<string>();
+  #keeper: KeepWarm | undefined;
 
   constructor(options: RecordsOptions) {
+    this.hierarchy = options.hierarchy;
     this.envelope = createEnvelope({ hierarchy: options.hierarchy, compact: options.compact ?? true });
     this.#fields = new FieldCipher(this.envelope, this.stats.legacyValuesRead);
     this.#indexes = new RecordIndexes(options.hierarchy);
@@ -252,8 +272,19 @@ class HierarchyRecords implements Records {
   };
   readonly indexOf: Records['indexOf'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).compute(value, o) as Promise<string>;
   readonly indexOfSync: Records['indexOfSync'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).computeSync(value, o) as string;
-  readonly matches: Records['matches'] = (table, column, a, b) => this.#indexes.of(table as unknown as AnyTable, column).matches(a, b);
-  readonly warm: Records['warm'] = (partitions, tables = []) => this.#indexes.warm(partitions, tables);
+  readonly matches: Records['matches'] = (table, column, opened, value) => this.#indexes.of(table as unknown as AnyTable, column).matches(opened, value);
+  readonly warm: Records['warm'] = async (partitions, tables = [], warmOptions = {}) => {
+    await this.#indexes.warm(partitions, tables);
+    if (warmOptions.keepWarm === false) return;
+    for (const partition of partitions) this.#warmed.add(partition);
+    this.#keeper ??= this.hierarchy.keepWarm(this.#warmed, { also: (list) => this.#indexes.refresh(list) });
+  };
+
+  readonly stopWarm = (): void => {
+    this.#keeper?.stop();
+    this.#keeper = undefined;
+    this.#warmed.clear();
+  };
 
   readonly health: Records['health'] = async (options) => {
     const report = await this.#hierarchy.health(options);
@@ -263,6 +294,7 @@ class HierarchyRecords implements Records {
 
   readonly close: Records['close'] = (options) => {
     this.#unlisten?.();
+    this.stopWarm();
     return this.#work.close(options, async () => {
       await this.envelope.close();
       await this.#indexes.close();

@@ -22,6 +22,7 @@ import { wipe } from '../core/bytes.ts';
 import type { ContextInput } from '../core/context.ts';
 import { type Envelope, needsRewrap, rewrap } from '../index.ts';
 import type { BlindIndexValue } from './blind-index.ts';
+import { lowestVersionOf } from './census.ts';
 import { defineTable, type FieldSpec, type PlainRow, type Records, type Table } from './records.ts';
 
 /** A row as the driver read it: the key columns and the sweep's columns. */
@@ -67,6 +68,12 @@ export type SweepEvent =
   | { type: 'end'; summary: SweepSummary };
 
 export interface SweepSummary extends SweepCounts {
+  /**
+   * How many rows `pending` matched at the start (undefined when the driver cannot count). Each
+   * row is counted once in `seen` (a row failed or found current is not read again in the run,
+   * by any worker), so a sweep of a table nobody writes to meanwhile ends with `seen === pending`.
+   */
+  pending: number | undefined;
   /** True when the signal stopped the sweep (the current batch was finished and committed first). */
   stopped: boolean;
   /** The failed rows (the first 1000; `failed` counts them all). */
@@ -177,13 +184,19 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
   emit({ type: 'start', pending, workers });
   let failedElsewhere: unknown;
 
+  // Rows this run failed or found current stay pending: with several workers another one reads
+  // them again, and is to skip them (counted once, never retried in the same run).
+  const settled = workers > 1 ? new Set<string>() : undefined;
+  const keyId = (key: readonly unknown[]): string => JSON.stringify(key, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+
   async function worker(index: number, d: SweepDriver): Promise<void> {
     let after: readonly unknown[] | undefined;
     for (;;) {
       if (signal?.aborted || failedElsewhere !== undefined) return;
       const batch = zero();
       const rowFailures: SweepFailure[] = [];
-      const { rows, last, changed = 0 } = await d.batch(after, batchSize, async (rows) => {
+      const { rows, last, changed = 0 } = await d.batch(after, batchSize, async (read) => {
+        const rows = settled ? read.filter((row) => !settled.has(keyId(d.key.map((c) => row[c])))) : read;
         const outcomes = await mapLimited(rows, concurrency, async (row) => {
           const key = d.key.map((c) => row[c]);
           let outcome: RowOutcome;
@@ -204,6 +217,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
             if (!isRowFailure(outcome.failed)) throw outcome.failed;
             rowFailures.push(describeFailure(key, outcome.failed));
           }
+          if (settled && !('write' in outcome)) settled.add(keyId(key));
         }
         batch.written += writes.length;
         batch.failed = rowFailures.length;
@@ -238,7 +252,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
   } finally {
     for (const f of forks) f.release();
   }
-  const summary: SweepSummary = { ...totals, stopped: signal?.aborted === true, failures, elapsedMs: performance.now() - started };
+  const summary: SweepSummary = { ...totals, pending, stopped: signal?.aborted === true, failures, elapsedMs: performance.now() - started };
   emit({ type: 'end', summary });
   return summary;
 }
@@ -300,8 +314,13 @@ function rowVersionColumns(table: AnyTable): string[] {
 export interface RecordSweepPlan {
   /** Columns to read besides the key (the transform's input). */
   columns: string[];
-  /** SQL predicate of the rows still to do (PostgreSQL and SQLite), the progress marker. */
+  /** SQL predicate of the rows still to do (PostgreSQL and SQLite), the progress marker; `$1`, `$2`, ... are `params`. */
   pending: string;
+  /**
+   * The bound parameters of `pending` (partition names, target versions: never SQL text), resolved
+   * by the driver once before the first batch.
+   */
+  params?: () => Promise<readonly unknown[]>;
   transform: RowTransform;
 }
 
@@ -321,9 +340,10 @@ function checkedTable(table: unknown): AnyTable {
 export function rotationSweep<C extends Record<string, FieldSpec>>(
   records: Records,
   table: Table<C>,
-  options: RecordSweepOptions & { minVersion: number },
+  options: (RecordSweepOptions & { minVersion: number }) | TenantRotationOptions,
 ): RecordSweepPlan {
   const t = checkedTable(table);
+  if ('partitions' in options) return tenantRotation(records, t, options);
   const { minVersion } = options;
   if (!Number.isSafeInteger(minVersion) || minVersion < 1) throw new RangeError('"minVersion" must be a positive integer');
   const keyVersionColumn = markerOf(t, options.keyVersionColumn);
@@ -335,6 +355,85 @@ export function rotationSweep<C extends Record<string, FieldSpec>>(
     columns: [...new Set([...partitionColumns(t), ...sealedColumns(t), ...indexColumns(t), keyVersionColumn, ...rowVersionColumns(t)])],
     pending: `${marker} < ${minVersion}${unversioned}`,
     transform: resealTransform(records, t, { keyVersionColumn, minVersion }),
+  };
+}
+
+export interface TenantRotationOptions extends RecordSweepOptions {
+  /**
+   * The partitions (tenants) to rotate: only their rows are read, each aimed at its own
+   * partition's active version (read from the key store when the sweep starts). Sent as bound
+   * parameters, never as SQL text. The table takes its partition from a column, or is fixed.
+   */
+  partitions: readonly string[];
+  /**
+   * How the rows still to do are found. `marker` (the default with a key-version column): rows
+   * whose marker is below their partition's active version, and rows whose marker is NULL while
+   * they hold a value (written by something that did not keep the marker); each is sealed again
+   * and its marker written. `headers` (the default without one, as for Drizzle tables): every row
+   * of the partitions holding a value is read and each value's own header says whether it is
+   * below; rows already current are left as they are.
+   */
+  versionsFrom?: 'marker' | 'headers';
+}
+
+const MAX_PARTITIONS = 1000;
+
+/** The partition column of a table, or undefined for a fixed partition (a function cannot be a predicate). */
+function tenantColumn(t: AnyTable, partitions: readonly string[]): string | undefined {
+  if (!Array.isArray(partitions) || partitions.length === 0 || partitions.length > MAX_PARTITIONS || !partitions.every((p) => typeof p === 'string' && p.length > 0)) {
+    throw new TypeError(`"partitions" expected 1 to ${MAX_PARTITIONS} partition names`);
+  }
+  if (typeof t.partition === 'object') return quoteIdentifier(t.partition.column);
+  if (typeof t.partition === 'function') throw new TypeError(`table ${t.name} takes its partition from a function, which SQL cannot select by: declare partition: { column }`);
+  const fixed = t.partition;
+  if (!partitions.every((p) => p === fixed)) throw new TypeError(`table ${t.name} holds partition ${JSON.stringify(fixed)} only`);
+  return undefined;
+}
+
+/** The rotation of some partitions: per-row targets, bound parameters (see TenantRotationOptions). */
+function tenantRotation(records: Records, t: AnyTable, options: TenantRotationOptions): RecordSweepPlan {
+  const partitions = [...new Set(options.partitions ?? [])];
+  const column = tenantColumn(t, partitions);
+  const keyVersionColumn = markerOf(t, options.keyVersionColumn);
+  const byHeaders = (options.versionsFrom ?? (keyVersionColumn === undefined ? 'headers' : 'marker')) === 'headers';
+  if (!byHeaders && keyVersionColumn === undefined) throw new TypeError(`table ${t.name} has no key-version column: rotate it with versionsFrom: 'headers'`);
+  if (typeof records?.hierarchy?.activeVersion !== 'function') throw new TypeError('"records" expected the records object of createRecords()');
+  const anyValue = `(${sealedColumns(t).map((c) => `${quoteIdentifier(c)} IS NOT NULL`).join(' OR ')})`;
+  const m = keyVersionColumn === undefined ? '' : quoteIdentifier(keyVersionColumn);
+  const below = (at: number): string => `(${m} < $${at} OR (${m} IS NULL AND ${anyValue}))`;
+  let pending: string;
+  if (byHeaders) pending = column === undefined ? anyValue : `${column} IN (${partitions.map((_, i) => `$${i + 1}`).join(', ')}) AND ${anyValue}`;
+  else pending = column === undefined ? below(1) : partitions.map((_, i) => `(${column} = $${2 * i + 1} AND ${below(2 * i + 2)})`).join(' OR ');
+  const targets = new Map<string, number>();
+  const params = async (): Promise<readonly unknown[]> => {
+    for (const p of partitions) targets.set(p, await records.hierarchy.activeVersion(p));
+    if (byHeaders) return column === undefined ? [] : partitions;
+    return column === undefined ? [targets.get(partitions[0]!)] : partitions.flatMap((p) => [p, targets.get(p)]);
+  };
+  const targetOf = (row: SweepRow): number => {
+    const target = targets.get(column === undefined ? (t.partition as string) : String(row[(t.partition as { column: string }).column]));
+    if (target === undefined) throw new TypeError('the sweep read a row of a partition it was not given, or ran before its parameters were resolved');
+    return target;
+  };
+  const reseal = resealTransform(records, t, { ...(keyVersionColumn === undefined ? {} : { keyVersionColumn }), minVersion: targetOf });
+  return {
+    columns: [...new Set([...partitionColumns(t), ...sealedColumns(t), ...indexColumns(t), ...(keyVersionColumn === undefined ? [] : [keyVersionColumn])])],
+    pending,
+    params,
+    transform: byHeaders ? headerTransform(t, targetOf, reseal) : reseal,
+  };
+}
+
+/** Rotation by the values' headers: a row whose every value names its target version or above is current. */
+function headerTransform(t: AnyTable, targetOf: (row: SweepRow) => number, reseal: RowTransform): RowTransform {
+  return (row) => {
+    let lowest: number | undefined;
+    try {
+      lowest = lowestVersionOf(t, row);
+    } catch (error) {
+      return { failed: error as Error };
+    }
+    return lowest === undefined || lowest >= targetOf(row) ? { current: true } : reseal(row);
   };
 }
 
@@ -446,7 +545,7 @@ export function rewrapSweep(
  * indexes and the key version. Every opened value is wiped by the record API's own paths; the
  * plaintext row lives only between the two calls.
  */
-function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: string; minVersion: number; sealPlaintextOnly?: boolean }): RowTransform {
+function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: string; minVersion: number | ((row: SweepRow) => number); sealPlaintextOnly?: boolean }): RowTransform {
   const columns = sealedColumns(t);
   const indexes = indexColumns(t);
   const marker = o.keyVersionColumn;
@@ -467,12 +566,12 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
     }
   };
   // A row version is kept (the same plaintext under the same version); an unversioned row gets 0.
-  const version = t.rowVersion?.column;
+  const rowVersion = t.rowVersion?.column;
   const resealLater = async (row: SweepRow): Promise<Record<string, unknown>> => {
     let opened: Record<string, unknown> | undefined;
     try {
       opened = await records.open(table, row as never);
-      const plain = version === undefined ? opened : { ...opened, [version]: opened[version] ?? 0 };
+      const plain = rowVersion === undefined ? opened : { ...opened, [rowVersion]: opened[rowVersion] ?? 0 };
       return (await records.seal(sealTable, plain as PlainRow<Record<string, FieldSpec>>)) as Record<string, unknown>;
     } finally {
       if (opened) wipeOpened(opened, row);
@@ -492,16 +591,21 @@ function resealTransform(records: Records, t: AnyTable, o: { keyVersionColumn?: 
     }
     const write: Record<string, unknown> = {};
     for (const c of [...columns, ...indexes]) if (c in sealed) write[c] = sealed[c] ?? null;
-    if (version !== undefined) write[version] = sealed[version];
-    if (marker !== undefined) {
-      // A row with no value left has no key version (NULL): it no longer matches the rotation's marker.
-      const hasValue = columns.some((c) => sealed[c] !== null && sealed[c] !== undefined);
-      const version = hasValue ? sealed[marker] : null;
-      if (typeof version === 'number' && version < o.minVersion) {
-        return { failed: new RangeError(`the active key version of the row's partition is ${version}, below ${o.minVersion}: rotate the partition, then sweep again`) };
-      }
-      write[marker] = version ?? null;
+    if (rowVersion !== undefined) write[rowVersion] = sealed[rowVersion];
+    const minVersion = typeof o.minVersion === 'function' ? o.minVersion(row) : o.minVersion;
+    // The lowest version the new values name: seal() notes it in the marker; else read from their headers.
+    const hasValue = columns.some((c) => sealed[c] !== null && sealed[c] !== undefined);
+    let version: number | undefined;
+    try {
+      version = !hasValue ? undefined : marker !== undefined ? (sealed[marker] as number) : lowestVersionOf(t, sealed);
+    } catch (error) {
+      return { failed: error as Error };
     }
+    if (version !== undefined && version < minVersion) {
+      return { failed: new RangeError(`the active key version of the row's partition is ${version}, below ${minVersion}: rotate the partition, then sweep again`) };
+    }
+    // A row with no value left has no key version (NULL): it no longer matches the rotation's marker.
+    if (marker !== undefined) write[marker] = version ?? null;
     return { write };
   };
 }

@@ -6,16 +6,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createKeyHierarchy, exportKeyStore, importKeyStore, type KeyHierarchy } from '../hierarchy.ts';
+import { createKeyHierarchy, exportKeyStore, importKeyStore, type KeyHierarchy, type VersionCensus } from '../hierarchy.ts';
 import type { KeyProvider } from '../index.ts';
 import { writeAtomically } from '../node.ts';
-import { ConfigError, EXIT, printable, safeJson, UsageError } from './cli-errors.ts';
+import { EXIT, printable, safeJson, UsageError } from './cli-errors.ts';
 import { openKeyStore, type OpenedStore, STORE_HELP, type StoreFlags, storeOptions } from './cli-store.ts';
 
 export const KEY_STORE_HELP = (providerHelp: string, exitTable: string) => `Usage: kms-envelope key-store export STORE [-o OUT] [--force] [--partition P ...]
        kms-envelope key-store import STORE [--create] IN
        kms-envelope key-store rotate STORE --partition P [--partition P ...]
-       kms-envelope key-store retire STORE --partition P --version N
+       kms-envelope key-store retire STORE --partition P --version N --census TABLE:COLUMN[,COLUMN...] [--census-partition-column C]
        kms-envelope key-store shred  STORE --partition P --yes [--master-key ID [--delete-after-days N]]
 
 export writes the key store as JSON to OUT (default: standard output): the wrapped intermediate
@@ -54,6 +54,8 @@ type Values = StoreFlags & {
   create?: boolean | undefined;
   'master-key'?: string | undefined;
   'delete-after-days'?: string | undefined;
+  census?: string[] | undefined;
+  'census-partition-column'?: string | undefined;
 };
 
 export async function keyStoreCommand(args: string[], deps: KeyStoreDeps): Promise<number> {
@@ -70,6 +72,8 @@ export async function keyStoreCommand(args: string[], deps: KeyStoreDeps): Promi
       create: { type: 'boolean' },
       yes: { type: 'boolean' },
       'master-key': { type: 'string' },
+      census: { type: 'string', multiple: true },
+      'census-partition-column': { type: 'string' },
       'delete-after-days': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -85,7 +89,7 @@ export async function keyStoreCommand(args: string[], deps: KeyStoreDeps): Promi
   const hierarchy = createKeyHierarchy({ store: opened.store, kms: deps.provider(values, action === 'rotate') });
   try {
     if (action === 'rotate') return await rotate(hierarchy, values.partition);
-    if (action === 'retire') return await retire(hierarchy, values);
+    if (action === 'retire') return await retire(hierarchy, values, opened);
     return await shred(hierarchy, values);
   } finally {
     await hierarchy.close();
@@ -141,15 +145,27 @@ async function rotate(hierarchy: KeyHierarchy, partitions: string[]): Promise<nu
 }
 
 /** hierarchy.retire(partition, version), from the tenant-lifecycle work; a build without it says so. */
-type Retiring = KeyHierarchy & { retire?: (partition: string, version: number) => Promise<unknown> };
+/** The tables `--census TABLE:COLUMN[,COLUMN…]` names, read through the store's own database. */
+function censusesOf(values: Values, opened: OpenedStore): VersionCensus[] {
+  const specs = values.census ?? [];
+  if (specs.length === 0) {
+    throw new UsageError('key-store retire needs --census TABLE:COLUMN[,COLUMN...] for every table holding values of the partition (and --census-partition-column C when the table holds several partitions): the values\' headers are read, never a marker column');
+  }
+  if (!opened.census) throw new UsageError('key-store retire reads the values in the key store\'s database: give the store as a PostgreSQL or SQLite URL (a JSON store has no tables to read)');
+  return specs.map((spec) => {
+    const [sqlTable, columns] = spec.split(':');
+    if (!sqlTable || !columns) throw new UsageError(`--census expected TABLE:COLUMN[,COLUMN...], got "${printable(spec)}"`);
+    return opened.census!({ sqlTable, columns: columns.split(',').filter(Boolean), partitionColumn: values['census-partition-column'] });
+  });
+}
 
-async function retire(hierarchy: Retiring, values: Values): Promise<number> {
+async function retire(hierarchy: KeyHierarchy, values: Values, opened: OpenedStore): Promise<number> {
   if (values.partition!.length !== 1) throw new UsageError('key-store retire takes one --partition');
   const version = Number(values.version);
   if (values.version === undefined || !Number.isSafeInteger(version) || version < 1) throw new UsageError(`key-store retire needs --version N (a key version, 1 or more), got "${printable(values.version ?? '')}"`);
-  if (typeof hierarchy.retire !== 'function') throw new ConfigError('key-store retire is not supported by this build: its key hierarchy has no retire()');
-  const result = await hierarchy.retire(values.partition![0]!, version);
-  console.log(result === undefined ? `retired ${printable(values.partition![0]!)} version ${version}` : safeJson(result));
+  const census = censusesOf(values, opened);
+  const report = await hierarchy.retire(values.partition![0]!, version, { census });
+  console.log(safeJson(report));
   return EXIT.ok;
 }
 

@@ -7,7 +7,8 @@
  * reading as an empty store: a typo must not pass for "0 checked" or an empty backup.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { type KeyStore, PostgresKeyStore, SqliteKeyStore } from '../hierarchy.ts';
+import { type KeyStore, PostgresKeyStore, SqliteKeyStore, type VersionCensus } from '../hierarchy.ts';
+import { censusPostgres, censusSqlite, defineTable, type PostgresSweepPool } from '../records.ts';
 import { JsonFileKeyStore } from '../node.ts';
 import { ConfigError, printable, UsageError } from './cli-errors.ts';
 
@@ -37,9 +38,24 @@ better-sqlite3); it is never taken as an argument, which shell history and ps wo
 
 export interface OpenedStore {
   store: KeyStore;
+  /** A census of the values of a table in the same database (retire): undefined for a JSON store. */
+  census?: (table: CensusTable) => VersionCensus;
   /** What to call the store in messages: never with a password. */
   name: string;
   close(): Promise<void>;
+}
+
+/** A table holding sealed values, as `--census TABLE:COLUMN,COLUMN` names it. */
+export interface CensusTable {
+  sqlTable: string;
+  columns: string[];
+  partitionColumn: string | undefined;
+}
+
+/** The declaration a census reads a table by: its sealed columns and partition column (their types do not matter: headers are read). */
+function censusDeclaration(t: CensusTable) {
+  const columns = Object.fromEntries(t.columns.map((c) => [c, { type: 'string' as const }]));
+  return defineTable({ name: t.sqlTable, columns, partition: t.partitionColumn === undefined ? () => '' : { column: t.partitionColumn } });
 }
 
 /** The URL the flags point to, or undefined for none (then --store FILE is the store). */
@@ -134,7 +150,7 @@ async function openPostgres(url: string, table: string, create: boolean): Promis
     throw error;
   }
   const store = new PostgresKeyStore({ client: pool, table, createTable: create });
-  return { store, name, close: () => pool.end() };
+  return { store, name, close: () => pool.end(), census: (t) => censusPostgres(pool as unknown as PostgresSweepPool, { table: censusDeclaration(t), sqlTable: t.sqlTable }) };
 }
 
 export interface SqliteDb {
@@ -163,7 +179,7 @@ async function openSqlite(url: string, table: string, create: boolean): Promise<
       throw new ConfigError(`no key store in ${name}: the table does not exist (a new store is made only by 'key-store import --create')`);
     }
     const store = new SqliteKeyStore({ database: db, table, createTable: create });
-    return { store, name, close: async () => void db.close() };
+    return { store, name, close: async () => void db.close(), census: (t) => censusSqlite(db as never, { table: censusDeclaration(t), sqlTable: t.sqlTable }) };
   } catch (error) {
     db.close();
     throw error;

@@ -71,10 +71,19 @@ describe('LocalKms', () => {
   it('rejects a malformed blob as a decryption failure', async () => {
     const kms = LocalKms.generate();
     for (const blob of ['', 'lk1.', 'lk1.!!!!', 'lk2.AAAA', `lk1.${'A'.repeat(80)}`]) {
-      await expect(kms.decryptDataKey({ keySpec: 'AES_256', keyId: 'default', ciphertextBlob: blob, context: canonicalContext({}) })).rejects.toBeInstanceOf(
+      await expect(kms.decryptDataKey({ keySpec: 'AES_256', keyId: kms.keyIds[0]!, ciphertextBlob: blob, context: canonicalContext({}) })).rejects.toBeInstanceOf(
         DecryptionFailedError,
       );
     }
+  });
+
+  it('generate() names its key by a fingerprint, so another process\'s key is named in the error', async () => {
+    const [a, b] = [LocalKms.generate(), LocalKms.generate()];
+    expect(a.keyIds[0]).toMatch(/^memory-[A-Za-z0-9_-]{16}$/);
+    expect(a.keyIds[0]).not.toBe(b.keyIds[0]);
+    expect(LocalKms.generate({ keyId: 'mine' }).keyIds).toEqual(['mine']);
+    const dataKey = await a.generateDataKey({ keySpec: 'AES_256', context: canonicalContext({}) });
+    await expect(b.decryptDataKey({ ...dataKey, keySpec: 'AES_256', context: canonicalContext({}) })).rejects.toThrow(a.keyIds[0]!);
   });
 
   it('destroy() wipes the master keys', () => {

@@ -96,6 +96,33 @@ describe('runSweep', () => {
     );
   });
 
+  it('counts distinct rows with several workers: a failed or current row is not read again in the run, and seen reaches pending', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        table,
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 2, max: 4 }),
+        fc.func(fc.constantFrom<'write' | 'current' | 'failed'>('write', 'current', 'failed')),
+        async (rows, batchSize, workers, kind) => {
+          const fate = new Map(rows.map((r) => [r.id, kind(r.id)]));
+          const calls = new Map<number, number>();
+          const transform = (row: SweepRow): RowOutcome => {
+            calls.set(row.id as number, (calls.get(row.id as number) ?? 0) + 1);
+            const f = fate.get(row.id as number)!;
+            return f === 'write' ? { write: { v: 1 } } : f === 'current' ? { current: true } : { failed: new RangeError('no') };
+          };
+          const summary = await runSweep(memoryDriver(rows), { transform, batchSize, workers });
+          expect(summary.seen).toBe(summary.pending);
+          expect(summary.seen).toBe(rows.length);
+          expect(summary.failed).toBe([...fate.values()].filter((f) => f === 'failed').length);
+          expect(new Set(summary.failures.map((f) => f.key[0])).size).toBe(summary.failed);
+          expect([...calls.values()].every((n) => n === 1)).toBe(true);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   it('a batch whose write fails rolls back: the sweep rejects, its rows stay to do, the batches before stay done', async () => {
     await fc.assert(
       fc.asyncProperty(table, fc.integer({ min: 1, max: 20 }), fc.integer({ min: 1, max: 5 }), async (rows, batchSize, failAt) => {

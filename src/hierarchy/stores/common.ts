@@ -82,6 +82,11 @@ export function checkState(state: KeyState): void {
   if (state !== 'active' && state !== 'decrypt-only') throw new TypeError(`setState: "state" expected 'active' or 'decrypt-only', got ${JSON.stringify(state)}`);
 }
 
+/** A retired version's state never changes again (its wrapped key is gone). */
+export function checkNotRetired(key: StoredKey | undefined, partition: string, version: number): void {
+  if (key?.state === 'retired') throw new RangeError(`key version ${version} of partition ${JSON.stringify(partition)} is retired: its state cannot change`);
+}
+
 export function missingVersion(partition: string, version: number): RangeError {
   return new RangeError(`no key version ${version} in partition ${JSON.stringify(partition)}`);
 }

@@ -10,7 +10,7 @@
  */
 import { sha256 } from '../../core/hashes.ts';
 import { checkTombstone, checkWrappedKeyFields, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
-import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
+import { checkNewKey, checkNotRetired, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
 
 /** The call the store makes: pg's Pool and Client fit (`query(text, values)` resolving to `{ rows }`). */
 export interface PostgresQueryable {
@@ -123,10 +123,10 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   async getActive(partition: string): Promise<StoredKey | undefined> {
-    // Rows that are not decrypt-only are active or corrupt: the highest of them is checked, so
+    // Rows that are neither decrypt-only nor retired are active or corrupt: the highest of them is checked, so
     // a corrupt state on the newest version is an error, not a silent fall back to an older key.
     const [row] = await this.#query(
-      `SELECT ${COLUMNS} FROM ${this.#t} WHERE partition = $1 AND state IS DISTINCT FROM 'decrypt-only' ORDER BY version DESC LIMIT 1`,
+      `SELECT ${COLUMNS} FROM ${this.#t} WHERE partition = $1 AND state IS DISTINCT FROM 'decrypt-only' AND state IS DISTINCT FROM 'retired' ORDER BY version DESC LIMIT 1`,
       [partition],
     );
     if (row === undefined) return undefined;
@@ -156,9 +156,22 @@ export class PostgresKeyStore implements KeyStore {
   async setState(partition: string, version: number, state: KeyState): Promise<void> {
     checkState(state);
     // Read (and check) the record first: a corrupt row is refused, not half repaired.
-    if (!(await this.getVersion(partition, version))) throw missingVersion(partition, version);
+    const existing = await this.getVersion(partition, version);
+    if (!existing) throw missingVersion(partition, version);
+    checkNotRetired(existing, partition, version);
     const rows = await this.#query(`UPDATE ${this.#t} SET state = $3 WHERE partition = $1 AND version = $2 RETURNING version`, [partition, version, state]);
     if (rows.length === 0) throw missingVersion(partition, version);
+  }
+
+  async retireVersion(partition: string, version: number): Promise<boolean> {
+    // Read (and check) the record first: a corrupt row is refused, not half repaired.
+    if (!(await this.getVersion(partition, version))) return false;
+    // One UPDATE guarded by the state: the compare and set is the statement itself.
+    const rows = await this.#query(
+      `UPDATE ${this.#t} SET state = 'retired', ciphertext_blob = '' WHERE partition = $1 AND version = $2 AND state = 'decrypt-only' RETURNING version`,
+      [partition, version],
+    );
+    return rows.length === 1;
   }
 
   async deletePartition(partition: string): Promise<void> {

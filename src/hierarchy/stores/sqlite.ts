@@ -11,7 +11,7 @@
  * keep exactly one record and both read that one.
  */
 import { checkTombstone, checkWrappedKeyFields, type KeyState, type KeyStore, type PartitionTombstone, type StoredKey, type WrappedKeyFields } from '../key-store.ts';
-import { checkNewKey, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
+import { checkNewKey, checkNotRetired, checkState, COLUMNS, keyFromRow, missingVersion, quoteTableName, TOMBSTONE_COLUMNS, tombstoneFromRow, tombstoneTableName } from './common.ts';
 
 /** A prepared statement: better-sqlite3's Statement and node:sqlite's StatementSync fit. */
 export interface SqliteStatement {
@@ -76,6 +76,7 @@ export class SqliteKeyStore implements KeyStore {
   readonly #delete: SqliteStatement;
   readonly #partitions: SqliteStatement;
   readonly #rewrap: SqliteStatement;
+  readonly #retire: SqliteStatement;
   readonly #db: SqliteDatabase;
   readonly #tt: string;
   /** The tombstone statements, prepared on first use (the table may not exist with createTable: false). */
@@ -100,13 +101,14 @@ export class SqliteKeyStore implements KeyStore {
     }
     this.#insert = db.prepare(`INSERT INTO ${t} (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partition, version) DO NOTHING`);
     this.#select = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? AND version = ?`);
-    // Rows that are not decrypt-only are active or corrupt: the highest of them is checked, so
+    // Rows that are neither decrypt-only nor retired are active or corrupt: the highest of them is checked, so
     // a corrupt state on the newest version is an error, not a silent fall back to an older key.
-    this.#active = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? AND state IS NOT 'decrypt-only' ORDER BY version DESC LIMIT 1`);
+    this.#active = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? AND state IS NOT 'decrypt-only' AND state IS NOT 'retired' ORDER BY version DESC LIMIT 1`);
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM ${t} WHERE partition = ? ORDER BY version`);
     this.#update = db.prepare(`UPDATE ${t} SET state = ? WHERE partition = ? AND version = ?`);
     this.#delete = db.prepare(`DELETE FROM ${t} WHERE partition = ?`);
     this.#partitions = db.prepare(`SELECT DISTINCT partition FROM ${t} ORDER BY partition`);
+    this.#retire = db.prepare(`UPDATE ${t} SET state = 'retired', ciphertext_blob = '' WHERE partition = ? AND version = ? AND state = 'decrypt-only'`);
     this.#rewrap = db.prepare(`UPDATE ${t} SET provider = ?, key_id = ?, ciphertext_blob = ? WHERE partition = ? AND version = ? AND ciphertext_blob = ?`);
   }
 
@@ -138,8 +140,16 @@ export class SqliteKeyStore implements KeyStore {
   async setState(partition: string, version: number, state: KeyState): Promise<void> {
     checkState(state);
     // Read (and check) the record first: a corrupt row is refused, not half repaired.
-    if (!(await this.getVersion(partition, version))) throw missingVersion(partition, version);
+    const existing = await this.getVersion(partition, version);
+    if (!existing) throw missingVersion(partition, version);
+    checkNotRetired(existing, partition, version);
     if (Number(this.#update.run(state, partition, version).changes) === 0) throw missingVersion(partition, version);
+  }
+
+  async retireVersion(partition: string, version: number): Promise<boolean> {
+    // Read (and check) the record first: a corrupt row is refused, not half repaired.
+    if (!(await this.getVersion(partition, version))) return false;
+    return Number(this.#retire.run(partition, version).changes) === 1;
   }
 
   async deletePartition(partition: string): Promise<void> {

@@ -39,6 +39,8 @@ export interface TableSweepOptions extends SweepOptions {
   columns: readonly string[];
   /** SQL predicate of the rows still to do: the progress marker (rotationSweep() and the others make it). */
   pending: string;
+  /** The bound parameters `$1`, `$2`, ... of `pending` (rotationSweep() with `partitions` gives a function resolved at the start). */
+  params?: readonly unknown[] | (() => Promise<readonly unknown[]>);
 }
 
 interface Shape {
@@ -46,6 +48,14 @@ interface Shape {
   key: string[];
   columns: string[];
   pending: string;
+  params: readonly unknown[];
+}
+
+/** The parameters of `pending`, resolved once. */
+export async function pendingParams(options: TableSweepOptions): Promise<readonly unknown[]> {
+  const given = typeof options.params === 'function' ? await options.params() : (options.params ?? []);
+  if (!Array.isArray(given)) throw new TypeError('"params" expected an array of the parameters of "pending"');
+  return given;
 }
 
 export function tableShape(options: TableSweepOptions): Shape {
@@ -55,7 +65,7 @@ export function tableShape(options: TableSweepOptions): Shape {
   if (typeof options.pending !== 'string' || options.pending.trim() === '') throw new TypeError('"pending" expected an SQL predicate of the rows still to do');
   for (const c of [...key, ...options.columns]) quoteIdentifier(c);
   const columns = options.columns.filter((c) => !key.includes(c));
-  return { table: quoteTableName(options.table), key, columns: [...new Set(columns)], pending: options.pending };
+  return { table: quoteTableName(options.table), key, columns: [...new Set(columns)], pending: options.pending, params: [] };
 }
 
 /** Rows worked on between two UPDATEs of one batch (see batch()). */
@@ -79,10 +89,12 @@ const yieldToIo = (): Promise<void> => new Promise<void>((resume) => ((globalThi
 function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, string>): SweepDriver {
   const q = (c: string) => quoteIdentifier(c);
   const keyList = shape.key.map(q).join(', ');
-  const select = (after: boolean, afterAt: number) =>
+  // `pending`'s own parameters come first ($1..$k), then the limit, then the key to start after.
+  const k = shape.params.length;
+  const select = (after: boolean) =>
     `SELECT ${[...shape.key, ...shape.columns].map(q).join(', ')} FROM ${shape.table} WHERE (${shape.pending})` +
-    (after ? ` AND (${keyList}) > (${shape.key.map((c, i) => `$${afterAt + i}::${types.get(c)}`).join(', ')})` : '') +
-    ` ORDER BY ${keyList} LIMIT $1 FOR UPDATE SKIP LOCKED`;
+    (after ? ` AND (${keyList}) > (${shape.key.map((c, i) => `$${k + 2 + i}::${types.get(c)}`).join(', ')})` : '') +
+    ` ORDER BY ${keyList} LIMIT $${k + 1} FOR UPDATE SKIP LOCKED`;
 
   /** Column sets already checked, by their sorted names joined. */
   const checked = new Set<string>();
@@ -149,7 +161,7 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
   return {
     key: shape.key,
     async countPending() {
-      const { rows } = await client.query(`SELECT count(*)::bigint AS n FROM ${shape.table} WHERE (${shape.pending})`);
+      const { rows } = await client.query(`SELECT count(*)::bigint AS n FROM ${shape.table} WHERE (${shape.pending})`, [...shape.params]);
       return Number((rows[0] as { n: unknown }).n);
     },
     async batch(after, limit, work) {
@@ -158,7 +170,7 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
       // worked on: the server writes one while this process seals the next (one transaction still).
       const writing: Promise<void>[] = [];
       try {
-        const { rows } = await client.query(select(after !== undefined, 2), [limit, ...(after ?? [])]);
+        const { rows } = await client.query(select(after !== undefined), [...shape.params, limit, ...(after ?? [])]);
         const read = rows as SweepRow[];
         for (let i = 0; i < read.length; i += PIPELINE_SLICE) {
           const writes = await work(read.slice(i, i + PIPELINE_SLICE));
@@ -207,7 +219,7 @@ async function columnTypes(client: PostgresSweepClient, shape: Shape): Promise<M
  */
 export async function sweepPostgres(pool: PostgresSweepPool, options: TableSweepOptions): Promise<SweepSummary> {
   if (!pool || typeof pool.connect !== 'function') throw new TypeError('"pool" expected a pg Pool (connect() giving a client)');
-  const shape = tableShape(options);
+  const shape = { ...tableShape(options), params: await pendingParams(options) };
   const max = pool.options?.max;
   const workers = options.workers ?? 1;
   if (typeof max === 'number' && Number.isSafeInteger(workers) && workers >= max) {

@@ -10,22 +10,38 @@
  */
 import type { SqliteDatabase } from '../../hierarchy.ts';
 import { quoteIdentifier, runSweep, type SweepDriver, type SweepRow, type SweepSummary } from '../sweep.ts';
-import { bytesParam, tableShape, type TableSweepOptions } from './postgres.ts';
+import { bytesParam, pendingParams, tableShape, type TableSweepOptions } from './postgres.ts';
+
+/**
+ * `pending` with its `$1`..`$k` as anonymous `?` (better-sqlite3 binds numbered ones by name):
+ * they must appear once each, in order, as the plans of rotationSweep() write them.
+ */
+function anonymousParams(pending: string, count: number): string {
+  let next = 1;
+  const sql = pending.replace(/\$([0-9]+)/g, (_, n: string) => {
+    if (Number(n) !== next++) throw new TypeError('sweepSqlite: "pending" must use its parameters $1, $2, ... once each, in order');
+    return '?';
+  });
+  if (next !== count + 1) throw new TypeError(`sweepSqlite: "pending" uses ${next - 1} parameters and ${count} were given`);
+  return sql;
+}
 
 /** Sweeps an SQLite table; one worker (`workers` must be 1). See sweepPostgres(). */
 export async function sweepSqlite(database: SqliteDatabase, options: TableSweepOptions): Promise<SweepSummary> {
   if (!database || typeof database.prepare !== 'function') throw new TypeError('"database" expected a better-sqlite3 Database (or node:sqlite DatabaseSync)');
   const shape = tableShape(options);
+  const params = await pendingParams(options);
+  const pendingSql = params.length ? anonymousParams(shape.pending, params.length) : shape.pending;
   const q = quoteIdentifier;
   const keyList = shape.key.map(q).join(', ');
   const read = [...shape.key, ...shape.columns];
   const select = (after: boolean) =>
-    `SELECT ${read.map(q).join(', ')} FROM ${shape.table} WHERE (${shape.pending})` +
+    `SELECT ${read.map(q).join(', ')} FROM ${shape.table} WHERE (${pendingSql})` +
     (after ? ` AND (${keyList}) > (${shape.key.map(() => '?').join(', ')})` : '') +
     ` ORDER BY ${keyList} LIMIT ?`;
   const selectFirst = database.prepare(select(false));
   const selectAfter = database.prepare(select(true));
-  const count = database.prepare(`SELECT count(*) AS n FROM ${shape.table} WHERE (${shape.pending})`);
+  const count = database.prepare(`SELECT count(*) AS n FROM ${shape.table} WHERE (${pendingSql})`);
   const updates = new Map<string, ReturnType<SqliteDatabase['prepare']>>();
   const updateFor = (names: string[]) => {
     const id = names.join('\u0000');
@@ -41,9 +57,10 @@ export async function sweepSqlite(database: SqliteDatabase, options: TableSweepO
   const param = (v: unknown): unknown => (typeof v === 'boolean' ? Number(v) : bytesParam(v));
   const driver: SweepDriver = {
     key: shape.key,
-    countPending: async () => Number((count.get() as { n: unknown }).n),
+    countPending: async () => Number((count.get(...params.map(param)) as { n: unknown }).n),
     async batch(after, limit, work) {
-      const rows = (after === undefined ? selectFirst.all(limit) : selectAfter.all(...after, limit)) as SweepRow[];
+      const given = params.map(param);
+      const rows = (after === undefined ? selectFirst.all(...given, limit) : selectAfter.all(...given, ...after, limit)) as SweepRow[];
       const writes = await work(rows);
       let changed = 0;
       if (writes.length) {
