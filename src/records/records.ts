@@ -24,6 +24,9 @@ import { textLength } from './field-value.ts';
 import { FieldCipher, notWarm } from './fields.ts';
 import { KeyLoads, openKeyId, present, sealKeyId } from './key-loads.ts';
 import { RecordIndexes } from './record-indexes.ts';
+import { RecordSearch, type SearchSql, type SearchSqlOptions } from './record-search.ts';
+import type { SearchCondition } from './search-index.ts';
+import { partitionOf } from './binding.ts';
 import type { AnyTable, FieldSpec, PlainRow, Row, SealedRow, Table } from './table.ts';
 
 export type { FieldType, FieldValues } from './field-value.ts';
@@ -72,6 +75,14 @@ export interface Records {
   /** The blind index of `value` for an indexed column, to look rows up by (`WHERE email_idx = $1`). */
   indexOf<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): Promise<string>;
   indexOfSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, value: BlindIndexValue, options: { partition: string }): string;
+  /**
+   * A range (`{ gte, lt, … }`) or prefix (`{ startsWith }`) query of a column with a `search` index:
+   * `WHERE ${sql}` with `params` finds the candidates of the partition; pass the rows read to
+   * openMatching, which opens them and keeps the exact matches (README "Range and prefix search").
+   */
+  searchQuery<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql>;
+  /** Opens the candidates a searchQuery found and keeps the rows of its partition whose value meets its condition, in the order given. */
+  openMatching<C extends Record<string, FieldSpec>>(table: Table<C>, query: SearchSql, rows: readonly SealedRow<C>[]): Promise<PlainRow<C>[]>;
   /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
   warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[]): Promise<void>;
   readonly stats: RecordsStats;
@@ -117,12 +128,14 @@ class HierarchyRecords implements Records {
   readonly envelope: Envelope;
   readonly #fields: FieldCipher;
   readonly #indexes: RecordIndexes;
+  readonly #search: RecordSearch;
   readonly #loads = new KeyLoads();
 
   constructor(options: RecordsOptions) {
     this.envelope = createEnvelope({ hierarchy: options.hierarchy, compact: options.compact ?? true });
     this.#fields = new FieldCipher(this.envelope, this.stats.legacyValuesRead);
     this.#indexes = new RecordIndexes(options.hierarchy);
+    this.#search = new RecordSearch(options.hierarchy);
   }
 
   readonly seal = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> => {
@@ -159,6 +172,7 @@ class HierarchyRecords implements Records {
     for (const column of present(r.table, row)) out[column] = this.#fields.sealNow(r, column, row[column]);
     if (r.versions) noteKeyVersion(r.table, out, r.versions);
     for (const column of this.#indexes.columnsOf(r.table, row)) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(row[column] as BlindIndexValue, { partition: r.partition });
+    for (const [column, spec] of this.#search.entriesOf(r.table, row)) out[spec.column] = this.#search.tokensSync(r.table, column, spec, row[column], r.partition);
     return out as SealedRow<C>;
   };
 
@@ -177,7 +191,12 @@ class HierarchyRecords implements Records {
     try {
       for (const column of present(r.table, row)) out[column] = this.#fields.resealNow(r, column, row[column], indexValues);
       if (r.versions) noteKeyVersion(r.table, out, r.versions);
-      for (const [column, value] of indexValues) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(value as BlindIndexValue, { partition: r.partition });
+      for (const [column, value] of indexValues) {
+        if (r.table.columns[column]!.index) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(value as BlindIndexValue, { partition: r.partition });
+      }
+      for (const [column, spec] of this.#search.entriesOf(r.table, Object.fromEntries(indexValues))) {
+        out[spec.column] = this.#search.tokensSync(r.table, column, spec, indexValues.find(([c]) => c === column)![1], r.partition);
+      }
     } finally {
       for (const [column, value] of indexValues) if (value instanceof Uint8Array && value !== row[column]) wipe(value);
     }
@@ -198,7 +217,25 @@ class HierarchyRecords implements Records {
   readonly openMany: Records['openMany'] = (table, rows, o) => settleEach(rows, (row) => this.open(table, row), o);
   readonly indexOf: Records['indexOf'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).compute(value, o) as Promise<string>;
   readonly indexOfSync: Records['indexOfSync'] = (table, column, value, o) => this.#indexes.of(table as unknown as AnyTable, column).computeSync(value, o) as string;
-  readonly warm: Records['warm'] = (partitions, tables = []) => this.#indexes.warm(partitions, tables);
+  readonly warm: Records['warm'] = async (partitions, tables = []) => {
+    await this.#indexes.warm(partitions, tables);
+    await this.#search.warm(partitions, tables as AnyTable[]);
+  };
+
+  readonly searchQuery: Records['searchQuery'] = (table, column, condition, options) => this.#search.query(table as unknown as AnyTable, column, condition, options);
+
+  readonly openMatching: Records['openMatching'] = async (table, query, rows) => {
+    const t = table as unknown as AnyTable;
+    const ours = rows.filter((row) => {
+      try {
+        return partitionOf(t, row) === query.partition;
+      } catch {
+        return false;
+      }
+    });
+    const opened = await Promise.all(ours.map((row) => this.open(table, row)));
+    return opened.filter((row) => this.#search.keeps(t, query, row));
+  };
 
   async #sealLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row): Promise<SealedRow<C>> {
     const r = sealingRow(t, row);
@@ -206,6 +243,7 @@ class HierarchyRecords implements Records {
     await Promise.all([
       ...present(t, row).map(async (column) => (out[column] = await this.#fields.sealAsync(r, column, row[column]))),
       ...this.#indexes.columnsOf(t, row).map(async (column) => (out[this.#indexes.target(t, column)] = await this.#indexes.of(t, column).compute(row[column] as BlindIndexValue, { partition: r.partition }))),
+      ...this.#search.entriesOf(t, row).map(async ([column, spec]) => (out[spec.column] = await this.#search.tokens(t, column, spec, row[column], r.partition))),
     ]);
     if (r.versions) noteKeyVersion(t, out, r.versions);
     return out as SealedRow<C>;
