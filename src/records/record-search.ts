@@ -42,7 +42,8 @@ function optionsOf(hierarchy: KeyHierarchy, t: AnyTable, column: string, spec: S
 
 export class RecordSearch {
   readonly #hierarchy: KeyHierarchy;
-  readonly #indexes = new Map<string, SearchIndex>();
+  /** Per table and column, per spec object: two declarations of one table (versions 1 and 2 during a re-index) have indexes of their own. */
+  readonly #indexes = new Map<string, Map<SearchIndexSpec, SearchIndex>>();
 
   constructor(hierarchy: KeyHierarchy) {
     this.#hierarchy = hierarchy;
@@ -50,11 +51,13 @@ export class RecordSearch {
 
   /** The index of a column's spec. */
   of(t: AnyTable, column: string, spec: SearchIndexSpec): SearchIndex {
-    const id = `${t.name}\u0000${column}\u0000${spec.kind}`;
-    let index = this.#indexes.get(id);
+    const id = `${t.name}\u0000${column}`;
+    let bySpec = this.#indexes.get(id);
+    if (!bySpec) this.#indexes.set(id, (bySpec = new Map()));
+    let index = bySpec.get(spec);
     if (!index) {
       index = createSearchIndex(optionsOf(this.#hierarchy, t, column, spec));
-      this.#indexes.set(id, index);
+      bySpec.set(spec, index);
     }
     return index;
   }
@@ -109,6 +112,6 @@ export class RecordSearch {
 
   async warm(partitions: readonly string[], tables: readonly AnyTable[]): Promise<void> {
     for (const t of tables) for (const [column, field] of Object.entries(t.columns)) for (const spec of searchSpecsOf(field)) this.of(t, column, spec);
-    await Promise.all([...this.#indexes.values()].map((index) => index.warm(partitions)));
+    await Promise.all([...this.#indexes.values()].flatMap((bySpec) => [...bySpec.values()]).map((index) => index.warm(partitions)));
   }
 }
