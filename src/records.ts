@@ -66,6 +66,7 @@ export type { TokenMac } from './core/token-mac.ts';
 export {
   backfillSweep,
   reindexSweep,
+  searchReindexSweep,
   rewrapSweep,
   rotationSweep,
   runSweep,

@@ -81,6 +81,8 @@ export interface Records {
    * openMatching, which opens them and keeps the exact matches (README "Range and prefix search").
    */
   searchQuery<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql>;
+  /** The tokens of a value for a column's range or prefix index, as the row stores them (the sweeps use it). */
+  searchTokens<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): Promise<unknown>;
   /** Opens the candidates a searchQuery found and keeps the rows of its partition whose value meets its condition, in the order given. */
   openMatching<C extends Record<string, FieldSpec>>(table: Table<C>, query: SearchSql, rows: readonly SealedRow<C>[]): Promise<PlainRow<C>[]>;
   /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
@@ -220,6 +222,11 @@ class HierarchyRecords implements Records {
   readonly warm: Records['warm'] = async (partitions, tables = []) => {
     await this.#indexes.warm(partitions, tables);
     await this.#search.warm(partitions, tables as AnyTable[]);
+  };
+
+  readonly searchTokens: Records['searchTokens'] = (table, column, kind, value, o) => {
+    const t = table as unknown as AnyTable;
+    return this.#search.tokens(t, column, this.#search.specOf(t, column, kind), value, o.partition);
   };
 
   readonly searchQuery: Records['searchQuery'] = (table, column, condition, options) => this.#search.query(table as unknown as AnyTable, column, condition, options);
