@@ -83,6 +83,8 @@ export interface Records {
   searchQuery<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql>;
   /** The tokens of a value for a column's range or prefix index, as the row stores them (the sweeps use it). */
   searchTokens<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): Promise<unknown>;
+  /** searchTokens(), synchronously once the partition's search keys are warm (records.warm with the table), else ERR_KEY_NOT_WARM: for ORM hooks. */
+  searchTokensSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): unknown;
   /** Opens the candidates a searchQuery found and keeps the rows of its partition whose value meets its condition, in the order given. */
   openMatching<C extends Record<string, FieldSpec>>(table: Table<C>, query: SearchSql, rows: readonly SealedRow<C>[]): Promise<PlainRow<C>[]>;
   /** Loads the partitions' keys, and the blind-index keys of `tables`, so that the sync calls work. */
@@ -227,6 +229,11 @@ class HierarchyRecords implements Records {
   readonly searchTokens: Records['searchTokens'] = (table, column, kind, value, o) => {
     const t = table as unknown as AnyTable;
     return this.#search.tokens(t, column, this.#search.specOf(t, column, kind), value, o.partition);
+  };
+
+  readonly searchTokensSync: Records['searchTokensSync'] = (table, column, kind, value, o) => {
+    const t = table as unknown as AnyTable;
+    return this.#search.tokensSync(t, column, this.#search.specOf(t, column, kind), value, o.partition);
   };
 
   readonly searchQuery: Records['searchQuery'] = (table, column, condition, options) => this.#search.query(table as unknown as AnyTable, column, condition, options);

@@ -3,10 +3,13 @@
  * write the token columns a table declares (`search` in defineTable) with the sealed value, on
  * insert and on update, and records.searchQuery + openMatching find exactly the matching rows.
  */
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { customType, pgTable, text } from 'drizzle-orm/pg-core';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { DataTypes, Sequelize } from 'sequelize';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealedColumns, searchTokensType } from '../../src/adapters/drizzle.ts';
 import { kyselyEncryption } from '../../src/adapters/kysely.ts';
 import { sealModel } from '../../src/adapters/sequelize.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
@@ -93,5 +96,21 @@ describe('range and prefix tokens through the adapters (PostgreSQL)', () => {
     await bob.save();
     expect(await found(t, 'name', { startsWith: 'ali' })).toEqual(['p1', 'p3']);
     expect(await found(t, 'born', { gte: new Date(Date.UTC(1991, 0, 1)), lte: new Date(Date.UTC(1991, 0, 2)) })).toEqual(['p3']);
+  });
+
+  it('Drizzle writes the tokens through searchTokensType', async () => {
+    const shop = defineTable({ name: 'shop_people', partition: 'acme', columns: { name: people.columns.name } });
+    await records.warm(['acme'], [shop]);
+    const t = uniqueTable('kmse_search_drizzle');
+    made.push(t);
+    await pool.query(`CREATE TABLE ${t} (id TEXT PRIMARY KEY, name TEXT, name_tokens bigint[])`);
+    const sealed = sealedColumns({ customType, records, table: shop });
+    const nameTokens = searchTokensType({ customType, records, table: shop, column: 'name', kind: 'prefix' });
+    const table = pgTable(t, { id: text().primaryKey(), name: sealed.name(), nameTokens: nameTokens('name_tokens') });
+    await drizzle(pool).insert(table).values(rows.map((r) => ({ id: r.id, name: r.name, nameTokens: r.name })));
+    const q = await records.searchQuery(shop, 'name', { startsWith: 'Al' }, { partition: 'acme', dialect: 'postgres', from: t });
+    const candidates = (await pool.query(`SELECT id, name FROM ${t} WHERE ${q.sql}`, [...q.params])).rows;
+    expect((await records.openMatching(shop, q, candidates)).map((r) => r.id).sort()).toEqual(['p1', 'p2']);
+    expect(() => searchTokensType({ customType, records, table: shop, column: 'name', kind: 'range' })).toThrow(/declares no range index/);
   });
 });
