@@ -41,7 +41,7 @@ interface Case {
   /** A stored value's tokens, or a query's. */
   value?: Typed;
   query?: Record<string, Typed>;
-  /** Range: the key of the value (decimal), u64 or milliseconds. */
+  /** Range: the key of the value as 8 bytes hex (u64, or for dates the milliseconds in two's complement). */
   key?: string;
   info: string;
   columnKey: string;
@@ -159,12 +159,14 @@ function hkdfExpand(hash: string, prk: Uint8Array, info: Uint8Array, length: num
   }
   return Uint8Array.from(out.slice(0, length));
 }
+const u64hex = (n: bigint): string => BigInt.asUintN(64, n).toString(16).padStart(16, '0');
 const u64 = (n: bigint): number[] => [...Array(8)].map((_, i) => Number((BigInt.asUintN(64, n) >> BigInt(56 - 8 * i)) & 0xffn));
 
 /** The bucket of a key at a level, from the level's name (FORMAT.md §11a.2). */
-function bucketAt(level: string, key: bigint): bigint {
+function bucketAt(level: string, raw: bigint): bigint {
   const width = /\/2\^(\d+)$/.exec(level);
-  if (width) return key >> BigInt(width[1]!);
+  if (width) return raw >> BigInt(width[1]!);
+  const key = BigInt.asIntN(64, raw); // dates: signed milliseconds
   const d = new Date(Number(key));
   if (level === 'date/day') return BigInt(Math.floor(Number(key) / 86_400_000));
   if (level === 'date/month') return BigInt(d.getUTCFullYear() * 12 + d.getUTCMonth());
@@ -181,8 +183,8 @@ function independent(c: Case, rootKeys: VectorFile['rootKeys']) {
   const steps = c.steps.map((step) => {
     let message: Uint8Array;
     if (x.kind === 'range') {
-      if (c.key !== undefined) expect(BigInt(step.bucket!), c.name).toBe(bucketAt(step.level, BigInt(c.key)));
-      message = Uint8Array.from([...field(step.level), ...u64(BigInt(step.bucket!))]);
+      if (c.key !== undefined) expect(BigInt(`0x${step.bucket!}`), c.name).toBe(BigInt.asUintN(64, bucketAt(step.level, BigInt(`0x${c.key}`))));
+      message = Uint8Array.from([...field(step.level), ...u64(BigInt(`0x${step.bucket!}`))]);
     } else {
       const m = /^prefix-pad (\d+)$/.exec(step.level);
       message = m
@@ -213,10 +215,10 @@ async function stepsOf(s: Spec, spec: IndexSpec): Promise<{ key?: string; steps:
       if (q.lte !== undefined) hi = keyOf(q.lte);
       if (q.lt !== undefined) hi = keyOf(q.lt) - 1n;
       const cover = testing.rangeCover(levels, lo, hi, spec.maxQueryTokens ?? 64);
-      return { steps: cover.map((b) => ({ level: levels[b.level]!.name, bucket: String(b.bucket), message: '', mac: '', token: 0 })) };
+      return { steps: cover.map((b) => ({ level: levels[b.level]!.name, bucket: u64hex(b.bucket), message: '', mac: '', token: 0 })) };
     }
     const key = keyOf(s.value);
-    return { key: String(key), steps: levels.map((l) => ({ level: l.name, bucket: String(l.bucket(key)), message: '', mac: '', token: 0 })) };
+    return { key: u64hex(key), steps: levels.map((l) => ({ level: l.name, bucket: u64hex(l.bucket(key)), message: '', mac: '', token: 0 })) };
   }
   const chain = normalizerChain((spec.normalize ?? []) as never);
   const text = normalizeValue((s.query ? s.query.startsWith : s.value) as string, chain) as string;
@@ -258,7 +260,7 @@ async function generate(): Promise<VectorFile> {
   }
   return {
     comment:
-      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
+      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
     rootKeys,
     cases,
   };
@@ -292,7 +294,7 @@ describe('search-token vectors (FORMAT.md §11a)', () => {
       const lo = q.gte ?? q.gt! + 1n;
       const hi = q.lte ?? q.lt! - 1n;
       const width = (level: string) => 1n << BigInt(/\/2\^(\d+)$/.exec(level)![1]!);
-      const spans = c.steps.map((s) => [BigInt(s.bucket!) * width(s.level) - 2n ** 63n, (BigInt(s.bucket!) + 1n) * width(s.level) - 1n - 2n ** 63n] as const);
+      const spans = c.steps.map((s) => [BigInt(`0x${s.bucket!}`) * width(s.level) - 2n ** 63n, (BigInt(`0x${s.bucket!}`) + 1n) * width(s.level) - 1n - 2n ** 63n] as const);
       for (let k = lo - 3n; k <= hi + 3n && k <= lo + 5000n; k++) {
         const inCover = spans.some(([a, z]) => k >= a && k <= z);
         if (k >= lo && k <= hi) expect(inCover, `${c.name}: ${k}`).toBe(true);
