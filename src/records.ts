@@ -53,8 +53,25 @@ export {
 export { FieldMalformedError } from './core/errors.ts';
 export { UnsupportedQueryError } from './records/unsupported-query.ts';
 export {
+  createSearchIndex,
+  type PrefixCondition,
+  type RangeCondition,
+  type SearchCallOptions,
+  type SearchCondition,
+  type SearchIndex,
+  type SearchQuery,
+} from './records/search-index.ts';
+export type { PrefixIndexOptions, RangeIndexOptions, SearchIndexOptions, SearchIndexWarning } from './records/search-options.ts';
+export type { DateLevel, RangeDomain } from './records/search-levels.ts';
+export { searchSchema, type SearchDialect } from './records/search-sql.ts';
+export type { SearchSql, SearchSqlOptions } from './records/record-search.ts';
+export type { PrefixIndexSpec, RangeIndexSpec, SearchIndexSpec } from './records/table.ts';
+export { SEARCH_PARTITION_SUFFIX } from './records/blind-index-keys.ts';
+export type { TokenMac } from './core/token-mac.ts';
+export {
   backfillSweep,
   reindexSweep,
+  searchReindexSweep,
   rewrapSweep,
   rotationSweep,
   runSweep,

@@ -13,3 +13,5 @@
  */
 export { sm4 } from './sm4/suite.ts';
 export type { Suite } from './core/suites.ts';
+export { hmacSm3Tokens } from './sm4/search-mac.ts';
+export type { TokenMac } from './core/token-mac.ts';

@@ -35,6 +35,8 @@ interface Case {
   /** The key columns in declared order, with typed values (none: the table binds no row). */
   primaryKey: { column: string; value: Typed }[];
   type: FieldType;
+  /** A decimal column's scale. */
+  scale?: number;
   value?: Typed;
   plaintext: string;
   context: Record<string, string>;
@@ -96,6 +98,7 @@ interface Spec {
   schema?: number;
   key?: [string, unknown][];
   expect?: string;
+  scale?: number;
 }
 const K: [string, unknown][] = [['id', '42']];
 const SPECS: Spec[] = [
@@ -147,6 +150,13 @@ const SPECS: Spec[] = [
   { name: 'refused: JSON with a repeated key', type: 'json', raw: `07${hex(new TextEncoder().encode('{"a":1,"a":2}'))}`, expect: 'ERR_FIELD_MALFORMED' },
   { name: 'refused: JSON null', type: 'json', raw: `07${hex(new TextEncoder().encode('null'))}`, expect: 'ERR_FIELD_MALFORMED' },
   { name: 'refused: a string not UTF-8', type: 'string', raw: '01eda080', expect: 'ERR_FIELD_MALFORMED' },
+  { name: 'decimal 12.50 at scale 2', type: 'decimal', value: '12.50', scale: 2 },
+  { name: 'decimal -0.05 at scale 2', type: 'decimal', value: '-0.05', scale: 2 },
+  { name: 'decimal 7 at scale 0', type: 'decimal', value: '7', scale: 0 },
+  { name: 'decimal beyond 2^64 at scale 4', type: 'decimal', value: '123456789012345678901.0001', scale: 4 },
+  { name: 'refused: decimal with another scale byte', type: 'decimal', raw: '08033132', scale: 2, expect: 'ERR_FIELD_MALFORMED' },
+  { name: 'refused: decimal -0', type: 'decimal', raw: '08022d30', scale: 2, expect: 'ERR_FIELD_MALFORMED' },
+  { name: 'refused: decimal with a leading zero', type: 'decimal', raw: '08023031', scale: 2, expect: 'ERR_FIELD_MALFORMED' },
   { name: 'refused: the tag of another type', type: 'number', raw: '0178', expect: 'ERR_FIELD_MALFORMED' },
 ];
 
@@ -176,6 +186,7 @@ function shape(s: Spec): Omit<Case, 'name' | 'value' | 'plaintext' | 'sealed' | 
     partition: 'tenant-1',
     primaryKey: key.map(([c, v]) => ({ column: c, value: typed('key', v) })),
     type: s.type,
+    ...(s.scale === undefined ? {} : { scale: s.scale }),
     context,
     contextEncoding: hex(canonicalContext(context).encoded),
   };
@@ -189,7 +200,7 @@ async function sealAll() {
   for (const s of SPECS) {
     const envelope = createEnvelope({ hierarchy, compact: true, randomBytes: seededRandom(`kms-envelope vectors records: ${s.name}`) });
     const sh = shape(s);
-    const plaintext = s.raw ? unhex(s.raw) : encodeFieldValue(s.type, s.value, s.name);
+    const plaintext = s.raw ? unhex(s.raw) : encodeFieldValue(s.type, s.value, s.name, s.scale);
     const sealed = await envelope.seal(plaintext, { context: sh.context, detachedContext: true, partition: sh.partition });
     cases.push({ name: s.name, ...sh, ...(s.raw ? {} : { value: typed(s.type, s.value) }), plaintext: hex(plaintext), sealed: hex(sealed), text: fieldToText(sealed), expect: s.expect ?? 'ok' });
   }
@@ -244,7 +255,7 @@ function tableOf(c: Case) {
     schemaVersion: c.schema,
     ...(c.primaryKey.length ? { primaryKey: c.primaryKey.map((k) => k.column) } : {}),
     partition: { column: 'tenant' },
-    columns: { [c.columnName]: { type: c.type, ...(c.columnName !== c.column ? { id: c.column } : {}) } },
+    columns: { [c.columnName]: { type: c.type, ...(c.columnName !== c.column ? { id: c.column } : {}), ...(c.scale === undefined ? {} : { scale: c.scale }) } },
   });
 }
 const rowOf = (c: Case, stored: unknown): Record<string, unknown> => ({ tenant: c.partition, ...Object.fromEntries(c.primaryKey.map((k) => [k.column, untyped(k.value)])), [c.columnName]: stored });
@@ -252,7 +263,7 @@ const rowOf = (c: Case, stored: unknown): Record<string, unknown> => ({ tenant: 
 describe('record-value vectors (FORMAT.md §12)', () => {
   it('cover every type tag, the binding of table, column, keys of each type and count, schema, and refusals', () => {
     const ok = vectors.cases.filter((c) => c.expect === 'ok');
-    expect(new Set(ok.map((c) => c.type))).toEqual(new Set(['string', 'bytes', 'number', 'bigint', 'boolean', 'date', 'json']));
+    expect(new Set(ok.map((c) => c.type))).toEqual(new Set(['string', 'bytes', 'number', 'bigint', 'boolean', 'date', 'json', 'decimal']));
     expect(new Set(ok.map((c) => c.primaryKey.length))).toEqual(new Set([0, 1, 3]));
     expect(new Set(ok.flatMap((c) => c.primaryKey.map((k) => k.value.type)))).toEqual(new Set(['string', 'number', 'bigint', 'date']));
     expect(vectors.cases.filter((c) => c.expect !== 'ok').length).toBeGreaterThanOrEqual(15);
@@ -263,7 +274,7 @@ describe('record-value vectors (FORMAT.md §12)', () => {
     const { cases } = await sealAll();
     expect(cases).toEqual(vectors.cases);
     for (const c of vectors.cases.filter((x) => x.value)) {
-      expect(hex(encodeFieldValue(c.type, untyped(c.value!), c.name)), c.name).toBe(c.plaintext);
+      expect(hex(encodeFieldValue(c.type, untyped(c.value!), c.name, c.scale)), c.name).toBe(c.plaintext);
       expect(hex(canonicalContext(c.context).encoded), c.name).toBe(c.contextEncoding);
     }
     // The record API's own seal binds what the file says: its output opens under the file's context.

@@ -179,3 +179,36 @@ export function blindIndexType(
     fromDriver: (stored) => stored as BlindIndexValue,
   });
 }
+
+export interface SearchTokensTypeOptions<C extends Record<string, FieldSpec>> {
+  customType: typeof pgCustomType;
+  records: Pick<Records, 'searchTokensSync'>;
+  table: Table<C>;
+  /** The sealed column whose range or prefix tokens this column holds (\`search\` in defineTable). */
+  column: keyof C & string;
+  kind: 'range' | 'prefix';
+  /** The partition of the rows; default the table's fixed partition. */
+  partition?: string;
+}
+
+/**
+ * A PostgreSQL bigint[] column type for the tokens of a range or prefix index (README "Range and
+ * prefix search"): insert the plaintext value into it, as into its sealed column, and toDriver
+ * writes the value's tokens. Query with records.searchQuery (its \`sql\` and \`params\` in Drizzle's
+ * \`sql\` or a raw query), then records.openMatching. Needs the keys warm: records.warm([partition], [table]).
+ */
+export function searchTokensType<C extends Record<string, FieldSpec>>(options: SearchTokensTypeOptions<C>): ReturnType<typeof pgCustomType<{ data: unknown; driverData: number[] }>> {
+  const { customType, records, table, column, kind } = options;
+  if (typeof customType !== 'function') throw new TypeError('"customType" expected customType from drizzle-orm/pg-core');
+  if (typeof records?.searchTokensSync !== 'function') throw new TypeError('"records" expected the records object of createRecords()');
+  const field = table?.columns?.[column];
+  const search = field?.search === undefined ? [] : Array.isArray(field.search) ? field.search : [field.search];
+  if (!search.some((s: { kind: string }) => s.kind === kind)) throw new TypeError(`${table?.name}.${column} declares no ${kind} index (search: { kind: "${kind}", … } in defineTable)`);
+  const partition = options.partition ?? (typeof table.partition === 'string' ? table.partition : undefined);
+  if (partition === undefined) throw new TypeError(`searchTokensType(): table ${table.name} takes its partition from the row, which Drizzle's hooks do not see: give "partition"`);
+  return customType<{ data: unknown; driverData: number[] }>({
+    dataType: () => 'bigint[]',
+    toDriver: (value) => records.searchTokensSync(table, column, kind, value, { partition }) as number[],
+    fromDriver: (stored) => stored,
+  });
+}

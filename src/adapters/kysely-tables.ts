@@ -16,8 +16,13 @@ export function tablesOf(declared: Readonly<Record<string, Table<any>>>): Map<st
 
 export const sealedColumn = (table: AnyTable, column: string): boolean => Object.hasOwn(table.columns, column);
 
-/** The blind-index column a sealed column declares (records.seal() computes it). */
-export const indexColumn = (table: AnyTable, column: string): string | undefined => table.columns[column]?.index?.column;
+/** The columns records.seal() computes beside a sealed column: its blind index, and the tokens of its range and prefix indexes. */
+export function indexColumns(table: AnyTable, column: string): string[] {
+  const field = table.columns[column];
+  if (!field) return [];
+  const search = field.search === undefined ? [] : Array.isArray(field.search) ? field.search : [field.search];
+  return [...(field.index ? [field.index.column] : []), ...search.map((s: { column: string }) => s.column)];
+}
 
 export const partitionColumn = (table: AnyTable): string | undefined => (typeof table.partition === 'object' ? table.partition.column : undefined);
 

@@ -7,7 +7,7 @@
 import type { ColumnUpdateNode, InsertQueryNode, OperationNode, ReferenceNode, UpdateQueryNode, ValueNode } from 'kysely';
 import { columnName, columnNode, equalities, is, rawNode, scopeEntry, tableName, valueNode } from './kysely-nodes.ts';
 import { type AnyTable, PendingRow, PendingSeal } from './kysely-pending.ts';
-import { bindingColumns, indexColumn, markerColumn, sealedColumn } from './kysely-tables.ts';
+import { bindingColumns, indexColumns, markerColumn, sealedColumn } from './kysely-tables.ts';
 import { refusePartialWrite, RowVersionError } from '../records.ts';
 
 type Row = Record<string, unknown>;
@@ -91,11 +91,11 @@ function insertShape(name: string, table: AnyTable, names: readonly string[]): I
   const indexOf = new Map<number, number>();
   const columns = [...names];
   for (const i of sealedAt) {
-    const index = indexColumn(table, names[i]!);
-    if (index === undefined) continue;
-    let at = columns.indexOf(index);
-    if (at < 0) at = columns.push(index) - 1;
-    indexOf.set(at, i);
+    for (const index of indexColumns(table, names[i]!)) {
+      let at = columns.indexOf(index);
+      if (at < 0) at = columns.push(index) - 1;
+      indexOf.set(at, i);
+    }
   }
   // The key-version marker: the lowest version of the row's values, in place of any value given.
   const marker = markerColumn(table);
@@ -158,9 +158,8 @@ function upsertIndexes(table: AnyTable, node: InsertQueryNode): Partial<InsertQu
   const set = new Set(updates.map((u) => columnName(u.column)));
   const added = updates.flatMap((u) => {
     const column = columnName(u.column);
-    const index = column === undefined ? undefined : indexColumn(table, column);
-    if (index === undefined || set.has(index)) return [];
-    return [{ ...u, column: columnNode(index), value: { ...(u.value as ReferenceNode), column: columnNode(index) } }];
+    const indexes = column === undefined ? [] : indexColumns(table, column).filter((index) => !set.has(index));
+    return indexes.map((index) => ({ ...u, column: columnNode(index), value: { ...(u.value as ReferenceNode), column: columnNode(index) } }));
   });
   return added.length ? { onConflict: { ...node.onConflict!, updates: [...updates, ...added] } } : {};
 }
@@ -198,8 +197,7 @@ export function markUpdate(tables: ReadonlyMap<string, AnyTable>, node: UpdateQu
   const indexes = new Map<string, string>(); // index column -> its sealed column
   for (const u of touched) {
     const column = columnName(u.column)!;
-    const index = indexColumn(table, column);
-    if (index !== undefined) indexes.set(index, column);
+    for (const index of indexColumns(table, column)) indexes.set(index, column);
   }
   const updates = markedUpdates(node.updates, row, indexes);
   const marker = markerColumn(table);

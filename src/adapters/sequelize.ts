@@ -63,6 +63,13 @@ type BufferFrom = (buffer: ArrayBufferLike, offset: number, length: number) => U
 const bufferFrom = (globalThis as { Buffer?: { from: BufferFrom } }).Buffer?.from;
 
 /** Sealed bytes as a Buffer: Sequelize writes any other Uint8Array of a BLOB as the text of its numbers. */
+/** The columns seal() writes beside a sealed column: its blind index, and the tokens of its range and prefix indexes. */
+function derivedColumns(table: AnyTable, column: string): string[] {
+  const field = table.columns[column]!;
+  const search = field.search === undefined ? [] : Array.isArray(field.search) ? field.search : [field.search];
+  return [...(field.index ? [field.index.column] : []), ...search.map((s: { column: string }) => s.column)];
+}
+
 function asBuffer(value: unknown): unknown {
   if (!(value instanceof Uint8Array) || !bufferFrom) return value;
   return bufferFrom(value.buffer, value.byteOffset, value.byteLength);
@@ -82,11 +89,14 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
   const hookable = model as unknown as Hookable;
   if (typeof hookable?.addHook !== 'function') throw new TypeError('sealModel() expected a Sequelize model');
   const columns = Object.keys(table.columns);
-  // A sealed column's blind index (`index: { column }` in defineTable) is an attribute the hooks write.
-  const indexOf = new Map(columns.flatMap((c) => (table.columns[c]!.index ? [[c, table.columns[c]!.index!.column] as const] : [])));
+  // A sealed column's blind index (`index: { column }` in defineTable) and its range and prefix
+  // tokens (`search: { column }`) are attributes the hooks write.
+  const indexOf = new Map(columns.map((c) => [c, derivedColumns(table, c)] as const));
   const attributes = (model as unknown as { getAttributes?: () => Record<string, unknown> }).getAttributes?.() ?? {};
-  for (const [column, index] of indexOf) {
-    if (!Object.hasOwn(attributes, index)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${index} for the blind index of ${column}: declare it (TEXT)`);
+  for (const [column, indexes] of indexOf) {
+    for (const index of indexes) {
+      if (!Object.hasOwn(attributes, index)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${index} for the index of ${column}: declare it (TEXT for a blind index, ARRAY(BIGINT) for tokens on PostgreSQL, TEXT for tokens as JSON on SQLite)`);
+    }
   }
   const marker = table.keyVersionColumn;
   if (marker !== undefined && !Object.hasOwn(attributes, marker)) throw new TypeError(`sealModel(): ${hookable.name} has no attribute ${marker} for the key-version column: declare it (INTEGER)`);
@@ -127,10 +137,9 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
       if (left && Object.hasOwn(left.sealed, column) && left.sealed[column] === value) value = left.plain[column];
       row[column] = undefined;
       if (onlyChanged && !instance.changed(column)) continue;
-      const index = indexOf.get(column);
       if (value === null || value === undefined) {
         if (version && value === null) row[column] = null; // a row version seals the whole row: null is a value
-        if (index !== undefined) instance.setDataValue(index, null);
+        for (const index of indexOf.get(column)!) instance.setDataValue(index, null);
         continue;
       }
       row[column] = plain[column] = value;
@@ -151,8 +160,7 @@ export function sealModel<M extends Model>(model: ModelStatic<M>, options: SealM
     const put: Record<string, unknown> = {};
     for (const column of Object.keys(plain)) {
       instance.setDataValue(column, (put[column] = asBuffer(sealed[column])));
-      const index = indexOf.get(column);
-      if (index !== undefined) instance.setDataValue(index, sealed[index] ?? null);
+      for (const index of indexOf.get(column)!) instance.setDataValue(index, sealed[index] ?? null);
     }
     pending.set(instance, { plain, sealed: put });
   }

@@ -9,9 +9,10 @@ import type { ShredOptions, ShredReport } from './types.ts';
 
 /**
  * The suffixes of the partitions derived from a partition that the library makes: `#blind-index`
- * (blind-index.ts, BLIND_INDEX_PARTITION_SUFFIX). shred(tenant) covers `tenant` and each of these.
+ * (blind-index.ts, BLIND_INDEX_PARTITION_SUFFIX) and `#search` (range and prefix indexes,
+ * SEARCH_PARTITION_SUFFIX). shred(tenant) covers `tenant` and each of these.
  */
-export const DERIVED_PARTITION_SUFFIXES: readonly string[] = Object.freeze(['#blind-index']);
+export const DERIVED_PARTITION_SUFFIXES: readonly string[] = Object.freeze(['#blind-index', '#search']);
 
 /** Tombstones remembered per process at most (they are permanent facts; past this the map starts over). */
 const SHREDDED_MAX = 10_000;

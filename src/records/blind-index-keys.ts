@@ -20,6 +20,9 @@ export function blindIndexPartition(partition: string): string {
   return partition + BLIND_INDEX_PARTITION_SUFFIX;
 }
 
+/** Appended to a partition to name the hierarchy partition that holds its range and prefix index keys (FORMAT.md §11a.1). */
+export const SEARCH_PARTITION_SUFFIX = '#search';
+
 const INFO_LABEL = 'kms-envelope/blind-index@v1';
 const KEY_LENGTH = 32;
 const MAX_PARTITION_BYTES = 255; // a key store's limit, for the suffixed name
@@ -28,7 +31,9 @@ export function checkPartition(partition: unknown): string {
   if (typeof partition !== 'string' || partition.length === 0) {
     throw new TypeError(`"partition" expected a non-empty string, got ${partition === undefined ? 'none (pass it to the call, or to createBlindIndex)' : describe(partition)}`);
   }
-  if (partition.endsWith(BLIND_INDEX_PARTITION_SUFFIX)) throw new RangeError(`"partition" may not end with "${BLIND_INDEX_PARTITION_SUFFIX}": that names index keys`);
+  for (const suffix of [BLIND_INDEX_PARTITION_SUFFIX, SEARCH_PARTITION_SUFFIX]) {
+    if (partition.endsWith(suffix)) throw new RangeError(`"partition" may not end with "${suffix}": that names index keys`);
+  }
   if (utf8(partition + BLIND_INDEX_PARTITION_SUFFIX, 'partition').length > MAX_PARTITION_BYTES) {
     throw new RangeError(`"partition" may be at most ${MAX_PARTITION_BYTES - BLIND_INDEX_PARTITION_SUFFIX.length} UTF-8 bytes`);
   }
@@ -36,7 +41,7 @@ export function checkPartition(partition: unknown): string {
 }
 
 /** `u16 length || UTF-8` of a name (table, column, partition). */
-function lengthPrefixed(text: string, title: string): Uint8Array {
+export function lengthPrefixed(text: string, title: string): Uint8Array {
   const bytes = utf8(text, title);
   if (bytes.length > 0xffff) throw new RangeError(`"${title}" is longer than 65535 UTF-8 bytes`);
   const out = new Uint8Array(2 + bytes.length);
@@ -83,13 +88,18 @@ export class ColumnKeyCache {
   readonly #table: string;
   readonly #columnField: string;
   readonly #maxKeys: number;
+  readonly #derive: ((root: Uint8Array, partition: string, out: Uint8Array) => void) | undefined;
 
-  /** `columnField`: the column field of the key derivation (the names joined by 0x00). */
-  constructor(backend: CryptoBackend, table: string, columnField: string, maxKeys: number) {
+  /**
+   * `columnField`: the column field of the key derivation (the names joined by 0x00); `derive`:
+   * another derivation of the column key from the root key (a search index's, FORMAT.md §11a.1).
+   */
+  constructor(backend: CryptoBackend, table: string, columnField: string, maxKeys: number, derive?: (root: Uint8Array, partition: string, out: Uint8Array) => void) {
     this.#backend = backend;
     this.#table = table;
     this.#columnField = columnField;
     this.#maxKeys = maxKeys;
+    this.#derive = derive;
   }
 
   /** The column key of a partition from the hierarchy's key, cached; use it before yielding. */
@@ -104,7 +114,8 @@ export class ColumnKeyCache {
       throw new KeyUnavailableError(`the key hierarchy gave a wiped key for ${JSON.stringify(blindIndexPartition(partition))} (closed or forgotten meanwhile)`);
     }
     const key = new Uint8Array(KEY_LENGTH);
-    this.#backend.hkdfExpandSha512(suiteKey.key, [blindIndexInfo(this.#table, this.#columnField, partition)], [key]);
+    if (this.#derive) this.#derive(suiteKey.key, partition, key);
+    else this.#backend.hkdfExpandSha512(suiteKey.key, [blindIndexInfo(this.#table, this.#columnField, partition)], [key]);
     this.#cache.set(partition, { key, source: suiteKey.key });
     this.#evictOverflow();
     return key;
@@ -142,23 +153,26 @@ export class IndexKeyLoader {
   readonly #keys: KeySource;
   readonly #hierarchy: KeyHierarchy;
   readonly #version: number;
+  readonly #suffix: string;
   /** Creations in flight, per hierarchy partition and version: one per process. */
   readonly #creating = new Map<string, Promise<void>>();
 
-  constructor(keys: KeySource, hierarchy: KeyHierarchy, version: number) {
+  /** `suffix`: the derived partition of the index's keys (`#blind-index`, or `#search`). */
+  constructor(keys: KeySource, hierarchy: KeyHierarchy, version: number, suffix = BLIND_INDEX_PARTITION_SUFFIX) {
     this.#keys = keys;
     this.#hierarchy = hierarchy;
     this.#version = version;
+    this.#suffix = suffix;
   }
 
   /** The key of the index's version for a partition, synchronously when the hierarchy holds it. */
   peek(partition: string): SuiteKey | Promise<SuiteKey> {
-    return this.#keys.openKey({ partition: blindIndexPartition(partition), version: this.#version }, COBBLESTONE_256);
+    return this.#keys.openKey({ partition: partition + this.#suffix, version: this.#version }, COBBLESTONE_256);
   }
 
   /** The key of the index's version for a partition (`first`: a load already started by peek()). */
   load(partition: string, first?: Promise<SuiteKey>): Promise<SuiteKey> {
-    return this.#loadVersion(blindIndexPartition(partition), this.#version, first);
+    return this.#loadVersion(partition + this.#suffix, this.#version, first);
   }
 
   /** Creates version `v` of a hierarchy partition of index keys, and the versions below it that it lacks. */

@@ -11,6 +11,7 @@
  *   0x05 boolean  one byte, 0x00 or 0x01
  *   0x06 date     milliseconds since the epoch, binary64 big-endian: an integer within ±8.64e15, not -0
  *   0x07 json     UTF-8 of JSON.stringify, exactly (a reader parses, writes again, and compares); never null
+ *   0x08 decimal  u8 scale || the unscaled integer as a bigint's text: "12.50" at scale 2 is 02 "1250"
  *
  * A reader refuses whatever a writer never writes, with FieldMalformedError (ERR_FIELD_MALFORMED).
  *
@@ -19,7 +20,7 @@
 import { base64url, isWellFormedUtf8, utf8, utf8DecodeStrict } from '../core/bytes.ts';
 import { FieldMalformedError } from '../core/errors.ts';
 
-export type FieldType = 'string' | 'bytes' | 'number' | 'bigint' | 'boolean' | 'date' | 'json';
+export type FieldType = 'string' | 'bytes' | 'number' | 'bigint' | 'boolean' | 'date' | 'json' | 'decimal';
 
 export interface FieldValues {
   string: string;
@@ -29,9 +30,11 @@ export interface FieldValues {
   boolean: boolean;
   date: Date;
   json: unknown;
+  /** A fixed-scale decimal as a string (`"-12.50"`); it reads back with exactly the column's `scale` decimal places. */
+  decimal: string;
 }
 
-const TAGS: Record<FieldType, number> = { string: 1, bytes: 2, number: 3, bigint: 4, boolean: 5, date: 6, json: 7 };
+const TAGS: Record<FieldType, number> = { string: 1, bytes: 2, number: 3, bigint: 4, boolean: 5, date: 6, json: 7, decimal: 8 };
 const TYPES: Record<number, FieldType> = Object.fromEntries(Object.entries(TAGS).map(([t, n]) => [n, t as FieldType]));
 
 export const TEXT_PREFIX = 'kme.';
@@ -57,8 +60,28 @@ const CANONICAL_NAN = Uint8Array.of(0x7f, 0xf8, 0, 0, 0, 0, 0, 0);
 /** The largest time value of a Date, in milliseconds either side of the epoch (ECMAScript TimeClip). */
 export const MAX_DATE_MS = 8.64e15;
 
-/** The plaintext of a field: its type tag and bytes. Throws FieldTypeError for a value of another type. */
-export function encodeFieldValue(type: FieldType, value: unknown, where: string): Uint8Array {
+const DECIMAL = /^(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?$/;
+
+/** tag 08 || scale || the unscaled integer's text; a FieldTypeError for another value, or more places than the scale. */
+function encodeDecimal(value: unknown, scale: number, where: string): Uint8Array {
+  const m = typeof value === 'string' ? DECIMAL.exec(value) : null;
+  if (!m) throw new FieldTypeError(`${where} expected a decimal string such as "-12.50", got ${typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : typeof value}`);
+  const fraction = m[3] ?? '';
+  if (fraction.length > scale) throw new FieldTypeError(`${where} has ${fraction.length} decimal places; the column's scale is ${scale} (round it first)`);
+  const digits = BigInt(m[2]! + fraction.padEnd(scale, '0'));
+  return tagged(TAGS.decimal, Uint8Array.of(scale, ...utf8((m[1] && digits !== 0n ? -digits : digits).toString(10), where)));
+}
+
+/** The text of an unscaled integer at a scale: exactly `scale` places. */
+function decimalText(unscaledText: string, scale: number): string {
+  const negative = unscaledText.startsWith('-');
+  const digits = (negative ? unscaledText.slice(1) : unscaledText).padStart(scale + 1, '0');
+  const text = scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  return negative ? `-${text}` : text;
+}
+
+/** The plaintext of a field: its type tag and bytes. Throws FieldTypeError for a value of another type. `scale`: a decimal column's. */
+export function encodeFieldValue(type: FieldType, value: unknown, where: string, scale = 0): Uint8Array {
   const wrong = (): FieldTypeError => new FieldTypeError(`${where} expected a ${type}, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
   switch (type) {
     case 'string':
@@ -90,6 +113,8 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string)
       if (text === 'null') throw new FieldTypeError(`${where} has the JSON form null: store NULL instead (null is never sealed)`);
       return tagged(TAGS.json, utf8(text, where));
     }
+    case 'decimal':
+      return encodeDecimal(value, scale, where);
     default:
       throw new FieldTypeError(`${where}: unknown field type ${JSON.stringify(type)}`);
   }
@@ -104,7 +129,7 @@ function dateProblem(time: number): string | undefined {
 }
 
 /** The value of a field's plaintext, or why it is not a valid value of `type` (FORMAT.md §12.1). */
-function decodeOrProblem(type: FieldType, plaintext: Uint8Array): { value: FieldValues[FieldType] } | { problem: string } {
+function decodeOrProblem(type: FieldType, plaintext: Uint8Array, scale = 0): { value: FieldValues[FieldType] } | { problem: string } {
   if (plaintext.length === 0) return { problem: 'the plaintext is empty' };
   if (TYPES[plaintext[0]!] !== type) return { problem: `type tag 0x${plaintext[0]!.toString(16).padStart(2, '0')} is not the tag of ${type}` };
   const body = plaintext.subarray(1);
@@ -136,6 +161,11 @@ function decodeOrProblem(type: FieldType, plaintext: Uint8Array): { value: Field
     }
     case 'json':
       return decodeJson(body);
+    case 'decimal': {
+      if (body.length < 2 || body[0] !== scale) return { problem: `scale byte ${body.length ? body[0] : 'missing'}, not the column's ${scale}` };
+      if (!isIntegerText(body.subarray(1))) return { problem: 'the unscaled value is not -?(0|[1-9][0-9]*) in ASCII, or -0' };
+      return { value: decimalText(utf8DecodeStrict(body.subarray(1))!, scale) };
+    }
   }
 }
 
@@ -158,10 +188,10 @@ function decodeJson(body: Uint8Array): { value: unknown } | { problem: string } 
  * Whether decodeFieldValue would give a value, checked on the bytes where it can be (a reseal
  * needs no value, and a decoded string cannot be wiped); JSON is parsed, as nothing less tells.
  */
-export function isFieldValue(type: FieldType, plaintext: Uint8Array): boolean {
+export function isFieldValue(type: FieldType, plaintext: Uint8Array, scale = 0): boolean {
   if (type === 'string') return plaintext.length > 0 && TYPES[plaintext[0]!] === type && isWellFormedUtf8(plaintext.subarray(1));
   if (type === 'bytes') return plaintext.length > 0 && TYPES[plaintext[0]!] === type;
-  return 'value' in decodeOrProblem(type, plaintext);
+  return 'value' in decodeOrProblem(type, plaintext, scale);
 }
 
 /** -?(0|[1-9][0-9]*) in ASCII, and not -0: a bigint's text form. */
@@ -174,14 +204,14 @@ function isIntegerText(body: Uint8Array): boolean {
 }
 
 /** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
-export function decodeFieldValue(type: FieldType, plaintext: Uint8Array): FieldValues[FieldType] | undefined {
-  const decoded = decodeOrProblem(type, plaintext);
+export function decodeFieldValue(type: FieldType, plaintext: Uint8Array, scale = 0): FieldValues[FieldType] | undefined {
+  const decoded = decodeOrProblem(type, plaintext, scale);
   return 'value' in decoded ? decoded.value : undefined;
 }
 
 /** The typed error of a plaintext that is not a valid value of `type` (ERR_FIELD_MALFORMED); undefined when it is one. */
-export function fieldMalformed(type: FieldType, plaintext: Uint8Array): FieldMalformedError | undefined {
-  const decoded = decodeOrProblem(type, plaintext);
+export function fieldMalformed(type: FieldType, plaintext: Uint8Array, scale = 0): FieldMalformedError | undefined {
+  const decoded = decodeOrProblem(type, plaintext, scale);
   if ('value' in decoded) return undefined;
   return new FieldMalformedError(type, plaintext[0], decoded.problem);
 }

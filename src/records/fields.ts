@@ -26,8 +26,8 @@ function fieldOf(t: AnyTable, column: string): FieldSpec {
 /** The value of a column as decoded plaintext, wiped whatever happens. */
 function decoded(r: RowContext, column: string, field: FieldSpec, plaintext: Uint8Array): unknown {
   try {
-    const value = decodeFieldValue(field.type, plaintext);
-    if (value === undefined) throw new RecordFieldError(r.table.name, column, r.key.values, fieldMalformed(field.type, plaintext));
+    const value = decodeFieldValue(field.type, plaintext, field.scale);
+    if (value === undefined) throw new RecordFieldError(r.table.name, column, r.key.values, fieldMalformed(field.type, plaintext, field.scale));
     return value;
   } finally {
     wipe(plaintext);
@@ -110,18 +110,19 @@ export class FieldCipher {
     const plan = this.#openPlan(r, column, value);
     const field = r.table.columns[column]!;
     if ('legacy' in plan) {
-      const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`);
-      if (field.index) to.indexValues.push([column, value]);
+      const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`, field.scale);
+      if (field.index || field.search) to.indexValues.push([column, value]);
       return plaintext;
     }
     const plaintext = this.#openSealed(r, column, plan.sealed, to.context);
-    const indexValue = field.index ? decodeFieldValue(field.type, plaintext) : undefined;
-    if (field.index ? indexValue === undefined : !isFieldValue(field.type, plaintext)) {
-      const malformed = fieldMalformed(field.type, plaintext);
+    const indexed = field.index !== undefined || field.search !== undefined;
+    const indexValue = indexed ? decodeFieldValue(field.type, plaintext, field.scale) : undefined;
+    if (indexed ? indexValue === undefined : !isFieldValue(field.type, plaintext, field.scale)) {
+      const malformed = fieldMalformed(field.type, plaintext, field.scale);
       wipe(plaintext);
       throw new RecordFieldError(r.table.name, column, r.key.values, malformed);
     }
-    if (field.index) to.indexValues.push([column, indexValue]);
+    if (indexed) to.indexValues.push([column, indexValue]);
     return plaintext;
   }
 
@@ -139,7 +140,7 @@ export class FieldCipher {
   /** What sealing one field needs: the plaintext (the caller wipes it) and the envelope options. */
   #sealPlan(r: RowContext, column: string, value: unknown) {
     const field = fieldOf(r.table, column);
-    const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`);
+    const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`, field.scale);
     return { field, plaintext, options: { context: bindingOf(r, column), detachedContext: true, partition: r.partition } };
   }
 

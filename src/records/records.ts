@@ -28,6 +28,9 @@ import { FieldCipher, notWarm } from './fields.ts';
 import { KeyLoads, openKeyId, present, sealKeyId } from './key-loads.ts';
 import { RecordIndexes } from './record-indexes.ts';
 import { refuseFieldSeal } from './row-version.ts';
+import { RecordSearch, type SearchSql, type SearchSqlOptions } from './record-search.ts';
+import type { SearchCondition } from './search-index.ts';
+import { partitionOf } from './binding.ts';
 import type { AnyTable, FieldSpec, PlainRow, Row, SealedRow, Table } from './table.ts';
 
 export type { FieldType, FieldValues } from './field-value.ts';
@@ -106,6 +109,18 @@ export interface Records {
   warm(partitions: readonly string[], tables?: readonly Table<Record<string, FieldSpec>>[], options?: { keepWarm?: boolean }): Promise<void>;
   /** Stops the background refreshes records.warm() started (keys already loaded stay until their TTL ends). */
   stopWarm(): void;
+  /**
+   * A range (`{ gte, lt, … }`) or prefix (`{ startsWith }`) query of a column with a `search` index:
+   * `WHERE ${sql}` with `params` finds the candidates of the partition; pass the rows read to
+   * openMatching, which opens them and keeps the exact matches (README "Range and prefix search").
+   */
+  searchQuery<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql>;
+  /** The tokens of a value for a column's range or prefix index, as the row stores them (the sweeps use it). */
+  searchTokens<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): Promise<unknown>;
+  /** searchTokens(), synchronously once the partition's search keys are warm (records.warm with the table), else ERR_KEY_NOT_WARM: for ORM hooks. */
+  searchTokensSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): unknown;
+  /** Opens the candidates a searchQuery found and keeps the rows of its partition whose value meets its condition, in the order given. */
+  openMatching<C extends Record<string, FieldSpec>>(table: Table<C>, query: SearchSql, rows: readonly SealedRow<C>[]): Promise<PlainRow<C>[]>;
   readonly stats: RecordsStats;
   /** The envelope records are sealed with (format 2, the hierarchy). */
   readonly envelope: Envelope;
@@ -159,6 +174,7 @@ class HierarchyRecords implements Records {
   readonly hierarchy: KeyHierarchy;
   readonly #fields: FieldCipher;
   readonly #indexes: RecordIndexes;
+  readonly #search: RecordSearch;
   readonly #loads = new KeyLoads();
   readonly #hierarchy: KeyHierarchy;
   /** Rows waiting for a key: close() drains or refuses them. */
@@ -179,6 +195,7 @@ class HierarchyRecords implements Records {
     const source = keySourceOf(options.hierarchy);
     this.#auditBatch = source?.auditing ? source.auditedBatch : undefined;
     this.#unlisten = options.onEvent === undefined ? undefined : options.hierarchy.listen(options.onEvent);
+    this.#search = new RecordSearch(options.hierarchy);
   }
 
   readonly seal = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> => {
@@ -213,6 +230,7 @@ class HierarchyRecords implements Records {
     for (const column of present(r.table, row)) out[column] = this.#fields.sealNow(r, column, row[column]);
     if (r.versions) noteKeyVersion(r.table, out, r.versions);
     for (const column of this.#indexes.columnsOf(r.table, row)) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(row[column] as BlindIndexValue, { partition: r.partition });
+    for (const [column, spec] of this.#search.entriesOf(r.table, row)) out[spec.column] = this.#search.tokensSync(r.table, column, spec, row[column], r.partition);
     return out as SealedRow<C>;
   };
 
@@ -239,7 +257,12 @@ class HierarchyRecords implements Records {
       for (const column of present(r.table, row)) out[column] = this.#fields.resealNow(r, column, row[column], indexValues, from);
       if (r.versions) noteKeyVersion(r.table, out, r.versions);
       if (r.version !== undefined) out[r.table.rowVersion!.column] = from.version === null ? 0 : row[r.table.rowVersion!.column];
-      for (const [column, value] of indexValues) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(value as BlindIndexValue, { partition: r.partition });
+      for (const [column, value] of indexValues) {
+        if (r.table.columns[column]!.index) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(value as BlindIndexValue, { partition: r.partition });
+      }
+      for (const [column, spec] of this.#search.entriesOf(r.table, Object.fromEntries(indexValues))) {
+        out[spec.column] = this.#search.tokensSync(r.table, column, spec, indexValues.find(([c]) => c === column)![1], r.partition);
+      }
     } finally {
       for (const [column, value] of indexValues) if (value instanceof Uint8Array && value !== row[column]) wipe(value);
     }
@@ -275,6 +298,7 @@ class HierarchyRecords implements Records {
   readonly matches: Records['matches'] = (table, column, opened, value) => this.#indexes.of(table as unknown as AnyTable, column).matches(opened, value);
   readonly warm: Records['warm'] = async (partitions, tables = [], warmOptions = {}) => {
     await this.#indexes.warm(partitions, tables);
+    await this.#search.warm(partitions, tables as AnyTable[]);
     if (warmOptions.keepWarm === false) return;
     for (const partition of partitions) this.#warmed.add(partition);
     this.#keeper ??= this.hierarchy.keepWarm(this.#warmed, { also: (list) => this.#indexes.refresh(list) });
@@ -356,12 +380,38 @@ class HierarchyRecords implements Records {
     this.#auditBatch?.(batch, { table: (table as AnyTable).name, rows, failed });
   }
 
+  readonly searchTokens: Records['searchTokens'] = (table, column, kind, value, o) => {
+    const t = table as unknown as AnyTable;
+    return this.#search.tokens(t, column, this.#search.specOf(t, column, kind), value, o.partition);
+  };
+
+  readonly searchTokensSync: Records['searchTokensSync'] = (table, column, kind, value, o) => {
+    const t = table as unknown as AnyTable;
+    return this.#search.tokensSync(t, column, this.#search.specOf(t, column, kind), value, o.partition);
+  };
+
+  readonly searchQuery: Records['searchQuery'] = (table, column, condition, options) => this.#search.query(table as unknown as AnyTable, column, condition, options);
+
+  readonly openMatching: Records['openMatching'] = async (table, query, rows) => {
+    const t = table as unknown as AnyTable;
+    const ours = rows.filter((row) => {
+      try {
+        return partitionOf(t, row) === query.partition;
+      } catch {
+        return false;
+      }
+    });
+    const opened = await Promise.all(ours.map((row) => this.open(table, row)));
+    return opened.filter((row) => this.#search.keeps(t, query, row));
+  };
+
   async #sealLater<C extends Record<string, FieldSpec>>(t: AnyTable, row: Row): Promise<SealedRow<C>> {
     const r = sealingRow(t, row);
     const out: Record<string, unknown> = { ...row };
     await Promise.all([
       ...present(t, row).map(async (column) => (out[column] = await this.#fields.sealAsync(r, column, row[column]))),
       ...this.#indexes.columnsOf(t, row).map(async (column) => (out[this.#indexes.target(t, column)] = await this.#indexes.of(t, column).compute(row[column] as BlindIndexValue, { partition: r.partition }))),
+      ...this.#search.entriesOf(t, row).map(async ([column, spec]) => (out[spec.column] = await this.#search.tokens(t, column, spec, row[column], r.partition))),
     ]);
     if (r.versions) noteKeyVersion(t, out, r.versions);
     return out as SealedRow<C>;

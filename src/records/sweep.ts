@@ -24,6 +24,7 @@ import { type Envelope, needsRewrap, rewrap } from '../index.ts';
 import type { BlindIndexValue } from './blind-index.ts';
 import { lowestVersionOf } from './census.ts';
 import { defineTable, type FieldSpec, type PlainRow, type Records, type Table } from './records.ts';
+import { searchSpecsOf } from './table.ts';
 
 /** A row as the driver read it: the key columns and the sweep's columns. */
 export type SweepRow = Readonly<Record<string, unknown>>;
@@ -296,8 +297,14 @@ function sealedColumns(table: AnyTable): string[] {
   return Object.keys(table.columns);
 }
 
+/** The columns of blind indexes and of range and prefix tokens: a reseal writes them again. */
 function indexColumns(table: AnyTable): string[] {
-  return Object.values(table.columns).flatMap((f) => (f.index ? [f.index.column] : []));
+  return Object.values(table.columns).flatMap((f) => [...(f.index ? [f.index.column] : []), ...searchSpecsOf(f).map((s) => s.column)]);
+}
+
+function partitionOfRow(t: AnyTable, row: SweepRow): string {
+  const p = t.partition;
+  return String(typeof p === 'string' ? p : typeof p === 'function' ? p(row) : row[p.column]);
 }
 
 /** The partition column the table names, if any (it has to be read for the transform). */
@@ -477,10 +484,7 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
   if (!field?.index) throw new TypeError(`${t.name}.${column} declares no blind index (index: { column, bits }) to build`);
   const indexColumn = field.index.column;
   const only = { ...t, columns: { [column]: field } } as AnyTable;
-  const partitionOf = (row: SweepRow): string => {
-    const p = t.partition;
-    return String(typeof p === 'string' ? p : typeof p === 'function' ? p(row) : row[p.column]);
-  };
+  const partitionOf = (row: SweepRow): string => partitionOfRow(t, row);
   return {
     columns: [...new Set([...partitionColumns(t), column, indexColumn, ...rowVersionColumns(t)])],
     pending: `${quoteIdentifier(column)} IS NOT NULL AND ${quoteIdentifier(indexColumn)} IS NULL`,
@@ -490,6 +494,35 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
         const value = opened[column] as BlindIndexValue;
         const index = await records.indexOf(only, column as string, value, { partition: partitionOf(row) });
         return { write: { [indexColumn]: index } };
+      } catch (error) {
+        if (!isRowFailure(error)) throw error;
+        return { failed: error as Error };
+      }
+    },
+  };
+}
+
+/**
+ * Re-index of a range or prefix index (README "Range and prefix search", FORMAT.md §11a.5): its
+ * tokens computed from the opened values into the token column the table declares for `kind` (a
+ * new column for a new version: add it, declare it, sweep, switch the queries, drop the old one).
+ * Only the tokens are written; the sealed value stays as it is. The marker is the token column:
+ * NULL until done.
+ */
+export function searchReindexSweep<C extends Record<string, FieldSpec>>(records: Records, table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix'): RecordSweepPlan {
+  const t = checkedTable(table);
+  const field = t.columns[column];
+  const spec = field && searchSpecsOf(field).find((s) => s.kind === kind);
+  if (!spec) throw new TypeError(`${t.name}.${column} declares no ${kind} index (search: { kind: "${kind}", column, … }) to build`);
+  const only = { ...t, columns: { [column]: field } } as AnyTable;
+  return {
+    columns: [...new Set([...partitionColumns(t), column, spec.column])],
+    pending: `${quoteIdentifier(column)} IS NOT NULL AND ${quoteIdentifier(spec.column)} IS NULL`,
+    async transform(row) {
+      try {
+        const opened = await records.open(only as Table<Record<string, FieldSpec>>, row as never);
+        const partition = partitionOfRow(t, row);
+        return { write: { [spec.column]: await records.searchTokens(only, column as string, kind, opened[column], { partition }) } };
       } catch (error) {
         if (!isRowFailure(error)) throw error;
         return { failed: error as Error };

@@ -7,6 +7,47 @@ import type { FieldType, FieldValues } from './field-value.ts';
 import { EnvelopeError, PartitionMismatchError } from '../core/errors.ts';
 import type { BlindIndexNormalizer } from './blind-index-values.ts';
 import { RowVersionError } from './row-version.ts';
+import type { TokenMac } from '../core/token-mac.ts';
+import type { DateLevel } from './search-levels.ts';
+
+interface SearchSpecBase {
+  /** The column the tokens are written to (PostgreSQL: bigint[] with a GIN index; SQLite: JSON text, see searchSchema). */
+  column: string;
+  /** Token bits, 16 to 52 (default 32). */
+  bits?: number;
+  version?: number;
+  /** HMAC-SHA-256 by default; hmacSm3Tokens from kms-envelope/sm4. */
+  mac?: TokenMac;
+  /** `array` (default): a number[] for a PostgreSQL bigint[] column; `json`: its JSON text, for SQLite. */
+  storage?: 'array' | 'json';
+}
+
+/**
+ * A range index (README "Range and prefix search", FORMAT.md §11a): on number (safe integers, or
+ * `domain: 'float64'`), bigint, date and decimal columns. It leaks which rows share a bucket at
+ * each level, so `acknowledgeLeakage: 'range'` is required.
+ */
+export interface RangeIndexSpec extends SearchSpecBase {
+  kind: 'range';
+  acknowledgeLeakage: 'range';
+  /** Finest first: powers of two (`[0, 8, 16]`), or for dates some of `day`, `month`, `year`. */
+  levels: readonly (number | DateLevel)[];
+  /** A number column's values as float64 rather than safe integers. */
+  domain?: 'float64';
+  maxQueryTokens?: number;
+}
+
+/** A prefix index for `startsWith` on string columns; `acknowledgeLeakage: 'prefix'` is required. */
+export interface PrefixIndexSpec extends SearchSpecBase {
+  kind: 'prefix';
+  acknowledgeLeakage: 'prefix';
+  minLength: number;
+  maxLength: number;
+  normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[];
+  expectedValueLength?: number;
+}
+
+export type SearchIndexSpec = RangeIndexSpec | PrefixIndexSpec;
 
 export interface FieldSpec<T extends FieldType = FieldType> {
   type: T;
@@ -26,6 +67,10 @@ export interface FieldSpec<T extends FieldType = FieldType> {
    * partition.
    */
   index?: { column: string; bits: number; normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[]; version?: number };
+  /** Range and prefix indexes of the column (README "Range and prefix search"): seal() writes their tokens. */
+  search?: SearchIndexSpec | readonly SearchIndexSpec[];
+  /** A decimal column's places, 0 to 38 (required for `type: 'decimal'`). */
+  scale?: number;
 }
 
 export interface TableSpec<C extends Record<string, FieldSpec>> {
@@ -106,6 +151,8 @@ export function defineTable<const C extends Record<string, FieldSpec>>(spec: Tab
     if (ids.has(id)) throw new TypeError(`column id ${JSON.stringify(id)} is used twice in table ${spec.name}`);
     ids.add(id);
     if (primaryKeys.includes(column)) throw new TypeError(`primary key column ${column} cannot be encrypted: it is bound into the others`);
+    checkScale(spec.name, column, field);
+    for (const search of searchSpecsOf(field)) checkSearchSpec(spec.name, column, field, search);
   }
   const schemaVersion = spec.schemaVersion ?? 1;
   if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) throw new RangeError('"schemaVersion" must be a positive integer');
@@ -130,6 +177,32 @@ function checkRowVersion(spec: TableSpec<Record<string, FieldSpec>>, primaryKeys
     throw new RowVersionError(spec.name, 'no-primary-key', `a row version needs a primary key: the version is bound to the row it numbers (declare primaryKey, with ids known before the write)`);
   }
   return Object.freeze({ column, legacyUnversioned: rv.legacyUnversioned === true });
+}
+
+function checkScale(table: string, column: string, field: FieldSpec): void {
+  if (field.type !== 'decimal' && field.scale === undefined) return;
+  if (field.type !== 'decimal') throw new TypeError(`${table}.${column}: "scale" is for decimal columns`);
+  if (!Number.isInteger(field.scale) || field.scale! < 0 || field.scale! > 38) throw new RangeError(`${table}.${column}: a decimal column needs "scale", an integer from 0 to 38`);
+}
+
+/** A column's search index specs, as a list. */
+export function searchSpecsOf(field: FieldSpec): readonly SearchIndexSpec[] {
+  const search = field.search;
+  return search === undefined ? [] : Array.isArray(search) ? search : [search as SearchIndexSpec];
+}
+
+const RANGE_TYPES: readonly FieldType[] = ['number', 'bigint', 'date', 'decimal'];
+
+/** What defineTable checks of a search index before any key: the kind, the acknowledgement, the column's type. */
+function checkSearchSpec(table: string, column: string, field: FieldSpec, search: SearchIndexSpec): void {
+  const where = `${table}.${column}`;
+  if (typeof search !== 'object' || search === null) throw new TypeError(`${where}: "search" expected { kind, column, acknowledgeLeakage, … }`);
+  const kind: unknown = search.kind;
+  if (kind !== 'range' && kind !== 'prefix') throw new TypeError(`${where}: search kind ${JSON.stringify(kind)} is refused or unknown: "range" and "prefix" are the kinds (README "Range and prefix search" says why order-preserving, order-revealing and deterministic encryption and unkeyed hashes are not offered)`);
+  if (search.acknowledgeLeakage !== kind) throw new TypeError(`${where}: a ${kind} index needs acknowledgeLeakage: "${kind}" (README "Range and prefix search": what it reveals)`);
+  if (typeof search.column !== 'string' || search.column.length === 0) throw new TypeError(`${where}: a ${kind} index needs "column", the column its tokens are written to`);
+  if (kind === 'range' && !RANGE_TYPES.includes(field.type)) throw new TypeError(`${where}: a range index is for number, bigint, date and decimal columns, not ${field.type}`);
+  if (kind === 'prefix' && field.type !== 'string') throw new TypeError(`${where}: a prefix index is for string columns, not ${field.type}`);
 }
 
 /** A table of any columns, as the record API handles it inside. */

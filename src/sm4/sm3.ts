@@ -224,7 +224,7 @@ function hmacSm3Into(state: HmacKeyState, parts: readonly Uint8Array[], out: Uin
 }
 
 /** HMAC-SM3 (RFC 2104 with SM3: B = 64, L = 32). */
-function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
+export function hmacSm3(key: Uint8Array, data: Uint8Array): Uint8Array {
   const state = hmacSm3Prepare(key);
   const out = new Uint8Array(SM3_LENGTH);
   try {

@@ -103,7 +103,7 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       const [acmeRow, globexRow] = await b.sql.all(`SELECT id, tenant, email, email_idx FROM ${b.table} ORDER BY id`);
 
       const report = await first.shred('acme');
-      expect(report).toMatchObject({ versionsDeleted: 2, partitions: ['acme', 'acme#blind-index'], masterKeyDisabled: false });
+      expect(report).toMatchObject({ versionsDeleted: 2, partitions: ['acme', 'acme#blind-index', 'acme#search'], masterKeyDisabled: false });
       expect(kms.acme.allWiped()).toBe(true); // every acme key this process held is wiped
       expect(await error(() => before.open(customers, acmeRow!))).toMatchObject({ code: 'ERR_PARTITION_SHREDDED' });
       await first.close();
@@ -163,6 +163,7 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       expect(exported.tombstones!.map((t) => [t.partition, t.version])).toEqual([
         ['acme', 1],
         ['acme#blind-index', 1],
+        ['acme#search', 1], // a tombstone for the search keys too, none of which were made
       ]);
       expect(exported.keys.map((k) => k.partition)).toEqual(['globex', 'globex#blind-index']);
       // The old backup into the shredded store: the tenant's versions are refused, the others present.
@@ -181,9 +182,9 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       // A new store from the export (a JSON file, and one of this kind) has the tombstones, and
       // then refuses the old backup too.
       for (const target of [new JsonFileKeyStore(join(dir, `restored-${++counter}.json`)), (await backing(kind)).store()]) {
-        expect(await importKeyStore(target, JSON.stringify(exported))).toMatchObject({ created: 2, tombstones: 2, shredded: [] });
+        expect(await importKeyStore(target, JSON.stringify(exported))).toMatchObject({ created: 2, tombstones: 3, shredded: [] });
         expect(await importKeyStore(target, backup)).toMatchObject({ created: 0, present: 2, shredded: [{ partition: 'acme' }, { partition: 'acme#blind-index' }] });
-        expect((await target.listTombstones!()).map((t) => t.partition)).toEqual(['acme', 'acme#blind-index']);
+        expect((await target.listTombstones!()).map((t) => t.partition)).toEqual(['acme', 'acme#blind-index', 'acme#search']);
         const restored = createRecords({ hierarchy: createKeyHierarchy({ store: target, kms: kmsFor }) });
         expect(await error(() => restored.open(customers, acmeRow))).toMatchObject({ code: 'ERR_PARTITION_SHREDDED' });
         expect(await error(() => restored.seal(customers, people[0]!))).toMatchObject({ code: 'ERR_PARTITION_SHREDDED' });
@@ -219,7 +220,7 @@ describe('crypto-shredding: versions are never reused', () => {
     await expect(hierarchy.recreate('never-shredded')).rejects.toThrow(RangeError);
     const generated = kms.acme.calls.generate;
     expect(await hierarchy.recreate('acme')).toMatchObject({ partition: 'acme', version: 3, state: 'active' });
-    expect(kms.acme.calls.generate).toBe(generated + 2); // the tenant's key and its blind-index key, each above the tombstone
+    expect(kms.acme.calls.generate).toBe(generated + 3); // the tenant's key, its blind-index key and its search key, each above the tombstone
     expect((await store.listVersions('acme#blind-index')).map((k) => k.version)).toEqual([2]);
     const fresh = await records.seal(customers, { ...people[0]!, id: 'u5' }).catch(() => undefined);
     expect(fresh).toBeUndefined(); // the table's index (version 1) was shredded: its blind index needs a new version
@@ -237,14 +238,14 @@ describe('crypto-shredding: versions are never reused', () => {
   it('shred covers derived partitions of suffixes of your own, and refuses one named after the shred; a store without tombstones cannot shred', async () => {
     const store = new MemoryKeyStore();
     const { kmsFor } = tenantKms();
-    const hierarchy = createKeyHierarchy({ store, kms: kmsFor, derivedPartitionSuffixes: ['#search'] });
-    await hierarchy.warm(['acme', 'acme#search']);
-    expect((await hierarchy.shred('acme')).partitions).toEqual(['acme', 'acme#blind-index', 'acme#search']);
+    const hierarchy = createKeyHierarchy({ store, kms: kmsFor, derivedPartitionSuffixes: ['#vectors'] });
+    await hierarchy.warm(['acme', 'acme#vectors']);
+    expect((await hierarchy.shred('acme')).partitions).toEqual(['acme', 'acme#blind-index', 'acme#search', 'acme#vectors']);
     expect(await store.listPartitions()).toEqual([]);
-    // A suffix added since (a new search index): its keys are not made for the shredded tenant either.
-    const later = createKeyHierarchy({ store, kms: kmsFor, derivedPartitionSuffixes: ['#search', '#vectors'] });
-    await expect(later.warm(['acme#vectors'])).rejects.toMatchObject({ code: 'ERR_PARTITION_SHREDDED', partition: 'acme#vectors' });
-    await later.warm(['globex#vectors']);
+    // A suffix added since (a new kind of derived key): its keys are not made for the shredded tenant either.
+    const later = createKeyHierarchy({ store, kms: kmsFor, derivedPartitionSuffixes: ['#vectors', '#images'] });
+    await expect(later.warm(['acme#images'])).rejects.toMatchObject({ code: 'ERR_PARTITION_SHREDDED', partition: 'acme#images' });
+    await later.warm(['globex#images']);
     const bare: KeyStore = {
       getVersion: (p, v) => store.getVersion(p, v),
       getActive: (p) => store.getActive(p),

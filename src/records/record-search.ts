@@ -1,0 +1,117 @@
+/**
+ * The range and prefix indexes the record API keeps for a table's columns (`search` in
+ * defineTable): one per table, column and kind, made on first use; the tokens of a row; the SQL of
+ * a query and the exact filter of its candidates.
+ */
+import type { KeyHierarchy } from '../hierarchy.ts';
+import { partitionOf } from './binding.ts';
+import { createSearchIndex, type SearchCondition, type SearchIndex, type SearchQuery } from './search-index.ts';
+import type { RangeIndexOptions, SearchIndexOptions } from './search-options.ts';
+import { type SearchDialect, searchSql } from './search-sql.ts';
+import { type AnyTable, type FieldSpec, type Row, type SearchIndexSpec, searchSpecsOf } from './table.ts';
+
+export interface SearchSqlOptions {
+  partition: string;
+  dialect: SearchDialect;
+  /** The SQL table, when its name is not the table's logical name. */
+  from?: string;
+  /** PostgreSQL: the number of the first placeholder (default 1). */
+  firstParam?: number;
+}
+
+/** A query as SQL: `WHERE ${sql}` with `params` finds the candidates; openMatching keeps the exact matches. */
+export interface SearchSql extends SearchQuery {
+  readonly table: string;
+  readonly column: string;
+  readonly sql: string;
+  readonly params: readonly unknown[];
+}
+
+function rangeDomain(field: FieldSpec, spec: SearchIndexSpec): RangeIndexOptions['domain'] {
+  if (field.type === 'number') return spec.kind === 'range' && spec.domain === 'float64' ? 'float64' : 'integer';
+  return field.type === 'date' ? 'date' : field.type === 'decimal' ? 'decimal' : 'integer';
+}
+
+function optionsOf(hierarchy: KeyHierarchy, t: AnyTable, column: string, spec: SearchIndexSpec): SearchIndexOptions {
+  const field = t.columns[column]!;
+  const { column: _target, storage: _storage, ...rest } = spec;
+  const common = { ...rest, hierarchy, table: t.name, column: field.id ?? column };
+  if (spec.kind === 'prefix') return common as SearchIndexOptions;
+  return { ...common, domain: rangeDomain(field, spec), ...(field.type === 'decimal' ? { scale: field.scale } : {}) } as SearchIndexOptions;
+}
+
+export class RecordSearch {
+  readonly #hierarchy: KeyHierarchy;
+  /** Per table and column, per spec object: two declarations of one table (versions 1 and 2 during a re-index) have indexes of their own. */
+  readonly #indexes = new Map<string, Map<SearchIndexSpec, SearchIndex>>();
+
+  constructor(hierarchy: KeyHierarchy) {
+    this.#hierarchy = hierarchy;
+  }
+
+  /** The index of a column's spec. */
+  of(t: AnyTable, column: string, spec: SearchIndexSpec): SearchIndex {
+    const id = `${t.name}\u0000${column}`;
+    let bySpec = this.#indexes.get(id);
+    if (!bySpec) this.#indexes.set(id, (bySpec = new Map()));
+    let index = bySpec.get(spec);
+    if (!index) {
+      index = createSearchIndex(optionsOf(this.#hierarchy, t, column, spec));
+      bySpec.set(spec, index);
+    }
+    return index;
+  }
+
+  /** The spec of a column's index of a kind (a TypeError when it has none). */
+  specOf(t: AnyTable, column: string, kind: 'range' | 'prefix'): SearchIndexSpec {
+    const field = t.columns[column];
+    const spec = field && searchSpecsOf(field).find((s) => s.kind === kind);
+    if (!spec) throw new TypeError(`${t.name}.${column} has no ${kind} index (search: { kind: "${kind}", … } in defineTable)`);
+    return spec;
+  }
+
+  /** The (column, spec) pairs of the row's values that have search indexes. */
+  entriesOf(t: AnyTable, row: Row): [string, SearchIndexSpec][] {
+    return Object.keys(t.columns).flatMap((c) => (row[c] === null || row[c] === undefined ? [] : searchSpecsOf(t.columns[c]!).map((s): [string, SearchIndexSpec] => [c, s])));
+  }
+
+  /** The tokens as the row stores them. */
+  stored(spec: SearchIndexSpec, tokens: number[]): unknown {
+    return spec.storage === 'json' ? JSON.stringify(tokens) : tokens;
+  }
+
+  tokensSync(t: AnyTable, column: string, spec: SearchIndexSpec, value: unknown, partition: string): unknown {
+    return this.stored(spec, this.of(t, column, spec).tokensSync(value, { partition }));
+  }
+
+  async tokens(t: AnyTable, column: string, spec: SearchIndexSpec, value: unknown, partition: string): Promise<unknown> {
+    return this.stored(spec, await this.of(t, column, spec).tokens(value, { partition }));
+  }
+
+  /** A condition's kind: `startsWith` is a prefix query, bounds a range query. */
+  async query(t: AnyTable, column: string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql> {
+    const kind = typeof condition === 'object' && condition !== null && 'startsWith' in condition ? 'prefix' : 'range';
+    const spec = this.specOf(t, column, kind);
+    const q = await this.of(t, column, spec).query(condition, { partition: options.partition });
+    if (options.dialect !== 'postgres' && options.dialect !== 'sqlite') throw new TypeError(`"dialect" expected "postgres" or "sqlite", got ${JSON.stringify(options.dialect)}`);
+    const partitionColumn = typeof t.partition === 'object' ? t.partition.column : undefined;
+    const { sql, params } = searchSql({ dialect: options.dialect, from: options.from ?? t.name, tokenColumn: spec.column, partitionColumn, partition: q.partition, tokens: q.tokens, firstParam: options.firstParam ?? 1 });
+    return Object.freeze({ kind: q.kind, partition: q.partition, tokens: q.tokens, matches: q.matches, table: t.name, column, sql, params: Object.freeze(params) });
+  }
+
+  /** Whether an opened row is an exact match: the query's partition, and a value that meets the condition. */
+  keeps(t: AnyTable, query: SearchSql, row: Row): boolean {
+    let partition: string;
+    try {
+      partition = partitionOf(t, row);
+    } catch {
+      return false;
+    }
+    return partition === query.partition && query.matches(row[query.column]);
+  }
+
+  async warm(partitions: readonly string[], tables: readonly AnyTable[]): Promise<void> {
+    for (const t of tables) for (const [column, field] of Object.entries(t.columns)) for (const spec of searchSpecsOf(field)) this.of(t, column, spec);
+    await Promise.all([...this.#indexes.values()].flatMap((bySpec) => [...bySpec.values()]).map((index) => index.warm(partitions)));
+  }
+}

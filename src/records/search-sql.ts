@@ -1,0 +1,72 @@
+/**
+ * SQL for range and prefix indexes, with no function or extension installed in the database:
+ * PostgreSQL keeps a row's tokens in a bigint[] column with a GIN index and finds candidates with
+ * `&&` (overlap); SQLite keeps them as JSON text in the row, and triggers copy them into a token
+ * table with an index, which the query reads. Every fragment is parameterised; names are checked.
+ */
+import { quoteTableName } from '../core/sql-names.ts';
+
+export type SearchDialect = 'postgres' | 'sqlite';
+
+export interface SearchSqlInput {
+  dialect: SearchDialect;
+  /** The SQL table (default the table's logical name). */
+  from: string;
+  /** The column of the tokens. */
+  tokenColumn: string;
+  /** The partition column, when the table takes its partition from one. */
+  partitionColumn: string | undefined;
+  partition: string;
+  tokens: readonly number[];
+  /** PostgreSQL: the number of the first placeholder ($1 by default). */
+  firstParam: number;
+}
+
+const quote = (name: string): string => quoteTableName(name);
+
+/** The token table of a SQLite column: `<table>__<column>`. */
+export function sqliteTokenTable(from: string, tokenColumn: string): string {
+  return `${from.replace('.', '_')}__${tokenColumn}`;
+}
+
+/** A WHERE fragment and its parameters: the rows of the partition holding any of the tokens. */
+export function searchSql(input: SearchSqlInput): { sql: string; params: unknown[] } {
+  const { dialect, from, tokenColumn, partitionColumn, partition, tokens } = input;
+  const params: unknown[] = [];
+  const parts: string[] = [];
+  const next = (value: unknown): string => (params.push(value), dialect === 'postgres' ? `$${input.firstParam + params.length - 1}` : '?');
+  if (partitionColumn !== undefined) parts.push(`${quote(partitionColumn)} = ${next(partition)}`);
+  if (dialect === 'postgres') {
+    parts.push(`${quote(tokenColumn)} && ${next([...tokens])}::bigint[]`);
+  } else {
+    const list = tokens.map((t) => next(t)).join(', ');
+    parts.push(`rowid IN (SELECT "row" FROM ${quote(sqliteTokenTable(from, tokenColumn))} WHERE "token" IN (${list}))`);
+  }
+  return { sql: parts.join(' AND '), params };
+}
+
+/**
+ * The statements that add a token column and its index: PostgreSQL a bigint[] column and a GIN
+ * index; SQLite a JSON text column, the token table with its indexes, and the triggers that keep
+ * it (the table must have a rowid). Idempotent (IF NOT EXISTS).
+ */
+export function searchSchema(dialect: SearchDialect, from: string, tokenColumn: string): string[] {
+  const table = quote(from);
+  const column = quote(tokenColumn);
+  if (dialect === 'postgres') {
+    const name = quote(`${from.replace('.', '_')}_${tokenColumn}_gin`.slice(0, 63));
+    return [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${column} bigint[]`, `CREATE INDEX IF NOT EXISTS ${name} ON ${table} USING gin (${column})`];
+  }
+  const tokensName = sqliteTokenTable(from, tokenColumn);
+  const tokens = quote(tokensName);
+  const n = (suffix: string): string => quote(`${tokensName}_${suffix}`.slice(0, 63));
+  const copy = `INSERT INTO ${tokens} ("token", "row") SELECT value, NEW.rowid FROM json_each(NEW.${column}) WHERE NEW.${column} IS NOT NULL;`;
+  return [
+    `CREATE TABLE IF NOT EXISTS ${tokens} ("token" INTEGER NOT NULL, "row" INTEGER NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS ${n('token')} ON ${tokens} ("token", "row")`,
+    `CREATE INDEX IF NOT EXISTS ${n('row')} ON ${tokens} ("row")`,
+    `CREATE TRIGGER IF NOT EXISTS ${n('insert')} AFTER INSERT ON ${table} BEGIN ${copy} END`,
+    `CREATE TRIGGER IF NOT EXISTS ${n('update')} AFTER UPDATE OF ${column} ON ${table} BEGIN DELETE FROM ${tokens} WHERE "row" = OLD.rowid; ${copy} END`,
+    `CREATE TRIGGER IF NOT EXISTS ${n('delete')} AFTER DELETE ON ${table} BEGIN DELETE FROM ${tokens} WHERE "row" = OLD.rowid; END`,
+  ];
+}
