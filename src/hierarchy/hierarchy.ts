@@ -9,7 +9,8 @@ import type { CanonicalContext } from '../core/context.ts';
 import { attachKeySource, type KeySource, type SuiteKey } from '../core/key-source.ts';
 import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
-import { classifyKmsFailure, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
+import { FleetLink, fleetName } from '../economy/coordinator.ts';
+import { type CacheHooks, classifyKmsFailure, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import type { StoredKey } from './key-store.ts';
 import { KeyVersions, type KeyVersionsSettings } from './key-versions.ts';
@@ -46,14 +47,43 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const resolve = typeof options.kms === 'function' ? options.kms : () => options.kms as KeyProvider;
   const backend = selectBackend(options.backend);
   const now = options.now ?? (() => performance.now());
-  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs } = options;
+  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, sealGraceMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs } = options;
   const cacheOptions = Object.fromEntries(
-    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
+    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, sealGraceMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
   );
-  const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
+  const fleet = options.coordinator ? new FleetLink(options.coordinator, { ...(options.coordinatorTimeoutMs === undefined ? {} : { timeoutMs: options.coordinatorTimeoutMs }) }) : undefined;
+  const creationLeaseMs = options.creationLeaseMs ?? 60_000;
+  if (!(creationLeaseMs > 0)) throw new RangeError(`"creationLeaseMs" must be a number > 0, got ${String(creationLeaseMs)}`);
+  const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now, Math.random, cacheHooks(fleet, options.audit));
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
-  return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit };
+  const breaker = breakerCooldownMs ?? 5_000;
+  return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit, fleet, creationLeaseMs, breakerCooldownMs: breaker };
+}
+
+/** A revocation seen here goes to the fleet; a seal in the outage grace goes to the audit hook. */
+function cacheHooks(fleet: FleetLink | undefined, audit: ((record: AuditRecord) => void) | undefined): CacheHooks {
+  return {
+    onRevoked: fleet ? (partition) => fleet.broadcast(fleetName('partition', partition)) : undefined,
+    onSealGrace: audit
+      ? (partition, version) => {
+          try {
+            audit({ operation: 'seal', partition, version, contextDigest: '', fromCache: true, metadata: undefined, sealGrace: true });
+          } catch {
+            // An audit hook must not break encryption.
+          }
+        }
+      : undefined,
+  };
+}
+
+/** Drops what this process holds of a partition another process revoked or shredded (the message names its hash). */
+function listenToFleet(fleet: FleetLink | undefined, versions: KeyVersions, cache: IntermediateKeyCache): void {
+  fleet?.listen((message) => {
+    for (const partition of Object.keys(cache.versionsInUse())) {
+      if (fleetName('partition', partition) === message) versions.forget(partition);
+    }
+  });
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */
@@ -89,6 +119,7 @@ class HierarchyOfKeys implements KeyHierarchy {
     const versions = new KeyVersions(settings);
     this.#s = settings;
     this.#versions = versions;
+    listenToFleet(settings.fleet, versions, settings.cache);
     this.#shred = {
       store: settings.store,
       guard: settings.guard,
@@ -118,7 +149,14 @@ class HierarchyOfKeys implements KeyHierarchy {
   readonly recreate = (partition: string): Promise<StoredKey> => recreatePartition(this.#shred, partition);
   readonly rotateMasterKey: KeyHierarchy['rotateMasterKey'] = (rotation) => rotateMasterKey(this.#s, rotation);
   readonly verify: KeyHierarchy['verify'] = (verifyOptions = {}) => verifyVersions(this.#s.store, (partition, version) => this.#versions.loadVersion(partition, version), verifyOptions);
-  readonly shred: KeyHierarchy['shred'] = (partition, shredOptions = {}) => shredTenant(this.#shred, this.#s.resolve, partition, shredOptions);
+  readonly shred: KeyHierarchy['shred'] = async (partition, shredOptions = {}) => {
+    const report = await shredTenant(this.#shred, this.#s.resolve, partition, shredOptions);
+    for (const shredded of report.partitions) this.#s.fleet?.broadcast(fleetName('partition', shredded));
+    return report;
+  };
   readonly metrics = (): ReturnType<KeyHierarchy['metrics']> => this.#versions.metrics();
-  readonly close = (): Promise<void> => this.#s.cache.close();
+  readonly close = (): Promise<void> => {
+    this.#s.fleet?.close();
+    return this.#s.cache.close();
+  };
 }

@@ -3,6 +3,7 @@
  * the reports of its operations.
  */
 import type { BackendName } from '../core/select-backend.ts';
+import type { FleetCoordinator, FleetCounters } from '../economy/coordinator.ts';
 import type { CacheCounters, IntermediateKeyCacheOptions } from '../economy/intermediate-keys.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import type { KeyStore, StoredKey } from './key-store.ts';
@@ -25,10 +26,26 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
    * tenant is shredded no key is made for them unless it is re-created. For search indexes of your own.
    */
   derivedPartitionSuffixes?: readonly string[];
+  /**
+   * A fleet's coordinator (PostgresCoordinator, or RedisCoordinator from 'kms-envelope/redis'):
+   * one GenerateDataKey per partition and version across the fleet (a creation lease), one fleet
+   * breaker (at most one KMS probe a second while the KMS fails), revocations and shreds passed to
+   * every process. Never waited on for long: while it is unreachable, each process acts alone.
+   */
+  coordinator?: FleetCoordinator;
+  /** Each coordinator call gives up after this long (then the process acts alone for 2 s), ms; default 250. */
+  coordinatorTimeoutMs?: number;
+  /**
+   * How long a creation lease lasts, ms; default 60000: longer than a KMS call with all its
+   * attempts (TencentKms's deadline is 20 s), so a live holder never loses it. A holder that dies
+   * leaves it to expire; the others wait for the store's record until then.
+   */
+  creationLeaseMs?: number;
 }
 
 export interface AuditRecord {
-  operation: 'open';
+  /** 'seal' records only seals served in the outage grace (`sealGrace: true`). */
+  operation: 'open' | 'seal';
   partition: string;
   version: number;
   /** SHA-256 (base64) of the canonical encoding of the message's context. */
@@ -37,9 +54,11 @@ export interface AuditRecord {
   fromCache: boolean;
   /** What the caller passed as `audit` in the open call. */
   metadata: Readonly<Record<string, unknown>> | undefined;
+  /** A seal made with a key version past its TTL during a KMS outage (`sealGraceMs`). */
+  sealGrace?: boolean;
 }
 
-export interface HierarchyMetrics extends CacheCounters {
+export interface HierarchyMetrics extends CacheCounters, FleetCounters {
   versionsCreated: number;
   versionsInUse: Record<string, number[]>;
   /** KMS calls by action and outcome, and how many of the failures were throttling. */
