@@ -19,6 +19,7 @@ export const SLOW = [
   'test/records/sql/sweeps-kill.test.ts',
   'test/hierarchy/rotation-fleet.test.ts',
   'test/envelope/rewrap-quota.test.ts',
+  'test/hierarchy/coordinator-fleet.test.ts',
 ];
 
 /**
