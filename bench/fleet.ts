@@ -161,6 +161,16 @@ export interface PhaseSpec {
   tenantOffset?: number;
   /** The target rate in this phase is this many times `opsPerSecond`. */
   rateFactor?: number;
+  /** The coordinator (Redis) is stopped during the phase and started again after it. */
+  coordinatorDown?: boolean;
+}
+
+/** A coordinator server the bench can stop and start again (on the same port). */
+export interface CoordinatorServer {
+  kind: 'redis' | 'postgres';
+  url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
 }
 
 export interface FleetOptions {
@@ -185,8 +195,13 @@ export interface FleetOptions {
   workerPath: string;
   /** The built package, dist/ (file: URL with a trailing slash). */
   distUrl: URL;
-  store?: 'sqlite' | 'json';
-  hierarchy?: { ttlMs: number; maxStaleMs: number };
+  store?: 'sqlite' | 'json' | 'postgres';
+  /** The PostgreSQL server of the key store (store 'postgres') and of the PostgreSQL coordinator. */
+  postgresUrl?: string;
+  /** Library instances per process (default 1); the quota share is per instance. */
+  instances?: number;
+  coordinator?: CoordinatorServer;
+  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number };
   /** Progress (stderr in the bench). */
   log?: (line: string) => void;
 }
@@ -233,6 +248,8 @@ export interface FleetRun {
   quota: QuotaCheck[];
   /** Any action's maxSent above its quota. */
   aboveQuota: boolean;
+  /** The most KMS requests (every action) the fleet sent in any 1-second window of each phase. */
+  maxPerSecond: Record<string, number>;
   /** KMS requests in the workers' logs, and calls the emulator counted over the same run: they should agree. */
   loggedCalls: number;
   emulatorCalls: number;
@@ -266,8 +283,20 @@ function busiestSecond(times: number[]): number {
   return best;
 }
 
-/** Creates the shared store's file (SQLite: WAL mode and the table) before the workers open it. */
-async function prepareStore(kind: 'sqlite' | 'json', path: string, distUrl: URL): Promise<void> {
+/** Creates the shared store's file (SQLite: WAL mode and the table) or table (PostgreSQL) before the workers open it. */
+async function prepareStore(kind: 'sqlite' | 'json' | 'postgres', path: string, distUrl: URL, table?: string): Promise<void> {
+  if (kind === 'postgres') {
+    const nodeLib = (await import(new URL('hierarchy.js', distUrl).href)) as typeof HierarchyLibrary;
+    const pg = createRequire(new URL('../package.json', distUrl))('pg') as { Pool: new (o: object) => HierarchyLibrary.PostgresQueryable & { end(): Promise<void> } };
+    const pool = new pg.Pool({ connectionString: path, max: 1 });
+    try {
+      await new nodeLib.PostgresKeyStore({ client: pool, table }).init();
+      await new nodeLib.PostgresCoordinator({ client: pool, table: `${table}_fleet` }).init();
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
   if (kind !== 'sqlite') return;
   const nodeLib = (await import(new URL('hierarchy.js', distUrl).href)) as typeof HierarchyLibrary;
   const require = createRequire(new URL('../package.json', distUrl));
@@ -283,7 +312,9 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
   const { emulator, processes } = options;
   const storeKind = options.store ?? 'sqlite';
   const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-fleet-'));
-  const storePath = join(dir, storeKind === 'sqlite' ? 'keys.sqlite' : 'keys.json');
+  const storeTable = `kmse_bench_fleet_${process.pid}_${Date.now().toString(36)}`;
+  const storePath = storeKind === 'postgres' ? options.postgresUrl! : join(dir, storeKind === 'sqlite' ? 'keys.sqlite' : 'keys.json');
+  const coordinator = options.coordinator;
   const tenantName = (i: number): string => `t${String(i).padStart(2, '0')}`;
   const tenantsOf = (id: number, offset = 0): string[] =>
     Array.from({ length: options.tenantsPerProcess }, (_, j) => tenantName(((id * options.tenantsPerProcess + j) % options.tenants) + offset));
@@ -294,18 +325,22 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
   let sampling = true;
   let sampler: Promise<void> = Promise.resolve();
   try {
-    if (options.approach === 'hierarchy') await prepareStore(storeKind, storePath, options.distUrl);
+    if (options.approach === 'hierarchy') await prepareStore(storeKind, storePath, options.distUrl, storeTable);
     // Deploy: every process is started at once.
     for (let id = 0; id < processes; id++) {
       const tenants = tenantsOf(id);
       const config: WorkerConfig = {
         id,
         approach: options.approach,
-        processes,
+        processes: processes * (options.instances ?? 1),
+        instances: options.instances ?? 1,
+        ...(coordinator && options.approach === 'hierarchy'
+          ? { coordinator: { kind: coordinator.kind, url: coordinator.kind === 'redis' ? coordinator.url : options.postgresUrl!, name: coordinator.kind === 'redis' ? storeTable : `${storeTable}_fleet` } }
+          : {}),
         tenants,
         distUrl: options.distUrl.href,
         emulator: { url: emulator.url, secretId: emulator.secretId, secretKey: emulator.secretKey, keyId: emulator.keyId },
-        ...(options.approach === 'hierarchy' ? { store: { kind: storeKind, path: storePath }, hierarchy: options.hierarchy ?? { ttlMs: 600_000, maxStaleMs: 3_600_000 } } : {}),
+        ...(options.approach === 'hierarchy' ? { store: { kind: storeKind, path: storePath, table: storeTable }, hierarchy: options.hierarchy ?? { ttlMs: 600_000, maxStaleMs: 3_600_000 } } : {}),
         opsPerSecond: options.opsPerSecond,
         clients: options.clients,
         valueBytes: options.valueBytes ?? 32,
@@ -351,6 +386,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
     const boundaries: { at: number; stats: StatsSnapshot }[] = [];
     for (const [index, phase] of options.phases.entries()) {
       if (phase.outage) await setFaults(emulator, { qpsLimit: options.quota, ...(options.outageFaults ?? { internalErrorRate: 1 }) });
+      if (phase.coordinatorDown) await coordinator?.stop();
       const stats = await snapshot(emulator);
       boundaries.push({ at: Date.now(), stats });
       for (const w of workers) w.status = undefined;
@@ -379,6 +415,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       while (Date.now() - start < phase.maxMs && !(Date.now() - start >= phase.minMs && met())) await sleep(25);
       if (!met()) log(`${options.label}: ${phase.name} ended after ${phase.maxMs} ms before every process was ${phase.until}`);
       if (phase.outage) await setFaults(emulator, { qpsLimit: options.quota });
+      if (phase.coordinatorDown) await coordinator?.start();
       if (phase.shareAfter) {
         for (const w of workers) w.sample = undefined;
         broadcast({ type: 'sample' });
@@ -416,8 +453,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       let counters: HierarchyCounters | undefined;
       for (const r of reports) {
         if (!r.counters) continue;
-        counters ??= { hits: 0, misses: 0, staleServed: 0, loads: 0, loadFailures: 0, breakerOpen: 0, versionsCreated: 0 };
-        for (const key of Object.keys(counters) as (keyof HierarchyCounters)[]) counters[key] += r.counters[key];
+        const sum: HierarchyCounters = (counters ??= Object.fromEntries(Object.keys(r.counters).map((k) => [k, 0])) as unknown as HierarchyCounters);
+        for (const key of Object.keys(sum) as (keyof HierarchyCounters)[]) sum[key] += r.counters[key];
       }
       const d = delta(boundaries[index]!.stats, boundaries[index + 1]!.stats);
       const seals = sum('seals');
@@ -475,6 +512,10 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
         sampledIntervalMs,
       };
     });
+    const allSent = [...sent.values()].flat().sort((a, b) => a - b);
+    const maxPerSecond = Object.fromEntries(
+      options.phases.map((spec, index) => [spec.name, busiestSecond(allSent.filter((t) => t >= boundaries[index]!.at && t < boundaries[index + 1]!.at))]),
+    );
     return {
       label: options.label,
       approach: options.approach,
@@ -482,6 +523,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       phases,
       quota,
       aboveQuota: quota.some((q) => q.maxSent > q.quota),
+      maxPerSecond,
       loggedCalls,
       emulatorCalls: delta(boundaries[0]!.stats, finalStats).total,
       problems,
