@@ -42,7 +42,7 @@ export interface WorkerConfig {
   emulator: { url: string; secretId: string; secretKey: string; keyId: string };
   /** The shared key store (hierarchy only). */
   store?: { kind: 'sqlite' | 'json' | 'postgres'; path: string; table?: string };
-  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number };
+  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number; coordinatorTimeoutMs?: number };
   /** Target operations per second of this process (0: as fast as the clients go). */
   opsPerSecond: number;
   /** Operations in flight at once (client loops). */
@@ -527,7 +527,10 @@ async function makeInstances(config: WorkerConfig, countingFetch: typeof fetch, 
       region: 'ap-guangzhou',
       endpoint: url,
       credentials: { secretId, secretKey },
-      rateLimit: { fleet: { processes: config.processes }, ...(coordinator ? { shared: hierarchyLib.fleetBudget(coordinator) } : {}) },
+      rateLimit: {
+        fleet: { processes: config.processes },
+        ...(coordinator ? { shared: hierarchyLib.fleetBudget(coordinator, { link: { timeoutMs: config.hierarchy?.coordinatorTimeoutMs ?? 250 } }) } : {}),
+      },
       fetch: countingFetch,
     });
     if (!hierarchical) {
@@ -541,7 +544,7 @@ async function makeInstances(config: WorkerConfig, countingFetch: typeof fetch, 
       ttlMs: h.ttlMs,
       maxStaleMs: h.maxStaleMs,
       ...(h.sealGraceMs === undefined ? {} : { sealGraceMs: h.sealGraceMs }),
-      ...(coordinator ? { coordinator } : {}),
+      ...(coordinator ? { coordinator, ...(h.coordinatorTimeoutMs === undefined ? {} : { coordinatorTimeoutMs: h.coordinatorTimeoutMs }) } : {}),
     });
     list.push({ hierarchy, shared: undefined, envelopes: new Map() });
   }

@@ -36,7 +36,7 @@
  *
  * Flags: --processes N (default 20), --instances N (default 10), --store postgres|sqlite|json
  * (default postgres), --coordinator redis|postgres|none (default redis), --outage-seconds N
- * (default 60), --only hierarchy|per (one approach), --quick (shorter phases, outage 12 s: a
+ * (default 60), --coordinator-timeout-ms N (default 250, the library's), --only hierarchy|per (one approach), --quick (shorter phases, outage 12 s: a
  * smoke run, not the numbers of BENCHMARKS.md).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -217,7 +217,7 @@ export interface FleetOptions {
   /** Library instances per process (default 1); the quota share is per instance. */
   instances?: number;
   coordinator?: CoordinatorServer;
-  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number };
+  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number; coordinatorTimeoutMs?: number };
   /** Progress (stderr in the bench). */
   log?: (line: string) => void;
 }
@@ -573,7 +573,12 @@ export function phaseDetail(phase: PhaseResult): string {
   return [
     `  ${(phase.durationMs / 1000).toFixed(1)} s: seals ${phase.seals} (failed ${phase.sealFailed}), opens ${phase.opens} (failed ${phase.openFailed}; of other processes' records ${phase.foreignOpens}, failed ${phase.foreignOpenFailed}), p50 ${phase.p50Ms.toFixed(1)} ms`,
     `  kms calls: ${byAction}${errors ? `; errors: ${errors}` : ''}`,
-    ...(c ? [`  hierarchy: stale keys served ${c.staleServed}, key loads ${c.loads} (failed ${c.loadFailures}), breaker opened ${c.breakerOpen}, versions created ${c.versionsCreated}`] : []),
+    ...(c
+      ? [
+          `  hierarchy: stale keys served ${c.staleServed}, seals in the grace ${c.sealGraceServed}, key loads ${c.loads} (failed ${c.loadFailures}), breaker opened ${c.breakerOpen}, versions created ${c.versionsCreated}; ` +
+            `fleet: probes ${c.fleetProbes}, refused by the fleet breaker ${c.fleetBreakerRefused}, lease waits ${c.leaseWaits}, coordinator fallbacks ${c.coordinatorFallbacks}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -648,7 +653,8 @@ async function main(): Promise<void> {
   const RECORDS_FACTOR = 10;
   const fixed = (name: string, ms: number, extra: Partial<PhaseSpec> = {}): PhaseSpec => ({ name, minMs: ms, maxMs: ms, ...extra });
   const phases = [
-    fixed('deploy', 10_000 * s, { shareAfter: true }),
+    // Deploy lasts until every process has sealed and opened in each of its tenants (at most a minute).
+    { name: 'deploy', minMs: 10_000 * s, maxMs: 60_000, until: 'warm' as const, shareAfter: true },
     fixed('steady', 20_000 * s),
     // The same length as steady, ten times the records: what KMS calls do with the number of records.
     fixed(`steady ${RECORDS_FACTOR}x records`, 20_000 * s, { rateFactor: RECORDS_FACTOR }),
@@ -658,7 +664,8 @@ async function main(): Promise<void> {
   ];
   const ttlMs = 15_000 * s;
   // Opening and sealing ride out the outage with the keys they hold: both bounds cover the outage plus the TTL.
-  const hierarchy = { ttlMs, maxStaleMs: outageMs + ttlMs + 10_000, sealGraceMs: outageMs + ttlMs + 10_000 };
+  const coordinatorTimeoutMs = Number(flag('--coordinator-timeout-ms') ?? 250);
+  const hierarchy = { ttlMs, maxStaleMs: outageMs + ttlMs + 10_000, sealGraceMs: outageMs + ttlMs + 10_000, coordinatorTimeoutMs };
   // Tenants: each served by about 10 processes.
   const tenantsPerProcess = 4;
   const tenants = Math.max(tenantsPerProcess, Math.round((processes * tenantsPerProcess) / 10));
@@ -677,7 +684,7 @@ async function main(): Promise<void> {
       `# fleet: ${processes} processes (child_process) x ${instances} library instances (each its own TencentKms, caches, hierarchy and coordinator client; one pg Pool of 3 connections per process), ` +
         `one emulator process enforcing GenerateDataKey ${TENCENT_QUOTAS.GenerateDataKey}/s, Decrypt ${TENCENT_QUOTAS.Decrypt}/s, ReEncrypt ${TENCENT_QUOTAS.ReEncrypt}/s; ` +
         `${tenants} tenants, ${tenantsPerProcess} per process; ${BASE_RATE} ops/s per process (seal and open alternate, 32-byte values); ` +
-        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${ttlMs / 1000} s (jitter 20%), maxStaleMs ${hierarchy.maxStaleMs / 1000} s, sealGraceMs ${hierarchy.sealGraceMs / 1000} s, ${store} key store; ` +
+        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${ttlMs / 1000} s (jitter 20%), coordinatorTimeoutMs ${coordinatorTimeoutMs}, maxStaleMs ${hierarchy.maxStaleMs / 1000} s, sealGraceMs ${hierarchy.sealGraceMs / 1000} s, ${store} key store; ` +
         `coordinator ${coordinatorKind}${coordinatorKind === 'none' ? '' : ' (fleetBudget at 90% of the quotas, creation leases, the fleet breaker)'}; ` +
         `TencentKms rateLimit { fleet: { processes: ${processes * instances} } }; emulator niceness ${emulator.priority ?? 'default'}; ` +
         `${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start`,

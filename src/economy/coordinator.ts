@@ -12,6 +12,7 @@
  * failure or a timeout marks the coordinator unreachable for a while, during which every question
  * gets the per-process answer at once (no lease, no shared token, the local breaker alone).
  */
+import { KeyUnavailableError } from '../core/errors.ts';
 import { sha256 } from '../core/hashes.ts';
 
 /** What a fleet shares. Names are opaque (hashes); times are the coordinator's own clock. */
@@ -117,13 +118,13 @@ export class FleetLink {
    * The fleet breaker's answer for a load: 'go' (closed, or no coordinator), 'probe' (open, and
    * this process makes the one call of this interval) or 'refuse' (open, another process probes).
    */
-  async gate(scope: string, probeIntervalMs: number): Promise<'go' | 'probe' | 'refuse'> {
+  async gate(scope: string, probeIntervalMs: number, probe: 'load' | 'attempt' = 'load'): Promise<'go' | 'probe' | 'refuse'> {
     if (!this.reachable) return 'go';
     const open = await this.#ask((c) => c.marked(fleetName('breaker', scope)));
     if (open !== true) return 'go';
-    const probe = await this.#ask((c) => c.acquire(fleetName('probe', scope), probeIntervalMs));
-    if (probe === UNREACHABLE) return 'go';
-    if (probe === undefined) {
+    const claimed = await this.#ask((c) => c.acquire(fleetName(`probe-${probe}`, scope), probeIntervalMs));
+    if (claimed === UNREACHABLE) return 'go';
+    if (claimed === undefined) {
       this.counters.fleetBreakerRefused++;
       return 'refuse';
     }
@@ -209,12 +210,20 @@ export interface FleetBudgetOptions {
   share?: number;
   /** Link options (timeouts) when a coordinator is given rather than a link. */
   link?: FleetLinkOptions;
+  /**
+   * The fleet breaker this budget obeys: the key provider's id (default 'tencent', TencentKms's).
+   * While a hierarchy with the same coordinator has it open, each attempt (a retry included) needs
+   * the breaker's one attempt of the second fleet-wide, else fails at once with ERR_KEY_UNAVAILABLE.
+   */
+  breaker?: string;
 }
 
 /**
  * A fleet-wide token bucket per KMS action, for TencentKms's `rateLimit.shared`: no window of one
  * second passes more than `share` of the quota fleet-wide (the rate takes 90% of that and the
- * burst the rest), waits carry jitter so the fleet does not ask again in step. While the
+ * burst the rest), waits carry jitter so the fleet does not ask again in step. It is asked before
+ * every attempt, retries included, so it also holds the fleet breaker's line: while the breaker is
+ * open, one attempt a second fleet-wide (`breaker`). While the
  * coordinator is unreachable each call goes at once: the per-process budget (`rateLimit.fleet`),
  * which the limiter applies first, is the fallback.
  */
@@ -222,6 +231,7 @@ export function fleetBudget(coordinator: FleetCoordinator | FleetLink, options: 
   const link = coordinator instanceof FleetLink ? coordinator : new FleetLink(coordinator, options.link);
   const quotas = options.quotas ?? TENCENT_ACCOUNT_QUOTAS;
   const share = options.share ?? 0.9;
+  const breaker = options.breaker ?? 'tencent';
   if (!(share > 0 && share <= 1)) throw new RangeError(`"share" must be in (0, 1], got ${share}`);
   return {
     async acquire(action: string, signal?: AbortSignal): Promise<void> {
@@ -230,6 +240,7 @@ export function fleetBudget(coordinator: FleetCoordinator | FleetLink, options: 
       const limit = Math.max(1, Math.floor(quota * share));
       const burst = Math.max(1, Math.floor(limit / 10));
       const name = fleetName('bucket', action);
+      if ((await link.gate(breaker, 1_000, 'attempt')) === 'refuse') throw new KeyUnavailableError(`${action}: the KMS is failing: another process of the fleet is probing it`);
       for (;;) {
         signal?.throwIfAborted();
         const wait = await link.take(name, limit - burst, burst);

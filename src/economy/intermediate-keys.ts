@@ -90,6 +90,11 @@ interface Entry {
 export interface CacheHooks {
   onRevoked?: (partition: string) => void;
   onSealGrace?: (partition: string, version: number) => void;
+  /**
+   * Whether the fleet's breaker decides instead of this process's (a reachable coordinator): then
+   * loads are not paused here, so the KMS's return, seen by the fleet's probe, is used at once.
+   */
+  fleetBreaker?: () => boolean;
 }
 
 /** Why a load failed: an outage may be ridden out with stale keys, a revocation never. */
@@ -251,7 +256,7 @@ export class IntermediateKeyCache {
   async #loadOnce(id: string, partition: string, version: number, load: () => Promise<Uint8Array>): Promise<Entry> {
     if (this.#closed) throw new ClosedError();
     const now = this.#now();
-    if (now < this.#breakerUntil) {
+    if (now < this.#breakerUntil && !this.#hooks.fleetBreaker?.()) {
       throw new KeyUnavailableError(`the KMS is failing: loads of intermediate keys are paused for ${Math.ceil(this.#breakerUntil - now)} ms`);
     }
     await this.#slot();

@@ -65,6 +65,7 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
 function cacheHooks(fleet: FleetLink | undefined, audit: ((record: AuditRecord) => void) | undefined): CacheHooks {
   return {
     onRevoked: fleet ? (partition) => fleet.broadcast(fleetName('partition', partition)) : undefined,
+    fleetBreaker: fleet ? () => fleet.reachable : undefined,
     onSealGrace: audit
       ? (partition, version) => {
           try {
