@@ -287,7 +287,8 @@ export class KeyVersions {
       if (gate === 'probe') fleet.reset(providerId);
       return result;
     } catch (error) {
-      if (classifyKmsFailure(error) === 'outage') fleet.trip(providerId, this.#s.breakerCooldownMs);
+      // A KMS answer of the outage class opens it; a refusal by the fleet (ERR_KEY_UNAVAILABLE) is no news.
+      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') fleet.trip(providerId, this.#s.breakerCooldownMs);
       throw error;
     }
   }
