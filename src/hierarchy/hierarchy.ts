@@ -57,7 +57,9 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now, Math.random, cacheHooks(fleet, options.audit));
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
-  const breaker = breakerCooldownMs ?? 5_000;
+  // The fleet breaker stays open until a probe succeeds (each failed probe renews it): a probe the
+  // fleet refused at the attempt level answers nothing, and must not let it lapse into a burst.
+  const breaker = Math.max(breakerCooldownMs ?? 5_000, 30_000);
   return { store, resolve, backend, now, cache, activeTtl, guard, audit: options.audit, fleet, creationLeaseMs, breakerCooldownMs: breaker };
 }
 
