@@ -2,9 +2,10 @@
  * The fleet coordinators with real processes (the built package, dist/, run by
  * test/fixtures/fleet-child.mjs) against real Redis and PostgreSQL:
  * - a creation lease whose holder is SIGKILLed is released by its expiry, and taken over;
- * - 8 processes racing for the shared KMS budget: the in-process emulator enforces the fleet's
- *   share as its quota (a sliding one-second window, as Tencent counts) and answers
- *   RequestLimitExceeded above it: the count is the emulator's, not the test's clock;
+ * - 8 processes racing for the shared KMS budget through TencentKms and the emulator: the bucket's
+ *   grants are counted on the coordinator's own clock (Redis MONITOR, a PostgreSQL trigger), never
+ *   above the share in any sliding second (not the test's clock, nor the emulator's arrivals, which
+ *   move with this loaded machine's scheduling);
  * - a coordinator that dies under load: seals and opens go on, each process on its own budget and breaker.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
