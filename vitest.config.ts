@@ -21,6 +21,7 @@ export const SLOW = [
   'test/hierarchy/rotation-fleet.test.ts',
   'test/envelope/rewrap-quota.test.ts',
   'test/tools/demo.test.ts',
+  'test/hierarchy/coordinator-fleet.test.ts',
 ];
 
 /**

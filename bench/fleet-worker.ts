@@ -18,22 +18,31 @@ import { pathToFileURL } from 'node:url';
 import type * as Library from '../src/index.ts';
 import type * as NodeLibrary from '../src/node.ts';
 import type * as HierarchyLibrary from '../src/hierarchy.ts';
+import type * as RedisLibrary from '../src/adapters/redis.ts';
 
 export type Approach = 'hierarchy' | 'per-process cache';
 
 export interface WorkerConfig {
   id: number;
   approach: Approach;
-  /** Processes in the fleet: each TencentKms keeps 1/N of the account's quota. */
+  /** Library instances in the fleet (processes × instances): each TencentKms keeps 1/N of the account's quota. */
   processes: number;
+  /**
+   * Library instances in this process (default 1), each with its own TencentKms, caches,
+   * hierarchy and coordinator client; the PostgreSQL pool is shared by the process, as a
+   * deployment shares its pool. Operations go round robin over them.
+   */
+  instances?: number;
+  /** The fleet's coordinator (hierarchy only): its shared budget, creation leases, breaker and broadcasts. */
+  coordinator?: { kind: 'redis' | 'postgres'; url: string; name: string };
   /** The partitions (tenants, one table each) this process serves. */
   tenants: string[];
   /** file: URL of the built package (dist/), with a trailing slash. */
   distUrl: string;
   emulator: { url: string; secretId: string; secretKey: string; keyId: string };
   /** The shared key store (hierarchy only). */
-  store?: { kind: 'sqlite' | 'json'; path: string };
-  hierarchy?: { ttlMs: number; maxStaleMs: number };
+  store?: { kind: 'sqlite' | 'json' | 'postgres'; path: string; table?: string };
+  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number; coordinatorTimeoutMs?: number };
   /** Target operations per second of this process (0: as fast as the clients go). */
   opsPerSecond: number;
   /** Operations in flight at once (client loops). */
@@ -77,6 +86,39 @@ export interface HierarchyCounters {
   loadFailures: number;
   breakerOpen: number;
   versionsCreated: number;
+  sealGraceServed: number;
+  fleetProbes: number;
+  fleetBreakerRefused: number;
+  coordinatorFallbacks: number;
+  leaseWaits: number;
+}
+
+export const ZERO_COUNTERS: HierarchyCounters = {
+  hits: 0,
+  misses: 0,
+  staleServed: 0,
+  loads: 0,
+  loadFailures: 0,
+  breakerOpen: 0,
+  versionsCreated: 0,
+  sealGraceServed: 0,
+  fleetProbes: 0,
+  fleetBreakerRefused: 0,
+  coordinatorFallbacks: 0,
+  leaseWaits: 0,
+};
+
+/** One library instance: its own TencentKms (and so its own limiter and HTTP client), caches, hierarchy and coordinator client. */
+interface Instance {
+  hierarchy: HierarchyLibrary.KeyHierarchy | undefined;
+  shared: Library.Envelope | undefined;
+  envelopes: Map<string, Library.Envelope>;
+}
+
+interface Libraries {
+  lib: typeof Library;
+  nodeLib: typeof NodeLibrary;
+  hierarchyLib: typeof HierarchyLibrary;
 }
 
 export interface PhaseReport {
@@ -195,43 +237,18 @@ async function main(): Promise<void> {
     }
   };
 
-  const { url, secretId, secretKey, keyId } = config.emulator;
-  const kms = new lib.TencentKms({
-    keyId,
-    region: 'ap-guangzhou',
-    endpoint: url,
-    credentials: { secretId, secretKey },
-    rateLimit: { fleet: { processes: config.processes } },
-    fetch: countingFetch,
-  });
-
-  let hierarchy: HierarchyLibrary.KeyHierarchy | undefined;
-  let closeStore = (): void => {};
-  const envelopes = new Map<string, Library.Envelope>();
-  let shared: Library.Envelope | undefined;
-  if (config.approach === 'hierarchy') {
-    if (!config.store || !config.hierarchy) throw new Error('the hierarchy needs a store and its options');
-    let store: HierarchyLibrary.KeyStore;
-    if (config.store.kind === 'sqlite') {
-      // better-sqlite3 from the repository's node_modules (this file may run from a temporary copy).
-      const require = createRequire(new URL('../package.json', config.distUrl));
-      const Database = require('better-sqlite3') as new (path: string) => HierarchyLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
-      const db = new Database(config.store.path);
-      db.pragma('synchronous = NORMAL'); // WAL (set by the parent): a commit needs no fsync of its own
-      store = new hierarchyLib.SqliteKeyStore({ database: db, createTable: false, busyTimeoutMs: 10_000 });
-      closeStore = () => db.close();
-    } else {
-      store = new nodeLib.JsonFileKeyStore(config.store.path);
-    }
-    hierarchy = hierarchyLib.createKeyHierarchy({ store, kms, ttlMs: config.hierarchy.ttlMs, maxStaleMs: config.hierarchy.maxStaleMs });
-  } else {
-    shared = lib.createEnvelope({ kms, ...caches(lib) });
-  }
+  const instances = await makeInstances(config, countingFetch, { lib, nodeLib, hierarchyLib });
+  const closeStore = instances.closeStore;
+  const hierarchical = config.approach === 'hierarchy';
 
   const counters = (): HierarchyCounters | undefined => {
-    if (!hierarchy) return undefined;
-    const m = hierarchy.metrics();
-    return { hits: m.hits, misses: m.misses, staleServed: m.staleServed, loads: m.loads, loadFailures: m.loadFailures, breakerOpen: m.breakerOpen, versionsCreated: m.versionsCreated };
+    if (!hierarchical) return undefined;
+    const sum = { ...ZERO_COUNTERS };
+    for (const { hierarchy } of instances.list) {
+      const m = hierarchy!.metrics();
+      for (const key of Object.keys(sum) as (keyof HierarchyCounters)[]) sum[key] += m[key];
+    }
+    return sum;
   };
 
   const phases: PhaseState[] = [];
@@ -248,29 +265,29 @@ async function main(): Promise<void> {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)]!;
   let tenants = config.tenants;
   /** Under the hierarchy, one envelope per partition: `createEnvelope({ hierarchy, partition })`. */
-  const envelopeOf = (tenant: string): Library.Envelope => {
-    let envelope = envelopes.get(tenant);
+  const envelopeOf = (instance: Instance, tenant: string): Library.Envelope => {
+    let envelope = instance.envelopes.get(tenant);
     if (!envelope) {
-      envelope = lib.createEnvelope({ hierarchy: hierarchy!, partition: tenant });
-      envelopes.set(tenant, envelope);
+      envelope = lib.createEnvelope({ hierarchy: instance.hierarchy!, partition: tenant });
+      instance.envelopes.set(tenant, envelope);
     }
     return envelope;
   };
 
-  async function sealOne(): Promise<void> {
+  async function sealOne(instance: Instance): Promise<void> {
     const tenant = tenants[sequence % tenants.length]!; // round robin: every tenant is used
     const plaintext = randomBytes(config.valueBytes);
     const row = `${config.id}-${sequence++}`;
-    const sealed = hierarchy
-      ? await envelopeOf(tenant).seal(plaintext, { context: { table: tenant, row } })
-      : await shared!.seal(plaintext, { context: { table: tenant } });
+    const sealed = instance.hierarchy
+      ? await envelopeOf(instance, tenant).seal(plaintext, { context: { table: tenant, row } })
+      : await instance.shared!.seal(plaintext, { context: { table: tenant } });
     sealedOk.add(tenant);
     own.push({ from: config.id, tenant, sealed, plaintext });
     if (own.length > MAX_OWN_RECORDS) own.splice(0, own.length - MAX_OWN_RECORDS);
   }
 
-  async function openOne(record: HeldRecord): Promise<void> {
-    const envelope = hierarchy ? envelopeOf(record.tenant) : shared!;
+  async function openOne(instance: Instance, record: HeldRecord): Promise<void> {
+    const envelope = instance.hierarchy ? envelopeOf(instance, record.tenant) : instance.shared!;
     const back = await envelope.open(record.sealed);
     if (back.length !== record.plaintext.length || !timingSafeEqual(back, record.plaintext)) {
       throw Object.assign(new Error('opened something else'), { code: 'MISMATCH' });
@@ -288,11 +305,12 @@ async function main(): Promise<void> {
     const sealTurn = opCount++ % 2 === 0 || mine.length === 0;
     const record = sealTurn ? undefined : pool.length > 0 && Math.random() < 0.5 ? pick(pool) : pick(mine);
     const foreign = record !== undefined && record.from !== config.id;
+    const instance = instances.list[opCount % instances.list.length]!;
     const started = performance.now();
     inFlight++;
     try {
-      if (record) await openOne(record);
-      else await sealOne();
+      if (record) await openOne(instance, record);
+      else await sealOne(instance);
     } catch (error) {
       const phase = current!;
       const code = errorCode(error);
@@ -397,9 +415,10 @@ async function main(): Promise<void> {
       counters: c,
     }));
     await send({ type: 'report', id: config.id, phases: report, kmsLog });
-    await Promise.race([Promise.allSettled([...envelopes.values(), ...(shared ? [shared] : [])].map((e) => e.close())), sleep(2_000)]);
-    await Promise.race([hierarchy?.close(), sleep(2_000)]);
-    closeStore();
+    const envelopes = instances.list.flatMap((i) => [...i.envelopes.values(), ...(i.shared ? [i.shared] : [])]);
+    await Promise.race([Promise.allSettled(envelopes.map((e) => e.close())), sleep(2_000)]);
+    await Promise.race([Promise.allSettled(instances.list.map((i) => i.hierarchy?.close())), sleep(2_000)]);
+    await Promise.race([closeStore(), sleep(2_000)]);
     process.exit(0);
   }
 
@@ -454,6 +473,88 @@ async function main(): Promise<void> {
 
   await warmUp(lib, config);
   await send({ type: 'ready', id: config.id });
+}
+
+/** The key store of the process (one pg Pool for PostgreSQL, shared by its instances). */
+function makeStore(config: WorkerConfig, libs: Libraries, require: NodeRequire): { store: HierarchyLibrary.KeyStore; pool: unknown; close: () => Promise<void> } {
+  const { store } = config;
+  if (!store) throw new Error('the hierarchy needs a store');
+  if (store.kind === 'postgres') {
+    const pg = require('pg') as { Pool: new (options: object) => HierarchyLibrary.PostgresQueryable & { end(): Promise<void>; on(e: string, f: () => void): void } };
+    const pool = new pg.Pool({ connectionString: store.path, max: 3 });
+    pool.on('error', () => {});
+    return { store: new libs.hierarchyLib.PostgresKeyStore({ client: pool, table: store.table, createTable: false }), pool, close: () => pool.end() };
+  }
+  if (store.kind === 'sqlite') {
+    const Database = require('better-sqlite3') as new (path: string) => HierarchyLibrary.SqliteDatabase & { pragma(s: string): unknown; close(): void };
+    const db = new Database(store.path);
+    db.pragma('synchronous = NORMAL'); // WAL (set by the parent): a commit needs no fsync of its own
+    return { store: new libs.hierarchyLib.SqliteKeyStore({ database: db, createTable: false, busyTimeoutMs: 10_000 }), pool: undefined, close: async () => db.close() };
+  }
+  return { store: new libs.nodeLib.JsonFileKeyStore(store.path), pool: undefined, close: async () => {} };
+}
+
+/** The coordinator client of one instance: its own Redis connection, or the process's pool. */
+async function makeCoordinator(config: WorkerConfig, pool: unknown, require: NodeRequire): Promise<{ coordinator: HierarchyLibrary.FleetCoordinator | undefined; close: () => void }> {
+  const c = config.coordinator;
+  if (!c) return { coordinator: undefined, close: () => {} };
+  if (c.kind === 'postgres') {
+    const hierarchyLib = (await import(new URL('hierarchy.js', config.distUrl).href)) as typeof HierarchyLibrary;
+    return { coordinator: new hierarchyLib.PostgresCoordinator({ client: pool as HierarchyLibrary.PostgresQueryable, table: c.name }), close: () => {} };
+  }
+  const { Redis } = require('ioredis') as typeof import('ioredis');
+  // No offline queue: while Redis is down a command fails at once and the link falls back.
+  const client = new Redis(c.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 500 });
+  client.on('error', () => {});
+  const redisLib = (await import(new URL('adapters/redis.js', config.distUrl).href)) as typeof RedisLibrary;
+  return { coordinator: new redisLib.RedisCoordinator({ client, prefix: `${c.name}:` }), close: () => client.disconnect() };
+}
+
+async function makeInstances(config: WorkerConfig, countingFetch: typeof fetch, libs: Libraries): Promise<{ list: Instance[]; closeStore: () => Promise<void> }> {
+  const { lib, hierarchyLib } = libs;
+  // Packages from the repository's node_modules (this file may run from a temporary copy).
+  const require = createRequire(new URL('../package.json', config.distUrl));
+  const { url, secretId, secretKey, keyId } = config.emulator;
+  const hierarchical = config.approach === 'hierarchy';
+  const made = hierarchical ? makeStore(config, libs, require) : undefined;
+  const closers: (() => void)[] = [];
+  const list: Instance[] = [];
+  for (let i = 0; i < (config.instances ?? 1); i++) {
+    const { coordinator, close } = hierarchical ? await makeCoordinator(config, made!.pool, require) : { coordinator: undefined, close: () => {} };
+    closers.push(close);
+    const kms = new lib.TencentKms({
+      keyId,
+      region: 'ap-guangzhou',
+      endpoint: url,
+      credentials: { secretId, secretKey },
+      rateLimit: {
+        fleet: { processes: config.processes },
+        ...(coordinator ? { shared: hierarchyLib.fleetBudget(coordinator, { link: { timeoutMs: config.hierarchy?.coordinatorTimeoutMs ?? 250 } }) } : {}),
+      },
+      fetch: countingFetch,
+    });
+    if (!hierarchical) {
+      list.push({ hierarchy: undefined, shared: lib.createEnvelope({ kms, ...caches(lib) }), envelopes: new Map() });
+      continue;
+    }
+    const h = config.hierarchy!;
+    const hierarchy = hierarchyLib.createKeyHierarchy({
+      store: made!.store,
+      kms,
+      ttlMs: h.ttlMs,
+      maxStaleMs: h.maxStaleMs,
+      ...(h.sealGraceMs === undefined ? {} : { sealGraceMs: h.sealGraceMs }),
+      ...(coordinator ? { coordinator, ...(h.coordinatorTimeoutMs === undefined ? {} : { coordinatorTimeoutMs: h.coordinatorTimeoutMs }) } : {}),
+    });
+    list.push({ hierarchy, shared: undefined, envelopes: new Map() });
+  }
+  return {
+    list,
+    closeStore: async () => {
+      for (const close of closers) close();
+      await made?.close();
+    },
+  };
 }
 
 /**

@@ -22,10 +22,25 @@
  * the fleet sent in every sliding 1-second window (each worker logs each request it sends, through
  * the `fetch` it gives TencentKms), and the emulator's counts sampled each second.
  *
- * Flags: --processes N (default 50), --store sqlite|json (default sqlite), --only hierarchy|per
- * (one approach), --quick (shorter phases: a smoke run, not the numbers of BENCHMARKS.md).
+ * Since issue 24: 20 processes x 10 library instances (each instance its own TencentKms, caches,
+ * hierarchy and coordinator client; one pg Pool of 3 connections per process, shared by its
+ * instances as a deployment shares its pool), a PostgreSQL key store (KMS_ENVELOPE_PG_URL or a
+ * throwaway cluster), a coordinator (`--coordinator redis`: a redis-server of the bench's own on a
+ * free port; `postgres`: the key store's database; `none`), a 60-second outage and, with Redis,
+ * a coordinator-down phase (redis-server SIGKILLed for 30 s under load, then started again on the
+ * same port). maxStaleMs and sealGraceMs are set to the outage plus the TTL plus 10 s. Besides the
+ * lines above it prints `fleet deploy (hierarchy): GenerateDataKey G for V key versions` (the
+ * emulator's GenerateDataKey count during deploy, versions the store kept) and `fleet outage
+ * (hierarchy): kms calls per second fleet-wide: max M` (the busiest 1-second window of the
+ * requests the workers logged during the outage).
+ *
+ * Flags: --processes N (default 20), --instances N (default 10), --store postgres|sqlite|json
+ * (default postgres), --coordinator redis|postgres|none (default redis), --outage-seconds N
+ * (default 60), --coordinator-timeout-ms N (default 250, the library's), --only hierarchy|per (one approach), --quick (shorter phases, outage 12 s: a
+ * smoke run, not the numbers of BENCHMARKS.md).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism, loadavg, setPriority, tmpdir } from 'node:os';
@@ -33,6 +48,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as HierarchyLibrary from '../src/hierarchy.ts';
+import { startPostgres as startBenchPostgres } from './postgres-process.ts';
 import type { FaultOptions } from '../src/tools/emulator/types.ts';
 import type { Approach, FromWorker, HierarchyCounters, PhaseReport, SharedRecord, ToWorker, WorkerConfig, WorkerStatus } from './fleet-worker.ts';
 
@@ -161,6 +177,16 @@ export interface PhaseSpec {
   tenantOffset?: number;
   /** The target rate in this phase is this many times `opsPerSecond`. */
   rateFactor?: number;
+  /** The coordinator (Redis) is stopped during the phase and started again after it. */
+  coordinatorDown?: boolean;
+}
+
+/** A coordinator server the bench can stop and start again (on the same port). */
+export interface CoordinatorServer {
+  kind: 'redis' | 'postgres';
+  url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
 }
 
 export interface FleetOptions {
@@ -185,8 +211,13 @@ export interface FleetOptions {
   workerPath: string;
   /** The built package, dist/ (file: URL with a trailing slash). */
   distUrl: URL;
-  store?: 'sqlite' | 'json';
-  hierarchy?: { ttlMs: number; maxStaleMs: number };
+  store?: 'sqlite' | 'json' | 'postgres';
+  /** The PostgreSQL server of the key store (store 'postgres') and of the PostgreSQL coordinator. */
+  postgresUrl?: string;
+  /** Library instances per process (default 1); the quota share is per instance. */
+  instances?: number;
+  coordinator?: CoordinatorServer;
+  hierarchy?: { ttlMs: number; maxStaleMs: number; sealGraceMs?: number; coordinatorTimeoutMs?: number };
   /** Progress (stderr in the bench). */
   log?: (line: string) => void;
 }
@@ -233,6 +264,8 @@ export interface FleetRun {
   quota: QuotaCheck[];
   /** Any action's maxSent above its quota. */
   aboveQuota: boolean;
+  /** The most KMS requests (every action) the fleet sent in any 1-second window of each phase. */
+  maxPerSecond: Record<string, number>;
   /** KMS requests in the workers' logs, and calls the emulator counted over the same run: they should agree. */
   loggedCalls: number;
   emulatorCalls: number;
@@ -266,8 +299,20 @@ function busiestSecond(times: number[]): number {
   return best;
 }
 
-/** Creates the shared store's file (SQLite: WAL mode and the table) before the workers open it. */
-async function prepareStore(kind: 'sqlite' | 'json', path: string, distUrl: URL): Promise<void> {
+/** Creates the shared store's file (SQLite: WAL mode and the table) or table (PostgreSQL) before the workers open it. */
+async function prepareStore(kind: 'sqlite' | 'json' | 'postgres', path: string, distUrl: URL, table?: string): Promise<void> {
+  if (kind === 'postgres') {
+    const nodeLib = (await import(new URL('hierarchy.js', distUrl).href)) as typeof HierarchyLibrary;
+    const pg = createRequire(new URL('../package.json', distUrl))('pg') as { Pool: new (o: object) => HierarchyLibrary.PostgresQueryable & { end(): Promise<void> } };
+    const pool = new pg.Pool({ connectionString: path, max: 1 });
+    try {
+      await new nodeLib.PostgresKeyStore({ client: pool, table }).init();
+      await new nodeLib.PostgresCoordinator({ client: pool, table: `${table}_fleet` }).init();
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
   if (kind !== 'sqlite') return;
   const nodeLib = (await import(new URL('hierarchy.js', distUrl).href)) as typeof HierarchyLibrary;
   const require = createRequire(new URL('../package.json', distUrl));
@@ -283,7 +328,9 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
   const { emulator, processes } = options;
   const storeKind = options.store ?? 'sqlite';
   const dir = mkdtempSync(join(tmpdir(), 'kms-envelope-fleet-'));
-  const storePath = join(dir, storeKind === 'sqlite' ? 'keys.sqlite' : 'keys.json');
+  const storeTable = `kmse_bench_fleet_${process.pid}_${Date.now().toString(36)}`;
+  const storePath = storeKind === 'postgres' ? options.postgresUrl! : join(dir, storeKind === 'sqlite' ? 'keys.sqlite' : 'keys.json');
+  const coordinator = options.coordinator;
   const tenantName = (i: number): string => `t${String(i).padStart(2, '0')}`;
   const tenantsOf = (id: number, offset = 0): string[] =>
     Array.from({ length: options.tenantsPerProcess }, (_, j) => tenantName(((id * options.tenantsPerProcess + j) % options.tenants) + offset));
@@ -294,18 +341,22 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
   let sampling = true;
   let sampler: Promise<void> = Promise.resolve();
   try {
-    if (options.approach === 'hierarchy') await prepareStore(storeKind, storePath, options.distUrl);
+    if (options.approach === 'hierarchy') await prepareStore(storeKind, storePath, options.distUrl, storeTable);
     // Deploy: every process is started at once.
     for (let id = 0; id < processes; id++) {
       const tenants = tenantsOf(id);
       const config: WorkerConfig = {
         id,
         approach: options.approach,
-        processes,
+        processes: processes * (options.instances ?? 1),
+        instances: options.instances ?? 1,
+        ...(coordinator && options.approach === 'hierarchy'
+          ? { coordinator: { kind: coordinator.kind, url: coordinator.kind === 'redis' ? coordinator.url : options.postgresUrl!, name: coordinator.kind === 'redis' ? storeTable : `${storeTable}_fleet` } }
+          : {}),
         tenants,
         distUrl: options.distUrl.href,
         emulator: { url: emulator.url, secretId: emulator.secretId, secretKey: emulator.secretKey, keyId: emulator.keyId },
-        ...(options.approach === 'hierarchy' ? { store: { kind: storeKind, path: storePath }, hierarchy: options.hierarchy ?? { ttlMs: 600_000, maxStaleMs: 3_600_000 } } : {}),
+        ...(options.approach === 'hierarchy' ? { store: { kind: storeKind, path: storePath, table: storeTable }, hierarchy: options.hierarchy ?? { ttlMs: 600_000, maxStaleMs: 3_600_000 } } : {}),
         opsPerSecond: options.opsPerSecond,
         clients: options.clients,
         valueBytes: options.valueBytes ?? 32,
@@ -349,8 +400,14 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
     })();
 
     const boundaries: { at: number; stats: StatsSnapshot }[] = [];
+    /** While the emulator refused every call (the outage phase's line counts only these requests). */
+    const outageWindow = { from: 0, to: 0 };
     for (const [index, phase] of options.phases.entries()) {
-      if (phase.outage) await setFaults(emulator, { qpsLimit: options.quota, ...(options.outageFaults ?? { internalErrorRate: 1 }) });
+      if (phase.outage) {
+        await setFaults(emulator, { qpsLimit: options.quota, ...(options.outageFaults ?? { internalErrorRate: 1 }) });
+        outageWindow.from = Date.now();
+      }
+      if (phase.coordinatorDown) await coordinator?.stop();
       const stats = await snapshot(emulator);
       boundaries.push({ at: Date.now(), stats });
       for (const w of workers) w.status = undefined;
@@ -378,7 +435,11 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       };
       while (Date.now() - start < phase.maxMs && !(Date.now() - start >= phase.minMs && met())) await sleep(25);
       if (!met()) log(`${options.label}: ${phase.name} ended after ${phase.maxMs} ms before every process was ${phase.until}`);
-      if (phase.outage) await setFaults(emulator, { qpsLimit: options.quota });
+      if (phase.outage) {
+        outageWindow.to = Date.now();
+        await setFaults(emulator, { qpsLimit: options.quota });
+      }
+      if (phase.coordinatorDown) await coordinator?.start();
       if (phase.shareAfter) {
         for (const w of workers) w.sample = undefined;
         broadcast({ type: 'sample' });
@@ -416,8 +477,8 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       let counters: HierarchyCounters | undefined;
       for (const r of reports) {
         if (!r.counters) continue;
-        counters ??= { hits: 0, misses: 0, staleServed: 0, loads: 0, loadFailures: 0, breakerOpen: 0, versionsCreated: 0 };
-        for (const key of Object.keys(counters) as (keyof HierarchyCounters)[]) counters[key] += r.counters[key];
+        const sum: HierarchyCounters = (counters ??= Object.fromEntries(Object.keys(r.counters).map((k) => [k, 0])) as unknown as HierarchyCounters);
+        for (const key of Object.keys(sum) as (keyof HierarchyCounters)[]) sum[key] += r.counters[key];
       }
       const d = delta(boundaries[index]!.stats, boundaries[index + 1]!.stats);
       const seals = sum('seals');
@@ -475,6 +536,16 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
         sampledIntervalMs,
       };
     });
+    const allSent = [...sent.values()].flat().sort((a, b) => a - b);
+    const maxPerSecond = Object.fromEntries(
+      options.phases.flatMap((spec, index) => {
+        const within = (from: number): number => busiestSecond(allSent.filter((t) => t >= from && t < boundaries[index + 1]!.at));
+        return [[spec.name, within(boundaries[index]!.at)], [`${spec.name} after 1 s`, within(boundaries[index]!.at + 1_000)]];
+      }),
+    );
+    const refused = (from: number): number => busiestSecond(allSent.filter((t) => t >= from && t < outageWindow.to));
+    maxPerSecond['while down'] = refused(outageWindow.from);
+    maxPerSecond['while down after 1 s'] = refused(outageWindow.from + 1_000);
     return {
       label: options.label,
       approach: options.approach,
@@ -482,6 +553,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       phases,
       quota,
       aboveQuota: quota.some((q) => q.maxSent > q.quota),
+      maxPerSecond,
       loggedCalls,
       emulatorCalls: delta(boundaries[0]!.stats, finalStats).total,
       problems,
@@ -515,7 +587,12 @@ export function phaseDetail(phase: PhaseResult): string {
   return [
     `  ${(phase.durationMs / 1000).toFixed(1)} s: seals ${phase.seals} (failed ${phase.sealFailed}), opens ${phase.opens} (failed ${phase.openFailed}; of other processes' records ${phase.foreignOpens}, failed ${phase.foreignOpenFailed}), p50 ${phase.p50Ms.toFixed(1)} ms`,
     `  kms calls: ${byAction}${errors ? `; errors: ${errors}` : ''}`,
-    ...(c ? [`  hierarchy: stale keys served ${c.staleServed}, key loads ${c.loads} (failed ${c.loadFailures}), breaker opened ${c.breakerOpen}, versions created ${c.versionsCreated}`] : []),
+    ...(c
+      ? [
+          `  hierarchy: stale keys served ${c.staleServed}, seals in the grace ${c.sealGraceServed}, key loads ${c.loads} (failed ${c.loadFailures}), breaker opened ${c.breakerOpen}, versions created ${c.versionsCreated}; ` +
+            `fleet: probes ${c.fleetProbes}, refused by the fleet breaker ${c.fleetBreakerRefused}, lease waits ${c.leaseWaits}, coordinator fallbacks ${c.coordinatorFallbacks}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -531,18 +608,55 @@ export function quotaLine(run: FleetRun): string {
 // ---------------------------------------------------------------------------------------------
 // The bench.
 
+/** A redis-server of the bench's own on a free 127.0.0.1 port, which the coordinator-down phase stops and starts again on the same port. */
+async function startRedisServer(): Promise<CoordinatorServer> {
+  const port = await new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = server.address() as AddressInfo;
+      server.close(() => resolve(free));
+    });
+  });
+  let child: ChildProcess | undefined;
+  const start = async (): Promise<void> => {
+    child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--maxclients', '10000'], { stdio: 'ignore' });
+    for (let i = 0; i < 200; i++) {
+      const up = await new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => (socket.end(), resolve(true)));
+        socket.on('error', () => resolve(false));
+      });
+      if (up) return;
+      await sleep(50);
+    }
+    throw new Error('redis-server did not start');
+  };
+  const stop = async (): Promise<void> => {
+    const running = child;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
+    running.kill('SIGKILL'); // as a crash: no goodbye to the clients
+    await exited;
+  };
+  await start();
+  return { kind: 'redis', url: `redis://127.0.0.1:${port}`, start, stop };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flag = (name: string): string | undefined => {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const processes = Number(flag('--processes') ?? 50);
-  const store = (flag('--store') ?? 'sqlite') as 'sqlite' | 'json';
+  const processes = Number(flag('--processes') ?? 20);
+  const instances = Number(flag('--instances') ?? 10);
+  const store = (flag('--store') ?? 'postgres') as 'sqlite' | 'json' | 'postgres';
+  const coordinatorKind = (flag('--coordinator') ?? 'redis') as 'redis' | 'postgres' | 'none';
   const quick = args.includes('--quick');
   if (!Number.isInteger(processes) || processes < 2 || processes > 200) throw new Error('--processes: 2 to 200');
-  if (store !== 'sqlite' && store !== 'json') throw new Error('--store: sqlite or json');
+  if (!Number.isInteger(instances) || instances < 1 || instances > 50) throw new Error('--instances: 1 to 50');
+  if (!['sqlite', 'json', 'postgres'].includes(store)) throw new Error('--store: postgres, sqlite or json');
+  if (!['redis', 'postgres', 'none'].includes(coordinatorKind)) throw new Error('--coordinator: redis, postgres or none');
   const s = quick ? 0.2 : 1;
+  const outageMs = Number(flag('--outage-seconds') ?? (quick ? 12 : 60)) * 1000;
   const distUrl = new URL('../../dist/', import.meta.url);
   const workerPath = fileURLToPath(new URL('./fleet-worker.js', import.meta.url));
   const log = (line: string): void => {
@@ -553,18 +667,27 @@ async function main(): Promise<void> {
   const RECORDS_FACTOR = 10;
   const fixed = (name: string, ms: number, extra: Partial<PhaseSpec> = {}): PhaseSpec => ({ name, minMs: ms, maxMs: ms, ...extra });
   const phases = [
-    fixed('deploy', 10_000 * s, { shareAfter: true }),
+    // Deploy lasts until every process has sealed and opened in each of its tenants (at most a minute).
+    { name: 'deploy', minMs: 10_000 * s, maxMs: 60_000, until: 'warm' as const, shareAfter: true },
     fixed('steady', 20_000 * s),
     // The same length as steady, ten times the records: what KMS calls do with the number of records.
     fixed(`steady ${RECORDS_FACTOR}x records`, 20_000 * s, { rateFactor: RECORDS_FACTOR }),
-    fixed('outage', quick ? 6_000 : 30_000, { outage: true }),
+    fixed('outage', outageMs, { outage: true }),
     fixed('recovery', 10_000 * s),
+    ...(coordinatorKind === 'redis' ? [fixed('coordinator down', 30_000 * s, { coordinatorDown: true })] : []),
   ];
-  const hierarchy = { ttlMs: 15_000 * s, maxStaleMs: 60_000 * (quick ? 0.5 : 1) };
-  // 20 tenants for 50 processes: each tenant served by 10 processes (fewer tenants for a smaller fleet).
+  const ttlMs = 15_000 * s;
+  // Opening and sealing ride out the outage with the keys they hold: both bounds cover the outage plus the TTL.
+  const coordinatorTimeoutMs = Number(flag('--coordinator-timeout-ms') ?? 250);
+  const hierarchy = { ttlMs, maxStaleMs: outageMs + ttlMs + 10_000, sealGraceMs: outageMs + ttlMs + 10_000, coordinatorTimeoutMs };
+  // Tenants: each served by about 10 processes.
   const tenantsPerProcess = 4;
   const tenants = Math.max(tenantsPerProcess, Math.round((processes * tenantsPerProcess) / 10));
 
+  const postgres = store === 'postgres' || coordinatorKind === 'postgres' ? await startBenchPostgres() : undefined;
+  const redis = coordinatorKind === 'redis' ? await startRedisServer() : undefined;
+  const coordinator: CoordinatorServer | undefined =
+    coordinatorKind === 'redis' ? redis : coordinatorKind === 'postgres' ? { kind: 'postgres', url: postgres!.url, start: async () => {}, stop: async () => {} } : undefined;
   // The emulator stands for a remote service with CPU of its own: it runs ahead of the fleet's
   // processes on this machine's cores (niceness -10 when allowed), or its answers would measure
   // the scheduler instead of the KMS traffic.
@@ -572,22 +695,34 @@ async function main(): Promise<void> {
   try {
     await setFaults(emulator, { qpsLimit: TENCENT_QUOTAS });
     console.log(
-      `# fleet: ${processes} processes (child_process), one emulator process enforcing GenerateDataKey ${TENCENT_QUOTAS.GenerateDataKey}/s, Decrypt ${TENCENT_QUOTAS.Decrypt}/s, ReEncrypt ${TENCENT_QUOTAS.ReEncrypt}/s; ` +
+      `# fleet: ${processes} processes (child_process) x ${instances} library instances (each its own TencentKms, caches, hierarchy and coordinator client; one pg Pool of 3 connections per process), ` +
+        `one emulator process enforcing GenerateDataKey ${TENCENT_QUOTAS.GenerateDataKey}/s, Decrypt ${TENCENT_QUOTAS.Decrypt}/s, ReEncrypt ${TENCENT_QUOTAS.ReEncrypt}/s; ` +
         `${tenants} tenants, ${tenantsPerProcess} per process; ${BASE_RATE} ops/s per process (seal and open alternate, 32-byte values); ` +
-        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${hierarchy.ttlMs / 1000} s (jitter 20%), maxStaleMs ${hierarchy.maxStaleMs / 1000} s, ${store} key store; ` +
-        `TencentKms rateLimit { fleet: { processes: ${processes} } }; emulator niceness ${emulator.priority ?? 'default'}; ` +
-        `${availableParallelism()} CPUs, load average ${loadavg()[0]!.toFixed(1)} at the start`,
+        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${ttlMs / 1000} s (jitter 20%), coordinatorTimeoutMs ${coordinatorTimeoutMs}, maxStaleMs ${hierarchy.maxStaleMs / 1000} s, sealGraceMs ${hierarchy.sealGraceMs / 1000} s, ${store} key store; ` +
+        `coordinator ${coordinatorKind}${coordinatorKind === 'none' ? '' : ' (fleetBudget at 90% of the quotas, creation leases, the fleet breaker)'}; ` +
+        `TencentKms rateLimit { fleet: { processes: ${processes * instances} } }; emulator niceness ${emulator.priority ?? 'default'}; ` +
+        `${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start`,
     );
-    const common = { processes, tenants, tenantsPerProcess, clients: 2, opsPerSecond: BASE_RATE, phases, emulator, quota: TENCENT_QUOTAS, workerPath, distUrl, store, hierarchy, log };
+    const common = { processes, instances, tenants, tenantsPerProcess, clients: 2, opsPerSecond: BASE_RATE, phases, emulator, quota: TENCENT_QUOTAS, workerPath, distUrl, store, hierarchy, log, postgresUrl: postgres?.url, coordinator };
     const records: string[] = [];
     const only = flag('--only');
+    const started = Date.now();
     for (const approach of (['hierarchy', 'per-process cache'] as const).filter((a) => !only || a.startsWith(only))) {
-      const run = await runFleet({ ...common, label: approach, approach });
+      const run = await runFleet({ ...common, label: approach, approach, ...(approach === 'hierarchy' ? {} : { phases: phases.filter((p) => !p.coordinatorDown) }) });
       for (const phase of run.phases) {
         console.log(phaseLine(run, phase));
         console.log(phaseDetail(phase));
       }
       console.log(quotaLine(run));
+      if (approach === 'hierarchy') {
+        const deploy = run.phases[0]!;
+        console.log(`fleet deploy (hierarchy): GenerateDataKey ${deploy.kmsByAction.GenerateDataKey ?? 0} for ${deploy.counters?.versionsCreated ?? 0} key versions`);
+        console.log(`fleet outage (hierarchy): kms calls per second fleet-wide: max ${run.maxPerSecond['while down'] ?? 0}`);
+        console.log(
+          `  while the emulator refused every call; after its first second (calls in flight when the KMS went down): max ${run.maxPerSecond['while down after 1 s'] ?? 0}; ` +
+            `the whole phase, the KMS's return included: max ${run.maxPerSecond.outage ?? 0}`,
+        );
+      }
       for (const problem of run.problems) console.log(`  problem: ${problem}`);
       const [one, more] = [run.phases[1]!, run.phases[2]!];
       records.push(
@@ -597,9 +732,11 @@ async function main(): Promise<void> {
       await sleep(1_500); // the emulator's 1-second windows empty between runs
     }
     for (const line of records) console.log(line);
-    console.log(`# load average ${loadavg()[0]!.toFixed(1)} at the end`);
+    console.log(`# run time ${((Date.now() - started) / 1000).toFixed(0)} s; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the end`);
   } finally {
     await emulator.stop();
+    await redis?.stop();
+    postgres?.stop();
   }
 }
 

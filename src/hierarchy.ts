@@ -45,3 +45,11 @@ export { INTERMEDIATE_KEY_CACHE_DEFAULTS, type IntermediateKeyCacheOptions } fro
 export { CorruptKeyRecordError } from './hierarchy/stores/common.ts';
 export { type PostgresKeyStoreOptions, type PostgresQueryable, PostgresKeyStore, postgresKeyTableSql, postgresTombstoneTableSql } from './hierarchy/stores/postgres.ts';
 export { type SqliteDatabase, type SqliteKeyStoreOptions, type SqliteStatement, SqliteKeyStore, sqliteKeyTableSql, sqliteTombstoneTableSql } from './hierarchy/stores/sqlite.ts';
+export {
+  fleetBudget,
+  TENCENT_ACCOUNT_QUOTAS,
+  type FleetBudgetOptions,
+  type FleetCoordinator,
+  type FleetCounters,
+} from './economy/coordinator.ts';
+export { PostgresCoordinator, postgresCoordinatorTableSql, type PostgresCoordinatorOptions } from './hierarchy/coordinators/postgres.ts';

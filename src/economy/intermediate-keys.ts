@@ -7,7 +7,9 @@
  *   one load per key version at a time (single flight); a cap on loads in flight;
  * - outage tolerance: when a load fails for an outage (KMS down or throttling), opening may use an
  *   entry past its TTL, up to `maxStaleMs`, never beyond; sealing uses only entries within their
- *   TTL. A failure that means revocation (the master key disabled or deleted) drops the
+ *   TTL, or past it by at most `sealGraceMs` when that entry's own refresh failed for an outage
+ *   (never when the store said the version is missing, retired or shredded: that drops the
+ *   entry). A failure that means revocation (the master key disabled or deleted) drops the
  *   partition's entries at once and is never answered from memory;
  * - a circuit breaker: after `breakerFailures` outage failures in a row, loads fail at once for
  *   `breakerCooldownMs` (then one is let through) instead of hammering a failing KMS.
@@ -16,7 +18,7 @@
  * wiped when it leaves: eviction, revocation, close().
  */
 import { wipe } from '../core/bytes.ts';
-import { ClosedError, KeyUnavailableError, KmsError, PartitionShreddedError } from '../core/errors.ts';
+import { ClosedError, KeyNotFoundError, KeyUnavailableError, KmsError, PartitionShreddedError } from '../core/errors.ts';
 import { type HmacKeyState, wipeKeyState } from '../core/hkdf.ts';
 import { Lru } from '../core/lru.ts';
 import type { HierarchyEvent } from './events.ts';
@@ -39,6 +41,13 @@ export interface IntermediateKeyCacheOptions {
    * default 16. So one tenant's burst of versions cannot push other tenants' keys out.
    */
   maxEntriesPerPartition?: number;
+  /**
+   * Sealing may use a key version this long past its TTL, only while its refresh fails for an
+   * outage (network, timeout, 5xx, throttling), ms; default 900000 (15 minutes: SECURITY.md
+   * "Writing through a KMS outage"). During an outage a shred then takes up to TTL + this to reach
+   * a process that missed its broadcast. 0: seals fail once the TTL ends, as before 0.4.
+   */
+  sealGraceMs?: number;
   /** Outage failures in a row that open the breaker; default 5. */
   breakerFailures?: number;
   /** How long an open breaker refuses loads, ms; default 5000. */
@@ -50,6 +59,7 @@ export const INTERMEDIATE_KEY_CACHE_DEFAULTS: Required<IntermediateKeyCacheOptio
   jitter: 0.2,
   refreshAheadMs: 60_000,
   maxStaleMs: 3_600_000,
+  sealGraceMs: 900_000,
   maxLoadsInFlight: 4,
   maxEntries: 10_000,
   maxEntriesPerPartition: 16,
@@ -71,6 +81,21 @@ interface Entry {
   /** Monotonic ms: used for new work until then. */
   expiresAt: number;
   refreshing: boolean;
+  /** Its last refresh failed for an outage (sealing may then use it within the grace). */
+  outage: boolean;
+  /** Monotonic ms: no refresh is started before then (one try a second while the KMS fails). */
+  retryAt: number;
+}
+
+/** What the cache tells its owner: a revocation seen here, a seal served in the grace. */
+export interface CacheHooks {
+  onRevoked?: (partition: string) => void;
+  onSealGrace?: (partition: string, version: number) => void;
+  /**
+   * Whether the fleet's breaker decides instead of this process's (a reachable coordinator): then
+   * loads are not paused here, so the KMS's return, seen by the fleet's probe, is used at once.
+   */
+  fleetBreaker?: () => boolean;
 }
 
 /** Why a load failed: an outage may be ridden out with stale keys, a revocation never. */
@@ -84,6 +109,8 @@ export interface CacheCounters {
   loadFailures: number;
   revocations: number;
   breakerOpen: number;
+  /** Seals served with a key version past its TTL, within `sealGraceMs`, during an outage. */
+  sealGraceServed: number;
 }
 
 export type Clock = () => number;
@@ -97,7 +124,7 @@ export class IntermediateKeyCache {
   readonly #classify: (error: unknown) => FailureClass;
   readonly #now: Clock;
   readonly #random: () => number;
-  readonly counters: CacheCounters = { hits: 0, misses: 0, staleServed: 0, loads: 0, loadFailures: 0, revocations: 0, breakerOpen: 0 };
+  readonly counters: CacheCounters = { hits: 0, misses: 0, staleServed: 0, loads: 0, loadFailures: 0, revocations: 0, breakerOpen: 0, sealGraceServed: 0 };
   #loadsInFlight = 0;
   readonly #loadQueue: (() => void)[] = [];
   #failuresInRow = 0;
@@ -106,8 +133,9 @@ export class IntermediateKeyCache {
   #closed = false;
   /** The hierarchy's listeners (set by it): called on loads, stale keys served, revocations and the breaker, never on a hit. */
   events: ((event: HierarchyEvent) => void) | undefined = undefined;
+  readonly #hooks: CacheHooks;
 
-  constructor(options: IntermediateKeyCacheOptions, classify: (error: unknown) => FailureClass, now: Clock = monotonic, random: () => number = Math.random) {
+  constructor(options: IntermediateKeyCacheOptions, classify: (error: unknown) => FailureClass, now: Clock = monotonic, random: () => number = Math.random, hooks: CacheHooks = {}) {
     const ttl = options.ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs;
     this.#options = { ...INTERMEDIATE_KEY_CACHE_DEFAULTS, refreshAheadMs: ttl / 10, ...options };
     for (const [name, value] of Object.entries(this.#options)) {
@@ -117,6 +145,7 @@ export class IntermediateKeyCache {
     this.#classify = classify;
     this.#now = now;
     this.#random = random;
+    this.#hooks = hooks;
   }
 
   /**
@@ -137,8 +166,10 @@ export class IntermediateKeyCache {
     if (purpose === 'open' && this.#failing(now) && now < entry.expiresAt + this.#options.maxStaleMs) {
       this.counters.staleServed++;
       this.events?.({ type: 'stale-served', partition, version });
+      this.#retry(entry, now, load);
       return entry.loaded;
     }
+    if (purpose === 'seal' && entry.outage && now < entry.expiresAt + this.#options.sealGraceMs) return this.#graced(entry, now, load);
     return undefined;
   }
 
@@ -153,11 +184,15 @@ export class IntermediateKeyCache {
     } catch (error) {
       // An outage: an expired entry may still open, within the staleness bound.
       const entry = this.#entries.peek(id);
-      if (purpose === 'open' && entry && this.#classify(error) === 'outage' && this.#now() < entry.expiresAt + this.#options.maxStaleMs) {
+      if (!entry || this.#classify(error) !== 'outage') throw error;
+      const now = this.#now();
+      if (purpose === 'open' && now < entry.expiresAt + this.#options.maxStaleMs) {
         this.counters.staleServed++;
         this.events?.({ type: 'stale-served', partition, version });
         return entry.loaded;
       }
+      entry.outage = true;
+      if (purpose === 'seal' && now < entry.expiresAt + this.#options.sealGraceMs) return this.#graced(entry, now, load);
       throw error;
     }
   }
@@ -217,6 +252,22 @@ export class IntermediateKeyCache {
     return this.#failuresInRow > 0 || now < this.#breakerUntil;
   }
 
+  /** A seal served past the TTL within the grace: counted, reported, and a refresh tried. */
+  #graced(entry: Entry, now: number, load: () => Promise<Uint8Array>): LoadedKey {
+    this.counters.sealGraceServed++;
+    this.#hooks.onSealGrace?.(entry.partition, entry.version);
+    this.events?.({ type: 'grace-seal', partition: entry.partition, version: entry.version });
+    this.#retry(entry, now, load);
+    return entry.loaded;
+  }
+
+  /** An expired entry in use during an outage: a refresh at most once a second, so the KMS's return is seen at once. */
+  #retry(entry: Entry, now: number, load: () => Promise<Uint8Array>): void {
+    if (entry.refreshing || now < entry.retryAt) return;
+    entry.retryAt = now + 1_000;
+    this.#refresh(entry, load);
+  }
+
   #refresh(entry: Entry, load: () => Promise<Uint8Array>): void {
     entry.refreshing = true;
     this.#load(entryId(entry.partition, entry.version), entry.partition, entry.version, load).then(
@@ -239,7 +290,7 @@ export class IntermediateKeyCache {
   async #loadOnce(id: string, partition: string, version: number, load: () => Promise<Uint8Array>): Promise<Entry> {
     if (this.#closed) throw new ClosedError();
     const now = this.#now();
-    if (now < this.#breakerUntil) {
+    if (now < this.#breakerUntil && !this.#hooks.fleetBreaker?.()) {
       throw new KeyUnavailableError(`the KMS is failing: loads of intermediate keys are paused for ${Math.ceil(this.#breakerUntil - now)} ms`);
     }
     await this.#slot();
@@ -254,7 +305,7 @@ export class IntermediateKeyCache {
       if (!(error instanceof ClosedError)) {
         this.counters.loadFailures++;
         this.events?.({ type: 'key-load', partition, version, durationMs: this.#now() - started, ok: false, errorCode: errorCodeOf(error) });
-        this.#failed(error, partition);
+        this.#failed(error, partition, id);
       }
       throw error;
     } finally {
@@ -272,7 +323,7 @@ export class IntermediateKeyCache {
     }
     const ttl = this.#options.ttlMs * (1 - this.#random() * this.#options.jitter);
     const old = this.#entries.peek(id);
-    const entry: Entry = { partition, version, loaded: { key, derived: new Map() }, expiresAt: this.#now() + ttl, refreshing: false };
+    const entry: Entry = { partition, version, loaded: { key, derived: new Map() }, expiresAt: this.#now() + ttl, refreshing: false, outage: false, retryAt: 0 };
     if (old) this.#drop(id, old);
     this.#entries.set(id, entry);
     this.#evictWithin(partition);
@@ -289,15 +340,22 @@ export class IntermediateKeyCache {
     for (let i = 0; mine.length - i > this.#options.maxEntriesPerPartition; i++) this.#drop(mine[i]![0], mine[i]![1]);
   }
 
-  #failed(error: unknown, partition: string): void {
+  #failed(error: unknown, partition: string, id: string): void {
     const kind = this.#classify(error);
     if (kind === 'revoked') {
       this.counters.revocations++;
       this.revoke(partition);
       this.events?.({ type: 'revoked', partition, errorCode: errorCodeOf(error) });
+      this.#hooks.onRevoked?.(partition);
       return;
     }
-    if (kind !== 'outage') return;
+    const entry = this.#entries.peek(id);
+    if (kind !== 'outage') {
+      // The store said the version is missing (or retired): it is never served again.
+      if (entry && error instanceof KeyNotFoundError) this.#drop(id, entry);
+      return;
+    }
+    if (entry) entry.outage = true;
     if (++this.#failuresInRow >= this.#options.breakerFailures) {
       this.counters.breakerOpen++;
       this.#breakerOpened = true;

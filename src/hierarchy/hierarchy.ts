@@ -11,7 +11,8 @@ import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import { OpenAuditBatch } from '../core/audit-batch.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
-import { classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
+import { FleetLink, fleetName } from '../economy/coordinator.ts';
+import { type CacheHooks, classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import { Listeners } from '../economy/listeners.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { type KeyStore, MemoryKeyStore, type StoredKey } from './key-store.ts';
@@ -67,16 +68,19 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const resolve = typeof options.kms === 'function' ? options.kms : () => options.kms as KeyProvider;
   const backend = selectBackend(options.backend);
   const now = options.now ?? (() => performance.now());
-  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs } = options;
+  const { ttlMs, jitter, refreshAheadMs, maxStaleMs, sealGraceMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs } = options;
   const cacheOptions = Object.fromEntries(
-    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
+    Object.entries({ ttlMs, jitter, refreshAheadMs, maxStaleMs, sealGraceMs, maxLoadsInFlight, maxEntries, maxEntriesPerPartition, breakerFailures, breakerCooldownMs }).filter(([, v]) => v !== undefined),
   );
-  const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now);
+  const fleet = options.coordinator ? new FleetLink(options.coordinator, { ...(options.coordinatorTimeoutMs === undefined ? {} : { timeoutMs: options.coordinatorTimeoutMs }) }) : undefined;
+  const creationLeaseMs = options.creationLeaseMs ?? 60_000;
+  if (!(creationLeaseMs > 0)) throw new RangeError(`"creationLeaseMs" must be a number > 0, got ${String(creationLeaseMs)}`);
+  const { audit } = options;
+  if (audit !== undefined && typeof audit !== 'function') throw new TypeError('"audit" expected a function');
+  const cache = new IntermediateKeyCache(cacheOptions, classifyKmsFailure, now, Math.random, cacheHooks(fleet, audit));
   warnIfKeyDiesWithProcess(store, options.kms);
   const activeTtl = options.activeTtlMs ?? 60_000;
   const guard = new ShredGuard(store, now, activeTtl, options.derivedPartitionSuffixes);
-  const { audit } = options;
-  if (audit !== undefined && typeof audit !== 'function') throw new TypeError('"audit" expected a function');
   const listeners = new Listeners<HierarchyEvent>();
   if (options.onEvent !== undefined) listeners.add(options.onEvent);
   // The cache calls its listeners only while some are attached: none, no event object made.
@@ -86,7 +90,11 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   cache.events = emit;
   const created = (key: StoredKey): void => auditSafely(audit, { operation: 'create-version', partitions: [key.partition], versions: [key.version], ok: true, at: Date.now() });
   const period = keepWarmPeriod(ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs, refreshAheadMs, activeTtl);
-  return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work: new WorkInFlight('key hierarchy'), keepWarmPeriod: period };
+  // The fleet breaker stays open until a probe succeeds (each failed probe renews it): a probe the
+  // fleet refused at the attempt level answers nothing, and must not let it lapse into a burst.
+  const breaker = Math.max(breakerCooldownMs ?? 5_000, 30_000);
+  const work = new WorkInFlight('key hierarchy');
+  return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work, keepWarmPeriod: period, fleet, creationLeaseMs, breakerCooldownMs: breaker };
 }
 
 /**
@@ -104,6 +112,32 @@ function warnIfKeyDiesWithProcess(store: KeyStore, kms: KeyHierarchyOptions['kms
   const emit = (globalThis as { process?: { emitWarning?: (message: string, options: { code: string }) => void } }).process?.emitWarning;
   if (emit) emit(message, { code: 'KMS_ENVELOPE_EPHEMERAL_KEY' });
   else console.warn(message);
+}
+
+/** A revocation seen here goes to the fleet; a seal in the outage grace goes to the audit hook. */
+function cacheHooks(fleet: FleetLink | undefined, audit: AuditHook): CacheHooks {
+  return {
+    onRevoked: fleet ? (partition) => fleet.broadcast(fleetName('partition', partition)) : undefined,
+    fleetBreaker: fleet ? () => fleet.reachable : undefined,
+    onSealGrace: audit
+      ? (partition, version) => {
+          try {
+            audit({ operation: 'seal', partition, version, contextDigest: '', fromCache: true, metadata: undefined, sealGrace: true });
+          } catch {
+            // An audit hook must not break encryption.
+          }
+        }
+      : undefined,
+  };
+}
+
+/** Drops what this process holds of a partition another process revoked or shredded (the message names its hash). */
+function listenToFleet(fleet: FleetLink | undefined, versions: KeyVersions, cache: IntermediateKeyCache): void {
+  fleet?.listen((message) => {
+    for (const partition of Object.keys(cache.versionsInUse())) {
+      if (fleetName('partition', partition) === message) versions.forget(partition);
+    }
+  });
 }
 
 /** The audit hook of opens: it never sees a key, and its failures never break decryption. */
@@ -148,6 +182,7 @@ class HierarchyOfKeys implements KeyHierarchy {
     const versions = new KeyVersions(settings);
     this.#s = settings;
     this.#versions = versions;
+    listenToFleet(settings.fleet, versions, settings.cache);
     this.#shred = {
       store: settings.store,
       guard: settings.guard,
@@ -188,7 +223,17 @@ class HierarchyOfKeys implements KeyHierarchy {
       (r) => ({ counts: { checked: r.checked, ok: r.ok, failed: r.failed.length } }),
     );
   readonly shred: KeyHierarchy['shred'] = (partition, shredOptions = {}) =>
-    audited(this.#s.audit, 'shred', [partition], () => shredTenant(this.#shred, this.#s.resolve, partition, shredOptions), (r) => ({ counts: { versionsDeleted: r.versionsDeleted, masterKeyDisabled: r.masterKeyDisabled ? 1 : 0 } }));
+    audited(
+      this.#s.audit,
+      'shred',
+      [partition],
+      async () => {
+        const report = await shredTenant(this.#shred, this.#s.resolve, partition, shredOptions);
+        for (const shredded of report.partitions) this.#s.fleet?.broadcast(fleetName('partition', shredded));
+        return report;
+      },
+      (r) => ({ counts: { versionsDeleted: r.versionsDeleted, masterKeyDisabled: r.masterKeyDisabled ? 1 : 0 } }),
+    );
   readonly metrics = (): ReturnType<KeyHierarchy['metrics']> => this.#versions.metrics();
   readonly listen: KeyHierarchy['listen'] = (listener) => this.#s.listeners.add(listener);
   readonly health: KeyHierarchy['health'] = (healthOptions = {}) =>
@@ -206,6 +251,9 @@ class HierarchyOfKeys implements KeyHierarchy {
     this.#keepers.start({ keepFresh: (p, ahead) => this.#versions.keepFresh(p, ahead), periodMs: this.#s.keepWarmPeriod }, partitions, keepOptions);
   readonly close: KeyHierarchy['close'] = (closeOptions) => {
     this.#keepers.stopAll();
-    return this.#s.work.close(closeOptions, () => this.#s.cache.close());
+    return this.#s.work.close(closeOptions, () => {
+      this.#s.fleet?.close();
+      return this.#s.cache.close();
+    });
   };
 }

@@ -6,12 +6,13 @@
  */
 import { utf8, wipe } from '../core/bytes.ts';
 import { type CanonicalContext, canonicalContext } from '../core/context.ts';
-import { KeyNotFoundError, KmsError, PartitionShreddedError } from '../core/errors.ts';
+import { KeyNotFoundError, KeyUnavailableError, KmsError, PartitionShreddedError } from '../core/errors.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import type { IntermediateKeyRef } from '../core/header.ts';
 import type { SuiteKey } from '../core/key-source.ts';
 import type { Suite } from '../core/suites.ts';
-import { entryId as versionId, errorCodeOf, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
+import { type FleetLink, fleetName } from '../economy/coordinator.ts';
+import { classifyKmsFailure, entryId as versionId, errorCodeOf, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
 import { checkStoredKey, type KeyStore, type StoredKey } from './key-store.ts';
@@ -43,7 +44,15 @@ export interface KeyVersionsSettings {
   readonly work: WorkInFlight;
   /** Called when this process created a version (its record won): the admin audit. */
   readonly created: (key: StoredKey) => void;
+  /** The fleet's coordinator, through its link (timeouts, fallback); undefined: this process alone. */
+  readonly fleet: FleetLink | undefined;
+  readonly creationLeaseMs: number;
+  /** How long an outage opens the fleet breaker, ms (the cache's breakerCooldownMs). */
+  readonly breakerCooldownMs: number;
 }
+
+/** The fleet breaker polls the KMS at most this often while it is open, ms. */
+const PROBE_INTERVAL_MS = 1_000;
 
 type KmsAction = 'GenerateDataKey' | 'Decrypt';
 
@@ -80,7 +89,7 @@ export class KeyVersions {
     if (stored.provider !== kms.id) {
       throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
     }
-    const key = await this.#counted('Decrypt', kms.id, () =>
+    const key = await this.#guarded(kms.id, 'Decrypt', () =>
       kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) }),
     );
     if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
@@ -223,6 +232,7 @@ export class KeyVersions {
     const calls = this.#kmsCalls;
     return {
       ...cache.counters,
+      ...(this.#s.fleet?.counters ?? { coordinatorFallbacks: 0, leaseWaits: 0, fleetBreakerRefused: 0, fleetProbes: 0, broadcastsReceived: 0 }),
       versionsCreated: this.#versionsCreated,
       versionsInUse: cache.versionsInUse(),
       kmsCalls: { GenerateDataKey: { ...calls.GenerateDataKey }, Decrypt: { ...calls.Decrypt } },
@@ -230,8 +240,44 @@ export class KeyVersions {
   }
 
   async #createVersionOnce(partition: string, version: number): Promise<StoredKey> {
+    const lease = await this.#creationLease(partition, version);
+    if (lease.existing) return lease.existing;
+    try {
+      return await this.#generate(partition, version);
+    } finally {
+      if (lease.token !== undefined) this.#s.fleet!.release(fleetName('create', partition, version), lease.token);
+    }
+  }
+
+  /**
+   * One creation per partition and version across the fleet: the lease's holder calls the KMS;
+   * the others wait for its record in the store, and go on alone if the lease expires first (its
+   * holder died) or the coordinator is unreachable. The store's conditional create still decides.
+   */
+  async #creationLease(partition: string, version: number): Promise<{ token?: string; existing?: StoredKey }> {
+    const { fleet, store, creationLeaseMs } = this.#s;
+    if (!fleet) return {};
+    const name = fleetName('create', partition, version);
+    const giveUpAt = this.#s.now() + creationLeaseMs;
+    for (let waited = false; ; waited = true) {
+      const lease = await fleet.lease(name, creationLeaseMs);
+      if (lease.state === 'fallback') return {};
+      // A holder that ended between our store read and our lease left its record: use it.
+      const existing = await store.getVersion(partition, version);
+      if (existing) {
+        if (lease.state === 'held') fleet.release(name, lease.token);
+        return { existing };
+      }
+      if (lease.state === 'held') return { token: lease.token };
+      if (!waited) fleet.counters.leaseWaits++;
+      if (this.#s.now() >= giveUpAt) return {};
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 50));
+    }
+  }
+
+  async #generate(partition: string, version: number): Promise<StoredKey> {
     const kms = this.#s.resolve(partition);
-    const dataKey = await this.#counted('GenerateDataKey', kms.id, () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
+    const dataKey = await this.#guarded(kms.id, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
     const plaintext = dataKey.plaintextKey;
     let kept = false;
     try {
@@ -271,6 +317,26 @@ export class KeyVersions {
       loaded.derived.set(suite.id, derived);
     }
     return { ref, key: derived.key, state: derived.state, fromCache };
+  }
+
+  /**
+   * A KMS call behind the fleet breaker: refused at once while it is open and another process
+   * probes; an outage opens it for every process; the probe's success closes it.
+   */
+  async #guarded<T>(providerId: string, action: KmsAction, call: () => Promise<T>): Promise<T> {
+    const { fleet } = this.#s;
+    if (!fleet) return this.#counted(action, providerId, call);
+    const gate = await fleet.gate(providerId, PROBE_INTERVAL_MS);
+    if (gate === 'refuse') throw new KeyUnavailableError('the KMS is failing: another process of the fleet is probing it');
+    try {
+      const result = await this.#counted(action, providerId, call);
+      if (gate === 'probe') fleet.reset(providerId);
+      return result;
+    } catch (error) {
+      // A KMS answer of the outage class opens it; a refusal by the fleet (ERR_KEY_UNAVAILABLE) is no news.
+      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') fleet.trip(providerId, this.#s.breakerCooldownMs);
+      throw error;
+    }
   }
 
   /** A KMS call, counted by action and outcome. */

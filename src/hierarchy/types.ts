@@ -5,6 +5,7 @@
 import type { KeepWarm, KeepWarmOptions } from './keep-warm.ts';
 import type { RetireOptions, RetireReport } from './retire.ts';
 import type { BackendName } from '../core/select-backend.ts';
+import type { FleetCoordinator, FleetCounters } from '../economy/coordinator.ts';
 import type { CacheCounters, IntermediateKeyCacheOptions } from '../economy/intermediate-keys.ts';
 import type { HierarchyEventListener } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
@@ -41,13 +42,28 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
    * tenant is shredded no key is made for them unless it is re-created. For search indexes of your own.
    */
   derivedPartitionSuffixes?: readonly string[];
+  /**
+   * A fleet's coordinator (PostgresCoordinator, or RedisCoordinator from 'kms-envelope/redis'):
+   * one GenerateDataKey per partition and version across the fleet (a creation lease), one fleet
+   * breaker (at most one KMS probe a second while the KMS fails), revocations and shreds passed to
+   * every process. Never waited on for long: while it is unreachable, each process acts alone.
+   */
+  coordinator?: FleetCoordinator;
+  /** Each coordinator call gives up after this long (then the process acts alone for 2 s), ms; default 250. */
+  coordinatorTimeoutMs?: number;
+  /**
+   * How long a creation lease lasts, ms; default 60000: longer than a KMS call with all its
+   * attempts (TencentKms's deadline is 20 s), so a live holder never loses it. A holder that dies
+   * leaves it to expire; the others wait for the store's record until then.
+   */
+  creationLeaseMs?: number;
 }
 
 export type AuditRecord = OpenAuditRecord | RowsOpenAuditRecord | AdminAuditRecord;
 
-/** One envelope open (envelope.open and its kin) under the hierarchy. */
+/** One envelope open (envelope.open and its kin) under the hierarchy; 'seal' only for a seal served in the outage grace (`sealGrace: true`). */
 export interface OpenAuditRecord {
-  operation: 'open';
+  operation: 'open' | 'seal';
   partition: string;
   version: number;
   /** SHA-256 (base64) of the canonical encoding of the message's context. */
@@ -56,6 +72,8 @@ export interface OpenAuditRecord {
   fromCache: boolean;
   /** What the caller passed as `audit` in the open call. */
   metadata: Readonly<Record<string, unknown>> | undefined;
+  /** A seal made with a key version past its TTL during a KMS outage (`sealGraceMs`). */
+  sealGrace?: boolean;
 }
 
 /** One records.open, openMany or openSync call: its fields opened, by key version. */
@@ -89,7 +107,7 @@ export interface AdminAuditRecord {
   at: number;
 }
 
-export interface HierarchyMetrics extends CacheCounters {
+export interface HierarchyMetrics extends CacheCounters, FleetCounters {
   versionsCreated: number;
   versionsInUse: Record<string, number[]>;
   /** KMS calls by action and outcome, and how many of the failures were throttling. */

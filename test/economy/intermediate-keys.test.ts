@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyUnavailableError, KmsError } from '../../src/core/errors.ts';
+import { KeyNotFoundError, KeyUnavailableError, KmsError } from '../../src/core/errors.ts';
 import { classifyKmsFailure, IntermediateKeyCache } from '../../src/economy/intermediate-keys.ts';
 
 /** A clock the test moves, and a loader that counts calls and fails on demand. */
@@ -62,8 +62,8 @@ describe('IntermediateKeyCache (economy/)', () => {
     expect(cache.peek('b', 1, 'seal', load)).toBeUndefined();
   });
 
-  it('in an outage, opens with a stale key up to maxStaleMs and never beyond; seals only within the TTL', async () => {
-    const { cache, clock, state, load } = setup();
+  it('in an outage, opens with a stale key up to maxStaleMs and never beyond; seals only within the TTL (no grace)', async () => {
+    const { cache, clock, state, load } = setup({ sealGraceMs: 0 });
     const key = await cache.get('t1', 1, 'open', load);
     clock.advance(2000); // expired
     state.fail = outage();
@@ -73,6 +73,68 @@ describe('IntermediateKeyCache (economy/)', () => {
     clock.advance(5000); // beyond TTL + maxStaleMs
     await expect(cache.get('t1', 1, 'open', load)).rejects.toThrow();
     expect(cache.counters.staleServed).toBeGreaterThanOrEqual(2);
+  });
+
+  describe('sealGraceMs: writing through an outage', () => {
+    function graced() {
+      const events: string[] = [];
+      const base = setup({ sealGraceMs: 3000 });
+      const cache = new IntermediateKeyCache(
+        { ttlMs: 1000, jitter: 0, refreshAheadMs: 100, maxStaleMs: 5000, sealGraceMs: 3000, breakerFailures: 3, breakerCooldownMs: 2000 },
+        classifyKmsFailure,
+        base.clock.now,
+        () => 0.5,
+        { onSealGrace: (p, v) => events.push(`grace ${p} ${v}`), onRevoked: (p) => events.push(`revoked ${p}`) },
+      );
+      return { ...base, cache, events };
+    }
+
+    it('seals past the TTL only after an outage failure, within the grace, counted and reported', async () => {
+      const { cache, clock, state, load, events } = graced();
+      const key = await cache.get('t1', 1, 'seal', load);
+      clock.advance(1500); // expired, no failure yet: a seal loads
+      state.fail = outage();
+      await expect(cache.get('t1', 1, 'seal', load)).resolves.toBe(key); // the load failed for an outage: grace
+      expect(cache.peek('t1', 1, 'seal', load)).toBe(key);
+      expect(cache.counters.sealGraceServed).toBe(2);
+      expect(events).toEqual(['grace t1 1', 'grace t1 1']);
+      clock.advance(2600); // beyond TTL + grace
+      expect(cache.peek('t1', 1, 'seal', load)).toBeUndefined();
+      await expect(cache.get('t1', 1, 'seal', load)).rejects.toThrow();
+    });
+
+    it('never after the store said the version is missing (retired, shredded) or the master key was revoked', async () => {
+      const { cache, clock, state, load, events } = graced();
+      const key = await cache.get('t1', 1, 'seal', load);
+      await cache.get('t2', 1, 'seal', load);
+      clock.advance(1500);
+      state.fail = new KeyNotFoundError('t1', 1);
+      await expect(cache.get('t1', 1, 'seal', load)).rejects.toBe(state.fail);
+      expect(key.key.every((b) => b === 0)).toBe(true); // dropped and wiped
+      state.fail = outage();
+      await expect(cache.get('t1', 1, 'seal', load)).rejects.toBe(state.fail); // nothing left to grace
+      state.fail = revoked();
+      await expect(cache.get('t2', 1, 'seal', load)).rejects.toBe(state.fail);
+      state.fail = outage();
+      await expect(cache.get('t2', 1, 'seal', load)).rejects.toBe(state.fail);
+      expect(cache.counters.sealGraceServed).toBe(0);
+      expect(events).toEqual(['revoked t2']);
+    });
+
+    it('refreshes as soon as the KMS answers again: the next seal a second later gets a fresh key', async () => {
+      const { cache, clock, state, load } = graced();
+      const key = await cache.get('t1', 1, 'seal', load);
+      clock.advance(1500);
+      state.fail = outage();
+      await expect(cache.get('t1', 1, 'seal', load)).resolves.toBe(key);
+      state.fail = undefined; // the KMS is back
+      clock.advance(1000);
+      expect(cache.peek('t1', 1, 'seal', load)).toBe(key); // still served, and a refresh starts
+      await new Promise((r) => setTimeout(r, 0));
+      const fresh = cache.peek('t1', 1, 'seal', load);
+      expect(fresh).toBeDefined();
+      expect(fresh).not.toBe(key);
+    });
   });
 
   it('treats a disabled or deleted master key as revocation: drops the partition at once and never serves it stale', async () => {

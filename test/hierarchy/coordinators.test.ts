@@ -1,0 +1,181 @@
+/**
+ * The fleet coordinators against real servers (the Redis of KMS_ENVELOPE_REDIS_URL or one started
+ * here, the PostgreSQL of KMS_ENVELOPE_PG_URL or one started here), one process: leases, marks,
+ * the token bucket, messages; and hierarchies sharing one coordinator and one key store, as the
+ * processes of a fleet do: one GenerateDataKey per version, one KMS probe while the breaker is
+ * open, a shred seen by one reaching the others. The coordinator never holds a partition name.
+ * Multi-process checks (a holder SIGKILLed, 8 racing processes, the coordinator dying) are in
+ * coordinator-fleet.test.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RedisCoordinator } from '../../src/adapters/redis.ts';
+import type { FleetCoordinator } from '../../src/economy/coordinator.ts';
+import { PostgresCoordinator } from '../../src/hierarchy/coordinators/postgres.ts';
+import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
+import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
+import type { KeyHierarchy } from '../../src/hierarchy/types.ts';
+import { createEnvelope, KeyUnavailableError, KmsError, LocalKms } from '../../src/index.ts';
+import type { KeyProvider } from '../../src/kms/key-provider.ts';
+import { startPostgres, type PostgresServer, uniqueTable } from '../fixtures/postgres.ts';
+import { type RedisServer, startRedis } from '../fixtures/redis.ts';
+
+let redisServer: RedisServer;
+let pgServer: PostgresServer;
+let redis: Redis;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
+  redis = new Redis(redisServer.url);
+  pool = new pg.Pool({ connectionString: pgServer.url, max: 4 });
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await pool?.end();
+  await Promise.all([redisServer?.stop(), pgServer?.stop()]);
+});
+
+const backends: [string, () => FleetCoordinator, () => Promise<string>][] = [
+  [
+    'Redis',
+    () => new RedisCoordinator({ client: redis, prefix: `kmse-test:${randomBytes(6).toString('hex')}:` }),
+    async () => (await redis.keys('kmse-test:*')).join('\n') + (await Promise.all((await redis.keys('kmse-test:*')).filter((k) => k.endsWith('messages')).map((k) => redis.xrange(k, '-', '+')))).flat(3).join('\n'),
+  ],
+  [
+    'PostgreSQL',
+    () => new PostgresCoordinator({ client: pool, table: uniqueTable('kmse_fleet') }),
+    async () => {
+      const tables = (await pool.query(`SELECT tablename FROM pg_tables WHERE tablename LIKE 'kmse_fleet_%'`)).rows.map((r: { tablename: string }) => r.tablename);
+      const dumps = await Promise.all(tables.map(async (t) => JSON.stringify((await pool.query(`SELECT * FROM "${t}"`)).rows)));
+      return dumps.join('\n');
+    },
+  ],
+];
+
+/** A LocalKms that counts its calls, can be made to fail as an outage does, and answers slowly enough for creations to race. */
+function flakyKms() {
+  const local = LocalKms.generate();
+  const state = { generate: 0, decrypt: 0, down: false };
+  const fail = (): never => {
+    throw new KmsError('the KMS is down', { kmsCode: 'InternalError' });
+  };
+  const kms: KeyProvider = {
+    id: local.id,
+    async generateDataKey(request) {
+      state.generate++;
+      await new Promise((r) => setTimeout(r, 30));
+      if (state.down) fail();
+      return local.generateDataKey(request);
+    },
+    async decryptDataKey(request) {
+      state.decrypt++;
+      if (state.down) fail();
+      return local.decryptDataKey(request);
+    },
+  };
+  return { kms, state };
+}
+
+describe.each(backends)('the %s coordinator', (_name, make, dump) => {
+  it('leases: one holder at a time, released only with its token, taken over once expired', async () => {
+    const c = make();
+    const token = await c.acquire('lease:a', 60_000);
+    expect(token).toBeTypeOf('string');
+    expect(await c.acquire('lease:a', 60_000)).toBeUndefined();
+    await c.release('lease:a', 'not-the-token');
+    expect(await c.acquire('lease:a', 60_000)).toBeUndefined();
+    await c.release('lease:a', token!);
+    expect(await c.acquire('lease:a', 60_000)).toBeTypeOf('string');
+    expect(await c.acquire('lease:b', 100)).toBeTypeOf('string');
+    let again: string | undefined;
+    for (let i = 0; i < 200 && again === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      again = await c.acquire('lease:b', 60_000);
+    }
+    expect(again).toBeTypeOf('string'); // expired, taken over
+  });
+
+  it('marks, the bucket and messages', async () => {
+    const c = make();
+    expect(await c.marked('breaker:x')).toBe(false);
+    await c.mark('breaker:x', 60_000);
+    expect(await c.marked('breaker:x')).toBe(true);
+    await c.unmark('breaker:x');
+    expect(await c.marked('breaker:x')).toBe(false);
+    // 1 a second with a burst of 3: three tokens at once, then a wait of about a second.
+    expect([await c.take('bucket:y', 1, 3), await c.take('bucket:y', 1, 3), await c.take('bucket:y', 1, 3)]).toEqual([0, 0, 0]);
+    const wait = await c.take('bucket:y', 1, 3);
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(1000);
+    const start = await c.receive('');
+    expect(start.messages).toEqual([]);
+    await c.publish('partition:aa');
+    await c.publish('partition:bb');
+    const got = await c.receive(start.cursor);
+    expect(got.messages).toEqual(['partition:aa', 'partition:bb']);
+    expect((await c.receive(got.cursor)).messages).toEqual([]);
+  });
+
+  describe('hierarchies sharing it (the processes of a fleet)', () => {
+    let hierarchies: KeyHierarchy[] = [];
+    const fleet = (n: number, coordinator: FleetCoordinator, kms: KeyProvider, store = new MemoryKeyStore()) => {
+      hierarchies = Array.from({ length: n }, () => createKeyHierarchy({ kms, store, coordinator, breakerFailures: 100, breakerCooldownMs: 60_000, coordinatorTimeoutMs: 5_000 }));
+      return hierarchies;
+    };
+    afterAll(() => Promise.all(hierarchies.map((h) => h.close())));
+
+    it('one GenerateDataKey per partition and version across the fleet (the creation lease)', async () => {
+      const { kms, state } = flakyKms();
+      const members = fleet(6, make(), kms);
+      await Promise.all(members.map((h) => h.warm(['tenant-a', 'tenant-b'])));
+      expect(state.generate).toBe(2);
+      const sealed = await createEnvelope({ hierarchy: members[0]!, partition: 'tenant-a' }).seal(new Uint8Array([1, 2, 3]));
+      expect(await createEnvelope({ hierarchy: members[5]!, partition: 'tenant-a' }).open(sealed)).toEqual(new Uint8Array([1, 2, 3]));
+      expect(members.reduce((n, h) => n + h.metrics().leaseWaits, 0)).toBeGreaterThan(0);
+    });
+
+    it('while the KMS fails, every call of the fleet is its probe; the others are refused at once; a probe that succeeds closes it', async () => {
+      const { kms, state } = flakyKms();
+      const members = fleet(4, make(), kms);
+      state.down = true;
+      await expect(members[0]!.warm(['p0'])).rejects.toThrow(KmsError); // the outage opens the fleet breaker
+      const before = state.generate;
+      const tries = await Promise.allSettled(members.flatMap((h, i) => [h.warm([`p${i}-a`]), h.warm([`p${i}-b`]), h.warm([`p${i}-c`])]));
+      const calls = state.generate - before;
+      const probes = members.reduce((n, h) => n + h.metrics().fleetProbes, 0);
+      const refused = members.reduce((n, h) => n + h.metrics().fleetBreakerRefused, 0);
+      expect(tries.every((t) => t.status === 'rejected')).toBe(true);
+      expect(calls).toBe(probes); // no call but the probes
+      expect(refused).toBeGreaterThan(0);
+      expect(tries.filter((t) => t.status === 'rejected' && t.reason instanceof KeyUnavailableError).length).toBe(refused);
+      state.down = false;
+      let warmed = false;
+      for (let i = 0; i < 100 && !warmed; i++) {
+        warmed = await members[1]!.warm(['back']).then(() => true, () => false);
+        if (!warmed) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(warmed).toBe(true); // a probe went through and closed it
+      await members[2]!.warm(['back-2']); // at once, with no probe
+    });
+
+    it('a shred seen by one process reaches the others, and the coordinator never holds the partition name', async () => {
+      const { kms } = flakyKms();
+      const members = fleet(2, make(), kms);
+      const partition = 'tenant-secret-name-1';
+      await Promise.all(members.map((h) => h.warm([partition])));
+      await new Promise((r) => setTimeout(r, 1_200)); // both listen (the first poll takes the cursor)
+      expect(members[1]!.metrics().versionsInUse[partition]).toEqual([1]);
+      await members[0]!.shred(partition);
+      for (let i = 0; i < 100 && members[1]!.metrics().versionsInUse[partition]; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(members[1]!.metrics().versionsInUse[partition]).toBeUndefined();
+      expect(members[1]!.metrics().broadcastsReceived).toBeGreaterThan(0);
+      const everything = await dump();
+      expect(everything.length).toBeGreaterThan(0);
+      expect(everything).not.toContain('tenant-secret-name');
+    });
+  });
+});
