@@ -8,7 +8,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } f
 import type pg from 'pg';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { createRecords, defineTable } from '../src/records.ts';
-import { type KeyProvider } from '../src/index.ts';
+import { type KeyProvider } from '../src/index.node.ts';
 
 type Row = Record<string, unknown>;
 type PlainRow = { id: string; name: string; a: string; b: string; c: string };

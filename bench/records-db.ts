@@ -13,7 +13,7 @@
  */
 import { loadavg } from 'node:os';
 import pg from 'pg';
-import { type KeyProvider, LocalKms, TencentKms } from '../src/index.ts';
+import { type KeyProvider, LocalKms, TencentKms } from '../src/index.node.ts';
 import { spawnEmulator } from './emulator-process.ts';
 import { startPostgres } from './postgres-process.ts';
 import { formatRecordsLine, recordsBench } from './records-db-run.ts';

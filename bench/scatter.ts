@@ -13,7 +13,7 @@
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
-import { type KeyProvider, LocalKms } from '../src/index.ts';
+import { type KeyProvider, LocalKms } from '../src/index.node.ts';
 import { createRecords, defineTable } from '../src/records.ts';
 import { startPostgres } from './postgres-process.ts';
 import { benchRows } from './records-db-run.ts';
