@@ -15,7 +15,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import type * as Library from '../src/index.ts';
+import type * as Library from '../src/index.node.ts';
 import type * as NodeLibrary from '../src/node.ts';
 import type * as HierarchyLibrary from '../src/hierarchy.ts';
 import type * as RedisLibrary from '../src/adapters/redis.ts';

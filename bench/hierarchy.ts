@@ -8,7 +8,7 @@ import { ratioTo } from './harness.ts';
 import { benchRecords, CASES, loadPeers } from './records.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { createRecords, defineTable, sealedFieldLength } from '../src/records.ts';
-import { LocalKms } from '../src/index.ts';
+import { LocalKms } from '../src/index.node.ts';
 
 const root = new URL('../../', import.meta.url);
 const peers = await loadPeers(root);

@@ -4,7 +4,7 @@
  * no network) in the same run. 32 records in flight, as a storage layer would have.
  */
 import { randomBytes } from 'node:crypto';
-import { createEnvelope, decryptCache, encryptionCache, type Envelope, LocalKms } from '../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, type Envelope, LocalKms } from '../src/index.node.ts';
 import { spawnEmulator } from './emulator-process.ts';
 import { TencentKms } from '../src/kms/tencent.ts';
 

@@ -7,7 +7,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { gcm } from '@noble/ciphers/aes.js';
-import { createEnvelope, decryptCache, encryptionCache, LocalKms } from '../src/index.ts';
+import { createEnvelope, decryptCache, encryptionCache, LocalKms } from '../src/index.node.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { type Case, measure, type Result } from './harness.ts';
 

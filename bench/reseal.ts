@@ -7,7 +7,7 @@
  */
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { createRecords, defineTable } from '../src/records.ts';
-import { LocalKms } from '../src/index.ts';
+import { LocalKms } from '../src/index.node.ts';
 
 const ROWS = 20_000;
 const PARTITIONS = 10;

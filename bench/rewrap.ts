@@ -23,7 +23,7 @@
  * Flags: --messages N (default 10000), --baseline N (default 2000).
  */
 import { loadavg } from 'node:os';
-import { createEnvelope, type EnvelopeEvent, inspect, rewrap, TencentKms } from '../src/index.ts';
+import { createEnvelope, type EnvelopeEvent, inspect, rewrap, TencentKms } from '../src/index.node.ts';
 import { parseHeader } from '../src/core/header.ts';
 import { setFaults, startEmulatorProcess, TENCENT_QUOTAS } from './fleet.ts';
 

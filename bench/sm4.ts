@@ -17,7 +17,7 @@ import { hkdfExpandSm3, hmacSm3Prepare } from '../src/sm4/sm3.ts';
 import { sm4Ctr32, sm4ExpandKey } from '../src/sm4/sm4.ts';
 import { Ghash } from '../src/sm4/ghash.ts';
 import { GHASH } from '@noble/ciphers/_polyval.js';
-import { type BackendName, createEnvelope, decryptCache, encryptionCache, LocalKms, openStream, openSync, sealStream, sealSync, type SuiteName } from '../src/index.ts';
+import { type BackendName, createEnvelope, decryptCache, encryptionCache, LocalKms, openStream, openSync, sealStream, sealSync, type SuiteName } from '../src/index.node.ts';
 import { type Suite, sm4 as sm4Suite } from '../src/sm4.ts';
 import { type Case, formatNs, type Result, ratioTo } from './harness.ts';
 

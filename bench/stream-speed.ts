@@ -10,7 +10,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { createEnvelope, LocalKms, openStream, sealStream } from '../src/index.ts';
+import { createEnvelope, LocalKms, openStream, sealStream } from '../src/index.node.ts';
 import { measure, ratioTo, type Result } from './harness.ts';
 
 const MiB = 1024 * 1024;

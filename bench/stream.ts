@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { createEnvelope, LocalKms, openStream, sealStream } from '../src/index.ts';
+import { createEnvelope, LocalKms, openStream, sealStream } from '../src/index.node.ts';
 import { openFile, sealFile } from '../src/node.ts';
 import { defaultWorkers } from '../src/node/worker-pool.ts';
 

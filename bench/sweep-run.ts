@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { createKeyHierarchy } from '../src/hierarchy.ts';
 import { createRecords, defineTable, rotationSweep } from '../src/records.ts';
-import { type KeyProvider } from '../src/index.ts';
+import { type KeyProvider } from '../src/index.node.ts';
 import { PostgresKeyStore } from '../src/hierarchy.ts';
 import { sweepPostgres } from '../src/records.ts';
 

@@ -6,7 +6,7 @@
  * BENCH_SWEEP_ROWS and BENCH_SWEEP_WORKERS (default 1,2) change the rows and the worker counts.
  */
 import pg from 'pg';
-import { TencentKms } from '../src/index.ts';
+import { TencentKms } from '../src/index.node.ts';
 import { spawnEmulator } from './emulator-process.ts';
 import { startPostgres } from './postgres-process.ts';
 import { sweepBench } from './sweep-run.ts';

@@ -355,6 +355,7 @@ export class DecryptCache {
   readonly #entries = new Lru<Remembered>();
   readonly #emit: Emit;
   readonly #now: () => number;
+  #ids: DecryptCacheIds | undefined;
 
   constructor(options: DecryptCacheOptions, emit: Emit, now: () => number = Date.now) {
     this.#options = { ...DECRYPT_CACHE_DEFAULTS, ...options };
@@ -362,6 +363,14 @@ export class DecryptCache {
     positive(this.#options.maxEntries, 'decryptCache.maxEntries');
     this.#emit = emit;
     this.#now = now;
+  }
+
+  /**
+   * The id a wrapped key is remembered under (decryptCacheId, memoised). Here rather than in the
+   * engine, so that an envelope without a decrypt cache carries no hashing of wrapped keys.
+   */
+  id(backend: CryptoBackend, suite: number, wrapped: Uint8Array, context: Uint8Array): string {
+    return (this.#ids ??= new DecryptCacheIds(backend)).id(suite, wrapped, context);
   }
 
   /**
@@ -416,7 +425,8 @@ export class DecryptCache {
 /** A KMS call shared by its waiters; its signal aborts once every waiter has left by aborting. */
 interface Flight<T> {
   readonly promise: Promise<T>;
-  readonly controller: AbortController;
+  /** Undefined when the flight's starter gave no signal: it never leaves early, so nothing aborts the flight. */
+  readonly controller: AbortController | undefined;
   waiters: number;
 }
 
@@ -432,7 +442,7 @@ async function waitFor<T>(flight: Flight<T>, signal: AbortSignal | undefined, ab
   } catch (error) {
     if (signal?.aborted && error === signal.reason && flight.waiters === 1) {
       abandon();
-      flight.controller.abort(signal.reason);
+      flight.controller?.abort(signal.reason);
     }
     throw error;
   } finally {
@@ -447,12 +457,16 @@ async function waitFor<T>(flight: Flight<T>, signal: AbortSignal | undefined, ab
 export class DecryptFlights {
   readonly #flights = new Map<string, Flight<Uint8Array>>();
 
-  async run(id: string, decrypt: (signal: AbortSignal) => Promise<Uint8Array>, signal?: AbortSignal): Promise<Uint8Array> {
+  /**
+   * `decrypt` gets a signal only when the caller gave one: a flight started without one has a
+   * waiter that never leaves early, so no AbortController, listener or timer is spent on it.
+   */
+  async run(id: string, decrypt: (signal: AbortSignal | undefined) => Promise<Uint8Array>, signal?: AbortSignal): Promise<Uint8Array> {
     throwIfAborted(signal);
     let flight = this.#flights.get(id);
     if (!flight) {
-      const controller = new AbortController();
-      flight = { promise: decrypt(controller.signal), controller, waiters: 0 };
+      const controller = signal ? new AbortController() : undefined;
+      flight = { promise: decrypt(controller?.signal), controller, waiters: 0 };
       flight.promise.catch(() => {}); // a flight every waiter left may still fail: nobody waits for it
       this.#flights.set(id, flight);
     }

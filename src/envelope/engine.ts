@@ -28,7 +28,6 @@ import {
   cacheFrom,
   type DecryptCache,
   type DecryptCacheChoice,
-  DecryptCacheIds,
   DecryptFlights,
   type EncryptionCache,
   type EncryptionCacheChoice,
@@ -384,7 +383,7 @@ function payloadContext(authenticated: Uint8Array, context: CanonicalContext, de
 async function generate(s: Settings, context: CanonicalContext, detached: boolean, compact: boolean, signal: AbortSignal | undefined): Promise<CachedKeyMaterial<HeaderParts>> {
   const { suite } = s;
   const kms = requireKms(s, 'none');
-  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context, ...(signal ? { signal } : {}) }), signal);
+  const dataKey = await timed(s, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: suite.keySpec, context, signal }), signal);
   const key = dataKey?.plaintextKey;
   try {
     if (!(key instanceof Uint8Array) || key.length !== KEY_LENGTH_BY_SPEC[suite.keySpec]) {
@@ -554,7 +553,6 @@ function checkPayloadLength(header: ParsedHeader, payloadLength: number | undefi
 /** beginOpen: synchronous when a cache (or the hierarchy) has the key. */
 function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
   const flights = new DecryptFlights();
-  const cacheIds = new DecryptCacheIds(s.backend);
   const { decryptCache } = s;
 
   function withHierarchy(header: ParsedHeader, context: CanonicalContext, openOptions: OpenOptions, borrow: boolean, warmOnly: boolean): OpenSession | Promise<OpenSession> {
@@ -600,7 +598,10 @@ function openStarter(s: Settings): EnvelopeCore['beginOpen'] {
     }
     const keySpec = header.suite.keySpec;
     // The wrapped-key section names the provider, the key id and the blob; the suite fixes the key spec.
-    const id = cacheIds.id(header.suite.id, header.wrappedBytes, context.encoded);
+    // The decrypt cache files a key under a hash (it outlives the message); a flight or a batch needs only an exact id.
+    const id = decryptCache
+      ? decryptCache.id(s.backend, header.suite.id, header.wrappedBytes, context.encoded)
+      : `${header.suite.id}.${base64.encode(header.wrappedBytes)}.${base64.encode(context.encoded)}`;
     const session = ({ key, keyState, borrowed }: RememberedKey, hitPending = false): OpenSession => ({
       header,
       context,
@@ -644,7 +645,7 @@ async function decryptFirst(
   attempts: readonly OpenAttempt[],
   keySpec: PayloadSuite['keySpec'],
   context: CanonicalContext,
-  signal: AbortSignal,
+  signal: AbortSignal | undefined,
 ): Promise<Uint8Array> {
   let failure: unknown;
   for (const [n, { provider, wrapped, index }] of attempts.entries()) {
@@ -656,7 +657,7 @@ async function decryptFirst(
       s.emit({ type: 'wrapped-key-used', provider: provider.id, keyId, index, attempt: n + 1 });
       return fresh;
     } catch (error) {
-      if (signal.aborted && error === signal.reason) throw error;
+      if (signal?.aborted && error === signal.reason) throw error;
       failure = error;
     }
   }

@@ -143,6 +143,29 @@ describe('cancellation: an abort during the KMS call', { timeout: 5000 }, () => 
     expect(allWiped(kms.inner.handedOut)).toBe(true);
   });
 
+  it('without a signal no abort machinery is made: no AbortController, and the KMS calls get no signal', async () => {
+    const kms = new HeldProvider();
+    kms.hold = false;
+    const envelope = createEnvelope({ kms });
+    const Original = globalThis.AbortController;
+    let made = 0;
+    globalThis.AbortController = class extends Original {
+      constructor() {
+        super();
+        made++;
+      }
+    };
+    try {
+      const sealed = await envelope.seal('fresh');
+      expect(await Promise.all([envelope.openString(sealed), envelope.openString(sealed)])).toEqual(['fresh', 'fresh']);
+    } finally {
+      globalThis.AbortController = Original;
+    }
+    expect(made).toBe(0);
+    expect(kms.signals).toEqual([undefined, undefined]); // one GenerateDataKey, one Decrypt shared by both opens
+    await envelope.close();
+  });
+
   it('concurrent seals share one GenerateDataKey (encryption cache): one that aborts leaves the others their key', async () => {
     const kms = new HeldProvider();
     const envelope = createEnvelope({ kms, cache: encryptionCache() });
