@@ -47,7 +47,8 @@ describe('events', () => {
 
     let clock = 0;
     const seen: HierarchyEvent[] = [];
-    const reader = createKeyHierarchy({ store: storeOf(table), kms: kms(), now: () => clock, ttlMs: 1000, jitter: 0, breakerFailures: 1, breakerCooldownMs: 50 });
+    // sealGraceMs: 0, so that warm() after the outage loads the key (with the grace it would seal with the held one).
+    const reader = createKeyHierarchy({ store: storeOf(table), kms: kms(), now: () => clock, ttlMs: 1000, jitter: 0, breakerFailures: 1, breakerCooldownMs: 50, sealGraceMs: 0 });
     const records = createRecords({ hierarchy: reader, onEvent: (e) => seen.push(e) });
     const envelope = createEnvelope({ hierarchy: reader, partition: 'acme' });
     expect(await envelope.openString(sealed)).toBe('hello');
@@ -103,6 +104,8 @@ describe('audit', () => {
       { operation: 'shred', partitions: ['zeta'], versions: [], ok: true, counts: { versionsDeleted: 1, masterKeyDisabled: 0 } },
       { operation: 'create-version', partitions: ['zeta'], versions: [2], ok: true },
       { operation: 'create-version', partitions: ['zeta#blind-index'], versions: [2], ok: true },
+      // recreate() makes the keys of every derived partition a shred covers again: blind indexes and search.
+      { operation: 'create-version', partitions: ['zeta#search'], versions: [2], ok: true },
       { operation: 'recreate', partitions: ['zeta'], versions: [2], ok: true },
       { operation: 'rotate-master-key', partitions: [], versions: [], ok: false, errorCode: 'TypeError' },
     ]);
@@ -200,7 +203,8 @@ describe('close({ drain }) and health()', () => {
 
   it('health(): store reachable, KMS ok or within grace, active keys loaded; no KMS call', async () => {
     let clock = 0;
-    const hierarchy = hierarchyOf({ now: () => clock, ttlMs: 1000, jitter: 0 });
+    // sealGraceMs: 0: a warm() past the TTL with the KMS failing fails instead of sealing within the outage grace.
+    const hierarchy = hierarchyOf({ now: () => clock, ttlMs: 1000, jitter: 0, sealGraceMs: 0 });
     expect(await hierarchy.health({ partitions: ['acme'] })).toMatchObject({ ok: false, store: { ok: true }, kms: 'ok', notLoaded: ['acme'] });
     await hierarchy.warm(['acme']);
     const calls = emulator.stats();
