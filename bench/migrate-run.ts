@@ -260,7 +260,7 @@ async function runWorkers(o: MigrateOptions, env: Record<string, string>, script
 function verifierScript(o: MigrateOptions, table: string): string {
   const read =
     o.kind === 'postgres'
-      ? `(await pool.query(\`SELECT t.*, s.email AS s_email, s.photo AS s_photo FROM \${table} t FULL JOIN \${table}_shadow s USING (id) WHERE coalesce(t.id, s.id) > $1 ORDER BY coalesce(t.id, s.id) LIMIT 2000\`, [after])).rows`
+      ? `(await pool.query(\`SELECT s.id, t.tenant, t.email, t.photo, t.email_idx, t.key_version, s.email AS s_email, s.photo AS s_photo FROM \${table}_shadow s LEFT JOIN \${table} t ON t.id = s.id WHERE s.id > $1 ORDER BY s.id LIMIT 2000\`, [after])).rows`
       : `db.prepare(\`SELECT t.*, s.email AS s_email, s.photo AS s_photo FROM \${table}_shadow s LEFT JOIN \${table} t USING (id) WHERE s.id > ? ORDER BY s.id LIMIT 2000\`).all(after)`;
   return `${prelude(o, table)}
     const sealedTable = migration.sealed;
