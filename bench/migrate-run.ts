@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { strongestLock } from '../src/records/sql/ddl.ts';
 
 export interface MigrateOptions {
   kind: 'postgres' | 'sqlite';
@@ -145,8 +146,6 @@ function spawnScript(script: string, env: Record<string, string>, ipc = false): 
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-export const LOCK_ORDER = ['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'];
-const strongest = (modes: Iterable<string>) => [...modes].sort((a, b) => LOCK_ORDER.indexOf(b) - LOCK_ORDER.indexOf(a))[0] ?? 'none';
 
 /** The database side of the harness: setup, the counts, the sampler, the verifier's reads. */
 interface Db {
@@ -307,9 +306,9 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
     const verified = JSON.parse((await spawnScript(verifierScript(o, table), env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
     const rowsPerSecondPerWorker = Math.round(o.rows / seconds / o.workers);
     const writesPerSecond = Math.round(traffic.writes / traffic.seconds);
-    const strongestLock = o.kind === 'postgres' ? strongest(locks) : 'none (SQLite: no table locks)';
-    const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestLock}, kills ${kills}`;
-    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock, kills, seconds, line };
+    const strongestHeld = o.kind === 'postgres' ? (strongestLock(locks) ?? 'none') : 'none (SQLite: no table locks)';
+    const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestHeld}, kills ${kills}`;
+    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, line };
   } finally {
     if (!o.table) for (const t of [table, `${table}_shadow`, `${table}_keys`, ...(o.kind === 'postgres' ? [`${table}_keys_tombstones`] : [])]) await db.exec(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
     await db.close();
