@@ -12,6 +12,25 @@ const read = (name, ext) => {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() : undefined;
 };
 
+function failedTests(suite, report) {
+  const lines = [];
+  for (const file of report.testResults ?? []) {
+    const where = path.relative(process.cwd(), file.name ?? '');
+    const failedAssertions = (file.assertionResults ?? []).filter((test) => test.status === 'failed');
+    if (failedAssertions.length === 0 && file.status === 'failed') {
+      lines.push(`${suite} FAILED ${where}: ${firstLines(file.message)}`);
+    }
+    for (const test of failedAssertions) {
+      lines.push(`${suite} FAILED ${where} > ${test.fullName}: ${firstLines((test.failureMessages ?? []).join(' '))}`);
+    }
+  }
+  return lines;
+}
+function firstLines(text) {
+  return String(text ?? '').split('\n').slice(0, 4).join(' | ').slice(0, 600);
+}
+
+const failures = [];
 let passed = 0;
 let failed = 0;
 for (const name of names) {
@@ -37,6 +56,10 @@ for (const name of names) {
   }
   passed += report.numPassedTests;
   failed += suiteFailed;
+  failures.push(...failedTests(name, report));
 }
+// The failed tests by name, with the first lines of each message, printed last so the end of the
+// log says what failed and where.
+for (const line of failures) console.log(line);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);
