@@ -29,6 +29,7 @@ export {
   type StreamSealOptions,
   type SuiteName,
 } from './envelope/envelope.ts';
+export type { CloseOptions, CloseReport } from './core/work-in-flight.ts';
 export { rewrap, type RewrapOptions } from './envelope/rewrap.ts';
 export { openStream, sealStream } from './envelope/stream.ts';
 export { openRange, type FileHandleLike, type RangeOptions, type RangeSource, type ReadAt } from './envelope/range.ts';

@@ -49,7 +49,7 @@ export class HeaderTruncatedError extends HeaderMalformedError {}
 export class UnsupportedVersionError extends EnvelopeError {
   readonly version: number;
   constructor(version: number) {
-    super('ERR_UNSUPPORTED_VERSION', `unsupported message version ${version} (this library reads version 1)`);
+    super('ERR_UNSUPPORTED_VERSION', `unsupported message version ${version} (this library reads versions 1 and 2)`);
     this.version = version;
   }
 }
@@ -149,7 +149,7 @@ export class KeyUnavailableError extends EnvelopeError {
  */
 export class KeyNotWarmError extends EnvelopeError {
   constructor(what: string) {
-    super('ERR_KEY_NOT_WARM', `${what} needs its key in memory and it is not there yet: warm it first (for example await records.warm([partition]) or any async call), then retry`);
+    super('ERR_KEY_NOT_WARM', `${what} needs its key loaded in memory: warm it first (await records.warm([partition]) or any async call), then retry`);
   }
 }
 

@@ -35,6 +35,7 @@ import {
   type RememberedKey,
 } from '../economy/cache.ts';
 import { type EnvelopeEvent, type EventListener, emitter } from '../economy/events.ts';
+import type { CloseOptions, CloseReport } from '../core/work-in-flight.ts';
 import { type KeySource, keySourceOf, type KeySourceOwner, type SuiteKey } from '../core/key-source.ts';
 import type { DataKey, KeyProvider } from '../kms/key-provider.ts';
 import { type OpenAttempt, openAttempts, resolveWrapping, type Wrapping, type WrappingOptions, wrapAlso } from './wrapped-keys.ts';
@@ -232,7 +233,8 @@ export interface EnvelopeCore {
    * and throws KeyNotWarmError naming `what`.
    */
   trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
-  close(): Promise<void>;
+  /** Refuses new calls, drains (or refuses, per `drain`) those under way, then wipes every cached key. */
+  close(options?: CloseOptions): Promise<CloseReport>;
 }
 
 /** What the payload openers take from an open session. */
@@ -664,39 +666,31 @@ async function decryptFirst(
   throw failure;
 }
 
-/** Work under way, which close() waits for; work that finishes synchronously costs one settled promise. */
-function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['trackSync']; drain: () => Promise<void> } {
+/**
+ * Work under way, which close() waits for; work that finishes synchronously costs one settled
+ * promise. Work that settles after the drain ended (drain false, or its ms ran out) is refused:
+ * its result wiped, ERR_CLOSED in its place. close() still waits for it to settle, so no cached
+ * key is wiped under a call that is using it.
+ */
+function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['trackSync']; drain: (options?: CloseOptions) => Promise<CloseReport> } {
   let active = 0;
   let idle: Promise<void> | undefined;
   let drained: (() => void) | undefined;
   let closed = false;
+  let refusing = false;
+  const report: CloseReport = { drained: 0, refused: 0, timedOut: false };
   const leave = (): void => {
     if (--active === 0) drained?.();
   };
-  function track<T>(work: () => T | Promise<T>): Promise<T> {
-    if (closed) return Promise.reject(new ClosedError());
-    active++;
-    let result: T | Promise<T>;
-    try {
-      result = work();
-    } catch (error) {
-      leave();
-      return Promise.reject(error);
-    }
-    if (!(result instanceof Promise)) {
-      leave();
-      return Promise.resolve(result);
-    }
-    return result.then(
-      (value) => (leave(), value),
-      (error: unknown) => {
-        leave();
-        throw error;
-      },
-    );
-  }
-  function trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T {
-    if (closed) throw new ClosedError();
+  const refusal = (): ClosedError => (report.refused++, new ClosedError());
+  const settled = (): boolean => {
+    leave();
+    if (!refusing && closed) report.drained++;
+    return !refusing;
+  };
+  /** Runs `work`, counted while it runs: a synchronous result or error leaves at once. */
+  function begin<T>(work: () => T | Promise<T>): T | Promise<T> {
+    if (closed) throw refusal();
     active++;
     let result: T | Promise<T>;
     try {
@@ -705,19 +699,53 @@ function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['tra
       leave();
       throw error;
     }
-    if (!(result instanceof Promise)) {
-      leave();
-      return result;
+    if (!(result instanceof Promise)) leave();
+    return result;
+  }
+  function track<T>(work: () => T | Promise<T>): Promise<T> {
+    let result: T | Promise<T>;
+    try {
+      result = begin(work);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    if (!(result instanceof Promise)) return Promise.resolve(result);
+    return result.then(
+      (value) => {
+        if (settled()) return value;
+        wipeResult(value);
+        throw refusal();
+      },
+      (error: unknown) => {
+        throw settled() ? error : refusal();
+      },
+    );
+  }
+  function trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T {
+    const result = begin(work);
+    if (!(result instanceof Promise)) return result;
     // The key was not in memory: the work loads it and finishes in the background; its result is not wanted.
     result.then(discard, () => {}).finally(leave);
     throw new KeyNotWarmError(what);
   }
-  async function drain(): Promise<void> {
+  async function drain({ drain: wait = true }: CloseOptions = {}): Promise<CloseReport> {
+    if (typeof wait !== 'boolean' && !(typeof wait === 'number' && wait >= 0)) throw new TypeError('"drain" expected a boolean or ms >= 0');
     closed = true;
-    if (active > 0) await (idle ??= new Promise<void>((done) => (drained = done)));
+    refusing = !wait;
+    idle ??= new Promise<void>((done) => (active ? (drained = done) : done()));
+    // A drain of some ms: what is still running when they are up is refused as it settles.
+    const timer = typeof wait === 'number' ? setTimeout(() => (report.timedOut = refusing = true), wait) : undefined;
+    await idle;
+    clearTimeout(timer);
+    return { ...report };
   }
   return { track, trackSync, drain };
+}
+
+/** Wipes what a refused call would have returned: plaintext bytes, or an open result's plaintext. */
+function wipeResult(value: unknown): void {
+  const plaintext = value instanceof Uint8Array ? value : (value as { plaintext?: unknown } | undefined)?.plaintext;
+  if (plaintext instanceof Uint8Array) wipe(plaintext);
 }
 
 /** Creates the shared core of an envelope bound to one key provider. */
@@ -733,10 +761,11 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     beginOpen: openStarter(s),
     track,
     trackSync,
-    async close() {
-      await drain();
+    async close(options) {
+      const report = await drain(options);
       await s.encryptionCache?.close();
       s.decryptCache?.close();
+      return report;
     },
   };
 }

@@ -11,6 +11,7 @@ import type { EncryptionContext } from '../core/context.ts';
 import { parseHeader } from '../core/header.ts';
 import { type KeyPolicy, policyFindings } from '../core/key-policy.ts';
 import type { PayloadSuite } from '../core/suites.ts';
+import type { CloseOptions, CloseReport } from '../core/work-in-flight.ts';
 import { type Bytes, keyNames, openBuffer, type OpenResult, plaintextOf, sealBuffer } from './buffers.ts';
 import { bindCore, createEnvelopeCore, type EnvelopeCore, type EnvelopeOptions, type OpenOptions, type SealOptions } from './engine.ts';
 
@@ -67,8 +68,12 @@ export interface Envelope {
   openString(sealed: ByteInput, options?: OpenOptions): Promise<string>;
   /** open() returning the context and key id the message names, too. */
   openWithInfo(sealed: ByteInput, options?: OpenOptions): Promise<OpenResult>;
-  /** Waits for work under way, then wipes every cached key; later calls fail with ERR_CLOSED. */
-  close(): Promise<void>;
+  /**
+   * Refuses new calls (ERR_CLOSED), waits for calls under way (`drain`: true, the default; a number
+   * of ms, after which what is still running is refused; false: refuse them at once), then wipes
+   * every cached key. The report counts the calls drained and refused.
+   */
+  close(options?: CloseOptions): Promise<CloseReport>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -102,12 +107,12 @@ class EnvelopeImpl implements Envelope {
     return this.#core.track(() => openBuffer(this.#core, sealed, options, { info: true }));
   }
 
-  close(): Promise<void> {
-    return this.#core.close();
+  close(options?: CloseOptions): Promise<CloseReport> {
+    return this.#core.close(options);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
-    return this.#core.close();
+    return this.#core.close() as Promise<unknown> as Promise<void>;
   }
 }
 

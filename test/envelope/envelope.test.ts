@@ -267,3 +267,60 @@ describe('seal/open', () => {
     await expect(envelopes.node.open(b64)).rejects.toThrow(/base64/);
   });
 });
+
+describe('close({ drain })', () => {
+  /** A provider whose calls wait until the test opens the gate: the seals and opens are under way when close() begins. */
+  function gatedProvider() {
+    const inner = new InstrumentedProvider(kms);
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const provider = {
+      id: inner.id,
+      generateDataKey: async (request: Parameters<InstrumentedProvider['generateDataKey']>[0]) => (await gate, inner.generateDataKey(request)),
+      decryptDataKey: async (request: Parameters<InstrumentedProvider['decryptDataKey']>[0]) => (await gate, inner.decryptDataKey(request)),
+    };
+    return { provider, inner, open };
+  }
+  const codeOf = (r: PromiseSettledResult<unknown>): string => (r.status === 'fulfilled' ? 'ok' : String((r.reason as { code?: string }).code));
+
+  it('by default waits for the seals under way, reports them drained, then refuses new calls', async () => {
+    const { provider, inner, open } = gatedProvider();
+    const envelope = createEnvelope({ kms: provider });
+    const seals = Array.from({ length: 20 }, (_, i) => envelope.seal(`row ${i}`));
+    let closed = false;
+    const closing = envelope.close().then((report) => ((closed = true), report));
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    expect(closed).toBe(false); // it waits for the KMS calls the seals are making
+    await expect(envelope.seal('late')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    open();
+    expect(await closing).toEqual({ drained: 20, refused: 1, timedOut: false });
+    expect((await Promise.allSettled(seals)).map(codeOf)).toEqual(Array(20).fill('ok'));
+    expect(inner.allWiped()).toBe(true);
+  });
+
+  it('with drain false refuses the opens under way, wipes what they would have returned, and waits for them to settle', async () => {
+    const sealed = await Promise.all(Array.from({ length: 10 }, (_, i) => envelopes.node.seal(`secret ${i}`)));
+    const { provider, inner, open } = gatedProvider();
+    const envelope = createEnvelope({ kms: provider });
+    const opens = sealed.map((m) => envelope.open(m));
+    const closing = envelope.close({ drain: false });
+    open();
+    expect(await closing).toEqual({ drained: 0, refused: 10, timedOut: false });
+    expect((await Promise.allSettled(opens)).map(codeOf)).toEqual(Array(10).fill('ERR_CLOSED'));
+    expect(inner.calls.decrypt).toBe(10);
+    expect(inner.allWiped()).toBe(true);
+  });
+
+  it('with a drain in ms refuses what is still running when it ends, and says it timed out', async () => {
+    const { provider, open } = gatedProvider();
+    const envelope = createEnvelope({ kms: provider });
+    const seals = Array.from({ length: 5 }, () => envelope.seal('x'));
+    const closing = envelope.close({ drain: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 1)); // after the drain's own timer
+    open();
+    expect(await closing).toEqual({ drained: 0, refused: 5, timedOut: true });
+    expect((await Promise.allSettled(seals)).map(codeOf)).toEqual(Array(5).fill('ERR_CLOSED'));
+    await expect(createEnvelope({ kms }).close({ drain: -1 })).rejects.toThrow(TypeError);
+    expect(await createEnvelope({ kms }).close({ drain: 5 })).toEqual({ drained: 0, refused: 0, timedOut: false });
+  });
+});

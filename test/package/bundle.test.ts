@@ -27,10 +27,12 @@ import { makeConsumer, packOnce, removeDir, run, tempDir } from './pack.ts';
  * condition, and the portable AES-GCM (@noble/ciphers) only with the synchronous functions;
  * 65,993 B with the open's partition check of issue 22 (it reached 66,019 B before its check was
  * written shorter); 65,530 B with issue 30 (the hashing of wrapped keys for the decrypt cache's
- * ids lives in the decrypt cache: an open without one keys its single flight by an exact spelling).
+ * ids lives in the decrypt cache: an open without one keys its single flight by an exact spelling);
+ * 65,987 B with envelope.close({ drain }) of issue 29 (its report and refusals; the KeyNotWarm
+ * message written shorter to fit).
  */
 const BUDGET_MINIFIED = 66_000;
-const MEASURED_MINIFIED = 65_530;
+const MEASURED_MINIFIED = 65_987;
 
 const BROWSER_APP = `
 import { createEnvelope, LocalKms } from 'kms-envelope';
