@@ -117,6 +117,12 @@ export interface SweepOptions {
   onEvent?: (event: SweepEvent) => void;
   /** Rows transformed at once within a batch; default 16. */
   concurrency?: number;
+  /**
+   * Whether a row still matches `pending` after it was written (a plan that finds its rows by their
+   * values' headers, with no marker to move): with several workers, each remembers the rows this
+   * run wrote so that no row is read, and counted, twice.
+   */
+  writtenStayPending?: boolean;
 }
 
 /** Error codes that are the KMS's or the machine's, not the row's: the sweep stops on them. */
@@ -161,7 +167,7 @@ async function mapLimited<I, O>(items: readonly I[], limit: number, work: (item:
  * (ERR_KMS, ERR_KEY_UNAVAILABLE): every batch committed before stays done, and a new run resumes.
  */
 export async function runSweep(driver: SweepDriver, options: SweepOptions): Promise<SweepSummary> {
-  const { transform, signal } = options;
+  const { transform, signal, writtenStayPending } = options;
   if (typeof transform !== 'function') throw new TypeError('"transform" expected a function of a row');
   const batchSize = options.batchSize ?? 500;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new RangeError('"batchSize" must be an integer from 1 to 10000');
@@ -185,8 +191,9 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
   emit({ type: 'start', pending, workers });
   let failedElsewhere: unknown;
 
-  // Rows this run failed or found current stay pending: with several workers another one reads
-  // them again, and is to skip them (counted once, never retried in the same run).
+  // Rows this run failed or found current stay pending (and written ones too, for plans that
+  // say so): with several workers another one reads them again, and is to skip them (counted
+  // once, never retried in the same run).
   const settled = workers > 1 ? new Set<string>() : undefined;
   const keyId = (key: readonly unknown[]): string => JSON.stringify(key, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
 
@@ -218,7 +225,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
             if (!isRowFailure(outcome.failed)) throw outcome.failed;
             rowFailures.push(describeFailure(key, outcome.failed));
           }
-          if (settled && !('write' in outcome)) settled.add(keyId(key));
+          if (settled && (writtenStayPending || !('write' in outcome))) settled.add(keyId(key));
         }
         batch.written += writes.length;
         batch.failed = rowFailures.length;
@@ -329,6 +336,8 @@ export interface RecordSweepPlan {
    */
   params?: () => Promise<readonly unknown[]>;
   transform: RowTransform;
+  /** See SweepOptions.writtenStayPending: true for plans whose `pending` no write moves. */
+  writtenStayPending?: boolean;
 }
 
 function checkedTable(table: unknown): AnyTable {
@@ -428,6 +437,7 @@ function tenantRotation(records: Records, t: AnyTable, options: TenantRotationOp
     pending,
     params,
     transform: byHeaders ? headerTransform(t, targetOf, reseal) : reseal,
+    ...(byHeaders ? { writtenStayPending: true } : {}),
   };
 }
 
@@ -552,6 +562,7 @@ export function rewrapSweep(
   return {
     columns: [...columns],
     pending: options.pending ?? columns.map((c) => `${quoteIdentifier(c)} IS NOT NULL`).join(' OR '),
+    writtenStayPending: true,
     async transform(row) {
       const write: Record<string, unknown> = {};
       try {

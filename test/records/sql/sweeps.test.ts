@@ -164,6 +164,18 @@ describe('table sweeps on PostgreSQL', () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows[0].n).toBe(1000);
   });
 
+  it('a rotation by the values\' headers with several workers reads and counts each row once (its written rows still match pending)', async () => {
+    const { hierarchy, records } = setup();
+    const table = await pgTable();
+    await insertSealed(records, table, plainRows(300));
+    await rotated(hierarchy);
+    const plan = rotationSweep(records, customers, { partitions: ['acme', 'globex'], versionsFrom: 'headers' });
+    const summary = await sweepPostgres(pool, { table, key: 'id', ...plan, batchSize: 10, workers: 3 });
+    expect(summary).toMatchObject({ seen: 300, written: 300, current: 0, failed: 0 });
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table}_log`)).rows[0].n).toBe(300);
+    expect(await sweepPostgres(pool, { table, key: 'id', ...plan, batchSize: 10, workers: 3 })).toMatchObject({ seen: 300, written: 0, current: 300 });
+  });
+
   it('a row that fails to open is reported and skipped, not rewritten; the others are done', async () => {
     const { hierarchy, records } = setup();
     const table = await pgTable();
