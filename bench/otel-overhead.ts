@@ -12,7 +12,7 @@
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { createOpenTelemetry } from '../src/adapters/opentelemetry.ts';
-import { LocalKms } from '../src/index.ts';
+import { LocalKms } from '../src/index.node.ts'; // the node:crypto backend, as a Node app gets it
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { createRecords, defineTable, type Records } from '../src/records.ts';
 
