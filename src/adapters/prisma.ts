@@ -10,11 +10,14 @@
  *
  * Tables are given by model name, their columns by field name; each sealed column is a `String`
  * field (or `Bytes` for `encoding: 'bytes'`) whatever its plaintext type, its blind index a
- * `String` field, the marker an `Int`. Writes are sealed (create, createMany, update, updateMany,
- * upsert, nested creates), reads opened (every operation that returns rows, with their relations).
- * Searches: equals, in and notIn through the blind index, the false positives dropped after the
- * open. Everything else that touches a sealed column throws UnsupportedQueryError
- * (ERR_UNSUPPORTED_QUERY), naming the field and the operator.
+ * `String` field, range and prefix tokens a `BigInt[]` field, the marker an `Int`. Writes are
+ * sealed (create, createMany, update, updateMany, upsert, nested creates), reads opened (every
+ * operation that returns rows, with their relations). A row-version table's writes set every
+ * sealed column and the new version, or none (else RowVersionError, ERR_ROW_VERSION).
+ * Searches: equals, in and notIn through the blind index, gt/gte/lt/lte and startsWith through
+ * the range and prefix indexes, the false positives dropped after the open; in relation filters
+ * and nested reads too, resolved to the exact related rows. Everything else that touches a sealed
+ * column throws UnsupportedQueryError (ERR_UNSUPPORTED_QUERY), naming the field and the operator.
  *
  * The reads the extension makes of its own (the candidates of a search, the rows of an updateMany
  * that seals, the marker of a partial update) go through Prisma's request for the operation, as a
