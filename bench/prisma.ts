@@ -49,12 +49,12 @@ const schema = `kmse_bench_prisma_${process.pid}`;
 const base = makeClient(server.url, schema);
 try {
   await base.$executeRawUnsafe(`CREATE SCHEMA ${schema}`);
-  const tables = readFileSync(new URL('test/prisma/tables.sql', root), 'utf8').replace(/--.*$/gm, '').replace(/\b(customers|orders)\b/g, `${schema}.$1`);
+  const tables = readFileSync(new URL('test/prisma/tables.sql', root), 'utf8').replace(/--.*$/gm, '').replace(/\b(customers|orders|accounts)\b/g, `${schema}.$1`);
   for (const statement of tables.split(';')) if (statement.trim()) await base.$executeRawUnsafe(statement);
   const records = createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() }) });
   const db = withEncryption(base, { records, tables: { Customer: customers } });
   const rows = Array.from({ length: ROWS }, (_, i) => ({ id: `r${i}`, tenant: i % 2 ? 'acme' : 'globex', email: `user${i}@example.com`, age: 20 + (i % 60), born: new Date(Date.UTC(1970 + (i % 50), i % 12, 1 + (i % 28))) }));
-  const clear = () => base.$executeRawUnsafe(`TRUNCATE ${schema}.orders, ${schema}.customers`);
+  const clear = () => base.$executeRawUnsafe(`TRUNCATE ${schema}.accounts, ${schema}.orders, ${schema}.customers`);
   const times = { extWrite: [] as number[], extRead: [] as number[], apiWrite: [] as number[], apiRead: [] as number[] };
   for (let pass = 0; pass < PASSES; pass++) {
     await clear();

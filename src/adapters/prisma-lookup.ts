@@ -5,7 +5,7 @@
  * then runs on those rows' primary keys, so its selection, ordering and relations are Prisma's.
  */
 import type { FieldSpec, Records, SealedRow } from '../records.ts';
-import { type AnyTable, bindingColumns, refuse, type Row } from './prisma-models.ts';
+import { type AnyTable, openColumns, refuse, type Row } from './prisma-models.ts';
 import type { Condition, WhereTranslator } from './prisma-where.ts';
 
 /** Reads rows of the model (a findMany). */
@@ -41,12 +41,12 @@ export async function resolveWhere(
 ): Promise<Row> {
   const { model, table, where, conditions } = target;
   if (table.primaryKeys.length === 0) refuse(model, conditions[0]!.column, conditions[0]!.op, 'a search on a sealed column needs the table\'s primaryKey (defineTable) to name the rows found');
-  const columns = [...new Set([...bindingColumns(table), ...conditions.map((c) => c.column)])];
+  const columns = [...new Set([...openColumns(table), ...conditions.map((c) => c.column)])];
   const candidates = await read({ where, select: Object.fromEntries(columns.map((c) => [c, true])), ...(page.orderBy === undefined ? {} : { orderBy: page.orderBy }) });
   const opened = await records.openMany(table, candidates as SealedRow<Record<string, FieldSpec>>[], { failFast: true });
   const found = opened.flatMap((r) => {
     if (!r.ok) throw r.error;
-    return translator.meets(table, r.value, conditions) ? [r.value as Row] : [];
+    return translator.meets(r.value as Row, conditions) ? [r.value as Row] : [];
   });
   const rows = paged(found, page);
   const and = where?.AND === undefined ? [] : Array.isArray(where.AND) ? where.AND : [where.AND];

@@ -3,7 +3,7 @@
  * data model, or the `datamodel` option), its relations, and the record table declared for it,
  * checked once when the extension is made so that a mistyped column fails there, not in a query.
  */
-import type { FieldSpec, Table } from '../records.ts';
+import type { FieldSpec, SearchIndexSpec, Table } from '../records.ts';
 import { UnsupportedQueryError } from '../records.ts';
 
 export type AnyTable = Table<Record<string, FieldSpec>>;
@@ -15,6 +15,7 @@ export interface PrismaField {
   readonly kind: string;
   readonly type: string;
   readonly dbName?: string | null;
+  readonly isList?: boolean;
 }
 
 /** The shape of a Prisma client's data model: its models and their fields. */
@@ -79,14 +80,22 @@ export class Models {
     };
     if (!fields) fail('is not in the client\'s data model (give tables by their model name, as in schema.prisma)');
     if (!table || typeof table.columns !== 'object' || !Array.isArray(table.primaryKeys)) fail('expected a table from defineTable()');
-    const scalar = (name: string, types: readonly string[], role: string) => {
+    const scalar = (name: string, types: readonly string[], role: string, list = false) => {
       const f = fields!.get(name);
-      if (!f || f.kind !== 'scalar' || !types.includes(f.type)) fail(`${role} ${name} must be a scalar field of type ${types.join(' or ')}${f ? `, not ${f.kind} ${f.type}` : ' (no such field)'}`);
+      // The runtime data model of the generated clients does not say which fields are lists.
+      if (!f || f.kind !== 'scalar' || !types.includes(f.type) || (f.isList !== undefined && f.isList !== list)) {
+        fail(`${role} ${name} must be a scalar field of type ${types.join(' or ')}${list ? '[]' : ''}${f ? `, not ${f.kind} ${f.type}${f.isList ? '[]' : ''}` : ' (no such field)'}`);
+      }
     };
     for (const [column, spec] of Object.entries(table.columns)) {
       scalar(column, [spec.encoding === 'bytes' ? 'Bytes' : 'String'], 'the sealed column');
       if (spec.index) scalar(spec.index.column, ['String'], `the blind index of ${column},`);
+      for (const search of searchSpecs(spec)) {
+        if (search.storage === 'json') fail(`the ${search.kind} index of ${column} stores JSON text (storage: 'json'): Prisma searches a BigInt[] field (storage: 'array', PostgreSQL)`);
+        scalar(search.column, ['BigInt'], `the ${search.kind} tokens of ${column},`, true);
+      }
     }
+    if (table.rowVersion !== undefined) scalar(table.rowVersion.column, ['Int', 'BigInt'], 'the row-version column');
     for (const key of table.primaryKeys) if (!fields!.has(key)) fail(`the primary key column ${key} is not a field`);
     if (typeof table.partition === 'function') fail('takes its partition from a function: the extension needs a partition column ({ column }) or a fixed partition, to know what to read');
     if (typeof table.partition === 'object' && !fields!.has(table.partition.column)) fail(`the partition column ${table.partition.column} is not a field`);
@@ -100,6 +109,33 @@ export const partitionColumn = (table: AnyTable): string | undefined => (typeof 
 /** The columns a sealed value is bound to: the primary key and the partition column. */
 export const bindingColumns = (table: AnyTable): string[] => [...table.primaryKeys, ...[partitionColumn(table)].filter((c): c is string => c !== undefined)];
 
+/** The columns an open needs besides the sealed ones: the binding, and the row version when the table declares one. */
+export const openColumns = (table: AnyTable): string[] => [...bindingColumns(table), ...(table.rowVersion ? [table.rowVersion.column] : [])];
+
+/** A column's range and prefix index specs, as a list. */
+export const searchSpecs = (spec: FieldSpec): readonly SearchIndexSpec[] => (spec.search === undefined ? [] : Array.isArray(spec.search) ? spec.search : [spec.search as SearchIndexSpec]);
+
+/** The columns records.seal writes from a sealed column's value: its blind index and its range and prefix tokens. */
+export const derivedColumns = (table: AnyTable, column: string): { index: string | undefined; tokens: string[] } => ({
+  index: table.columns[column]!.index?.column,
+  tokens: searchSpecs(table.columns[column]!).map((s) => s.column),
+});
+
 export function refuse(model: string, field: string | undefined, operator: string, why: string): never {
   throw new UnsupportedQueryError(field === undefined ? model : `${model}.${field}`, operator, why);
+}
+
+/** Whether a value is a decimal object (Prisma.Decimal, decimal.js): the record API takes decimals as strings. */
+const isDecimalObject = (value: unknown): value is { toFixed(): string } => typeof value === 'object' && value !== null && typeof (value as { toFixed?: unknown }).toFixed === 'function';
+
+/** A value given for a sealed column, as the record API takes it: a decimal column's Prisma.Decimal as its string. */
+export function plainValue(table: AnyTable, column: string, value: unknown): unknown {
+  return table.columns[column]?.type === 'decimal' && isDecimalObject(value) ? value.toFixed() : value;
+}
+
+/** A row's values for sealed columns as the record API takes them. */
+export function plainRow(table: AnyTable, row: Row): Row {
+  const out: Row = { ...row };
+  for (const column of Object.keys(table.columns)) if (out[column] !== undefined) out[column] = plainValue(table, column, out[column]);
+  return out;
 }

@@ -6,7 +6,7 @@
  * result tree, so that a partition's key is loaded once.
  */
 import type { FieldSpec, Records, SealedRow } from '../records.ts';
-import { type AnyTable, bindingColumns, isObject, type Models, type Row } from './prisma-models.ts';
+import { type AnyTable, isObject, type Models, openColumns, type Row } from './prisma-models.ts';
 import { refuseMention } from './prisma-where.ts';
 
 export interface ReadPlan {
@@ -16,25 +16,28 @@ export interface ReadPlan {
   readonly relations: ReadonlyMap<string, ReadPlan>;
 }
 
-/** What a relation's nested arguments may not name: the database cannot filter, order or page ciphertext. */
-const NESTED_REFUSED = ['where', 'orderBy', 'cursor', 'distinct'] as const;
+/** What a relation's nested arguments may not name: the database cannot order or page by ciphertext. */
+const NESTED_REFUSED = ['orderBy', 'cursor', 'distinct'] as const;
+
+/** A where of a model that may touch sealed columns, as one the database runs exactly (the rows it meets, by primary key). */
+export type WhereResolver = (model: string, where: unknown) => Promise<unknown>;
 
 /** The arguments with the columns the open needs added to the selection, and the plan of the result. */
-export function planSelection(models: Models, model: string, args: Row | undefined): { args: Row; plan: ReadPlan } {
+export async function planSelection(models: Models, model: string, args: Row | undefined, resolve: WhereResolver): Promise<{ args: Row; plan: ReadPlan }> {
   const table = models.table(model);
   const out: Row = { ...args };
   const strip: string[] = [];
   const relations = new Map<string, ReadPlan>();
-  const wanted = table ? bindingColumns(table) : [];
+  const wanted = table ? openColumns(table) : [];
   if (isObject(out.select)) {
     const select: Row = { ...out.select };
     const readsSealed = table !== undefined && Object.keys(table.columns).some((c) => select[c]);
     for (const column of readsSealed ? wanted : []) {
       if (!select[column]) (select[column] = true, strip.push(column));
     }
-    out.select = planRelations(models, model, select, relations);
+    out.select = await planRelations({ models, model, resolve }, select, relations);
   } else if (isObject(out.include)) {
-    out.include = planRelations(models, model, { ...out.include }, relations);
+    out.include = await planRelations({ models, model, resolve }, { ...out.include }, relations);
   }
   if (isObject(out.omit)) {
     const omit: Row = { ...out.omit };
@@ -44,18 +47,38 @@ export function planSelection(models: Models, model: string, args: Row | undefin
   return { args: out, plan: { table, strip, relations } };
 }
 
-/** Each relation of a select or include planned in turn; its nested arguments may not touch a sealed column. */
-function planRelations(models: Models, model: string, selection: Row, relations: Map<string, ReadPlan>): Row {
+/**
+ * Each relation of a select or include planned in turn: a where on its sealed columns resolved to
+ * the exact related rows (so that Prisma's take and skip count only those); ordering by them refused.
+ */
+async function planRelations(at: { models: Models; model: string; resolve: WhereResolver }, selection: Row, relations: Map<string, ReadPlan>): Promise<Row> {
+  const { models, model, resolve } = at;
   for (const [key, value] of Object.entries(selection)) {
+    if (key === '_count' && isObject(value)) {
+      selection[key] = await countSelection(at, value);
+      continue;
+    }
     const target = models.relation(model, key);
     if (!target || !value || !models.reachesSealed(target)) continue;
-    const nested = isObject(value) ? value : undefined;
+    const nested = isObject(value) ? { ...value } : undefined;
     if (nested) for (const name of NESTED_REFUSED) if (nested[name] !== undefined) refuseMention(models, target, nested[name], `${name} in a nested read (${model}.${key})`);
-    const planned = planSelection(models, target, nested);
+    if (nested?.where !== undefined) nested.where = await resolve(target, nested.where);
+    const planned = await planSelection(models, target, nested, resolve);
     relations.set(key, planned.plan);
     selection[key] = nested ? planned.args : true;
   }
   return selection;
+}
+
+/** `_count: { select: { relation: { where } } }`: each where resolved, so that the count is of the rows that meet it. */
+async function countSelection({ models, model, resolve }: { models: Models; model: string; resolve: WhereResolver }, count: Row): Promise<Row> {
+  if (!isObject(count.select)) return count;
+  const select: Row = { ...count.select };
+  for (const [key, value] of Object.entries(select)) {
+    const target = models.relation(model, key);
+    if (target && isObject(value) && value.where !== undefined) select[key] = { ...value, where: await resolve(target, value.where) };
+  }
+  return { ...count, select };
 }
 
 /** Every row of a result tree that holds sealed values, by table. */

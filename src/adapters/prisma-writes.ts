@@ -5,8 +5,8 @@
  * pins. records.seal writes each sealed column's blind index and the key-version marker; an
  * update that seals some of a row's columns keeps the marker at the lowest version of the row.
  */
-import type { FieldSpec, PlainRow, Records, Table } from '../records.ts';
-import { type AnyTable, bindingColumns, isObject, type Models, refuse, type Row } from './prisma-models.ts';
+import { type FieldSpec, type PlainRow, type Records, refusePartialWrite, RowVersionError, type Table } from '../records.ts';
+import { type AnyTable, bindingColumns, derivedColumns, isObject, type Models, plainRow, refuse, type Row } from './prisma-models.ts';
 import { pinned, refuseMention } from './prisma-where.ts';
 
 type AnyRecordTable = Table<Record<string, FieldSpec>>;
@@ -15,6 +15,34 @@ type AnyRecordTable = Table<Record<string, FieldSpec>>;
 export type MarkerReader = (model: string, where: Row, column: string) => Promise<number | bigint | null | undefined>;
 
 const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [value]);
+
+/**
+ * A row-version table's update (FORMAT.md §12.4): it sets every sealed column and the new version
+ * as a value, or none of them; an update of many rows never sets them (one version for every row
+ * it matches). Partial updates are refused rather than completed by reading, opening and sealing
+ * the rest of the row: that read-modify-write would need the row locked or compared on its
+ * version to lose no concurrent update, which the caller's own read and write do better.
+ */
+export function checkRowVersion(table: AnyTable | undefined, data: unknown, what: string, many = false): void {
+  const column = table?.rowVersion?.column;
+  if (column === undefined || !isObject(data)) return;
+  refusePartialWrite(table!, Object.keys(data).filter((k) => data[k] !== undefined), what);
+  if (many && data[column] !== undefined) {
+    throw new RowVersionError(table!.name, 'partial-write', `${what} sets the row version ${column} and the sealed columns of every row it matches at once: update each row by its primary key, under its own new version`);
+  }
+}
+
+/**
+ * A created row's token columns for the sealed values it leaves out or sets to null: empty (a
+ * createMany inserts every row with the same columns, NULL where a row gives none).
+ */
+function withEmptyTokens(table: AnyTable, row: Row): Row {
+  for (const column of Object.keys(table.columns)) for (const tokens of derivedColumns(table, column).tokens) row[tokens] ??= [];
+  return row;
+}
+
+/** A write's value of a plain column: `{ set: value }` unwrapped. */
+const setValue = (value: unknown): unknown => (isObject(value) && Object.keys(value).length === 1 && 'set' in value ? value.set : value);
 
 export class DataSealer {
   readonly #records: Records;
@@ -32,7 +60,7 @@ export class DataSealer {
     if (!isObject(data)) return data as Row;
     const table = this.#models.table(model);
     const { scalars, relations } = this.#split(model, data);
-    const sealed: Row = table ? await this.#records.seal(table as AnyRecordTable, scalars as PlainRow<Record<string, FieldSpec>>) : scalars;
+    const sealed: Row = table ? withEmptyTokens(table, await this.#records.seal(table as AnyRecordTable, plainRow(table, scalars) as PlainRow<Record<string, FieldSpec>>)) : scalars;
     for (const [key, value] of relations) sealed[key] = await this.#nested(model, key, value);
     return sealed;
   }
@@ -40,12 +68,12 @@ export class DataSealer {
   /** The rows of a createMany, sealed as a batch. */
   async createMany(model: string, data: unknown): Promise<unknown> {
     const table = this.#models.table(model);
-    const rows = asArray(data);
     if (!table) return data;
+    const rows = asArray(data).map((row) => (isObject(row) ? plainRow(table, row) : row));
     const sealed = await this.#records.sealMany(table as AnyRecordTable, rows as PlainRow<Record<string, FieldSpec>>[], { failFast: true });
     const out = sealed.map((r) => {
       if (!r.ok) throw r.error;
-      return r.value;
+      return withEmptyTokens(table, r.value as Row);
     });
     return Array.isArray(data) ? out : out[0];
   }
@@ -54,6 +82,7 @@ export class DataSealer {
   async update(model: string, where: Row | undefined, data: unknown): Promise<Row> {
     if (!isObject(data)) return data as Row;
     const table = this.#models.table(model);
+    checkRowVersion(table, data, `${model}.update`);
     const { scalars, relations } = this.#split(model, data);
     const out: Row = table ? await this.#sealUpdate(model, table, where, scalars) : scalars;
     for (const [key, value] of relations) out[key] = await this.#nested(model, key, value);
@@ -76,7 +105,8 @@ export class DataSealer {
     return { scalars, relations };
   }
 
-  async #sealUpdate(model: string, table: AnyTable, where: Row | undefined, scalars: Row): Promise<Row> {
+  async #sealUpdate(model: string, table: AnyTable, where: Row | undefined, given: Row): Promise<Row> {
+    const scalars = plainRow(table, given);
     const out: Row = { ...scalars };
     const values: Row = {};
     for (const column of Object.keys(table.columns)) {
@@ -97,11 +127,15 @@ export class DataSealer {
       if (scalars[column] !== undefined && scalars[column] !== given) refuse(model, column, 'update', 'the sealed values of the row are bound to it: create the row again instead');
       binding[column] = given;
     }
-    const sealed = await this.#records.seal(table as AnyRecordTable, { ...binding, ...values } as PlainRow<Record<string, FieldSpec>>);
+    const version = table.rowVersion ? { [table.rowVersion.column]: setValue(scalars[table.rowVersion.column]) } : {};
+    Object.assign(out, version);
+    const sealed = await this.#records.seal(table as AnyRecordTable, { ...binding, ...version, ...values } as PlainRow<Record<string, FieldSpec>>);
     for (const [column, value] of Object.entries(values)) {
       out[column] = sealed[column];
-      const index = table.columns[column]!.index?.column;
+      const { index, tokens } = derivedColumns(table, column);
       if (index !== undefined) out[index] = value === null ? null : sealed[index];
+      // A value set to null leaves no tokens: the old value's would still find the row.
+      for (const t of tokens) out[t] = value === null ? [] : sealed[t];
     }
     const marker = table.keyVersionColumn;
     if (marker !== undefined && sealed[marker] !== undefined) out[marker] = await this.#marker(model, table, binding, values, Number(sealed[marker]));
@@ -148,6 +182,7 @@ export class DataSealer {
   async #nestedUpdate(model: string, key: string, target: string, op: string, item: Row): Promise<Row> {
     const wrapped = isObject(item.data) || isObject(item.create) || isObject(item.update);
     const data = wrapped ? (item.data ?? item.update) : item;
+    checkRowVersion(this.#models.table(target), data, `a nested ${op} (${model}.${key})`, op === 'updateMany');
     if (this.touchesSealed(target, data)) refuse(target, Object.keys(this.#models.table(target)!.columns).find((c) => (data as Row)[c] !== undefined), `a nested ${op} (${model}.${key})`, 'update the related row through its own model, with its primary key and partition');
     if (item.where !== undefined) refuseMention(this.#models, target, item.where, `a nested where (${model}.${key})`);
     if (!wrapped) return this.update(target, undefined, item);

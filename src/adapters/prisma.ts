@@ -10,11 +10,14 @@
  *
  * Tables are given by model name, their columns by field name; each sealed column is a `String`
  * field (or `Bytes` for `encoding: 'bytes'`) whatever its plaintext type, its blind index a
- * `String` field, the marker an `Int`. Writes are sealed (create, createMany, update, updateMany,
- * upsert, nested creates), reads opened (every operation that returns rows, with their relations).
- * Searches: equals, in and notIn through the blind index, the false positives dropped after the
- * open. Everything else that touches a sealed column throws UnsupportedQueryError
- * (ERR_UNSUPPORTED_QUERY), naming the field and the operator.
+ * `String` field, range and prefix tokens a `BigInt[]` field, the marker an `Int`. Writes are
+ * sealed (create, createMany, update, updateMany, upsert, nested creates), reads opened (every
+ * operation that returns rows, with their relations). A row-version table's writes set every
+ * sealed column and the new version, or none (else RowVersionError, ERR_ROW_VERSION).
+ * Searches: equals, in and notIn through the blind index, gt/gte/lt/lte and startsWith through
+ * the range and prefix indexes, the false positives dropped after the open; in relation filters
+ * and nested reads too, resolved to the exact related rows. Everything else that touches a sealed
+ * column throws UnsupportedQueryError (ERR_UNSUPPORTED_QUERY), naming the field and the operator.
  *
  * The reads the extension makes of its own (the candidates of a search, the rows of an updateMany
  * that seals, the marker of a partial update) go through Prisma's request for the operation, as a
@@ -28,8 +31,8 @@ import { bindingColumns, isObject, Models, type PrismaDataModel, refuse, type Ro
 import { resolveWhere } from './prisma-lookup.ts';
 import { openResult, planSelection } from './prisma-reads.ts';
 import { refuseRaw } from './prisma-raw.ts';
-import { refuseMention, type TranslatedWhere, WhereTranslator } from './prisma-where.ts';
-import { DataSealer } from './prisma-writes.ts';
+import { type ExactWhere, refuseMention, type TranslatedWhere, WhereTranslator } from './prisma-where.ts';
+import { checkRowVersion, DataSealer } from './prisma-writes.ts';
 
 export type { PrismaDataModel, PrismaField } from './prisma-models.ts';
 
@@ -86,15 +89,22 @@ class PrismaEncryption {
     this.#where = new WhereTranslator(records, models);
   }
 
+  /** A findMany of a model (the operation's, or a related one) in the operation's request, so in its transaction. */
   #reader(model: string, params: QueryParams): ModelReader {
     const internal = params.__internalParams;
     if (!isObject(internal) || internal.action === undefined) return async (args) => (await delegate(this.#client, model).findMany!(args)) as Row[];
-    const clientMethod = `${model.charAt(0).toLowerCase() + model.slice(1)}.findMany`;
+    const jsModelName = model.charAt(0).toLowerCase() + model.slice(1);
+    const request = { model, jsModelName, clientMethod: `${jsModelName}.findMany`, action: 'findMany', dataPath: [], unpacker: undefined, argsMapper: undefined };
     return async (args) => {
-      const rows = await params.query(args, { ...internal, action: 'findMany', clientMethod, args });
+      const rows = await params.query(args, { ...internal, ...request, args });
       if (!Array.isArray(rows)) throw new TypeError('kms-envelope/prisma: this Prisma version answered a read of the extension with no rows array');
       return rows as Row[];
     };
+  }
+
+  /** Resolves a where with conditions on sealed columns of any model to the exact rows, reading through the operation's request. */
+  #exact(params: QueryParams): ExactWhere {
+    return (model, table, translated) => resolveWhere(this.#records, this.#where, this.#reader(model, params), { model, table, where: translated.where, conditions: translated.conditions });
   }
 
   #sealer(read: ModelReader): DataSealer {
@@ -116,20 +126,22 @@ class PrismaEncryption {
     for (const name of ['orderBy', 'cursor', 'distinct'] as const) if (a[name] !== undefined) refuseMention(this.#models, model, a[name], name);
     const read = this.#reader(model, params);
     const sealer = this.#sealer(read);
-    if (a.where !== undefined) a.where = await this.#resolve(model, operation, a, read);
-    if (operation.startsWith('updateMany') && sealer.touchesSealed(model, a.data)) return this.#updateEach(model, operation, a, { query, read, sealer });
+    const exact = this.#exact(params);
+    if (a.where !== undefined) a.where = await this.#resolve(model, operation, a, { read, exact });
+    if (operation.startsWith('updateMany')) checkRowVersion(this.#models.table(model), a.data, `${model}.${operation}`, true);
+    if (operation.startsWith('updateMany') && sealer.touchesSealed(model, a.data)) return this.#updateEach(model, operation, a, { params, read, sealer });
     await this.#sealData(model, operation, a, sealer);
     // The query runs with Prisma's own request (a read above may have lent it to another action).
     const internal = params.__internalParams;
-    const { args: selected, plan } = planSelection(this.#models, model, a);
+    const { args: selected, plan } = await planSelection(this.#models, model, a, (m, w) => this.#where.exact(m, w, exact));
     const result = await (isObject(internal) ? query(selected, { ...internal, args: selected }) : query(selected));
     if (operation === 'createMany' || operation === 'updateMany' || operation === 'deleteMany') return result;
     return openResult(this.#records, plan, result);
   };
 
   /** The where for the database; when it searches sealed columns, narrowed to the rows that meet it (and paged for reads). */
-  async #resolve(model: string, operation: string, a: Row, read: ModelReader): Promise<unknown> {
-    const translated: TranslatedWhere = await this.#where.translate(model, a.where);
+  async #resolve(model: string, operation: string, a: Row, { read, exact }: { read: ModelReader; exact: ExactWhere }): Promise<unknown> {
+    const translated: TranslatedWhere = await this.#where.translate(model, a.where, exact);
     const table = this.#models.table(model);
     if (!table || translated.conditions.length === 0) return translated.where;
     if (a.cursor !== undefined) refuse(model, translated.conditions[0]!.column, 'cursor', 'a search on a sealed column pages in memory: use skip and take');
@@ -173,13 +185,14 @@ class PrismaEncryption {
    * primary key and partition), each row's data sealed for it, and the update runs once per row
    * through Prisma's own query (inside the caller's transaction, if any).
    */
-  async #updateEach(model: string, operation: string, a: Row, call: { query: QueryParams['query']; read: ModelReader; sealer: DataSealer }): Promise<unknown> {
-    const { query, read, sealer } = call;
+  async #updateEach(model: string, operation: string, a: Row, call: { params: QueryParams; read: ModelReader; sealer: DataSealer }): Promise<unknown> {
+    const { read, sealer } = call;
+    const query = call.params.query;
     const table = this.#models.table(model)!;
     if (table.primaryKeys.length === 0) refuse(model, undefined, operation, 'sealing rows one by one needs the table\'s primaryKey (defineTable)');
     const select = Object.fromEntries(bindingColumns(table).map((c) => [c, true]));
     const rows = await read({ where: a.where, select });
-    const { args: selected, plan } = planSelection(this.#models, model, a);
+    const { args: selected, plan } = await planSelection(this.#models, model, a, (m, w) => this.#where.exact(m, w, this.#exact(call.params)));
     let count = 0;
     const returned: unknown[] = [];
     for (const row of rows) {

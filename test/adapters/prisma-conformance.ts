@@ -25,23 +25,31 @@ export const customers = defineTable({
   partition: { column: 'tenant' },
   keyVersionColumn: 'keyVersion',
   columns: {
-    email: { type: 'string', index: { column: 'emailIdx', bits: 16, normalize: 'casefold' } },
+    email: {
+      type: 'string',
+      index: { column: 'emailIdx', bits: 16, normalize: 'casefold' },
+      search: { kind: 'prefix', acknowledgeLeakage: 'prefix', column: 'emailTokens', minLength: 1, maxLength: 4, normalize: 'casefold' },
+    },
     age: { type: 'number' },
     balance: { type: 'bigint' },
     score: { type: 'number' },
     vip: { type: 'boolean' },
-    born: { type: 'date' },
+    born: { type: 'date', search: { kind: 'range', acknowledgeLeakage: 'range', column: 'bornTokens', levels: ['day', 'month', 'year'] } },
     prefs: { type: 'json' },
     photo: { type: 'bytes', encoding: 'bytes' },
+    credit: { type: 'decimal', scale: 2, search: { kind: 'range', acknowledgeLeakage: 'range', column: 'creditTokens', levels: [4, 8, 16] } },
   },
 });
 
-export const orders = defineTable({ name: 'orders', primaryKey: 'id', partition: { column: 'tenant' }, keyVersionColumn: 'keyVersion', columns: { note: { type: 'string' } } });
+export const orders = defineTable({ name: 'orders', primaryKey: 'id', partition: { column: 'tenant' }, keyVersionColumn: 'keyVersion', columns: { note: { type: 'string', index: { column: 'noteIdx', bits: 16 } } } });
+
+/** A table with row-version binding (FORMAT.md §12.4). */
+export const accounts = defineTable({ name: 'accounts', primaryKey: 'id', partition: { column: 'tenant' }, keyVersionColumn: 'keyVersion', rowVersion: { column: 'rowVersion' }, columns: { iban: { type: 'string' }, holder: { type: 'string' } } });
 
 type Client = any;
 
 /** The fixture's client module, its generated client made first if it is missing. */
-async function loadFixture(version: string): Promise<{ makeClient(url: string, schema: string): Client }> {
+async function loadFixture(version: string): Promise<{ makeClient(url: string, schema: string): Client; Decimal: new (value: string) => { toFixed(): string } }> {
   if (!existsSync(`${FIXTURES}${version}/generated/client.ts`)) execFileSync('bash', [`${FIXTURES}generate.sh`], { stdio: 'inherit' });
   const module = `${FIXTURES}${version}/client.mjs`;
   return import(/* @vite-ignore */ module);
@@ -85,7 +93,7 @@ export function conformance(version: 'v6' | 'v7'): void {
     let records: Records;
     let base: Client;
     let db: Client;
-    const encrypted = (client: Client, r = records) => withEncryption(client, { records: r, tables: { Customer: customers, Order: orders } });
+    const encrypted = (client: Client, r = records) => withEncryption(client, { records: r, tables: { Customer: customers, Order: orders, Account: accounts } });
     const rows = async (table: string) => ((await pool.query({ text: `SELECT * FROM ${schema}.${table} ORDER BY id` })).rows as Record<string, unknown>[]);
     const client = () => {
       const c = fixture.makeClient(server.url, schema);
@@ -197,8 +205,8 @@ export function conformance(version: 'v6' | 'v7'): void {
       const many = encrypted(base, fresh);
       const data = Array.from({ length: 40 }, (_, i) => ({ id: `m${i}`, tenant: i % 2 ? 'm-one' : 'm-two', email: `m${i}@example.com`, age: i }));
       expect(await many.customer.createMany({ data })).toEqual({ count: 40 });
-      // A key per partition, and a blind-index key per partition: not one per row.
-      expect(kms.calls.generate).toBe(4);
+      // Per partition a data key, a blind-index key and a search key (email's prefix index): not one per row.
+      expect(kms.calls.generate).toBe(6);
       const reader = encrypted(base, createRecords({ hierarchy: createKeyHierarchy({ store, kms }) }));
       kms.calls.decrypt = 0;
       const read = await reader.customer.findMany({ where: { id: { startsWith: 'm' } }, orderBy: { id: 'asc' } });
@@ -255,19 +263,107 @@ export function conformance(version: 'v6' | 'v7'): void {
       expect(await db.customer.deleteMany({ where: { tenant: 'ret' } })).toEqual({ count: 1 });
     });
 
+    it('row-version tables: whole-row writes seal under the new version; partial writes are refused with RowVersionError', async () => {
+      const holder = { id: 'a1', tenant: 'acme', iban: 'DE02 1001', holder: 'Alice', rowVersion: 1n, customerId: 'c1' };
+      expect(await db.account.create({ data: holder })).toMatchObject({ iban: 'DE02 1001', rowVersion: 1n, keyVersion: 1 });
+      const v1 = (await rows('accounts'))[0]!;
+      await db.account.update({ where: { id: 'a1', tenant: 'acme' }, data: { iban: 'DE02 2002', holder: 'Alice B', rowVersion: { set: 2n } } });
+      // A select that leaves out the version gets it added for the open, and stripped.
+      expect(await db.account.findUnique({ where: { id: 'a1' }, select: { iban: true } })).toEqual({ iban: 'DE02 2002' });
+      const partial: [string, () => Promise<unknown>, string][] = [
+        ['create without every sealed column', () => db.account.create({ data: { id: 'a2', tenant: 'acme', iban: 'x', rowVersion: 1 } }), 'partial-write'],
+        ['update of one sealed column', () => db.account.update({ where: { id: 'a1', tenant: 'acme' }, data: { iban: 'x', rowVersion: 3 } }), 'partial-write'],
+        ['update of the version alone', () => db.account.update({ where: { id: 'a1', tenant: 'acme' }, data: { rowVersion: 3 } }), 'partial-write'],
+        ['update without the version', () => db.account.update({ where: { id: 'a1', tenant: 'acme' }, data: { iban: 'x', holder: 'y' } }), 'partial-write'],
+        ['the version as an SQL expression', () => db.account.update({ where: { id: 'a1', tenant: 'acme' }, data: { iban: 'x', holder: 'y', rowVersion: { increment: 1 } } }), 'invalid'],
+        ['updateMany', () => db.account.updateMany({ where: { tenant: 'acme' }, data: { iban: 'x', holder: 'y', rowVersion: 3 } }), 'partial-write'],
+        ['upsert with a partial update', () => db.account.upsert({ where: { id: 'a1', tenant: 'acme' }, create: { ...holder, id: 'a1' }, update: { holder: 'x' } }), 'partial-write'],
+        ['nested update', () => db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { accounts: { update: { where: { id: 'a1' }, data: { iban: 'x' } } } } }), 'partial-write'],
+        ['nested updateMany of the version', () => db.customer.update({ where: { id: 'c1', tenant: 'acme' }, data: { accounts: { updateMany: { where: { tenant: 'acme' }, data: { rowVersion: 9 } } } } }), 'partial-write'],
+      ];
+      for (const [what, run, problem] of partial) {
+        const error = await run().then(() => undefined, (e: unknown) => e);
+        expect({ what, name: (error as Error)?.name, code: (error as { code?: string })?.code, problem: (error as { problem?: string })?.problem }).toEqual({ what, name: 'RowVersionError', code: 'ERR_ROW_VERSION', problem });
+      }
+      // What writes no sealed column and no version runs; the row is as the last whole write left it.
+      await db.account.update({ where: { id: 'a1' }, data: { customerId: null } });
+      expect(await db.account.findUnique({ where: { id: 'a1' } })).toMatchObject({ iban: 'DE02 2002', holder: 'Alice B', rowVersion: 2n });
+      // One cell rolled back to its version-1 value fails to open while the row is at version 2.
+      await pool.query(`UPDATE ${schema}.accounts SET iban = $1 WHERE id = 'a1'`, [v1.iban]);
+      const rolledBack = await db.account.findUnique({ where: { id: 'a1' } }).catch((e: unknown) => e);
+      expect(rolledBack).toMatchObject({ name: 'RecordFieldError', code: 'ERR_DECRYPTION_FAILED' });
+      await db.account.deleteMany({ where: { id: 'a1' } });
+    });
+
+    it('range and prefix operators through the search indexes, dropping their false positives', async () => {
+      const day = (d: string) => new Date(`${d}Z`);
+      await db.customer.createMany({
+        data: [
+          { id: 's1', tenant: 'rng', email: 'Alice@example.com', born: day('1990-01-02T03:00:00'), credit: '10.50' },
+          { id: 's2', tenant: 'rng', email: 'alicia@example.com', born: day('1990-01-02T20:00:00'), credit: new fixture.Decimal('250.00') },
+          { id: 's3', tenant: 'rng', email: 'bob@example.com', born: day('1991-06-01T00:00:00'), credit: '-3.25' },
+          { id: 's4', tenant: 'rng' },
+        ],
+      });
+      const ids = async (where: object) => ((await db.customer.findMany({ where: { tenant: 'rng', ...where }, select: { id: true } })) as { id: string }[]).map((r) => r.id).sort();
+      expect(await ids({ email: { startsWith: 'ALI' } })).toEqual(['s1', 's2']);
+      // Longer than the index's 4 characters: alicia shares the token of "alic" and is dropped after the open.
+      expect(await ids({ email: { startsWith: 'alice' } })).toEqual(['s1']);
+      const prefix = await records.searchQuery(customers, 'email', { startsWith: 'alice' }, { partition: 'rng', dialect: 'postgres' });
+      expect(await base.customer.count({ where: { tenant: 'rng', emailTokens: { hasSome: prefix.tokens.map(BigInt) } } })).toBe(2);
+      // The day bucket holds both of 2 January: the one born before noon is dropped after the open.
+      expect(await ids({ born: { gte: day('1990-01-02T12:00:00'), lt: day('1991-01-01T00:00:00') } })).toEqual(['s2']);
+      expect(await ids({ born: { gt: day('1985-01-01T00:00:00'), lte: day('1990-12-31T00:00:00') } })).toEqual(['s1', 's2']);
+      expect(await ids({ credit: { gt: new fixture.Decimal('10.5'), lt: '1000' } })).toEqual(['s2']);
+      expect(await ids({ credit: { gte: '-5', lt: '11' }, email: { startsWith: 'a' } })).toEqual(['s1']);
+      expect((await db.customer.findUnique({ where: { id: 's2' } })).credit).toBe('250.00');
+      // Writes by a range touch the rows it meets; a value set to null leaves no tokens.
+      expect(await db.customer.updateMany({ where: { tenant: 'rng', born: { gt: day('1991-01-01T00:00:00'), lt: day('1999-01-01T00:00:00') } }, data: { name: 'late' } })).toEqual({ count: 1 });
+      await db.customer.update({ where: { id: 's1', tenant: 'rng' }, data: { born: null } });
+      expect((await rows('customers')).find((r) => r.id === 's1')!.born_tokens).toEqual([]);
+      expect(await ids({ born: { gte: day('1980-01-01T00:00:00'), lt: day('2000-01-01T00:00:00') } })).toEqual(['s2', 's3']);
+    });
+
+    it('searches inside nested reads and relation filters, exactly (some, every, none, to-one, include where, _count)', async () => {
+      const [a, b] = await collision(records, 'rel');
+      await db.customer.create({ data: { id: 'n1', tenant: 'rel', email: a, orders: { create: [{ id: 'no1', tenant: 'rel', note: 'paid', total: 1 }, { id: 'no2', tenant: 'rel', note: 'open', total: 2 }] } } });
+      await db.customer.create({ data: { id: 'n2', tenant: 'rel', email: b, orders: { create: [{ id: 'no3', tenant: 'rel', note: 'paid', total: 3 }] } } });
+      await db.customer.create({ data: { id: 'n3', tenant: 'rel', email: 'none@example.com' } });
+      const ids = (found: { id: string }[]) => found.map((r) => r.id).sort();
+      const customersWhere = async (orders: object) => ids(await db.customer.findMany({ where: { tenant: 'rel', orders }, select: { id: true } }));
+      expect(await customersWhere({ some: { tenant: 'rel', note: 'open' } })).toEqual(['n1']);
+      expect(await customersWhere({ every: { tenant: 'rel', note: 'paid' } })).toEqual(['n2', 'n3']);
+      expect(await customersWhere({ none: { tenant: 'rel', note: 'paid' } })).toEqual(['n3']);
+      // A to-one filter on an email whose blind index collides: only the orders of the right customer.
+      expect(ids(await db.order.findMany({ where: { customer: { tenant: 'rel', email: b } } }))).toEqual(['no3']);
+      expect(ids(await db.order.findMany({ where: { customer: { is: { tenant: 'rel', email: { in: [a] } } } } }))).toEqual(['no1', 'no2']);
+      const n1 = await db.customer.findUnique({ where: { id: 'n1' }, include: { orders: { where: { tenant: 'rel', note: { in: ['open', 'lost'] } } }, _count: { select: { orders: { where: { tenant: 'rel', note: 'paid' } } } } } });
+      expect([n1.orders.map((o: { note: string }) => o.note), n1._count.orders]).toEqual([['open'], 1]);
+      const picked = await db.order.findMany({ where: { tenant: 'rel', customer: { tenant: 'rel', email: a } }, orderBy: { id: 'asc' }, select: { note: true, customer: { select: { email: true } } } });
+      expect(picked).toEqual([{ note: 'paid', customer: { email: a } }, { note: 'open', customer: { email: a } }]);
+      await db.order.deleteMany({ where: { tenant: 'rel' } });
+      await db.customer.deleteMany({ where: { tenant: 'rel' } });
+    });
+
     it('refuses every other operator, ordering, aggregate and raw SQL on a sealed field, naming it', async () => {
       const refusals: [string, () => Promise<unknown>, string, string][] = [
         ['contains', () => db.customer.findMany({ where: { tenant: 'acme', email: { contains: 'a' } } }), 'Customer.email', 'contains'],
-        ['startsWith', () => db.customer.findMany({ where: { tenant: 'acme', email: { startsWith: 'a' } } }), 'Customer.email', 'startsWith'],
-        ['lt', () => db.customer.findMany({ where: { age: { lt: 3 } } }), 'Customer.age', 'lt'],
+        ['endsWith', () => db.customer.findMany({ where: { tenant: 'acme', email: { endsWith: 'a' } } }), 'Customer.email', 'endsWith'],
+        ['startsWith without a prefix index', () => db.customer.findMany({ where: { tenant: 'acme', prefs: { startsWith: 'a' } } }), 'Customer.prefs', 'startsWith'],
+        ['startsWith without the partition', () => db.customer.findMany({ where: { email: { startsWith: 'a' } } }), 'Customer.email', 'startsWith'],
+        ['lt without a range index', () => db.customer.findMany({ where: { tenant: 'acme', age: { lt: 3 } } }), 'Customer.age', 'lt'],
+        ['gte without the partition', () => db.customer.findMany({ where: { born: { gte: new Date(0) } } }), 'Customer.born', 'gte'],
         ['not', () => db.customer.findMany({ where: { tenant: 'acme', email: { not: 'a' } } }), 'Customer.email', 'not'],
         ['mode', () => db.customer.findMany({ where: { tenant: 'acme', email: { equals: 'a', mode: 'insensitive' } } }), 'Customer.email', 'mode'],
         ['equals without an index', () => db.customer.findMany({ where: { tenant: 'acme', age: 36 } }), 'Customer.age', 'equals'],
         ['equals without the partition', () => db.customer.findMany({ where: { email: 'a' } }), 'Customer.email', 'equals'],
         ['OR', () => db.customer.findMany({ where: { tenant: 'acme', OR: [{ email: 'a' }, { name: 'b' }] } }), 'Customer.email', 'OR'],
         ['NOT', () => db.customer.findMany({ where: { tenant: 'acme', NOT: { email: 'a' } } }), 'Customer.email', 'NOT'],
-        ['relation filter', () => db.customer.findMany({ where: { orders: { some: { note: 'x' } } } }), 'Order.note', 'a relation filter (Customer.orders)'],
-        ['nested where', () => db.customer.findMany({ include: { orders: { where: { note: 'x' } } } }), 'Order.note', 'where in a nested read (Customer.orders)'],
+        ['relation filter', () => db.customer.findMany({ where: { orders: { some: { tenant: 'acme', note: { contains: 'x' } } } } }), 'Order.note', 'contains'],
+        ['relation filter without the partition', () => db.customer.findMany({ where: { orders: { every: { note: 'x' } } } }), 'Order.note', 'equals'],
+        ['relation filter under OR', () => db.order.findMany({ where: { OR: [{ customer: { tenant: 'acme', email: 'x' } }] } }), 'Customer.email', 'OR'],
+        ['nested where', () => db.customer.findMany({ include: { orders: { where: { tenant: 'acme', note: { not: 'x' } } } } }), 'Order.note', 'not'],
+        ['nested orderBy', () => db.customer.findMany({ include: { orders: { orderBy: { note: 'asc' } } } }), 'Order.note', 'orderBy in a nested read (Customer.orders)'],
         ['orderBy', () => db.customer.findMany({ orderBy: { email: 'asc' } }), 'Customer.email', 'orderBy'],
         ['orderBy through a relation', () => db.order.findMany({ orderBy: { customer: { born: 'desc' } } }), 'Customer.born', 'orderBy'],
         ['distinct', () => db.customer.findMany({ distinct: ['email'] }), 'Customer.email', 'distinct'],

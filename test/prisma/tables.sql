@@ -13,6 +13,10 @@ CREATE TABLE customers (
   born TEXT,
   prefs TEXT,
   photo BYTEA,
+  credit TEXT,
+  email_tokens BIGINT[] NOT NULL DEFAULT '{}',
+  born_tokens BIGINT[] NOT NULL DEFAULT '{}',
+  credit_tokens BIGINT[] NOT NULL DEFAULT '{}',
   key_version INTEGER
 );
 CREATE INDEX ON customers (tenant, email_idx);
@@ -21,6 +25,16 @@ CREATE TABLE orders (
   tenant TEXT NOT NULL,
   customer_id TEXT NOT NULL REFERENCES customers (id),
   note TEXT,
+  note_idx TEXT,
   total INTEGER NOT NULL,
+  key_version INTEGER
+);
+CREATE TABLE accounts (
+  id TEXT PRIMARY KEY,
+  tenant TEXT NOT NULL,
+  iban TEXT,
+  holder TEXT,
+  customer_id TEXT REFERENCES customers (id),
+  row_version BIGINT,
   key_version INTEGER
 );
