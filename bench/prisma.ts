@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { withEncryption } from '../src/adapters/prisma.ts';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
-import { LocalKms } from '../src/index.ts';
+import { LocalKms } from '../src/index.node.ts'; // the node:crypto backend, as a Node app gets it
 import { createRecords, defineTable, type SealedRow } from '../src/records.ts';
 import { startPostgres } from './postgres-process.ts';
 
