@@ -72,7 +72,24 @@ export interface PrefixIndexOptions extends SearchBaseOptions {
   expectedValueLength?: number;
 }
 
-export type SearchIndexOptions = RangeIndexOptions | PrefixIndexOptions;
+/**
+ * An n-gram index for `contains` (opt-in: it reveals more than a prefix index, README "Range and
+ * prefix search"): each value's distinct substrings of `minLength` code points, padded with
+ * dummies to maxLength − minLength + 1 tokens; a value longer than `maxLength` is refused.
+ */
+export interface ContainsIndexOptions extends SearchBaseOptions {
+  kind: 'contains';
+  /** n, the gram length (2 to 16), and so the shortest term a `contains` query may use. */
+  minLength: number;
+  /** The longest value indexed, in code points (longer values are refused); every value gets maxLength − minLength + 1 tokens (at most 256). */
+  maxLength: number;
+  /** The blind-index normalisers, applied to values and search terms alike. */
+  normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[];
+  /** The length of typical values, for the dictionary warning (default 8). */
+  expectedValueLength?: number;
+}
+
+export type SearchIndexOptions = RangeIndexOptions | PrefixIndexOptions | ContainsIndexOptions;
 
 interface CommonSettings {
   readonly keys: KeySource;
@@ -101,7 +118,14 @@ export interface PrefixSettings extends CommonSettings {
   readonly maxLength: number;
   readonly chain: readonly NormalizerFn[];
 }
-export type SearchSettings = RangeSettings | PrefixSettings;
+export interface ContainsSettings extends CommonSettings {
+  readonly kind: 'contains';
+  /** The gram length n. */
+  readonly minLength: number;
+  readonly maxLength: number;
+  readonly chain: readonly NormalizerFn[];
+}
+export type SearchSettings = RangeSettings | PrefixSettings | ContainsSettings;
 
 /** Kinds asked for by names of schemes we refuse, and why (README "Why not OPE, ORE, deterministic encryption or plain hashes"). */
 const REFUSED: Readonly<Record<string, string>> = {
@@ -115,7 +139,7 @@ function refuseKind(kind: unknown): never {
   const name = typeof kind === 'string' ? kind.toLowerCase() : '';
   const key = /^(ope|order-preserving)/.test(name) ? 'ope' : /^(ore|order-revealing)/.test(name) ? 'ore' : /^(deterministic|det)/.test(name) ? 'deterministic' : /^(hash|sha|md5|sm3)/.test(name) ? 'hash' : undefined;
   if (key) throw new TypeError(`search index kind ${JSON.stringify(kind)} is refused: ${REFUSED[key]}`);
-  throw new TypeError(`"kind" expected "range" or "prefix", got ${typeof kind === 'string' ? JSON.stringify(kind) : describe(kind)}`);
+  throw new TypeError(`"kind" expected "range", "prefix" or "contains", got ${typeof kind === 'string' ? JSON.stringify(kind) : describe(kind)}`);
 }
 
 function checkName(name: unknown, title: string): string {
@@ -176,11 +200,30 @@ function prefixWarnings(label: string, options: PrefixIndexOptions): SearchIndex
   ];
 }
 
+function containsWarnings(label: string, options: ContainsIndexOptions): SearchIndexWarning[] {
+  const typical = options.expectedValueLength ?? 8;
+  if (typical >= 2 * options.minLength) return [];
+  return [
+    {
+      code: 'dictionary',
+      message:
+        `${label}: grams of ${options.minLength} characters in values of about ${typical} are each much of the value: values of ${options.minLength} characters are stored whole ` +
+        '(an equality index with its frequencies) and most others nearly so; a shorter gram, or a contains index only on longer values, blurs this',
+    },
+  ];
+}
+
+const SNAPSHOT_REVEALS: Readonly<Record<SearchKind, string>> = {
+  range: 'which rows share a bucket at each level, and so much of their order',
+  prefix: 'which rows share a prefix at each length',
+  contains: "which rows share each substring of the gram's length, how often each occurs, and roughly each value's length",
+};
+
 function commonSettings(options: SearchIndexOptions, kind: SearchKind): Omit<CommonSettings, 'warnings'> {
   const keys = keySourceOf(options.hierarchy);
   if (!keys) throw new TypeError('"hierarchy" expected a KeyHierarchy (createKeyHierarchy)');
   if (options.acknowledgeLeakage !== kind) {
-    throw new TypeError(`a ${kind} index needs acknowledgeLeakage: "${kind}", saying that you have read what it reveals (README "Range and prefix search": a snapshot shows which rows share a ${kind === 'range' ? 'bucket at each level, and so much of their order' : 'prefix at each length'}; queries show which rows match)`);
+    throw new TypeError(`a ${kind} index needs acknowledgeLeakage: "${kind}", saying that you have read what it reveals (README "Range and prefix search": a snapshot shows ${SNAPSHOT_REVEALS[kind]}; queries show which rows match)`);
   }
   const table = checkName(options.table, 'table');
   const column = checkName(options.column, 'column');
@@ -223,10 +266,20 @@ function resolvePrefix(options: PrefixIndexOptions): PrefixSettings {
   return { ...common, kind: 'prefix', minLength, maxLength, chain, warnings };
 }
 
+function resolveContains(options: ContainsIndexOptions): ContainsSettings {
+  const common = commonSettings(options, 'contains');
+  const minLength = checkInteger(options.minLength, 'minLength', 2, 16);
+  const maxLength = checkInteger(options.maxLength, 'maxLength', minLength, minLength + 255);
+  const chain = normalizerChain(options.normalize);
+  const warnings = warn(options, containsWarnings(common.label, options));
+  return { ...common, kind: 'contains', minLength, maxLength, chain, warnings };
+}
+
 /** Checks a search index's options and resolves them; refuses OPE, ORE, deterministic encryption and unkeyed hashes by name. */
 export function resolveSearchOptions(options: SearchIndexOptions): SearchSettings {
   if (typeof options !== 'object' || options === null) throw new TypeError(`"options" expected an object, got ${describe(options)}`);
   if (options.kind === 'range') return resolveRange(options);
   if (options.kind === 'prefix') return resolvePrefix(options);
+  if (options.kind === 'contains') return resolveContains(options);
   return refuseKind((options as { kind?: unknown }).kind);
 }
