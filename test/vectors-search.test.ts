@@ -20,7 +20,7 @@ import { BACKENDS, hex, readVectors, unhex } from './helpers.ts';
 
 type Typed = { type: 'number'; value: string } | { type: 'bigint'; value: string } | { type: 'decimal'; value: string } | { type: 'date'; value: number } | { type: 'string'; value: string };
 interface IndexSpec {
-  kind: 'range' | 'prefix';
+  kind: 'range' | 'prefix' | 'contains';
   table: string;
   column: string;
   partition: string;
@@ -95,6 +95,7 @@ interface Spec {
 }
 const R = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'range', ...index }, ...(query ? { query } : { value }) });
 const P = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'prefix', minLength: 2, maxLength: 5, ...index }, ...(query ? { query } : { value }) });
+const C = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'contains', minLength: 3, maxLength: 8, ...index }, ...(query ? { query } : { value }) });
 const INT = { domain: 'integer' as const, levels: [0, 4, 8] };
 const DATES = { domain: 'date' as const, levels: ['day', 'month', 'year'] };
 const SPECS: Spec[] = [
@@ -132,9 +133,16 @@ const SPECS: Spec[] = [
   P('prefix: HMAC-SM3', { mac: 'HMAC-SM3' }, 'Alice'),
   P('prefix query: "al" under casefold', { normalize: ['casefold'] }, undefined, { startsWith: 'AL' }),
   P('prefix query: longer than maxLength uses the maxLength prefix', {}, undefined, { startsWith: 'Alexander' }),
+  C('contains: "banana" (distinct grams ban, ana, nan, then dummies 4 to 6)', {}, 'banana'),
+  C('contains: "Zoë" under casefold, nfc (one gram, five dummies)', { normalize: ['casefold', 'nfc'] }, 'Zoe\u0308'),
+  C('contains: "ab" (shorter than a gram: dummies only)', {}, 'ab'),
+  C('contains: code points, grams of 2', { minLength: 2, maxLength: 5 }, '😀é😀x'),
+  C('contains: HMAC-SM3', { mac: 'HMAC-SM3' }, 'banana'),
+  C('contains query: "NANA" under casefold (every distinct gram)', { normalize: ['casefold'] }, undefined, { contains: 'NANA' }),
+  C('contains query: repeated grams once', {}, undefined, { contains: 'aaaaa' }),
 ];
 
-const defaults = (s: Spec): IndexSpec => ({ table: 'orders', column: s.index.kind === 'range' ? 'amount' : 'name', partition: 'tenant-1', version: 1, bits: 32, mac: 'HMAC-SHA-256', ...s.index }) as IndexSpec;
+const defaults = (s: Spec): IndexSpec => ({ table: 'orders', column: s.index.kind === 'range' ? 'amount' : s.index.kind === 'contains' ? 'note' : 'name', partition: 'tenant-1', version: 1, bits: 32, mac: 'HMAC-SHA-256', ...s.index }) as IndexSpec;
 
 function hierarchyFor(backend: BackendName = 'node') {
   return createKeyHierarchy({ store: new MemoryKeyStore(), kms: new DerivedKms(), backend });
@@ -185,6 +193,11 @@ function independent(c: Case, rootKeys: VectorFile['rootKeys']) {
     if (x.kind === 'range') {
       if (c.key !== undefined) expect(BigInt(`0x${step.bucket!}`), c.name).toBe(BigInt.asUintN(64, bucketAt(step.level, BigInt(`0x${c.key}`))));
       message = Uint8Array.from([...field(step.level), ...u64(BigInt(`0x${step.bucket!}`))]);
+    } else if (x.kind === 'contains') {
+      const pad = /^contains-pad\/(\d+) (\d+)$/.exec(step.level);
+      message = pad
+        ? Uint8Array.from([...field(`contains-pad/${pad[1]}`), 0, 0, 0, Number(pad[2]), ...utf8(step.bucket!)])
+        : Uint8Array.from([...field(step.level), ...utf8(step.bucket!)]);
     } else {
       const m = /^prefix-pad (\d+)$/.exec(step.level);
       message = m
@@ -221,14 +234,25 @@ async function stepsOf(s: Spec, spec: IndexSpec): Promise<{ key?: string; steps:
     return { key: u64hex(key), steps: levels.map((l) => ({ level: l.name, bucket: u64hex(l.bucket(key)), message: '', mac: '', token: 0 })) };
   }
   const chain = normalizerChain((spec.normalize ?? []) as never);
-  const text = normalizeValue((s.query ? s.query.startsWith : s.value) as string, chain) as string;
+  const text = normalizeValue((s.query ? (s.query.startsWith ?? s.query.contains) : s.value) as string, chain) as string;
   const points = Array.from(text);
+  if (spec.kind === 'contains') return { steps: gramSteps(spec, points, text, s.query !== undefined) };
   if (s.query) return { steps: [{ level: 'prefix', bucket: points.slice(0, Math.min(points.length, spec.maxLength!)).join(''), message: '', mac: '', token: 0 }] };
   const steps: Case['steps'] = [];
   for (let n = spec.minLength!; n <= spec.maxLength!; n++) {
     steps.push(n <= points.length ? { level: 'prefix', bucket: points.slice(0, n).join(''), message: '', mac: '', token: 0 } : { level: `prefix-pad ${n}`, bucket: text, message: '', mac: '', token: 0 });
   }
   return { steps };
+}
+
+/** A contains value's steps: its distinct grams in order of first occurrence, then the dummies; a query's: its distinct grams. */
+function gramSteps(spec: IndexSpec, points: string[], text: string, query: boolean): Case['steps'] {
+  const n = spec.minLength!;
+  const grams = [...new Set(points.map((_, i) => points.slice(i, i + n).join('')).filter((_, i) => i + n <= points.length))];
+  const steps: Case['steps'] = grams.map((g) => ({ level: `contains/${n}`, bucket: g, message: '', mac: '', token: 0 }));
+  if (query) return steps;
+  for (let i = grams.length + 1; i <= spec.maxLength! - n + 1; i++) steps.push({ level: `contains-pad/${n} ${i}`, bucket: text, message: '', mac: '', token: 0 });
+  return steps;
 }
 
 async function generate(): Promise<VectorFile> {
@@ -260,7 +284,7 @@ async function generate(): Promise<VectorFile> {
   }
   return {
     comment:
-      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
+      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), per gram or dummy (contains: level "contains/n" with the gram as bucket, or "contains-pad/n i" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
     rootKeys,
     cases,
   };
@@ -273,8 +297,8 @@ if (process.env.UPDATE_VECTORS === '1') {
 const vectors = readVectors<VectorFile>('search-tokens.json');
 
 describe('search-token vectors (FORMAT.md §11a)', () => {
-  it('cover every domain, both kinds, both MACs, queries, versions, partitions, tables and truncations', () => {
-    expect(new Set(vectors.cases.map((c) => c.index.domain ?? c.index.kind))).toEqual(new Set(['integer', 'decimal', 'float64', 'date', 'prefix']));
+  it('cover every domain, every kind, both MACs, queries, versions, partitions, tables and truncations', () => {
+    expect(new Set(vectors.cases.map((c) => c.index.domain ?? c.index.kind))).toEqual(new Set(['integer', 'decimal', 'float64', 'date', 'prefix', 'contains']));
     expect(new Set(vectors.cases.map((c) => c.index.mac))).toEqual(new Set(['HMAC-SHA-256', 'HMAC-SM3']));
     expect(new Set(vectors.cases.map((c) => c.index.bits))).toEqual(new Set([16, 32, 52]));
     expect(vectors.cases.filter((c) => c.query).length).toBeGreaterThanOrEqual(8);
