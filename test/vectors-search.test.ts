@@ -31,6 +31,8 @@ interface IndexSpec {
   levels?: (number | string)[];
   scale?: number;
   maxQueryTokens?: number;
+  /** The index's declared bounds (FORMAT.md §11a.3), as typed values. */
+  bounds?: { min?: Typed; max?: Typed };
   minLength?: number;
   maxLength?: number;
   normalize?: string[];
@@ -126,6 +128,8 @@ const SPECS: Spec[] = [
   R('query: dates 2024-01-30 to 2024-03-01 (days and a month)', DATES, undefined, { gte: new Date(Date.UTC(2024, 0, 30)), lt: new Date(Date.UTC(2024, 2, 2)) }),
   R('query: decimals 9.99 to 10.01', { domain: 'decimal', scale: 2, levels: [0, 8] }, undefined, { gte: '9.99', lte: '10.01' }),
   R('query: empty range', INT, undefined, { gt: 5, lt: 6 }),
+  R('query: integers from 100 up, to the declared bounds (max 5000)', { ...INT, bounds: { min: typed(-5000), max: typed(5000) } }, undefined, { gte: 100 }),
+  R('query: integers below -10, from the declared bounds (min -300), clamped', { ...INT, bounds: { min: typed(-300), max: typed(5000) } }, undefined, { lt: -10 }),
   P('prefix: "Alice" with trim, casefold, nfc (lengths 2 to 5, one token each)', { normalize: ['trim', 'casefold', 'nfc'] }, '  ALICE '),
   P('prefix: "Al" (padded with dummies for lengths 3 to 5)', {}, 'Al'),
   P('prefix: "Alexander" (longer than maxLength)', {}, 'Alexander'),
@@ -149,8 +153,9 @@ function hierarchyFor(backend: BackendName = 'node') {
 }
 
 function indexFor(spec: IndexSpec, hierarchy: ReturnType<typeof hierarchyFor>, backend?: BackendName) {
-  const { mac, kind, ...rest } = spec;
-  return createSearchIndex({ ...rest, kind, acknowledgeLeakage: kind, hierarchy, ...(mac === 'HMAC-SM3' ? { mac: hmacSm3Tokens } : {}), ...(backend ? { backend } : {}) } as unknown as SearchIndexOptions);
+  const { mac, kind, bounds, ...rest } = spec;
+  const raw = bounds && Object.fromEntries(Object.entries(bounds).map(([k, v]) => [k, untyped(v)]));
+  return createSearchIndex({ ...rest, ...(raw ? { bounds: raw } : {}), kind, acknowledgeLeakage: kind, hierarchy, ...(mac === 'HMAC-SM3' ? { mac: hmacSm3Tokens } : {}), ...(backend ? { backend } : {}) } as unknown as SearchIndexOptions);
 }
 
 // --- an independent §11a, from the file alone ----------------------------------------------
@@ -223,11 +228,12 @@ async function stepsOf(s: Spec, spec: IndexSpec): Promise<{ key?: string; steps:
     if (s.query) {
       const q = s.query;
       let [lo, hi] = domainBounds(spec.domain!);
+      const [min, max] = [spec.bounds?.min ? keyOf(untyped(spec.bounds.min)) : lo, spec.bounds?.max ? keyOf(untyped(spec.bounds.max)) : hi];
       if (q.gte !== undefined) lo = keyOf(q.gte);
       if (q.gt !== undefined) lo = keyOf(q.gt) + 1n;
       if (q.lte !== undefined) hi = keyOf(q.lte);
       if (q.lt !== undefined) hi = keyOf(q.lt) - 1n;
-      const cover = testing.rangeCover(levels, lo, hi, spec.maxQueryTokens ?? 64);
+      const cover = testing.rangeCover(levels, lo > min ? lo : min, hi < max ? hi : max, spec.maxQueryTokens ?? 64);
       return { steps: cover.map((b) => ({ level: levels[b.level]!.name, bucket: u64hex(b.bucket), message: '', mac: '', token: 0 })) };
     }
     const key = keyOf(s.value);
@@ -284,7 +290,7 @@ async function generate(): Promise<VectorFile> {
   }
   return {
     comment:
-      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), per gram or dummy (contains: level "contains/n" with the gram as bucket, or "contains-pad/n i" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
+      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), per gram or dummy (contains: level "contains/n" with the gram as bucket, or "contains-pad/n i" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending. index.bounds: a range index\'s declared bounds, typed as values are; a query\'s missing bound is the declared one, and its range is clamped to them (FORMAT.md §11a.3).',
     rootKeys,
     cases,
   };
@@ -315,8 +321,9 @@ describe('search-token vectors (FORMAT.md §11a)', () => {
   it('a range query\'s cover holds every key of the range and no bucket outside it', () => {
     for (const c of vectors.cases.filter((x) => x.query && x.index.kind === 'range' && x.index.domain === 'integer')) {
       const q = Object.fromEntries(Object.entries(c.query!).map(([k, v]) => [k, BigInt(untyped(v) as number)]));
-      const lo = q.gte ?? q.gt! + 1n;
-      const hi = q.lte ?? q.lt! - 1n;
+      const [min, max] = [BigInt((c.index.bounds?.min ? untyped(c.index.bounds.min) : Number.MIN_SAFE_INTEGER) as number), BigInt((c.index.bounds?.max ? untyped(c.index.bounds.max) : Number.MAX_SAFE_INTEGER) as number)];
+      const lo = q.gte ?? (q.gt === undefined ? min : q.gt + 1n);
+      const hi = q.lte ?? (q.lt === undefined ? max : q.lt - 1n);
       const width = (level: string) => 1n << BigInt(/\/2\^(\d+)$/.exec(level)![1]!);
       const spans = c.steps.map((s) => [BigInt(`0x${s.bucket!}`) * width(s.level) - 2n ** 63n, (BigInt(`0x${s.bucket!}`) + 1n) * width(s.level) - 1n - 2n ** 63n] as const);
       for (let k = lo - 3n; k <= hi + 3n && k <= lo + 5000n; k++) {

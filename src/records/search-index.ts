@@ -13,7 +13,8 @@ import { ClosedError, KeyNotWarmError, PartitionShreddedError } from '../core/er
 import type { SuiteKey } from '../core/key-source.ts';
 import { checkPartition, ColumnKeyCache, IndexKeyLoader, SEARCH_PARTITION_SUFFIX } from './blind-index-keys.ts';
 import { normalizeValue } from './blind-index-values.ts';
-import { bucketsOf, rangeCover } from './search-cover.ts';
+import { UnsupportedQueryError } from './unsupported-query.ts';
+import { type Bucket, bucketsOf, rangeCover } from './search-cover.ts';
 import { domainBounds, rangeKey } from './search-levels.ts';
 import { containsQueryMessages, containsValueMessages } from './search-grams.ts';
 import { type ContainsSettings, type PrefixSettings, type RangeSettings, resolveSearchOptions, type SearchIndexOptions, type SearchIndexWarning, type SearchSettings } from './search-options.ts';
@@ -202,6 +203,7 @@ class HierarchySearchIndex implements SearchIndex {
     const s = this.#s;
     if (s.kind === 'range') {
       const key = rangeKey(s.domain, value, s.scale, `${s.table}.${s.column}`);
+      if (key < s.min || key > s.max) throw new RangeError(`${s.table}.${s.column}: the value is outside the index's bounds`);
       return { messages: bucketsOf(s.levels, key).map((b) => rangeMessage(s.levels[b.level]!.name, b.bucket)) };
     }
     const text = normalizedText(s, value);
@@ -235,7 +237,7 @@ function normalizedText(s: PrefixSettings | ContainsSettings, value: unknown): s
   return text;
 }
 
-/** [lo, hi] in keys from a condition's bounds; undefined bounds are the domain's ends. */
+/** [lo, hi] in keys from a condition's bounds; undefined bounds are the domain's ends (the index's bounds clamp the cover, not this). */
 function rangeBounds(s: RangeSettings, c: RangeCondition): [bigint, bigint] {
   const known = ['gte', 'gt', 'lte', 'lt'];
   if (Object.keys(c).some((k) => !known.includes(k))) throw new TypeError(`a range query takes gte, gt, lte and lt, got ${Object.keys(c).join(', ')}`);
@@ -250,9 +252,20 @@ function rangeBounds(s: RangeSettings, c: RangeCondition): [bigint, bigint] {
   return [lo, hi];
 }
 
+/** The cover of [lo, hi] within the index's bounds; ERR_UNSUPPORTED_QUERY when it needs more than maxQueryTokens. */
+function boundedCover(s: RangeSettings, c: RangeCondition, lo: bigint, hi: bigint): Bucket[] {
+  try {
+    return rangeCover(s.levels, lo > s.min ? lo : s.min, hi < s.max ? hi : s.max, s.maxQueryTokens);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const open = c.gte === undefined && c.gt === undefined && !s.declared.min ? 'a range with no lower bound' : c.lte === undefined && c.lt === undefined && !s.declared.max ? 'a range with no upper bound' : 'a range this wide';
+    throw new UnsupportedQueryError(`${s.table}.${s.column}`, open, `${error.message}; or declare the column's bounds ({ min, max }) so that an open end stops there`);
+  }
+}
+
 function rangePlan(s: RangeSettings, c: RangeCondition): Plan {
   const [lo, hi] = rangeBounds(s, c);
-  const cover = rangeCover(s.levels, lo, hi, s.maxQueryTokens);
+  const cover = boundedCover(s, c, lo, hi);
   const matches = (value: unknown): boolean => {
     let key: bigint;
     try {

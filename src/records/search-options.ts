@@ -13,7 +13,7 @@ import type { TokenMac } from '../core/token-mac.ts';
 import type { KeyHierarchy } from '../hierarchy.ts';
 import { checkPartition } from './blind-index-keys.ts';
 import { type BlindIndexNormalizer, normalizerChain, type NormalizerFn } from './blind-index-values.ts';
-import { type DateLevel, type Level, type RangeDomain, resolveLevels } from './search-levels.ts';
+import { type DateLevel, domainBounds, type Level, type RangeDomain, rangeKey, type RangeValue, resolveLevels } from './search-levels.ts';
 import { searchInfo, type SearchKind } from './search-tokens.ts';
 
 export interface SearchIndexWarning {
@@ -58,6 +58,13 @@ export interface RangeIndexOptions extends SearchBaseOptions {
   scale?: number;
   /** The most tokens a query may have (default 64; FORMAT.md §11a.3). */
   maxQueryTokens?: number;
+  /**
+   * The least and greatest values the column holds (either or both): a value outside is refused,
+   * and a query with no lower (upper) bound runs up to these instead of the domain's end, so that
+   * `{ gte: x }` alone has a small cover. Without them an open-ended query whose cover needs more
+   * than maxQueryTokens tokens is refused (ERR_UNSUPPORTED_QUERY).
+   */
+  bounds?: { min?: RangeValue; max?: RangeValue };
 }
 
 export interface PrefixIndexOptions extends SearchBaseOptions {
@@ -111,6 +118,10 @@ export interface RangeSettings extends CommonSettings {
   readonly scale: number;
   readonly levels: readonly Level[];
   readonly maxQueryTokens: number;
+  /** The keys of `bounds` (or the domain's ends), and whether each was declared. */
+  readonly min: bigint;
+  readonly max: bigint;
+  readonly declared: { readonly min: boolean; readonly max: boolean };
 }
 export interface PrefixSettings extends CommonSettings {
   readonly kind: 'prefix';
@@ -247,14 +258,25 @@ function commonSettings(options: SearchIndexOptions, kind: SearchKind): Omit<Com
 
 const DOMAINS: readonly RangeDomain[] = ['integer', 'decimal', 'date', 'float64'];
 
+function rangeIndexBounds(options: RangeIndexOptions, scale: number): Pick<RangeSettings, 'min' | 'max' | 'declared'> {
+  const b = options.bounds ?? {};
+  if (typeof b !== 'object' || b === null || Object.keys(b).some((k) => k !== 'min' && k !== 'max')) throw new TypeError(`"bounds" expected { min?, max? }, got ${describe(b)}`);
+  let [min, max] = domainBounds(options.domain);
+  if (b.min !== undefined) min = rangeKey(options.domain, b.min, scale, '"bounds.min"');
+  if (b.max !== undefined) max = rangeKey(options.domain, b.max, scale, '"bounds.max"');
+  if (min > max) throw new RangeError('"bounds.min" is greater than "bounds.max"');
+  return { min, max, declared: Object.freeze({ min: b.min !== undefined, max: b.max !== undefined }) };
+}
+
 function resolveRange(options: RangeIndexOptions): RangeSettings {
   const common = commonSettings(options, 'range');
   if (!DOMAINS.includes(options.domain)) throw new TypeError(`"domain" expected ${DOMAINS.map((d) => JSON.stringify(d)).join(', ')}, got ${describe(options.domain)}`);
   const scale = options.domain === 'decimal' ? checkInteger(options.scale, 'scale', 0, 38) : 0;
   const levels = resolveLevels(options.domain, options.levels, scale);
   const maxQueryTokens = checkInteger(options.maxQueryTokens ?? 64, 'maxQueryTokens', 1, 4096);
+  const bounds = rangeIndexBounds(options, scale);
   const warnings = warn(options, rangeWarnings(common.label, options.domain, levels));
-  return { ...common, kind: 'range', domain: options.domain, scale, levels, maxQueryTokens, warnings };
+  return { ...common, kind: 'range', domain: options.domain, scale, levels, maxQueryTokens, ...bounds, warnings };
 }
 
 function resolvePrefix(options: PrefixIndexOptions): PrefixSettings {

@@ -35,6 +35,8 @@ export interface RangeIndexSpec extends SearchSpecBase {
   /** A number column's values as float64 rather than safe integers. */
   domain?: 'float64';
   maxQueryTokens?: number;
+  /** The least and greatest values the column holds: values outside are refused, and open-ended queries stop there (README "Range and prefix search"). */
+  bounds?: { min?: number | bigint | string | Date; max?: number | bigint | string | Date };
 }
 
 /** A prefix index for `startsWith` on string columns; `acknowledgeLeakage: 'prefix'` is required. */
