@@ -65,6 +65,8 @@ export interface RangeIndexOptions extends SearchBaseOptions {
    * than maxQueryTokens tokens is refused (ERR_UNSUPPORTED_QUERY).
    */
   bounds?: { min?: RangeValue; max?: RangeValue };
+  /** The number of distinct values the column is expected to hold, for the dictionary warning (with both bounds declared). */
+  expectedDistinctValues?: number;
 }
 
 export interface PrefixIndexOptions extends SearchBaseOptions {
@@ -185,6 +187,24 @@ function warn(options: SearchIndexOptions, warnings: SearchIndexWarning[]): read
   return frozen;
 }
 
+/** Fewer than two expected distinct values per finest bucket between the declared bounds: most finest tokens name one value. */
+function sparseWarning(label: string, options: RangeIndexOptions, finest: Level, bounds: Pick<RangeSettings, 'min' | 'max' | 'declared'>): SearchIndexWarning[] {
+  const expected = options.expectedDistinctValues;
+  if (expected === undefined) return [];
+  checkInteger(expected, 'expectedDistinctValues', 1, Number.MAX_SAFE_INTEGER);
+  if (!bounds.declared.min || !bounds.declared.max) return [];
+  const buckets = finest.bucket(bounds.max) - finest.bucket(bounds.min) + 1n;
+  if (BigInt(expected) >= 2n * buckets) return [];
+  return [
+    {
+      code: 'dictionary',
+      message:
+        `${label}: about ${expected} distinct values over ${buckets} buckets of the finest level (${finest.name}) between the bounds: most buckets hold one value, ` +
+        'so its token names the value (an equality index with its frequencies); a coarser finest level blurs this',
+    },
+  ];
+}
+
 function rangeWarnings(label: string, domain: RangeDomain, levels: readonly Level[]): SearchIndexWarning[] {
   if (domain === 'date' || !levels[0]!.name.endsWith('/2^0')) return [];
   return [
@@ -275,7 +295,9 @@ function resolveRange(options: RangeIndexOptions): RangeSettings {
   const levels = resolveLevels(options.domain, options.levels, scale);
   const maxQueryTokens = checkInteger(options.maxQueryTokens ?? 64, 'maxQueryTokens', 1, 4096);
   const bounds = rangeIndexBounds(options, scale);
-  const warnings = warn(options, rangeWarnings(common.label, options.domain, levels));
+  const single = rangeWarnings(common.label, options.domain, levels);
+  const sparse = sparseWarning(common.label, options, levels[0]!, bounds);
+  const warnings = warn(options, single.length > 0 ? single : sparse);
   return { ...common, kind: 'range', domain: options.domain, scale, levels, maxQueryTokens, ...bounds, warnings };
 }
 

@@ -37,6 +37,8 @@ export interface RangeIndexSpec extends SearchSpecBase {
   maxQueryTokens?: number;
   /** The least and greatest values the column holds: values outside are refused, and open-ended queries stop there (README "Range and prefix search"). */
   bounds?: { min?: number | bigint | string | Date; max?: number | bigint | string | Date };
+  /** The number of distinct values expected, for the dictionary warning (with both bounds). */
+  expectedDistinctValues?: number;
 }
 
 /** A prefix index for `startsWith` on string columns; `acknowledgeLeakage: 'prefix'` is required. */
