@@ -53,6 +53,7 @@ export {
 export { FieldMalformedError } from './core/errors.ts';
 export { UnsupportedQueryError } from './records/unsupported-query.ts';
 export {
+  type ContainsCondition,
   createSearchIndex,
   type PrefixCondition,
   type RangeCondition,
@@ -61,11 +62,11 @@ export {
   type SearchIndex,
   type SearchQuery,
 } from './records/search-index.ts';
-export type { PrefixIndexOptions, RangeIndexOptions, SearchIndexOptions, SearchIndexWarning } from './records/search-options.ts';
+export type { ContainsIndexOptions, PrefixIndexOptions, RangeIndexOptions, SearchIndexOptions, SearchIndexWarning } from './records/search-options.ts';
 export type { DateLevel, RangeDomain } from './records/search-levels.ts';
 export { searchSchema, type SearchDialect } from './records/search-sql.ts';
 export type { SearchSql, SearchSqlOptions } from './records/record-search.ts';
-export type { PrefixIndexSpec, RangeIndexSpec, SearchIndexSpec } from './records/table.ts';
+export type { ContainsIndexSpec, PrefixIndexSpec, RangeIndexSpec, SearchIndexSpec } from './records/table.ts';
 export { SEARCH_PARTITION_SUFFIX } from './records/blind-index-keys.ts';
 export type { TokenMac } from './core/token-mac.ts';
 export {

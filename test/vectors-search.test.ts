@@ -20,7 +20,7 @@ import { BACKENDS, hex, readVectors, unhex } from './helpers.ts';
 
 type Typed = { type: 'number'; value: string } | { type: 'bigint'; value: string } | { type: 'decimal'; value: string } | { type: 'date'; value: number } | { type: 'string'; value: string };
 interface IndexSpec {
-  kind: 'range' | 'prefix';
+  kind: 'range' | 'prefix' | 'contains';
   table: string;
   column: string;
   partition: string;
@@ -31,6 +31,8 @@ interface IndexSpec {
   levels?: (number | string)[];
   scale?: number;
   maxQueryTokens?: number;
+  /** The index's declared bounds (FORMAT.md §11a.3), as typed values. */
+  bounds?: { min?: Typed; max?: Typed };
   minLength?: number;
   maxLength?: number;
   normalize?: string[];
@@ -95,6 +97,7 @@ interface Spec {
 }
 const R = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'range', ...index }, ...(query ? { query } : { value }) });
 const P = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'prefix', minLength: 2, maxLength: 5, ...index }, ...(query ? { query } : { value }) });
+const C = (name: string, index: Partial<IndexSpec>, value: unknown, query?: Record<string, unknown>): Spec => ({ name, index: { kind: 'contains', minLength: 3, maxLength: 8, ...index }, ...(query ? { query } : { value }) });
 const INT = { domain: 'integer' as const, levels: [0, 4, 8] };
 const DATES = { domain: 'date' as const, levels: ['day', 'month', 'year'] };
 const SPECS: Spec[] = [
@@ -125,6 +128,8 @@ const SPECS: Spec[] = [
   R('query: dates 2024-01-30 to 2024-03-01 (days and a month)', DATES, undefined, { gte: new Date(Date.UTC(2024, 0, 30)), lt: new Date(Date.UTC(2024, 2, 2)) }),
   R('query: decimals 9.99 to 10.01', { domain: 'decimal', scale: 2, levels: [0, 8] }, undefined, { gte: '9.99', lte: '10.01' }),
   R('query: empty range', INT, undefined, { gt: 5, lt: 6 }),
+  R('query: integers from 100 up, to the declared bounds (max 5000)', { ...INT, bounds: { min: typed(-5000), max: typed(5000) } }, undefined, { gte: 100 }),
+  R('query: integers below -10, from the declared bounds (min -300), clamped', { ...INT, bounds: { min: typed(-300), max: typed(5000) } }, undefined, { lt: -10 }),
   P('prefix: "Alice" with trim, casefold, nfc (lengths 2 to 5, one token each)', { normalize: ['trim', 'casefold', 'nfc'] }, '  ALICE '),
   P('prefix: "Al" (padded with dummies for lengths 3 to 5)', {}, 'Al'),
   P('prefix: "Alexander" (longer than maxLength)', {}, 'Alexander'),
@@ -132,17 +137,25 @@ const SPECS: Spec[] = [
   P('prefix: HMAC-SM3', { mac: 'HMAC-SM3' }, 'Alice'),
   P('prefix query: "al" under casefold', { normalize: ['casefold'] }, undefined, { startsWith: 'AL' }),
   P('prefix query: longer than maxLength uses the maxLength prefix', {}, undefined, { startsWith: 'Alexander' }),
+  C('contains: "banana" (distinct grams ban, ana, nan, then dummies 4 to 6)', {}, 'banana'),
+  C('contains: "Zoë" under casefold, nfc (one gram, five dummies)', { normalize: ['casefold', 'nfc'] }, 'Zoe\u0308'),
+  C('contains: "ab" (shorter than a gram: dummies only)', {}, 'ab'),
+  C('contains: code points, grams of 2', { minLength: 2, maxLength: 5 }, '😀é😀x'),
+  C('contains: HMAC-SM3', { mac: 'HMAC-SM3' }, 'banana'),
+  C('contains query: "NANA" under casefold (every distinct gram)', { normalize: ['casefold'] }, undefined, { contains: 'NANA' }),
+  C('contains query: repeated grams once', {}, undefined, { contains: 'aaaaa' }),
 ];
 
-const defaults = (s: Spec): IndexSpec => ({ table: 'orders', column: s.index.kind === 'range' ? 'amount' : 'name', partition: 'tenant-1', version: 1, bits: 32, mac: 'HMAC-SHA-256', ...s.index }) as IndexSpec;
+const defaults = (s: Spec): IndexSpec => ({ table: 'orders', column: s.index.kind === 'range' ? 'amount' : s.index.kind === 'contains' ? 'note' : 'name', partition: 'tenant-1', version: 1, bits: 32, mac: 'HMAC-SHA-256', ...s.index }) as IndexSpec;
 
 function hierarchyFor(backend: BackendName = 'node') {
   return createKeyHierarchy({ store: new MemoryKeyStore(), kms: new DerivedKms(), backend });
 }
 
 function indexFor(spec: IndexSpec, hierarchy: ReturnType<typeof hierarchyFor>, backend?: BackendName) {
-  const { mac, kind, ...rest } = spec;
-  return createSearchIndex({ ...rest, kind, acknowledgeLeakage: kind, hierarchy, ...(mac === 'HMAC-SM3' ? { mac: hmacSm3Tokens } : {}), ...(backend ? { backend } : {}) } as unknown as SearchIndexOptions);
+  const { mac, kind, bounds, ...rest } = spec;
+  const raw = bounds && Object.fromEntries(Object.entries(bounds).map(([k, v]) => [k, untyped(v)]));
+  return createSearchIndex({ ...rest, ...(raw ? { bounds: raw } : {}), kind, acknowledgeLeakage: kind, hierarchy, ...(mac === 'HMAC-SM3' ? { mac: hmacSm3Tokens } : {}), ...(backend ? { backend } : {}) } as unknown as SearchIndexOptions);
 }
 
 // --- an independent §11a, from the file alone ----------------------------------------------
@@ -185,6 +198,11 @@ function independent(c: Case, rootKeys: VectorFile['rootKeys']) {
     if (x.kind === 'range') {
       if (c.key !== undefined) expect(BigInt(`0x${step.bucket!}`), c.name).toBe(BigInt.asUintN(64, bucketAt(step.level, BigInt(`0x${c.key}`))));
       message = Uint8Array.from([...field(step.level), ...u64(BigInt(`0x${step.bucket!}`))]);
+    } else if (x.kind === 'contains') {
+      const pad = /^contains-pad\/(\d+) (\d+)$/.exec(step.level);
+      message = pad
+        ? Uint8Array.from([...field(`contains-pad/${pad[1]}`), 0, 0, 0, Number(pad[2]), ...utf8(step.bucket!)])
+        : Uint8Array.from([...field(step.level), ...utf8(step.bucket!)]);
     } else {
       const m = /^prefix-pad (\d+)$/.exec(step.level);
       message = m
@@ -210,25 +228,37 @@ async function stepsOf(s: Spec, spec: IndexSpec): Promise<{ key?: string; steps:
     if (s.query) {
       const q = s.query;
       let [lo, hi] = domainBounds(spec.domain!);
+      const [min, max] = [spec.bounds?.min ? keyOf(untyped(spec.bounds.min)) : lo, spec.bounds?.max ? keyOf(untyped(spec.bounds.max)) : hi];
       if (q.gte !== undefined) lo = keyOf(q.gte);
       if (q.gt !== undefined) lo = keyOf(q.gt) + 1n;
       if (q.lte !== undefined) hi = keyOf(q.lte);
       if (q.lt !== undefined) hi = keyOf(q.lt) - 1n;
-      const cover = testing.rangeCover(levels, lo, hi, spec.maxQueryTokens ?? 64);
+      const cover = testing.rangeCover(levels, lo > min ? lo : min, hi < max ? hi : max, spec.maxQueryTokens ?? 64);
       return { steps: cover.map((b) => ({ level: levels[b.level]!.name, bucket: u64hex(b.bucket), message: '', mac: '', token: 0 })) };
     }
     const key = keyOf(s.value);
     return { key: u64hex(key), steps: levels.map((l) => ({ level: l.name, bucket: u64hex(l.bucket(key)), message: '', mac: '', token: 0 })) };
   }
   const chain = normalizerChain((spec.normalize ?? []) as never);
-  const text = normalizeValue((s.query ? s.query.startsWith : s.value) as string, chain) as string;
+  const text = normalizeValue((s.query ? (s.query.startsWith ?? s.query.contains) : s.value) as string, chain) as string;
   const points = Array.from(text);
+  if (spec.kind === 'contains') return { steps: gramSteps(spec, points, text, s.query !== undefined) };
   if (s.query) return { steps: [{ level: 'prefix', bucket: points.slice(0, Math.min(points.length, spec.maxLength!)).join(''), message: '', mac: '', token: 0 }] };
   const steps: Case['steps'] = [];
   for (let n = spec.minLength!; n <= spec.maxLength!; n++) {
     steps.push(n <= points.length ? { level: 'prefix', bucket: points.slice(0, n).join(''), message: '', mac: '', token: 0 } : { level: `prefix-pad ${n}`, bucket: text, message: '', mac: '', token: 0 });
   }
   return { steps };
+}
+
+/** A contains value's steps: its distinct grams in order of first occurrence, then the dummies; a query's: its distinct grams. */
+function gramSteps(spec: IndexSpec, points: string[], text: string, query: boolean): Case['steps'] {
+  const n = spec.minLength!;
+  const grams = [...new Set(points.map((_, i) => points.slice(i, i + n).join('')).filter((_, i) => i + n <= points.length))];
+  const steps: Case['steps'] = grams.map((g) => ({ level: `contains/${n}`, bucket: g, message: '', mac: '', token: 0 }));
+  if (query) return steps;
+  for (let i = grams.length + 1; i <= spec.maxLength! - n + 1; i++) steps.push({ level: `contains-pad/${n} ${i}`, bucket: text, message: '', mac: '', token: 0 });
+  return steps;
 }
 
 async function generate(): Promise<VectorFile> {
@@ -260,7 +290,7 @@ async function generate(): Promise<VectorFile> {
   }
   return {
     comment:
-      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending.',
+      'kms-envelope FORMAT.md §11a search-token vectors. rootKeys: the intermediate key (hex) of each key-hierarchy partition P + "#search" and version, made as SHA-256("search vectors " + the KMS context JSON of FORMAT.md §10.4). Values: numbers as big-endian binary64 hex, bigints and decimals as strings, Dates as milliseconds. key: the range key of the value (u64, or milliseconds for dates). key and range buckets: 8 bytes hex (mod 2^64). steps: per level (range), per prefix length (prefix: level "prefix" with the prefix as bucket, or "prefix-pad n" with the whole normalised value), per gram or dummy (contains: level "contains/n" with the gram as bucket, or "contains-pad/n i" with the whole normalised value), or per bucket of a query\'s cover: the MAC message, the MAC and the token (its first `bits` bits). tokens: what the library returns, sorted ascending. index.bounds: a range index\'s declared bounds, typed as values are; a query\'s missing bound is the declared one, and its range is clamped to them (FORMAT.md §11a.3).',
     rootKeys,
     cases,
   };
@@ -273,8 +303,8 @@ if (process.env.UPDATE_VECTORS === '1') {
 const vectors = readVectors<VectorFile>('search-tokens.json');
 
 describe('search-token vectors (FORMAT.md §11a)', () => {
-  it('cover every domain, both kinds, both MACs, queries, versions, partitions, tables and truncations', () => {
-    expect(new Set(vectors.cases.map((c) => c.index.domain ?? c.index.kind))).toEqual(new Set(['integer', 'decimal', 'float64', 'date', 'prefix']));
+  it('cover every domain, every kind, both MACs, queries, versions, partitions, tables and truncations', () => {
+    expect(new Set(vectors.cases.map((c) => c.index.domain ?? c.index.kind))).toEqual(new Set(['integer', 'decimal', 'float64', 'date', 'prefix', 'contains']));
     expect(new Set(vectors.cases.map((c) => c.index.mac))).toEqual(new Set(['HMAC-SHA-256', 'HMAC-SM3']));
     expect(new Set(vectors.cases.map((c) => c.index.bits))).toEqual(new Set([16, 32, 52]));
     expect(vectors.cases.filter((c) => c.query).length).toBeGreaterThanOrEqual(8);
@@ -291,8 +321,9 @@ describe('search-token vectors (FORMAT.md §11a)', () => {
   it('a range query\'s cover holds every key of the range and no bucket outside it', () => {
     for (const c of vectors.cases.filter((x) => x.query && x.index.kind === 'range' && x.index.domain === 'integer')) {
       const q = Object.fromEntries(Object.entries(c.query!).map(([k, v]) => [k, BigInt(untyped(v) as number)]));
-      const lo = q.gte ?? q.gt! + 1n;
-      const hi = q.lte ?? q.lt! - 1n;
+      const [min, max] = [BigInt((c.index.bounds?.min ? untyped(c.index.bounds.min) : Number.MIN_SAFE_INTEGER) as number), BigInt((c.index.bounds?.max ? untyped(c.index.bounds.max) : Number.MAX_SAFE_INTEGER) as number)];
+      const lo = q.gte ?? (q.gt === undefined ? min : q.gt + 1n);
+      const hi = q.lte ?? (q.lt === undefined ? max : q.lt - 1n);
       const width = (level: string) => 1n << BigInt(/\/2\^(\d+)$/.exec(level)![1]!);
       const spans = c.steps.map((s) => [BigInt(`0x${s.bucket!}`) * width(s.level) - 2n ** 63n, (BigInt(`0x${s.bucket!}`) + 1n) * width(s.level) - 1n - 2n ** 63n] as const);
       for (let k = lo - 3n; k <= hi + 3n && k <= lo + 5000n; k++) {

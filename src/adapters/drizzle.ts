@@ -186,7 +186,7 @@ export interface SearchTokensTypeOptions<C extends Record<string, FieldSpec>> {
   table: Table<C>;
   /** The sealed column whose range or prefix tokens this column holds (\`search\` in defineTable). */
   column: keyof C & string;
-  kind: 'range' | 'prefix';
+  kind: 'range' | 'prefix' | 'contains';
   /** The partition of the rows; default the table's fixed partition. */
   partition?: string;
 }

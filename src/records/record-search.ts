@@ -8,6 +8,7 @@ import { partitionOf } from './binding.ts';
 import { createSearchIndex, type SearchCondition, type SearchIndex, type SearchQuery } from './search-index.ts';
 import type { RangeIndexOptions, SearchIndexOptions } from './search-options.ts';
 import { type SearchDialect, searchSql } from './search-sql.ts';
+import type { SearchKind } from './search-tokens.ts';
 import { type AnyTable, type FieldSpec, type Row, type SearchIndexSpec, searchSpecsOf } from './table.ts';
 
 export interface SearchSqlOptions {
@@ -36,8 +37,13 @@ function optionsOf(hierarchy: KeyHierarchy, t: AnyTable, column: string, spec: S
   const field = t.columns[column]!;
   const { column: _target, storage: _storage, ...rest } = spec;
   const common = { ...rest, hierarchy, table: t.name, column: field.id ?? column };
-  if (spec.kind === 'prefix') return common as SearchIndexOptions;
+  if (spec.kind !== 'range') return common as SearchIndexOptions;
   return { ...common, domain: rangeDomain(field, spec), ...(field.type === 'decimal' ? { scale: field.scale } : {}) } as SearchIndexOptions;
+}
+
+function conditionKind(condition: SearchCondition): SearchKind {
+  if (typeof condition !== 'object' || condition === null) return 'range';
+  return 'startsWith' in condition ? 'prefix' : 'contains' in condition ? 'contains' : 'range';
 }
 
 export class RecordSearch {
@@ -63,7 +69,7 @@ export class RecordSearch {
   }
 
   /** The spec of a column's index of a kind (a TypeError when it has none). */
-  specOf(t: AnyTable, column: string, kind: 'range' | 'prefix'): SearchIndexSpec {
+  specOf(t: AnyTable, column: string, kind: SearchKind): SearchIndexSpec {
     const field = t.columns[column];
     const spec = field && searchSpecsOf(field).find((s) => s.kind === kind);
     if (!spec) throw new TypeError(`${t.name}.${column} has no ${kind} index (search: { kind: "${kind}", … } in defineTable)`);
@@ -88,15 +94,15 @@ export class RecordSearch {
     return this.stored(spec, await this.of(t, column, spec).tokens(value, { partition }));
   }
 
-  /** A condition's kind: `startsWith` is a prefix query, bounds a range query. */
+  /** A condition's kind: `startsWith` is a prefix query, `contains` a contains query, bounds a range query. */
   async query(t: AnyTable, column: string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql> {
-    const kind = typeof condition === 'object' && condition !== null && 'startsWith' in condition ? 'prefix' : 'range';
+    const kind = conditionKind(condition);
     const spec = this.specOf(t, column, kind);
     const q = await this.of(t, column, spec).query(condition, { partition: options.partition });
     if (options.dialect !== 'postgres' && options.dialect !== 'sqlite') throw new TypeError(`"dialect" expected "postgres" or "sqlite", got ${JSON.stringify(options.dialect)}`);
     const partitionColumn = typeof t.partition === 'object' ? t.partition.column : undefined;
-    const { sql, params } = searchSql({ dialect: options.dialect, from: options.from ?? t.name, tokenColumn: spec.column, partitionColumn, partition: q.partition, tokens: q.tokens, firstParam: options.firstParam ?? 1 });
-    return Object.freeze({ kind: q.kind, partition: q.partition, tokens: q.tokens, matches: q.matches, table: t.name, column, sql, params: Object.freeze(params) });
+    const { sql, params } = searchSql({ dialect: options.dialect, from: options.from ?? t.name, tokenColumn: spec.column, partitionColumn, partition: q.partition, tokens: q.tokens, match: q.match, firstParam: options.firstParam ?? 1 });
+    return Object.freeze({ kind: q.kind, partition: q.partition, tokens: q.tokens, match: q.match, matches: q.matches, table: t.name, column, sql, params: Object.freeze(params) });
   }
 
   /** Whether an opened row is an exact match: the query's partition, and a value that meets the condition. */

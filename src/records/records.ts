@@ -110,15 +110,15 @@ export interface Records {
   /** Stops the background refreshes records.warm() started (keys already loaded stay until their TTL ends). */
   stopWarm(): void;
   /**
-   * A range (`{ gte, lt, … }`) or prefix (`{ startsWith }`) query of a column with a `search` index:
+   * A range (`{ gte, lt, … }`), prefix (`{ startsWith }`) or contains (`{ contains }`) query of a column with a `search` index:
    * `WHERE ${sql}` with `params` finds the candidates of the partition; pass the rows read to
    * openMatching, which opens them and keeps the exact matches (README "Range and prefix search").
    */
   searchQuery<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, condition: SearchCondition, options: SearchSqlOptions): Promise<SearchSql>;
-  /** The tokens of a value for a column's range or prefix index, as the row stores them (the sweeps use it). */
-  searchTokens<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): Promise<unknown>;
+  /** The tokens of a value for a column's range, prefix or contains index, as the row stores them (the sweeps use it). */
+  searchTokens<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix' | 'contains', value: unknown, options: { partition: string }): Promise<unknown>;
   /** searchTokens(), synchronously once the partition's search keys are warm (records.warm with the table), else ERR_KEY_NOT_WARM: for ORM hooks. */
-  searchTokensSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix', value: unknown, options: { partition: string }): unknown;
+  searchTokensSync<C extends Record<string, FieldSpec>>(table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix' | 'contains', value: unknown, options: { partition: string }): unknown;
   /** Opens the candidates a searchQuery found and keeps the rows of its partition whose value meets its condition, in the order given. */
   openMatching<C extends Record<string, FieldSpec>>(table: Table<C>, query: SearchSql, rows: readonly SealedRow<C>[]): Promise<PlainRow<C>[]>;
   readonly stats: RecordsStats;

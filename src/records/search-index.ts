@@ -13,10 +13,12 @@ import { ClosedError, KeyNotWarmError, PartitionShreddedError } from '../core/er
 import type { SuiteKey } from '../core/key-source.ts';
 import { checkPartition, ColumnKeyCache, IndexKeyLoader, SEARCH_PARTITION_SUFFIX } from './blind-index-keys.ts';
 import { normalizeValue } from './blind-index-values.ts';
-import { bucketsOf, rangeCover } from './search-cover.ts';
+import { UnsupportedQueryError } from './unsupported-query.ts';
+import { type Bucket, bucketsOf, rangeCover } from './search-cover.ts';
 import { domainBounds, rangeKey } from './search-levels.ts';
-import { type PrefixSettings, type RangeSettings, resolveSearchOptions, type SearchIndexOptions, type SearchIndexWarning, type SearchSettings } from './search-options.ts';
-import { padMessage, prefixMessage, rangeMessage, searchInfo, type SearchKind, tokenOf } from './search-tokens.ts';
+import { containsQueryMessages, containsValueMessages } from './search-grams.ts';
+import { type ContainsSettings, type PrefixSettings, type RangeSettings, resolveSearchOptions, type SearchIndexOptions, type SearchIndexWarning, type SearchSettings } from './search-options.ts';
+import { gramMessage, gramPadMessage, padMessage, prefixMessage, rangeMessage, searchInfo, type SearchKind, tokenOf } from './search-tokens.ts';
 
 /** A range: any of the four bounds (none: the whole domain). */
 export interface RangeCondition {
@@ -28,7 +30,11 @@ export interface RangeCondition {
 export interface PrefixCondition {
   startsWith: string;
 }
-export type SearchCondition = RangeCondition | PrefixCondition;
+/** A contains query (an n-gram index): the rows whose normalised value includes the normalised term. */
+export interface ContainsCondition {
+  contains: string;
+}
+export type SearchCondition = RangeCondition | PrefixCondition | ContainsCondition;
 
 export interface SearchCallOptions {
   partition?: string;
@@ -38,8 +44,9 @@ export interface SearchCallOptions {
 export interface SearchQuery {
   readonly kind: SearchKind;
   readonly partition: string;
-  /** The tokens to look up (a row is a candidate when it holds any of them). */
+  /** The tokens to look up: a row is a candidate when it holds any of them (`any`: range, prefix) or all of them (`all`: contains). */
   readonly tokens: readonly number[];
+  readonly match: 'any' | 'all';
   /** The exact filter of an opened value: candidates that fail it are truncation or bucket false positives. */
   matches(value: unknown): boolean;
 }
@@ -52,7 +59,7 @@ export interface SearchIndex {
   readonly version: number;
   /** The MAC's name: `HMAC-SHA-256` or `HMAC-SM3`. */
   readonly mac: string;
-  /** Tokens each value has (levels, or maxLength − minLength + 1 prefixes). */
+  /** Tokens each value has (levels, or maxLength − minLength + 1 prefixes or grams). */
   readonly tokensPerValue: number;
   readonly warnings: readonly SearchIndexWarning[];
   /** The tokens to store for a value, sorted ascending (the level or length of each is not in its place). */
@@ -143,7 +150,8 @@ class HierarchySearchIndex implements SearchIndex {
   };
 
   #answer(plan: Plan, tokens: number[], call: SearchCallOptions | undefined): SearchQuery {
-    return Object.freeze({ kind: this.kind, partition: this.#partitionOf(call), tokens: Object.freeze([...new Set(tokens)].sort((a, b) => a - b)), matches: plan.matches! });
+    const match = this.kind === 'contains' ? 'all' : 'any';
+    return Object.freeze({ kind: this.kind, partition: this.#partitionOf(call), tokens: Object.freeze([...new Set(tokens)].sort((a, b) => a - b)), match, matches: plan.matches! });
   }
 
   #partitionOf(call: SearchCallOptions | undefined): string {
@@ -195,9 +203,11 @@ class HierarchySearchIndex implements SearchIndex {
     const s = this.#s;
     if (s.kind === 'range') {
       const key = rangeKey(s.domain, value, s.scale, `${s.table}.${s.column}`);
+      if (key < s.min || key > s.max) throw new RangeError(`${s.table}.${s.column}: the value is outside the index's bounds`);
       return { messages: bucketsOf(s.levels, key).map((b) => rangeMessage(s.levels[b.level]!.name, b.bucket)) };
     }
     const text = normalizedText(s, value);
+    if (s.kind === 'contains') return { messages: containsValueMessages(text, s.minLength, s.maxLength, `${s.table}.${s.column}`) };
     const points = Array.from(text);
     const messages: Uint8Array[] = [];
     for (let n = s.minLength; n <= s.maxLength; n++) messages.push(n <= points.length ? prefixMessage(points.slice(0, n).join('')) : padMessage(n, text));
@@ -206,7 +216,8 @@ class HierarchySearchIndex implements SearchIndex {
 
   #queryPlan(condition: SearchCondition): Plan {
     if (typeof condition !== 'object' || condition === null) throw new TypeError(`a ${this.kind} query expected a condition object, got ${describe(condition)}`);
-    return this.#s.kind === 'range' ? rangePlan(this.#s, condition as RangeCondition) : prefixPlan(this.#s, condition as PrefixCondition);
+    const s = this.#s;
+    return s.kind === 'range' ? rangePlan(s, condition as RangeCondition) : s.kind === 'prefix' ? prefixPlan(s, condition as PrefixCondition) : containsPlan(s, condition as ContainsCondition);
   }
 
   #dropIfShredded(partition: string, error: unknown): void {
@@ -218,15 +229,15 @@ function sorted(tokens: number[]): number[] {
   return tokens.sort((a, b) => a - b);
 }
 
-function normalizedText(s: PrefixSettings, value: unknown): string {
+function normalizedText(s: PrefixSettings | ContainsSettings, value: unknown): string {
   const where = `${s.table}.${s.column}`;
-  if (typeof value !== 'string') throw new TypeError(`${where} expected a string for its prefix index, got ${describe(value)}`);
+  if (typeof value !== 'string') throw new TypeError(`${where} expected a string for its ${s.kind} index, got ${describe(value)}`);
   const text = normalizeValue(value, s.chain, where);
   if (typeof text !== 'string') throw new TypeError(`${where}: a normaliser made ${describe(text)} of a string`);
   return text;
 }
 
-/** [lo, hi] in keys from a condition's bounds; undefined bounds are the domain's ends. */
+/** [lo, hi] in keys from a condition's bounds; undefined bounds are the domain's ends (the index's bounds clamp the cover, not this). */
 function rangeBounds(s: RangeSettings, c: RangeCondition): [bigint, bigint] {
   const known = ['gte', 'gt', 'lte', 'lt'];
   if (Object.keys(c).some((k) => !known.includes(k))) throw new TypeError(`a range query takes gte, gt, lte and lt, got ${Object.keys(c).join(', ')}`);
@@ -241,9 +252,20 @@ function rangeBounds(s: RangeSettings, c: RangeCondition): [bigint, bigint] {
   return [lo, hi];
 }
 
+/** The cover of [lo, hi] within the index's bounds; ERR_UNSUPPORTED_QUERY when it needs more than maxQueryTokens. */
+function boundedCover(s: RangeSettings, c: RangeCondition, lo: bigint, hi: bigint): Bucket[] {
+  try {
+    return rangeCover(s.levels, lo > s.min ? lo : s.min, hi < s.max ? hi : s.max, s.maxQueryTokens);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const open = c.gte === undefined && c.gt === undefined && !s.declared.min ? 'a range with no lower bound' : c.lte === undefined && c.lt === undefined && !s.declared.max ? 'a range with no upper bound' : 'a range this wide';
+    throw new UnsupportedQueryError(`${s.table}.${s.column}`, open, `${error.message}; or declare the column's bounds ({ min, max }) so that an open end stops there`);
+  }
+}
+
 function rangePlan(s: RangeSettings, c: RangeCondition): Plan {
   const [lo, hi] = rangeBounds(s, c);
-  const cover = rangeCover(s.levels, lo, hi, s.maxQueryTokens);
+  const cover = boundedCover(s, c, lo, hi);
   const matches = (value: unknown): boolean => {
     let key: bigint;
     try {
@@ -271,5 +293,19 @@ function prefixPlan(s: PrefixSettings, c: PrefixCondition): Plan {
   return { messages: [prefixMessage(points.slice(0, Math.min(points.length, s.maxLength)).join(''))], matches };
 }
 
+function containsPlan(s: ContainsSettings, c: ContainsCondition): Plan {
+  if (Object.keys(c).length !== 1 || typeof c.contains !== 'string') throw new TypeError('a contains query takes { contains: string }');
+  const term = normalizedText(s, c.contains);
+  const messages = containsQueryMessages(term, s.minLength, s.maxLength, `${s.table}.${s.column}`);
+  const matches = (value: unknown): boolean => {
+    try {
+      return normalizedText(s, value).includes(term);
+    } catch {
+      return false;
+    }
+  };
+  return { messages, matches };
+}
+
 /** For tests only: the pieces of FORMAT.md §11a. */
-export const testing = Object.freeze({ searchInfo, rangeMessage, prefixMessage, padMessage, tokenOf, rangeCover, rangeKey });
+export const testing = Object.freeze({ searchInfo, rangeMessage, prefixMessage, padMessage, gramMessage, gramPadMessage, tokenOf, rangeCover, rangeKey });

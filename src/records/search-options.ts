@@ -13,7 +13,7 @@ import type { TokenMac } from '../core/token-mac.ts';
 import type { KeyHierarchy } from '../hierarchy.ts';
 import { checkPartition } from './blind-index-keys.ts';
 import { type BlindIndexNormalizer, normalizerChain, type NormalizerFn } from './blind-index-values.ts';
-import { type DateLevel, type Level, type RangeDomain, resolveLevels } from './search-levels.ts';
+import { type DateLevel, domainBounds, type Level, type RangeDomain, rangeKey, type RangeValue, resolveLevels } from './search-levels.ts';
 import { searchInfo, type SearchKind } from './search-tokens.ts';
 
 export interface SearchIndexWarning {
@@ -58,6 +58,15 @@ export interface RangeIndexOptions extends SearchBaseOptions {
   scale?: number;
   /** The most tokens a query may have (default 64; FORMAT.md §11a.3). */
   maxQueryTokens?: number;
+  /**
+   * The least and greatest values the column holds (either or both): a value outside is refused,
+   * and a query with no lower (upper) bound runs up to these instead of the domain's end, so that
+   * `{ gte: x }` alone has a small cover. Without them an open-ended query whose cover needs more
+   * than maxQueryTokens tokens is refused (ERR_UNSUPPORTED_QUERY).
+   */
+  bounds?: { min?: RangeValue; max?: RangeValue };
+  /** The number of distinct values the column is expected to hold, for the dictionary warning (with both bounds declared). */
+  expectedDistinctValues?: number;
 }
 
 export interface PrefixIndexOptions extends SearchBaseOptions {
@@ -72,7 +81,24 @@ export interface PrefixIndexOptions extends SearchBaseOptions {
   expectedValueLength?: number;
 }
 
-export type SearchIndexOptions = RangeIndexOptions | PrefixIndexOptions;
+/**
+ * An n-gram index for `contains` (opt-in: it reveals more than a prefix index, README "Range and
+ * prefix search"): each value's distinct substrings of `minLength` code points, padded with
+ * dummies to maxLength − minLength + 1 tokens; a value longer than `maxLength` is refused.
+ */
+export interface ContainsIndexOptions extends SearchBaseOptions {
+  kind: 'contains';
+  /** n, the gram length (2 to 16), and so the shortest term a `contains` query may use. */
+  minLength: number;
+  /** The longest value indexed, in code points (longer values are refused); every value gets maxLength − minLength + 1 tokens (at most 256). */
+  maxLength: number;
+  /** The blind-index normalisers, applied to values and search terms alike. */
+  normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[];
+  /** The length of typical values, for the dictionary warning (default 8). */
+  expectedValueLength?: number;
+}
+
+export type SearchIndexOptions = RangeIndexOptions | PrefixIndexOptions | ContainsIndexOptions;
 
 interface CommonSettings {
   readonly keys: KeySource;
@@ -94,6 +120,10 @@ export interface RangeSettings extends CommonSettings {
   readonly scale: number;
   readonly levels: readonly Level[];
   readonly maxQueryTokens: number;
+  /** The keys of `bounds` (or the domain's ends), and whether each was declared. */
+  readonly min: bigint;
+  readonly max: bigint;
+  readonly declared: { readonly min: boolean; readonly max: boolean };
 }
 export interface PrefixSettings extends CommonSettings {
   readonly kind: 'prefix';
@@ -101,7 +131,14 @@ export interface PrefixSettings extends CommonSettings {
   readonly maxLength: number;
   readonly chain: readonly NormalizerFn[];
 }
-export type SearchSettings = RangeSettings | PrefixSettings;
+export interface ContainsSettings extends CommonSettings {
+  readonly kind: 'contains';
+  /** The gram length n. */
+  readonly minLength: number;
+  readonly maxLength: number;
+  readonly chain: readonly NormalizerFn[];
+}
+export type SearchSettings = RangeSettings | PrefixSettings | ContainsSettings;
 
 /** Kinds asked for by names of schemes we refuse, and why (README "Why not OPE, ORE, deterministic encryption or plain hashes"). */
 const REFUSED: Readonly<Record<string, string>> = {
@@ -115,7 +152,7 @@ function refuseKind(kind: unknown): never {
   const name = typeof kind === 'string' ? kind.toLowerCase() : '';
   const key = /^(ope|order-preserving)/.test(name) ? 'ope' : /^(ore|order-revealing)/.test(name) ? 'ore' : /^(deterministic|det)/.test(name) ? 'deterministic' : /^(hash|sha|md5|sm3)/.test(name) ? 'hash' : undefined;
   if (key) throw new TypeError(`search index kind ${JSON.stringify(kind)} is refused: ${REFUSED[key]}`);
-  throw new TypeError(`"kind" expected "range" or "prefix", got ${typeof kind === 'string' ? JSON.stringify(kind) : describe(kind)}`);
+  throw new TypeError(`"kind" expected "range", "prefix" or "contains", got ${typeof kind === 'string' ? JSON.stringify(kind) : describe(kind)}`);
 }
 
 function checkName(name: unknown, title: string): string {
@@ -150,6 +187,24 @@ function warn(options: SearchIndexOptions, warnings: SearchIndexWarning[]): read
   return frozen;
 }
 
+/** Fewer than two expected distinct values per finest bucket between the declared bounds: most finest tokens name one value. */
+function sparseWarning(label: string, options: RangeIndexOptions, finest: Level, bounds: Pick<RangeSettings, 'min' | 'max' | 'declared'>): SearchIndexWarning[] {
+  const expected = options.expectedDistinctValues;
+  if (expected === undefined) return [];
+  checkInteger(expected, 'expectedDistinctValues', 1, Number.MAX_SAFE_INTEGER);
+  if (!bounds.declared.min || !bounds.declared.max) return [];
+  const buckets = finest.bucket(bounds.max) - finest.bucket(bounds.min) + 1n;
+  if (BigInt(expected) >= 2n * buckets) return [];
+  return [
+    {
+      code: 'dictionary',
+      message:
+        `${label}: about ${expected} distinct values over ${buckets} buckets of the finest level (${finest.name}) between the bounds: most buckets hold one value, ` +
+        'so its token names the value (an equality index with its frequencies); a coarser finest level blurs this',
+    },
+  ];
+}
+
 function rangeWarnings(label: string, domain: RangeDomain, levels: readonly Level[]): SearchIndexWarning[] {
   if (domain === 'date' || !levels[0]!.name.endsWith('/2^0')) return [];
   return [
@@ -176,11 +231,30 @@ function prefixWarnings(label: string, options: PrefixIndexOptions): SearchIndex
   ];
 }
 
+function containsWarnings(label: string, options: ContainsIndexOptions): SearchIndexWarning[] {
+  const typical = options.expectedValueLength ?? 8;
+  if (typical >= 2 * options.minLength) return [];
+  return [
+    {
+      code: 'dictionary',
+      message:
+        `${label}: grams of ${options.minLength} characters in values of about ${typical} are each much of the value: values of ${options.minLength} characters are stored whole ` +
+        '(an equality index with its frequencies) and most others nearly so; a shorter gram, or a contains index only on longer values, blurs this',
+    },
+  ];
+}
+
+const SNAPSHOT_REVEALS: Readonly<Record<SearchKind, string>> = {
+  range: 'which rows share a bucket at each level, and so much of their order',
+  prefix: 'which rows share a prefix at each length',
+  contains: "which rows share each substring of the gram's length, how often each occurs, and roughly each value's length",
+};
+
 function commonSettings(options: SearchIndexOptions, kind: SearchKind): Omit<CommonSettings, 'warnings'> {
   const keys = keySourceOf(options.hierarchy);
   if (!keys) throw new TypeError('"hierarchy" expected a KeyHierarchy (createKeyHierarchy)');
   if (options.acknowledgeLeakage !== kind) {
-    throw new TypeError(`a ${kind} index needs acknowledgeLeakage: "${kind}", saying that you have read what it reveals (README "Range and prefix search": a snapshot shows which rows share a ${kind === 'range' ? 'bucket at each level, and so much of their order' : 'prefix at each length'}; queries show which rows match)`);
+    throw new TypeError(`a ${kind} index needs acknowledgeLeakage: "${kind}", saying that you have read what it reveals (README "Range and prefix search": a snapshot shows ${SNAPSHOT_REVEALS[kind]}; queries show which rows match)`);
   }
   const table = checkName(options.table, 'table');
   const column = checkName(options.column, 'column');
@@ -204,14 +278,27 @@ function commonSettings(options: SearchIndexOptions, kind: SearchKind): Omit<Com
 
 const DOMAINS: readonly RangeDomain[] = ['integer', 'decimal', 'date', 'float64'];
 
+function rangeIndexBounds(options: RangeIndexOptions, scale: number): Pick<RangeSettings, 'min' | 'max' | 'declared'> {
+  const b = options.bounds ?? {};
+  if (typeof b !== 'object' || b === null || Object.keys(b).some((k) => k !== 'min' && k !== 'max')) throw new TypeError(`"bounds" expected { min?, max? }, got ${describe(b)}`);
+  let [min, max] = domainBounds(options.domain);
+  if (b.min !== undefined) min = rangeKey(options.domain, b.min, scale, '"bounds.min"');
+  if (b.max !== undefined) max = rangeKey(options.domain, b.max, scale, '"bounds.max"');
+  if (min > max) throw new RangeError('"bounds.min" is greater than "bounds.max"');
+  return { min, max, declared: Object.freeze({ min: b.min !== undefined, max: b.max !== undefined }) };
+}
+
 function resolveRange(options: RangeIndexOptions): RangeSettings {
   const common = commonSettings(options, 'range');
   if (!DOMAINS.includes(options.domain)) throw new TypeError(`"domain" expected ${DOMAINS.map((d) => JSON.stringify(d)).join(', ')}, got ${describe(options.domain)}`);
   const scale = options.domain === 'decimal' ? checkInteger(options.scale, 'scale', 0, 38) : 0;
   const levels = resolveLevels(options.domain, options.levels, scale);
   const maxQueryTokens = checkInteger(options.maxQueryTokens ?? 64, 'maxQueryTokens', 1, 4096);
-  const warnings = warn(options, rangeWarnings(common.label, options.domain, levels));
-  return { ...common, kind: 'range', domain: options.domain, scale, levels, maxQueryTokens, warnings };
+  const bounds = rangeIndexBounds(options, scale);
+  const single = rangeWarnings(common.label, options.domain, levels);
+  const sparse = sparseWarning(common.label, options, levels[0]!, bounds);
+  const warnings = warn(options, single.length > 0 ? single : sparse);
+  return { ...common, kind: 'range', domain: options.domain, scale, levels, maxQueryTokens, ...bounds, warnings };
 }
 
 function resolvePrefix(options: PrefixIndexOptions): PrefixSettings {
@@ -223,10 +310,20 @@ function resolvePrefix(options: PrefixIndexOptions): PrefixSettings {
   return { ...common, kind: 'prefix', minLength, maxLength, chain, warnings };
 }
 
+function resolveContains(options: ContainsIndexOptions): ContainsSettings {
+  const common = commonSettings(options, 'contains');
+  const minLength = checkInteger(options.minLength, 'minLength', 2, 16);
+  const maxLength = checkInteger(options.maxLength, 'maxLength', minLength, minLength + 255);
+  const chain = normalizerChain(options.normalize);
+  const warnings = warn(options, containsWarnings(common.label, options));
+  return { ...common, kind: 'contains', minLength, maxLength, chain, warnings };
+}
+
 /** Checks a search index's options and resolves them; refuses OPE, ORE, deterministic encryption and unkeyed hashes by name. */
 export function resolveSearchOptions(options: SearchIndexOptions): SearchSettings {
   if (typeof options !== 'object' || options === null) throw new TypeError(`"options" expected an object, got ${describe(options)}`);
   if (options.kind === 'range') return resolveRange(options);
   if (options.kind === 'prefix') return resolvePrefix(options);
+  if (options.kind === 'contains') return resolveContains(options);
   return refuseKind((options as { kind?: unknown }).kind);
 }

@@ -18,6 +18,8 @@ export interface SearchSqlInput {
   partitionColumn: string | undefined;
   partition: string;
   tokens: readonly number[];
+  /** `any` (default): rows holding any of the tokens; `all`: rows holding every one (a contains query). */
+  match?: 'any' | 'all';
   /** PostgreSQL: the number of the first placeholder ($1 by default). */
   firstParam: number;
 }
@@ -29,7 +31,7 @@ export function sqliteTokenTable(from: string, tokenColumn: string): string {
   return `${from.replace('.', '_')}__${tokenColumn}`;
 }
 
-/** A WHERE fragment and its parameters: the rows of the partition holding any of the tokens. */
+/** A WHERE fragment and its parameters: the rows of the partition holding any (or all) of the tokens. */
 export function searchSql(input: SearchSqlInput): { sql: string; params: unknown[] } {
   const { dialect, from, tokenColumn, partitionColumn, partition, tokens } = input;
   const params: unknown[] = [];
@@ -37,10 +39,11 @@ export function searchSql(input: SearchSqlInput): { sql: string; params: unknown
   const next = (value: unknown): string => (params.push(value), dialect === 'postgres' ? `$${input.firstParam + params.length - 1}` : '?');
   if (partitionColumn !== undefined) parts.push(`${quote(partitionColumn)} = ${next(partition)}`);
   if (dialect === 'postgres') {
-    parts.push(`${quote(tokenColumn)} && ${next([...tokens])}::bigint[]`);
+    parts.push(`${quote(tokenColumn)} ${input.match === 'all' ? '@>' : '&&'} ${next([...tokens])}::bigint[]`);
   } else {
     const list = tokens.map((t) => next(t)).join(', ');
-    parts.push(`rowid IN (SELECT "row" FROM ${quote(sqliteTokenTable(from, tokenColumn))} WHERE "token" IN (${list}))`);
+    const every = input.match === 'all' ? ` GROUP BY "row" HAVING COUNT(DISTINCT "token") = ${next(new Set(tokens).size)}` : '';
+    parts.push(`rowid IN (SELECT "row" FROM ${quote(sqliteTokenTable(from, tokenColumn))} WHERE "token" IN (${list})${every})`);
   }
   return { sql: parts.join(' AND '), params };
 }

@@ -1,6 +1,7 @@
 /**
  * The bytes of search tokens (FORMAT.md §11a): the HKDF info of a column key, the MAC messages of
- * range buckets, prefixes and the dummy tokens that pad a short value's prefixes, and a token
+ * range buckets, prefixes, n-grams and the dummy tokens that pad a value's prefixes or grams to a
+ * fixed count, and a token
  * from a MAC (its first `bits` bits, an unsigned integer below 2^52).
  */
 import { utf8 } from '../core/bytes.ts';
@@ -9,7 +10,9 @@ import { lengthPrefixed } from './blind-index-keys.ts';
 const INFO_LABEL = 'kms-envelope/search-token@v1+';
 const U64 = (1n << 64n) - 1n;
 
-export type SearchKind = 'range' | 'prefix';
+export type SearchKind = 'range' | 'prefix' | 'contains';
+
+const u32 = (n: number): Uint8Array => Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -41,8 +44,17 @@ export function prefixMessage(prefix: string): Uint8Array {
 
 /** A dummy token's message, for a prefix length `n` longer than the value: "prefix-pad", u32 n, the whole value's UTF-8. */
 export function padMessage(n: number, value: string): Uint8Array {
-  const length = Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
-  return concat([lengthPrefixed('prefix-pad', 'level'), length, utf8(value, 'value')]);
+  return concat([lengthPrefixed('prefix-pad', 'level'), u32(n), utf8(value, 'value')]);
+}
+
+/** A contains token's message (§11a.7): "contains/n", then the n-gram's UTF-8. */
+export function gramMessage(n: number, gram: string): Uint8Array {
+  return concat([lengthPrefixed(`contains/${n}`, 'level'), utf8(gram, 'gram')]);
+}
+
+/** A contains dummy's message, for slot `i` past a value's distinct grams: "contains-pad/n", u32 i, the whole value's UTF-8. */
+export function gramPadMessage(n: number, i: number, value: string): Uint8Array {
+  return concat([lengthPrefixed(`contains-pad/${n}`, 'level'), u32(i), utf8(value, 'value')]);
 }
 
 /** The first `bits` bits (16 to 52) of a MAC, as an unsigned integer. */

@@ -519,7 +519,7 @@ export function reindexSweep<C extends Record<string, FieldSpec>>(records: Recor
  * Only the tokens are written; the sealed value stays as it is. The marker is the token column:
  * NULL until done.
  */
-export function searchReindexSweep<C extends Record<string, FieldSpec>>(records: Records, table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix'): RecordSweepPlan {
+export function searchReindexSweep<C extends Record<string, FieldSpec>>(records: Records, table: Table<C>, column: keyof C & string, kind: 'range' | 'prefix' | 'contains'): RecordSweepPlan {
   const t = checkedTable(table);
   const field = t.columns[column];
   const spec = field && searchSpecsOf(field).find((s) => s.kind === kind);

@@ -35,6 +35,10 @@ export interface RangeIndexSpec extends SearchSpecBase {
   /** A number column's values as float64 rather than safe integers. */
   domain?: 'float64';
   maxQueryTokens?: number;
+  /** The least and greatest values the column holds: values outside are refused, and open-ended queries stop there (README "Range and prefix search"). */
+  bounds?: { min?: number | bigint | string | Date; max?: number | bigint | string | Date };
+  /** The number of distinct values expected, for the dictionary warning (with both bounds). */
+  expectedDistinctValues?: number;
 }
 
 /** A prefix index for `startsWith` on string columns; `acknowledgeLeakage: 'prefix'` is required. */
@@ -47,7 +51,22 @@ export interface PrefixIndexSpec extends SearchSpecBase {
   expectedValueLength?: number;
 }
 
-export type SearchIndexSpec = RangeIndexSpec | PrefixIndexSpec;
+/**
+ * An n-gram index for `contains` on string columns (opt-in: it reveals more than a prefix index);
+ * `acknowledgeLeakage: 'contains'` is required. Values longer than maxLength are refused.
+ */
+export interface ContainsIndexSpec extends SearchSpecBase {
+  kind: 'contains';
+  acknowledgeLeakage: 'contains';
+  /** The gram length n (2 to 16): the shortest term a query may use. */
+  minLength: number;
+  /** The longest value, in code points: every value gets maxLength − minLength + 1 tokens. */
+  maxLength: number;
+  normalize?: BlindIndexNormalizer | readonly BlindIndexNormalizer[];
+  expectedValueLength?: number;
+}
+
+export type SearchIndexSpec = RangeIndexSpec | PrefixIndexSpec | ContainsIndexSpec;
 
 export interface FieldSpec<T extends FieldType = FieldType> {
   type: T;
@@ -198,11 +217,11 @@ function checkSearchSpec(table: string, column: string, field: FieldSpec, search
   const where = `${table}.${column}`;
   if (typeof search !== 'object' || search === null) throw new TypeError(`${where}: "search" expected { kind, column, acknowledgeLeakage, … }`);
   const kind: unknown = search.kind;
-  if (kind !== 'range' && kind !== 'prefix') throw new TypeError(`${where}: search kind ${JSON.stringify(kind)} is refused or unknown: "range" and "prefix" are the kinds (README "Range and prefix search" says why order-preserving, order-revealing and deterministic encryption and unkeyed hashes are not offered)`);
+  if (kind !== 'range' && kind !== 'prefix' && kind !== 'contains') throw new TypeError(`${where}: search kind ${JSON.stringify(kind)} is refused or unknown: "range", "prefix" and "contains" are the kinds (README "Range and prefix search" says why order-preserving, order-revealing and deterministic encryption and unkeyed hashes are not offered)`);
   if (search.acknowledgeLeakage !== kind) throw new TypeError(`${where}: a ${kind} index needs acknowledgeLeakage: "${kind}" (README "Range and prefix search": what it reveals)`);
   if (typeof search.column !== 'string' || search.column.length === 0) throw new TypeError(`${where}: a ${kind} index needs "column", the column its tokens are written to`);
   if (kind === 'range' && !RANGE_TYPES.includes(field.type)) throw new TypeError(`${where}: a range index is for number, bigint, date and decimal columns, not ${field.type}`);
-  if (kind === 'prefix' && field.type !== 'string') throw new TypeError(`${where}: a prefix index is for string columns, not ${field.type}`);
+  if (kind !== 'range' && field.type !== 'string') throw new TypeError(`${where}: a ${kind} index is for string columns, not ${field.type}`);
 }
 
 /** A table of any columns, as the record API handles it inside. */

@@ -1,5 +1,5 @@
 /**
- * Range and prefix tokens through the ORM adapters on a real PostgreSQL: Kysely and Sequelize
+ * Range, prefix and contains tokens through the ORM adapters on a real PostgreSQL: Kysely and Sequelize
  * write the token columns a table declares (`search` in defineTable) with the sealed value, on
  * insert and on update, and records.searchQuery + openMatching find exactly the matching rows.
  */
@@ -24,7 +24,13 @@ const people = defineTable({
   primaryKey: 'id',
   partition: { column: 'tenant' },
   columns: {
-    name: { type: 'string', search: { kind: 'prefix', acknowledgeLeakage: 'prefix', column: 'name_tokens', minLength: 1, maxLength: 4, normalize: 'casefold' } },
+    name: {
+      type: 'string',
+      search: [
+        { kind: 'prefix', acknowledgeLeakage: 'prefix', column: 'name_tokens', minLength: 1, maxLength: 4, normalize: 'casefold' },
+        { kind: 'contains', acknowledgeLeakage: 'contains', column: 'name_grams', minLength: 2, maxLength: 12, normalize: 'casefold' },
+      ],
+    },
     born: { type: 'date', index: { column: 'born_idx', bits: 32 }, search: { kind: 'range', acknowledgeLeakage: 'range', column: 'born_tokens', levels: ['day', 'month', 'year'] } },
   },
 });
@@ -50,7 +56,7 @@ async function table(): Promise<string> {
   const t = uniqueTable('kmse_search_orm');
   made.push(t);
   await pool.query(`CREATE TABLE ${t} (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT, born TEXT, born_idx TEXT)`);
-  for (const c of ['name_tokens', 'born_tokens']) for (const s of searchSchema('postgres', t, c)) await pool.query(s);
+  for (const c of ['name_tokens', 'name_grams', 'born_tokens']) for (const s of searchSchema('postgres', t, c)) await pool.query(s);
   return t;
 }
 
@@ -75,9 +81,11 @@ describe('range and prefix tokens through the adapters (PostgreSQL)', () => {
     const raw = (await pool.query(`SELECT name_tokens, born_tokens, born_idx FROM ${t} ORDER BY id`)).rows;
     expect(raw.every((r) => r.name_tokens.length === 4 && r.born_tokens.length === 3 && typeof r.born_idx === 'string')).toBe(true);
     expect(await found(t, 'name', { startsWith: 'AL' })).toEqual(['p1', 'p2']);
+    expect(await found(t, 'name', { contains: 'LIC' })).toEqual(['p1']);
     expect(await found(t, 'born', { gte: new Date(Date.UTC(1990, 0, 1)), lt: new Date(Date.UTC(1990, 11, 31)) })).toEqual(['p1', 'p2']);
     await db.updateTable(t).set({ name: 'Bobby', born: new Date(Date.UTC(1990, 5, 5)) }).where('id', '=', 'p3').where('tenant', '=', 'acme').execute();
     expect(await found(t, 'name', { startsWith: 'bobb' })).toEqual(['p3']);
+    expect(await found(t, 'name', { contains: 'obb' })).toEqual(['p3']);
     expect(await found(t, 'born', { gte: new Date(Date.UTC(1990, 0, 1)), lt: new Date(Date.UTC(1990, 11, 31)) })).toEqual(['p1', 'p2', 'p3']);
   });
 
@@ -85,7 +93,7 @@ describe('range and prefix tokens through the adapters (PostgreSQL)', () => {
     const t = await table();
     const Person = sequelize.define(
       t,
-      { id: { type: DataTypes.TEXT, primaryKey: true }, tenant: DataTypes.TEXT, name: DataTypes.TEXT, born: DataTypes.TEXT, born_idx: DataTypes.TEXT, name_tokens: DataTypes.ARRAY(DataTypes.BIGINT), born_tokens: DataTypes.ARRAY(DataTypes.BIGINT) },
+      { id: { type: DataTypes.TEXT, primaryKey: true }, tenant: DataTypes.TEXT, name: DataTypes.TEXT, born: DataTypes.TEXT, born_idx: DataTypes.TEXT, name_tokens: DataTypes.ARRAY(DataTypes.BIGINT), name_grams: DataTypes.ARRAY(DataTypes.BIGINT), born_tokens: DataTypes.ARRAY(DataTypes.BIGINT) },
       { tableName: t, timestamps: false },
     );
     sealModel(Person, { records, table: people });
@@ -95,6 +103,7 @@ describe('range and prefix tokens through the adapters (PostgreSQL)', () => {
     bob.set('name', 'Alina');
     await bob.save();
     expect(await found(t, 'name', { startsWith: 'ali' })).toEqual(['p1', 'p3']);
+    expect(await found(t, 'name', { contains: 'lin' })).toEqual(['p3']);
     expect(await found(t, 'born', { gte: new Date(Date.UTC(1991, 0, 1)), lte: new Date(Date.UTC(1991, 0, 2)) })).toEqual(['p3']);
   });
 
