@@ -149,6 +149,64 @@ async function bareOverBlob(key: AesKey, blob: Blob, decrypt: boolean, per: numb
   return decrypt ? n : n - counter * 16;
 }
 
+/** The worker of `workerOverBlob`: seals each read it is sent (a tail carried to the next) and sends the sealed chunks back. */
+const SEAL_WORKER = `
+let key, carry = new Uint8Array(${CHUNK}), carried = 0, counter = 0;
+const seal = (bytes) => {
+  const iv = new Uint8Array(12);
+  new DataView(iv.buffer).setUint32(8, counter++ % PER);
+  return crypto.subtle.encrypt({ name: 'AES-GCM', iv }, key, bytes);
+};
+onmessage = async ({ data }) => {
+  if (data.key) return void (key = data.key);
+  const value = data.last ? new Uint8Array(0) : new Uint8Array(data.buffer);
+  const calls = [];
+  let i = 0;
+  if (carried > 0) {
+    i = Math.min(${CHUNK} - carried, value.length);
+    carry.set(value.subarray(0, i), carried);
+    carried += i;
+    if (carried === ${CHUNK}) calls.push(seal(carry)), (carried = 0);
+  }
+  for (; value.length - i >= ${CHUNK}; i += ${CHUNK}) calls.push(seal(value.subarray(i, i + ${CHUNK})));
+  carry.set(value.subarray(i), carried);
+  carried += value.length - i;
+  if (data.last && carried > 0) calls.push(seal(carry.subarray(0, carried)));
+  if (data.last) carried = 0, counter = 0;
+  const outs = await Promise.all(calls);
+  postMessage(outs, outs);
+};`;
+
+/**
+ * What a stream over a Blob could reach with its AES on another thread: the page reads the Blob and
+ * transfers each read to a Worker, which seals its 16 KiB chunks with the same (non-extractable,
+ * cloned) CryptoKey and transfers the sealed chunks back; at most two reads are out at once.
+ */
+async function workerOverBlob(worker: Worker, blob: Blob): Promise<number> {
+  const replies: ((outs: ArrayBuffer[]) => void)[] = [];
+  worker.onmessage = ({ data }) => replies.shift()!(data as ArrayBuffer[]);
+  const out: Promise<ArrayBuffer[]>[] = [];
+  let n = 0;
+  const take = async (): Promise<void> => {
+    for (const b of await out.shift()!) n += b.byteLength - 16;
+  };
+  const send = (message: unknown, transfer: Transferable[]): void => {
+    out.push(new Promise((done) => replies.push(done)));
+    worker.postMessage(message, transfer);
+  };
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const bytes = value.byteOffset === 0 && value.byteLength === value.buffer.byteLength ? value : value.slice();
+    send({ buffer: bytes.buffer }, [bytes.buffer]);
+    if (out.length > 2) await take();
+  }
+  send({ last: true }, []);
+  while (out.length > 0) await take();
+  return n;
+}
+
 /** A Blob through a TransformStream that only cuts it into 16 KiB views: the stream machinery's own cost. */
 function cutInto16KiB(): TransformStream<Uint8Array, Uint8Array> {
   return new TransformStream({
@@ -241,6 +299,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     }
   };
 
+  const worker = new Worker(URL.createObjectURL(new Blob([SEAL_WORKER.replace('PER', String(chunks))], { type: 'text/javascript' })));
+  worker.postMessage({ key });
   let blobReads = 0;
   for (const reader = blob.stream().getReader(); !(await reader.read()).done; ) blobReads++;
   const checkCount = (n: number): void => {
@@ -259,6 +319,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     { name: 'Blob read alone', bytes: size, rounds, run: async () => checkCount(await count(blob.stream())) },
     { name: 'Blob through a TransformStream cutting 16 KiB views, no crypto', bytes: size, rounds, run: async () => checkCount(await count(blob.stream().pipeThrough(cutInto16KiB()))) },
     { name: "bare subtle encrypt over the Blob, a read's chunks at once", bytes: size, rounds, run: async () => checkCount(await bareOverBlob(key, blob, false, chunks)) },
+    { name: 'bare subtle encrypt over the Blob, AES in a Worker', bytes: size, rounds, run: async () => checkCount(await workerOverBlob(worker, blob)) },
     { name: "bare subtle decrypt over a Blob, a read's chunks at once", bytes: size, rounds, run: async () => checkCount(await bareOverBlob(key, bareSealedBlob, true, PIECE / CHUNK)) },
     { name: 'sealStream noble', bytes: size, rounds: nobleRounds, run: () => count(source(pieces).pipeThrough(sealStream(noble))) },
     { name: 'openStream noble', bytes: size, rounds: nobleRounds, run: async () => checkCount(await count(source(nobleSealed).pipeThrough(openStream(noble)))) },
@@ -277,6 +338,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   }
   await Promise.all([web, noble, webCached, nobleCached, underHierarchy].map((e) => e.close()));
   await hierarchy.close();
+  worker.terminate();
   const userAgent = (globalThis as { navigator?: { userAgent: string } }).navigator?.userAgent ?? 'unknown';
   return { userAgent, blobReadBytes: size / blobReads, cases: results };
 }

@@ -28,8 +28,9 @@ import { DecryptionFailedError } from './errors.ts';
 import type { PayloadSuite } from './suites.ts';
 
 /**
- * Chunks in flight at once: enough to keep WebCrypto's threads and the event loop overlapping,
- * few enough that memory stays small (8 x 16 KiB in, as much out). See BENCHMARKS.md "Browsers".
+ * Chunks in flight at once for a whole message, and the fewest a stream keeps under way beyond
+ * the batch it waits for: enough to keep WebCrypto and the event loop overlapping, few enough that
+ * memory stays small. See BENCHMARKS.md "Browsers" and issue 30's section.
  */
 export const CHUNKS_IN_FLIGHT = 8;
 
