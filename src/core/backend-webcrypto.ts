@@ -41,6 +41,8 @@ function params(iv: Uint8Array, aad: Uint8Array | undefined): GcmParams {
   return aad ? { name: 'AES-GCM', iv, additionalData: aad } : { name: 'AES-GCM', iv };
 }
 
+const bytesOf = (buffer: ArrayBuffer): Uint8Array => new Uint8Array(buffer);
+
 /** AES-GCM over a SubtleCrypto. */
 function subtleAead(subtle: SubtleLike): AsyncAead {
   return {
@@ -50,17 +52,12 @@ function subtleAead(subtle: SubtleLike): AsyncAead {
       }
       return subtle.importKey('raw', key, 'AES-GCM', false, USAGES);
     },
-    async seal(key, nonce, plaintext, aad) {
-      return new Uint8Array(await subtle.encrypt(params(nonce, aad), key, plaintext));
-    },
-    async open(key, nonce, sealed, aad) {
-      if (sealed.length < TAG_LENGTH) return undefined;
-      try {
-        // WebCrypto verifies the tag before it hands back anything: no unauthenticated plaintext exists here.
-        return new Uint8Array(await subtle.decrypt(params(nonce, aad), key, sealed));
-      } catch {
-        return undefined;
-      }
+    // .then(), not async functions: one promise per chunk fewer on the streams' path.
+    seal: (key, nonce, plaintext, aad) => subtle.encrypt(params(nonce, aad), key, plaintext).then(bytesOf),
+    open(key, nonce, sealed, aad) {
+      if (sealed.length < TAG_LENGTH) return Promise.resolve(undefined);
+      // WebCrypto verifies the tag before it hands back anything: no unauthenticated plaintext exists here.
+      return subtle.decrypt(params(nonce, aad), key, sealed).then(bytesOf, () => undefined);
     },
   };
 }

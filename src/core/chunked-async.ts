@@ -28,8 +28,9 @@ import { DecryptionFailedError } from './errors.ts';
 import type { PayloadSuite } from './suites.ts';
 
 /**
- * Chunks in flight at once: enough to keep WebCrypto's threads and the event loop overlapping,
- * few enough that memory stays small (8 x 16 KiB in, as much out). See BENCHMARKS.md "Browsers".
+ * Chunks in flight at once for a whole message, and the fewest a stream keeps under way beyond
+ * the batch it waits for: enough to keep WebCrypto and the event loop overlapping, few enough that
+ * memory stays small. See BENCHMARKS.md "Browsers" and issue 30's section.
  */
 export const CHUNKS_IN_FLIGHT = 8;
 
@@ -237,44 +238,59 @@ export async function openPayloadRangeAsync(
 /** Where the next chunks go: a stream's enqueue. */
 export type Emit = (chunk: Uint8Array) => void;
 
+/** The most chunks a stream launches as one batch (1 MiB of plaintext); a longer write is cut. */
+export const BATCH_CHUNKS = 64;
+
 /**
- * Results in order, at most `limit` pending: a stream over an asynchronous AEAD keeps that many
- * chunks in flight and emits the oldest when one more would exceed it. Results that are never
- * emitted (an error, an abort) are wiped as they arrive.
+ * Batches of chunks under way, oldest first, each awaited once (not chunk by chunk). A stream
+ * launches a batch per write and waits for the oldest only while the newer ones keep at least
+ * CHUNKS_IN_FLIGHT chunks under way, so WebCrypto always has work while this thread hands results
+ * on: the depth adapts to the writes (a Blob's 64 KiB reads: 8 to 12 chunks; 1 MiB pieces: one
+ * or two batches of 64). Results never emitted (an error, an abort) are wiped as they arrive.
  */
-class InOrder {
-  readonly #pending: Promise<Uint8Array | undefined>[] = [];
+class Batches {
+  readonly #queue: Promise<(Uint8Array | undefined)[]>[] = [];
+  readonly #counts: number[] = [];
+  #chunks = 0;
 
-  get size(): number {
-    return this.#pending.length;
+  add(results: Promise<Uint8Array | undefined>[]): void {
+    const all = Promise.all(results);
+    all.catch(() => {}); // never an unhandled rejection: taken in order, or discarded
+    this.#queue.push(all);
+    this.#counts.push(results.length);
+    this.#chunks += results.length;
   }
 
-  add(result: Promise<Uint8Array | undefined>): void {
-    // Never an unhandled rejection: the result is taken in order, or discarded.
-    result.catch(() => {});
-    this.#pending.push(result);
+  /** Whether the oldest batch should be taken now: `all`, or while newer ones keep WebCrypto busy. */
+  due(all: boolean): boolean {
+    return this.#queue.length > 0 && (all || (this.#queue.length > 1 && this.#chunks - this.#counts[0]! >= CHUNKS_IN_FLIGHT));
   }
 
-  /** The oldest result (undefined: a tag that did not verify). */
-  take(): Promise<Uint8Array | undefined> {
-    return this.#pending.shift()!;
+  /** The oldest batch's results, in order (undefined: a tag that did not verify). */
+  take(): Promise<(Uint8Array | undefined)[]> {
+    this.#chunks -= this.#counts.shift()!;
+    return this.#queue.shift()!;
   }
 
-  /** Drops every pending result, wiping each as it arrives; later ones too. */
+  /** Drops every pending batch, wiping each result as it arrives. */
   discard(): void {
-    for (const result of this.#pending.splice(0)) result.then(wipe, () => {});
+    this.#counts.length = 0;
+    this.#chunks = 0;
+    for (const batch of this.#queue.splice(0)) batch.then((results) => wipe(...results), () => {});
   }
 }
 
 /**
  * sealStream's engine over an asynchronous AEAD: cuts the plaintext into 16 KiB chunks (straight
- * from the input where it can, WebCrypto copies), keeps up to CHUNKS_IN_FLIGHT sealing, and emits
- * the sealed chunks in order. Takes `sealer` (its keys are imported, then it is destroyed).
+ * from the input where it can, WebCrypto copies), launches each write's chunks as a batch, and
+ * emits the sealed chunks in order, each in WebCrypto's own buffer: joining a batch into one array
+ * cost Chromium's main thread more than the reader's reads it saved (BENCHMARKS.md, issue 30).
+ * Takes `sealer` (its keys are imported, then it is destroyed).
  */
 export class AsyncStreamSealer {
   readonly #imported: Promise<AsyncChunkKey>;
   #key: AsyncChunkKey | undefined;
-  readonly #results = new InOrder();
+  readonly #batches = new Batches();
   #buffer: Uint8Array | undefined;
   #buffered = 0;
   #counter = 0;
@@ -292,9 +308,10 @@ export class AsyncStreamSealer {
     this.#imported.catch(() => {}); // reported by the first push or end
   }
 
-  /** Feeds plaintext: seals every chunk it completes, emitting the oldest ones beyond the limit. */
+  /** Feeds plaintext: seals every chunk it completes, emitting older batches while newer ones are under way. */
   async push(data: Uint8Array, emit: Emit): Promise<void> {
-    const key = await this.#live();
+    const key = this.#key ?? (await this.#live());
+    let batch: Promise<Uint8Array>[] = [];
     let i = 0;
     if (this.#buffered > 0) {
       const take = Math.min(CHUNK_SIZE - this.#buffered, data.length);
@@ -302,24 +319,32 @@ export class AsyncStreamSealer {
       this.#buffered += take;
       i = take;
       if (this.#buffered < CHUNK_SIZE) return;
-      this.#results.add(key.seal(this.#counter++, this.#buffer!));
+      batch.push(key.seal(this.#counter++, this.#buffer!));
       this.#buffered = 0;
     }
-    for (; data.length - i >= CHUNK_SIZE; i += CHUNK_SIZE) this.#results.add(key.seal(this.#counter++, data.subarray(i, i + CHUNK_SIZE)));
+    for (; data.length - i >= CHUNK_SIZE; i += CHUNK_SIZE) {
+      batch.push(key.seal(this.#counter++, data.subarray(i, i + CHUNK_SIZE)));
+      if (batch.length === BATCH_CHUNKS) {
+        this.#batches.add(batch);
+        batch = [];
+        await this.#emitDue(emit, false);
+      }
+    }
     if (i < data.length) {
       this.#buffer ??= new Uint8Array(CHUNK_SIZE);
       this.#buffer.set(data.subarray(i));
       this.#buffered = data.length - i;
     }
-    while (this.#results.size > CHUNKS_IN_FLIGHT) emit((await this.#results.take())!);
+    if (batch.length > 0) this.#batches.add(batch);
+    await this.#emitDue(emit, false);
   }
 
   /** Seals the final short chunk and emits everything left, in order; drops the key. */
   async end(emit: Emit): Promise<void> {
     const key = await this.#live();
     try {
-      this.#results.add(key.seal(this.#counter++, this.#buffer?.subarray(0, this.#buffered) ?? new Uint8Array(0)));
-      while (this.#results.size > 0) emit((await this.#results.take())!);
+      this.#batches.add([key.seal(this.#counter++, this.#buffer?.subarray(0, this.#buffered) ?? new Uint8Array(0))]);
+      await this.#emitDue(emit, true);
     } finally {
       this.destroy();
     }
@@ -328,10 +353,18 @@ export class AsyncStreamSealer {
   /** Wipes the buffered plaintext and drops the key; pending chunks are never emitted. */
   destroy(): void {
     this.#done = true;
-    this.#results.discard();
+    this.#batches.discard();
     wipe(this.#buffer);
     this.#key?.drop();
     this.#imported.then((key) => key.drop(), () => {});
+  }
+
+  async #emitDue(emit: Emit, all: boolean): Promise<void> {
+    while (this.#batches.due(all)) {
+      const sealed = (await this.#batches.take()) as Uint8Array[];
+      if (this.#done) throw new Error('AsyncStreamSealer: already ended');
+      for (const chunk of sealed) emit(chunk);
+    }
   }
 
   async #live(): Promise<AsyncChunkKey> {
@@ -355,7 +388,7 @@ export class AsyncStreamOpener {
   readonly #context: Uint8Array;
   #inputKey: Uint8Array | undefined;
   #key: AsyncChunkKey | undefined;
-  readonly #results = new InOrder();
+  readonly #batches = new Batches();
   readonly #buffer = new Uint8Array(SEALED_CHUNK_SIZE);
   #buffered = 0;
   #counter = 0;
@@ -372,7 +405,7 @@ export class AsyncStreamOpener {
     if (inputKey.length !== suite.keyLength) this.#fail();
   }
 
-  /** Feeds ciphertext: opens every chunk known not to be the last, emitting the oldest beyond the limit. */
+  /** Feeds ciphertext: opens every chunk known not to be the last, emitting older batches while newer ones are under way. */
   async push(data: Uint8Array, emit: Emit): Promise<void> {
     this.#check();
     try {
@@ -386,22 +419,29 @@ export class AsyncStreamOpener {
         await this.#openHeader();
       }
       const key = this.#key!;
+      let batch: Promise<Uint8Array | undefined>[] = [];
       // Every full sealed chunk followed by at least one more byte is not the last: open it.
       if (this.#buffered > 0 && this.#buffered + data.length - i > SEALED_CHUNK_SIZE) {
         const take = SEALED_CHUNK_SIZE - this.#buffered;
         this.#buffer.set(data.subarray(i, i + take), this.#buffered);
         i += take;
         this.#buffered = 0;
-        this.#results.add(key.open(this.#counter++, this.#buffer));
+        batch.push(key.open(this.#counter++, this.#buffer));
       }
       if (this.#buffered === 0) {
         for (; data.length - i > SEALED_CHUNK_SIZE; i += SEALED_CHUNK_SIZE) {
-          this.#results.add(key.open(this.#counter++, data.subarray(i, i + SEALED_CHUNK_SIZE)));
+          batch.push(key.open(this.#counter++, data.subarray(i, i + SEALED_CHUNK_SIZE)));
+          if (batch.length === BATCH_CHUNKS) {
+            this.#batches.add(batch);
+            batch = [];
+            await this.#emitDue(emit, false);
+          }
         }
       }
       this.#buffer.set(data.subarray(i), this.#buffered);
       this.#buffered += data.length - i;
-      while (this.#results.size > CHUNKS_IN_FLIGHT) await this.#emitOldest(emit);
+      if (batch.length > 0) this.#batches.add(batch);
+      await this.#emitDue(emit, false);
     } catch (error) {
       this.#fail();
       throw error;
@@ -413,8 +453,8 @@ export class AsyncStreamOpener {
     this.#check();
     try {
       if (!this.#key || this.#buffered < TAG_LENGTH || this.#buffered === SEALED_CHUNK_SIZE) throw new DecryptionFailedError();
-      this.#results.add(this.#key.open(this.#counter++, this.#buffer.subarray(0, this.#buffered)));
-      while (this.#results.size > 0) await this.#emitOldest(emit);
+      this.#batches.add([this.#key.open(this.#counter++, this.#buffer.subarray(0, this.#buffered))]);
+      await this.#emitDue(emit, true);
       this.#done = true;
       this.#release();
     } catch (error) {
@@ -428,15 +468,17 @@ export class AsyncStreamOpener {
     if (!this.#done) this.#fail();
   }
 
-  async #emitOldest(emit: Emit): Promise<void> {
-    const plain = await this.#results.take();
-    if (!plain) throw new DecryptionFailedError();
-    if (this.#failed) {
-      // Failed (or aborted) while this chunk was in flight: it is never released.
-      wipe(plain);
-      throw new DecryptionFailedError();
+  /** Emits the batches due, each only once every chunk in it (and before it) authenticated. */
+  async #emitDue(emit: Emit, all: boolean): Promise<void> {
+    while (this.#batches.due(all)) {
+      const plain = await this.#batches.take();
+      // A tag that did not verify, or failed (aborted) while this batch was in flight: none of it is released.
+      if (this.#failed || plain.includes(undefined)) {
+        wipe(...plain);
+        throw new DecryptionFailedError();
+      }
+      for (const chunk of plain) emit(chunk!);
     }
-    emit(plain);
   }
 
   async #openHeader(): Promise<void> {
@@ -473,7 +515,7 @@ export class AsyncStreamOpener {
   }
 
   #release(): void {
-    this.#results.discard();
+    this.#batches.discard();
     wipe(this.#inputKey, this.#buffer);
     this.#inputKey = undefined;
     this.#key?.drop();

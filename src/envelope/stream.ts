@@ -1,7 +1,7 @@
 /**
  * sealStream() and openStream(): WHATWG TransformStreams (browsers, Deno, Node) over the same
  * bytes as seal() and open(). Memory stays flat: at most one 16 KiB chunk is held back, and over
- * an asynchronous AEAD (the WebCrypto backend) at most CHUNKS_IN_FLIGHT more are in flight.
+ * an asynchronous AEAD (the WebCrypto backend) at most two batches of chunks (2 MiB) are in flight.
  */
 import { checkSignal, throwIfAborted } from '../core/abort.ts';
 import type { AsyncAead } from '../core/backend.ts';

@@ -1,6 +1,6 @@
 /**
  * The stream pipeline over an asynchronous AEAD (core/chunked-async.ts): chunks emitted in order
- * whatever order WebCrypto answers in, no more than CHUNKS_IN_FLIGHT (+1) under way, a tampered
+ * whatever order WebCrypto answers in, no more than two batches and CHUNKS_IN_FLIGHT under way, a tampered
  * chunk failing with nothing after it released (and what was in flight wiped), and abort. The
  * AEAD is the real crypto.subtle, wrapped to count calls and to answer in a shuffled order.
  */
@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { AeadKey, AsyncAead } from '../../src/core/backend.ts';
 import { createWebCryptoBackend } from '../../src/core/backend-webcrypto.ts';
 import { CHUNK_SIZE, deriveKeys, PAYLOAD_PREFIX, PayloadSealer, SEALED_CHUNK_SIZE, sealedLength } from '../../src/core/chunked.ts';
-import { AsyncStreamOpener, AsyncStreamSealer, CHUNKS_IN_FLIGHT, importAndWipe, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
+import { AsyncStreamOpener, AsyncStreamSealer, BATCH_CHUNKS, CHUNKS_IN_FLIGHT, importAndWipe, sealAllAsync, testing as chunkedAsyncTesting } from '../../src/core/chunked-async.ts';
 import { DecryptionFailedError } from '../../src/core/errors.ts';
 import { COBBLESTONE_256 } from '../../src/core/suites.ts';
 import { createEnvelope, LocalKms, openStream, sealStream } from '../../src/index.ts';
@@ -94,7 +94,7 @@ async function openPieces(aead: AsyncAead, sealed: Uint8Array, step: number) {
 }
 
 describe('stream pipeline over an asynchronous AEAD', () => {
-  it('emits chunks in order and keeps at most CHUNKS_IN_FLIGHT + 1 under way, whatever order they finish in', async () => {
+  it('emits chunks in order and keeps at most CHUNKS_IN_FLIGHT and two writes\' batches under way, whatever order they finish in', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 0, max: 20 * CHUNK_SIZE }),
@@ -112,20 +112,22 @@ describe('stream pipeline over an asynchronous AEAD', () => {
           for (let i = 0; i < size; i += step) await pipeline.push(plaintext.subarray(i, i + step), emit);
           await pipeline.end(emit);
           expect(hex(Buffer.concat(parts))).toBe(hex(expected));
-          expect(sealing.maxInFlight).toBeLessThanOrEqual(CHUNKS_IN_FLIGHT + Math.ceil(step / CHUNK_SIZE) + 1);
+          // The oldest batch, newer ones short of CHUNKS_IN_FLIGHT, and the write's own batch.
+          const batch = (size: number): number => Math.min(BATCH_CHUNKS, Math.ceil(step / size) + 1);
+          expect(sealing.maxInFlight).toBeLessThanOrEqual(CHUNKS_IN_FLIGHT + 2 * batch(CHUNK_SIZE));
           // Opening, in pieces of `step`.
           const opening = shuffledAead((call) => delays[(call + 1) % delays.length]!);
           const opened = await openPieces(opening.aead, expected, step);
           expect(opened.error).toBeUndefined();
           expect(hex(opened.plaintext)).toBe(hex(plaintext));
-          expect(opening.maxInFlight).toBeLessThanOrEqual(CHUNKS_IN_FLIGHT + Math.ceil(step / SEALED_CHUNK_SIZE) + 1);
+          expect(opening.maxInFlight).toBeLessThanOrEqual(CHUNKS_IN_FLIGHT + 2 * batch(SEALED_CHUNK_SIZE));
         },
       ),
       { numRuns: 25 },
     );
   });
 
-  it('holds memory to the chunks in flight: a 64 MiB stream in 1 MiB pieces never has more than 8 + 64 + 1 chunks under way', async () => {
+  it('holds memory to the chunks in flight: a 64 MiB stream in 1 MiB pieces never has more than two batches of 64 chunks under way', async () => {
     const counting = shuffledAead(() => 0);
     const sealer = new PayloadSealer(webcrypto, COBBLESTONE_256, KEY, CTX, SALT);
     sealer.start();
@@ -135,8 +137,15 @@ describe('stream pipeline over an asynchronous AEAD', () => {
     for (let i = 0; i < 64; i++) await pipeline.push(piece, (chunk) => void (emitted += chunk.length));
     await pipeline.end((chunk) => void (emitted += chunk.length));
     expect(emitted).toBe(sealedLength(64 << 20) - PAYLOAD_PREFIX);
-    // One piece issues its 64 chunks at once; then the pipeline waits until only 8 are left.
-    expect(counting.maxInFlight).toBeLessThanOrEqual(CHUNKS_IN_FLIGHT + 64 + 1);
+    // One piece issues its 64 chunks as a batch, and waits for the one before it.
+    expect(BATCH_CHUNKS).toBe(64);
+    expect(counting.maxInFlight).toBeLessThanOrEqual(2 * BATCH_CHUNKS);
+    // A write longer than a batch is cut: 8 MiB at once keeps no more than two batches under way either.
+    const cutting = shuffledAead(() => 0);
+    const long = new AsyncStreamSealer(cutting.aead, new PayloadSealer(webcrypto, COBBLESTONE_256, KEY, CTX, SALT));
+    await long.push(new Uint8Array(8 << 20), () => {});
+    await long.end(() => {});
+    expect(cutting.maxInFlight).toBeLessThanOrEqual(2 * BATCH_CHUNKS);
   });
 
   it('a tampered chunk fails the stream: no plaintext of it or after it is released, and what was in flight is wiped', async () => {
@@ -174,10 +183,13 @@ describe('stream pipeline over an asynchronous AEAD', () => {
     const slow = shuffledAead(() => 5);
     const opener = new AsyncStreamOpener(webcrypto, slow.aead, COBBLESTONE_256, KEY.slice(), CTX);
     const released: Uint8Array[] = [];
-    const pushing = opener.push(sealed.subarray(0, 15 * SEALED_CHUNK_SIZE), (chunk) => void released.push(chunk));
+    // The first batch stays under way; the second makes the opener wait for the first.
+    await opener.push(sealed.subarray(0, 8 * SEALED_CHUNK_SIZE), (chunk) => void released.push(chunk));
+    const pushing = opener.push(sealed.subarray(8 * SEALED_CHUNK_SIZE, 17 * SEALED_CHUNK_SIZE), (chunk) => void released.push(chunk));
     await new Promise((resolve) => setTimeout(resolve, 1));
     opener.destroy();
     await expect(pushing).rejects.toThrow(DecryptionFailedError);
+    expect(released).toEqual([]);
     await expect(opener.push(new Uint8Array(1), () => {})).rejects.toThrow(DecryptionFailedError);
     await slow.settled();
     expect(slow.opened.length).toBeGreaterThan(released.length);
