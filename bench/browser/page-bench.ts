@@ -177,12 +177,20 @@ onmessage = async ({ data }) => {
   postMessage(outs, outs);
 };`;
 
+/** The page's Worker, typed here: the project's TypeScript libraries are not the DOM's. */
+interface PageWorker {
+  onmessage: ((event: { data: unknown }) => void) | null;
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
+  terminate(): void;
+}
+declare const Worker: new (url: string) => PageWorker;
+
 /**
  * What a stream over a Blob could reach with its AES on another thread: the page reads the Blob and
  * transfers each read to a Worker, which seals its 16 KiB chunks with the same (non-extractable,
  * cloned) CryptoKey and transfers the sealed chunks back; at most two reads are out at once.
  */
-async function workerOverBlob(worker: Worker, blob: Blob): Promise<number> {
+async function workerOverBlob(worker: PageWorker, blob: Blob): Promise<number> {
   const replies: ((outs: ArrayBuffer[]) => void)[] = [];
   worker.onmessage = ({ data }) => replies.shift()!(data as ArrayBuffer[]);
   const out: Promise<ArrayBuffer[]>[] = [];
@@ -190,7 +198,7 @@ async function workerOverBlob(worker: Worker, blob: Blob): Promise<number> {
   const take = async (): Promise<void> => {
     for (const b of await out.shift()!) n += b.byteLength - 16;
   };
-  const send = (message: unknown, transfer: Transferable[]): void => {
+  const send = (message: unknown, transfer: ArrayBuffer[]): void => {
     out.push(new Promise((done) => replies.push(done)));
     worker.postMessage(message, transfer);
   };

@@ -34,8 +34,8 @@ const RANGE = new Set(['gt', 'gte', 'lt', 'lte']);
 const RELATION_FILTERS = new Set(['some', 'every', 'none', 'is', 'isNot']);
 
 function whyRefused(op: string): string {
-  if (op === 'contains' || op === 'endsWith') return `no ${op} index exists: the record API has no n-gram index yet`;
-  return 'searched are equals, in and notIn (blind index), gt, gte, lt and lte (range index) and startsWith (prefix index)';
+  if (op === 'endsWith') return 'no index answers endsWith: declare a contains index and filter the opened rows, or use startsWith';
+  return 'searched are equals, in and notIn (blind index), gt, gte, lt and lte (range index), startsWith (prefix index) and contains (contains index)';
 }
 
 /** The first sealed field a filter (or an orderBy, a selection of an aggregate) names, through relations, as [model, field]. */
@@ -166,6 +166,7 @@ export class WhereTranslator {
       const value = plainValue(table, column, given);
       if (RANGE.has(op)) range[op] = value;
       else if (op === 'startsWith') out.push(await this.#searchFilter(at, column, 'prefix', op, { startsWith: value as string }));
+      else if (op === 'contains') out.push(await this.#searchFilter(at, column, 'contains', op, { contains: value as string }));
       else if (BLIND.has(op)) out.push(...(await this.#blindFilter(at, column, op, value)));
       else refuse(model, column, op, whyRefused(op));
     }
@@ -191,8 +192,11 @@ export class WhereTranslator {
     return [{ [index.column]: op === 'equals' ? indexes[0] : { in: indexes } }];
   }
 
-  /** A range or prefix condition: the rows holding any of its tokens, the exact filter kept for after the open. */
-  async #searchFilter(at: Scope, column: string, kind: 'range' | 'prefix', op: string, condition: SearchCondition): Promise<Row> {
+  /**
+   * A range, prefix or contains condition: the rows holding any of its tokens (every one, for
+   * contains: each gram of the term), the exact filter kept for after the open.
+   */
+  async #searchFilter(at: Scope, column: string, kind: 'range' | 'prefix' | 'contains', op: string, condition: SearchCondition): Promise<Row> {
     const { model, partition, conditions } = at;
     const table = at.table!;
     const spec = searchSpecs(table.columns[column]!).find((s) => s.kind === kind);
@@ -200,7 +204,7 @@ export class WhereTranslator {
     if (partition === undefined) refuse(model, column, op, `the ${kind} index is per partition: give ${partitionColumn(table)} by equality in the same where`);
     const query = await this.#records.searchQuery(table, column, condition, { partition, dialect: 'postgres' });
     conditions.push({ column, op, test: (v) => query.matches(v) });
-    return { [spec.column]: { hasSome: query.tokens.map((t) => BigInt(t)) } };
+    return { [spec.column]: { [query.match === 'all' ? 'hasEvery' : 'hasSome']: query.tokens.map((t) => BigInt(t)) } };
   }
 
   /** Whether an opened row meets the conditions (a null value meets none). */
