@@ -26,6 +26,7 @@ CREATE TABLE orders (
   customer_id TEXT NOT NULL REFERENCES customers (id),
   note TEXT,
   note_idx TEXT,
+  note_grams BIGINT[] NOT NULL DEFAULT '{}',
   total INTEGER NOT NULL,
   key_version INTEGER
 );
