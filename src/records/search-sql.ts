@@ -31,7 +31,18 @@ export function sqliteTokenTable(from: string, tokenColumn: string): string {
   return `${from.replace('.', '_')}__${tokenColumn}`;
 }
 
-/** A WHERE fragment and its parameters: the rows of the partition holding any (or all) of the tokens. */
+/**
+ * `column && tokens`, as one overlap per token when there are several (OR'ed, each reading one
+ * element of the one array parameter): PostgreSQL then scans the GIN index once per token and ORs
+ * the bitmaps, which costs less than one scan whose consistent check visits every query token for
+ * every posting (about 30% less server CPU for a 34-token range over 1,000,000 rows; BENCHMARKS.md).
+ */
+function postgresOverlap(column: string, array: string, count: number): string {
+  if (count <= 1) return `${column} && ${array}::bigint[]`;
+  return `(${Array.from({ length: count }, (_, i) => `${column} && ARRAY[(${array}::bigint[])[${i + 1}]]`).join(' OR ')})`;
+}
+
+/** A WHERE fragment and its parameters: the rows of the partition holding any (or, for a contains query, all) of the tokens. */
 export function searchSql(input: SearchSqlInput): { sql: string; params: unknown[] } {
   const { dialect, from, tokenColumn, partitionColumn, partition, tokens } = input;
   const params: unknown[] = [];
@@ -39,7 +50,8 @@ export function searchSql(input: SearchSqlInput): { sql: string; params: unknown
   const next = (value: unknown): string => (params.push(value), dialect === 'postgres' ? `$${input.firstParam + params.length - 1}` : '?');
   if (partitionColumn !== undefined) parts.push(`${quote(partitionColumn)} = ${next(partition)}`);
   if (dialect === 'postgres') {
-    parts.push(`${quote(tokenColumn)} ${input.match === 'all' ? '@>' : '&&'} ${next([...tokens])}::bigint[]`);
+    const array = next([...tokens]);
+    parts.push(input.match === 'all' ? `${quote(tokenColumn)} @> ${array}::bigint[]` : postgresOverlap(quote(tokenColumn), array, tokens.length));
   } else {
     const list = tokens.map((t) => next(t)).join(', ');
     const every = input.match === 'all' ? ` GROUP BY "row" HAVING COUNT(DISTINCT "token") = ${next(new Set(tokens).size)}` : '';

@@ -181,7 +181,7 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       // Without the partition clause the tokens alone select no globex row.
       const tokenOnly = query.sql.replace(/^"tenant" = (\$1|\?) AND /, '');
       const params = query.params.slice(1);
-      const renumbered = db.dialect === 'postgres' ? tokenOnly.replace('$2', '$1') : tokenOnly;
+      const renumbered = db.dialect === 'postgres' ? tokenOnly.replaceAll('$2', '$1') : tokenOnly;
       const all = await db.all(`SELECT tenant FROM ${db.table} WHERE ${renumbered}`, [...params]);
       expect(all.length).toBe(12);
       expect(all.every((r) => r.tenant === 'acme')).toBe(true);
@@ -257,6 +257,16 @@ describe('search SQL', () => {
     const records = createRecords({ hierarchy });
     const q: SearchSql = await records.searchQuery(ordersTable('array'), 'name', { startsWith: 'al' }, { partition: 'acme', dialect: 'postgres', firstParam: 3 });
     expect(q.sql).toBe('"tenant" = $3 AND "name_tokens" && $4::bigint[]');
+    expect(q.params).toEqual(['acme', [...q.tokens]]);
+  });
+
+  it('a PostgreSQL query of several tokens ORs one overlap per token, all reading the one array parameter', async () => {
+    const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+    const records = createRecords({ hierarchy });
+    const q: SearchSql = await records.searchQuery(ordersTable('array'), 'amount', { gte: -100, lte: 100 }, { partition: 'acme', dialect: 'postgres', firstParam: 2 });
+    expect(q.tokens.length).toBeGreaterThan(1);
+    const overlaps = q.tokens.map((_, i) => `"amount_tokens" && ARRAY[($3::bigint[])[${i + 1}]]`);
+    expect(q.sql).toBe(`"tenant" = $2 AND (${overlaps.join(' OR ')})`);
     expect(q.params).toEqual(['acme', [...q.tokens]]);
   });
 });
