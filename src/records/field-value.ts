@@ -49,6 +49,35 @@ function tagged(tag: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * tag || the string's bytes when it is all ASCII (most stored text), written in one pass into one
+ * buffer; undefined otherwise. Encoding then tagging made two buffers and a copy per field.
+ */
+function taggedAscii(tag: number, value: string): Uint8Array | undefined {
+  const n = value.length;
+  const out = new Uint8Array(1 + n);
+  out[0] = tag;
+  for (let i = 0; i < n; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 0x7f) {
+      out.fill(0, 1, i + 1);
+      return undefined;
+    }
+    out[i + 1] = code;
+  }
+  return out;
+}
+
+function taggedText(tag: number, value: string, where: string): Uint8Array {
+  if (!value.isWellFormed()) throw new FieldTypeError(`${where} is not well-formed Unicode (a lone surrogate)`);
+  const body = utf8(value, where);
+  try {
+    return tagged(tag, body);
+  } finally {
+    body.fill(0);
+  }
+}
+
 function float64(value: number): Uint8Array {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setFloat64(0, value);
@@ -86,8 +115,7 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string,
   switch (type) {
     case 'string':
       if (typeof value !== 'string') throw wrong();
-      if (!value.isWellFormed()) throw new FieldTypeError(`${where} is not well-formed Unicode (a lone surrogate)`);
-      return tagged(TAGS.string, utf8(value, where));
+      return taggedAscii(TAGS.string, value) ?? taggedText(TAGS.string, value, where);
     case 'bytes':
       if (!(value instanceof Uint8Array)) throw wrong();
       return tagged(TAGS.bytes, value);
@@ -111,7 +139,7 @@ export function encodeFieldValue(type: FieldType, value: unknown, where: string,
       const text = JSON.stringify(value);
       if (text === undefined) throw new FieldTypeError(`${where} has no JSON form`);
       if (text === 'null') throw new FieldTypeError(`${where} has the JSON form null: store NULL instead (null is never sealed)`);
-      return tagged(TAGS.json, utf8(text, where));
+      return taggedAscii(TAGS.json, text) ?? taggedText(TAGS.json, text, where);
     }
     case 'decimal':
       return encodeDecimal(value, scale, where);

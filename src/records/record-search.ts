@@ -46,6 +46,17 @@ function conditionKind(condition: SearchCondition): SearchKind {
   return 'startsWith' in condition ? 'prefix' : 'contains' in condition ? 'contains' : 'range';
 }
 
+/** Every (column, spec) pair of a table's search indexes, in column order: a table is defined once and never changes. */
+const searchEntries = new WeakMap<AnyTable, readonly (readonly [string, SearchIndexSpec])[]>();
+function searchEntriesOf(t: AnyTable): readonly (readonly [string, SearchIndexSpec])[] {
+  let all = searchEntries.get(t);
+  if (!all) {
+    all = Object.keys(t.columns).flatMap((c) => searchSpecsOf(t.columns[c]!).map((s) => [c, s] as const));
+    searchEntries.set(t, all);
+  }
+  return all;
+}
+
 export class RecordSearch {
   readonly #hierarchy: KeyHierarchy;
   /** Per table and column, per spec object: two declarations of one table (versions 1 and 2 during a re-index) have indexes of their own. */
@@ -77,8 +88,10 @@ export class RecordSearch {
   }
 
   /** The (column, spec) pairs of the row's values that have search indexes. */
-  entriesOf(t: AnyTable, row: Row): [string, SearchIndexSpec][] {
-    return Object.keys(t.columns).flatMap((c) => (row[c] === null || row[c] === undefined ? [] : searchSpecsOf(t.columns[c]!).map((s): [string, SearchIndexSpec] => [c, s])));
+  entriesOf(t: AnyTable, row: Row): readonly (readonly [string, SearchIndexSpec])[] {
+    const all = searchEntriesOf(t);
+    // Most tables have no search index: nothing is made per row for them.
+    return all.length === 0 ? all : all.filter(([c]) => row[c] !== null && row[c] !== undefined);
   }
 
   /** The tokens as the row stores them. */

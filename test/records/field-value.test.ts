@@ -74,6 +74,18 @@ describe('FORMAT.md §12.1 typed values', () => {
     expect(() => encodeFieldValue('json', Symbol('x'), 'v')).toThrow(/no JSON form/);
   });
 
+  it('writes a string or JSON value as its tag and UTF-8 bytes, ASCII or not, wherever the first non-ASCII character falls (property)', () => {
+    const char = fc.oneof(fc.string({ unit: 'grapheme-ascii', maxLength: 1 }), fc.string({ unit: 'grapheme', maxLength: 1 }), fc.constantFrom('é', '€', '😀', '\u007f', '\u0080'));
+    const text = fc.array(char, { maxLength: 300 }).map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, (value) => {
+        expect(hex(encodeFieldValue('string', value, 't.c'))).toBe(hex(ascii(1, value)));
+        expect(hex(encodeFieldValue('json', { value }, 't.c'))).toBe(hex(ascii(7, JSON.stringify({ value }))));
+      }),
+    );
+    expect(() => encodeFieldValue('string', 'ab\ud800', 't.c')).toThrow(/lone surrogate/);
+  });
+
   it('A writer MUST write every NaN as 7F F8 00 00 00 00 00 00', () => {
     const view = new DataView(new ArrayBuffer(8));
     fc.assert(
