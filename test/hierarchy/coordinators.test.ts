@@ -12,23 +12,26 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisCoordinator } from '../../src/adapters/redis.ts';
-import type { FleetCoordinator } from '../../src/economy/coordinator.ts';
+import { type FleetCoordinator, fleetBudget, FleetLink } from '../../src/economy/coordinator.ts';
 import { PostgresCoordinator } from '../../src/hierarchy/coordinators/postgres.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import type { KeyHierarchy } from '../../src/hierarchy/types.ts';
-import { createEnvelope, KeyUnavailableError, KmsError, LocalKms } from '../../src/index.ts';
+import { createEnvelope, KeyUnavailableError, KmsError, LocalKms, TencentKms } from '../../src/index.ts';
+import { canonicalContext } from '../../src/core/context.ts';
 import type { KeyProvider } from '../../src/kms/key-provider.ts';
 import { startPostgres, type PostgresServer, uniqueTable } from '../fixtures/postgres.ts';
 import { type RedisServer, startRedis } from '../fixtures/redis.ts';
+import { type EmulatorFixture, useEmulator } from '../fixtures/emulator.ts';
 
 let redisServer: RedisServer;
 let pgServer: PostgresServer;
 let redis: Redis;
 let pool: pg.Pool;
+let emulator: EmulatorFixture;
 
 beforeAll(async () => {
-  [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
+  [redisServer, pgServer, emulator] = await Promise.all([startRedis(), startPostgres(), useEmulator({ alias: 'fleet-breaker' })]);
   redis = new Redis(redisServer.url);
   pool = new pg.Pool({ connectionString: pgServer.url, max: 4 });
 });
@@ -36,8 +39,25 @@ beforeAll(async () => {
 afterAll(async () => {
   redis?.disconnect();
   await pool?.end();
-  await Promise.all([redisServer?.stop(), pgServer?.stop()]);
+  await Promise.all([redisServer?.stop(), pgServer?.stop(), emulator?.emulator.close()]);
 });
+
+/** A TencentKms on the emulator that retries 3 times at once, its budget shared through `link` when given. */
+function tencent(link?: FleetLink): TencentKms {
+  return new TencentKms({
+    keyId: emulator.keyId,
+    region: 'ap-guangzhou',
+    endpoint: emulator.url,
+    credentials: emulator.credentials,
+    retry: { limit: 3, baseDelayMs: 1, maxDelayMs: 1 },
+    timeoutMs: 60_000,
+    deadlineMs: 120_000,
+    ...(link ? { rateLimit: { shared: fleetBudget(link) } } : {}),
+  });
+}
+
+/** Requests the emulator received since its last reset, every action. */
+const received = (): number => Object.values(emulator.emulator.stats().calls).reduce((n, c) => n + c, 0);
 
 const backends: [string, () => FleetCoordinator, () => Promise<string>][] = [
   [
@@ -160,6 +180,35 @@ describe.each(backends)('the %s coordinator', (_name, make, dump) => {
       }
       expect(warmed).toBe(true); // a probe went through and closed it
       await members[2]!.warm(['back-2']); // at once, with no probe
+    });
+
+    it('TencentKms down: the first failed attempt opens the fleet breaker (no retries after it), and a probe is one attempt', async () => {
+      const c = make();
+      emulator.emulator.setFaults({ internalErrorRate: 1 });
+      try {
+        // Through fleetBudget: each attempt, retries included, asks the fleet; the first failure closes the door.
+        const links = [0, 1, 2].map(() => new FleetLink(c, { timeoutMs: 5_000 }));
+        const budgeted = links.map((link) => tencent(link));
+        const context = canonicalContext({ table: 'fleet' });
+        emulator.emulator.resetStats();
+        const first = await budgeted[0]!.generateDataKey({ keySpec: 'AES_256', context }).then(() => undefined, (e: unknown) => e);
+        expect(first).toBeInstanceOf(KeyUnavailableError); // its retry was refused: the breaker opened on its first attempt
+        const rest = await Promise.allSettled(budgeted.flatMap((k) => [k.generateDataKey({ keySpec: 'AES_256', context }), k.generateDataKey({ keySpec: 'AES_256', context })]));
+        expect(rest.every((r) => r.status === 'rejected')).toBe(true);
+        const probes = links.reduce((n, l) => n + l.counters.fleetProbes, 0);
+        expect(received()).toBe(1 + probes); // the first attempt, then only the fleet's probes (one attempt each)
+        // Through the hierarchy alone (no fleetBudget): a probe asks the provider for one attempt.
+        const members = fleet(3, make(), tencent());
+        emulator.emulator.resetStats();
+        await expect(members[0]!.warm(['down-a'])).rejects.toThrow();
+        const before = received();
+        await Promise.allSettled(members.slice(1).map((h) => h.warm(['down-b'])));
+        const hierarchyProbes = members.reduce((n, h) => n + h.metrics().fleetProbes, 0);
+        expect(hierarchyProbes).toBeGreaterThan(0);
+        expect(received() - before).toBe(hierarchyProbes);
+      } finally {
+        emulator.emulator.setFaults({});
+      }
     });
 
     it('a shred seen by one process reaches the others, and the coordinator never holds the partition name', async () => {
