@@ -70,6 +70,8 @@ export interface FleetCounters {
 }
 
 const UNREACHABLE = Symbol('unreachable');
+/** A call that timed out, for the callers that tell it from an unreachable coordinator. */
+const SLOW = Symbol('slow');
 
 /** A hashed, fixed-length name for the coordinator: the partition never leaves in plaintext. */
 export function fleetName(kind: string, ...parts: (string | number)[]): string {
@@ -110,10 +112,14 @@ export class FleetLink {
     return performance.now() >= this.#downUntil;
   }
 
-  /** A creation lease: 'held' (with its token), 'busy' (another process holds it) or 'fallback' (no coordinator). */
-  async lease(name: string, ttlMs: number): Promise<{ state: 'held'; token: string } | { state: 'busy' | 'fallback' }> {
+  /**
+   * A creation lease: 'held' (with its token), 'busy' (another process holds it), 'slow' (no answer
+   * in time: ask again, as for 'busy') or 'fallback' (no coordinator: create alone).
+   */
+  async lease(name: string, ttlMs: number): Promise<{ state: 'held'; token: string } | { state: 'busy' | 'slow' | 'fallback' }> {
     // A lease granted after the timeout is not used: it goes back as soon as it arrives.
-    const token = await this.#ask((c) => c.acquire(name, ttlMs), (late) => late !== undefined && this.release(name, late));
+    const token = await this.#ask((c) => c.acquire(name, ttlMs), (late) => late !== undefined && this.release(name, late), SLOW);
+    if (token === SLOW) return { state: 'slow' };
     if (token === UNREACHABLE) return { state: 'fallback' };
     return token === undefined ? { state: 'busy' } : { state: 'held', token };
   }
@@ -234,9 +240,9 @@ export class FleetLink {
   /**
    * One coordinator call within the timeout: its answer, or UNREACHABLE (the per-process answer).
    * A failure makes the coordinator unreachable for a while; a timeout only after several in a
-   * row. `late` gets an answer that arrived after the timeout.
+   * row. `late` gets an answer that arrived after the timeout; a timeout answers `ifSlow`.
    */
-  async #ask<T>(call: (c: FleetCoordinator) => Promise<T>, late?: (answer: T) => void): Promise<T | typeof UNREACHABLE> {
+  async #ask<T, S = typeof UNREACHABLE>(call: (c: FleetCoordinator) => Promise<T>, late?: (answer: T) => void, ifSlow?: S): Promise<T | typeof UNREACHABLE | S> {
     if (!this.reachable) return UNREACHABLE;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
@@ -260,7 +266,7 @@ export class FleetLink {
       if (answer !== TIMEOUT) return answer;
       timedOut = true;
       this.#fellBack(1);
-      return UNREACHABLE;
+      return ifSlow ?? UNREACHABLE;
     } finally {
       clearTimeout(timer);
     }
@@ -281,6 +287,14 @@ export class FleetLink {
  * closes it, so it lapses on its own only when no process probes for this long.
  */
 export const FLEET_BREAKER_OPEN_MS = 30_000;
+
+/**
+ * A load or an attempt the fleet breaker refuses waits this long for the probe's verdict before it
+ * fails, ms: a breaker opened by a passing failure (one reset connection, one slow answer) closes
+ * at the next probe, and the call goes then instead of failing a seal or an open that had no key
+ * to fall back on.
+ */
+export const FLEET_REFUSED_WAIT_MS = 3_000;
 
 /** Tencent's per-account quotas, calls per second (the shared budget's default). */
 export const TENCENT_ACCOUNT_QUOTAS: Readonly<Record<string, number>> = { GenerateDataKey: 100, Decrypt: 300, Encrypt: 100, ReEncrypt: 100 };
@@ -341,7 +355,8 @@ export function fleetBudget(coordinator: FleetCoordinator | FleetLink, options: 
       const burst = Math.max(1, Math.floor(limit / 10));
       const name = fleetName('bucket', action);
       if (tripping) await tripping; // this client's retry after the breaker it opened, not before
-      const gate = await link.gate(breaker, 1_000, 'attempt');
+      // As a load does: a refused attempt waits a little for the probe's verdict before it fails.
+      const gate = await link.gate(breaker, 1_000, 'attempt', FLEET_REFUSED_WAIT_MS);
       if (gate === 'refuse') throw new KeyUnavailableError(`${action}: the KMS is failing: another process of the fleet is probing it`);
       if (gate === 'probe') probing = true;
       for (;;) {

@@ -11,7 +11,7 @@ import type { CryptoBackend } from '../core/backend.ts';
 import type { IntermediateKeyRef } from '../core/header.ts';
 import type { SuiteKey } from '../core/key-source.ts';
 import type { Suite } from '../core/suites.ts';
-import { type FleetLink, fleetName } from '../economy/coordinator.ts';
+import { FLEET_REFUSED_WAIT_MS, type FleetLink, fleetName } from '../economy/coordinator.ts';
 import { classifyKmsFailure, entryId as versionId, errorCodeOf, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
@@ -54,12 +54,6 @@ export interface KeyVersionsSettings {
 /** The fleet breaker polls the KMS at most this often while it is open, ms. */
 const PROBE_INTERVAL_MS = 1_000;
 
-/**
- * A load the fleet breaker refuses waits this long for the probe's verdict before it fails, ms: a
- * breaker opened by a passing failure (one reset connection, one slow answer) closes at the next
- * probe, and the load goes then instead of failing a seal or an open that had no key to fall back on.
- */
-const REFUSED_LOAD_WAIT_MS = 3_000;
 
 type KmsAction = 'GenerateDataKey' | 'Decrypt';
 
@@ -328,14 +322,14 @@ export class KeyVersions {
 
   /**
    * A KMS call behind the fleet breaker: while it is open and another process probes, it waits
-   * for that probe's verdict (REFUSED_LOAD_WAIT_MS at most), then is refused; an outage opens it
+   * for that probe's verdict (FLEET_REFUSED_WAIT_MS at most), then is refused; an outage opens it
    * for every process; the probe's success closes it. A probe is one call with no retries
    * (`probe: true` to the provider).
    */
   async #guarded<T>(providerId: string, action: KmsAction, call: (probe: { probe?: true }) => Promise<T>): Promise<T> {
     const { fleet } = this.#s;
     if (!fleet) return this.#counted(action, providerId, () => call({}));
-    const gate = await fleet.gate(providerId, PROBE_INTERVAL_MS, 'load', REFUSED_LOAD_WAIT_MS);
+    const gate = await fleet.gate(providerId, PROBE_INTERVAL_MS, 'load', FLEET_REFUSED_WAIT_MS);
     if (gate === 'refuse') throw new KeyUnavailableError('the KMS is failing: another process of the fleet is probing it');
     try {
       const result = await this.#counted(action, providerId, () => call(gate === 'probe' ? { probe: true } : {}));
