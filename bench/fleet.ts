@@ -31,8 +31,10 @@
  * same port). maxStaleMs and sealGraceMs are set to the outage plus the TTL plus 10 s. Besides the
  * lines above it prints `fleet deploy (hierarchy): GenerateDataKey G for V key versions` (the
  * emulator's GenerateDataKey count during deploy, versions the store kept) and `fleet outage
- * (hierarchy): kms calls per second fleet-wide: max M` (the busiest 1-second window of the
- * requests the workers logged during the outage).
+ * (hierarchy): kms calls per second fleet-wide: max M`: the larger of the busiest sliding 1-second
+ * window of the requests the workers sent while the emulator refused every call, and the most
+ * calls the emulator refused between two of its stats samples (about 1 s apart); calls already
+ * sent when the KMS went down count.
  *
  * Flags: --processes N (default 20), --instances N (default 10), --store postgres|sqlite|json
  * (default postgres), --coordinator redis|postgres|none (default redis), --outage-seconds N
