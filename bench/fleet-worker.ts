@@ -529,7 +529,7 @@ async function makeInstances(config: WorkerConfig, countingFetch: typeof fetch, 
       credentials: { secretId, secretKey },
       rateLimit: {
         fleet: { processes: config.processes },
-        ...(coordinator ? { shared: hierarchyLib.fleetBudget(coordinator, { link: { timeoutMs: config.hierarchy?.coordinatorTimeoutMs ?? 250 } }) } : {}),
+        ...(coordinator ? { shared: hierarchyLib.fleetBudget(coordinator, { link: { ...(config.hierarchy?.coordinatorTimeoutMs === undefined ? {} : { timeoutMs: config.hierarchy.coordinatorTimeoutMs }) } }) } : {}),
       },
       fetch: countingFetch,
     });

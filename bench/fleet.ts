@@ -31,12 +31,14 @@
  * same port). maxStaleMs and sealGraceMs are set to the outage plus the TTL plus 10 s. Besides the
  * lines above it prints `fleet deploy (hierarchy): GenerateDataKey G for V key versions` (the
  * emulator's GenerateDataKey count during deploy, versions the store kept) and `fleet outage
- * (hierarchy): kms calls per second fleet-wide: max M` (the busiest 1-second window of the
- * requests the workers logged during the outage).
+ * (hierarchy): kms calls per second fleet-wide: max M`: the larger of the busiest sliding 1-second
+ * window of the requests the workers sent while the emulator refused every call, and the most
+ * calls the emulator refused between two of its stats samples (about 1 s apart); calls already
+ * sent when the KMS went down count.
  *
  * Flags: --processes N (default 20), --instances N (default 10), --store postgres|sqlite|json
  * (default postgres), --coordinator redis|postgres|none (default redis), --outage-seconds N
- * (default 60), --coordinator-timeout-ms N (default 250, the library's), --only hierarchy|per (one approach), --quick (shorter phases, outage 12 s: a
+ * (default 60), --coordinator-timeout-ms N (default: the library's), --only hierarchy|per (one approach), --quick (shorter phases, outage 12 s: a
  * smoke run, not the numbers of BENCHMARKS.md).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -132,11 +134,14 @@ interface StatsSnapshot {
   at: number;
   calls: Record<string, number>;
   throttled: number;
+  /** Calls the emulator refused with an injected fault other than throttling (the outage's). */
+  refused: number;
 }
 
 async function snapshot(emulator: EmulatorProcess): Promise<StatsSnapshot> {
   const stats = (await control(emulator, 'stats')) as { calls: Record<string, number>; faults: Record<string, number> };
-  return { at: Date.now(), calls: stats.calls, throttled: stats.faults.throttle ?? 0 };
+  const refused = Object.entries(stats.faults).reduce((sum, [kind, n]) => (kind === 'throttle' ? sum : sum + n), 0);
+  return { at: Date.now(), calls: stats.calls, throttled: stats.faults.throttle ?? 0, refused };
 }
 
 function delta(before: StatsSnapshot, after: StatsSnapshot): { calls: Record<string, number>; total: number; throttled: number } {
@@ -546,6 +551,10 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
     const refused = (from: number): number => busiestSecond(allSent.filter((t) => t >= from && t < outageWindow.to));
     maxPerSecond['while down'] = refused(outageWindow.from);
     maxPerSecond['while down after 1 s'] = refused(outageWindow.from + 1_000);
+    // The emulator's side: calls it received and refused between two stats samples (about 1 s apart).
+    let refusedPerSample = 0;
+    for (let i = 1; i < samples.length; i++) refusedPerSample = Math.max(refusedPerSample, samples[i]!.refused - samples[i - 1]!.refused);
+    maxPerSecond['refused by the emulator per sample'] = refusedPerSample;
     return {
       label: options.label,
       approach: options.approach,
@@ -678,8 +687,10 @@ async function main(): Promise<void> {
   ];
   const ttlMs = 15_000 * s;
   // Opening and sealing ride out the outage with the keys they hold: both bounds cover the outage plus the TTL.
-  const coordinatorTimeoutMs = Number(flag('--coordinator-timeout-ms') ?? 250);
-  const hierarchy = { ttlMs, maxStaleMs: outageMs + ttlMs + 10_000, sealGraceMs: outageMs + ttlMs + 10_000, coordinatorTimeoutMs };
+  // The library's default unless --coordinator-timeout-ms says otherwise.
+  const timeoutFlag = flag('--coordinator-timeout-ms');
+  const coordinatorTimeoutMs = timeoutFlag === undefined ? undefined : Number(timeoutFlag);
+  const hierarchy = { ttlMs, maxStaleMs: outageMs + ttlMs + 10_000, sealGraceMs: outageMs + ttlMs + 10_000, ...(coordinatorTimeoutMs === undefined ? {} : { coordinatorTimeoutMs }) };
   // Tenants: each served by about 10 processes.
   const tenantsPerProcess = 4;
   const tenants = Math.max(tenantsPerProcess, Math.round((processes * tenantsPerProcess) / 10));
@@ -698,7 +709,7 @@ async function main(): Promise<void> {
       `# fleet: ${processes} processes (child_process) x ${instances} library instances (each its own TencentKms, caches, hierarchy and coordinator client; one pg Pool of 3 connections per process), ` +
         `one emulator process enforcing GenerateDataKey ${TENCENT_QUOTAS.GenerateDataKey}/s, Decrypt ${TENCENT_QUOTAS.Decrypt}/s, ReEncrypt ${TENCENT_QUOTAS.ReEncrypt}/s; ` +
         `${tenants} tenants, ${tenantsPerProcess} per process; ${BASE_RATE} ops/s per process (seal and open alternate, 32-byte values); ` +
-        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${ttlMs / 1000} s (jitter 20%), coordinatorTimeoutMs ${coordinatorTimeoutMs}, maxStaleMs ${hierarchy.maxStaleMs / 1000} s, sealGraceMs ${hierarchy.sealGraceMs / 1000} s, ${store} key store; ` +
+        `phases ${phases.map((p) => `${p.name} ${p.maxMs / 1000} s`).join(', ')}; hierarchy TTL ${ttlMs / 1000} s (jitter 20%), coordinatorTimeoutMs ${coordinatorTimeoutMs ?? 'the default (1000)'}, maxStaleMs ${hierarchy.maxStaleMs / 1000} s, sealGraceMs ${hierarchy.sealGraceMs / 1000} s, ${store} key store; ` +
         `coordinator ${coordinatorKind}${coordinatorKind === 'none' ? '' : ' (fleetBudget at 90% of the quotas, creation leases, the fleet breaker)'}; ` +
         `TencentKms rateLimit { fleet: { processes: ${processes * instances} } }; emulator niceness ${emulator.priority ?? 'default'}; ` +
         `${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start`,
@@ -717,9 +728,14 @@ async function main(): Promise<void> {
       if (approach === 'hierarchy') {
         const deploy = run.phases[0]!;
         console.log(`fleet deploy (hierarchy): GenerateDataKey ${deploy.kmsByAction.GenerateDataKey ?? 0} for ${deploy.counters?.versionsCreated ?? 0} key versions`);
-        console.log(`fleet outage (hierarchy): kms calls per second fleet-wide: max ${run.maxPerSecond['while down'] ?? 0}`);
+        // M: the larger of the two readings of the calls a down KMS receives in a second, the calls in
+        // flight when it went down included: every request the processes sent while it was down, in
+        // sliding 1 s windows (their logs), and the calls the emulator refused between two stats samples.
+        const m = Math.max(run.maxPerSecond['while down'] ?? 0, run.maxPerSecond['refused by the emulator per sample'] ?? 0);
+        console.log(`fleet outage (hierarchy): kms calls per second fleet-wide: max ${m}`);
         console.log(
-          `  while the emulator refused every call; after its first second (calls in flight when the KMS went down): max ${run.maxPerSecond['while down after 1 s'] ?? 0}; ` +
+          `  sent by the processes while the emulator refused every call, in any sliding 1 s window: max ${run.maxPerSecond['while down'] ?? 0}, after its first second: max ${run.maxPerSecond['while down after 1 s'] ?? 0}; ` +
+            `refused by the emulator in one stats sample (about 1 s): max ${run.maxPerSecond['refused by the emulator per sample'] ?? 0}; ` +
             `the whole phase, the KMS's return included: max ${run.maxPerSecond.outage ?? 0}`,
         );
       }

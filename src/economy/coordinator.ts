@@ -8,12 +8,15 @@
  * open, drain the bucket), never read or forge a key: the key store's conditional create stays the
  * only arbiter of which key version is kept.
  *
- * The link never blocks a seal or an open on the coordinator: each call has a short timeout; a
- * failure or a timeout marks the coordinator unreachable for a while, during which every question
- * gets the per-process answer at once (no lease, no shared token, the local breaker alone).
+ * The link never blocks a seal or an open on the coordinator (which it meets only on the way to
+ * the KMS): each call has a timeout, past which that call gets the per-process answer (no lease,
+ * no shared token, the local breaker alone). A failed call, or several slow answers in a row,
+ * mark the coordinator unreachable for a while, during which every question gets that answer at
+ * once. One slow answer does not: a loaded coordinator (or a loaded process) is not a dead one.
  */
 import { KeyUnavailableError } from '../core/errors.ts';
 import { sha256 } from '../core/hashes.ts';
+import type { SharedBudget } from './rate-limit.ts';
 
 /** What a fleet shares. Names are opaque (hashes); times are the coordinator's own clock. */
 export interface FleetCoordinator {
@@ -39,8 +42,14 @@ export interface FleetCoordinator {
 }
 
 export interface FleetLinkOptions {
-  /** Each coordinator call gives up after this long, ms; default 250. */
+  /**
+   * Each coordinator call gives up after this long, ms, and is answered by the per-process
+   * fallback; default 1000. It bounds what the coordinator adds to a KMS call (which may take
+   * seconds with its retries), not a seal or an open served from the cache.
+   */
   timeoutMs?: number;
+  /** This many timeouts in a row (or one failed call) make the coordinator unreachable; default 3. */
+  timeoutsBeforeFallback?: number;
   /** After a failure or a timeout, the coordinator is not asked for this long, ms; default 2000. */
   retryAfterMs?: number;
   /** How often published messages are read, ms; default 1000. */
@@ -61,6 +70,8 @@ export interface FleetCounters {
 }
 
 const UNREACHABLE = Symbol('unreachable');
+/** A call that timed out, for the callers that tell it from an unreachable coordinator. */
+const SLOW = Symbol('slow');
 
 /** A hashed, fixed-length name for the coordinator: the partition never leaves in plaintext. */
 export function fleetName(kind: string, ...parts: (string | number)[]): string {
@@ -77,7 +88,10 @@ export class FleetLink {
   readonly #retryAfterMs: number;
   readonly #pollMs: number;
   readonly counters: FleetCounters = { coordinatorFallbacks: 0, leaseWaits: 0, fleetBreakerRefused: 0, fleetProbes: 0, broadcastsReceived: 0 };
+  readonly #timeoutsBeforeFallback: number;
   #downUntil = 0;
+  #timeoutsInARow = 0;
+  readonly #closingWatches = new Map<string, Promise<void>>();
   #cursor: string | undefined;
   #poller: ReturnType<typeof setInterval> | undefined;
   #polling = false;
@@ -87,7 +101,8 @@ export class FleetLink {
       if (typeof coordinator?.[name] !== 'function') throw new TypeError(`"coordinator" expected a FleetCoordinator (no ${name}())`);
     }
     this.#coordinator = coordinator;
-    this.#timeoutMs = positive(options.timeoutMs ?? 250, 'timeoutMs');
+    this.#timeoutMs = positive(options.timeoutMs ?? 1_000, 'timeoutMs');
+    this.#timeoutsBeforeFallback = Math.ceil(positive(options.timeoutsBeforeFallback ?? 3, 'timeoutsBeforeFallback'));
     this.#retryAfterMs = positive(options.retryAfterMs ?? 2_000, 'retryAfterMs');
     this.#pollMs = positive(options.pollMs ?? 1_000, 'pollMs');
   }
@@ -97,9 +112,14 @@ export class FleetLink {
     return performance.now() >= this.#downUntil;
   }
 
-  /** A creation lease: 'held' (with its token), 'busy' (another process holds it) or 'fallback' (no coordinator). */
-  async lease(name: string, ttlMs: number): Promise<{ state: 'held'; token: string } | { state: 'busy' | 'fallback' }> {
-    const token = await this.#ask((c) => c.acquire(name, ttlMs));
+  /**
+   * A creation lease: 'held' (with its token), 'busy' (another process holds it), 'slow' (no answer
+   * in time: ask again, as for 'busy') or 'fallback' (no coordinator: create alone).
+   */
+  async lease(name: string, ttlMs: number): Promise<{ state: 'held'; token: string } | { state: 'busy' | 'slow' | 'fallback' }> {
+    // A lease granted after the timeout is not used: it goes back as soon as it arrives.
+    const token = await this.#ask((c) => c.acquire(name, ttlMs), (late) => late !== undefined && this.release(name, late), SLOW);
+    if (token === SLOW) return { state: 'slow' };
     if (token === UNREACHABLE) return { state: 'fallback' };
     return token === undefined ? { state: 'busy' } : { state: 'held', token };
   }
@@ -117,24 +137,63 @@ export class FleetLink {
   /**
    * The fleet breaker's answer for a load: 'go' (closed, or no coordinator), 'probe' (open, and
    * this process makes the one call of this interval) or 'refuse' (open, another process probes).
+   * With `waitMs`, a refused caller waits that long for the probe's verdict instead: a breaker that a
+   * passing failure opened closes at the next probe's success, and the caller goes then.
    */
-  async gate(scope: string, probeIntervalMs: number, probe: 'load' | 'attempt' = 'load'): Promise<'go' | 'probe' | 'refuse'> {
+  async gate(scope: string, probeIntervalMs: number, probe: 'load' | 'attempt' = 'load', waitMs = 0): Promise<'go' | 'probe' | 'refuse'> {
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const answer = await this.#gateOnce(scope, probeIntervalMs, probe);
+      if (answer === 'probe') this.counters.fleetProbes++;
+      if (answer !== 'refuse') return answer;
+      if (performance.now() >= deadline) {
+        this.counters.fleetBreakerRefused++;
+        return 'refuse';
+      }
+      await this.#closing(scope, probeIntervalMs, deadline);
+    }
+  }
+
+  async #gateOnce(scope: string, probeIntervalMs: number, probe: 'load' | 'attempt'): Promise<'go' | 'probe' | 'refuse'> {
     if (!this.reachable) return 'go';
     const open = await this.#ask((c) => c.marked(fleetName('breaker', scope)));
     if (open !== true) return 'go';
     const claimed = await this.#ask((c) => c.acquire(fleetName(`probe-${probe}`, scope), probeIntervalMs));
     if (claimed === UNREACHABLE) return 'go';
-    if (claimed === undefined) {
-      this.counters.fleetBreakerRefused++;
-      return 'refuse';
-    }
-    this.counters.fleetProbes++;
-    return 'probe';
+    return claimed === undefined ? 'refuse' : 'probe';
   }
 
-  /** Opens the fleet breaker for `cooldownMs` (an outage seen here). */
-  trip(scope: string, cooldownMs: number): void {
-    void this.#ask((c) => c.mark(fleetName('breaker', scope), cooldownMs));
+  /**
+   * Resolves when the fleet breaker of `scope` is seen closed, a probe interval has passed (a
+   * waiter may be the next probe) or `deadline`: one poll of the coordinator every quarter interval
+   * for the whole process, however many loads wait.
+   */
+  #closing(scope: string, probeIntervalMs: number, deadline: number): Promise<void> {
+    let watch = this.#closingWatches.get(scope);
+    if (!watch) {
+      watch = (async () => {
+        const until = performance.now() + probeIntervalMs;
+        while (performance.now() < until && this.reachable) {
+          await new Promise((resolve) => setTimeout(resolve, probeIntervalMs / 4));
+          if ((await this.#ask((c) => c.marked(fleetName('breaker', scope)))) !== true) return;
+        }
+      })().finally(() => this.#closingWatches.delete(scope));
+      this.#closingWatches.set(scope, watch);
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
+    });
+    return Promise.race([watch, late]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Opens the fleet breaker for `cooldownMs` (an outage seen here). With `probeIntervalMs`, the
+   * failed attempt counts as the interval's probe: no other attempt of the fleet follows it before.
+   */
+  async trip(scope: string, cooldownMs: number, probeIntervalMs?: number): Promise<void> {
+    await this.#ask((c) => c.mark(fleetName('breaker', scope), cooldownMs));
+    if (probeIntervalMs !== undefined) await this.#ask((c) => c.acquire(fleetName('probe-attempt', scope), probeIntervalMs));
   }
 
   /** Closes the fleet breaker (a probe, or any call, succeeded). */
@@ -178,27 +237,64 @@ export class FleetLink {
     }
   }
 
-  /** One coordinator call within the timeout; UNREACHABLE (and the fallback for a while) on failure. */
-  async #ask<T>(call: (c: FleetCoordinator) => Promise<T>): Promise<T | typeof UNREACHABLE> {
+  /**
+   * One coordinator call within the timeout: its answer, or UNREACHABLE (the per-process answer).
+   * A failure makes the coordinator unreachable for a while; a timeout only after several in a
+   * row. `late` gets an answer that arrived after the timeout; a timeout answers `ifSlow`.
+   */
+  async #ask<T, S = typeof UNREACHABLE>(call: (c: FleetCoordinator) => Promise<T>, late?: (answer: T) => void, ifSlow?: S): Promise<T | typeof UNREACHABLE | S> {
     if (!this.reachable) return UNREACHABLE;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<typeof UNREACHABLE>((resolve) => {
-      timer = setTimeout(() => resolve(UNREACHABLE), this.#timeoutMs);
+    let timedOut = false;
+    const TIMEOUT = Symbol('timeout');
+    const timeout = new Promise<typeof TIMEOUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMEOUT), this.#timeoutMs);
     });
+    const answered = call(this.#coordinator).then(
+      (answer) => {
+        this.#timeoutsInARow = 0;
+        if (timedOut) late?.(answer);
+        return answer;
+      },
+      (): typeof UNREACHABLE => {
+        this.#fellBack(this.#timeoutsBeforeFallback);
+        return UNREACHABLE;
+      },
+    );
     try {
-      const answer = await Promise.race([call(this.#coordinator).catch((): typeof UNREACHABLE => UNREACHABLE), timeout]);
-      if (answer === UNREACHABLE) this.#fellBack();
-      return answer;
+      const answer = await Promise.race([answered, timeout]);
+      if (answer !== TIMEOUT) return answer;
+      timedOut = true;
+      this.#fellBack(1);
+      return ifSlow ?? UNREACHABLE;
     } finally {
       clearTimeout(timer);
     }
   }
 
-  #fellBack(): void {
+  /** Counts a fallback answer; `weight` failures in a row (a failed call counts them all) make the coordinator unreachable. */
+  #fellBack(weight: number): void {
     this.counters.coordinatorFallbacks++;
+    this.#timeoutsInARow += weight;
+    if (this.#timeoutsInARow < this.#timeoutsBeforeFallback) return;
+    this.#timeoutsInARow = 0;
     this.#downUntil = performance.now() + this.#retryAfterMs;
   }
 }
+
+/**
+ * How long an outage opens the fleet breaker, ms. Each failed probe renews it and a successful one
+ * closes it, so it lapses on its own only when no process probes for this long.
+ */
+export const FLEET_BREAKER_OPEN_MS = 30_000;
+
+/**
+ * A load or an attempt the fleet breaker refuses waits this long for the probe's verdict before it
+ * fails, ms: a breaker opened by a passing failure (one reset connection, one slow answer) closes
+ * at the next probe, and the call goes then instead of failing a seal or an open that had no key
+ * to fall back on.
+ */
+export const FLEET_REFUSED_WAIT_MS = 3_000;
 
 /** Tencent's per-account quotas, calls per second (the shared budget's default). */
 export const TENCENT_ACCOUNT_QUOTAS: Readonly<Record<string, number>> = { GenerateDataKey: 100, Decrypt: 300, Encrypt: 100, ReEncrypt: 100 };
@@ -227,20 +323,42 @@ export interface FleetBudgetOptions {
  * coordinator is unreachable each call goes at once: the per-process budget (`rateLimit.fleet`),
  * which the limiter applies first, is the fallback.
  */
-export function fleetBudget(coordinator: FleetCoordinator | FleetLink, options: FleetBudgetOptions = {}): { acquire(action: string, signal?: AbortSignal): Promise<void> } {
+export function fleetBudget(coordinator: FleetCoordinator | FleetLink, options: FleetBudgetOptions = {}): SharedBudget {
   const link = coordinator instanceof FleetLink ? coordinator : new FleetLink(coordinator, options.link);
   const quotas = options.quotas ?? TENCENT_ACCOUNT_QUOTAS;
   const share = options.share ?? 0.9;
   const breaker = options.breaker ?? 'tencent';
   if (!(share > 0 && share <= 1)) throw new RangeError(`"share" must be in (0, 1], got ${share}`);
+  let probing = false;
+  let tripping: Promise<void> | undefined;
   return {
+    // The first attempt that meets an outage opens the fleet's breaker, not the last of its retries:
+    // the fleet stops calling a KMS that is down within one coordinator round trip. That attempt was
+    // the second's probe, so its own retry waits for the next second like everyone else's.
+    failing(): void {
+      probing = false;
+      const trip = link.trip(breaker, FLEET_BREAKER_OPEN_MS, 1_000);
+      tripping = trip;
+      void trip.finally(() => {
+        if (tripping === trip) tripping = undefined;
+      });
+    },
+    succeeded(): void {
+      if (!probing) return;
+      probing = false;
+      link.reset(breaker);
+    },
     async acquire(action: string, signal?: AbortSignal): Promise<void> {
       const quota = quotas[action];
       if (quota === undefined) return;
       const limit = Math.max(1, Math.floor(quota * share));
       const burst = Math.max(1, Math.floor(limit / 10));
       const name = fleetName('bucket', action);
-      if ((await link.gate(breaker, 1_000, 'attempt')) === 'refuse') throw new KeyUnavailableError(`${action}: the KMS is failing: another process of the fleet is probing it`);
+      if (tripping) await tripping; // this client's retry after the breaker it opened, not before
+      // As a load does: a refused attempt waits a little for the probe's verdict before it fails.
+      const gate = await link.gate(breaker, 1_000, 'attempt', FLEET_REFUSED_WAIT_MS);
+      if (gate === 'refuse') throw new KeyUnavailableError(`${action}: the KMS is failing: another process of the fleet is probing it`);
+      if (gate === 'probe') probing = true;
       for (;;) {
         signal?.throwIfAborted();
         const wait = await link.take(name, limit - burst, burst);

@@ -38,7 +38,16 @@ export interface RateLimitOptions {
    * A token bucket shared by the fleet (for example in Redis), asked before every call after the
    * local limit; it resolves when the call may go, or rejects when `signal` aborts.
    */
-  shared?: { acquire(action: string, signal?: AbortSignal): Promise<void> };
+  shared?: SharedBudget;
+}
+
+/** A fleet's budget (fleetBudget() in kms-envelope/hierarchy), asked before each attempt and told how it went. */
+export interface SharedBudget {
+  acquire(action: string, signal?: AbortSignal): Promise<void>;
+  /** An attempt failed for an outage (network, timeout, 5xx; not throttling): the fleet's breaker opens at once. */
+  failing?(action: string): void;
+  /** An attempt succeeded. */
+  succeeded?(action: string): void;
 }
 
 class Bucket {
@@ -134,6 +143,12 @@ export class RateLimiter {
   /** A call of `action` succeeded: raise its rate a step back towards the configured one. */
   succeeded(action: string): void {
     if (this.#adaptive) this.#bucket(action).increase();
+    this.#shared?.succeeded?.(action);
+  }
+
+  /** An attempt of `action` failed for an outage: the shared budget's breaker hears it at once. */
+  failing(action: string): void {
+    this.#shared?.failing?.(action);
   }
 
   /** The current rate of `action`, calls per second (metrics, tests). */

@@ -11,7 +11,7 @@ import { selectBackend } from '../core/select-backend.ts';
 import type { CryptoBackend } from '../core/backend.ts';
 import { OpenAuditBatch } from '../core/audit-batch.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
-import { FleetLink, fleetName } from '../economy/coordinator.ts';
+import { FLEET_BREAKER_OPEN_MS, FleetLink, fleetName } from '../economy/coordinator.ts';
 import { type CacheHooks, classifyKmsFailure, INTERMEDIATE_KEY_CACHE_DEFAULTS, IntermediateKeyCache } from '../economy/intermediate-keys.ts';
 import { Listeners } from '../economy/listeners.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
@@ -92,7 +92,7 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
   const period = keepWarmPeriod(ttlMs ?? INTERMEDIATE_KEY_CACHE_DEFAULTS.ttlMs, refreshAheadMs, activeTtl);
   // The fleet breaker stays open until a probe succeeds (each failed probe renews it): a probe the
   // fleet refused at the attempt level answers nothing, and must not let it lapse into a burst.
-  const breaker = Math.max(breakerCooldownMs ?? 5_000, 30_000);
+  const breaker = Math.max(breakerCooldownMs ?? 5_000, FLEET_BREAKER_OPEN_MS);
   const work = new WorkInFlight('key hierarchy');
   return { store, resolve, backend, now, cache, activeTtl, guard, audit, listeners, emit, created, work, keepWarmPeriod: period, fleet, creationLeaseMs, breakerCooldownMs: breaker };
 }

@@ -11,7 +11,7 @@ import type { CryptoBackend } from '../core/backend.ts';
 import type { IntermediateKeyRef } from '../core/header.ts';
 import type { SuiteKey } from '../core/key-source.ts';
 import type { Suite } from '../core/suites.ts';
-import { type FleetLink, fleetName } from '../economy/coordinator.ts';
+import { FLEET_REFUSED_WAIT_MS, type FleetLink, fleetName } from '../economy/coordinator.ts';
 import { classifyKmsFailure, entryId as versionId, errorCodeOf, type IntermediateKeyCache, type LoadedKey } from '../economy/intermediate-keys.ts';
 import type { HierarchyEvent } from '../economy/events.ts';
 import type { KeyProvider } from '../kms/key-provider.ts';
@@ -54,6 +54,7 @@ export interface KeyVersionsSettings {
 /** The fleet breaker polls the KMS at most this often while it is open, ms. */
 const PROBE_INTERVAL_MS = 1_000;
 
+
 type KmsAction = 'GenerateDataKey' | 'Decrypt';
 
 export class KeyVersions {
@@ -89,8 +90,8 @@ export class KeyVersions {
     if (stored.provider !== kms.id) {
       throw new KmsError(`intermediate key ${version} of partition ${JSON.stringify(partition)} was wrapped by key provider "${stored.provider}", not "${kms.id}"`);
     }
-    const key = await this.#guarded(kms.id, 'Decrypt', () =>
-      kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version) }),
+    const key = await this.#guarded(kms.id, 'Decrypt', (probe) =>
+      kms.decryptDataKey({ keySpec: 'AES_256', keyId: stored.keyId, ciphertextBlob: stored.ciphertextBlob, context: kmsContext(partition, version), ...probe }),
     );
     if (!(key instanceof Uint8Array) || key.length !== INTERMEDIATE_KEY_LENGTH) {
       if (key instanceof Uint8Array) wipe(key);
@@ -277,7 +278,7 @@ export class KeyVersions {
 
   async #generate(partition: string, version: number): Promise<StoredKey> {
     const kms = this.#s.resolve(partition);
-    const dataKey = await this.#guarded(kms.id, 'GenerateDataKey', () => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version) }));
+    const dataKey = await this.#guarded(kms.id, 'GenerateDataKey', (probe) => kms.generateDataKey({ keySpec: 'AES_256', context: kmsContext(partition, version), ...probe }));
     const plaintext = dataKey.plaintextKey;
     let kept = false;
     try {
@@ -320,21 +321,23 @@ export class KeyVersions {
   }
 
   /**
-   * A KMS call behind the fleet breaker: refused at once while it is open and another process
-   * probes; an outage opens it for every process; the probe's success closes it.
+   * A KMS call behind the fleet breaker: while it is open and another process probes, it waits
+   * for that probe's verdict (FLEET_REFUSED_WAIT_MS at most), then is refused; an outage opens it
+   * for every process; the probe's success closes it. A probe is one call with no retries
+   * (`probe: true` to the provider).
    */
-  async #guarded<T>(providerId: string, action: KmsAction, call: () => Promise<T>): Promise<T> {
+  async #guarded<T>(providerId: string, action: KmsAction, call: (probe: { probe?: true }) => Promise<T>): Promise<T> {
     const { fleet } = this.#s;
-    if (!fleet) return this.#counted(action, providerId, call);
-    const gate = await fleet.gate(providerId, PROBE_INTERVAL_MS);
+    if (!fleet) return this.#counted(action, providerId, () => call({}));
+    const gate = await fleet.gate(providerId, PROBE_INTERVAL_MS, 'load', FLEET_REFUSED_WAIT_MS);
     if (gate === 'refuse') throw new KeyUnavailableError('the KMS is failing: another process of the fleet is probing it');
     try {
-      const result = await this.#counted(action, providerId, call);
+      const result = await this.#counted(action, providerId, () => call(gate === 'probe' ? { probe: true } : {}));
       if (gate === 'probe') fleet.reset(providerId);
       return result;
     } catch (error) {
       // A KMS answer of the outage class opens it; a refusal by the fleet (ERR_KEY_UNAVAILABLE) is no news.
-      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') fleet.trip(providerId, this.#s.breakerCooldownMs);
+      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') void fleet.trip(providerId, this.#s.breakerCooldownMs);
       throw error;
     }
   }

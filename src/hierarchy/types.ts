@@ -49,7 +49,10 @@ export interface KeyHierarchyOptions extends IntermediateKeyCacheOptions {
    * every process. Never waited on for long: while it is unreachable, each process acts alone.
    */
   coordinator?: FleetCoordinator;
-  /** Each coordinator call gives up after this long (then the process acts alone for 2 s), ms; default 250. */
+  /**
+   * Each coordinator call gives up after this long with the per-process answer, ms; default 1000.
+   * A failed call, or 3 timeouts in a row, make the process act alone for 2 s.
+   */
   coordinatorTimeoutMs?: number;
   /**
    * How long a creation lease lasts, ms; default 60000: longer than a KMS call with all its

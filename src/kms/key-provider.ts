@@ -16,6 +16,11 @@ export interface GenerateDataKeyRequest {
    * signal's reason (the library stops waiting either way, and wipes a key that arrives later).
    */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * A probe of a KMS the fleet sees failing (the key hierarchy's fleet breaker): one attempt, no
+   * retries. A provider that retries should not.
+   */
+  readonly probe?: boolean | undefined;
 }
 
 export interface DataKey {
@@ -35,6 +40,8 @@ export interface DecryptDataKeyRequest {
   readonly context: CanonicalContext;
   /** As in GenerateDataKeyRequest. */
   readonly signal?: AbortSignal | undefined;
+  /** As in GenerateDataKeyRequest. */
+  readonly probe?: boolean | undefined;
 }
 
 export interface ReEncryptDataKeyRequest {

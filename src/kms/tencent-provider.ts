@@ -71,7 +71,7 @@ export abstract class TencentProvider implements KeyProvider, KeyAdministration 
   }
 
   /** Any KMS action: the response object (API 3.0: without its `Response` wrapper). `signal` cancels the call. */
-  abstract call(action: string, params: Record<string, string | number>, options?: { signal?: AbortSignal }): Promise<Record<string, unknown>>;
+  abstract call(action: string, params: Record<string, string | number>, options?: CallOptions): Promise<Record<string, unknown>>;
 
   // The context is always sent, as `{}` when empty (FORMAT.md §3): Decrypt must see what GenerateDataKey saw.
   async generateDataKey(request: GenerateDataKeyRequest): Promise<DataKey> {
@@ -177,7 +177,13 @@ function publicKeyParams(pair: ResponseKeyPair, keys: ResponseKeys): Record<stri
   return { EncryptionPublicKey: pair.publicKeyPem, EncryptionAlgorithm: keys.algorithm };
 }
 
-/** A request's signal, as the call's option. */
-function signalOf(request: { readonly signal?: AbortSignal | undefined }): { signal?: AbortSignal } {
-  return request.signal ? { signal: request.signal } : {};
+/** A call's options: `signal` cancels it; `probe` makes it one attempt, no retries. */
+export interface CallOptions {
+  signal?: AbortSignal;
+  probe?: boolean;
+}
+
+/** A request's signal and probe flag, as the call's options. */
+function signalOf(request: { readonly signal?: AbortSignal | undefined; readonly probe?: boolean | undefined }): CallOptions {
+  return { ...(request.signal ? { signal: request.signal } : {}), ...(request.probe ? { probe: true } : {}) };
 }

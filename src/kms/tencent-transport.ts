@@ -173,10 +173,11 @@ export class TencentTransport {
    * includes the waits for credentials and for the client-side rate limiter. `signal` cancels it:
    * the attempt in flight and any wait end at once, rejecting with the signal's reason.
    */
-  async call<T>(call: KmsCall<T>, signal?: AbortSignal): Promise<T> {
+  async call<T>(call: KmsCall<T>, signal?: AbortSignal, options?: { retries?: number }): Promise<T> {
     throwIfAborted(signal);
     const deadlineMs = this.#deadlineMs;
     const timeoutMs = this.#timeoutMs;
+    const limit = options?.retries ?? this.#limit;
     const deadline = Date.now() + deadlineMs;
     const overdue = new Overdue();
     const expiry = new AbortController();
@@ -226,6 +227,8 @@ export class TencentTransport {
         const answered = 'ok' in verdict ? undefined : 'fail' in verdict ? verdict.fail : 'retry' in verdict ? verdict.retry : undefined;
         if (answered instanceof KmsError && answered.kind === 'throttled') this.#limiter?.throttled(call.action);
         else if ('ok' in verdict) this.#limiter?.succeeded(call.action);
+        // An outage seen on this attempt is news for the fleet now, not after the retries.
+        else if ('retry' in verdict) this.#limiter?.failing(call.action);
         if ('ok' in verdict) return verdict.ok;
         if ('fail' in verdict) {
           const failure = verdict.fail;
@@ -250,7 +253,7 @@ export class TencentTransport {
         }
         lastError = verdict.retry;
         if (lastError.kind === 'timeout') timedOut++;
-        if (attempt >= this.#limit) {
+        if (attempt >= limit) {
           if (timedOut === made) throw new KmsError(`${call.action}: no answer after ${attempts(made)} (each timed out at ${timeoutMs} ms)`, { kind: 'timeout', cause: lastError });
           throw lastError;
         }

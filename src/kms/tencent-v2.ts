@@ -4,7 +4,7 @@
  */
 import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/errors.ts';
 import { processEnv } from '../core/runtime.ts';
-import { LEGACY_NAMES, TencentProvider } from './tencent-provider.ts';
+import { type CallOptions, LEGACY_NAMES, TencentProvider } from './tencent-provider.ts';
 import { querySignature, queryStringToSign, type QuerySignatureMethod } from './tencent-sign.ts';
 import {
   checkEndpoint,
@@ -101,7 +101,7 @@ export class TencentKmsV2 extends TencentProvider {
   }
 
   /** Any v2 action; returns the response object (code 0). `signal` cancels the call. */
-  override async call(action: string, given: Record<string, string | number>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+  override async call(action: string, given: Record<string, string | number>, options: CallOptions = {}): Promise<Record<string, unknown>> {
     const params = Object.fromEntries(Object.entries(given).map(([k, v]) => [k, String(v)]));
     return this.#transport.call({
       action,
@@ -131,7 +131,7 @@ export class TencentKmsV2 extends TencentProvider {
         };
       },
       judge: (_status, json) => judge(action, json),
-    }, options.signal);
+    }, options.signal, options.probe ? { retries: 0 } : undefined);
   }
 
 }

@@ -6,7 +6,7 @@ import { DecryptionFailedError, KmsError, type KmsErrorKind } from '../core/erro
 import { processEnv } from '../core/runtime.ts';
 import type { ReEncryptDataKeyRequest, WrappedDataKey } from './key-provider.ts';
 import { ResponseKeys, type ResponseKeyOptions } from './response-key.ts';
-import { API3_NAMES, checkContextSize, requireString, TencentProvider } from './tencent-provider.ts';
+import { API3_NAMES, type CallOptions, checkContextSize, requireString, TencentProvider } from './tencent-provider.ts';
 import { tc3Authorization } from './tencent-sign.ts';
 import {
   checkEndpoint,
@@ -156,7 +156,7 @@ export class TencentKms extends TencentProvider {
   }
 
   /** Any KMS action: the `Response` object without its wrapper. `signal` cancels the call. */
-  override async call(action: string, params: Record<string, unknown>, options: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+  override async call(action: string, params: Record<string, unknown>, options: CallOptions = {}): Promise<Record<string, unknown>> {
     const body = JSON.stringify(params);
     return this.#transport.call({
       action,
@@ -183,7 +183,7 @@ export class TencentKms extends TencentProvider {
         return { method: 'POST', url: this.#url.href, headers, body };
       },
       judge: (_status, json) => judge(action, json),
-    }, options.signal);
+    }, options.signal, options.probe ? { retries: 0 } : undefined);
   }
 
 }

@@ -148,7 +148,7 @@ describe('a coordinator that dies under load', () => {
     const coordinator = new RedisCoordinator({ client });
     const store = new MemoryKeyStore();
     const kms = LocalKms.generate();
-    const members = Array.from({ length: 3 }, () => createKeyHierarchy({ kms, store, coordinator, coordinatorTimeoutMs: 200 }));
+    const members = Array.from({ length: 3 }, () => createKeyHierarchy({ kms, store, coordinator }));
     try {
       const work = async (round: number): Promise<void> => {
         await Promise.all(

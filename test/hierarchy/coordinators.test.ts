@@ -12,23 +12,26 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisCoordinator } from '../../src/adapters/redis.ts';
-import type { FleetCoordinator } from '../../src/economy/coordinator.ts';
+import { type FleetCoordinator, fleetBudget, FleetLink } from '../../src/economy/coordinator.ts';
 import { PostgresCoordinator } from '../../src/hierarchy/coordinators/postgres.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import type { KeyHierarchy } from '../../src/hierarchy/types.ts';
-import { createEnvelope, KeyUnavailableError, KmsError, LocalKms } from '../../src/index.ts';
+import { createEnvelope, KeyUnavailableError, KmsError, LocalKms, TencentKms } from '../../src/index.ts';
+import { canonicalContext } from '../../src/core/context.ts';
 import type { KeyProvider } from '../../src/kms/key-provider.ts';
 import { startPostgres, type PostgresServer, uniqueTable } from '../fixtures/postgres.ts';
 import { type RedisServer, startRedis } from '../fixtures/redis.ts';
+import { type EmulatorFixture, useEmulator } from '../fixtures/emulator.ts';
 
 let redisServer: RedisServer;
 let pgServer: PostgresServer;
 let redis: Redis;
 let pool: pg.Pool;
+let emulator: EmulatorFixture;
 
 beforeAll(async () => {
-  [redisServer, pgServer] = await Promise.all([startRedis(), startPostgres()]);
+  [redisServer, pgServer, emulator] = await Promise.all([startRedis(), startPostgres(), useEmulator({ alias: 'fleet-breaker' })]);
   redis = new Redis(redisServer.url);
   pool = new pg.Pool({ connectionString: pgServer.url, max: 4 });
 });
@@ -36,8 +39,25 @@ beforeAll(async () => {
 afterAll(async () => {
   redis?.disconnect();
   await pool?.end();
-  await Promise.all([redisServer?.stop(), pgServer?.stop()]);
+  await Promise.all([redisServer?.stop(), pgServer?.stop(), emulator?.emulator.close()]);
 });
+
+/** A TencentKms on the emulator that retries once at once, its budget shared through `link` when given. */
+function tencent(link?: FleetLink): TencentKms {
+  return new TencentKms({
+    keyId: emulator.keyId,
+    region: 'ap-guangzhou',
+    endpoint: emulator.url,
+    credentials: emulator.credentials,
+    retry: { limit: 1, baseDelayMs: 1, maxDelayMs: 1 },
+    timeoutMs: 60_000,
+    deadlineMs: 120_000,
+    ...(link ? { rateLimit: { shared: fleetBudget(link) } } : {}),
+  });
+}
+
+/** Requests the emulator received since its last reset, every action. */
+const received = (): number => Object.values(emulator.emulator.stats().calls).reduce((n, c) => n + c, 0);
 
 const backends: [string, () => FleetCoordinator, () => Promise<string>][] = [
   [
@@ -138,7 +158,7 @@ describe.each(backends)('the %s coordinator', (_name, make, dump) => {
       expect(members.reduce((n, h) => n + h.metrics().leaseWaits, 0)).toBeGreaterThan(0);
     });
 
-    it('while the KMS fails, every call of the fleet is its probe; the others are refused at once; a probe that succeeds closes it', async () => {
+    it('while the KMS fails, every call of the fleet is its probe; the others wait for its verdict, then are refused; a probe that succeeds closes it', async () => {
       const { kms, state } = flakyKms();
       const members = fleet(4, make(), kms);
       state.down = true;
@@ -162,6 +182,47 @@ describe.each(backends)('the %s coordinator', (_name, make, dump) => {
       await members[2]!.warm(['back-2']); // at once, with no probe
     });
 
+    it('a load the fleet breaker refuses waits for the probe: after a passing failure, every process goes on once the probe succeeds', async () => {
+      const { kms, state } = flakyKms();
+      const members = fleet(4, make(), kms);
+      state.down = true;
+      await expect(members[0]!.warm(['blip-0'])).rejects.toThrow(KmsError); // one failure opens the fleet breaker
+      state.down = false; // the KMS was fine all along
+      const tries = await Promise.allSettled(members.slice(1).map((h, i) => h.warm([`blip-${i + 1}`])));
+      expect(tries.map((t) => t.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+      expect(members.reduce((n, h) => n + h.metrics().fleetProbes, 0)).toBeGreaterThan(0);
+      expect(members.reduce((n, h) => n + h.metrics().fleetBreakerRefused, 0)).toBe(0);
+    });
+
+    it('TencentKms down: the first failed attempt opens the fleet breaker (no retries after it), and a probe is one attempt', async () => {
+      const c = make();
+      emulator.emulator.setFaults({ internalErrorRate: 1 });
+      try {
+        // Through fleetBudget: each attempt, retries included, asks the fleet; the first failure closes the door.
+        const links = [0, 1, 2].map(() => new FleetLink(c, { timeoutMs: 5_000 }));
+        const budgeted = links.map((link) => tencent(link));
+        const context = canonicalContext({ table: 'fleet' });
+        emulator.emulator.resetStats();
+        const first = await budgeted[0]!.generateDataKey({ keySpec: 'AES_256', context }).then(() => undefined, (e: unknown) => e);
+        expect(first).toBeInstanceOf(Error); // its retries waited for the fleet's probes (or were them)
+        const rest = await Promise.allSettled(budgeted.map((k) => k.generateDataKey({ keySpec: 'AES_256', context })));
+        expect(rest.every((r) => r.status === 'rejected')).toBe(true);
+        const probes = links.reduce((n, l) => n + l.counters.fleetProbes, 0);
+        expect(received()).toBe(1 + probes); // the first attempt, then only the fleet's probes (one attempt each)
+        // Through the hierarchy alone (no fleetBudget): a probe asks the provider for one attempt.
+        const members = fleet(3, make(), tencent());
+        emulator.emulator.resetStats();
+        await expect(members[0]!.warm(['down-a'])).rejects.toThrow();
+        const before = received();
+        await Promise.allSettled(members.slice(1).map((h) => h.warm(['down-b'])));
+        const hierarchyProbes = members.reduce((n, h) => n + h.metrics().fleetProbes, 0);
+        expect(hierarchyProbes).toBeGreaterThan(0);
+        expect(received() - before).toBe(hierarchyProbes);
+      } finally {
+        emulator.emulator.setFaults({});
+      }
+    });
+
     it('a shred seen by one process reaches the others, and the coordinator never holds the partition name', async () => {
       const { kms } = flakyKms();
       const members = fleet(2, make(), kms);
@@ -177,5 +238,58 @@ describe.each(backends)('the %s coordinator', (_name, make, dump) => {
       expect(everything.length).toBeGreaterThan(0);
       expect(everything).not.toContain('tenant-secret-name');
     });
+  });
+});
+
+describe('the link to a slow or failing coordinator', () => {
+  /** The real Redis coordinator behind a switch: `hold` keeps each call waiting until `letGo()`, `fail` rejects. */
+  function switched() {
+    const real = new RedisCoordinator({ client: redis, prefix: `kmse-test:${randomBytes(6).toString('hex')}:` });
+    const mode = { hold: false, fail: false };
+    let held: (() => void)[] = [];
+    const coordinator = Object.fromEntries(
+      (['acquire', 'release', 'mark', 'marked', 'unmark', 'take', 'publish', 'receive'] as const).map((name) => [
+        name,
+        async (...args: unknown[]) => {
+          if (mode.fail) throw new Error('connection refused');
+          if (mode.hold) await new Promise<void>((resolve) => held.push(resolve));
+          return (real[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+        },
+      ]),
+    ) as unknown as FleetCoordinator;
+    const letGo = (): void => {
+      for (const resolve of held) resolve();
+      held = [];
+    };
+    return { real, coordinator, mode, letGo };
+  }
+
+  it('a slow answer gets the fallback without making the coordinator unreachable; timeouts in a row or a failure do; a lease granted late goes back', async () => {
+    const { real, coordinator, mode, letGo } = switched();
+    const link = new FleetLink(coordinator, { timeoutMs: 1_000, timeoutsBeforeFallback: 2, retryAfterMs: 600_000 });
+    mode.hold = true;
+    expect(await link.lease('lease:late', 600_000)).toEqual({ state: 'slow' }); // timed out: ask again, do not create alone
+    expect(link.reachable).toBe(true);
+    mode.hold = false;
+    letGo(); // the lease is granted now, late: the link gives it back
+    let again: string | undefined;
+    for (let i = 0; i < 100 && again === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      again = await real.acquire('lease:late', 60_000);
+    }
+    expect(again).toBeTypeOf('string');
+    expect(await link.take('bucket:b', 100, 10)).toBe(0); // answered in time: the count starts again
+    mode.hold = true;
+    await link.take('bucket:b', 100, 10);
+    expect(link.reachable).toBe(true);
+    await link.take('bucket:b', 100, 10);
+    expect(link.reachable).toBe(false); // two timeouts in a row
+    expect(link.counters.coordinatorFallbacks).toBe(3);
+    mode.hold = false;
+    letGo();
+    const failing = new FleetLink(coordinator, { timeoutMs: 1_000, timeoutsBeforeFallback: 2, retryAfterMs: 600_000 });
+    mode.fail = true;
+    expect(await failing.take('bucket:c', 100, 10)).toBe(0);
+    expect(failing.reachable).toBe(false); // one failure is enough
   });
 });
