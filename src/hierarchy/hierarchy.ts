@@ -98,12 +98,12 @@ function resolveHierarchyOptions(options: KeyHierarchyOptions): HierarchySetting
 }
 
 /**
- * A key store that outlives the process (not MemoryKeyStore) with a master key that does not
+ * A key store that outlives the process (not MemoryKeyStore, nor SQLite in memory) with a master key that does not
  * (LocalKms.generate(), ids `memory-…`): after a restart no stored key decrypts. Warned once per
  * hierarchy, through process.emitWarning where there is one.
  */
 function warnIfKeyDiesWithProcess(store: KeyStore, kms: KeyHierarchyOptions['kms']): void {
-  if (store instanceof MemoryKeyStore || typeof kms === 'function') return;
+  if (store instanceof MemoryKeyStore || (store as { persistent?: unknown }).persistent === false || typeof kms === 'function') return;
   const ids = (kms as { keyIds?: unknown }).keyIds;
   if (kms.id !== 'local' || !Array.isArray(ids) || !ids.some((id) => typeof id === 'string' && id.startsWith('memory-'))) return;
   const message =

@@ -84,17 +84,22 @@ describe.each(STORES)('hierarchy.retire on the %s store', (_, makeStore) => {
 });
 
 describe('a persistent key store with a key that lives only in memory', () => {
-  it('warns (KMS_ENVELOPE_EPHEMERAL_KEY); a memory store, or a key file, does not', async () => {
+  it('warns (KMS_ENVELOPE_EPHEMERAL_KEY); a memory store, SQLite in memory, or a key file, does not', async () => {
     const seen: string[] = [];
     const listen = (w: Error & { code?: string }) => seen.push(w.code ?? '');
+    const dir = mkdtempSync(join(tmpdir(), 'kmse-ephemeral-'));
+    const onDisk = new Database(join(dir, 'keys.db'));
     process.on('warning', listen);
     try {
-      createKeyHierarchy({ store: new SqliteKeyStore({ database: new Database(':memory:') }), kms: LocalKms.generate() });
+      createKeyHierarchy({ store: new SqliteKeyStore({ database: onDisk }), kms: LocalKms.generate() });
       createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
-      createKeyHierarchy({ store: new SqliteKeyStore({ database: new Database(':memory:') }), kms: LocalKms.generate({ keyId: 'from-config' }) });
+      createKeyHierarchy({ store: new SqliteKeyStore({ database: new Database(':memory:') }), kms: LocalKms.generate() });
+      createKeyHierarchy({ store: new SqliteKeyStore({ database: onDisk }), kms: LocalKms.generate({ keyId: 'from-config' }) });
       await sleep(20); // warnings are emitted on the next tick
     } finally {
       process.off('warning', listen);
+      onDisk.close();
+      rmSync(dir, { recursive: true, force: true });
     }
     expect(seen.filter((c) => c === 'KMS_ENVELOPE_EPHEMERAL_KEY')).toHaveLength(1);
   });

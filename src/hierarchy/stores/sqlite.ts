@@ -67,6 +67,8 @@ export function sqliteTombstoneTableSql(table = 'kms_envelope_keys_tombstones'):
 }
 
 export class SqliteKeyStore implements KeyStore {
+  /** false on an in-memory database (better-sqlite3's `memory`): nothing it holds outlives the process. */
+  readonly persistent: boolean;
   readonly #name: string;
   readonly #insert: SqliteStatement;
   readonly #select: SqliteStatement;
@@ -94,6 +96,7 @@ export class SqliteKeyStore implements KeyStore {
     db.exec(`PRAGMA busy_timeout = ${busy}`);
     const tombstones = tombstoneTableName(table, options.tombstoneTable);
     this.#db = db;
+    this.persistent = (db as { memory?: unknown }).memory !== true;
     this.#tt = quoteTableName(tombstones);
     if (options.createTable ?? true) {
       db.exec(sqliteKeyTableSql(table));
