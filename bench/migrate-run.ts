@@ -230,28 +230,48 @@ function sampleLocks(db: Db, o: MigrateOptions, table: string): { stop(): Promis
   };
 }
 
+/** The backfill's rate assumed when spreading the kills over its run (rows a second per worker): a little above the goal, so every kill lands before the end. */
+const ESTIMATED_ROWS_PER_SECOND = 6000;
+/** A worker is killed only once it has run this long (past loading the package and its keys). */
+const MIN_WORKER_AGE_MS = 300;
+
 /** K workers, each started again at once when the killer SIGKILLs it; resolves when every one has finished with `done`. */
 async function runWorkers(o: MigrateOptions, env: Record<string, string>, script: string): Promise<number> {
   let kills = 0;
   let finished = false;
   const live: (ChildProcess | undefined)[] = [];
+  const started: number[] = [];
   const slot = async (i: number): Promise<void> => {
     for (;;) {
       const s = spawnScript(script, { ...env, APP_NAME: 'kmse-migrate-worker' });
       live[i] = s.child;
+      started[i] = performance.now();
       const r = await s.exit;
       live[i] = undefined;
       if (r.code === 0) return;
       if (r.signal !== 'SIGKILL') throw new Error(`a migration worker exited with ${r.code ?? r.signal}`);
     }
   };
+  // The kills land at random moments spread over the backfill's expected time (its rows at
+  // ESTIMATED_ROWS_PER_SECOND per worker), each on a worker that has been running for a while, so
+  // they interrupt work in every part of the run rather than workers still starting.
+  const expectedMs = (o.rows / (o.workers * ESTIMATED_ROWS_PER_SECOND)) * 1000;
+  const moments = Array.from({ length: o.kills }, () => expectedMs * (0.05 + 0.85 * Math.random())).sort((a, b) => a - b);
   const killer = (async () => {
-    while (!finished && kills < o.kills) {
-      await sleep(150 + Math.random() * 900);
-      const child = live[Math.floor(Math.random() * o.workers)];
-      if (!child || child.exitCode !== null || child.signalCode !== null) continue;
-      child.kill('SIGKILL');
-      kills++;
+    const begin = performance.now();
+    for (const moment of moments) {
+      await sleep(Math.max(0, moment - (performance.now() - begin)));
+      for (;;) {
+        if (finished) return;
+        const running = live.map((child, i) => ({ child, i })).filter(({ child, i }) => child && child.exitCode === null && child.signalCode === null && performance.now() - started[i]! >= MIN_WORKER_AGE_MS);
+        const pick = running[Math.floor(Math.random() * running.length)];
+        if (pick) {
+          pick.child!.kill('SIGKILL');
+          kills++;
+          break;
+        }
+        await sleep(50);
+      }
     }
   })();
   try {
