@@ -168,26 +168,27 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
       await client.query('BEGIN');
       // The rows are worked on in slices, and each slice's UPDATE is sent before the next slice is
       // worked on: the server writes one while this process seals the next (one transaction still).
-      const writing: Promise<void>[] = [];
+      // The UPDATEs form one chain, so the client never has two queries in flight (pg 9 refuses
+      // a query on a busy client).
+      let writing: Promise<void> = Promise.resolve();
       try {
         const { rows } = await client.query(select(after !== undefined), [...shape.params, limit, ...(after ?? [])]);
         const read = rows as SweepRow[];
         for (let i = 0; i < read.length; i += PIPELINE_SLICE) {
           const writes = await work(read.slice(i, i + PIPELINE_SLICE));
           if (writes.length) {
-            const sent = write(writes);
-            sent.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
-            writing.push(sent);
+            writing = writing.then(() => write(writes));
+            writing.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
           }
           // Lets the driver hand the queued UPDATE to the server and read its answer.
           if (i + PIPELINE_SLICE < read.length) await yieldToIo();
         }
-        await Promise.all(writing);
+        await writing;
         await client.query('COMMIT');
         const last = read.at(-1);
         return { rows: read.length, last: last ? shape.key.map((c) => last[c]) : undefined };
       } catch (error) {
-        await Promise.allSettled(writing);
+        await writing.catch(() => {});
         await client.query('ROLLBACK').catch(() => {});
         throw error;
       }

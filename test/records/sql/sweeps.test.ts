@@ -417,6 +417,29 @@ describe('table sweeps on PostgreSQL', () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 250 }]);
   });
 
+  it('never sends a query on a client that is still running one (pg 9 refuses that): the sliced UPDATEs form one chain', async () => {
+    const table = await pgTable();
+    await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 3, '0'), 'acme', 1 FROM generate_series(0, 449) AS i`);
+    const watched = new pg.Pool({ connectionString: server.url, max: 2 });
+    let most = 0; // the most queries one client had outstanding at once
+    watched.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      let inFlight = 0;
+      (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args: unknown[]) => {
+        most = Math.max(most, ++inFlight);
+        return query(...args).finally(() => inFlight--);
+      };
+    });
+    try {
+      const summary = await sweepPostgres(watched, { table, key: 'id', columns: ['key_version'], pending: 'key_version < 2', transform: () => ({ write: { key_version: 2 } }), batchSize: 450 });
+      expect(summary).toMatchObject({ seen: 450, written: 450, batches: 1 });
+    } finally {
+      await watched.end();
+    }
+    expect(most).toBe(1);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 450 }]);
+  });
+
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
     const { records } = setup();
     const table = await pgTable();
