@@ -47,9 +47,12 @@ async function buildPart(part: string): Promise<void> {
   const pool = new pg.Pool({ connectionString: process.env.KMS_ENVELOPE_PG_URL, max: 1 });
   const records = benchRecords(pool);
   try {
-    await records.warm([TENANT], [orders], { keepWarm: false });
+    // Kept warm: sealSync needs the partition's active version in memory, which a one-off warm
+    // remembers for the hierarchy's activeTtlMs (60 s), shorter than a load on a busy machine.
+    await records.warm([TENANT], [orders]);
     await insertRows(pool, records, from, to, (rows) => process.send!({ rows }));
   } finally {
+    records.stopWarm();
     await records.hierarchy.close();
     await pool.end();
   }
