@@ -70,9 +70,6 @@ export async function insertRows(pool: pg.Pool, records: Records, from: number, 
   for (let start = from; start < to; start += BATCH) {
     const end = Math.min(to, start + BATCH);
     const cols: unknown[][] = COLUMNS.map(() => []);
-    // sealSync needs the keys in memory: a build slower than the keys' cache lifetime (a loaded
-    // machine) would otherwise find them gone. Costs nothing while they are warm.
-    await records.warm([TENANT], [orders], { keepWarm: false });
     for (let id = start; id < end; id++) {
       const row = records.sealSync(orders, { id: String(id), tenant: TENANT, ...valuesOf(id) }) as Record<string, unknown>;
       row.id = id;
