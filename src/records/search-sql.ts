@@ -56,8 +56,10 @@ type Next = (value: unknown) => string;
  * time, widest bucket first, by a LATERAL scan per token under the LIMIT, so the database stops at
  * the limit (a GIN index answers only with a bitmap: an OR of every token would collect every
  * match before the first row). `OFFSET 0` keeps the planner from flattening the per-token
- * subquery into a join it may turn around (the tokens then read for every row). Each token's rows skip those holding an earlier token (a truncation
- * collision, or a writer's copied tokens), so no row takes two places and pages do not overlap.
+ * subquery into a join it may turn around (the tokens then read for every row). Each token's rows
+ * skip those holding an earlier token (a truncation collision, or a writer's copied tokens), so no
+ * row takes two places and pages do not overlap. The outer test is on the primary key, not the
+ * ctid: a partitioned table's partitions repeat ctids.
  */
 function postgresFirst(input: SearchSqlInput, next: Next): string {
   const key = quote(input.primaryKey!);
