@@ -71,7 +71,8 @@ export async function insertRows(pool: pg.Pool, records: Records, from: number, 
     const end = Math.min(to, start + BATCH);
     const cols: unknown[][] = COLUMNS.map(() => []);
     for (let id = start; id < end; id++) {
-      const row = records.sealSync(orders, { id: String(id), tenant: TENANT, ...valuesOf(id) }) as Record<string, unknown>;
+      // seal(), not sealSync(): a build outlives the active version's TTL, and seal() reloads it where sealSync() would throw.
+      const row = (await records.seal(orders, { id: String(id), tenant: TENANT, ...valuesOf(id) })) as Record<string, unknown>;
       row.id = id;
       COLUMNS.forEach((c, i) => cols[i]!.push(Array.isArray(row[c]) ? `{${(row[c] as number[]).join(',')}}` : row[c]));
     }

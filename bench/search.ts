@@ -12,9 +12,10 @@
  * table between runs (building it takes minutes): the values are a function of the row id, so a
  * reused table is the same table.
  *
- * A query reads as an application would: `SELECT id, tenant, <column> … WHERE <searchQuery's sql>
- * LIMIT 100`, then records.openMatching on the rows; when fewer than 100 of them match (false
- * positives from truncated tokens or buckets at the range's edges), the next page, twice as long.
+ * A query reads as an application would: `SELECT id, tenant, <column> … WHERE <searchQuery's sql>`
+ * with searchQuery's `limit: 100` (the database stops at the 100th candidate), then
+ * records.openMatching on the rows; when fewer than 100 of them match (false positives from
+ * truncated tokens or buckets at the range's edges), the next page (`offset`), twice as long.
  *
  * The build: `--build-processes P` (default the number of CPUs) processes seal and insert a share
  * of the rows each (multi-row INSERTs of 5,000 rows from unnest() of one array per column), into
@@ -92,31 +93,37 @@ async function build(pool: pg.Pool, url: string): Promise<void> {
 type Records = ReturnType<typeof benchRecords>;
 type ReadTable = typeof amountOnly | typeof nameOnly;
 
+type Page = { limit: number; offset: number };
+
 /**
  * From the query to the 100th exact match opened, as an application reads: pages of candidates
- * (the first of 100 rows, then each twice as long), each opened with openMatching.
+ * (the first of 100 rows, then each twice as long: searchQuery's `limit` and `offset`), each
+ * opened with openMatching.
  */
-async function firstMatches(pool: pg.Pool, records: Records, q: SearchSql, table: ReadTable, column: 'amount' | 'name'): Promise<number> {
+async function firstMatches(pool: pg.Pool, records: Records, query: (page: Page) => Promise<SearchSql>, table: ReadTable, column: 'amount' | 'name'): Promise<{ q: SearchSql; got: number }> {
   let kept = 0;
+  let first: SearchSql | undefined;
   for (let offset = 0, limit = WANT; kept < WANT; offset += limit, limit *= 2) {
-    const { rows } = await pool.query(`SELECT id, tenant, ${column} FROM ${TABLE} WHERE ${q.sql} LIMIT ${limit} OFFSET ${offset}`, [...q.params]);
+    const q = await query({ limit, offset });
+    first ??= q;
+    const { rows } = await pool.query(`SELECT id, tenant, ${column} FROM ${TABLE} WHERE ${q.sql}`, [...q.params]);
     const matching = await records.openMatching(table as never, q, rows.map((row) => ({ ...row, id: String(row.id) })) as never);
     kept += matching.length;
     if (rows.length < limit) break;
   }
-  return Math.min(kept, WANT);
+  return { q: first!, got: Math.min(kept, WANT) };
 }
 
 async function explain(pool: pg.Pool, q: SearchSql, column: string): Promise<void> {
-  const { rows } = await pool.query(`EXPLAIN (ANALYZE, BUFFERS) SELECT id, tenant, ${column} FROM ${TABLE} WHERE ${q.sql} LIMIT ${WANT}`, [...q.params]);
+  const { rows } = await pool.query(`EXPLAIN (ANALYZE, BUFFERS) SELECT id, tenant, ${column} FROM ${TABLE} WHERE ${q.sql}`, [...q.params]);
   console.error(rows.map((r) => r['QUERY PLAN']).join('\n'));
 }
 
 const quantile = (xs: number[], p = 0.5): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
 /** Query i of a kind: a range of 1% of the amounts, or a 3-letter name prefix. */
-function queryOf(records: Records, kind: 'range' | 'prefix', i: number): Promise<SearchSql> {
-  const options = { partition: TENANT, dialect: 'postgres', from: TABLE } as const;
+function queryOf(records: Records, kind: 'range' | 'prefix', i: number, page: Page): Promise<SearchSql> {
+  const options = { partition: TENANT, dialect: 'postgres', from: TABLE, ...page } as const;
   if (kind === 'range') {
     const lo = Math.floor(rand(i, 99) * CENTS * 0.99);
     return records.searchQuery(amountOnly, 'amount', { gte: amountText(lo), lte: amountText(lo + CENTS / 100 - 1) }, options);
@@ -143,8 +150,7 @@ async function run(pool: pg.Pool, records: Records, kind: 'range' | 'prefix'): P
   for (let i = 0; i < QUERIES + 3; i++) {
     const cpuStarted = process.cpuUsage();
     const started = performance.now();
-    const q = await queryOf(records, kind, i);
-    const got = await firstMatches(pool, records, q, table, column);
+    const { q, got } = await firstMatches(pool, records, (page) => queryOf(records, kind, i, page), table, column);
     const elapsed = performance.now() - started;
     const used = process.cpuUsage(cpuStarted);
     if (EXPLAIN && i === 0) await explain(pool, q, column);

@@ -47,6 +47,13 @@ export interface SearchQuery {
   /** The tokens to look up: a row is a candidate when it holds any of them (`any`: range, prefix) or all of them (`all`: contains). */
   readonly tokens: readonly number[];
   readonly match: 'any' | 'all';
+  /**
+   * The same tokens, the widest bucket's first (range: coarsest level first; prefix and contains:
+   * as `tokens`): the order a query with a `limit` reads them in, so that the first rows come from
+   * the fewest buckets. It tells the database no more than the posting sizes do (a wider bucket
+   * holds more rows).
+   */
+  readonly widestFirst: readonly number[];
   /** The exact filter of an opened value: candidates that fail it are truncation or bucket false positives. */
   matches(value: unknown): boolean;
 }
@@ -151,7 +158,8 @@ class HierarchySearchIndex implements SearchIndex {
 
   #answer(plan: Plan, tokens: number[], call: SearchCallOptions | undefined): SearchQuery {
     const match = this.kind === 'contains' ? 'all' : 'any';
-    return Object.freeze({ kind: this.kind, partition: this.#partitionOf(call), tokens: Object.freeze([...new Set(tokens)].sort((a, b) => a - b)), match, matches: plan.matches! });
+    const widestFirst = Object.freeze([...new Set(tokens)]);
+    return Object.freeze({ kind: this.kind, partition: this.#partitionOf(call), tokens: Object.freeze([...widestFirst].sort((a, b) => a - b)), match, widestFirst, matches: plan.matches! });
   }
 
   #partitionOf(call: SearchCallOptions | undefined): string {
@@ -275,7 +283,9 @@ function rangePlan(s: RangeSettings, c: RangeCondition): Plan {
     }
     return key >= lo && key <= hi;
   };
-  return { messages: cover.map((b) => rangeMessage(s.levels[b.level]!.name, b.bucket)), matches };
+  // Widest first (the sort is stable: left to right within a level), for a query with a limit.
+  const widestFirst = [...cover].sort((a, b) => b.level - a.level);
+  return { messages: widestFirst.map((b) => rangeMessage(s.levels[b.level]!.name, b.bucket)), matches };
 }
 
 function prefixPlan(s: PrefixSettings, c: PrefixCondition): Plan {

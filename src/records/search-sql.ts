@@ -22,6 +22,13 @@ export interface SearchSqlInput {
   match?: 'any' | 'all';
   /** PostgreSQL: the number of the first placeholder ($1 by default). */
   firstParam: number;
+  /** The same tokens, the widest bucket's first: the order a query with a limit reads them in. */
+  widestFirst?: readonly number[];
+  /** At most this many candidates, after skipping `offset` (see SearchSqlOptions.limit). */
+  limit?: number;
+  offset?: number;
+  /** PostgreSQL, with a limit: the table's one primary key column. */
+  primaryKey?: string;
 }
 
 const quote = (name: string): string => quoteTableName(name);
@@ -42,12 +49,53 @@ function postgresOverlap(column: string, array: string, count: number): string {
   return `(${Array.from({ length: count }, (_, i) => `${column} && ARRAY[(${array}::bigint[])[${i + 1}]]`).join(' OR ')})`;
 }
 
+type Next = (value: unknown) => string;
+
+/**
+ * PostgreSQL, at most `limit` candidates: the primary keys of the first rows, read one token at a
+ * time, widest bucket first, by a LATERAL scan per token under the LIMIT, so the database stops at
+ * the limit (a GIN index answers only with a bitmap: an OR of every token would collect every
+ * match before the first row). `OFFSET 0` keeps the planner from flattening the per-token
+ * subquery into a join it may turn around (the tokens then read for every row). Each token's rows
+ * skip those holding an earlier token (a truncation collision, or a writer's copied tokens), so no
+ * row takes two places and pages do not overlap. The outer test is on the primary key, not the
+ * ctid: a partitioned table's partitions repeat ctids.
+ */
+function postgresFirst(input: SearchSqlInput, next: Next): string {
+  const key = quote(input.primaryKey!);
+  const column = quote(input.tokenColumn);
+  const own = input.partitionColumn === undefined ? '' : `${quote(input.partitionColumn)} = ${next(input.partition)} AND `;
+  const array = `${next([...(input.widestFirst ?? input.tokens)])}::bigint[]`;
+  let rows: string;
+  if (input.match === 'all' || input.tokens.length <= 1) {
+    rows = `SELECT ${key} FROM ${quote(input.from)} WHERE ${own}${column} ${input.match === 'all' ? '@>' : '&&'} ${array}`;
+  } else {
+    const perToken = `SELECT ${key} FROM ${quote(input.from)} WHERE ${own}${column} && ARRAY["kmse_tokens"."token"] AND NOT ${column} && (${array})[1:"kmse_tokens"."k" - 1] OFFSET 0`;
+    rows = `SELECT "kmse_rows".${key} FROM unnest(${array}) WITH ORDINALITY AS "kmse_tokens"("token", "k") CROSS JOIN LATERAL (${perToken}) AS "kmse_rows"`;
+  }
+  return `${key} = ANY (ARRAY(${rows} LIMIT ${next(input.limit)} OFFSET ${next(input.offset ?? 0)}))`;
+}
+
+/** SQLite, at most `limit` candidates: the token table's rows of the partition, each once. */
+function sqliteFirst(input: SearchSqlInput, next: Next): string {
+  const list = input.tokens.map((t) => next(t)).join(', ');
+  const own = input.partitionColumn === undefined ? '' : ` AND "kmse_row".${quote(input.partitionColumn)} = ${next(input.partition)}`;
+  const join = `FROM ${quote(sqliteTokenTable(input.from, input.tokenColumn))} AS "kmse_token" JOIN ${quote(input.from)} AS "kmse_row" ON "kmse_row".rowid = "kmse_token"."row"`;
+  const where = `WHERE "kmse_token"."token" IN (${list})${own}`;
+  const rows =
+    input.match === 'all'
+      ? `SELECT "kmse_token"."row" ${join} ${where} GROUP BY "kmse_token"."row" HAVING COUNT(DISTINCT "kmse_token"."token") = ${next(new Set(input.tokens).size)}`
+      : `SELECT DISTINCT "kmse_token"."row" ${join} ${where}`;
+  return `rowid IN (${rows} LIMIT ${next(input.limit)} OFFSET ${next(input.offset ?? 0)})`;
+}
+
 /** A WHERE fragment and its parameters: the rows of the partition holding any (or, for a contains query, all) of the tokens. */
 export function searchSql(input: SearchSqlInput): { sql: string; params: unknown[] } {
   const { dialect, from, tokenColumn, partitionColumn, partition, tokens } = input;
   const params: unknown[] = [];
   const parts: string[] = [];
   const next = (value: unknown): string => (params.push(value), dialect === 'postgres' ? `$${input.firstParam + params.length - 1}` : '?');
+  if (input.limit !== undefined) return { sql: dialect === 'postgres' ? postgresFirst(input, next) : sqliteFirst(input, next), params };
   if (partitionColumn !== undefined) parts.push(`${quote(partitionColumn)} = ${next(partition)}`);
   if (dialect === 'postgres') {
     const array = next([...tokens]);

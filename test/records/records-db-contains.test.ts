@@ -79,8 +79,8 @@ async function insert(db: Db, rows: readonly Record<string, unknown>[]): Promise
   for (const r of rows) await db.run(`INSERT INTO ${db.table} (id, tenant, note, note_tokens) VALUES (${db.dialect === 'postgres' ? '$1, $2, $3, $4' : '?, ?, ?, ?'})`, [r.id, r.tenant, r.note, r.note_tokens]);
 }
 
-async function search(db: Db, records: ReturnType<typeof createRecords>, table: Notes, term: string, partition = 'acme') {
-  const query = await records.searchQuery(table, 'note', { contains: term }, { partition, dialect: db.dialect, from: db.table });
+async function search(db: Db, records: ReturnType<typeof createRecords>, table: Notes, term: string, partition = 'acme', page: { limit?: number } = {}) {
+  const query = await records.searchQuery(table, 'note', { contains: term }, { partition, dialect: db.dialect, from: db.table, ...page });
   const candidates = await db.all(`SELECT * FROM ${db.table} WHERE ${query.sql}`, [...query.params]);
   const found = await records.openMatching(table, query, candidates as never);
   return { candidates, ids: found.map((r) => r.id as string).sort() };
@@ -106,6 +106,10 @@ for (const kind of ['postgres', 'sqlite'] as const) {
           const { ids, candidates } = await search(db, records, table, term);
           expect(ids, term).toEqual(want(plain, term));
           expect(candidates.every((r) => r.tenant === 'acme')).toBe(true);
+          // With a limit: the same candidates, at most that many.
+          const first = await search(db, records, table, term, 'acme', { limit: 2 });
+          expect(first.candidates.length).toBe(Math.min(2, candidates.length));
+          expect(first.candidates.every((r) => candidates.some((c) => c.id === r.id))).toBe(true);
           expect((await search(db, records, table, term, 'globex')).ids).toEqual(want(plain, term, 'globex'));
         }),
         { numRuns: 8 },

@@ -236,6 +236,28 @@ for (const kind of ['postgres', 'sqlite'] as const) {
       expect((await search(db, records, table, 'name', { startsWith: 'ali' })).found).toEqual([]);
     });
 
+    it('with a limit, the fragment finds at most that many candidates, each once: pages by offset cover every candidate once, even a row holding two of the query\'s tokens', async () => {
+      const db = await open();
+      const table = ordersTable(db.storage, { bits: 32 });
+      const plain = [...Array.from({ length: 20 }, (_, i) => plainRow(i, 'acme', i - 5, i, i, `n${i}`)), plainRow(50, 'globex', 3, 1, 1, 'g')];
+      await insert(db, await Promise.all(plain.map((r) => records.seal(table, r))));
+      // A writer (or a truncation collision) gives acme-0019 (amount 14) the tokens of acme-0000 (amount -5) as well.
+      const both = db.dialect === 'postgres' ? `amount_tokens || (SELECT amount_tokens FROM ${db.table} WHERE id = 'acme-0000')` : `(SELECT json_group_array(value) FROM (SELECT value FROM json_each(${db.table}.amount_tokens) UNION ALL SELECT value FROM json_each((SELECT amount_tokens FROM ${db.table} WHERE id = 'acme-0000'))))`;
+      await db.run(`UPDATE ${db.table} SET amount_tokens = ${both} WHERE id = 'acme-0019'`);
+      const condition = { gte: -5, lte: 14 };
+      const all = await search(db, records, table, 'amount', condition);
+      expect(all.candidates.map((r) => r.id).sort()).toEqual(plain.slice(0, 20).map((r) => r.id));
+      const paged: string[] = [];
+      for (let offset = 0; offset < 40; offset += 3) {
+        const q = await records.searchQuery(table, 'amount', condition, { partition: 'acme', dialect: db.dialect, from: db.table, limit: 3, offset, firstParam: 1 });
+        const page = await db.all(`SELECT id FROM ${db.table} WHERE ${q.sql}`, [...q.params]);
+        expect(page.length).toBeLessThanOrEqual(3);
+        paged.push(...page.map((r) => r.id as string));
+      }
+      expect(paged.length).toBe(20); // no row on two pages, none left out, none of globex
+      expect([...paged].sort()).toEqual(plain.slice(0, 20).map((r) => r.id));
+    });
+
     it("after shredding a tenant its tokens can no longer be computed and its rows are not found; the other tenant's are", async () => {
       const db = await open();
       const local = createKeyHierarchy({ store: new MemoryKeyStore(), kms });
@@ -258,6 +280,39 @@ describe('search SQL', () => {
     const q: SearchSql = await records.searchQuery(ordersTable('array'), 'name', { startsWith: 'al' }, { partition: 'acme', dialect: 'postgres', firstParam: 3 });
     expect(q.sql).toBe('"tenant" = $3 AND "name_tokens" && $4::bigint[]');
     expect(q.params).toEqual(['acme', [...q.tokens]]);
+  });
+
+  it('a limit needs a positive integer, an offset a limit, and on PostgreSQL a one-column primary key', async () => {
+    const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+    const records = createRecords({ hierarchy });
+    const base = { partition: 'acme', dialect: 'postgres' } as const;
+    const condition = { gte: 0, lte: 9 };
+    for (const limit of [0, -1, 1.5, '10', Number.NaN]) await expect(records.searchQuery(ordersTable('array'), 'amount', condition, { ...base, limit: limit as number })).rejects.toThrow(TypeError);
+    await expect(records.searchQuery(ordersTable('array'), 'amount', condition, { ...base, offset: 5 })).rejects.toThrow('"offset" needs a "limit"');
+    await expect(records.searchQuery(ordersTable('array'), 'amount', condition, { ...base, limit: 5, offset: -1 })).rejects.toThrow(TypeError);
+    const twoKeys = defineTable({ ...ordersTable('array'), primaryKey: ['tenant', 'id'] });
+    await expect(records.searchQuery(twoKeys, 'amount', condition, { ...base, limit: 5 })).rejects.toThrow('one-column primaryKey');
+    await expect(records.searchQuery(twoKeys, 'amount', condition, { ...base, dialect: 'sqlite', limit: 5 })).resolves.toMatchObject({ kind: 'range' });
+  });
+
+  it('a PostgreSQL query with a limit reads its tokens widest bucket first and stops at the limit: the first bucket alone fills it (EXPLAIN ANALYZE)', async () => {
+    const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() });
+    const records = createRecords({ hierarchy });
+    const table = ordersTable('array', { bits: 32 });
+    const db = await postgresDb();
+    // amounts -1 and 64 are buckets of width 1 at the range's edges; 0 to 63 one bucket of width 64.
+    const plain = [-1, 64, ...Array.from({ length: 12 }, (_, i) => i * 5)].map((a, i) => plainRow(i, 'acme', a, 0, 0, 'x'));
+    await insert(db, await Promise.all(plain.map((r) => records.seal(table, r))));
+    const q = await records.searchQuery(table, 'amount', { gte: -1, lte: 64 }, { partition: 'acme', dialect: 'postgres', from: db.table, limit: 5 });
+    expect(q.tokens.length).toBe(3);
+    expect(q.params).toEqual(['acme', [...q.widestFirst], 5, 0]);
+    const widest = q.widestFirst[0];
+    const { rows: holders } = await pool.query(`SELECT count(*)::int AS n FROM ${db.table} WHERE amount_tokens && ARRAY[$1::bigint]`, [widest]);
+    expect(holders[0].n).toBe(12);
+    const plan = (await pool.query(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT id FROM ${db.table} WHERE ${q.sql}`, [...q.params])).rows.map((r) => r['QUERY PLAN'] as string);
+    expect(plan.find((l) => l.includes('Function Scan on unnest')), plan.join('\n')).toMatch(/actual rows=1 loops=1/);
+    const found = await pool.query(`SELECT ${COLUMNS.join(', ')} FROM ${db.table} WHERE ${q.sql}`, [...q.params]);
+    expect((await records.openMatching(table, q, found.rows as never)).map((r) => Number(r.amount)).every((a) => a >= 0 && a < 64)).toBe(true);
   });
 
   it('a PostgreSQL query of several tokens ORs one overlap per token, all reading the one array parameter', async () => {
