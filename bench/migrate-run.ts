@@ -42,6 +42,8 @@ export interface MigrateOptions {
    * worker loads faster. Default true.
    */
   bundle?: boolean;
+  /** Rows per batch (one transaction) of the workers; default 500. */
+  batchSize?: number;
   /** The workers count the pending rows when they start (the sweep's `count`); default false. */
   countAtStart?: boolean;
   /** The workers load their tenants' keys (records.warm) as they start, beside the sweep's first batch; default true. */
@@ -79,7 +81,9 @@ const TABLE_JS = `defineTable({ name: 'customers', primaryKey: 'id', partition: 
 function prelude(o: MigrateOptions, table: string): string {
   // Bundled, esbuild takes paths; loaded as it is, node takes the file URLs.
   const d = (f: string) => JSON.stringify(o.bundle === false ? new URL(f, o.dist).href : fileURLToPath(new URL(f, o.dist)));
-  const driver = o.kind === 'postgres' ? `import('pg').then((m) => ({ pg: m.default }))` : `import('better-sqlite3').then((m) => ({ Database: m.default }))`;
+  // better-sqlite3 (a native addon) stays out of the bundle: the bundle's require() finds it from dist/.
+  const sqlite = o.bundle === false ? `import('better-sqlite3').then((m) => ({ Database: m.default }))` : `Promise.resolve({ Database: require('better-sqlite3') })`;
+  const driver = o.kind === 'postgres' ? `import('pg').then((m) => ({ pg: m.default }))` : sqlite;
   const store =
     o.kind === 'postgres'
       ? `const pool = new pg.Pool({ connectionString: ${JSON.stringify(o.url)}, max: Number(process.env.POOL_MAX ?? 3), application_name: process.env.APP_NAME });
@@ -103,7 +107,7 @@ function prelude(o: MigrateOptions, table: string): string {
  * (connected, the sweep started), and `at batch` after each committed batch.
  */
 export function workerScript(o: MigrateOptions, table: string): string {
-  const sweepOptions = `{ table, key: 'id', ...migration.backfill, batchSize: 500, count: ${o.countAtStart === true}, onEvent: (e) => { if (e.type === 'start' || e.type === 'batch') mark(e.type); } }`;
+  const sweepOptions = `{ table, key: 'id', ...migration.backfill, batchSize: ${o.batchSize ?? 500}, count: ${o.countAtStart === true}, onEvent: (e) => { if (e.type === 'start' || e.type === 'batch') mark(e.type); } }`;
   const sweep = o.kind === 'postgres' ? `await sweepPostgres(pool, ${sweepOptions})` : `await sweepSqlite(db, ${sweepOptions})`;
   return `${prelude(o, table)}
     const cpuMs = (u) => Math.round((u.user + u.system) / 1000);
