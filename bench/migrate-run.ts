@@ -14,9 +14,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { strongestLock } from '../src/records/sql/ddl.ts';
@@ -34,6 +36,20 @@ export interface MigrateOptions {
   dist: string;
   /** Table name (reused between runs with `reuse`). */
   table?: string;
+  /**
+   * Each child process runs its script bundled into one file with the package and pg (esbuild), as
+   * a deployed worker would be, rather than loading dist/'s modules one by one: a restarted
+   * worker loads faster. Default true.
+   */
+  bundle?: boolean;
+  /** Rows per batch (one transaction) of the workers; default 500. */
+  batchSize?: number;
+  /** The workers count the pending rows when they start (the sweep's `count`); default false. */
+  countAtStart?: boolean;
+  /** The workers load their tenants' keys (records.warm) as they start, beside the sweep's first batch; default true. */
+  warmAtStart?: boolean;
+  /** The backfill's rate (rows a second per worker) assumed when spreading the kills over its run; default 6000 (a loaded machine is slower: give its rate). */
+  estimatedRowsPerSecond?: number;
   log?: (line: string) => void;
 }
 
@@ -48,6 +64,7 @@ export interface MigrateResult {
   strongestLock: string;
   kills: number;
   seconds: number;
+  restarts: RestartTimings;
   line: string;
 }
 
@@ -62,7 +79,11 @@ const TABLE_JS = `defineTable({ name: 'customers', primaryKey: 'id', partition: 
  * synchronous seal runs the portable AES-GCM (its profile: 40% of a worker's CPU in it).
  */
 function prelude(o: MigrateOptions, table: string): string {
-  const d = (f: string) => JSON.stringify(new URL(f, o.dist).href);
+  // Bundled, esbuild takes paths; loaded as it is, node takes the file URLs.
+  const d = (f: string) => JSON.stringify(o.bundle === false ? new URL(f, o.dist).href : fileURLToPath(new URL(f, o.dist)));
+  // better-sqlite3 (a native addon) stays out of the bundle: the bundle's require() finds it from dist/.
+  const sqlite = o.bundle === false ? `import('better-sqlite3').then((m) => ({ Database: m.default }))` : `Promise.resolve({ Database: require('better-sqlite3') })`;
+  const driver = o.kind === 'postgres' ? `import('pg').then((m) => ({ pg: m.default }))` : sqlite;
   const store =
     o.kind === 'postgres'
       ? `const pool = new pg.Pool({ connectionString: ${JSON.stringify(o.url)}, max: Number(process.env.POOL_MAX ?? 3), application_name: process.env.APP_NAME });
@@ -70,24 +91,32 @@ function prelude(o: MigrateOptions, table: string): string {
       : `const db = new Database(process.env.DB_FILE); db.pragma('journal_mode = WAL'); db.pragma('busy_timeout = 10000');
          const store = new SqliteKeyStore({ database: db, table: ${JSON.stringify(`${table}_keys`)} });`;
   return `
-    import pg from 'pg';
-    import Database from 'better-sqlite3';
-    import { LocalKms } from ${d('index.node.js')};
-    import { createKeyHierarchy, PostgresKeyStore, SqliteKeyStore } from ${d('hierarchy.js')};
-    import { createRecords, defineTable, columnMigration, sweepPostgres, sweepSqlite } from ${d('records.js')};
+    const [{ pg, Database }, { LocalKms }, { createKeyHierarchy, PostgresKeyStore, SqliteKeyStore }, { createRecords, defineTable, columnMigration, sweepPostgres, sweepSqlite }] =
+      await Promise.all([${driver}, import(${d('index.node.js')}), import(${d('hierarchy.js')}), import(${d('records.js')})]);
+    const importedAt = Date.now(), importedCpu = process.cpuUsage();
     ${store}
     const records = createRecords({ hierarchy: createKeyHierarchy({ store, kms: LocalKms.fromEnv() }) });
     const migration = columnMigration(records, ${TABLE_JS});
     const table = ${JSON.stringify(table)};`;
 }
 
-/** A migration worker: the backfill to its end, a line per batch. */
-function workerScript(o: MigrateOptions, table: string): string {
-  const sweep =
-    o.kind === 'postgres'
-      ? `await sweepPostgres(pool, { table, key: 'id', ...migration.backfill, batchSize: 500 })`
-      : `await sweepSqlite(db, { table, key: 'id', ...migration.backfill, batchSize: 500 })`;
+/**
+ * A migration worker: the backfill to its end. It prints its moments (wall-clock ms, then its CPU
+ * ms so far) on standard output, which the harness reads when the process ends, killed or not:
+ * `at boot` (node's own start done), `at loaded` (the script and the package loaded), `at start`
+ * (connected, the sweep started), and `at batch` after each committed batch.
+ */
+export function workerScript(o: MigrateOptions, table: string): string {
+  const sweepOptions = `{ table, key: 'id', ...migration.backfill, batchSize: ${o.batchSize ?? 500}, count: ${o.countAtStart === true}, onEvent: (e) => { if (e.type === 'start' || e.type === 'batch') mark(e.type); } }`;
+  const sweep = o.kind === 'postgres' ? `await sweepPostgres(pool, ${sweepOptions})` : `await sweepSqlite(db, ${sweepOptions})`;
   return `${prelude(o, table)}
+    const cpuMs = (u) => Math.round((u.user + u.system) / 1000);
+    const mark = (what, at = Date.now(), cpu = cpuMs(process.cpuUsage())) => process.stdout.write('at ' + what + ' ' + at + ' ' + cpu + '\\n');
+    mark('boot', Math.round(performance.timeOrigin + performance.nodeTiming.bootstrapComplete), 0);
+    mark('loaded', importedAt, cpuMs(importedCpu));
+    // The tenants' keys (sealing and blind index) load while the sweep connects and reads its first
+    // batch, rather than when its first rows ask for them; a failure shows in the sweep's own loads.
+    if (${o.warmAtStart !== false}) records.warm(${JSON.stringify(Array.from({ length: TENANTS }, (_, i) => `t${i}`))}, [migration.reading], { keepWarm: false }).catch(() => {});
     const summary = ${sweep};
     console.log('done ' + JSON.stringify({ written: summary.written, failed: summary.failed, changed: summary.changed }));
     process.exit(0);`;
@@ -142,8 +171,31 @@ interface Spawned {
   exit: Promise<{ code: number | null; signal: string | null; out: string }>;
 }
 
-function spawnScript(script: string, env: Record<string, string>, ipc = false): Spawned {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+/** How node runs a child's script: from a bundle written into `dir` (see MigrateOptions.bundle), or as it is. */
+export async function scriptArgs(o: MigrateOptions, script: string, dir: string, name: string): Promise<string[]> {
+  if (o.bundle === false) return ['--input-type=module', '-e', script];
+  const entry = join(dir, `${name}.source.mjs`);
+  const outfile = join(dir, `${name}.mjs`);
+  writeFileSync(entry, script);
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    // pg finds its optional native binding by require() when asked for it; better-sqlite3 is a native addon, loaded from node_modules.
+    external: ['pg-native', 'better-sqlite3'],
+    nodePaths: [fileURLToPath(new URL('../node_modules/', o.dist))],
+    // The CommonJS inside (pg) requires node's modules; bare imports left outside resolve from dist/.
+    banner: { js: `import { createRequire as kmseRequire } from 'node:module'; const require = kmseRequire(${JSON.stringify(o.dist)});` },
+    logLevel: 'error',
+  });
+  return [outfile];
+}
+
+function spawnScript(args: string[], env: Record<string, string>, ipc = false): Spawned {
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, ...env },
     stdio: ipc ? ['ignore', 'pipe', 'inherit', 'ipc'] : ['ignore', 'pipe', 'inherit'],
   });
@@ -187,7 +239,7 @@ async function openDb(o: MigrateOptions): Promise<Db & { dir?: string }> {
 }
 
 /** The plaintext table and its shadow (a copy of every value the harness expects). */
-async function createTables(db: Db, o: MigrateOptions, table: string): Promise<void> {
+export async function createTables(db: Db, o: MigrateOptions, table: string): Promise<void> {
   const bytes = o.kind === 'postgres' ? 'BYTEA' : 'BLOB';
   await db.exec(`DROP TABLE IF EXISTS ${table}`);
   await db.exec(`DROP TABLE IF EXISTS ${table}_shadow`);
@@ -235,27 +287,88 @@ const ESTIMATED_ROWS_PER_SECOND = 6000;
 /** A worker is killed only once it has run this long (past loading the package and its keys). */
 const MIN_WORKER_AGE_MS = 300;
 
+/** One run of a worker process: when it was spawned and killed, and the moments it printed (wall-clock ms). */
+interface WorkerRun {
+  spawnedAt: number;
+  killedAt?: number;
+  /** When the run it replaces was killed (a restart). */
+  restartOf?: number;
+  boot?: number;
+  loaded?: number;
+  start?: number;
+  batches: number[];
+}
+
+function readMoments(run: WorkerRun, out: string): void {
+  for (const [, what, at] of out.matchAll(/^at (boot|loaded|start|batch) (\d+) \d+$/gm)) {
+    if (what === 'batch') run.batches.push(Number(at));
+    else run[what as 'boot' | 'loaded' | 'start'] = Number(at);
+  }
+}
+
+const median = (xs: number[]): number => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+
+/**
+ * Where a kill's time goes, medians over the restarted workers (ms): from the kill to node running the script, loading the
+ * package, connecting and starting the sweep, its first batch, and from the kill to that first
+ * batch committed; beside them, a batch in steady work and the work a kill threw away (from the
+ * killed worker's last commit to the kill).
+ */
+export interface RestartTimings {
+  restarts: number;
+  node: number;
+  load: number;
+  connect: number;
+  firstBatch: number;
+  killToFirstBatch: number;
+  steadyBatch: number;
+  thrownAway: number;
+}
+
+function restartTimings(runs: WorkerRun[]): RestartTimings {
+  const restarted = runs.filter((r) => r.restartOf !== undefined && r.boot !== undefined && r.loaded !== undefined && r.start !== undefined && r.batches.length > 0);
+  const killed = runs.filter((r) => r.killedAt !== undefined);
+  const steady = runs.flatMap((r) => r.batches.slice(2).map((at, i) => at - r.batches[i + 1]!));
+  return {
+    restarts: restarted.length,
+    node: median(restarted.map((r) => r.boot! - r.restartOf!)),
+    load: median(restarted.map((r) => r.loaded! - r.boot!)),
+    connect: median(restarted.map((r) => r.start! - r.loaded!)),
+    firstBatch: median(restarted.map((r) => r.batches[0]! - r.start!)),
+    killToFirstBatch: median(restarted.map((r) => r.batches[0]! - r.restartOf!)),
+    steadyBatch: median(steady),
+    thrownAway: median(killed.map((r) => r.killedAt! - (r.batches.at(-1) ?? r.start ?? r.spawnedAt))),
+  };
+}
+
 /** K workers, each started again at once when the killer SIGKILLs it; resolves when every one has finished with `done`. */
-async function runWorkers(o: MigrateOptions, env: Record<string, string>, script: string): Promise<number> {
+async function runWorkers(o: MigrateOptions, env: Record<string, string>, script: string[]): Promise<{ kills: number; restarts: RestartTimings }> {
   let kills = 0;
   let finished = false;
   const live: (ChildProcess | undefined)[] = [];
+  const current: WorkerRun[] = [];
+  const runs: WorkerRun[] = [];
   const started: number[] = [];
   const slot = async (i: number): Promise<void> => {
-    for (;;) {
+    for (let killedAt: number | undefined; ; ) {
+      const run: WorkerRun = { spawnedAt: Date.now(), ...(killedAt === undefined ? {} : { restartOf: killedAt }), batches: [] };
       const s = spawnScript(script, { ...env, APP_NAME: 'kmse-migrate-worker' });
       live[i] = s.child;
+      current[i] = run;
+      runs.push(run);
       started[i] = performance.now();
       const r = await s.exit;
       live[i] = undefined;
+      readMoments(run, r.out);
       if (r.code === 0) return;
       if (r.signal !== 'SIGKILL') throw new Error(`a migration worker exited with ${r.code ?? r.signal}`);
+      killedAt = run.killedAt ?? Date.now();
     }
   };
   // The kills land at random moments spread over the backfill's expected time (its rows at
   // ESTIMATED_ROWS_PER_SECOND per worker), each on a worker that has been running for a while, so
   // they interrupt work in every part of the run rather than workers still starting.
-  const expectedMs = (o.rows / (o.workers * ESTIMATED_ROWS_PER_SECOND)) * 1000;
+  const expectedMs = (o.rows / (o.workers * (o.estimatedRowsPerSecond ?? ESTIMATED_ROWS_PER_SECOND))) * 1000;
   const moments = Array.from({ length: o.kills }, () => expectedMs * (0.05 + 0.85 * Math.random())).sort((a, b) => a - b);
   const killer = (async () => {
     const begin = performance.now();
@@ -266,6 +379,7 @@ async function runWorkers(o: MigrateOptions, env: Record<string, string>, script
         const running = live.map((child, i) => ({ child, i })).filter(({ child, i }) => child && child.exitCode === null && child.signalCode === null && performance.now() - started[i]! >= MIN_WORKER_AGE_MS);
         const pick = running[Math.floor(Math.random() * running.length)];
         if (pick) {
+          current[pick.i]!.killedAt = Date.now();
           pick.child!.kill('SIGKILL');
           kills++;
           break;
@@ -280,7 +394,7 @@ async function runWorkers(o: MigrateOptions, env: Record<string, string>, script
     finished = true;
     await killer;
   }
-  return kills;
+  return { kills, restarts: restartTimings(runs) };
 }
 
 /** Every row opened with phase (c)'s table and compared with its shadow. */
@@ -316,29 +430,41 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
   const table = o.table ?? `kmse_migrate_${randomBytes(4).toString('hex')}`;
   const db = await openDb(o);
   const env = { KMS_ENVELOPE_LOCAL_KEY: randomBytes(32).toString('base64'), ...db.env };
+  const scripts = mkdtempSync(join(tmpdir(), 'kmse-migrate-scripts-'));
   try {
+    const [appArgs, workerArgs, verifierArgs] = await Promise.all([
+      scriptArgs(o, appScript(o, table), scripts, 'app'),
+      scriptArgs(o, workerScript(o, table), scripts, 'worker'),
+      scriptArgs(o, verifierScript(o, table), scripts, 'verifier'),
+    ]);
     await createTables(db, o, table);
     log(`migrate setup: ${o.rows} plaintext rows in ${TENANTS} tenants (${o.kind})`);
-    const app = spawnScript(appScript(o, table), { ...env, POOL_MAX: '8' }, true);
+    const app = spawnScript(appArgs, { ...env, POOL_MAX: '8' }, true);
     const appDone = new Promise<{ writes: number; seconds: number }>((resolve) => app.child.once('message', (m) => resolve(m as { writes: number; seconds: number })));
     await sleep(500); // the application writes before the backfill starts (phase a)
     const sampler = sampleLocks(db, o, table);
     const started = performance.now();
-    const kills = await runWorkers(o, env, workerScript(o, table));
+    const { kills, restarts } = await runWorkers(o, env, workerArgs);
     const seconds = (performance.now() - started) / 1000;
     const locks = await sampler.stop();
     app.child.send('stop');
     const traffic = await appDone;
     await app.exit;
     log(`migrate backfill: ${seconds.toFixed(1)} s, kills ${kills}, application ${traffic.writes} writes in ${traffic.seconds.toFixed(1)} s`);
-    const verified = JSON.parse((await spawnScript(verifierScript(o, table), env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
+    const r = restarts;
+    log(
+      `migrate restarts (${r.restarts}, medians in ms): kill to first batch ${r.killToFirstBatch} = node ${r.node} + loading ${r.load} + connect and start ${r.connect} + first batch ${r.firstBatch}; ` +
+        `a steady batch ${r.steadyBatch}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
+    );
+    const verified = JSON.parse((await spawnScript(verifierArgs, env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
     const rowsPerSecondPerWorker = Math.round(o.rows / seconds / o.workers);
     const writesPerSecond = Math.round(traffic.writes / traffic.seconds);
     const strongestHeld = o.kind === 'postgres' ? (strongestLock(locks) ?? 'none') : 'none (SQLite: no table locks)';
     const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestHeld}, kills ${kills}`;
-    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, line };
+    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, restarts, line };
   } finally {
     if (!o.table) for (const t of [table, `${table}_shadow`, `${table}_keys`, ...(o.kind === 'postgres' ? [`${table}_keys_tombstones`] : [])]) await db.exec(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
     await db.close();
+    rmSync(scripts, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,11 @@
  *   migrate <R> rows under <W> writes/s: <N> rows/s per worker (<K> workers), plaintext left 0,
  *   lost updates 0, double-encrypted 0, strongest lock <LockMode>, kills <S>
  * Options: BENCH_MIGRATE_ROWS (1000000), BENCH_MIGRATE_WRITES (1000), BENCH_MIGRATE_WORKERS (2),
- * BENCH_MIGRATE_KILLS (20); KMS_ENVELOPE_PG_URL, else a throwaway cluster.
+ * BENCH_MIGRATE_KILLS (20); KMS_ENVELOPE_PG_URL, else a throwaway cluster. To compare a worker's
+ * restart with session 9's: BENCH_MIGRATE_BUNDLE=0 (children load dist/ module by module),
+ * BENCH_MIGRATE_COUNT=1 (workers count the pending rows as they start), BENCH_MIGRATE_WARM=0 (no
+ * key warming at start); BENCH_MIGRATE_ESTIMATE (6000): the rate per worker the kills are spread
+ * for (lower it on a loaded machine so that they land over the whole run).
  */
 import { cpus, loadavg } from 'node:os';
 import { runMigrate } from './migrate-run.ts';
@@ -21,6 +25,10 @@ try {
     writesPerSecond: num('BENCH_MIGRATE_WRITES', 1000),
     workers: num('BENCH_MIGRATE_WORKERS', 2),
     kills: num('BENCH_MIGRATE_KILLS', 20),
+    bundle: num('BENCH_MIGRATE_BUNDLE', 1) === 1,
+    countAtStart: num('BENCH_MIGRATE_COUNT', 0) === 1,
+    warmAtStart: num('BENCH_MIGRATE_WARM', 1) === 1,
+    estimatedRowsPerSecond: num('BENCH_MIGRATE_ESTIMATE', 6000),
     dist: new URL('../../dist/', import.meta.url).href,
     log: (line) => console.log(line),
   });

@@ -118,6 +118,13 @@ export interface SweepOptions {
   /** Rows transformed at once within a batch; default 16. */
   concurrency?: number;
   /**
+   * Whether to count the rows `pending` matches before the first batch (the `pending` of the start
+   * event, the batch events and the summary: progress and an ETA); default true. The count reads
+   * every pending row: on a large table, a worker that a supervisor starts again after a crash
+   * reaches its first batch sooner without it (`pending` is then undefined).
+   */
+  count?: boolean;
+  /**
    * Whether a row still matches `pending` after it was written (a plan that finds its rows by their
    * values' headers, with no marker to move): with several workers, each remembers the rows this
    * run wrote so that no row is read, and counted, twice.
@@ -187,7 +194,7 @@ export async function runSweep(driver: SweepDriver, options: SweepOptions): Prom
   const started = performance.now();
   const totals = zero();
   const failures: SweepFailure[] = [];
-  const pending = driver.countPending ? await driver.countPending() : undefined;
+  const pending = options.count !== false && driver.countPending ? await driver.countPending() : undefined;
   emit({ type: 'start', pending, workers });
   let failedElsewhere: unknown;
 

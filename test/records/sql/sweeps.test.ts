@@ -440,6 +440,19 @@ describe('table sweeps on PostgreSQL', () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 450 }]);
   });
 
+  it('count: false starts without counting the pending rows (pending undefined throughout) and still does every row', async () => {
+    const table = await pgTable();
+    await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 3, '0'), 'acme', 1 FROM generate_series(0, 119) AS i`);
+    const plan = { columns: ['key_version'], pending: 'key_version < 2', transform: () => ({ write: { key_version: 2 } }), batchSize: 50 };
+    const events: SweepEvent[] = [];
+    const summary = await sweepPostgres(pool, { table, key: 'id', ...plan, count: false, onEvent: (e) => events.push(e) });
+    expect(summary).toMatchObject({ pending: undefined, seen: 120, written: 120, batches: 3 });
+    expect(events[0]).toEqual({ type: 'start', pending: undefined, workers: 1 });
+    expect(events.filter((e) => e.type === 'batch').every((e) => e.type === 'batch' && e.pending === undefined)).toBe(true);
+    await pool.query(`UPDATE ${table} SET key_version = 1 WHERE id < 'r010'`);
+    expect(await sweepPostgres(pool, { table, key: 'id', ...plan })).toMatchObject({ pending: 10, written: 10 });
+  });
+
   it('refuses bad options: no key, a column the table lacks, a transform writing the key', async () => {
     const { records } = setup();
     const table = await pgTable();
