@@ -12,6 +12,7 @@ import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { type Case, measure, type Result } from './harness.ts';
 
 export const RECORD_SIZES = [64, 1024, 16 * 1024];
+const WARM_UP_MS = 1000;
 
 export interface Peer {
   name: string;
@@ -95,6 +96,13 @@ export async function benchRecords(peers: Peer[], options: { rounds?: number; si
       if (!Buffer.from(back).equals(Buffer.from(copy))) throw new Error(`${c.name}: round trip failed`);
     }
     if (!Buffer.from(plaintext).equals(Buffer.from(copy))) throw new Error('a case mutated its input');
+    // A second of each case first: with the peers' modules loaded and a full GC before every batch,
+    // the library's functions reached optimized code only in the 4th to 7th round of 11
+    // (--trace-opt), so the medians held warm-up rounds (BENCHMARKS.md, issue 30 session 10).
+    for (const c of cases) {
+      const until = performance.now() + WARM_UP_MS;
+      while (performance.now() < until) await c.run();
+    }
     // Batches of 100 ms: long enough that the young-generation collections (every few ms here) fall
     // evenly into every batch, so the rounds differ less.
     const results = await measure(cases, { rounds: options.rounds ?? 15, batchMs: 100 });

@@ -5,6 +5,7 @@
 import type { CryptoBackend } from './backend.ts';
 import { type NodeCryptoLike, nodeGcmOpen, nodeGcmSeal } from './gcm-node.ts';
 import { type HkdfExpand, hmacHkdf, wasmHkdf } from './hkdf.ts';
+import { keepShape } from './bytes.ts';
 import { pooledRandom } from './random-pool.ts';
 import { builtinModule } from './runtime.ts';
 
@@ -17,9 +18,33 @@ function nodeHmacHkdf(c: NodeCryptoLike): HkdfExpand {
   return hmacHkdf((key) => c.createHmac('sha512', key));
 }
 
+/**
+ * A finished cipher and decipher, and the buffers node:crypto made for them, kept for the process's
+ * life (see keepShape): their shapes are node:crypto's, and the code built on them (node:crypto's
+ * and ours) would otherwise be deoptimized by every full collection that finds none left. A zero
+ * key, and OpenSSL frees its context at final(): they hold nothing secret.
+ */
+function keepCipherShapes(c: NodeCryptoLike): void {
+  const zero = new Uint8Array(32);
+  const nonce = zero.subarray(0, 12);
+  const cipher = c.createCipheriv('aes-256-gcm', zero, nonce, { authTagLength: 16 });
+  cipher.setAAD(zero);
+  const sealed = cipher.update(zero);
+  cipher.final();
+  const decipher = c.createDecipheriv('aes-256-gcm', zero, nonce, { authTagLength: 16 });
+  decipher.setAuthTag(cipher.getAuthTag());
+  decipher.setAAD(zero);
+  decipher.update(sealed);
+  decipher.final();
+  keepShape(cipher);
+  keepShape(decipher);
+  keepShape(sealed);
+}
+
 export function createNodeBackend(): CryptoBackend | undefined {
   const c = loadNodeCrypto();
   if (!c) return undefined;
+  keepCipherShapes(c);
   return {
     name: 'node',
     gcmSeal: (key, nonce, plaintext, out, offset, aad) => nodeGcmSeal(c, { key, nonce, aad }, plaintext, out, offset),

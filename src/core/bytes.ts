@@ -101,8 +101,9 @@ export function isWellFormedUtf8(bytes: Uint8Array): boolean {
 
 /** Strict UTF-8 decode; returns undefined for invalid input. */
 export function utf8DecodeStrict(bytes: Uint8Array): string | undefined {
-  // Short ASCII (context keys, key ids) is valid UTF-8 as it stands: skip the decoder call.
-  if (bytes.length <= 64) {
+  // Short ASCII (context keys, key ids, a wrapped key's blob) is valid UTF-8 as it stands: skip
+  // the decoder call, whose fixed cost is several times this loop's for these lengths.
+  if (bytes.length <= 256) {
     let ascii = true;
     for (let i = 0; i < bytes.length; i++) {
       if (bytes[i]! > 0x7f) {
@@ -196,6 +197,21 @@ function encodeTable(alphabet: string): Uint8Array {
  * text form's characters): a view kept for long keeps its whole slab. Regions are 16-byte aligned
  * (@noble/ciphers reads keys as 32-bit words).
  */
+/**
+ * The last instance of each class made per message (a sealer, its keys, a header reader), kept:
+ * V8 collects a class's hidden class (its shape) at a full collection once no instance is left,
+ * and deoptimizes every optimized function built on it, which then warms up again (measured: about
+ * a third more time per 1 KiB seal+open in the batches after a full collection). One instance
+ * keeps the shape. Each is kept finished or wiped: it holds no key. (BENCHMARKS.md, session 10.)
+ */
+const lastMade = new Map<unknown, object>();
+export function keepShape(instance: object): void {
+  lastMade.set(instance.constructor, instance);
+}
+
+/** For the tests only: not part of the API (never imported by src/). */
+export const testing = { kept: (): object[] => [...lastMade.values()] };
+
 const SLAB_SIZE = 65536;
 let slab = new ArrayBuffer(0);
 let slabUsed = 0;

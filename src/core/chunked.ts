@@ -7,7 +7,7 @@
  */
 import type { CryptoBackend } from './backend.ts';
 import { NONCE_LENGTH, TAG_LENGTH } from './backend.ts';
-import { equalBytes, slabBytes, utf8, wipe } from './bytes.ts';
+import { equalBytes, keepShape, slabBytes, utf8, wipe } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import { chunkNonce } from './chunk-nonce.ts';
@@ -61,6 +61,7 @@ export class PayloadKeys {
     this.baseNonce = new Uint8Array(buffer, at + keyLength, NONCE_LENGTH);
     this.commitment = new Uint8Array(buffer, at + keyLength + NONCE_LENGTH, COMMITMENT_LENGTH);
     this.#nonce = new Uint8Array(buffer, at + keyLength + NONCE_LENGTH + COMMITMENT_LENGTH, NONCE_LENGTH);
+    keepShape(this);
   }
 
   /** base nonce XOR counter (big-endian, as wide as the nonce). Aborts at 2^38. */
@@ -189,6 +190,7 @@ export class PayloadSealer {
     this.#backend = backend;
     this.#salt = salt;
     this.#keys = deriveKeys(backend, suite, inputKey, salt, context, keyState);
+    keepShape(this);
   }
 
   /** salt || commitment. */

@@ -11,7 +11,7 @@ import type { AsyncAead, CryptoBackend } from './backend.ts';
 import { TAG_LENGTH } from './backend.ts';
 import { CHUNK_SIZE, type PayloadKey, PayloadKeys } from './chunked.ts';
 import { importAndWipe } from './chunked-async.ts';
-import { equalBytes, utf8 } from './bytes.ts';
+import { equalBytes, keepShape, utf8 } from './bytes.ts';
 import { DecryptionFailedError } from './errors.ts';
 import type { HmacKeyState } from './hkdf.ts';
 import type { PayloadSuite } from './suites.ts';
@@ -129,6 +129,7 @@ export class CompactSealer {
     this.#backend = backend;
     this.#salt = salt;
     this.#keys = deriveCompactKeys({ crypto: backend, suite, key: inputKey, context, keyState }, salt);
+    keepShape(this);
   }
 
   /** Writes salt || commitment || ciphertext || tag into `out` at `offset`; wipes the keys. */

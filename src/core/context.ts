@@ -43,6 +43,9 @@ const recent = new Map<string, CanonicalContext>();
 /** Contexts this module made, validated and encoded: canonicalContext() takes them as they are. */
 const made = new WeakSet<object>();
 const RECENT_MAX = 256;
+/** The snapshot canonicalised last, and its context. */
+let lastEntries: Snapshot | undefined;
+let last: CanonicalContext | undefined;
 
 /** What a caller may pass as a context: a plain object of strings, or a Map of strings. */
 export type ContextInput = EncryptionContext | ReadonlyMap<string, string>;
@@ -122,14 +125,17 @@ function memoKey(pairs: Snapshot): string | undefined {
 export function canonicalContext(context: unknown, title = 'context'): CanonicalContext {
   if (typeof context === 'object' && context !== null && (made.has(context) || OneValueContext.made(context))) return context as CanonicalContext;
   const entries = snapshot(context, title);
+  // The context of the last call, told by its snapshot's strings (no memo key to spell and hash).
+  if (entries.length === lastEntries?.length && entries.every((e, i) => e === lastEntries![i])) return last!;
   const key = memoKey(entries);
-  if (key === undefined) return canonicalize(entries, title);
-  const known = recent.get(key);
-  if (known) return known;
-  const fresh = canonicalize(entries, title);
-  if (recent.size >= RECENT_MAX) recent.clear();
-  recent.set(key, fresh);
-  return fresh;
+  let known = key === undefined ? undefined : recent.get(key);
+  if (!known) {
+    known = canonicalize(entries, title);
+    if (recent.size >= RECENT_MAX) recent.clear();
+    if (key !== undefined) recent.set(key, known);
+  }
+  lastEntries = entries;
+  return (last = known);
 }
 
 function canonicalize(entries: Snapshot, title: string): CanonicalContext {

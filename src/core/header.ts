@@ -4,7 +4,7 @@
  * authenticated bytes exactly as received, so the payload authenticates what was read and never a
  * re-encoding.
  */
-import { startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
+import { keepShape, startsWithPublicBytes, utf8, utf8DecodeStrict } from './bytes.ts';
 import { RecentList } from './recent.ts';
 import { type PayloadSuite, suiteById as knownSuite } from './suites.ts';
 import { type CanonicalContext, CONTEXT_LIMITS, parseContext } from './context.ts';
@@ -192,8 +192,8 @@ export function encodeWrappedKeys(wrapped: readonly WrappedKey[]): Uint8Array {
   return out;
 }
 
-/** Unsigned LEB128, minimal, for a key version (1 to 2^32-1). */
-function leb128(value: number): Uint8Array {
+/** Unsigned LEB128, minimal, for a key version (1 to 2^32-1): a plain array, which set() copies from (Uint8Array.from costs more). */
+function leb128(value: number): number[] {
   if (!Number.isInteger(value) || value < 1 || value > HEADER_LIMITS.maxKeyVersion) {
     throw new RangeError(`key version must be an integer from 1 to ${HEADER_LIMITS.maxKeyVersion}, got ${value}`);
   }
@@ -204,7 +204,7 @@ function leb128(value: number): Uint8Array {
     v = Math.floor(v / 128);
     out.push(v > 0 ? byte | 0x80 : byte);
   } while (v > 0);
-  return Uint8Array.from(out);
+  return out;
 }
 
 /** A hint for the most common wrong input: the message was base64- or hex-encoded. */
@@ -281,6 +281,11 @@ class FieldReader {
     this.#bytes = bytes;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.offset = offset;
+  }
+
+  // One reader kept (over no bytes, so it keeps no caller's message alive): see keepShape.
+  static {
+    keepShape(new FieldReader(new Uint8Array(0), 0));
   }
 
   byte(what: string): number {
