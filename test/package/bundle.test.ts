@@ -29,10 +29,11 @@ import { makeConsumer, packOnce, removeDir, run, tempDir } from './pack.ts';
  * written shorter); 65,530 B with issue 30 (the hashing of wrapped keys for the decrypt cache's
  * ids lives in the decrypt cache: an open without one keys its single flight by an exact spelling);
  * 65,987 B with envelope.close({ drain }) of issue 29 (its report and refusals; the KeyNotWarm
- * message written shorter to fit).
+ * message written shorter to fit); 65,553 B with issue 30's per-message work (SHA-512's round
+ * constants stored as base64, which paid for the kept shapes of the per-message classes).
  */
 const BUDGET_MINIFIED = 66_000;
-const MEASURED_MINIFIED = 65_987;
+const MEASURED_MINIFIED = 65_553;
 
 const BROWSER_APP = `
 import { createEnvelope, LocalKms } from 'kms-envelope';
