@@ -188,16 +188,6 @@ function encodeTable(alphabet: string): Uint8Array {
 }
 
 /**
- * Small byte arrays as views of a shared 64 KiB slab, never reused (each call takes the next region;
- * a spent slab goes when its last views do). Why not one small array each: V8 keeps a typed array
- * of more than 64 bytes off its heap (an allocation of its own, about ten times the cost of a view),
- * and V8 keeps one of up to 64 bytes on its heap and copies it out the first time native code asks
- * for its buffer, which OpenSSL and @noble/ciphers both do. For bytes that do not outlive the
- * operation (message keys, which are wiped; the header and context a key derivation reads; the
- * text form's characters): a view kept for long keeps its whole slab. Regions are 16-byte aligned
- * (@noble/ciphers reads keys as 32-bit words).
- */
-/**
  * The last instance of each class made per message (a sealer, its keys, a header reader), kept:
  * V8 collects a class's hidden class (its shape) at a full collection once no instance is left,
  * and deoptimizes every optimized function built on it, which then warms up again (measured: about
@@ -212,6 +202,16 @@ export function keepShape(instance: object): void {
 /** For the tests only: not part of the API (never imported by src/). */
 export const testing = { kept: (): object[] => [...lastMade.values()] };
 
+/**
+ * Small byte arrays as views of a shared 64 KiB slab, never reused (each call takes the next region;
+ * a spent slab goes when its last views do). Why not one small array each: V8 keeps a typed array
+ * of more than 64 bytes off its heap (an allocation of its own, about ten times the cost of a view),
+ * and V8 keeps one of up to 64 bytes on its heap and copies it out the first time native code asks
+ * for its buffer, which OpenSSL and @noble/ciphers both do. For bytes that do not outlive the
+ * operation (message keys, which are wiped; the header and context a key derivation reads; the
+ * text form's characters): a view kept for long keeps its whole slab. Regions are 16-byte aligned
+ * (@noble/ciphers reads keys as 32-bit words).
+ */
 const SLAB_SIZE = 65536;
 let slab = new ArrayBuffer(0);
 let slabUsed = 0;
