@@ -249,7 +249,9 @@ class HierarchyRecords implements Records {
   readonly sealSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C> => {
     const r = sealingRow(table as unknown as AnyTable, row);
     const out: Record<string, unknown> = { ...row };
-    for (const column of sealedColumnsOf(r.table)) {
+    const columns = sealedColumnsOf(r.table);
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
       const value = row[column];
       if (value !== null && value !== undefined) out[column] = this.#fields.sealNow(r, column, value);
     }
@@ -400,7 +402,9 @@ class HierarchyRecords implements Records {
   #openNow<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): PlainRow<C> {
     const r = this.#withAudit(openingRow(table as unknown as AnyTable, row), batch);
     const out: Record<string, unknown> = { ...row };
-    for (const column of sealedColumnsOf(r.table)) {
+    const columns = sealedColumnsOf(r.table);
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
       const value = row[column];
       if (value !== null && value !== undefined) out[column] = this.#fields.openNow(r, column, value);
     }
