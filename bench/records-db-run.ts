@@ -195,13 +195,21 @@ export async function recordsBench(options: RecordsBenchOptions): Promise<Record
       }
     });
 
-  const results: RecordsBenchResult[] = [];
-  for (const [provider, kms] of providers) {
-    const api = await recordApi(kms);
-    const runs = { plainInsert: [] as number[], plainSelect: [] as number[], floorInsert: [] as number[], floorSelect: [] as number[], apiInsert: [] as number[], apiSelect: [] as number[] };
-    let opened = 0;
-    // Each phase `passes` times, interleaved, and the median of each: on a busy machine one pass is noise.
-    for (let pass = 0; pass < passes; pass++) {
+  // The providers take turns within each pass (plain, floor, record API for one, then the next):
+  // run one after the other, a later provider's row met a warmer process and server and a
+  // different load, and its ratio moved by a fifth with nothing in the library changed.
+  const rounds = await Promise.all(
+    providers.map(async ([provider, kms]) => ({
+      provider,
+      api: await recordApi(kms),
+      runs: { plainInsert: [] as number[], plainSelect: [] as number[], floorInsert: [] as number[], floorSelect: [] as number[], apiInsert: [] as number[], apiSelect: [] as number[] },
+      opened: 0,
+    })),
+  );
+  // Each phase `passes` times, interleaved, and the median of each: on a busy machine one pass is noise.
+  for (let pass = 0; pass < passes; pass++) {
+    for (const round of rounds) {
+      const { api, runs } = round;
       runs.plainInsert.push(await insertAll(await table('bench_plain'), (b) => b.map((r) => ({ ...r, idx: r.a }))));
       runs.plainSelect.push(await selectAll('bench_plain', () => {}));
       const f = floor();
@@ -210,10 +218,13 @@ export async function recordsBench(options: RecordsBenchOptions): Promise<Record
       runs.apiInsert.push(await insertAll(await table('bench_records'), (b) => api.seal(b)));
       runs.apiSelect.push(
         await selectAll('bench_records', async (b) => {
-          for (const row of await api.open(b)) if (row.a === rows[Number(String(row.id).slice(9))]!.a) opened++;
+          for (const row of await api.open(b)) if (row.a === rows[Number(String(row.id).slice(9))]!.a) round.opened++;
         }),
       );
     }
+  }
+  const results: RecordsBenchResult[] = [];
+  for (const { provider, api, runs, opened } of rounds) {
     await api.close();
     results.push({
       provider,
