@@ -128,9 +128,15 @@ async function recordApi(kms: KeyProvider) {
     generateDataKey: (r) => (calls++, kms.generateDataKey(r)),
     decryptDataKey: (r) => (calls++, kms.decryptDataKey(r)),
   };
-  const records = createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: counting }) });
+  const hierarchy = createKeyHierarchy({ store: new MemoryKeyStore(), kms: counting });
+  const records = createRecords({ hierarchy });
   return {
     calls: () => calls,
+    /** Its keys wiped and its timers stopped: nothing of one provider's row runs during the next. */
+    close: async () => {
+      await records.close();
+      await hierarchy.close();
+    },
     async seal(batch: readonly PlainRow[]): Promise<Row[]> {
       const results = await records.sealMany(users, batch, { failFast: true });
       return results.map((r) => (r.ok ? r.value : undefined)!);
@@ -151,7 +157,12 @@ export async function recordsBench(options: RecordsBenchOptions): Promise<Record
   const passes = options.passes ?? 3;
   const rows = benchRows(count);
 
+  // Every phase starts from a collected heap (the bench runs with --expose-gc): a collection owed
+  // to an earlier phase's garbage, or to the previous provider's whole row, otherwise lands in
+  // whichever phase happens to allocate next (more often the record API's than the floor's).
+  const collect = (globalThis as { gc?: () => void }).gc;
   const timed = async (run: () => Promise<void>): Promise<number> => {
+    collect?.();
     const start = performance.now();
     await run();
     return count / ((performance.now() - start) / 1000);
@@ -184,13 +195,21 @@ export async function recordsBench(options: RecordsBenchOptions): Promise<Record
       }
     });
 
-  const results: RecordsBenchResult[] = [];
-  for (const [provider, kms] of providers) {
-    const api = await recordApi(kms);
-    const runs = { plainInsert: [] as number[], plainSelect: [] as number[], floorInsert: [] as number[], floorSelect: [] as number[], apiInsert: [] as number[], apiSelect: [] as number[] };
-    let opened = 0;
-    // Each phase `passes` times, interleaved, and the median of each: on a busy machine one pass is noise.
-    for (let pass = 0; pass < passes; pass++) {
+  // The providers take turns within each pass (plain, floor, record API for one, then the next):
+  // run one after the other, a later provider's row met a warmer process and server and a
+  // different load, and its ratio moved by a fifth with nothing in the library changed.
+  const rounds = await Promise.all(
+    providers.map(async ([provider, kms]) => ({
+      provider,
+      api: await recordApi(kms),
+      runs: { plainInsert: [] as number[], plainSelect: [] as number[], floorInsert: [] as number[], floorSelect: [] as number[], apiInsert: [] as number[], apiSelect: [] as number[] },
+      opened: 0,
+    })),
+  );
+  // Each phase `passes` times, interleaved, and the median of each: on a busy machine one pass is noise.
+  for (let pass = 0; pass < passes; pass++) {
+    for (const round of rounds) {
+      const { api, runs } = round;
       runs.plainInsert.push(await insertAll(await table('bench_plain'), (b) => b.map((r) => ({ ...r, idx: r.a }))));
       runs.plainSelect.push(await selectAll('bench_plain', () => {}));
       const f = floor();
@@ -199,10 +218,14 @@ export async function recordsBench(options: RecordsBenchOptions): Promise<Record
       runs.apiInsert.push(await insertAll(await table('bench_records'), (b) => api.seal(b)));
       runs.apiSelect.push(
         await selectAll('bench_records', async (b) => {
-          for (const row of await api.open(b)) if (row.a === rows[Number(String(row.id).slice(9))]!.a) opened++;
+          for (const row of await api.open(b)) if (row.a === rows[Number(String(row.id).slice(9))]!.a) round.opened++;
         }),
       );
     }
+  }
+  const results: RecordsBenchResult[] = [];
+  for (const { provider, api, runs, opened } of rounds) {
+    await api.close();
     results.push({
       provider,
       insert: { api: median(runs.apiInsert), plain: median(runs.plainInsert), floor: median(runs.floorInsert) },

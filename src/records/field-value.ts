@@ -233,6 +233,8 @@ function isIntegerText(body: Uint8Array): boolean {
 
 /** The value a field's plaintext holds; undefined when its tag or bytes are not a valid value of `type`. */
 export function decodeFieldValue(type: FieldType, plaintext: Uint8Array, scale = 0): FieldValues[FieldType] | undefined {
+  // Text, the common column: no view and no result object per value (a batch of reads makes thousands).
+  if (type === 'string') return plaintext.length > 0 && plaintext[0] === TAGS.string ? utf8DecodeStrict(plaintext.subarray(1)) : undefined;
   const decoded = decodeOrProblem(type, plaintext, scale);
   return 'value' in decoded ? decoded.value : undefined;
 }

@@ -14,8 +14,24 @@ import type { AnyTable, Row } from './table.ts';
 /** The id of the key a row needs, or undefined when it cannot be told before the work. */
 type KeyId = (t: AnyTable, row: Row) => string | undefined;
 
+const sealedColumns = new WeakMap<AnyTable, readonly string[]>();
+/** The table's encrypted columns, listed once per table (a table is frozen). */
+export function sealedColumnsOf(t: AnyTable): readonly string[] {
+  let columns = sealedColumns.get(t);
+  if (!columns) sealedColumns.set(t, (columns = Object.freeze(Object.keys(t.columns))));
+  return columns;
+}
+
 /** The columns of the row that hold a value (neither null nor undefined). */
-export const present = (t: AnyTable, row: Row): string[] => Object.keys(t.columns).filter((c) => row[c] !== null && row[c] !== undefined);
+export const present = (t: AnyTable, row: Row): string[] => sealedColumnsOf(t).filter((c) => row[c] !== null && row[c] !== undefined);
+
+const legacyTables = new WeakMap<AnyTable, boolean>();
+/** Whether a column of the table is in migration mode (reads legacy plaintext). */
+export function readsLegacy(t: AnyTable): boolean {
+  let legacy = legacyTables.get(t);
+  if (legacy === undefined) legacyTables.set(t, (legacy = Object.values(t.columns).some((f) => f.legacyPlaintext === true)));
+  return legacy;
+}
 
 /** The row's partition, or undefined when it has none (open() does not need it: the header names it). */
 function partitionIfAny(t: AnyTable, row: Row): string | undefined {

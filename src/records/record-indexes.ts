@@ -6,9 +6,18 @@ import type { KeyHierarchy } from '../hierarchy.ts';
 import { type BlindIndex, createBlindIndex } from './blind-index.ts';
 import type { AnyTable, Row } from './table.ts';
 
+/** An indexed column of a table: where its blind index is written, and the index. */
+export interface IndexedColumn {
+  readonly column: string;
+  readonly target: string;
+  readonly index: BlindIndex;
+}
+
 export class RecordIndexes {
   readonly #hierarchy: KeyHierarchy;
   readonly #indexes = new Map<string, BlindIndex>();
+  /** Each table's indexed columns, made once (a row costs no key string and no lookup by name). */
+  readonly #columns = new WeakMap<AnyTable, readonly IndexedColumn[]>();
 
   constructor(hierarchy: KeyHierarchy) {
     this.#hierarchy = hierarchy;
@@ -26,6 +35,18 @@ export class RecordIndexes {
       this.#indexes.set(id, index);
     }
     return index;
+  }
+
+  /** The table's indexed columns, with their indexes (made on first use). */
+  indexedColumns(t: AnyTable): readonly IndexedColumn[] {
+    let columns = this.#columns.get(t);
+    if (!columns) {
+      columns = Object.keys(t.columns)
+        .filter((c) => t.columns[c]!.index)
+        .map((column) => ({ column, target: this.target(t, column), index: this.of(t, column) }));
+      this.#columns.set(t, columns);
+    }
+    return columns;
   }
 
   /** The indexed columns of the row that hold a value. */

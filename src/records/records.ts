@@ -25,7 +25,7 @@ import { fieldRow, noteKeyVersion, openingRow, resealingRow, type RowContext, se
 import type { FieldValues } from './field-value.ts';
 import { textLength } from './field-value.ts';
 import { FieldCipher, notWarm } from './fields.ts';
-import { KeyLoads, openKeyId, present, sealKeyId } from './key-loads.ts';
+import { KeyLoads, openKeyId, present, readsLegacy, sealedColumnsOf, sealKeyId } from './key-loads.ts';
 import { RecordIndexes } from './record-indexes.ts';
 import { refuseFieldSeal } from './row-version.ts';
 import { RecordSearch, type SearchSql, type SearchSqlOptions } from './record-search.ts';
@@ -151,17 +151,36 @@ export function createRecords(options: RecordsOptions): Records {
   return new HierarchyRecords(options);
 }
 
-/** Each item's result, or (failFast) every value, throwing at the first failure. */
-async function settleEach<I, O>(items: readonly I[], work: (item: I) => Promise<O>, batch: RecordBatchOptions = {}): Promise<BatchResult<O>[]> {
-  if (batch.failFast) return (await Promise.all(items.map(work))).map((value) => ({ ok: true, value }));
-  return Promise.all(
-    items.map((item) =>
-      work(item).then(
-        (value): BatchResult<O> => ({ ok: true, value }),
-        (error: unknown): BatchResult<O> => ({ ok: false, error: error instanceof Error ? error : new Error(String(error)) }),
-      ),
-    ),
-  );
+const failure = (error: unknown): BatchResult<never> => ({ ok: false, error: error instanceof Error ? error : new Error(String(error)) });
+
+/**
+ * Each item's result, or (failFast) every value, throwing at the first failure. An item whose work
+ * finishes at once (warm keys: the common case) makes no promise; the others are awaited together.
+ */
+async function settleEach<I, O>(items: readonly I[], work: (item: I) => O | Promise<O>, batch: RecordBatchOptions = {}): Promise<BatchResult<O>[]> {
+  const results: (BatchResult<O> | Promise<BatchResult<O>>)[] = [];
+  let waiting = false;
+  for (const item of items) {
+    let out: O | Promise<O>;
+    try {
+      out = work(item);
+    } catch (error) {
+      if (!batch.failFast) {
+        results.push(failure(error));
+        continue;
+      }
+      // The rows already under way go on (their failures are this one's), unobserved.
+      for (const r of results) if (r instanceof Promise) r.catch(() => {});
+      throw error;
+    }
+    if (out instanceof Promise) {
+      waiting = true;
+      results.push(out.then((value): BatchResult<O> => ({ ok: true, value }), batch.failFast ? undefined : failure));
+    } else {
+      results.push({ ok: true, value: out });
+    }
+  }
+  return waiting ? Promise.all(results) : (results as BatchResult<O>[]);
 }
 
 /**
@@ -198,7 +217,10 @@ class HierarchyRecords implements Records {
     this.#search = new RecordSearch(options.hierarchy);
   }
 
-  readonly seal = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> => {
+  readonly seal = async <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): Promise<SealedRow<C>> => this.#sealRow(table, row);
+
+  /** seal(): the row at once when its key is warm, else a promise of it. */
+  #sealRow<C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C> | Promise<SealedRow<C>> {
     this.#work.checkOpen();
     const t = table as unknown as AnyTable;
     const wait = this.#loads.waitFor(t, row, sealKeyId);
@@ -210,7 +232,7 @@ class HierarchyRecords implements Records {
       if (!notWarm(error)) throw error;
     }
     return this.#work.track(this.#loads.track(sealKeyId(t, row), this.#sealLater(t, row)));
-  };
+  }
 
   readonly open = <C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, options?: RecordOpenOptions): Promise<PlainRow<C>> => {
     if (!this.#auditBatch) return this.#open(table, row, undefined);
@@ -227,9 +249,17 @@ class HierarchyRecords implements Records {
   readonly sealSync = <C extends Record<string, FieldSpec>>(table: Table<C>, row: PlainRow<C>): SealedRow<C> => {
     const r = sealingRow(table as unknown as AnyTable, row);
     const out: Record<string, unknown> = { ...row };
-    for (const column of present(r.table, row)) out[column] = this.#fields.sealNow(r, column, row[column]);
+    const columns = sealedColumnsOf(r.table);
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
+      const value = row[column];
+      if (value !== null && value !== undefined) out[column] = this.#fields.sealNow(r, column, value);
+    }
     if (r.versions) noteKeyVersion(r.table, out, r.versions);
-    for (const column of this.#indexes.columnsOf(r.table, row)) out[this.#indexes.target(r.table, column)] = this.#indexes.of(r.table, column).computeSync(row[column] as BlindIndexValue, { partition: r.partition });
+    for (const { column, target, index } of this.#indexes.indexedColumns(r.table)) {
+      const value = row[column];
+      if (value !== null && value !== undefined) out[target] = index.computeSync(value as BlindIndexValue, { partition: r.partition });
+    }
     for (const [column, spec] of this.#search.entriesOf(r.table, row)) out[spec.column] = this.#search.tokensSync(r.table, column, spec, row[column], r.partition);
     return out as SealedRow<C>;
   };
@@ -280,13 +310,13 @@ class HierarchyRecords implements Records {
     return this.#fields.openNow(fieldRow(table as unknown as AnyTable, row), column, value) as never;
   };
 
-  readonly sealMany: Records['sealMany'] = (table, rows, o) => settleEach(rows, (row) => this.seal(table, row), o);
+  readonly sealMany: Records['sealMany'] = (table, rows, o) => settleEach(rows, (row) => this.#sealRow(table, row), o);
   readonly openMany: Records['openMany'] = async (table, rows, o) => {
-    if (!this.#auditBatch) return settleEach(rows, (row) => this.#open(table, row, undefined), o);
+    if (!this.#auditBatch) return settleEach(rows, (row) => this.#openRow(table, row, undefined), o);
     const batch = new OpenAuditBatch(o?.audit);
     let failed = 1; // failFast: the batch threw at a bad row
     try {
-      const results = await settleEach(rows, (row) => this.#open(table, row, batch), o);
+      const results = await settleEach(rows, (row) => this.#openRow(table, row, batch), o);
       failed = results.filter((r) => !r.ok).length;
       return results;
     } finally {
@@ -326,12 +356,17 @@ class HierarchyRecords implements Records {
   };
 
   async #open<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): Promise<PlainRow<C>> {
+    return this.#openRow(table, row, batch);
+  }
+
+  /** open(): the row at once when its keys are warm, else a promise of it. */
+  #openRow<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): PlainRow<C> | Promise<PlainRow<C>> {
     this.#work.checkOpen();
     const t = table as unknown as AnyTable;
     const wait = this.#loads.waitFor(t, row, openKeyId);
     if (wait) return this.#work.track(this.#openAfter(wait, t, row, batch));
     // Migration mode counts legacy values as it reads them: a fallback reads them again.
-    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...this.stats.legacyValuesRead } : undefined;
+    const counted = readsLegacy(t) ? { ...this.stats.legacyValuesRead } : undefined;
     try {
       return this.#openNow(table, row, batch);
     } catch (error) {
@@ -344,7 +379,7 @@ class HierarchyRecords implements Records {
   /** A row that waited for another row's key load: the synchronous path again, else its own load. */
   async #openAfter<C extends Record<string, FieldSpec>>(wait: Promise<unknown>, t: AnyTable, row: Row, batch: OpenAuditBatch | undefined): Promise<PlainRow<C>> {
     await wait;
-    const counted = Object.values(t.columns).some((f) => f.legacyPlaintext) ? { ...this.stats.legacyValuesRead } : undefined;
+    const counted = readsLegacy(t) ? { ...this.stats.legacyValuesRead } : undefined;
     try {
       return this.#openNow(t as never, row as never, batch) as PlainRow<C>;
     } catch (error) {
@@ -367,7 +402,12 @@ class HierarchyRecords implements Records {
   #openNow<C extends Record<string, FieldSpec>>(table: Table<C>, row: SealedRow<C>, batch: OpenAuditBatch | undefined): PlainRow<C> {
     const r = this.#withAudit(openingRow(table as unknown as AnyTable, row), batch);
     const out: Record<string, unknown> = { ...row };
-    for (const column of present(r.table, row)) out[column] = this.#fields.openNow(r, column, row[column]);
+    const columns = sealedColumnsOf(r.table);
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
+      const value = row[column];
+      if (value !== null && value !== undefined) out[column] = this.#fields.openNow(r, column, value);
+    }
     return out as PlainRow<C>;
   }
 

@@ -146,6 +146,21 @@ describe('records (FORMAT.md §12)', () => {
     await expect(records.openMany(users, stored, { failFast: true })).rejects.toBeInstanceOf(RecordFieldError);
   });
 
+  it('a batch mixes rows done at once (warm keys) with rows that wait for a key, in order; failFast throws at a bad row, leaving no rejection unhandled', async () => {
+    const { records } = setup();
+    await records.seal(users, { id: 'w0', tenant: 'warm', email: 'w0@example.com' });
+    const tenants = ['cold', 'warm', 'cold', 'warm'];
+    const rows = tenants.map((tenant, i) => ({ id: `m${i}`, tenant, email: `${i}@example.com` }));
+    const sealed = await records.sealMany(users, rows);
+    expect(sealed.map((r) => r.ok && r.value.id)).toEqual(['m0', 'm1', 'm2', 'm3']);
+    const stored = sealed.map((r) => (r.ok ? r.value : undefined)!);
+    const opened = await records.openMany(users, [...stored, { ...stored[1]!, id: 'm9' }]);
+    expect(opened.map((r) => (r.ok ? r.value.email : (r.error as RecordFieldError).row))).toEqual(['0@example.com', '1@example.com', '2@example.com', '3@example.com', ['m9']]);
+    // A row waiting for a key (another cold partition), then a bad row: the batch fails with the bad row's error.
+    await expect(records.sealMany(users, [{ id: 'c', tenant: 'colder', email: 'c@example.com' }, { id: undefined as unknown as string, tenant: 'warm', email: 'x' }], { failFast: true })).rejects.toThrow(/primary key column id is missing/);
+    await expect(records.openMany(users, [{ ...stored[1]!, id: 'm9' }, stored[0]!], { failFast: true })).rejects.toBeInstanceOf(RecordFieldError);
+  });
+
   it('sealedFieldLength gives the length of what seal() writes', async () => {
     const { records } = setup();
     const t = defineTable({ name: 't', partition: 'tenant-1', columns: { v: { type: 'bytes' }, b: { type: 'bytes', encoding: 'bytes' } } });
