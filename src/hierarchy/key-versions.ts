@@ -337,7 +337,9 @@ export class KeyVersions {
       return result;
     } catch (error) {
       // A KMS answer of the outage class opens it; a refusal by the fleet (ERR_KEY_UNAVAILABLE) is no news.
-      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') void fleet.trip(providerId, this.#s.breakerCooldownMs);
+      // Awaited (bounded by coordinatorTimeoutMs, never throws): the caller's own retry, and the
+      // fleet's next loads, must find it open, not race its write to the coordinator.
+      if (!(error instanceof KeyUnavailableError) && classifyKmsFailure(error) === 'outage') await fleet.trip(providerId, this.#s.breakerCooldownMs);
       throw error;
     }
   }

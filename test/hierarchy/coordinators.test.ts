@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisCoordinator } from '../../src/adapters/redis.ts';
-import { type FleetCoordinator, fleetBudget, FleetLink } from '../../src/economy/coordinator.ts';
+import { type FleetCoordinator, fleetBudget, FleetLink, fleetName } from '../../src/economy/coordinator.ts';
 import { PostgresCoordinator } from '../../src/hierarchy/coordinators/postgres.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
@@ -184,9 +184,20 @@ describe.each(backends)('the %s coordinator', (_name, make, dump) => {
 
     it('a load the fleet breaker refuses waits for the probe: after a passing failure, every process goes on once the probe succeeds', async () => {
       const { kms, state } = flakyKms();
-      const members = fleet(4, make(), kms);
+      // The real coordinator, its writes of a mark slowed: the breaker must be open before the failure reaches its caller.
+      const real = make();
+      const coordinator = new Proxy(real, {
+        get(target, name) {
+          const value = Reflect.get(target, name, target) as unknown;
+          if (typeof value !== 'function') return value;
+          const method = (value as (...args: unknown[]) => unknown).bind(target);
+          return name === 'mark' ? async (...args: unknown[]) => (await new Promise((r) => setTimeout(r, 200)), method(...args)) : method;
+        },
+      });
+      const members = fleet(4, coordinator, kms);
       state.down = true;
       await expect(members[0]!.warm(['blip-0'])).rejects.toThrow(KmsError); // one failure opens the fleet breaker
+      expect(await real.marked(fleetName('breaker', kms.id))).toBe(true); // open before the failure reached its caller
       state.down = false; // the KMS was fine all along
       const tries = await Promise.allSettled(members.slice(1).map((h, i) => h.warm([`blip-${i + 1}`])));
       expect(tries.map((t) => t.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
