@@ -341,8 +341,6 @@ export class PayloadOpener {
       // Every full sealed chunk followed by at least one more byte is not the last: open it.
       const available = this.#buffered + data.length - i;
       const chunks = available > SEALED_CHUNK_SIZE ? Math.floor((available - 1) / SEALED_CHUNK_SIZE) : 0;
-      const keys = this.#keys!;
-      const backend = this.#backend;
       for (let c = 0; c < chunks; c++) {
         let sealed: Uint8Array;
         if (this.#buffered === 0) {
@@ -355,12 +353,7 @@ export class PayloadOpener {
           this.#buffered = 0;
           sealed = this.#buffer;
         }
-        // Opened here, not through #openChunk: one call fewer per chunk, and one function fewer that
-        // inlines node:crypto and is optimized again after each full collection (BENCHMARKS.md).
-        const plain = backend.gcmOpenFresh(keys.key, keys.nonce(this.#counter), sealed);
-        if (!plain) throw new DecryptionFailedError();
-        this.#counter++;
-        out.push(plain);
+        out.push(this.#openChunk(sealed));
       }
       this.#buffer.set(data.subarray(i), this.#buffered);
       this.#buffered += data.length - i;
