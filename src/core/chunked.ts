@@ -439,6 +439,7 @@ export class PayloadOpener {
     wipe(this.#inputKey, this.#buffer);
     this.#keys?.wipe();
     this.#inputKey = undefined;
+    keepShape(this); // spent: wiped, and it keeps failing or stays ended
   }
 }
 

@@ -13,6 +13,7 @@ import { chunkedSealer, coreOf, type EnvelopeCore, type OpenOptions, type SealSe
 import type { Envelope } from './envelope.ts';
 import { HeaderMalformedError } from '../core/errors.ts';
 import { MAX_HEADER_LENGTH, type ParsedHeader, parseHeaderIfComplete } from '../core/header.ts';
+import { keepStreamShapes } from './stream-shapes.ts';
 
 /** A transformer as TransformStream takes it, with the cancel() that older DOM typings lack. */
 type StreamTransformer = NonNullable<ConstructorParameters<typeof TransformStream<ByteInput, Uint8Array>>[0]> & {
@@ -73,6 +74,7 @@ export function openStream(envelope: Envelope, options?: OpenOptions): Transform
 
 export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
+  keepStreamShapes();
   let sealer: PayloadSealer | undefined;
   // Over an asynchronous AEAD (WebCrypto): several chunks in flight, emitted in order.
   let pipeline: AsyncStreamSealer | undefined;
@@ -141,8 +143,22 @@ export function createSealStream(core: EnvelopeCore, options?: StreamSealOptions
   );
 }
 
+/**
+ * Hands an opener's output on. A function of the module, not of each stream: V8 holds a
+ * closure's optimized code only while a closure made from it is alive, so a closure per stream
+ * would be compiled again after every full collection.
+ */
+function emit(controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void {
+  if (out instanceof Uint8Array) {
+    if (out.length > 0) controller.enqueue(out);
+  } else {
+    for (const chunk of out) controller.enqueue(chunk);
+  }
+}
+
 export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): TransformStream<ByteInput, Uint8Array> {
   const signal = checkSignal(options?.signal);
+  keepStreamShapes();
   let pending = new Uint8Array(1024);
   let pendingLength = 0;
   let opener: PayloadOpener | CompactOpener | undefined;
@@ -154,14 +170,6 @@ export function createOpenStream(core: EnvelopeCore, options?: OpenOptions): Tra
   const stop = (): void => {
     opener?.destroy();
     pipeline?.destroy();
-  };
-
-  const emit = (controller: TransformStreamDefaultController<Uint8Array>, out: Uint8Array | Uint8Array[]): void => {
-    if (out instanceof Uint8Array) {
-      if (out.length > 0) controller.enqueue(out);
-    } else {
-      for (const chunk of out) controller.enqueue(chunk);
-    }
   };
 
   return new TransformStream<ByteInput, Uint8Array>(
