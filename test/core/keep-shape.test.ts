@@ -68,7 +68,7 @@ describe('keepShape', () => {
     expect(kept(PayloadOpener)).toBe(ended);
     // Failed: the rest tampered with. The opener that failed is the one kept, wiped.
     const tampered = sealed.slice(cut);
-    tampered[100] ^= 1;
+    tampered[100] = tampered[100]! ^ 1;
     feed.enqueue(tampered);
     feed.close();
     await expect(live.read()).rejects.toBeInstanceOf(DecryptionFailedError);
