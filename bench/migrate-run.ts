@@ -22,6 +22,7 @@ import { build } from 'esbuild';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { strongestLock } from '../src/records/sql/ddl.ts';
+import { BackendCpu, cpuLine, procCpu } from './migrate-cpu.ts';
 
 export interface MigrateOptions {
   kind: 'postgres' | 'sqlite';
@@ -65,6 +66,8 @@ export interface MigrateResult {
   kills: number;
   seconds: number;
   restarts: RestartTimings;
+  /** Where the CPU went during the backfill (PostgreSQL on this machine; empty elsewhere): one line. */
+  cpu: string;
   line: string;
 }
 
@@ -216,7 +219,7 @@ interface Db {
 
 async function openDb(o: MigrateOptions): Promise<Db & { dir?: string }> {
   if (o.kind === 'postgres') {
-    const pool = new pg.Pool({ connectionString: o.url, max: 4 });
+    const pool = new pg.Pool({ connectionString: o.url, max: 4, application_name: HARNESS });
     return { exec: async (sql, params) => (await pool.query(sql, params)).rows, close: () => pool.end(), env: {} };
   }
   const dir = mkdtempSync(join(tmpdir(), 'kmse-migrate-'));
@@ -259,17 +262,31 @@ export async function createTables(db: Db, o: MigrateOptions, table: string): Pr
   if (o.kind === 'postgres') await db.exec(`CREATE INDEX CONCURRENTLY ${table}_todo ON ${table} (id) WHERE key_version IS NULL`);
 }
 
-/** Samples the lock modes the migration workers' sessions hold on the table (PostgreSQL). */
-function sampleLocks(db: Db, o: MigrateOptions, table: string): { stop(): Promise<Set<string>> } {
+const WORKER = 'kmse-migrate-worker';
+const APP = 'kmse-migrate-app';
+const HARNESS = 'kmse-migrate-harness';
+
+/**
+ * Samples the lock modes the migration workers' sessions hold on the table (PostgreSQL), and the
+ * CPU of the sessions (`cpu`): the workers' as they show up holding locks, the others' from
+ * pg_stat_activity every 100 ms.
+ */
+function sampleLocks(db: Db, o: MigrateOptions, table: string, cpu: BackendCpu): { stop(): Promise<Set<string>> } {
   const seen = new Set<string>();
   let running = o.kind === 'postgres';
   const loop = (async () => {
-    while (running) {
+    for (let i = 0; running; i++) {
+      if (i % 20 === 0) {
+        const sessions = await db.exec(`SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'client backend'`);
+        cpu.note(sessions.map((r) => ({ pid: Number(r.pid), role: String(r.application_name) })));
+      }
       const rows = await db.exec(
-        `SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = 'kmse-migrate-worker'`,
+        `SELECT l.pid, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = '${WORKER}'`,
         [table],
       );
       for (const r of rows) seen.add(String(r.mode));
+      cpu.note(rows.map((r) => ({ pid: Number(r.pid), role: WORKER })));
+      if (i % 4 === 0) cpu.sample();
       await sleep(5);
     }
   })();
@@ -425,6 +442,28 @@ function verifierScript(o: MigrateOptions, table: string): string {
     process.exit(0);`;
 }
 
+/** The CPU line of the backfill (see bench/migrate-cpu.ts): workers (every run, reaped), their sessions, the application and its sessions, the harness and its (the lock sampler), the rest of PostgreSQL. */
+function cpuSpent(backends: BackendCpu, at: { self: NodeJS.CpuUsage; children: number | undefined; app: number | undefined }, appPid: number, rows: number, seconds: number): string {
+  const self = process.cpuUsage(at.self);
+  const sub = (now: number | undefined, then: number | undefined) => (now === undefined || then === undefined ? undefined : now - then);
+  const { byRole, cluster } = backends.totals();
+  const sessions = [...byRole.values()].reduce((a, b) => a + b, 0);
+  if (byRole.size === 0) return '';
+  return cpuLine(
+    [
+      ['workers', sub(procCpu('self')?.children, at.children)],
+      ['their postgres sessions', byRole.get(WORKER) ?? 0],
+      ['application', sub(procCpu(appPid)?.own, at.app)],
+      ['its sessions', byRole.get(APP) ?? 0],
+      ['harness', (self.user + self.system) / 1000],
+      ['its sessions (lock sampler)', byRole.get(HARNESS) ?? 0],
+      ['postgres rest', sub(cluster, sessions)],
+    ],
+    rows,
+    seconds,
+  );
+}
+
 export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
   const log = o.log ?? (() => {});
   const table = o.table ?? `kmse_migrate_${randomBytes(4).toString('hex')}`;
@@ -439,19 +478,23 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
     ]);
     await createTables(db, o, table);
     log(`migrate setup: ${o.rows} plaintext rows in ${TENANTS} tenants (${o.kind})`);
-    const app = spawnScript(appArgs, { ...env, POOL_MAX: '8' }, true);
+    const app = spawnScript(appArgs, { ...env, POOL_MAX: '8', APP_NAME: APP }, true);
     const appDone = new Promise<{ writes: number; seconds: number }>((resolve) => app.child.once('message', (m) => resolve(m as { writes: number; seconds: number })));
     await sleep(500); // the application writes before the backfill starts (phase a)
-    const sampler = sampleLocks(db, o, table);
+    const backends = new BackendCpu();
+    const sampler = sampleLocks(db, o, table, backends);
+    const cpuAtStart = { self: process.cpuUsage(), children: procCpu('self')?.children, app: procCpu(app.child.pid!)?.own };
     const started = performance.now();
     const { kills, restarts } = await runWorkers(o, env, workerArgs);
     const seconds = (performance.now() - started) / 1000;
     const locks = await sampler.stop();
+    const cpu = cpuSpent(backends, cpuAtStart, app.child.pid!, o.rows, seconds);
     app.child.send('stop');
     const traffic = await appDone;
     await app.exit;
     log(`migrate backfill: ${seconds.toFixed(1)} s, kills ${kills}, application ${traffic.writes} writes in ${traffic.seconds.toFixed(1)} s`);
     const r = restarts;
+    if (cpu) log(cpu);
     log(
       `migrate restarts (${r.restarts}, medians in ms): kill to first batch ${r.killToFirstBatch} = node ${r.node} + loading ${r.load} + connect and start ${r.connect} + first batch ${r.firstBatch}; ` +
         `a steady batch ${r.steadyBatch}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
@@ -461,7 +504,7 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
     const writesPerSecond = Math.round(traffic.writes / traffic.seconds);
     const strongestHeld = o.kind === 'postgres' ? (strongestLock(locks) ?? 'none') : 'none (SQLite: no table locks)';
     const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestHeld}, kills ${kills}`;
-    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, restarts, line };
+    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, restarts, cpu, line };
   } finally {
     if (!o.table) for (const t of [table, `${table}_shadow`, `${table}_keys`, ...(o.kind === 'postgres' ? [`${table}_keys_tombstones`] : [])]) await db.exec(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
     await db.close();
