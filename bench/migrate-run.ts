@@ -314,12 +314,18 @@ interface WorkerRun {
   loaded?: number;
   start?: number;
   batches: number[];
+  /** The worker's CPU ms at `start` and at each batch. */
+  startCpu?: number;
+  batchCpu: number[];
 }
 
 function readMoments(run: WorkerRun, out: string): void {
-  for (const [, what, at] of out.matchAll(/^at (boot|loaded|start|batch) (\d+) \d+$/gm)) {
-    if (what === 'batch') run.batches.push(Number(at));
-    else run[what as 'boot' | 'loaded' | 'start'] = Number(at);
+  for (const [, what, at, cpu] of out.matchAll(/^at (boot|loaded|start|batch) (\d+) (\d+)$/gm)) {
+    if (what === 'batch') {
+      run.batches.push(Number(at));
+      run.batchCpu.push(Number(cpu));
+    } else run[what as 'boot' | 'loaded' | 'start'] = Number(at);
+    if (what === 'start') run.startCpu = Number(cpu);
   }
 }
 
@@ -337,6 +343,9 @@ export interface RestartTimings {
   load: number;
   connect: number;
   firstBatch: number;
+  /** The worker's own CPU in its first batch after a restart, and in a steady batch (ms). */
+  firstBatchCpu: number;
+  steadyBatchCpu: number;
   killToFirstBatch: number;
   steadyBatch: number;
   thrownAway: number;
@@ -354,6 +363,8 @@ function restartTimings(runs: WorkerRun[]): RestartTimings {
     firstBatch: median(restarted.map((r) => r.batches[0]! - r.start!)),
     killToFirstBatch: median(restarted.map((r) => r.batches[0]! - r.restartOf!)),
     steadyBatch: median(steady),
+    firstBatchCpu: median(restarted.map((r) => r.batchCpu[0]! - r.startCpu!)),
+    steadyBatchCpu: median(runs.flatMap((r) => r.batchCpu.slice(2).map((cpu, i) => cpu - r.batchCpu[i + 1]!))),
     thrownAway: median(killed.map((r) => r.killedAt! - (r.batches.at(-1) ?? r.start ?? r.spawnedAt))),
   };
 }
@@ -368,7 +379,7 @@ async function runWorkers(o: MigrateOptions, env: Record<string, string>, script
   const started: number[] = [];
   const slot = async (i: number): Promise<void> => {
     for (let killedAt: number | undefined; ; ) {
-      const run: WorkerRun = { spawnedAt: Date.now(), ...(killedAt === undefined ? {} : { restartOf: killedAt }), batches: [] };
+      const run: WorkerRun = { spawnedAt: Date.now(), ...(killedAt === undefined ? {} : { restartOf: killedAt }), batches: [], batchCpu: [] };
       const s = spawnScript(script, { ...env, APP_NAME: 'kmse-migrate-worker' });
       live[i] = s.child;
       current[i] = run;
@@ -497,7 +508,7 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
     if (cpu) log(cpu);
     log(
       `migrate restarts (${r.restarts}, medians in ms): kill to first batch ${r.killToFirstBatch} = node ${r.node} + loading ${r.load} + connect and start ${r.connect} + first batch ${r.firstBatch}; ` +
-        `a steady batch ${r.steadyBatch}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
+        `a steady batch ${r.steadyBatch}; the worker's CPU in its first batch ${r.firstBatchCpu}, in a steady batch ${r.steadyBatchCpu}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
     );
     const verified = JSON.parse((await spawnScript(verifierArgs, env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
     const rowsPerSecondPerWorker = Math.round(o.rows / seconds / o.workers);
