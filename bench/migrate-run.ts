@@ -51,6 +51,10 @@ export interface MigrateOptions {
   warmAtStart?: boolean;
   /** The backfill's rate (rows a second per worker) assumed when spreading the kills over its run; default 6000 (a loaded machine is slower: give its rate). */
   estimatedRowsPerSecond?: number;
+  /** The application sends its writes as named statements (parsed and planned once per connection) rather than as text; default false. */
+  appNamedStatements?: boolean;
+  /** The lock sampler's period in ms (each sample is a query of pg_locks); default 5. */
+  lockSampleMs?: number;
   log?: (line: string) => void;
 }
 
@@ -136,8 +140,10 @@ function appScript(o: MigrateOptions, table: string): string {
   const write =
     o.kind === 'postgres'
       ? `const params = [row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version, row.email, Buffer.from(row.photo)];
-         if (insert) await pool.query(\`WITH w AS (INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ${shadow}\`, params);
-         else await pool.query(\`WITH w AS (UPDATE \${table} SET email = $3, photo = $4, email_idx = $5, key_version = $6 WHERE id = $1 AND tenant = $2 RETURNING id) ${shadow}\`, params);`
+         const text = insert
+           ? \`WITH w AS (INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ${shadow}\`
+           : \`WITH w AS (UPDATE \${table} SET email = $3, photo = $4, email_idx = $5, key_version = $6 WHERE id = $1 AND tenant = $2 RETURNING id) ${shadow}\`;
+         await pool.query(${o.appNamedStatements === true} ? { name: insert ? 'app_insert' : 'app_update', text, values: params } : text, ${o.appNamedStatements === true} ? undefined : params);`
       : `db.transaction(() => {
            if (insert) db.prepare(\`INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES (?, ?, ?, ?, ?, ?)\`).run(row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version);
            else db.prepare(\`UPDATE \${table} SET email = ?, photo = ?, email_idx = ?, key_version = ? WHERE id = ?\`).run(s.email, Buffer.from(s.photo), s.email_idx, s.key_version, row.id);
@@ -287,7 +293,7 @@ function sampleLocks(db: Db, o: MigrateOptions, table: string, cpu: BackendCpu):
       for (const r of rows) seen.add(String(r.mode));
       cpu.note(rows.map((r) => ({ pid: Number(r.pid), role: WORKER })));
       if (i % 4 === 0) cpu.sample();
-      await sleep(5);
+      await sleep(o.lockSampleMs ?? 5);
     }
   })();
   return {

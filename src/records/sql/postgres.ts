@@ -52,7 +52,8 @@ export interface TableSweepOptions extends SweepOptions {
    * Whether the UPDATEs go as named statements, parsed and planned once per connection (pg's
    * `query({ name, text, values })`), rather than as text parsed and planned each time. Default:
    * yes for pg's clients (pg.Pool), no for any other client; true for another client that takes
-   * pg's query config, false to send text only.
+   * pg's query config, false to send text only (behind a pooler that does not keep named
+   * statements per client: PgBouncer in transaction mode without max_prepared_statements).
    */
   namedStatements?: boolean;
 }
