@@ -479,7 +479,7 @@ describe('table sweeps on PostgreSQL', () => {
       expect(explained).toContain(`Index Scan using ${table}_pkey`);
       expect(explained).not.toContain('Seq Scan');
     } finally {
-      await client.query('DEALLOCATE ALL; RESET plan_cache_mode').catch(() => {});
+      await client.query('DEALLOCATE kmse_plan_check; RESET plan_cache_mode').catch(() => {});
       client.release();
     }
   });
