@@ -22,6 +22,7 @@ import { build } from 'esbuild';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { strongestLock } from '../src/records/sql/ddl.ts';
+import { BackendCpu, cpuLine, procCpu } from './migrate-cpu.ts';
 
 export interface MigrateOptions {
   kind: 'postgres' | 'sqlite';
@@ -50,6 +51,10 @@ export interface MigrateOptions {
   warmAtStart?: boolean;
   /** The backfill's rate (rows a second per worker) assumed when spreading the kills over its run; default 6000 (a loaded machine is slower: give its rate). */
   estimatedRowsPerSecond?: number;
+  /** The application sends its writes as named statements (parsed and planned once per connection) rather than as text; default false. */
+  appNamedStatements?: boolean;
+  /** The lock sampler's period in ms (each sample is a query of pg_locks); default 5. */
+  lockSampleMs?: number;
   log?: (line: string) => void;
 }
 
@@ -65,6 +70,8 @@ export interface MigrateResult {
   kills: number;
   seconds: number;
   restarts: RestartTimings;
+  /** Where the CPU went during the backfill (PostgreSQL on this machine; empty elsewhere): one line. */
+  cpu: string;
   line: string;
 }
 
@@ -133,8 +140,10 @@ function appScript(o: MigrateOptions, table: string): string {
   const write =
     o.kind === 'postgres'
       ? `const params = [row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version, row.email, Buffer.from(row.photo)];
-         if (insert) await pool.query(\`WITH w AS (INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ${shadow}\`, params);
-         else await pool.query(\`WITH w AS (UPDATE \${table} SET email = $3, photo = $4, email_idx = $5, key_version = $6 WHERE id = $1 AND tenant = $2 RETURNING id) ${shadow}\`, params);`
+         const text = insert
+           ? \`WITH w AS (INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ${shadow}\`
+           : \`WITH w AS (UPDATE \${table} SET email = $3, photo = $4, email_idx = $5, key_version = $6 WHERE id = $1 AND tenant = $2 RETURNING id) ${shadow}\`;
+         await pool.query(${o.appNamedStatements === true} ? { name: insert ? 'app_insert' : 'app_update', text, values: params } : text, ${o.appNamedStatements === true} ? undefined : params);`
       : `db.transaction(() => {
            if (insert) db.prepare(\`INSERT INTO \${table} (id, tenant, email, photo, email_idx, key_version) VALUES (?, ?, ?, ?, ?, ?)\`).run(row.id, row.tenant, s.email, Buffer.from(s.photo), s.email_idx, s.key_version);
            else db.prepare(\`UPDATE \${table} SET email = ?, photo = ?, email_idx = ?, key_version = ? WHERE id = ?\`).run(s.email, Buffer.from(s.photo), s.email_idx, s.key_version, row.id);
@@ -216,7 +225,7 @@ interface Db {
 
 async function openDb(o: MigrateOptions): Promise<Db & { dir?: string }> {
   if (o.kind === 'postgres') {
-    const pool = new pg.Pool({ connectionString: o.url, max: 4 });
+    const pool = new pg.Pool({ connectionString: o.url, max: 4, application_name: HARNESS });
     return { exec: async (sql, params) => (await pool.query(sql, params)).rows, close: () => pool.end(), env: {} };
   }
   const dir = mkdtempSync(join(tmpdir(), 'kmse-migrate-'));
@@ -259,18 +268,32 @@ export async function createTables(db: Db, o: MigrateOptions, table: string): Pr
   if (o.kind === 'postgres') await db.exec(`CREATE INDEX CONCURRENTLY ${table}_todo ON ${table} (id) WHERE key_version IS NULL`);
 }
 
-/** Samples the lock modes the migration workers' sessions hold on the table (PostgreSQL). */
-function sampleLocks(db: Db, o: MigrateOptions, table: string): { stop(): Promise<Set<string>> } {
+const WORKER = 'kmse-migrate-worker';
+const APP = 'kmse-migrate-app';
+const HARNESS = 'kmse-migrate-harness';
+
+/**
+ * Samples the lock modes the migration workers' sessions hold on the table (PostgreSQL), and the
+ * CPU of the sessions (`cpu`): the workers' as they show up holding locks, the others' from
+ * pg_stat_activity every 100 ms.
+ */
+function sampleLocks(db: Db, o: MigrateOptions, table: string, cpu: BackendCpu): { stop(): Promise<Set<string>> } {
   const seen = new Set<string>();
   let running = o.kind === 'postgres';
   const loop = (async () => {
-    while (running) {
+    for (let i = 0; running; i++) {
+      if (i % 20 === 0) {
+        const sessions = await db.exec(`SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'client backend'`);
+        cpu.note(sessions.map((r) => ({ pid: Number(r.pid), role: String(r.application_name) })));
+      }
       const rows = await db.exec(
-        `SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = 'kmse-migrate-worker'`,
+        `SELECT l.pid, l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND a.application_name = '${WORKER}'`,
         [table],
       );
       for (const r of rows) seen.add(String(r.mode));
-      await sleep(5);
+      cpu.note(rows.map((r) => ({ pid: Number(r.pid), role: WORKER })));
+      if (i % 4 === 0) cpu.sample();
+      await sleep(o.lockSampleMs ?? 5);
     }
   })();
   return {
@@ -297,12 +320,18 @@ interface WorkerRun {
   loaded?: number;
   start?: number;
   batches: number[];
+  /** The worker's CPU ms at `start` and at each batch. */
+  startCpu?: number;
+  batchCpu: number[];
 }
 
 function readMoments(run: WorkerRun, out: string): void {
-  for (const [, what, at] of out.matchAll(/^at (boot|loaded|start|batch) (\d+) \d+$/gm)) {
-    if (what === 'batch') run.batches.push(Number(at));
-    else run[what as 'boot' | 'loaded' | 'start'] = Number(at);
+  for (const [, what, at, cpu] of out.matchAll(/^at (boot|loaded|start|batch) (\d+) (\d+)$/gm)) {
+    if (what === 'batch') {
+      run.batches.push(Number(at));
+      run.batchCpu.push(Number(cpu));
+    } else run[what as 'boot' | 'loaded' | 'start'] = Number(at);
+    if (what === 'start') run.startCpu = Number(cpu);
   }
 }
 
@@ -320,6 +349,9 @@ export interface RestartTimings {
   load: number;
   connect: number;
   firstBatch: number;
+  /** The worker's own CPU in its first batch after a restart, and in a steady batch (ms). */
+  firstBatchCpu: number;
+  steadyBatchCpu: number;
   killToFirstBatch: number;
   steadyBatch: number;
   thrownAway: number;
@@ -337,6 +369,8 @@ function restartTimings(runs: WorkerRun[]): RestartTimings {
     firstBatch: median(restarted.map((r) => r.batches[0]! - r.start!)),
     killToFirstBatch: median(restarted.map((r) => r.batches[0]! - r.restartOf!)),
     steadyBatch: median(steady),
+    firstBatchCpu: median(restarted.map((r) => r.batchCpu[0]! - r.startCpu!)),
+    steadyBatchCpu: median(runs.flatMap((r) => r.batchCpu.slice(2).map((cpu, i) => cpu - r.batchCpu[i + 1]!))),
     thrownAway: median(killed.map((r) => r.killedAt! - (r.batches.at(-1) ?? r.start ?? r.spawnedAt))),
   };
 }
@@ -351,7 +385,7 @@ async function runWorkers(o: MigrateOptions, env: Record<string, string>, script
   const started: number[] = [];
   const slot = async (i: number): Promise<void> => {
     for (let killedAt: number | undefined; ; ) {
-      const run: WorkerRun = { spawnedAt: Date.now(), ...(killedAt === undefined ? {} : { restartOf: killedAt }), batches: [] };
+      const run: WorkerRun = { spawnedAt: Date.now(), ...(killedAt === undefined ? {} : { restartOf: killedAt }), batches: [], batchCpu: [] };
       const s = spawnScript(script, { ...env, APP_NAME: 'kmse-migrate-worker' });
       live[i] = s.child;
       current[i] = run;
@@ -425,6 +459,28 @@ function verifierScript(o: MigrateOptions, table: string): string {
     process.exit(0);`;
 }
 
+/** The CPU line of the backfill (see bench/migrate-cpu.ts): workers (every run, reaped), their sessions, the application and its sessions, the harness and its (the lock sampler), the rest of PostgreSQL. */
+function cpuSpent(backends: BackendCpu, at: { self: NodeJS.CpuUsage; children: number | undefined; app: number | undefined }, appPid: number, rows: number, seconds: number): string {
+  const self = process.cpuUsage(at.self);
+  const sub = (now: number | undefined, then: number | undefined) => (now === undefined || then === undefined ? undefined : now - then);
+  const { byRole, cluster } = backends.totals();
+  const sessions = [...byRole.values()].reduce((a, b) => a + b, 0);
+  if (byRole.size === 0) return '';
+  return cpuLine(
+    [
+      ['workers', sub(procCpu('self')?.children, at.children)],
+      ['their postgres sessions', byRole.get(WORKER) ?? 0],
+      ['application', sub(procCpu(appPid)?.own, at.app)],
+      ['its sessions', byRole.get(APP) ?? 0],
+      ['harness', (self.user + self.system) / 1000],
+      ['its sessions (lock sampler)', byRole.get(HARNESS) ?? 0],
+      ['postgres rest', sub(cluster, sessions)],
+    ],
+    rows,
+    seconds,
+  );
+}
+
 export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
   const log = o.log ?? (() => {});
   const table = o.table ?? `kmse_migrate_${randomBytes(4).toString('hex')}`;
@@ -439,29 +495,33 @@ export async function runMigrate(o: MigrateOptions): Promise<MigrateResult> {
     ]);
     await createTables(db, o, table);
     log(`migrate setup: ${o.rows} plaintext rows in ${TENANTS} tenants (${o.kind})`);
-    const app = spawnScript(appArgs, { ...env, POOL_MAX: '8' }, true);
+    const app = spawnScript(appArgs, { ...env, POOL_MAX: '8', APP_NAME: APP }, true);
     const appDone = new Promise<{ writes: number; seconds: number }>((resolve) => app.child.once('message', (m) => resolve(m as { writes: number; seconds: number })));
     await sleep(500); // the application writes before the backfill starts (phase a)
-    const sampler = sampleLocks(db, o, table);
+    const backends = new BackendCpu();
+    const sampler = sampleLocks(db, o, table, backends);
+    const cpuAtStart = { self: process.cpuUsage(), children: procCpu('self')?.children, app: procCpu(app.child.pid!)?.own };
     const started = performance.now();
     const { kills, restarts } = await runWorkers(o, env, workerArgs);
     const seconds = (performance.now() - started) / 1000;
     const locks = await sampler.stop();
+    const cpu = cpuSpent(backends, cpuAtStart, app.child.pid!, o.rows, seconds);
     app.child.send('stop');
     const traffic = await appDone;
     await app.exit;
     log(`migrate backfill: ${seconds.toFixed(1)} s, kills ${kills}, application ${traffic.writes} writes in ${traffic.seconds.toFixed(1)} s`);
     const r = restarts;
+    if (cpu) log(cpu);
     log(
       `migrate restarts (${r.restarts}, medians in ms): kill to first batch ${r.killToFirstBatch} = node ${r.node} + loading ${r.load} + connect and start ${r.connect} + first batch ${r.firstBatch}; ` +
-        `a steady batch ${r.steadyBatch}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
+        `a steady batch ${r.steadyBatch}; the worker's CPU in its first batch ${r.firstBatchCpu}, in a steady batch ${r.steadyBatchCpu}; thrown away at a kill (since the last commit) ${r.thrownAway}`,
     );
     const verified = JSON.parse((await spawnScript(verifierArgs, env).exit).out.trim().split('\n').at(-1)!) as { n: number; plaintext: number; lost: number; double: number };
     const rowsPerSecondPerWorker = Math.round(o.rows / seconds / o.workers);
     const writesPerSecond = Math.round(traffic.writes / traffic.seconds);
     const strongestHeld = o.kind === 'postgres' ? (strongestLock(locks) ?? 'none') : 'none (SQLite: no table locks)';
     const line = `migrate ${o.rows} rows under ${writesPerSecond} writes/s: ${rowsPerSecondPerWorker} rows/s per worker (${o.workers} workers), plaintext left ${verified.plaintext}, lost updates ${verified.lost}, double-encrypted ${verified.double}, strongest lock ${strongestHeld}, kills ${kills}`;
-    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, restarts, line };
+    return { rows: o.rows, writesPerSecond, rowsPerSecondPerWorker, workers: o.workers, plaintextLeft: verified.plaintext, lostUpdates: verified.lost, doubleEncrypted: verified.double, strongestLock: strongestHeld, kills, seconds, restarts, cpu, line };
   } finally {
     if (!o.table) for (const t of [table, `${table}_shadow`, `${table}_keys`, ...(o.kind === 'postgres' ? [`${table}_keys_tombstones`] : [])]) await db.exec(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
     await db.close();

@@ -9,6 +9,10 @@
  * BENCH_MIGRATE_COUNT=1 (workers count the pending rows as they start), BENCH_MIGRATE_WARM=0 (no
  * key warming at start); BENCH_MIGRATE_ESTIMATE (6000): the rate per worker the kills are spread
  * for (lower it on a loaded machine so that they land over the whole run).
+ * It also prints where the CPU went during the backfill (bench/migrate-cpu.ts: /proc, PostgreSQL on
+ * this machine), by role and per backfilled row. To see how much of it is the harness's: the
+ * application's writes as named statements, BENCH_MIGRATE_APP_NAMED=1 (default 0: text, parsed and
+ * planned for each write); the lock sampler's period, BENCH_MIGRATE_LOCK_SAMPLE_MS (default 5).
  */
 import { cpus, loadavg } from 'node:os';
 import { runMigrate } from './migrate-run.ts';
@@ -29,6 +33,8 @@ try {
     countAtStart: num('BENCH_MIGRATE_COUNT', 0) === 1,
     warmAtStart: num('BENCH_MIGRATE_WARM', 1) === 1,
     estimatedRowsPerSecond: num('BENCH_MIGRATE_ESTIMATE', 6000),
+    appNamedStatements: num('BENCH_MIGRATE_APP_NAMED', 0) === 1,
+    lockSampleMs: num('BENCH_MIGRATE_LOCK_SAMPLE_MS', 5),
     dist: new URL('../../dist/', import.meta.url).href,
     log: (line) => console.log(line),
   });

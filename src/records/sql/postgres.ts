@@ -4,7 +4,10 @@
  *
  * Each batch is one transaction on one connection:
  *   BEGIN; SELECT … WHERE <pending> AND key > <last> ORDER BY key LIMIT n FOR UPDATE SKIP LOCKED;
- *   (the transform); UPDATE … FROM (VALUES …) for the rows it wrote; COMMIT.
+ *   (the transform); UPDATE … FROM unnest($1::type[], …) for the rows it wrote; COMMIT.
+ * The UPDATE takes one array per column, so its text is the same whatever the number of rows: with
+ * pg's clients it is a named statement, parsed and planned once per connection (the SELECT is
+ * planned for each batch: its plan depends on the limit and the key it starts after).
  * The row locks keep application writes to those rows waiting for the batch (no lost update), and
  * SKIP LOCKED lets other workers take the next rows instead of waiting. Under READ COMMITTED a row
  * another worker committed meanwhile is checked against `pending` again and no longer matches, so
@@ -13,7 +16,11 @@
 import { quoteTableName } from '../../core/sql-names.ts';
 import { quoteIdentifier, runSweep, type SweepDriver, type SweepOptions, type SweepRow, type SweepSummary } from '../sweep.ts';
 
-/** One connection: pg's PoolClient fits. */
+/**
+ * One connection: pg's PoolClient fits. Named statements (see TableSweepOptions.namedStatements)
+ * are sent as pg's `query({ name, text, values })`, which a client that takes text only need not
+ * support.
+ */
 export interface PostgresSweepClient {
   query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>;
   release(error?: Error | boolean): void;
@@ -41,6 +48,14 @@ export interface TableSweepOptions extends SweepOptions {
   pending: string;
   /** The bound parameters `$1`, `$2`, ... of `pending` (rotationSweep() with `partitions` gives a function resolved at the start). */
   params?: readonly unknown[] | (() => Promise<readonly unknown[]>);
+  /**
+   * Whether the UPDATEs go as named statements, parsed and planned once per connection (pg's
+   * `query({ name, text, values })`), rather than as text parsed and planned each time. Default:
+   * yes for pg's clients (pg.Pool), no for any other client; true for another client that takes
+   * pg's query config, false to send text only (behind a pooler that does not keep named
+   * statements per client: PgBouncer in transaction mode without max_prepared_statements).
+   */
+  namedStatements?: boolean;
 }
 
 interface Shape {
@@ -86,76 +101,148 @@ export function bytesParam(value: unknown): unknown {
 /** Yields to the event loop's I/O (setImmediate where it exists). */
 const yieldToIo = (): Promise<void> => new Promise<void>((resume) => ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(resume));
 
-function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, string>): SweepDriver {
-  const q = (c: string) => quoteIdentifier(c);
-  const keyList = shape.key.map(q).join(', ');
-  // `pending`'s own parameters come first ($1..$k), then the limit, then the key to start after.
-  const k = shape.params.length;
-  const select = (after: boolean) =>
-    `SELECT ${[...shape.key, ...shape.columns].map(q).join(', ')} FROM ${shape.table} WHERE (${shape.pending})` +
-    (after ? ` AND (${keyList}) > (${shape.key.map((c, i) => `$${k + 2 + i}::${types.get(c)}`).join(', ')})` : '') +
-    ` ORDER BY ${keyList} LIMIT $${k + 1} FOR UPDATE SKIP LOCKED`;
+/** A column's SQL type, and whether its values are arrays (unnest would flatten them into their elements). */
+interface ColumnType {
+  sql: string;
+  array: boolean;
+}
 
-  /** Column sets already checked, by their sorted names joined. */
-  const checked = new Set<string>();
-  /** The UPDATE for a column set and a number of rows (placeholders only: the values are parameters). */
-  const statements = new Map<string, string>();
-  function statement(id: string, names: string[], rows: number): string {
+/** Names of the named statements, one per statement text in this process: the same text has the same name on every connection. */
+const statementNames = new Map<string, string>();
+/** Texts named at most (past it, statements go as text): each stays prepared on every connection that ran it, for the connection's life. */
+const MAX_NAMED_STATEMENTS = 1000;
+
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) statementNames.set(text, (name = `kmse_sweep_${statementNames.size + 1}`));
+  return name;
+}
+
+type QueryConfig = { name: string; text: string; values: unknown[] };
+
+/** Sends a statement: named when the client takes pg's query config and `named` allows it, else as text. */
+function sender(client: PostgresSweepClient, named: boolean): (text: string, values: unknown[]) => Promise<unknown> {
+  const byConfig = client.query.bind(client) as unknown as (config: QueryConfig) => Promise<unknown>;
+  return (text, values) => {
+    const name = named ? statementName(text) : undefined;
+    return name === undefined ? client.query(text, values) : byConfig({ name, text, values });
+  };
+}
+
+/** Whether a client is pg's (a PoolClient): it takes `query({ name, text, values })`. */
+const isPgClient = (client: PostgresSweepClient): boolean => typeof (client as { connectionParameters?: unknown }).connectionParameters === 'object';
+
+/**
+ * The UPDATE of the rows a slice wrote, for one set of columns: `FROM unnest($1::type[], …)`, one
+ * array per column, the same text whatever the number of rows (named, it is parsed and planned
+ * once); when a column holds arrays, which unnest would flatten, a VALUES list of the rows (its
+ * text depends on their number: sent as text).
+ */
+function updateWriter(shape: Shape, types: Map<string, ColumnType>, send: (text: string, values: unknown[]) => Promise<unknown>, sendText: (text: string, values: unknown[]) => Promise<unknown>) {
+  const q = (c: string) => quoteIdentifier(c);
+  const keyWidth = shape.key.length;
+  const on = shape.key.map((c, i) => `t.${q(c)} = v.c${i}`).join(' AND ');
+  const set = (names: string[]) => names.map((c, i) => `${q(c)} = v.c${keyWidth + i}`).join(', ');
+  const alias = (width: number) => Array.from({ length: width }, (_, i) => `c${i}`).join(', ');
+  const unnestTexts = new Map<string, string | null>();
+  const valuesTexts = new Map<string, string>();
+
+  /** The unnest form's text for a column set, or null when a column holds arrays. */
+  function unnestText(id: string, names: string[]): string | null {
+    let sql = unnestTexts.get(id);
+    if (sql !== undefined) return sql;
+    const all = [...shape.key, ...names];
+    sql = all.some((c) => types.get(c)!.array) ? null : `UPDATE ${shape.table} AS t SET ${set(names)} FROM unnest(${all.map((c, i) => `$${i + 1}::${types.get(c)!.sql}[]`).join(', ')}) AS v(${alias(all.length)}) WHERE ${on}`;
+    unnestTexts.set(id, sql);
+    return sql;
+  }
+
+  function valuesText(id: string, names: string[], rows: number): string {
     const cacheKey = `${id}\u0001${rows}`;
-    let sql = statements.get(cacheKey);
+    let sql = valuesTexts.get(cacheKey);
     if (sql !== undefined) return sql;
     const all = [...shape.key, ...names];
     const width = all.length;
     const tuples: string[] = [];
     for (let row = 0; row < rows; row++) {
       // The first tuple's casts type the VALUES list's columns.
-      const cells = all.map((c, i) => (row === 0 ? `$${i + 1}::${types.get(c)}` : `$${row * width + i + 1}`));
+      const cells = all.map((c, i) => (row === 0 ? `$${i + 1}::${types.get(c)!.sql}` : `$${row * width + i + 1}`));
       tuples.push(`(${cells.join(', ')})`);
     }
-    const alias = all.map((_, i) => `c${i}`);
-    const set = names.map((c, i) => `${q(c)} = v.c${shape.key.length + i}`).join(', ');
-    const on = shape.key.map((c, i) => `t.${q(c)} = v.c${i}`).join(' AND ');
-    sql = `UPDATE ${shape.table} AS t SET ${set} FROM (VALUES ${tuples.join(', ')}) AS v(${alias.join(', ')}) WHERE ${on}`;
-    if (statements.size >= 64) statements.clear();
-    statements.set(cacheKey, sql);
+    sql = `UPDATE ${shape.table} AS t SET ${set(names)} FROM (VALUES ${tuples.join(', ')}) AS v(${alias(width)}) WHERE ${on}`;
+    if (valuesTexts.size >= 64) valuesTexts.clear();
+    valuesTexts.set(cacheKey, sql);
     return sql;
   }
 
-  async function write(writes: { key: readonly unknown[]; write: Record<string, unknown> }[]): Promise<void> {
-    // One UPDATE per set of columns written (a sweep writes the same set for every row, mostly in
-    // the same order: the last row's set is reused when its names match).
-    const groups = new Map<string, { names: string[]; writes: typeof writes }>();
-    let lastNames: string[] = [];
-    let lastGroup: { names: string[]; writes: typeof writes } | undefined;
-    for (const w of writes) {
-      const names = Object.keys(w.write);
-      if (lastGroup && names.length === lastNames.length && names.every((n, i) => n === lastNames[i])) {
-        lastGroup.writes.push(w);
-        continue;
-      }
-      const sorted = [...names].sort();
-      const id = sorted.join('\u0000');
-      if (!checked.has(id)) {
-        for (const n of sorted) if (!types.has(n) || shape.key.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep may write`);
-        checked.add(id);
-      }
-      let group = groups.get(id);
-      if (!group) groups.set(id, (group = { names: sorted, writes: [] }));
-      group.writes.push(w);
-      lastNames = names;
-      lastGroup = group;
-    }
-    for (const [id, { names, writes: group }] of groups) {
-      const keyWidth = shape.key.length;
-      const width = keyWidth + names.length;
-      const values = new Array<unknown>(group.length * width);
-      for (let row = 0, at = 0; row < group.length; row++) {
+  return async (id: string, names: string[], group: { key: readonly unknown[]; write: Record<string, unknown> }[]): Promise<void> => {
+    const unnest = unnestText(id, names);
+    if (unnest !== null) {
+      const arrays = Array.from({ length: keyWidth + names.length }, () => new Array<unknown>(group.length));
+      for (let row = 0; row < group.length; row++) {
         const w = group[row]!;
-        for (let i = 0; i < keyWidth; i++) values[at++] = bytesParam(w.key[i]);
-        for (const n of names) values[at++] = bytesParam(w.write[n]);
+        for (let i = 0; i < keyWidth; i++) arrays[i]![row] = bytesParam(w.key[i]);
+        for (let i = 0; i < names.length; i++) arrays[keyWidth + i]![row] = bytesParam(w.write[names[i]!]);
       }
-      await client.query(statement(id, names, group.length), values);
+      await send(unnest, arrays);
+      return;
     }
+    const width = keyWidth + names.length;
+    const values = new Array<unknown>(group.length * width);
+    for (let row = 0, at = 0; row < group.length; row++) {
+      const w = group[row]!;
+      for (let i = 0; i < keyWidth; i++) values[at++] = bytesParam(w.key[i]);
+      for (const n of names) values[at++] = bytesParam(w.write[n]);
+    }
+    await sendText(valuesText(id, names, group.length), values);
+  };
+}
+
+type Writes = { key: readonly unknown[]; write: Record<string, unknown> }[];
+
+/** The rows written grouped by their set of columns (a sweep writes the same set for every row, mostly in the same order: the last row's set is reused when its names match). */
+function groupByColumns(writes: Writes, shape: Shape, types: Map<string, ColumnType>, checked: Set<string>): Map<string, { names: string[]; writes: Writes }> {
+  const groups = new Map<string, { names: string[]; writes: Writes }>();
+  let lastNames: string[] = [];
+  let lastGroup: { names: string[]; writes: Writes } | undefined;
+  for (const w of writes) {
+    const names = Object.keys(w.write);
+    if (lastGroup && names.length === lastNames.length && names.every((n, i) => n === lastNames[i])) {
+      lastGroup.writes.push(w);
+      continue;
+    }
+    const sorted = [...names].sort();
+    const id = sorted.join('\u0000');
+    if (!checked.has(id)) {
+      for (const n of sorted) if (!types.has(n) || shape.key.includes(n)) throw new TypeError(`the transform wrote ${JSON.stringify(n)}, not a column the sweep may write`);
+      checked.add(id);
+    }
+    let group = groups.get(id);
+    if (!group) groups.set(id, (group = { names: sorted, writes: [] }));
+    group.writes.push(w);
+    lastNames = names;
+    lastGroup = group;
+  }
+  return groups;
+}
+
+function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, ColumnType>, named: boolean): SweepDriver {
+  const q = (c: string) => quoteIdentifier(c);
+  const keyList = shape.key.map(q).join(', ');
+  // `pending`'s own parameters come first ($1..$k), then the limit, then the key to start after.
+  const k = shape.params.length;
+  const select = (after: boolean) =>
+    `SELECT ${[...shape.key, ...shape.columns].map(q).join(', ')} FROM ${shape.table} WHERE (${shape.pending})` +
+    (after ? ` AND (${keyList}) > (${shape.key.map((c, i) => `$${k + 2 + i}::${types.get(c)!.sql}`).join(', ')})` : '') +
+    ` ORDER BY ${keyList} LIMIT $${k + 1} FOR UPDATE SKIP LOCKED`;
+  const sendText = (text: string, values: unknown[]) => client.query(text, values);
+  const update = updateWriter(shape, types, sender(client, named), sendText);
+  /** Column sets already checked, by their sorted names joined. */
+  const checked = new Set<string>();
+
+  async function write(writes: Writes): Promise<void> {
+    // One UPDATE per set of columns written.
+    for (const [id, { names, writes: group }] of groupByColumns(writes, shape, types, checked)) await update(id, names, group);
   }
 
   return {
@@ -172,6 +259,8 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
       // a query on a busy client).
       let writing: Promise<void> = Promise.resolve();
       try {
+        // The SELECT is planned for each batch, as text: its best plan depends on the limit and on
+        // the key it starts after (a generic plan, as a named statement gets, knows neither).
         const { rows } = await client.query(select(after !== undefined), [...shape.params, limit, ...(after ?? [])]);
         const read = rows as SweepRow[];
         for (let i = 0; i < read.length; i += PIPELINE_SLICE) {
@@ -196,13 +285,14 @@ function driverOn(client: PostgresSweepClient, shape: Shape, types: Map<string, 
   };
 }
 
-/** The columns' SQL types, for the casts of the UPDATE's VALUES list and the key comparison. */
-async function columnTypes(client: PostgresSweepClient, shape: Shape): Promise<Map<string, string>> {
+/** The columns' SQL types (for the casts of the UPDATE's arrays or VALUES list and of the key comparison), and which hold arrays. */
+async function columnTypes(client: PostgresSweepClient, shape: Shape): Promise<Map<string, ColumnType>> {
   const { rows } = await client.query(
-    'SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped',
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typcategory = 'A' AS array
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`,
     [shape.table],
   );
-  const types = new Map((rows as { name: string; type: string }[]).map((r) => [r.name, r.type]));
+  const types = new Map((rows as { name: string; type: string; array: boolean }[]).map((r) => [r.name, { sql: r.type, array: r.array === true }]));
   for (const c of [...shape.key, ...shape.columns]) if (!types.has(c)) throw new TypeError(`table ${shape.table} has no column ${JSON.stringify(c)}`);
   return types;
 }
@@ -230,11 +320,12 @@ export async function sweepPostgres(pool: PostgresSweepPool, options: TableSweep
   let broken: Error | undefined;
   try {
     const types = await columnTypes(first, shape);
+    const named = (client: PostgresSweepClient) => options.namedStatements ?? isPgClient(client);
     const driver: SweepDriver = {
-      ...driverOn(first, shape, types),
+      ...driverOn(first, shape, types, named(first)),
       async fork() {
         const client = await pool.connect();
-        const forked = driverOn(client, shape, types);
+        const forked = driverOn(client, shape, types, named(client));
         let failed: Error | undefined;
         return {
           ...forked,

@@ -440,6 +440,96 @@ describe('table sweeps on PostgreSQL', () => {
     expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 450 }]);
   });
 
+  it('a batch is BEGIN, the SELECT, one UPDATE per slice, COMMIT; the UPDATE is one named statement whatever its rows (unnest of arrays), prepared once on the connection, its generic plan an index scan', async () => {
+    const table = await pgTable();
+    // Enough rows, analyzed, for the planner to prefer the primary key to a scan of the table.
+    await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 5, '0'), 'acme', 1 FROM generate_series(0, 19999) AS i`);
+    await pool.query(`ANALYZE ${table}`);
+    const watched = new pg.Pool({ connectionString: server.url, max: 2 });
+    const sent: unknown[] = []; // the first argument of every query the sweep's client was given
+    watched.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args: unknown[]) => (sent.push(args[0]), query(...args));
+    });
+    try {
+      const plan = { columns: ['key_version'], pending: `key_version < 2 AND id < 'r00500'`, transform: () => ({ write: { key_version: 2 } }), batchSize: 250, count: false };
+      expect(await sweepPostgres(watched, { table, key: 'id', ...plan })).toMatchObject({ written: 500, batches: 2 });
+      const kinds = sent.map((q) => (typeof q === 'string' ? q.split(' ')[0] : `named ${(q as { text: string }).text.split(' ')[0]}`));
+      const batch = ['BEGIN', 'SELECT', 'named UPDATE', 'named UPDATE', 'named UPDATE', 'COMMIT']; // 250 rows: slices of 100, 100, 50
+      expect(kinds).toEqual(['SELECT', ...batch, ...batch, 'BEGIN', 'SELECT', 'COMMIT']);
+      const updates = sent.filter((q): q is { name: string; text: string } => typeof q === 'object');
+      expect(new Set(updates.map((u) => `${u.name} ${u.text}`)).size).toBe(1);
+      expect(updates[0]!.text).toContain('FROM unnest($1::text[], $2::integer[])');
+      // The server parsed it once and planned it at most once per run (custom plans for the first five, then the generic one).
+      expect(watched.totalCount).toBe(1);
+      const { rows: prepared } = await watched.query('SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements');
+      expect(prepared).toHaveLength(1);
+      expect(prepared[0]).toMatchObject({ statement: updates[0]!.text });
+      expect(Number(prepared[0].generic_plans) + Number(prepared[0].custom_plans)).toBe(6);
+      expect(Number(prepared[0].generic_plans)).toBeGreaterThan(0);
+    } finally {
+      await watched.end();
+    }
+    // The generic plan (what every execution past the fifth runs) finds the rows by the primary key.
+    const client = await pool.connect();
+    try {
+      await client.query(`SET plan_cache_mode = force_generic_plan`);
+      await client.query(`PREPARE kmse_plan_check AS ${(sent.find((q) => typeof q === 'object') as { text: string }).text}`);
+      const explained = (await client.query(`EXPLAIN EXECUTE kmse_plan_check('{r00600}', '{3}')`)).rows.map((r: Record<string, string>) => r['QUERY PLAN']).join('\n');
+      expect(explained).toContain(`Index Scan using ${table}_pkey`);
+      expect(explained).not.toContain('Seq Scan');
+    } finally {
+      await client.query('DEALLOCATE kmse_plan_check; RESET plan_cache_mode').catch(() => {});
+      client.release();
+    }
+  });
+
+  it('writes an array column (which unnest would flatten) row by row: arrays of different lengths, empty and NULL, each back as written', async () => {
+    const table = uniqueTable('kmse_sweep');
+    tables.push(table);
+    await pool.query(`CREATE TABLE ${table} (id INTEGER PRIMARY KEY, tokens TEXT[], done BOOLEAN NOT NULL DEFAULT false)`);
+    await pool.query(`INSERT INTO ${table} (id) SELECT i FROM generate_series(0, 149) AS i`);
+    const tokensOf = (id: number) => (id % 5 === 4 ? null : Array.from({ length: id % 5 }, (_, j) => `t${id}.${j}`));
+    const transform = (row: Record<string, unknown>) => ({ write: { tokens: tokensOf(row.id as number), done: true } });
+    expect(await sweepPostgres(pool, { table, key: 'id', columns: ['tokens'], pending: 'NOT done', transform, batchSize: 150 })).toMatchObject({ written: 150 });
+    const { rows } = await pool.query(`SELECT id, tokens FROM ${table} ORDER BY id`);
+    expect(rows).toEqual(Array.from({ length: 150 }, (_, id) => ({ id, tokens: tokensOf(id) })));
+  });
+
+  it('a client that takes text only is sent text: by default for a client not pg\'s, and with namedStatements: false for pg\'s', async () => {
+    const table = await pgTable();
+    await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 3, '0'), 'acme', 1 FROM generate_series(0, 299) AS i`);
+    const plan = { columns: ['key_version'], pending: 'key_version < 2', transform: () => ({ write: { key_version: 2 } }), batchSize: 100 };
+    const textOnly = {
+      async connect() {
+        const client = await pool.connect();
+        return {
+          query: (text: unknown, values?: unknown[]) => {
+            if (typeof text !== 'string') throw new TypeError('this client takes SQL text only');
+            return client.query(text, values);
+          },
+          release: (error?: Error | boolean) => client.release(error),
+        };
+      },
+    };
+    expect(await sweepPostgres(textOnly, { table, key: 'id', ...plan, pending: `key_version < 2 AND id < 'r150'` })).toMatchObject({ written: 150, failed: 0 });
+    const watched = new pg.Pool({ connectionString: server.url, max: 2 });
+    const sent: unknown[] = [];
+    watched.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args: unknown[]) => (sent.push(args[0]), query(...args));
+    });
+    try {
+      expect(await sweepPostgres(watched, { table, key: 'id', ...plan, namedStatements: false })).toMatchObject({ written: 150 });
+      expect(sent.filter((q) => typeof q === 'string' && q.startsWith('UPDATE'))).toHaveLength(2);
+      expect(sent.every((q) => typeof q === 'string')).toBe(true);
+      expect((await watched.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await watched.end();
+    }
+    expect((await pool.query(`SELECT count(*)::int AS n FROM ${table} WHERE key_version = 2`)).rows).toEqual([{ n: 300 }]);
+  });
+
   it('count: false starts without counting the pending rows (pending undefined throughout) and still does every row', async () => {
     const table = await pgTable();
     await pool.query(`INSERT INTO ${table} (id, tenant, key_version) SELECT 'r' || lpad(i::text, 3, '0'), 'acme', 1 FROM generate_series(0, 119) AS i`);
