@@ -52,34 +52,32 @@ function deriveCompactKeys({ crypto, suite, key, context, keyState }: PayloadKey
 }
 
 /**
- * openCompact's message keys, one set per key length, reused: openCompact derives, uses and wipes
- * them without yielding, so calls never share them (a nested call, should there be one, gets its own).
+ * Message keys, one set per key length, reused by one user at a time: openCompact derives, uses and
+ * wipes them without yielding, so calls never share them (a nested call, should there be one, gets
+ * its own); a CompactSealer takes its set at construction and gives it back wiped when it seals or
+ * is destroyed (the sync path does both without yielding), and one made while the set is taken (a
+ * sealer held across an await) gets its own. A database row seals three fields: this saves five
+ * typed arrays and two objects per field.
  */
-const scratchKeys = new Map<number, CompactKeys>();
-let scratchInUse = false;
-function takeScratch(keyLength: number): CompactKeys | undefined {
-  if (scratchInUse) return undefined;
-  let scratch = scratchKeys.get(keyLength);
-  if (!scratch) scratchKeys.set(keyLength, (scratch = compactKeys(keyLength)));
-  scratchInUse = true;
-  return scratch;
-}
+class KeyScratch {
+  readonly #keys = new Map<number, CompactKeys>();
+  #busy = false;
 
-/**
- * A CompactSealer's message keys, one set per key length, reused the same way: a sealer takes them
- * at construction and gives them back wiped when it seals or is destroyed (the sync path does both
- * without yielding). A sealer made while they are taken (one held across an await) gets its own.
- * A database row seals three fields: this saves five typed arrays and two objects per field.
- */
-const sealScratchKeys = new Map<number, CompactKeys>();
-let sealScratchInUse = false;
-function takeSealScratch(keyLength: number): CompactKeys | undefined {
-  if (sealScratchInUse) return undefined;
-  let scratch = sealScratchKeys.get(keyLength);
-  if (!scratch) sealScratchKeys.set(keyLength, (scratch = compactKeys(keyLength)));
-  sealScratchInUse = true;
-  return scratch;
+  take(keyLength: number): CompactKeys | undefined {
+    if (this.#busy) return undefined;
+    let scratch = this.#keys.get(keyLength);
+    if (!scratch) this.#keys.set(keyLength, (scratch = compactKeys(keyLength)));
+    this.#busy = true;
+    return scratch;
+  }
+
+  /** Gives the set back (its user wiped it). */
+  give(): void {
+    this.#busy = false;
+  }
 }
+const openScratch = new KeyScratch();
+const sealScratch = new KeyScratch();
 
 /** The payload length of a compact message, or undefined when the plaintext is too long for one. */
 export function compactSealedLength(plaintextLength: number): number | undefined {
@@ -96,7 +94,7 @@ export function compactPlaintextLength(payloadLength: number): number | undefine
 export function openCompact(payloadKey: PayloadKey, payload: Uint8Array): Uint8Array {
   const { crypto: backend, suite } = payloadKey;
   if (compactPlaintextLength(payload.length) === undefined || payloadKey.key.length !== suite.keyLength) throw new DecryptionFailedError();
-  const scratch = takeScratch(suite.keyLength);
+  const scratch = openScratch.take(suite.keyLength);
   const derived = scratch ?? compactKeys(suite.keyLength);
   try {
     const { keys, commitment } = deriveCompactKeys(payloadKey, payload.subarray(0, COMPACT_SALT_LENGTH), derived);
@@ -106,7 +104,7 @@ export function openCompact(payloadKey: PayloadKey, payload: Uint8Array): Uint8A
     return plaintext;
   } finally {
     derived.keys.wipe();
-    if (scratch) scratchInUse = false;
+    if (scratch) openScratch.give();
   }
 }
 
@@ -146,7 +144,7 @@ export class CompactSealer {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
     this.#backend = backend;
     this.#salt = salt;
-    const scratch = takeSealScratch(suite.keyLength);
+    const scratch = sealScratch.take(suite.keyLength);
     this.#scratch = scratch !== undefined;
     try {
       this.#keys = deriveCompactKeys({ crypto: backend, suite, key: inputKey, context, keyState }, salt, scratch);
@@ -208,7 +206,7 @@ export class CompactSealer {
   #release(): void {
     if (this.#scratch) {
       this.#scratch = false;
-      sealScratchInUse = false;
+      sealScratch.give();
     }
   }
 }

@@ -90,39 +90,35 @@ async function sealAsyncWith(core: EnvelopeCore, session: SealSession, bytes: Ui
 export function sealBuffer(core: EnvelopeCore, plaintext: ByteInput | string, options: SealOptions = {}, sync = false): Bytes | Promise<Bytes> {
   const own = typeof plaintext === 'string';
   const bytes = own ? utf8(plaintext, 'plaintext') : toBytes(plaintext, 'plaintext');
-  const done = (): void => {
-    if (own) wipe(bytes);
-  };
   let started: SealSession | Promise<SealSession>;
   try {
     started = core.beginSeal(options, { bytes: bytes.length, compactOk: true });
   } catch (error) {
-    done();
+    if (own) wipe(bytes);
     throw error;
   }
-  // A key in memory and a synchronous AEAD (the common case: a warm hierarchy, a database field): no closure.
-  if (!(started instanceof Promise) && (sync || !core.sealAead)) {
+  // A key in memory (the common case: a warm hierarchy, a database field): no closure.
+  if (!(started instanceof Promise)) return finishSeal(core, started, bytes, own, sync, !!(options as { [TRANSIENT_OUTPUT]?: boolean })[TRANSIENT_OUTPUT]);
+  return started.then(
+    (session) => finishSeal(core, session, bytes, own, sync, false),
+    (error: unknown) => {
+      if (own) wipe(bytes);
+      throw error;
+    },
+  );
+}
+
+/** Seals with a started session, then wipes the bytes when they are an encoded string (`own`). */
+function finishSeal(core: EnvelopeCore, session: SealSession, bytes: Uint8Array, own: boolean, sync: boolean, transient: boolean): Bytes | Promise<Bytes> {
+  if (sync || !core.sealAead) {
     try {
-      return sealWith(started, bytes, (options as { [TRANSIENT_OUTPUT]?: boolean })[TRANSIENT_OUTPUT] === true);
+      return sealWith(session, bytes, transient);
     } finally {
       if (own) wipe(bytes);
     }
   }
-  const finish = (session: SealSession): Bytes | Promise<Bytes> => {
-    if (sync || !core.sealAead) {
-      try {
-        return sealWith(session, bytes);
-      } finally {
-        done();
-      }
-    }
-    return sealAsyncWith(core, session, bytes).finally(done);
-  };
-  if (!(started instanceof Promise)) return finish(started);
-  return started.then(finish, (error: unknown) => {
-    done();
-    throw error;
-  });
+  const sealed = sealAsyncWith(core, session, bytes);
+  return own ? sealed.finally(() => wipe(bytes)) : sealed;
 }
 
 /** The payload opened with the session's key; the key schedule runs before this returns (a lent key is done with). */

@@ -691,13 +691,13 @@ function tracker(): { track: EnvelopeCore['track']; trackSync: TrackSync; drain:
     if (!refusing && closed) report.drained++;
     return !refusing;
   };
-  /** Runs `work`, counted while it runs: a synchronous result or error leaves at once. */
-  function begin<T>(work: () => T | Promise<T>): T | Promise<T> {
+  /** Runs `work` (with trackSync's arguments: no closure per call), counted while it runs: a synchronous result or error leaves at once. */
+  function begin<T>(work: (core?: EnvelopeCore, input?: unknown, options?: unknown) => T | Promise<T>, core?: EnvelopeCore, input?: unknown, options?: unknown): T | Promise<T> {
     if (closed) throw refusal();
     active++;
     let result: T | Promise<T>;
     try {
-      result = work();
+      result = work(core, input, options);
     } catch (error) {
       leave();
       throw error;
@@ -725,20 +725,9 @@ function tracker(): { track: EnvelopeCore['track']; trackSync: TrackSync; drain:
     );
   }
   function trackSync<I, O, T>(work: (core: EnvelopeCore, input: I, options: O) => T | Promise<T>, core: EnvelopeCore, input: I, options: O, what: string, discard: (value: T) => void): T {
-    // begin(), without a closure per call: sealSync and openSync run once per database field.
-    if (closed) throw refusal();
-    active++;
-    let result: T | Promise<T>;
-    try {
-      result = work(core, input, options);
-    } catch (error) {
-      leave();
-      throw error;
-    }
-    if (!(result instanceof Promise)) {
-      leave();
-      return result;
-    }
+    // The work and its arguments, not a closure per call: sealSync and openSync run once per database field.
+    const result = begin(work as (core?: EnvelopeCore, input?: unknown, options?: unknown) => T | Promise<T>, core, input, options);
+    if (!(result instanceof Promise)) return result;
     // The key was not in memory: the work loads it and finishes in the background; its result is not wanted.
     result.then(discard, () => {}).finally(leave);
     throw new KeyNotWarmError(what);
