@@ -11,6 +11,7 @@
  * --reads N (default 1000), --pg URL (default KMS_ENVELOPE_PG_URL, else a throwaway cluster).
  */
 import { loadavg } from 'node:os';
+import { PerformanceObserver } from 'node:perf_hooks';
 import pg from 'pg';
 import { createKeyHierarchy, MemoryKeyStore } from '../src/hierarchy.ts';
 import { type KeyProvider, LocalKms } from '../src/index.node.ts';
@@ -74,12 +75,19 @@ try {
 
   const pickIds = (): string[] => Array.from({ length: PICK }, () => ids[Math.floor(Math.random() * ROWS)]!);
   const query = (ids: string[]) => pool.query(`SELECT id, name, a, b, c, idx FROM ${TABLE} WHERE id = ANY($1)`, [ids]);
+  // Where the collections land: each GC's start is matched to the timed read (or query alone) it fell in.
+  const spans: { start: number; end: number; kind: 'read' | 'alone' }[] = [];
+  const collections: { start: number; duration: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) collections.push({ start: e.startTime, duration: e.duration });
+  });
   const read = async (): Promise<number> => {
     const ids = pickIds();
     const start = performance.now();
     const { rows: found } = await query(ids);
     const opened = await records.openMany(users, found, { failFast: true });
     const took = performance.now() - start;
+    spans.push({ start, end: start + took, kind: 'read' });
     if (opened.length !== found.length || !opened.every((r) => r.ok && typeof r.value.c === 'string')) throw new Error('a scattered read did not open');
     return took;
   };
@@ -87,7 +95,9 @@ try {
     const ids = pickIds();
     const start = performance.now();
     await query(ids);
-    return performance.now() - start;
+    const took = performance.now() - start;
+    spans.push({ start, end: start + took, kind: 'alone' });
+    return took;
   };
   // Warm-up (the JIT, the connections, the server's cache), then the reads taking turns with the query alone.
   for (let i = 0; i < 50; i++) {
@@ -95,6 +105,8 @@ try {
     await alone();
   }
   kmsCalls = 0;
+  spans.length = 0;
+  observer.observe({ entryTypes: ['gc'] });
   const withOpen: number[] = [];
   const queryOnly: number[] = [];
   for (let i = 0; i < READS; i++) {
@@ -111,6 +123,11 @@ try {
     `scatter ${PICK} rows x 3 fields: p50 ${ms(percentile(withOpen, 0.5))} ms, p95 ${ms(percentile(withOpen, 0.95))} ms ` +
       `(query alone p50 ${ms(percentile(queryOnly, 0.5))} ms, p95 ${ms(percentile(queryOnly, 0.95))} ms), kms calls ${kmsCalls}`,
   );
+  for (const e of observer.takeRecords()) collections.push({ start: e.startTime, duration: e.duration });
+  observer.disconnect();
+  const inKind = (kind: 'read' | 'alone') => collections.filter((c) => spans.some((sp) => sp.kind === kind && c.start >= sp.start && c.start < sp.end));
+  const gcLine = (list: { duration: number }[]) => `${list.length} (${ms(list.reduce((n, c) => n + c.duration, 0))} ms)`;
+  console.log(`# collections during the reads: ${gcLine(collections)}; starting within a timed read ${gcLine(inKind('read'))}, within a query alone ${gcLine(inKind('alone'))}`);
   await pool.query(`DROP TABLE ${TABLE}`);
 } finally {
   await pool.end();

@@ -228,6 +228,14 @@ export function slabBytes(length: number): Uint8Array {
   return view;
 }
 
+/**
+ * A seal option of the library's own (never a public one): the sealed bytes are read once and
+ * dropped by the caller (the record API's text form), so they may be a view of the slab above
+ * instead of memory of their own. Sealed bytes are not secret. A symbol: no caller's options can
+ * set it by accident, and JSON or a spread of user input never carries it.
+ */
+export const TRANSIENT_OUTPUT: unique symbol = Symbol('kms-envelope.transient-output');
+
 const PAD = 0x3d; // '='
 const asciiDecoder = /* @__PURE__ */ new TextDecoder(); // ASCII only here: the UTF-8 decoder's fast path
 

@@ -52,18 +52,32 @@ function deriveCompactKeys({ crypto, suite, key, context, keyState }: PayloadKey
 }
 
 /**
- * openCompact's message keys, one set per key length, reused: openCompact derives, uses and wipes
- * them without yielding, so calls never share them (a nested call, should there be one, gets its own).
+ * Message keys, one set per key length, reused by one user at a time: openCompact derives, uses and
+ * wipes them without yielding, so calls never share them (a nested call, should there be one, gets
+ * its own); a CompactSealer takes its set at construction and gives it back wiped when it seals or
+ * is destroyed (the sync path does both without yielding), and one made while the set is taken (a
+ * sealer held across an await) gets its own. A database row seals three fields: this saves five
+ * typed arrays and two objects per field.
  */
-const scratchKeys = new Map<number, CompactKeys>();
-let scratchInUse = false;
-function takeScratch(keyLength: number): CompactKeys | undefined {
-  if (scratchInUse) return undefined;
-  let scratch = scratchKeys.get(keyLength);
-  if (!scratch) scratchKeys.set(keyLength, (scratch = compactKeys(keyLength)));
-  scratchInUse = true;
-  return scratch;
+class KeyScratch {
+  readonly #keys = new Map<number, CompactKeys>();
+  #busy = false;
+
+  take(keyLength: number): CompactKeys | undefined {
+    if (this.#busy) return undefined;
+    let scratch = this.#keys.get(keyLength);
+    if (!scratch) this.#keys.set(keyLength, (scratch = compactKeys(keyLength)));
+    this.#busy = true;
+    return scratch;
+  }
+
+  /** Gives the set back (its user wiped it). */
+  give(): void {
+    this.#busy = false;
+  }
 }
+const openScratch = new KeyScratch();
+const sealScratch = new KeyScratch();
 
 /** The payload length of a compact message, or undefined when the plaintext is too long for one. */
 export function compactSealedLength(plaintextLength: number): number | undefined {
@@ -80,7 +94,7 @@ export function compactPlaintextLength(payloadLength: number): number | undefine
 export function openCompact(payloadKey: PayloadKey, payload: Uint8Array): Uint8Array {
   const { crypto: backend, suite } = payloadKey;
   if (compactPlaintextLength(payload.length) === undefined || payloadKey.key.length !== suite.keyLength) throw new DecryptionFailedError();
-  const scratch = takeScratch(suite.keyLength);
+  const scratch = openScratch.take(suite.keyLength);
   const derived = scratch ?? compactKeys(suite.keyLength);
   try {
     const { keys, commitment } = deriveCompactKeys(payloadKey, payload.subarray(0, COMPACT_SALT_LENGTH), derived);
@@ -90,7 +104,7 @@ export function openCompact(payloadKey: PayloadKey, payload: Uint8Array): Uint8A
     return plaintext;
   } finally {
     derived.keys.wipe();
-    if (scratch) scratchInUse = false;
+    if (scratch) openScratch.give();
   }
 }
 
@@ -123,12 +137,22 @@ export class CompactSealer {
   readonly #backend: CryptoBackend;
   readonly #salt: Uint8Array;
   #keys: CompactKeys | undefined;
+  /** Whether #keys are the shared sealing scratch (given back, wiped, by #release). */
+  #scratch = false;
 
   constructor(backend: CryptoBackend, suite: PayloadSuite, inputKey: Uint8Array, context: Uint8Array, salt: Uint8Array, keyState?: HmacKeyState) {
     if (salt.length !== COMPACT_SALT_LENGTH) throw new RangeError(`salt must be ${COMPACT_SALT_LENGTH} bytes`);
     this.#backend = backend;
     this.#salt = salt;
-    this.#keys = deriveCompactKeys({ crypto: backend, suite, key: inputKey, context, keyState }, salt);
+    const scratch = sealScratch.take(suite.keyLength);
+    this.#scratch = scratch !== undefined;
+    try {
+      this.#keys = deriveCompactKeys({ crypto: backend, suite, key: inputKey, context, keyState }, salt, scratch);
+    } catch (error) {
+      this.#keys = scratch;
+      this.destroy();
+      throw error;
+    }
     keepShape(this);
   }
 
@@ -150,14 +174,21 @@ export class CompactSealer {
   async sealAsync(aead: AsyncAead, plaintext: Uint8Array, out: Uint8Array, offset: number): Promise<void> {
     const derived = this.#keys;
     if (!derived) throw new Error('CompactSealer: already used');
-    this.#keys = undefined;
     if (plaintext.length > COMPACT_MAX_PLAINTEXT) {
-      derived.keys.wipe();
+      this.destroy();
       throw new RangeError(`a compact payload holds at most ${COMPACT_MAX_PLAINTEXT} bytes`);
     }
+    this.#keys = undefined;
     out.set(this.#salt, offset);
     out.set(derived.commitment, offset + COMPACT_SALT_LENGTH);
-    const key = await importAndWipe(aead, derived.keys);
+    let key: Awaited<ReturnType<typeof importAndWipe>>;
+    try {
+      key = await importAndWipe(aead, derived.keys);
+    } finally {
+      // The keys are wiped once imported (or failed): then the scratch is free for the next sealer.
+      derived.keys.wipe();
+      this.#release();
+    }
     try {
       out.set(await key.seal(0, plaintext), offset + COMPACT_PREFIX);
     } finally {
@@ -168,6 +199,15 @@ export class CompactSealer {
   destroy(): void {
     this.#keys?.keys.wipe();
     this.#keys = undefined;
+    this.#release();
+  }
+
+  /** Gives the sealing scratch back (its keys already wiped). */
+  #release(): void {
+    if (this.#scratch) {
+      this.#scratch = false;
+      sealScratch.give();
+    }
   }
 }
 

@@ -5,7 +5,7 @@
  * asynchronous AEAD (the WebCrypto backend) seal and open use it; the synchronous paths (`sync`)
  * use the backend's synchronous methods, which give the same bytes.
  */
-import { type ByteInput, toBytes, utf8, wipe } from '../core/bytes.ts';
+import { type ByteInput, slabBytes, toBytes, TRANSIENT_OUTPUT, utf8, wipe } from '../core/bytes.ts';
 import { openPayload, sealedLength } from '../core/chunked.ts';
 import { openPayloadAsync, sealAllAsync } from '../core/chunked-async.ts';
 import { compactSealedLength, openCompact, openCompactAsync } from '../core/compact.ts';
@@ -47,10 +47,11 @@ export function keyNames(header: ParsedHeader): { keyId: string; provider: strin
   return { keyId: first.keyId, provider: first.provider };
 }
 
-/** The sealed message's memory, with its header written. */
-function outFor(session: SealSession, plaintextLength: number): Bytes {
+/** The sealed message's memory, with its header written: a slab view when the caller reads it once (TRANSIENT_OUTPUT). */
+function outFor(session: SealSession, plaintextLength: number, transient = false): Bytes {
   const { header, compact } = session;
-  const out = new Uint8Array(header.length + (compact ? compactSealedLength(plaintextLength)! : sealedLength(plaintextLength)));
+  const length = header.length + (compact ? compactSealedLength(plaintextLength)! : sealedLength(plaintextLength));
+  const out = transient ? (slabBytes(length) as Bytes) : new Uint8Array(length);
   out.set(header);
   return out;
 }
@@ -60,10 +61,10 @@ function endSession(session: SealSession): void {
   session.compact?.destroy();
 }
 
-function sealWith(session: SealSession, bytes: Uint8Array): Bytes {
+function sealWith(session: SealSession, bytes: Uint8Array, transient = false): Bytes {
   try {
     const { header, sealer, compact } = session;
-    const out = outFor(session, bytes.length);
+    const out = outFor(session, bytes.length, transient);
     if (compact) compact.seal(bytes, out, header.length);
     else sealer!.sealAll(bytes, out, header.length);
     return out;
@@ -89,31 +90,35 @@ async function sealAsyncWith(core: EnvelopeCore, session: SealSession, bytes: Ui
 export function sealBuffer(core: EnvelopeCore, plaintext: ByteInput | string, options: SealOptions = {}, sync = false): Bytes | Promise<Bytes> {
   const own = typeof plaintext === 'string';
   const bytes = own ? utf8(plaintext, 'plaintext') : toBytes(plaintext, 'plaintext');
-  const done = (): void => {
-    if (own) wipe(bytes);
-  };
   let started: SealSession | Promise<SealSession>;
   try {
     started = core.beginSeal(options, { bytes: bytes.length, compactOk: true });
   } catch (error) {
-    done();
+    if (own) wipe(bytes);
     throw error;
   }
-  const finish = (session: SealSession): Bytes | Promise<Bytes> => {
-    if (sync || !core.sealAead) {
-      try {
-        return sealWith(session, bytes);
-      } finally {
-        done();
-      }
+  // A key in memory (the common case: a warm hierarchy, a database field): no closure.
+  if (!(started instanceof Promise)) return finishSeal(core, started, bytes, own, sync, !!(options as { [TRANSIENT_OUTPUT]?: boolean })[TRANSIENT_OUTPUT]);
+  return started.then(
+    (session) => finishSeal(core, session, bytes, own, sync, false),
+    (error: unknown) => {
+      if (own) wipe(bytes);
+      throw error;
+    },
+  );
+}
+
+/** Seals with a started session, then wipes the bytes when they are an encoded string (`own`). */
+function finishSeal(core: EnvelopeCore, session: SealSession, bytes: Uint8Array, own: boolean, sync: boolean, transient: boolean): Bytes | Promise<Bytes> {
+  if (sync || !core.sealAead) {
+    try {
+      return sealWith(session, bytes, transient);
+    } finally {
+      if (own) wipe(bytes);
     }
-    return sealAsyncWith(core, session, bytes).finally(done);
-  };
-  if (!(started instanceof Promise)) return finish(started);
-  return started.then(finish, (error: unknown) => {
-    done();
-    throw error;
-  });
+  }
+  const sealed = sealAsyncWith(core, session, bytes);
+  return own ? sealed.finally(() => wipe(bytes)) : sealed;
 }
 
 /** The payload opened with the session's key; the key schedule runs before this returns (a lent key is done with). */
@@ -149,6 +154,37 @@ export function openBuffer(core: EnvelopeCore, input: ByteInput, options: OpenOp
   } finally {
     // A lent key's hit event, once the key is done with (listeners are user code).
     if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
+  }
+}
+
+/** openSync's open of a whole message: its plaintext, with no closure or result object per call. */
+export function openSealedSync(core: EnvelopeCore, input: ByteInput, options: OpenOptions = {}): Bytes | Promise<Bytes> {
+  const sealed = toBytes(input, 'sealed');
+  const header = parseHeader(sealed);
+  return openBufferSync(core, header, sealed.subarray(header.length), options);
+}
+
+/**
+ * The synchronous open (openSync: a database field) when the key is in memory; a key that must
+ * load makes a promise that rejects with KeyNotWarmError (openSync throws it at once).
+ */
+function openBufferSync(core: EnvelopeCore, header: ParsedHeader, payload: Uint8Array, options: OpenOptions): Bytes | Promise<Bytes> {
+  const started = core.beginOpen(header, options, { payloadLength: payload.length, borrow: true, warmOnly: true });
+  if (started instanceof Promise) return started.then((session) => openedNow(session, payload));
+  try {
+    return openedNow(started, payload);
+  } finally {
+    // A lent key's hit event, once the key is done with (listeners are user code).
+    if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
+  }
+}
+
+/** The payload opened synchronously with the session's key, which is wiped unless lent. */
+function openedNow(session: OpenSession, payload: Uint8Array): Bytes {
+  try {
+    return openPayloadWith(session, payload, true) as Bytes;
+  } finally {
+    if (!session.borrowed) wipe(session.key);
   }
 }
 

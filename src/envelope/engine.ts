@@ -232,7 +232,7 @@ export interface EnvelopeCore {
    * otherwise lets it finish in the background (it loads the key), hands its result to `discard`,
    * and throws KeyNotWarmError naming `what`.
    */
-  trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T;
+  trackSync<I, O, T>(work: (core: EnvelopeCore, input: I, options: O) => T | Promise<T>, input: I, options: O, what: string, discard: (value: T) => void): T;
   /** Refuses new calls, drains (or refuses, per `drain`) those under way, then wipes every cached key. */
   close(options?: CloseOptions): Promise<CloseReport>;
 }
@@ -672,7 +672,10 @@ async function decryptFirst(
  * its result wiped, ERR_CLOSED in its place. close() still waits for it to settle, so no cached
  * key is wiped under a call that is using it.
  */
-function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['trackSync']; drain: (options?: CloseOptions) => Promise<CloseReport> } {
+/** trackSync of tracker(): the core passed in, so that a sync call's work is a module function, not a closure per call. */
+type TrackSync = <I, O, T>(work: (core: EnvelopeCore, input: I, options: O) => T | Promise<T>, core: EnvelopeCore, input: I, options: O, what: string, discard: (value: T) => void) => T;
+
+function tracker(): { track: EnvelopeCore['track']; trackSync: TrackSync; drain: (options?: CloseOptions) => Promise<CloseReport> } {
   let active = 0;
   let idle: Promise<void> | undefined;
   let drained: (() => void) | undefined;
@@ -688,13 +691,13 @@ function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['tra
     if (!refusing && closed) report.drained++;
     return !refusing;
   };
-  /** Runs `work`, counted while it runs: a synchronous result or error leaves at once. */
-  function begin<T>(work: () => T | Promise<T>): T | Promise<T> {
+  /** Runs `work` (with trackSync's arguments: no closure per call), counted while it runs: a synchronous result or error leaves at once. */
+  function begin<T>(work: (core?: EnvelopeCore, input?: unknown, options?: unknown) => T | Promise<T>, core?: EnvelopeCore, input?: unknown, options?: unknown): T | Promise<T> {
     if (closed) throw refusal();
     active++;
     let result: T | Promise<T>;
     try {
-      result = work();
+      result = work(core, input, options);
     } catch (error) {
       leave();
       throw error;
@@ -721,8 +724,9 @@ function tracker(): { track: EnvelopeCore['track']; trackSync: EnvelopeCore['tra
       },
     );
   }
-  function trackSync<T>(work: () => T | Promise<T>, what: string, discard: (value: T) => void): T {
-    const result = begin(work);
+  function trackSync<I, O, T>(work: (core: EnvelopeCore, input: I, options: O) => T | Promise<T>, core: EnvelopeCore, input: I, options: O, what: string, discard: (value: T) => void): T {
+    // The work and its arguments, not a closure per call: sealSync and openSync run once per database field.
+    const result = begin(work as (core?: EnvelopeCore, input?: unknown, options?: unknown) => T | Promise<T>, core, input, options);
     if (!(result instanceof Promise)) return result;
     // The key was not in memory: the work loads it and finishes in the background; its result is not wanted.
     result.then(discard, () => {}).finally(leave);
@@ -752,7 +756,7 @@ function wipeResult(value: unknown): void {
 export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
   const s = resolve(options);
   const { track, trackSync, drain } = tracker();
-  return {
+  const core: EnvelopeCore = {
     backend: s.backend,
     sealAead: s.crypto.aead,
     kms: s.kms,
@@ -760,7 +764,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
     beginSeal: sealStarter(s),
     beginOpen: openStarter(s),
     track,
-    trackSync,
+    trackSync: (work, input, options, what, discard) => trackSync(work, core, input, options, what, discard),
     async close(options) {
       const report = await drain(options);
       await s.encryptionCache?.close();
@@ -768,6 +772,7 @@ export function createEnvelopeCore(options: EnvelopeOptions): EnvelopeCore {
       return report;
     },
   };
+  return core;
 }
 
 /** Envelopes and their cores, so that kms-envelope/node can work on an Envelope it is handed. */

@@ -73,11 +73,13 @@ interface RowKey {
 }
 
 function keyOf(table: AnyTable, row: Row): RowKey {
-  const values = table.primaryKeys.map((column) => {
-    const value = row[column];
-    if (value === null || value === undefined) throw new TypeError(`table ${table.name}: primary key column ${column} is missing; it is bound into the sealed values`);
-    return value;
-  });
+  const columns = table.primaryKeys;
+  const values: unknown[] = [];
+  for (let i = 0; i < columns.length; i++) {
+    const value = row[columns[i]!];
+    if (value === null || value === undefined) throw new TypeError(`table ${table.name}: primary key column ${columns[i]} is missing; it is bound into the sealed values`);
+    values.push(value);
+  }
   return { values, json: values.length ? rowKeyJson(values, table.primaryKeys, table.name) : '' };
 }
 

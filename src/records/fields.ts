@@ -3,7 +3,7 @@
  * (field-value.ts), bound to its row (binding.ts), stored as text or bytes. Every plaintext is
  * wiped once sealed or decoded, whether that succeeds or throws.
  */
-import { wipe } from '../core/bytes.ts';
+import { TRANSIENT_OUTPUT, wipe } from '../core/bytes.ts';
 import { EnvelopeError } from '../core/errors.ts';
 import { type EncryptionContext, type Envelope, openSync as openMessageSync, sealSync as sealMessageSync } from '../index.ts';
 import { bindingOf, keyVersionOf, looksSealed, type RowContext } from './binding.ts';
@@ -141,7 +141,9 @@ export class FieldCipher {
   #sealPlan(r: RowContext, column: string, value: unknown) {
     const field = fieldOf(r.table, column);
     const plaintext = encodeFieldValue(field.type, value, `${r.table.name}.${column}`, field.scale);
-    return { field, plaintext, options: { context: bindingOf(r, column), detachedContext: true, partition: r.partition } };
+    // The text form reads the sealed bytes once: they may be a slab view (core/bytes.ts TRANSIENT_OUTPUT).
+    const transient = field.encoding !== 'bytes';
+    return { field, plaintext, options: { context: bindingOf(r, column), detachedContext: true, partition: r.partition, [TRANSIENT_OUTPUT]: transient } };
   }
 
   /** The stored form of a sealed value; its key version noted when the row keeps them. */

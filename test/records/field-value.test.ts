@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { FieldMalformedError, isEnvelopeError } from '../../src/core/errors.ts';
 import { MemoryKeyStore } from '../../src/hierarchy/key-store.ts';
 import { createKeyHierarchy } from '../../src/hierarchy/hierarchy.ts';
-import { decodeFieldValue, encodeFieldValue, fieldMalformed, fieldToText, type FieldType, isFieldValue, MAX_DATE_MS, rowKeyJson } from '../../src/records/field-value.ts';
+import { decodeFieldValue, encodeFieldValue, fieldFromText, fieldMalformed, fieldToText, type FieldType, isFieldValue, MAX_DATE_MS, rowKeyJson, testing as fieldValueTesting } from '../../src/records/field-value.ts';
 import { createRecords, defineTable, RecordFieldError } from '../../src/records/records.ts';
 import { hex, unhex } from '../helpers.ts';
 import { InstrumentedProvider } from '../instrumented.ts';
@@ -172,6 +172,59 @@ describe('FORMAT.md §12.1 typed values', () => {
     const context = ({ table: 'people', column: 'n', schema: '1', row: '["8"]' });
     const sealed = fieldToText(await records.envelope.seal(f64('7ff8000000000001'), { context, detachedContext: true, partition: 'acme' }));
     await expect(records.open(t, { id: '7', tenant: 'acme', n: sealed })).rejects.toMatchObject({ code: 'ERR_DECRYPTION_FAILED' });
+  });
+});
+
+describe('FORMAT.md §12 text form: Node\'s native base64url and the portable coder agree', () => {
+  const { portableText, portableBytes } = fieldValueTesting;
+  const same = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean => (a === undefined || b === undefined ? a === b : hex(a) === hex(b));
+
+  it('writes the same text as the portable encoder for any bytes, and reads it back (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        const text = fieldToText(bytes);
+        expect(text).toBe(portableText(bytes));
+        expect(hex(fieldFromText(text)!)).toBe(hex(bytes));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('decodes a string field natively exactly as the strict TextDecoder does: invalid UTF-8 refused, a leading BOM kept (property)', () => {
+    const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    const expected = (body: Uint8Array): string | undefined => {
+      try {
+        return strict.decode(body);
+      } catch {
+        return undefined;
+      }
+    };
+    const bytes = fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.string({ unit: 'binary' }).map((t) => new TextEncoder().encode(t)), fc.constant(Uint8Array.of(0xef, 0xbb, 0xbf, 0x41)), fc.constant(Uint8Array.of(0xed, 0xa0, 0x80)), fc.constant(Uint8Array.of(0xc0, 0xaf)));
+    fc.assert(
+      fc.property(bytes, (body) => {
+        expect(decodeFieldValue('string', Uint8Array.of(1, ...body))).toBe(expected(body));
+      }),
+      { numRuns: 1000 },
+    );
+    expect(decodeFieldValue('string', Uint8Array.of(1, 0xef, 0xbb, 0xbf, 0x41))).toBe('\ufeffA');
+  });
+
+  it('refuses exactly what the portable decoder refuses: other characters, padding, the standard alphabet, a length of 1 mod 4, bits left over (property)', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const near = fc.constantFrom(...alphabet.split(''), '=', '+', '/', ' ', '\n', '.', 'é', '\u0000');
+    fc.assert(
+      fc.property(fc.array(near, { maxLength: 40 }).map((chars) => `kme.${chars.join('')}`), (text) => {
+        expect(same(fieldFromText(text), portableBytes(text))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    // The edges, each refused by both: bits left over in the last character, padding, a lone character, the standard alphabet.
+    for (const text of ['kme.AB', 'kme.AAB', 'kme.AA==', 'kme.A', 'kme.AA+/', 'kme.AA/A', 'kme.AA A']) {
+      expect(fieldFromText(text)).toBeUndefined();
+      expect(portableBytes(text)).toBeUndefined();
+    }
+    expect(hex(fieldFromText('kme.AQ')!)).toBe('01');
+    expect(hex(fieldFromText('kme.AQI')!)).toBe('0102');
   });
 });
 
