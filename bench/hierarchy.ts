@@ -21,6 +21,12 @@ console.log(`|---|---|---|`);
 for (const name of [CASES.rawNode, CASES.sealOpen, CASES.sealOpenHierarchy, CASES.sealOpenFresh, ...(aws ? [aws.name] : [])]) {
   console.log(`| ${name} | ${us(name)} | ${ratioTo(r[name]!, r[CASES.rawNode]!).toFixed(2)}x |`);
 }
+// Two ratios of the hierarchy to its floor: the median of each round's ratio (the two batches run
+// back to back, so a slow stretch of the machine hits both) and the ratio of the medians. On a
+// loaded machine they part (session 10: 1.90x and 1.64x); the first is the one the goal reads.
+const hier = r[CASES.sealOpenHierarchy]!;
+const raw = r[CASES.rawNode]!;
+console.log(`\nkey hierarchy / raw node:crypto: ${ratioTo(hier, raw).toFixed(2)}x (median of per-round ratios), ${(hier.medianNs / raw.medianNs).toFixed(2)}x (ratio of medians), ${(hier.minNs / raw.minNs).toFixed(2)}x (ratio of fastest rounds); goal <= 1.5x`);
 if (aws) console.log(`\nAWS ESDK committing / key hierarchy: ${ratioTo(aws, r[CASES.sealOpenHierarchy]!).toFixed(1)}x faster (goal >= 30x)`);
 const records = createRecords({ hierarchy: createKeyHierarchy({ store: new MemoryKeyStore(), kms: LocalKms.generate() }) });
 const t = defineTable({ name: 't', partition: 'tenant-1', columns: { v: { type: 'bytes' } } });

@@ -466,8 +466,21 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
    */
   const detachedHeaders = new Map<string, { version: number; compact: boolean; header: Uint8Array }>();
   const DETACHED_HEADERS_MAX = 1024;
+  /**
+   * The last stored-context header: a storage layer seals row after row under one partition and
+   * context, and a CanonicalContext is immutable, so the same object means the same bytes. Never
+   * written to: sealBuffer and streams copy it into their output.
+   */
+  let lastStored: { context: CanonicalContext; partition: string; version: number; compact: boolean; header: Uint8Array } | undefined;
   function hierarchyHeader(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean): Uint8Array {
-    if (!detached) return encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+    if (!detached) {
+      const { partition, version } = key.ref;
+      const known = lastStored;
+      if (known && known.context === context && known.partition === partition && known.version === version && known.compact === compact) return known.header;
+      const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
+      lastStored = { context, partition, version, compact, header };
+      return header;
+    }
     const known = detachedHeaders.get(key.ref.partition);
     if (known && known.version === key.ref.version && known.compact === compact) return known.header;
     const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
