@@ -4,9 +4,10 @@
  *   migrate <R> rows under <W> writes/s: <N> rows/s per worker (<K> workers), plaintext left 0,
  *   lost updates 0, double-encrypted 0, strongest lock <LockMode>, kills <S>
  * Options: BENCH_MIGRATE_ROWS (1000000), BENCH_MIGRATE_WRITES (1000), BENCH_MIGRATE_WORKERS (one
- * per two cores, at least one: a worker and the PostgreSQL session it keeps busy take a core each,
- * so more workers than that share cores and split the same total between them; on this 2-core
- * machine the total was about 6,200 rows/s with 1 worker or 2), BENCH_MIGRATE_KILLS (20); KMS_ENVELOPE_PG_URL, else a throwaway cluster. To compare a worker's
+ * per two cores, at least one: a worker is bound by its own CPU, sealing, and it needs a core of its
+ * own beside PostgreSQL and the application's writes; more workers than that share the cores, so
+ * the total rises but each worker's rate falls: on this 2-core machine, idle, 6,107 rows/s with 1
+ * worker, 2 x 4,146 with 2), BENCH_MIGRATE_KILLS (20); KMS_ENVELOPE_PG_URL, else a throwaway cluster. To compare a worker's
  * restart with session 9's: BENCH_MIGRATE_BUNDLE=0 (children load dist/ module by module),
  * BENCH_MIGRATE_COUNT=1 (workers count the pending rows as they start), BENCH_MIGRATE_WARM=0 (no
  * key warming at start); BENCH_MIGRATE_ESTIMATE (6000): the rate per worker the kills are spread
