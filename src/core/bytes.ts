@@ -234,7 +234,8 @@ export function slabBytes(length: number): Uint8Array {
  * instead of memory of their own. Sealed bytes are not secret. A symbol: no caller's options can
  * set it by accident, and JSON or a spread of user input never carries it.
  */
-export const TRANSIENT_OUTPUT: unique symbol = Symbol('kms-envelope.transient-output');
+// No description: it is never printed, and its bytes would count against the browser bundle's budget.
+export const TRANSIENT_OUTPUT: unique symbol = Symbol();
 
 const PAD = 0x3d; // '='
 const asciiDecoder = /* @__PURE__ */ new TextDecoder(); // ASCII only here: the UTF-8 decoder's fast path

@@ -422,6 +422,15 @@ function encodeProviderFields(encode: () => Uint8Array): Uint8Array {
 
 const noReserve = (): void => {};
 
+/** A header kept for reuse by hierarchyHeader. */
+interface KeptHeader {
+  context: CanonicalContext | undefined;
+  partition: string;
+  version: number;
+  compact: boolean;
+  header: Uint8Array;
+}
+
 /** beginSeal: synchronous when the encryption cache (or the hierarchy) has the key, so the hot path has no promise. */
 function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
   /** Encryption-cache partitions by context: a key is never shared across suites, context modes, payload forms or contexts. */
@@ -461,31 +470,22 @@ function sealStarter(s: Settings): EnvelopeCore['beginSeal'] {
 
   /** Under the key hierarchy: the partition's active intermediate key, no KMS call once it is warm. */
   /**
-   * Detached headers by partition: a detached header names only the partition, the key version and
-   * the form, so every field of a partition shares it (never written to). Bounded: cleared when full.
+   * Headers kept for reuse (never written to: sealBuffer and streams copy them into their output).
+   * A detached header names only the partition, the key version and the form, so every field of a
+   * partition shares it: kept by partition, bounded (cleared when full). A stored-context header
+   * also holds the context: the last one is kept, since a storage layer seals row after row under
+   * one partition and context, and a CanonicalContext is immutable (the same object, the same bytes).
    */
-  const detachedHeaders = new Map<string, { version: number; compact: boolean; header: Uint8Array }>();
-  const DETACHED_HEADERS_MAX = 1024;
-  /**
-   * The last stored-context header: a storage layer seals row after row under one partition and
-   * context, and a CanonicalContext is immutable, so the same object means the same bytes. Never
-   * written to: sealBuffer and streams copy it into their output.
-   */
-  let lastStored: { context: CanonicalContext; partition: string; version: number; compact: boolean; header: Uint8Array } | undefined;
+  const detachedHeaders = new Map<string, KeptHeader>();
+  let lastStored: KeptHeader | undefined;
   function hierarchyHeader(key: SuiteKey, context: CanonicalContext, detached: boolean, compact: boolean): Uint8Array {
-    if (!detached) {
-      const { partition, version } = key.ref;
-      const known = lastStored;
-      if (known && known.context === context && known.partition === partition && known.version === version && known.compact === compact) return known.header;
-      const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
-      lastStored = { context, partition, version, compact, header };
-      return header;
-    }
-    const known = detachedHeaders.get(key.ref.partition);
-    if (known && known.version === key.ref.version && known.compact === compact) return known.header;
+    const { partition, version } = key.ref;
+    const known = detached ? detachedHeaders.get(partition) : lastStored;
+    if (known && known.version === version && known.compact === compact && known.partition === partition && (detached || known.context === context)) return known.header;
     const header = encodeAuthenticatedV2(s.suite, context, detached, compact, key.ref);
-    if (detachedHeaders.size >= DETACHED_HEADERS_MAX) detachedHeaders.clear();
-    detachedHeaders.set(key.ref.partition, { version: key.ref.version, compact, header });
+    const kept = { context: detached ? undefined : context, partition, version, compact, header };
+    if (!detached) lastStored = kept;
+    else (detachedHeaders.size < 1024 ? detachedHeaders : (detachedHeaders.clear(), detachedHeaders)).set(partition, kept);
     return header;
   }
 
