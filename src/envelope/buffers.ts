@@ -33,8 +33,6 @@ export interface OpenResult {
 export interface BufferOpen {
   /** The batch's keys (openMany). */
   readonly scope?: KeyScope | undefined;
-  /** openSync: the backend's synchronous AES-GCM, and only a key already in memory. */
-  readonly sync?: boolean | undefined;
   /** openWithInfo: the context and key names too (off the plain open's path). */
   readonly info?: boolean | undefined;
 }
@@ -121,33 +119,36 @@ function finishSeal(core: EnvelopeCore, session: SealSession, bytes: Uint8Array,
   return own ? sealed.finally(() => wipe(bytes)) : sealed;
 }
 
-/** The payload opened with the session's key; the key schedule runs before this returns (a lent key is done with). */
+/**
+ * The payload opened with the session's key, which is wiped before this returns unless lent: the
+ * key schedule runs before then (a lent key is done with too).
+ */
 function openPayloadWith(session: OpenSession, payload: Uint8Array, sync: boolean): Bytes | Promise<Bytes> {
-  const key = payloadKeyOf(session);
-  const aead = sync ? undefined : session.crypto.aead;
-  const compact = session.header.compact;
-  // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
-  if (aead) return (compact ? openCompactAsync(key, aead, payload) : openPayloadAsync(key, aead, payload)) as Promise<Bytes>;
-  return (compact ? openCompact(key, payload) : openPayload(key, payload)) as Bytes;
+  try {
+    const key = payloadKeyOf(session);
+    const aead = sync ? undefined : session.crypto.aead;
+    const compact = session.header.compact;
+    // Every payload opener returns fresh memory over a plain ArrayBuffer (never a shared one).
+    if (aead) return (compact ? openCompactAsync(key, aead, payload) : openPayloadAsync(key, aead, payload)) as Promise<Bytes>;
+    return (compact ? openCompact(key, payload) : openPayload(key, payload)) as Bytes;
+  } finally {
+    if (!session.borrowed) wipe(session.key);
+  }
 }
 
-/** Opens a whole message. */
-export function openBuffer(core: EnvelopeCore, input: ByteInput, options: OpenOptions = {}, { scope, sync = false, info = false }: BufferOpen = {}): OpenResult | Promise<OpenResult> {
+/** Opens a whole message (openSync: openSealedSync). */
+export function openBuffer(core: EnvelopeCore, input: ByteInput, options: OpenOptions = {}, { scope, info = false }: BufferOpen = {}): OpenResult | Promise<OpenResult> {
   const sealed = toBytes(input, 'sealed');
   const header = parseHeader(sealed);
   const payload = sealed.subarray(header.length);
   const result = (plaintext: Bytes, session: OpenSession): OpenResult =>
     info ? { plaintext, context: session.context.pairs, ...keyNames(header) } : ({ plaintext } as OpenResult);
   const openWith = (session: OpenSession): OpenResult | Promise<OpenResult> => {
-    try {
-      const opened = openPayloadWith(session, payload, sync);
-      return opened instanceof Promise ? opened.then((plaintext) => result(plaintext, session)) : result(opened, session);
-    } finally {
-      if (!session.borrowed) wipe(session.key);
-    }
+    const opened = openPayloadWith(session, payload, false);
+    return opened instanceof Promise ? opened.then((plaintext) => result(plaintext, session)) : result(opened, session);
   };
   // Borrowing is safe: a cache hit comes back synchronously and is opened at once, below.
-  const started = core.beginOpen(header, options, { payloadLength: payload.length, scope, borrow: true, warmOnly: sync });
+  const started = core.beginOpen(header, options, { payloadLength: payload.length, scope, borrow: true });
   if (started instanceof Promise) return started.then(openWith);
   try {
     return openWith(started);
@@ -170,21 +171,12 @@ export function openSealedSync(core: EnvelopeCore, input: ByteInput, options: Op
  */
 function openBufferSync(core: EnvelopeCore, header: ParsedHeader, payload: Uint8Array, options: OpenOptions): Bytes | Promise<Bytes> {
   const started = core.beginOpen(header, options, { payloadLength: payload.length, borrow: true, warmOnly: true });
-  if (started instanceof Promise) return started.then((session) => openedNow(session, payload));
+  if (started instanceof Promise) return started.then((session) => openPayloadWith(session, payload, true));
   try {
-    return openedNow(started, payload);
+    return openPayloadWith(started, payload, true);
   } finally {
     // A lent key's hit event, once the key is done with (listeners are user code).
     if (started.hitPending) core.emit({ type: 'cache-hit', cache: 'decrypt' });
-  }
-}
-
-/** The payload opened synchronously with the session's key, which is wiped unless lent. */
-function openedNow(session: OpenSession, payload: Uint8Array): Bytes {
-  try {
-    return openPayloadWith(session, payload, true) as Bytes;
-  } finally {
-    if (!session.borrowed) wipe(session.key);
   }
 }
 
